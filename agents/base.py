@@ -1,0 +1,96 @@
+"""What an agent is: a named object whose ``run(ctx)`` does one task in a workspace.
+
+Agents are registered through the ``register_agents`` hook. The engine calls
+``run`` inside a Dask task, retries it on failure, and commits the artifacts it
+returns to the workspace's git repository (one commit per task). ``run`` must be
+safe to call again for the same task: write files whole, never append.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectsw.core.models import Artifact, Request, TaskSpec
+
+log = logging.getLogger("connectsw.agents")
+
+PREVIEW_CHARS = 400
+
+
+class AgentOutput(BaseModel):
+    """What ``Agent.run`` returns: a summary, JSON outputs for dependents, artifacts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str = ""
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+
+class AgentInput(BaseModel):
+    """Base for an agent's ``input_model``: the task's ``with`` block, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class TaskContext:
+    """Everything an agent may use to do its task."""
+
+    execution_id: str
+    task: TaskSpec
+    workspace: Path
+    request: Request
+    plan_name: str = ""
+    attempt: int = 1
+    round: int = 0
+    feedback: list[str] = field(default_factory=list)
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeout: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The task's ``with`` block."""
+        return self.task.with_
+
+    def path(self, relpath: str) -> Path:
+        """Absolute path of ``relpath`` inside the workspace (refuses to escape it)."""
+        target = (self.workspace / relpath).resolve()
+        root = self.workspace.resolve()
+        if target != root and root not in target.parents:
+            raise ValueError(f"path {relpath!r} is outside the workspace")
+        return target
+
+    def write(
+        self, relpath: str, text: str, *, type: str = "file", description: str = ""
+    ) -> Artifact:
+        """Write a whole text file in the workspace and return it as an artifact."""
+        target = self.path(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        return Artifact(
+            type=type, path=relpath, description=description, preview=text[:PREVIEW_CHARS]
+        )
+
+    def read(self, relpath: str, default: str = "") -> str:
+        """Text of a workspace file, or ``default`` if it does not exist."""
+        target = self.path(relpath)
+        return target.read_text(encoding="utf-8") if target.is_file() else default
+
+
+class Agent:
+    """Base class for agents; subclasses set ``name`` and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    input_model: ClassVar[type[BaseModel] | None] = None
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        """Do the task; raise :class:`connectsw.core.errors.TaskError` to fail it."""
+        raise NotImplementedError

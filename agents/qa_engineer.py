@@ -1,0 +1,139 @@
+"""The QA-engineer agent: runs the workspace's tests and writes docs/QA-report.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from connectsw.agents.base import Agent, AgentOutput, TaskContext
+from connectsw.agents.text import feedback_section
+from connectsw.core.errors import TaskError, TaskTimeout
+
+REPORT_PATH = "docs/QA-report.md"
+DEFAULT_TIMEOUT = 600.0
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one test command."""
+
+    command: str
+    returncode: int
+    output: str
+    passed: int
+    failed: int
+
+
+def build_command() -> list[str]:
+    """Arguments after the interpreter: pytest if importable here, else unittest discovery."""
+    if importlib.util.find_spec("pytest") is not None:
+        # No cache provider: running the tests must not leave .pytest_cache in the workspace.
+        return ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    return ["-m", "unittest", "discover", "-s", "tests", "-t", ".", "-v"]
+
+
+def count_results(output: str, pytest: bool) -> tuple[int, int]:
+    """(passed, failed) parsed from pytest's or unittest's summary; errors count as failed."""
+    if pytest:
+        summaries = [
+            s for s in output.splitlines() if re.search(r"\d+ (passed|failed|errors?)\b", s)
+        ]
+        last = summaries[-1] if summaries else ""
+
+        def count(word: str) -> int:
+            return sum(int(n) for n in re.findall(rf"(\d+) {word}\b", last))
+
+        return count("passed"), count("failed") + count("errors?")
+    ran = re.search(r"^Ran (\d+) tests?", output, re.MULTILINE)
+    total = int(ran.group(1)) if ran else 0
+    failed = sum(int(n) for n in re.findall(r"(?:failures|errors)=(\d+)", output))
+    skipped = sum(int(n) for n in re.findall(r"skipped=(\d+)", output))
+    return max(total - failed - skipped, 0), failed
+
+
+def scrub(output: str) -> str:
+    """Output with durations removed, so the report is the same for the same results."""
+    # pytest: "3 passed in 0.12s (0:00:00)"; unittest: "Ran 3 tests in 0.004s".
+    return re.sub(r"\bin \d+(?:\.\d+)?s\b(?: \([0-9:.]+\))?", "in <time>", output)
+
+
+def run_tests(ctx: TaskContext) -> RunResult:
+    """Run the tests in a subprocess in the workspace; TaskTimeout if they run too long."""
+    args = build_command()
+    display = " ".join(["python", *args])
+    timeout = ctx.timeout if ctx.timeout is not None else DEFAULT_TIMEOUT
+    # No bytecode: the engine commits only artifacts, so keep the worktree free of __pycache__.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, *args],
+            cwd=ctx.workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TaskTimeout(f"tests did not finish within {timeout:g}s: {display}") from None
+    except OSError as exc:
+        raise TaskError(f"could not run {display}: {exc}") from None
+    output = scrub(proc.stdout + proc.stderr)
+    passed, failed = count_results(output, pytest="pytest" in args)
+    return RunResult(display, proc.returncode, output, passed, failed)
+
+
+def render_report(run: RunResult, feedback: list[str]) -> str:
+    """docs/QA-report.md; no dates, so the same results give the same bytes."""
+    ok = run.returncode == 0 and run.passed > 0
+    tail = "\n".join(run.output.rstrip().splitlines()[-TAIL_LINES:])
+    return "\n".join(
+        [
+            "# QA report\n",
+            f"Result: **{'PASSED' if ok else 'FAILED'}**\n",
+            "| Command | Exit code | Passed | Failed |",
+            "| --- | --- | --- | --- |",
+            f"| `{run.command}` | {run.returncode} | {run.passed} | {run.failed} |\n",
+            f"## Output (last {TAIL_LINES} lines)\n",
+            f"```text\n{tail}\n```\n",
+            feedback_section(feedback),
+        ]
+    )
+
+
+class QAEngineerAgent(Agent):
+    """Runs the tests; fails the task if any fail, so the stage's gate sees real results."""
+
+    name = "qa-engineer"
+    description = "Runs the workspace's tests and writes docs/QA-report.md; fails if tests fail."
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        """Run the tests, write the report, and raise TaskError unless they all passed."""
+        if not ctx.path("tests").is_dir():
+            raise TaskError("no tests/ directory in the workspace")
+        run = run_tests(ctx)
+        # The report is written even on failure so a person can read why.
+        artifact = ctx.write(
+            REPORT_PATH, render_report(run, ctx.feedback), type="document", description="QA report"
+        )
+        if run.returncode != 0:
+            raise TaskError(
+                f"tests failed: {run.failed} failed, {run.passed} passed "
+                f"(exit code {run.returncode}, see {REPORT_PATH})"
+            )
+        if run.passed == 0:
+            raise TaskError(f"no tests ran: {run.command}")
+        return AgentOutput(
+            summary=f"{run.passed} tests passed",
+            outputs={
+                "tests_passed": run.passed,
+                "tests_failed": run.failed,
+                "command": run.command,
+            },
+            artifacts=[artifact],
+        )

@@ -1,0 +1,200 @@
+"""Text helpers shared by the built-in agents: titles, slugs, features, feedback sections.
+
+Everything here is a pure function of its input so that agents stay deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from connectsw.agents.base import TaskContext
+from connectsw.core.errors import TaskError
+
+PRD_PATH = "docs/PRD.md"
+
+# The HTTP API every generated product exposes: (method, path, purpose).
+ENDPOINTS: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/health", 'Liveness check: {"status": "ok"}'),
+    ("GET", "/api/info", "Product name and feature list"),
+    ("GET", "/api/items", "List the items stored in memory"),
+    ("POST", "/api/items", 'Add an item from a JSON body {"name": ..., "note": ...}'),
+)
+
+_ACRONYMS = {
+    "ai",
+    "api",
+    "ui",
+    "ux",
+    "ml",
+    "llm",
+    "sql",
+    "http",
+    "json",
+    "crm",
+    "pdf",
+    "csv",
+    "sms",
+}
+_SMALL = {"a", "an", "the", "and", "or", "for", "of", "to", "in", "on", "with", "by", "at"}
+_LEADING = {"build", "create", "make", "write", "develop", "design", "implement", "new", "please"}
+_STOP = _SMALL | _LEADING | {"that", "which", "is", "are", "be", "it", "its", "my", "our", "app"}
+
+# (word stems, feature, target user): matched against the request's words by prefix.
+_KEYWORDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("ai", "smart", "intelligen", "llm", "ml"), "Get AI-assisted suggestions", ""),
+    (("review",), "Review submissions and record findings", "reviewer"),
+    (("code", "repo", "pull"), "Submit code snippets and repository links", "software developer"),
+    (("chat", "messag", "convers"), "Hold threaded conversations", "team member"),
+    (("task", "todo", "project"), "Track tasks and their status", "project lead"),
+    (("note", "doc", "wiki"), "Capture and organise notes", "knowledge worker"),
+    (("search", "find", "discover"), "Search across stored items", ""),
+    (("analyt", "dashboard", "report", "metric"), "See a summary dashboard of activity", "manager"),
+    (("recommend", "suggest"), "Get personalised recommendations", ""),
+    (("schedul", "calendar", "book"), "Schedule and book time slots", "organiser"),
+    (("shop", "store", "commerce", "order"), "Browse and order products", "shopper"),
+    (("learn", "course", "tutor", "quiz"), "Follow guided lessons and quizzes", "learner"),
+    (("health", "fitness", "workout"), "Log activities and progress", "active person"),
+    (("financ", "budget", "expense", "invoice"), "Record expenses and budgets", "business owner"),
+)
+
+BASE_FEATURE = "Create and list items"
+MAX_FEATURES = 6
+
+
+@dataclass(frozen=True)
+class Product:
+    """What the agents build: a title, its slug and its features."""
+
+    title: str
+    slug: str
+    features: tuple[str, ...]
+    request: str = ""
+
+
+def words(text: str) -> list[str]:
+    """The lowercase words of ``text`` (letters, digits and inner hyphens)."""
+    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+
+
+def slugify(text: str, default: str = "product") -> str:
+    """``"AI-powered code reviewer"`` -> ``"ai-powered-code-reviewer"`` (at most 60 chars)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:60].rstrip("-") or default
+
+
+def _title_word(word: str, first: bool) -> str:
+    parts = []
+    for part in word.split("-"):
+        low = part.lower()
+        if low in _ACRONYMS or (len(part) > 1 and part.isupper()):
+            parts.append(part.upper())
+        elif low in _SMALL and not first:
+            parts.append(low)
+        else:
+            parts.append(part[:1].upper() + part[1:])
+        first = False
+    return "-".join(parts)
+
+
+def title_case(text: str) -> str:
+    """``"AI-powered code reviewer"`` -> ``"AI-Powered Code Reviewer"``."""
+    return " ".join(_title_word(w, i == 0) for i, w in enumerate(text.split()))
+
+
+def product_title(request: str) -> str:
+    """A short product title from free request text (leading verbs and clauses dropped)."""
+    # Keep the noun phrase: "Build an AI code reviewer that comments on PRs" -> "AI Code Reviewer".
+    head = re.split(r"[.,;:!?\n]| that | which | who | so ", f" {request} ", maxsplit=1)[0]
+    tokens = head.split()
+    while tokens and tokens[0].lower() in _LEADING | {"a", "an", "the"}:
+        tokens.pop(0)
+    return title_case(" ".join(tokens[:8]))
+
+
+def _matches(stems: tuple[str, ...], request_words: list[str]) -> bool:
+    parts = [p for w in request_words for p in w.split("-")]
+    return any(p.startswith(s) for p in parts for s in stems)
+
+
+def extract_features(text: str) -> list[str]:
+    """Features implied by the request's words, always starting with the base feature."""
+    request_words = words(text)
+    features = [BASE_FEATURE]
+    for stems, feature, _user in _KEYWORDS:
+        if _matches(stems, request_words) and feature not in features:
+            features.append(feature)
+    if len(features) == 1:
+        subject = [w for w in request_words if w not in _STOP][:3]
+        features.append(f"Run the core {' '.join(subject) or 'product'} workflow")
+    return features[:MAX_FEATURES]
+
+
+def target_users(text: str) -> list[str]:
+    """Who the product is for (singular nouns), judged from the request's words."""
+    request_words = words(text)
+    users = [u for stems, _f, u in _KEYWORDS if u and _matches(stems, request_words)]
+    unique = list(dict.fromkeys(users))
+    return unique or ["user"]
+
+
+def describe(text: str, title: str | None = None) -> Product:
+    """The product a request text describes (``title`` overrides the derived one)."""
+    name = (title or "").strip() or product_title(text) or "Product"
+    return Product(name, slugify(name), tuple(extract_features(text)), text.strip())
+
+
+def parse_prd(prd: str) -> tuple[str, list[str]]:
+    """The title (first ``# `` heading) and ``## Features`` bullets of a PRD."""
+    title = ""
+    features: list[str] = []
+    section = ""
+    for line in prd.splitlines():
+        if line.startswith("# ") and not title:
+            title = line[2:].strip()
+        elif line.startswith("## "):
+            section = line[3:].strip().lower()
+        elif section == "features" and line.startswith("- "):
+            features.append(line[2:].strip())
+    return title, features
+
+
+def product_for(ctx: TaskContext) -> Product:
+    """The product of this workspace: from docs/PRD.md if present, else the request text."""
+    prd = ctx.read(PRD_PATH)
+    title, features = parse_prd(prd) if prd else ("", [])
+    text = ctx.request.text
+    if title:
+        return Product(title, slugify(title), tuple(features or extract_features(text)), text)
+    if not text:
+        raise TaskError(
+            f"no product described: the request text is empty and {PRD_PATH} is missing"
+        )
+    return describe(text)
+
+
+def bullets(items: list[str] | tuple[str, ...], empty: str = "None.") -> str:
+    """A markdown bullet list, or ``empty`` when there are no items."""
+    return "\n".join(f"- {one_line(i)}" for i in items) if items else empty
+
+
+def one_line(text: str) -> str:
+    """``text`` with all whitespace runs (newlines included) collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
+def feedback_section(feedback: list[str]) -> str:
+    """The ``## Feedback incorporated`` markdown section listing every feedback item."""
+    body = bullets(feedback, "No feedback received yet.")
+    return f"## Feedback incorporated\n\n{body}\n"
+
+
+def endpoint_table() -> str:
+    """The API endpoints as a markdown table."""
+    rows = [f"| {m} | `{p}` | {d} |" for m, p, d in ENDPOINTS]
+    return "\n".join(["| Method | Path | Purpose |", "| --- | --- | --- |", *rows])
+
+
+def endpoint_names() -> list[str]:
+    """The API endpoints as ``"METHOD /path"`` strings."""
+    return [f"{m} {p}" for m, p, _d in ENDPOINTS]

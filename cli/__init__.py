@@ -1,0 +1,1 @@
+"""The ``connectsw`` command, split by command group."""

@@ -1,0 +1,90 @@
+"""What every command shares: settings, the engine, the request context, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from connectsw.conf.settings import Settings, get_settings
+from connectsw.core.cluster import quiet_dask_logs
+from connectsw.core.engine import Engine
+from connectsw.core.models import RequestContext
+
+console = Console()
+err_console = Console(stderr=True)
+
+FILE_TREE_LIMIT = 200
+
+
+class State:
+    """Lazily built per invocation; closed when the command ends."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return get_settings()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            quiet_dask_logs()
+            self._engine = Engine(self.settings)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def json_option(f: Any) -> Any:
+    """``--json``: machine-readable output on stdout, nothing else there."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def interactive() -> bool:
+    """True when a person can answer prompts."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def local_context(cwd: Path | None = None) -> RequestContext:
+    """The request context: working directory, git info and (top of) the file tree."""
+    cwd = cwd or Path.cwd()
+    git_info: dict[str, Any] = {}
+    branch = _git(cwd, "rev-parse", "--abbrev-ref", "HEAD")
+    if branch:
+        git_info = {"branch": branch, "commit": _git(cwd, "rev-parse", "HEAD")}
+    try:
+        tree = sorted(
+            p.name + ("/" if p.is_dir() else "") for p in cwd.iterdir() if p.name != ".git"
+        )[:FILE_TREE_LIMIT]
+    except OSError:
+        tree = []
+    return RequestContext(working_directory=str(cwd), git_info=git_info, file_tree=tree)

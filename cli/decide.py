@@ -1,0 +1,92 @@
+"""Checkpoint decisions and resuming: ``approve``, ``request-changes``, ``cancel``, ``resume``."""
+
+from __future__ import annotations
+
+import click
+
+from connectsw.cli.context import State, console, json_option, pass_state, print_json
+from connectsw.cli.drive import drive
+from connectsw.core.models import Decision
+
+EXECUTION_ID = click.argument("execution_id")
+NO_RUN = click.option("--no-run", is_flag=True, help="Record the decision; run nothing now.")
+YES = click.option("--yes", "-y", is_flag=True, help="Approve every later checkpoint too.")
+
+
+def _decide(
+    state: State,
+    execution_id: str,
+    decision: Decision,
+    feedback: str | None,
+    *,
+    run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    execution = state.engine.decide(execution_id, decision, feedback)
+    if not run or execution.status.finished:
+        view = state.engine.view(execution_id)
+        if as_json:
+            print_json(view.to_api())
+        else:
+            console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
+        return
+    raise SystemExit(drive(state, execution_id, yes=yes, as_json=as_json))
+
+
+@click.command("approve")
+@EXECUTION_ID
+@click.option("--feedback", "-f", help="Optional note, passed to the next stage's agents.")
+@NO_RUN
+@YES
+@json_option
+@pass_state
+def approve(
+    state: State, execution_id: str, feedback: str | None, no_run: bool, yes: bool, as_json: bool
+) -> None:
+    """Approve the checkpoint and run the next stage."""
+    _decide(
+        state, execution_id, Decision.APPROVE, feedback, run=not no_run, yes=yes, as_json=as_json
+    )
+
+
+@click.command("request-changes")
+@EXECUTION_ID
+@click.option("--feedback", "-f", required=True, help="What should change.")
+@NO_RUN
+@YES
+@json_option
+@pass_state
+def request_changes(
+    state: State, execution_id: str, feedback: str, no_run: bool, yes: bool, as_json: bool
+) -> None:
+    """Re-run the stage with feedback given to its agents."""
+    _decide(
+        state,
+        execution_id,
+        Decision.REQUEST_CHANGES,
+        feedback,
+        run=not no_run,
+        yes=yes,
+        as_json=as_json,
+    )
+
+
+@click.command("cancel")
+@EXECUTION_ID
+@click.option("--reason", help="Why (recorded with the decision).")
+@json_option
+@pass_state
+def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -> None:
+    """Cancel the execution (a running stage stops at its next heartbeat)."""
+    _decide(state, execution_id, Decision.CANCEL, reason, run=False, yes=False, as_json=as_json)
+
+
+@click.command("resume")
+@EXECUTION_ID
+@YES
+@json_option
+@pass_state
+def resume(state: State, execution_id: str, yes: bool, as_json: bool) -> None:
+    """Continue an interrupted or failed execution: only unfinished tasks run."""
+    raise SystemExit(drive(state, execution_id, yes=yes, as_json=as_json))

@@ -1,0 +1,62 @@
+"""Run an execution from the CLI: progress while it runs, prompts at checkpoints."""
+
+from __future__ import annotations
+
+import click
+
+from connectsw.cli.context import State, console, interactive, print_json
+from connectsw.cli.progress import Follower
+from connectsw.cli.render import exit_code, show_view
+from connectsw.core.models import Decision, ExecutionStatus
+
+CHOICES = {"a": Decision.APPROVE, "r": Decision.REQUEST_CHANGES, "c": Decision.CANCEL, "l": None}
+
+
+def ask(state: State, execution_id: str) -> tuple[Decision | None, str | None]:
+    """Ask a person for a decision at the current checkpoint (None: decide later)."""
+    show_view(console, state.engine.view(execution_id))
+    answer = click.prompt(
+        "Decision: [a]pprove, [r]equest changes, [c]ancel, [l]ater",
+        type=click.Choice(list(CHOICES)),
+        show_choices=False,
+    )
+    decision = CHOICES[answer]
+    feedback = None
+    if decision is Decision.REQUEST_CHANGES:
+        feedback = click.prompt("What should change?")
+    elif decision is Decision.APPROVE:
+        feedback = click.prompt("Feedback (optional)", default="", show_default=False) or None
+    return decision, feedback
+
+
+def drive(state: State, execution_id: str, *, yes: bool = False, as_json: bool = False) -> int:
+    """Run until the execution stops; with ``yes`` approve every checkpoint. Returns exit code."""
+    engine = state.engine
+    ask_person = not yes and not as_json and interactive()
+    while True:
+        execution = engine.get(execution_id)
+        if as_json:
+            execution = engine.run(execution_id)
+        else:
+            after = engine.store.last_event_seq(execution_id)
+            with Follower(engine.store, execution, console, after=after):
+                execution = engine.run(execution_id)
+        if execution.status is not ExecutionStatus.AWAITING_CHECKPOINT:
+            break
+        if yes:
+            engine.decide(execution_id, Decision.APPROVE, by="auto (--yes)")
+            continue
+        if not ask_person:
+            break
+        decision, feedback = ask(state, execution_id)
+        if decision is None:
+            break
+        engine.decide(execution_id, decision, feedback)
+        if decision is Decision.CANCEL:
+            break
+    view = engine.view(execution_id)
+    if as_json:
+        print_json(view.to_api())
+    else:
+        show_view(console, view)
+    return exit_code(view.status)

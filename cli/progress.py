@@ -1,0 +1,102 @@
+"""Live progress from an execution's events (the same view for ``run`` and ``watch``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from connectsw.core.models import Event, Execution
+from connectsw.core.stores import Store
+
+POLL_SECONDS = 0.2
+FINAL_TASK_EVENTS = {"task.succeeded", "task.failed", "task.skipped"}
+STYLES = {
+    "task.started": "cyan",
+    "task.succeeded": "green",
+    "task.failed": "red",
+    "task.retrying": "yellow",
+    "task.skipped": "yellow",
+    "gate.failed": "red",
+    "gate.passed": "green",
+    "checkpoint.reached": "magenta",
+    "execution.failed": "red",
+    "execution.completed": "green",
+    "execution.cancelled": "yellow",
+}
+QUIET = {"execution.advanced", "execution.running", "execution.approved"}
+
+
+def describe(event: Event) -> str:
+    """One line for an event."""
+    who = f"[bold]{event.task_id}[/bold] " if event.task_id else ""
+    attempt = event.data.get("attempt")
+    extra = f" (attempt {attempt})" if attempt and attempt > 1 else ""
+    style = STYLES.get(event.kind, "dim")
+    msg = event.message.replace("[", "\\[")
+    return f"[{style}]{event.kind:<22}[/{style}] {who}{msg}{extra}"
+
+
+class Follower:
+    """Polls the store for an execution's events and renders them with a progress bar."""
+
+    def __init__(self, store: Store, execution: Execution, console: Console, after: int = 0):
+        self.store = store
+        self.execution_id = execution.id
+        self.console = console
+        self.after = after
+        self.total = len(execution.plan.tasks)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.bar = self.progress.add_task(execution.plan.name, total=self.total)
+        self.done: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> list[Event]:
+        """Render the events that arrived since the last poll."""
+        events = self.store.events(self.execution_id, after=self.after)
+        for event in events:
+            self.after = event.seq
+            if event.kind in FINAL_TASK_EVENTS and event.task_id:
+                self.done.add(event.task_id)
+                self.progress.update(self.bar, completed=len(self.done))
+            if event.kind not in QUIET:
+                self.progress.console.print(describe(event))
+        return events
+
+    def follow_until(self, done: Callable[[], bool]) -> None:
+        """Render events in the foreground until ``done()`` is true."""
+        with self.progress:
+            while True:
+                self.poll()
+                if done():
+                    self.poll()
+                    return
+                time.sleep(POLL_SECONDS)
+
+    def __enter__(self) -> Follower:
+        self.progress.start()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self.poll()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.poll()
+        self.progress.stop()

@@ -1,0 +1,83 @@
+"""How executions look in a terminal, and the exit code each outcome gives."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from connectsw.core.models import ExecutionStatus, ExecutionView
+
+STATUS_STYLE = {
+    "completed": "green",
+    "awaiting_checkpoint": "magenta",
+    "executing": "cyan",
+    "interrupted": "yellow",
+    "gate_failed": "red",
+    "failed": "red",
+    "cancelled": "yellow",
+    "pending": "dim",
+}
+
+
+def exit_code(status: ExecutionStatus) -> int:
+    """0 unless the execution failed or a gate stopped it."""
+    return 1 if status in (ExecutionStatus.FAILED, ExecutionStatus.GATE_FAILED) else 0
+
+
+def status_text(status: ExecutionStatus) -> str:
+    """A status word in its colour."""
+    style = STATUS_STYLE.get(status.value, "white")
+    return f"[{style}]{status.value}[/{style}]"
+
+
+def show_view(console: Console, view: ExecutionView) -> None:
+    """Print an execution: status, tasks, and what to do next."""
+    eid = view.execution_id
+    console.print(
+        f"Execution [bold]{eid}[/bold]: {status_text(view.status)}"
+        f"  (stage {view.stage + 1}, round {view.round})"
+    )
+    console.print(f"Workspace: {view.workspace}")
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("task")
+    table.add_column("state")
+    for tid, state in view.tasks.items():
+        table.add_row(tid, state.value)
+    console.print(table)
+    if view.error:
+        console.print(f"[red]{escape(view.error)}[/red]")
+    if view.gate is not None and not view.gate.passed:
+        for rule in view.gate.rules:
+            if not rule.passed:
+                console.print(
+                    Panel(
+                        escape(rule.details or ""),
+                        title=f"gate rule {rule.rule} failed",
+                        border_style="red",
+                    )
+                )
+        if view.gate.remediation:
+            console.print(f"Remediation: {view.gate.remediation}")
+    status = view.status
+    if status is ExecutionStatus.AWAITING_CHECKPOINT and view.checkpoint is not None:
+        cp = view.checkpoint
+        lines = [f"[bold]{cp.question}[/bold]", ""]
+        lines += [f"  {a.type:<9} {a.path}" for a in cp.artifacts]
+        console.print(
+            Panel("\n".join(lines), title=f"checkpoint {cp.type}", border_style="magenta")
+        )
+        console.print(
+            f"Approve:          connectsw approve {eid}\n"
+            f'Request changes:  connectsw request-changes {eid} --feedback "..."\n'
+            f"Cancel:           connectsw cancel {eid}"
+        )
+    elif status in (
+        ExecutionStatus.FAILED,
+        ExecutionStatus.GATE_FAILED,
+        ExecutionStatus.INTERRUPTED,
+    ):
+        console.print(f"Resume:           connectsw resume {eid}")
+        if status is not ExecutionStatus.INTERRUPTED:
+            console.print(f'Request changes:  connectsw request-changes {eid} --feedback "..."')

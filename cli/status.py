@@ -1,0 +1,105 @@
+"""Reading executions: ``status`` and ``watch``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from connectsw.cli.context import State, console, json_option, pass_state, print_json
+from connectsw.cli.drive import drive
+from connectsw.cli.progress import Follower
+from connectsw.cli.render import exit_code, show_view, status_text
+from connectsw.core.models import ExecutionStatus
+
+STOPPED = {
+    ExecutionStatus.AWAITING_CHECKPOINT,
+    ExecutionStatus.GATE_FAILED,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.COMPLETED,
+    ExecutionStatus.CANCELLED,
+    ExecutionStatus.INTERRUPTED,
+}
+
+
+@click.command("status")
+@click.argument("execution_id", required=False)
+@click.option("--no-resume", is_flag=True, help="Only report an interrupted execution.")
+@click.option("--limit", default=20, show_default=True, help="Executions listed without an ID.")
+@json_option
+@pass_state
+def status(
+    state: State, execution_id: str | None, no_resume: bool, limit: int, as_json: bool
+) -> None:
+    """Show an execution (continuing it if it was interrupted), or list recent ones."""
+    engine = state.engine
+    if execution_id is None:
+        executions = engine.store.list_executions(limit)
+        if as_json:
+            print_json(
+                [
+                    {
+                        "executionId": e.id,
+                        "status": engine.status(e).value,
+                        "plan": e.plan.name,
+                        "stage": e.stage,
+                        "updatedAt": e.updated_at.isoformat(),
+                    }
+                    for e in executions
+                ]
+            )
+            return
+        table = Table(
+            "execution", "status", "plan", "stage", "updated", box=None, header_style="bold"
+        )
+        for e in executions:
+            table.add_row(
+                e.id,
+                status_text(engine.status(e)),
+                e.plan.name,
+                f"{e.stage + 1}/{len(e.plan.stages)}",
+                f"{e.updated_at:%Y-%m-%d %H:%M}",
+            )
+        console.print(table if executions else "No executions yet.")
+        return
+    execution = engine.get(execution_id)
+    if engine.status(execution) is ExecutionStatus.INTERRUPTED and not no_resume:
+        if not as_json:
+            console.print(f"[yellow]{execution_id} was interrupted; resuming it.[/yellow]")
+        raise SystemExit(drive(state, execution_id, as_json=as_json))
+    view = engine.view(execution_id)
+    if as_json:
+        print_json(view.to_api())
+    else:
+        show_view(console, view)
+    raise SystemExit(exit_code(view.status))
+
+
+@click.command("watch")
+@click.argument("execution_id")
+@click.option("--from-start", is_flag=True, help="Replay the execution's events from the start.")
+@json_option
+@pass_state
+def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> None:
+    """Follow an execution's events live until it pauses or ends."""
+    engine = state.engine
+    execution = engine.get(execution_id)
+    after = 0 if from_start else max(engine.store.last_event_seq(execution_id) - 20, 0)
+
+    def stopped() -> bool:
+        return engine.status(engine.get(execution_id)) in STOPPED
+
+    if as_json:
+        import time
+
+        while True:
+            for event in engine.store.events(execution_id, after=after):
+                after = event.seq
+                click.echo(event.model_dump_json(by_alias=True))
+            if stopped():
+                if not engine.store.events(execution_id, after=after):
+                    break
+                continue
+            time.sleep(0.2)
+        return
+    Follower(engine.store, execution, console, after=after).follow_until(stopped)
+    show_view(console, engine.view(execution_id))

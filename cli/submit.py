@@ -1,0 +1,160 @@
+"""Commands that submit work: ``new product``, ``new feature``, ``fix``, ``run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from connectsw.cli.context import (
+    State,
+    console,
+    json_option,
+    local_context,
+    pass_state,
+    print_json,
+)
+from connectsw.cli.drive import drive
+from connectsw.core.models import Plan, Request
+from connectsw.core.planner import slugify
+
+YES = click.option("--yes", "-y", is_flag=True, help="Approve every checkpoint; ask nothing.")
+WORKSPACE = click.option(
+    "--workspace",
+    "-w",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to work in (a git repository; created if missing).",
+)
+PLAN_ONLY = click.option("--plan-only", is_flag=True, help="Show the plan and stop; run nothing.")
+
+
+def submit(
+    state: State,
+    command: str,
+    text: str,
+    workspace: Path,
+    *,
+    yes: bool,
+    as_json: bool,
+    plan_only: bool,
+) -> None:
+    """Plan a request, show the plan, run it; exit with the outcome's code."""
+    request = Request(command=command, args=[text], context=local_context())
+    engine = state.engine
+    execution = engine.submit(request, workspace)
+    if plan_only:
+        if as_json:
+            print_json(engine.execute_response(execution).to_api())
+        else:
+            show_plan(execution.plan, execution.id)
+        return
+    if not as_json:
+        show_plan(execution.plan, execution.id)
+    raise SystemExit(drive(state, execution.id, yes=yes, as_json=as_json))
+
+
+def show_plan(plan: Plan, execution_id: str) -> None:
+    """Print a plan: stages, tasks, dependencies and checkpoints."""
+    console.print(
+        f"Execution [bold]{execution_id}[/bold]: plan [bold]{plan.name}[/bold] "
+        f"({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)"
+    )
+    for stage in plan.stages:
+        console.print(f"  stage {stage.index + 1}: {stage.name}")
+        for task in plan.stage_tasks(stage.index):
+            needs = f" ← {', '.join(task.needs)}" if task.needs else ""
+            console.print(f"    • {task.id} [dim]({task.agent})[/dim] {task.title}{needs}")
+        if stage.gates:
+            console.print(f"    gates: {', '.join(stage.gates)}")
+        if stage.checkpoint:
+            console.print(
+                f"    [magenta]checkpoint {stage.checkpoint.type}[/magenta]: "
+                f"{stage.checkpoint.question}"
+            )
+
+
+@click.group("new")
+def new() -> None:
+    """Start new work: a product or a feature."""
+
+
+@new.command("product")
+@click.argument("description")
+@WORKSPACE
+@YES
+@PLAN_ONLY
+@json_option
+@pass_state
+def new_product(
+    state: State,
+    description: str,
+    workspace: Path | None,
+    yes: bool,
+    plan_only: bool,
+    as_json: bool,
+) -> None:
+    """Build a new product from one sentence (default workspace: ./SLUG)."""
+    ws = workspace or Path.cwd() / slugify(description)
+    submit(state, "new product", description, ws, yes=yes, as_json=as_json, plan_only=plan_only)
+
+
+@new.command("feature")
+@click.argument("description")
+@WORKSPACE
+@YES
+@PLAN_ONLY
+@json_option
+@pass_state
+def new_feature(
+    state: State,
+    description: str,
+    workspace: Path | None,
+    yes: bool,
+    plan_only: bool,
+    as_json: bool,
+) -> None:
+    """Add a feature to the product in the workspace (default: current directory)."""
+    ws = workspace or Path.cwd()
+    submit(state, "new feature", description, ws, yes=yes, as_json=as_json, plan_only=plan_only)
+
+
+@click.command("fix")
+@click.argument("description")
+@WORKSPACE
+@YES
+@PLAN_ONLY
+@json_option
+@pass_state
+def fix(
+    state: State,
+    description: str,
+    workspace: Path | None,
+    yes: bool,
+    plan_only: bool,
+    as_json: bool,
+) -> None:
+    """Fix a bug in the product in the workspace (default: current directory)."""
+    ws = workspace or Path.cwd()
+    submit(state, "fix", description, ws, yes=yes, as_json=as_json, plan_only=plan_only)
+
+
+@click.command("run")
+@click.argument("graph_file", type=click.Path(dir_okay=False, path_type=Path))
+@WORKSPACE
+@YES
+@PLAN_ONLY
+@json_option
+@pass_state
+def run(
+    state: State,
+    graph_file: Path,
+    workspace: Path | None,
+    yes: bool,
+    plan_only: bool,
+    as_json: bool,
+) -> None:
+    """Run a task-graph file (YAML or JSON; see `connectsw schema`)."""
+    ws = workspace or Path.cwd()
+    submit(
+        state, "run", str(graph_file.resolve()), ws, yes=yes, as_json=as_json, plan_only=plan_only
+    )

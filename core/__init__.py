@@ -1,0 +1,1 @@
+"""Core orchestration: models, planner, graph builder, engine, stores."""

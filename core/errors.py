@@ -1,0 +1,76 @@
+"""The exceptions ConnectSW raises; the user sees their message, never a traceback.
+
+They are converted only at the edges: the CLI prints ``Error: <message>`` and exits
+with :attr:`ConnectSWError.exit_code`; the API answers JSON with :attr:`code`.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class ConnectSWError(Exception):
+    """Base class: the message is shown to the user as one line."""
+
+    code = "error"
+    exit_code = 1
+
+
+class ConfigError(ConnectSWError):
+    """Settings or a config file are invalid."""
+
+    code = "invalid_config"
+    exit_code = 2
+
+
+class PlanError(ConnectSWError):
+    """A request or a task-graph file cannot become a valid plan."""
+
+    code = "invalid_plan"
+    exit_code = 2
+
+
+class PluginError(ConnectSWError):
+    """A plugin failed to load or registered something invalid."""
+
+    code = "plugin_error"
+    exit_code = 3
+
+
+class NotFound(ConnectSWError):
+    """An execution, task or checkpoint does not exist."""
+
+    code = "not_found"
+    exit_code = 4
+
+
+class InvalidState(ConnectSWError):
+    """The operation is not allowed in the execution's current state."""
+
+    code = "invalid_state"
+    exit_code = 5
+
+
+class TaskError(ConnectSWError):
+    """An agent could not complete its task (retried by the engine)."""
+
+    code = "task_failed"
+
+
+class TaskTimeout(TaskError):
+    """An agent ran past its task's timeout."""
+
+    code = "task_timeout"
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """Render a pydantic error as ``field: message`` lines joined by '; '."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "input"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)

@@ -1,0 +1,41 @@
+"""Who runs an execution, and whether that process is still alive."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+
+from connectsw.core.models import Execution, ExecutionStatus, utcnow
+
+
+def this_owner() -> str:
+    """Owner id of this process: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None, heartbeat_at: datetime | None, lease_timeout: float) -> bool:
+    """True if ``owner`` still runs: its pid exists here, or its heartbeat is fresh."""
+    if not owner:
+        return False
+    fresh = heartbeat_at is not None and utcnow() - heartbeat_at < timedelta(seconds=lease_timeout)
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by another user
+        # A live pid with a stale heartbeat may be a reused pid.
+        return fresh or int(pid) == os.getpid()
+    return fresh
+
+
+def shown_status(execution: Execution, lease_timeout: float) -> ExecutionStatus:
+    """The status to show: EXECUTING becomes INTERRUPTED when its process is gone."""
+    if execution.status in (ExecutionStatus.EXECUTING, ExecutionStatus.PENDING) and not owner_alive(
+        execution.owner, execution.heartbeat_at, lease_timeout
+    ):
+        return ExecutionStatus.INTERRUPTED
+    return execution.status

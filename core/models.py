@@ -1,0 +1,319 @@
+"""Pydantic models of the orchestrator; their JSON is the API's JSON (camelCase)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+def new_execution_id() -> str:
+    """A fresh execution id such as ``exec_3f9c2a1b7d4e``."""
+    return "exec_" + secrets.token_hex(6)
+
+
+class ApiModel(BaseModel):
+    """Base: camelCase aliases in JSON, snake_case in Python, unknown keys refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON-ready dict the API and ``--json`` output serve."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# -- request and intent ------------------------------------------------------
+
+
+class RequestContext(ApiModel):
+    """Where the request was made: what the CLI knows of the user's machine."""
+
+    working_directory: str = ""
+    git_info: dict[str, Any] = Field(default_factory=dict)
+    file_tree: list[str] = Field(default_factory=list)
+
+
+class Request(ApiModel):
+    """What a person asked for: ``new product "AI-powered code reviewer"``."""
+
+    command: str
+    args: list[str] = Field(default_factory=list)
+    context: RequestContext = Field(default_factory=RequestContext)
+
+    @property
+    def text(self) -> str:
+        """The request's free text (its arguments joined)."""
+        return " ".join(self.args).strip()
+
+
+class Intent(ApiModel):
+    """The parsed meaning of a request; workflows claim intents by ``kind``."""
+
+    kind: str
+    subject: str = ""
+    request: Request
+    source_file: str | None = None
+
+
+# -- plan -------------------------------------------------------------------
+
+
+class TaskSpec(ApiModel):
+    """One task of a plan: which agent runs it, with what input, after what."""
+
+    id: str
+    agent: str
+    title: str = ""
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    needs: list[str] = Field(default_factory=list)
+    retries: int = 0
+    timeout: float | None = None
+    stage: int = 0
+
+
+class CheckpointSpec(ApiModel):
+    """A human checkpoint at the end of a stage."""
+
+    type: str
+    question: str
+    options: list[str] = Field(default_factory=lambda: ["approve", "request_changes", "cancel"])
+
+
+class Stage(ApiModel):
+    """The tasks between two checkpoints: one Dask graph."""
+
+    index: int
+    name: str
+    task_ids: list[str]
+    checkpoint: CheckpointSpec | None = None
+    gates: list[str] = Field(default_factory=list)
+
+
+class Plan(ApiModel):
+    """A decomposed request: tasks, their stages and the checkpoints between them."""
+
+    name: str
+    workflow: str
+    tasks: list[TaskSpec]
+    stages: list[Stage]
+    estimated_duration: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # ``checkpoints`` is derived from the stages; accept it back from JSON and ignore it.
+        if isinstance(data, dict) and "checkpoints" in data:
+            data = {k: v for k, v in data.items() if k != "checkpoints"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def checkpoints(self) -> list[CheckpointSpec]:
+        """The checkpoints in order (the API's ``plan.checkpoints``)."""
+        return [s.checkpoint for s in self.stages if s.checkpoint is not None]
+
+    def task(self, task_id: str) -> TaskSpec:
+        """The task with this id (KeyError if none)."""
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    def stage_tasks(self, index: int) -> list[TaskSpec]:
+        """The tasks of stage ``index``, in plan order."""
+        ids = set(self.stages[index].task_ids)
+        return [t for t in self.tasks if t.id in ids]
+
+
+# -- execution state -------------------------------------------------------
+
+
+class ExecutionStatus(StrEnum):
+    """Lifecycle of an execution."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+    INTERRUPTED = "interrupted"  # shown when EXECUTING but its process is gone
+    AWAITING_CHECKPOINT = "awaiting_checkpoint"
+    GATE_FAILED = "gate_failed"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will run."""
+        return self in (ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED)
+
+
+class TaskStatus(StrEnum):
+    """Lifecycle of one task attempt."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Decision(StrEnum):
+    """The answers a person can give at a checkpoint."""
+
+    APPROVE = "approve"
+    REQUEST_CHANGES = "request_changes"
+    CANCEL = "cancel"
+
+
+class Artifact(ApiModel):
+    """A file a task produced, relative to the workspace."""
+
+    type: str = "file"
+    path: str
+    description: str = ""
+    preview: str = ""
+    url: str | None = None
+
+
+class TaskResult(ApiModel):
+    """The persisted outcome of one attempt of one task."""
+
+    execution_id: str
+    task_id: str
+    round: int = 0
+    attempt: int = 1
+    status: TaskStatus
+    summary: str = ""
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    commit: str | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RuleResult(ApiModel):
+    """One gate rule's verdict on a stage."""
+
+    rule: str
+    passed: bool
+    score: float = 1.0
+    details: str = ""
+    remediation: str = ""
+
+
+class GateResult(ApiModel):
+    """All rules' verdicts for one stage: the stage may reach its checkpoint if passed."""
+
+    stage: int
+    passed: bool
+    score: float
+    rules: list[RuleResult] = Field(default_factory=list)
+
+    @property
+    def remediation(self) -> str:
+        """The remediation hints of the failed rules, joined."""
+        return " ".join(r.remediation for r in self.rules if not r.passed and r.remediation)
+
+
+class CheckpointState(ApiModel):
+    """A checkpoint reached by an execution, with its decision once given."""
+
+    execution_id: str
+    stage: int
+    round: int = 0
+    type: str
+    question: str
+    options: list[str] = Field(default_factory=lambda: [d.value for d in Decision])
+    artifacts: list[Artifact] = Field(default_factory=list)
+    decision: Decision | None = None
+    feedback: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+
+
+class Execution(ApiModel):
+    """One run of a plan, as persisted."""
+
+    id: str = Field(default_factory=new_execution_id)
+    request: Request
+    plan: Plan
+    workspace: str
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    stage: int = 0
+    round: int = 0
+    feedback: list[str] = Field(default_factory=list)
+    error: str | None = None
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def next_checkpoint(self) -> str | None:
+        """Type of the next checkpoint this execution will reach (or is at)."""
+        if self.status.finished:
+            return None
+        for stage in self.plan.stages[self.stage :]:
+            if stage.checkpoint is not None:
+                return stage.checkpoint.type
+        return None
+
+
+class Event(ApiModel):
+    """A state change of an execution; ``seq`` orders events of one store."""
+
+    seq: int = 0
+    execution_id: str
+    kind: str
+    time: datetime = Field(default_factory=utcnow)
+    stage: int | None = None
+    task_id: str | None = None
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- API views -----------------------------------------------------------------
+
+
+class ExecuteResponse(ApiModel):
+    """Body of ``POST /v1/execute``."""
+
+    execution_id: str
+    plan: Plan
+    status: ExecutionStatus
+    next_checkpoint: str | None = None
+
+
+class CheckpointView(ApiModel):
+    """The ``checkpoint`` object of ``GET /v1/execution/{id}``."""
+
+    type: str
+    artifacts: list[Artifact]
+    question: str
+    options: list[str]
+
+
+class ExecutionView(ApiModel):
+    """Body of ``GET /v1/execution/{id}``, plus the per-task states."""
+
+    execution_id: str
+    status: ExecutionStatus
+    stage: int
+    round: int
+    next_checkpoint: str | None = None
+    checkpoint: CheckpointView | None = None
+    gate: GateResult | None = None
+    tasks: dict[str, TaskStatus] = Field(default_factory=dict)
+    workspace: str
+    error: str | None = None

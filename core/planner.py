@@ -1,0 +1,226 @@
+"""Request → intent → plan: the first workflow that claims the intent decomposes it.
+
+Every plan, from a built-in workflow, a third-party one or a graph file, is
+validated here before anything runs: unique ids, known dependencies, no cycle,
+known agents with valid input, consistent stages and known gate rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectsw.core.errors import PlanError, describe_validation_error
+from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
+from connectsw.plugins.registry import Registries, get_registries
+
+# command words -> intent kind; longest match first
+COMMANDS: dict[str, str] = {
+    "new product": "new_product",
+    "new feature": "new_feature",
+    "fix bug": "fix_bug",
+    "fix": "fix_bug",
+    "run": "task_graph",
+}
+
+
+def parse_intent(request: Request) -> Intent:
+    """Turn a request's command and text into an :class:`Intent`."""
+    command = " ".join(request.command.lower().split())
+    kind = COMMANDS.get(command)
+    if kind is None:
+        known = ", ".join(sorted(COMMANDS))
+        raise PlanError(f"unknown command {request.command!r} (known: {known})")
+    subject = request.text
+    if not subject:
+        raise PlanError(f"'{command}' needs a description, e.g. {command} \"...\"")
+    if kind == "task_graph":
+        return Intent(kind=kind, subject=subject, request=request, source_file=subject)
+    return Intent(kind=kind, subject=subject, request=request)
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    """``"AI-powered code reviewer"`` → ``"ai-powered-code-reviewer"``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "project"
+
+
+@dataclass
+class CheckpointAt:
+    """A checkpoint placed once ``after`` (and everything they need) has run."""
+
+    after: Sequence[str]
+    checkpoint: CheckpointSpec
+    gates: Sequence[str] = ()
+    name: str = ""
+
+
+def build_plan(
+    name: str,
+    workflow: str,
+    tasks: list[TaskSpec],
+    checkpoints: Sequence[CheckpointAt] = (),
+    final_gates: Sequence[str] = (),
+    estimated_duration: str | None = None,
+) -> Plan:
+    """Cut ``tasks`` into stages at ``checkpoints`` (in order) and validate ids and edges.
+
+    Stage *k* holds the tasks that checkpoint *k* waits for, with everything they
+    need, that no earlier stage holds; tasks left over form a last stage with no
+    checkpoint (gated by ``final_gates``).
+    """
+    by_id = _index(tasks)
+    order = _topological_order(tasks, by_id)
+    assigned: dict[str, int] = {}
+    stages: list[Stage] = []
+    for k, cp in enumerate(checkpoints):
+        unknown = [t for t in cp.after if t not in by_id]
+        if unknown:
+            raise PlanError(f"checkpoint {k + 1} waits for unknown task {unknown[0]!r}")
+        members = _ancestors(cp.after, by_id) - assigned.keys()
+        if not members:
+            raise PlanError(f"checkpoint {k + 1} adds no task that an earlier one did not cover")
+        for tid in members:
+            assigned[tid] = k
+        stages.append(
+            Stage(
+                index=k,
+                name=cp.name or cp.checkpoint.type,
+                task_ids=[t for t in order if t in members],
+                checkpoint=cp.checkpoint,
+                gates=list(cp.gates),
+            )
+        )
+    rest = [t for t in order if t not in assigned]
+    if rest or not stages:
+        k = len(stages)
+        for tid in rest:
+            assigned[tid] = k
+        stages.append(Stage(index=k, name="final", task_ids=rest, gates=list(final_gates)))
+    elif final_gates:
+        stages[-1].gates.extend(g for g in final_gates if g not in stages[-1].gates)
+    staged = [t.model_copy(update={"stage": assigned[t.id]}) for t in tasks]
+    return Plan(
+        name=name,
+        workflow=workflow,
+        tasks=staged,
+        stages=stages,
+        estimated_duration=estimated_duration,
+    )
+
+
+def _index(tasks: Sequence[TaskSpec]) -> dict[str, TaskSpec]:
+    by_id: dict[str, TaskSpec] = {}
+    for t in tasks:
+        if t.id in by_id:
+            raise PlanError(f"task id {t.id!r} is used twice")
+        by_id[t.id] = t
+    for t in tasks:
+        for dep in t.needs:
+            if dep not in by_id:
+                raise PlanError(f"task {t.id!r} needs unknown task {dep!r}")
+            if dep == t.id:
+                raise PlanError(f"task {t.id!r} needs itself")
+    return by_id
+
+
+def _topological_order(tasks: Sequence[TaskSpec], by_id: dict[str, TaskSpec]) -> list[str]:
+    """Plan order that respects ``needs``; a cycle is a :class:`PlanError` naming it."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    order: list[str] = []
+    for root in tasks:
+        if root.id in state:
+            continue
+        stack: list[tuple[str, int]] = [(root.id, 0)]
+        path: list[str] = []
+        while stack:
+            tid, i = stack.pop()
+            if i == 0:
+                state[tid] = 1
+                path.append(tid)
+            needs = by_id[tid].needs
+            if i < len(needs):
+                stack.append((tid, i + 1))
+                dep = needs[i]
+                if state.get(dep) == 1:
+                    cycle = path[path.index(dep) :] + [dep]
+                    raise PlanError(
+                        "dependency cycle (task -> a task it needs): " + " -> ".join(cycle)
+                    )
+                if dep not in state:
+                    stack.append((dep, 0))
+            else:
+                state[tid] = 2
+                path.pop()
+                order.append(tid)
+    return order
+
+
+def _ancestors(ids: Sequence[str], by_id: dict[str, TaskSpec]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(ids)
+    while todo:
+        tid = todo.pop()
+        if tid not in seen:
+            seen.add(tid)
+            todo.extend(by_id[tid].needs)
+    return seen
+
+
+def validate_plan(plan: Plan, registries: Registries) -> Plan:
+    """Check a plan against the registered agents and gate rules; return it unchanged."""
+    by_id = _index(plan.tasks)
+    _topological_order(plan.tasks, by_id)
+    known_agents = ", ".join(sorted(registries.agents.items))
+    staged = {tid: s.index for s in plan.stages for tid in s.task_ids}
+    for t in plan.tasks:
+        agent = registries.agents.get(t.agent)
+        if agent is None:
+            raise PlanError(f"task {t.id!r}: unknown agent {t.agent!r} (known: {known_agents})")
+        input_model = getattr(agent, "input_model", None)
+        if input_model is not None:
+            try:
+                input_model.model_validate(t.with_)
+            except ValidationError as exc:
+                detail = describe_validation_error(exc, prefix="with.")
+                raise PlanError(f"task {t.id!r} ({t.agent}): {detail}") from None
+        if staged.get(t.id) != t.stage:
+            raise PlanError(f"task {t.id!r} is not in exactly its stage {t.stage}")
+        for dep in t.needs:
+            if by_id[dep].stage > t.stage:
+                raise PlanError(f"task {t.id!r} runs before task {dep!r} that it needs")
+    if len(staged) != sum(len(s.task_ids) for s in plan.stages):
+        raise PlanError("a task is listed in more than one stage")
+    for s in plan.stages:
+        for gate in s.gates:
+            if gate not in registries.gates:
+                known = ", ".join(sorted(registries.gates.items)) or "none"
+                raise PlanError(f"stage {s.name!r}: unknown gate rule {gate!r} (known: {known})")
+    return plan
+
+
+class Planner:
+    """Chooses the workflow for an intent and returns its validated plan."""
+
+    def __init__(self, registries: Registries | None = None) -> None:
+        self.registries = registries or get_registries()
+
+    def plan(self, request: Request, **options: Any) -> tuple[Intent, Plan]:
+        """Decompose ``request``; ``options`` are passed to the workflow."""
+        intent = parse_intent(request)
+        for workflow in self.registries.workflows:
+            if workflow.claims(intent):
+                plan = workflow.decompose(intent, **options)
+                if not isinstance(plan, Plan):
+                    raise PlanError(f"workflow {workflow.name!r} did not return a Plan")
+                try:
+                    return intent, validate_plan(plan, self.registries)
+                except PlanError as exc:
+                    if intent.source_file:
+                        raise PlanError(f"{intent.source_file}: {exc}") from None
+                    raise
+        raise PlanError(f"no workflow handles {intent.kind!r} requests")

@@ -1,0 +1,33 @@
+"""Persistence: the store interface and its backends, chosen by URL."""
+
+from __future__ import annotations
+
+import threading
+
+from connectsw.core.errors import ConfigError
+from connectsw.core.stores.base import Store
+
+_lock = threading.Lock()
+_open: dict[str, Store] = {}
+
+
+def open_store(url: str) -> Store:
+    """A new store for ``url`` (``sqlite:///path``)."""
+    if url.startswith("sqlite:///"):
+        from connectsw.core.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///"))
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ConfigError(f"unsupported store URL scheme {scheme!r} (supported: sqlite)")
+
+
+def get_store(url: str) -> Store:
+    """The process-wide store for ``url`` (opened once; used by Dask workers)."""
+    with _lock:
+        store = _open.get(url)
+        if store is None:
+            store = _open[url] = open_store(url)
+        return store
+
+
+__all__ = ["Store", "get_store", "open_store"]

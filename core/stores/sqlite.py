@@ -1,0 +1,298 @@
+"""The embedded store: one SQLite file in WAL mode, one connection per thread.
+
+Dask workers in other processes write task results to the same file; WAL lets
+readers (``connectsw watch``) go on while one writer commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from connectsw.core.models import CheckpointState, Event, Execution, GateResult, TaskResult
+from connectsw.core.stores.base import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    owner TEXT,
+    heartbeat_at TEXT,
+    updated_at TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_updated ON executions (updated_at);
+CREATE TABLE IF NOT EXISTS task_results (
+    execution_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (execution_id, task_id, round, attempt)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    execution_id TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (execution_id, stage, round)
+);
+CREATE TABLE IF NOT EXISTS gate_results (
+    execution_id TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (execution_id, stage, round)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_execution ON events (execution_id, seq);
+"""
+
+
+class SQLiteStore(Store):
+    """Store backed by a SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- executions ---------------------------------------------------------
+    def create_execution(self, execution: Execution) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO executions (id, status, owner, heartbeat_at, updated_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                _execution_row(execution),
+            )
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT data, owner, heartbeat_at FROM executions WHERE id = ?", (execution_id,)
+            )
+            .fetchone()
+        )
+        return _execution(row) if row else None
+
+    def save_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
+        with self._tx() as db:
+            row = _execution_row(execution)
+            db.execute(
+                "UPDATE executions SET status = ?, updated_at = ?, data = ? WHERE id = ?",
+                (row[1], row[4], row[5], row[0]),
+            )
+            return _insert_events(db, events)
+
+    def list_executions(self, limit: int = 20) -> list[Execution]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT data, owner, heartbeat_at FROM executions ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [_execution(r) for r in rows]
+
+    def claim_execution(
+        self, execution_id: str, owner: str | None, expected: str | None, now: datetime
+    ) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE executions SET owner = ?, heartbeat_at = ? WHERE id = ? AND owner IS ?",
+                (owner, now.isoformat(), execution_id, expected),
+            )
+            return cur.rowcount == 1
+
+    def heartbeat(self, execution_id: str, owner: str, now: datetime) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE executions SET heartbeat_at = ? WHERE id = ? AND owner = ?",
+                (now.isoformat(), execution_id, owner),
+            )
+            return cur.rowcount == 1
+
+    # -- tasks ----------------------------------------------------------------
+    def save_task_result(self, result: TaskResult, events: Sequence[Event] = ()) -> list[Event]:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO task_results"
+                " (execution_id, task_id, round, attempt, status, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    result.execution_id,
+                    result.task_id,
+                    result.round,
+                    result.attempt,
+                    result.status.value,
+                    result.model_dump_json(),
+                ),
+            )
+            return _insert_events(db, events)
+
+    def task_results(self, execution_id: str, round: int | None = None) -> list[TaskResult]:
+        sql = (
+            "SELECT data FROM task_results t WHERE execution_id = ?"
+            " AND attempt = (SELECT MAX(attempt) FROM task_results u WHERE"
+            " u.execution_id = t.execution_id AND u.task_id = t.task_id AND u.round = t.round)"
+        )
+        args: tuple[object, ...] = (execution_id,)
+        if round is not None:
+            sql += " AND round = ?"
+            args += (round,)
+        else:
+            sql += (
+                " AND round = (SELECT MAX(round) FROM task_results v WHERE"
+                " v.execution_id = t.execution_id AND v.task_id = t.task_id)"
+            )
+        rows = self._conn().execute(sql + " ORDER BY rowid", args).fetchall()
+        return [TaskResult.model_validate_json(r[0]) for r in rows]
+
+    def task_attempts(self, execution_id: str, task_id: str) -> list[TaskResult]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
+                " ORDER BY round, attempt",
+                (execution_id, task_id),
+            )
+            .fetchall()
+        )
+        return [TaskResult.model_validate_json(r[0]) for r in rows]
+
+    # -- checkpoints and gates -------------------------------------------------
+    def save_checkpoint(self, checkpoint: CheckpointState) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints (execution_id, stage, round, data)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    checkpoint.execution_id,
+                    checkpoint.stage,
+                    checkpoint.round,
+                    checkpoint.model_dump_json(),
+                ),
+            )
+
+    def checkpoints(self, execution_id: str) -> list[CheckpointState]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT data FROM checkpoints WHERE execution_id = ? ORDER BY stage, round",
+                (execution_id,),
+            )
+            .fetchall()
+        )
+        return [CheckpointState.model_validate_json(r[0]) for r in rows]
+
+    def save_gate_result(self, execution_id: str, round: int, result: GateResult) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO gate_results (execution_id, stage, round, data)"
+                " VALUES (?, ?, ?, ?)",
+                (execution_id, result.stage, round, result.model_dump_json()),
+            )
+
+    def gate_result(self, execution_id: str, stage: int, round: int) -> GateResult | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT data FROM gate_results WHERE execution_id = ? AND stage = ? AND round = ?",
+                (execution_id, stage, round),
+            )
+            .fetchone()
+        )
+        return GateResult.model_validate_json(row[0]) if row else None
+
+    # -- events ----------------------------------------------------------------
+    def add_events(self, events: list[Event]) -> list[Event]:
+        with self._tx() as db:
+            return _insert_events(db, events)
+
+    def events(self, execution_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, data FROM events WHERE execution_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (execution_id, after, limit),
+            )
+            .fetchall()
+        )
+        out = []
+        for seq, data in rows:
+            event = Event.model_validate_json(data)
+            event.seq = seq
+            out.append(event)
+        return out
+
+    def last_event_seq(self, execution_id: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT MAX(seq) FROM events WHERE execution_id = ?", (execution_id,))
+            .fetchone()
+        )
+        return int(row[0] or 0)
+
+
+def _execution_row(e: Execution) -> tuple[str, str, str | None, str | None, str, str]:
+    data = e.model_dump_json(exclude={"owner", "heartbeat_at"})
+    hb = e.heartbeat_at.isoformat() if e.heartbeat_at else None
+    return (e.id, e.status.value, e.owner, hb, e.updated_at.isoformat(), data)
+
+
+def _execution(row: tuple[str, str | None, str | None]) -> Execution:
+    execution = Execution.model_validate_json(row[0])
+    execution.owner = row[1]
+    execution.heartbeat_at = datetime.fromisoformat(row[2]) if row[2] else None
+    return execution
+
+
+def _insert_events(db: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
+    out = []
+    for event in events:
+        cur = db.execute(
+            "INSERT INTO events (execution_id, kind, data) VALUES (?, ?, ?)",
+            (event.execution_id, event.kind, event.model_dump_json(exclude={"seq"})),
+        )
+        out.append(event.model_copy(update={"seq": cur.lastrowid}))
+    return out

@@ -1,0 +1,1 @@
+"""Quality gates: rules (plugins) that decide whether a stage may reach its checkpoint."""

@@ -1,0 +1,97 @@
+"""Built-in gate rules."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from connectsw import hookimpl
+from connectsw.core.models import RuleResult
+from connectsw.gates.base import GateContext, GateRule
+
+SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox"}
+TAIL_LINES = 15
+
+
+def find_tests(root: Path) -> bool:
+    """True if ``root`` holds Python test files (``test_*.py`` or ``*_test.py``)."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir():
+                if entry.name not in SKIP_DIRS:
+                    stack.append(entry)
+            elif entry.suffix == ".py" and (
+                entry.name.startswith("test_") or entry.stem.endswith("_test")
+            ):
+                return True
+    return False
+
+
+class TestsPassRule(GateRule):
+    """The workspace's test suite passes."""
+
+    name = "tests-pass"
+    description = "The workspace's tests pass (pytest if installed, else unittest)."
+
+    def _command(self, ctx: GateContext) -> list[str]:
+        configured = ctx.config.get("test_command")
+        if configured:
+            return shlex.split(configured)
+        if importlib.util.find_spec("pytest") is not None:
+            return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        return [sys.executable, "-m", "unittest", "discover", "-s", ".", "-t", "."]
+
+    def applies(self, ctx: GateContext) -> bool:
+        return bool(ctx.config.get("test_command")) or find_tests(ctx.workspace)
+
+    def evaluate(self, ctx: GateContext) -> RuleResult:
+        cmd = self._command(ctx)
+        timeout = float(ctx.config.get("test_timeout", 600))
+        shown = " ".join(shlex.quote(c) for c in cmd)
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ctx.workspace, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return RuleResult(
+                rule=self.name,
+                passed=False,
+                score=0.0,
+                details=f"{shown} timed out after {timeout:g}s",
+                remediation="Make the test suite finish within the timeout.",
+            )
+        except OSError as exc:
+            return RuleResult(
+                rule=self.name,
+                passed=False,
+                score=0.0,
+                details=f"cannot run {shown}: {exc.strerror}",
+                remediation="Set gates.test_command to a command that runs.",
+            )
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-TAIL_LINES:])
+        passed = proc.returncode == 0
+        return RuleResult(
+            rule=self.name,
+            passed=passed,
+            score=1.0 if passed else 0.0,
+            details=f"$ {shown}\n{tail}",
+            remediation=""
+            if passed
+            else ("Fix the failing tests in the workspace, then resume; or request changes."),
+        )
+
+
+@hookimpl(trylast=True)
+def register_gates(register: Any) -> None:
+    """Register the built-in gate rules."""
+    register(TestsPassRule())

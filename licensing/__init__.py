@@ -1,0 +1,1 @@
+"""License keys, sessions, rate limits and usage analytics (server side)."""

@@ -1,0 +1,79 @@
+"""Every hook ConnectSW calls, typed and documented.
+
+Plugin authors implement them with ``@connectsw.hookimpl``. Discovery hooks
+receive a ``register`` callback: call it once per thing the plugin provides;
+the host checks names and collisions in one place. Built-in plugins implement
+them with ``trylast=True`` so a third-party plugin comes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from connectsw.core.models import Event
+
+hookspec = pluggy.HookspecMarker("connectsw")
+
+
+# -- discovery -----------------------------------------------------------------
+
+
+@hookspec
+def register_agents(register: Callable[[Any], None]) -> None:
+    """Register agent types: call ``register(agent)`` for each.
+
+    An agent has a ``name`` (the ``agent:`` of a task), a ``description``, an
+    optional pydantic ``input_model`` validating the task's ``with`` block, and
+    ``run(ctx) -> AgentOutput`` (see :mod:`connectsw.agents.base`).
+    """
+
+
+@hookspec
+def register_workflows(register: Callable[[Any], None]) -> None:
+    """Register workflows (decomposers): call ``register(workflow)`` for each.
+
+    A workflow has a ``name``, ``claims(intent) -> bool`` and
+    ``decompose(intent, ctx) -> Plan``. The planner asks workflows in order and
+    the first that claims an intent decomposes it (see :mod:`connectsw.core.workflows`).
+    """
+
+
+@hookspec
+def register_gates(register: Callable[[Any], None]) -> None:
+    """Register quality-gate rules: call ``register(rule)`` for each.
+
+    A rule has a ``name``, a ``description``, ``applies(ctx) -> bool`` and
+    ``evaluate(ctx) -> RuleResult`` (see :mod:`connectsw.gates.base`).
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``connectsw`` CLI with ``cli.add_command``."""
+
+
+# -- events ----------------------------------------------------------------------
+# Called in the process where the state change happens (task events run on the
+# Dask worker that ran the task). Return values are ignored; an exception is
+# logged and does not stop the execution.
+
+
+@hookspec
+def on_execution_event(event: Event) -> None:
+    """An execution changed state: ``execution.*`` and ``stage.*`` and ``gate.*`` events."""
+
+
+@hookspec
+def on_task_event(event: Event) -> None:
+    """A task attempt started, succeeded, failed, is being retried or was skipped."""
+
+
+@hookspec
+def on_checkpoint_event(event: Event) -> None:
+    """A checkpoint was reached (``checkpoint.reached``) or decided (``checkpoint.decided``)."""
