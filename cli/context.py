@@ -7,15 +7,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from connectsw.conf.settings import Settings, get_settings
-from connectsw.core.cluster import quiet_dask_logs
-from connectsw.core.engine import Engine
 from connectsw.core.models import RequestContext
+
+if TYPE_CHECKING:
+    from connectsw.core.engine import Engine
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,6 +37,10 @@ class State:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            # Imported here: distributed takes a while to import, and --help needs none of it.
+            from connectsw.core.cluster import quiet_dask_logs
+            from connectsw.core.engine import Engine
+
             quiet_dask_logs()
             self._engine = Engine(self.settings)
         return self._engine

@@ -71,7 +71,7 @@ class Follower:
                 self.done.add(event.task_id)
                 self.progress.update(self.bar, completed=len(self.done))
             if event.kind not in QUIET:
-                self.progress.console.print(describe(event))
+                self.progress.console.print(describe(event), soft_wrap=True)
         return events
 
     def follow_until(self, done: Callable[[], bool]) -> None:

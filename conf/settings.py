@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,7 +27,13 @@ def default_data_dir() -> Path:
     return Path(base) / "connectsw"
 
 
-class DaskSettings(BaseModel):
+class _Section(BaseModel):
+    """A ``[section]`` of the settings: a misspelled key is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DaskSettings(_Section):
     """Where stages run: an in-process LocalCluster or an existing scheduler."""
 
     scheduler_address: str = ""
@@ -36,13 +42,13 @@ class DaskSettings(BaseModel):
     processes: bool = True
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(_Section):
     """The relational store: empty URL means SQLite in the data dir."""
 
     url: str = ""
 
 
-class EngineSettings(BaseModel):
+class EngineSettings(_Section):
     """Retries, timeouts and liveness of the execution engine."""
 
     default_retries: int = Field(0, ge=0, le=20)
@@ -53,7 +59,7 @@ class EngineSettings(BaseModel):
     lease_timeout: float = Field(30.0, gt=0)
 
 
-class GateSettings(BaseModel):
+class GateSettings(_Section):
     """Options of the built-in gate rules."""
 
     test_command: str = ""

@@ -31,6 +31,8 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
         "threads_per_worker": settings.threads_per_worker,
         "processes": settings.processes,
         "dashboard_address": None,
+        # No web dashboard at all: it would bind port 8787 and warn when that is taken.
+        "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     }
     if settings.processes:
         kwargs["silence_logs"] = logging.ERROR

@@ -8,20 +8,19 @@ with a heartbeat); a dead owner's lease is taken over.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, LocalCluster, wait
-from distributed.client import FutureCancelledError
+from distributed import Client, Future, LocalCluster, as_completed
 
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
 from connectsw.core.cluster import connect
 from connectsw.core.errors import InvalidState, NotFound
 from connectsw.core.events import dispatch
-from connectsw.core.graph import stage_graph
+from connectsw.core.graph import stage_graph, task_key
 from connectsw.core.liveness import owner_alive, shown_status, this_owner
 from connectsw.core.models import (
     CheckpointState,
@@ -263,8 +262,9 @@ class Engine:
                 continue
             if prev is None:
                 first = 1
-            elif prev.status is TaskStatus.RUNNING:
-                first = prev.attempt  # interrupted mid-attempt: that attempt runs again
+            elif prev.status in (TaskStatus.RUNNING, TaskStatus.SKIPPED):
+                # Interrupted mid-attempt, or never tried: that attempt number runs now.
+                first = prev.attempt
             else:
                 first = prev.attempt + 1
             calls[tid] = TaskCall(
@@ -277,33 +277,58 @@ class Engine:
                 retry_backoff_max=engine.retry_backoff_max,
                 default_timeout=engine.default_timeout,
             )
+        results = {tid: r for tid, r in current.items() if tid not in calls}
         if calls:
             known = {tid: public_result(r) for tid, r in latest.items() if tid not in calls}
             dsk, keys = stage_graph(plan, execution.stage, calls, known)
-            self._wait(execution, self.client.get(dsk, keys, sync=False))
-        final = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
-        return {tid: final[tid] for tid in stage_ids if tid in final}
+            futures = self.client.get(dsk, keys, sync=False)
+            with _Lease(self, execution, futures):
+                by_key = {task_key(execution.id, execution.round, t): c for t, c in calls.items()}
+                results.update(self._collect(execution, by_key, futures))
+        return {tid: results[tid] for tid in stage_ids if tid in results}
 
-    def _wait(self, execution: Execution, futures: list[Any]) -> None:
-        """Wait for the stage, heartbeating; cancel the futures if the execution is cancelled."""
-        interval = self.settings.engine.heartbeat_interval
-        while True:
-            try:
-                wait(futures, timeout=interval)
-                break
-            except TimeoutError:
-                self.store.heartbeat(execution.id, self.owner, utcnow())
-                fresh = self.store.get_execution(execution.id)
-                if fresh is not None and fresh.status is ExecutionStatus.CANCELLED:
-                    self.client.cancel(futures)
-                    return
-        with contextlib.suppress(FutureCancelledError):
-            self.client.gather(futures, errors="skip")
-        errors = [f for f in futures if f.status == "error"]
-        if errors:
-            # run_task records its own failures; an error here is a worker-level crash.
-            exc = errors[0].exception()
-            log.error("a task crashed its worker: %s", exc)
+    def _collect(
+        self, execution: Execution, calls: dict[str, TaskCall], futures: list[Future]
+    ) -> dict[str, TaskResult]:
+        """Persist task outcomes in batches as they arrive (one transaction per batch)."""
+        collected: dict[str, TaskResult] = {}
+        # Gather each batch in one call: per-future results would cost a round trip each.
+        for batch in as_completed(futures).batches():
+            results: list[TaskResult] = []
+            events: list[Event] = []
+            done = [f for f in batch if f.status == "finished"]
+            for value in self.client.gather(done):
+                results.append(TaskResult.model_validate_json(value.result))
+                events.extend(Event.model_validate_json(e) for e in value.events)
+            for future in batch:
+                if future.status == "finished":
+                    continue
+                # The worker died or the future was cancelled: nothing ran to an end.
+                call = calls[future.key]
+                exc = future.exception() if future.status == "error" else "cancelled"
+                error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+                results.append(
+                    TaskResult(
+                        execution_id=execution.id,
+                        task_id=call.task_id,
+                        round=execution.round,
+                        attempt=call.first_attempt,
+                        status=TaskStatus.FAILED,
+                        error=error,
+                        finished_at=utcnow(),
+                    )
+                )
+                events.append(
+                    Event(
+                        execution_id=execution.id,
+                        kind="task.failed",
+                        task_id=call.task_id,
+                        message=error,
+                    )
+                )
+            dispatch(self.store.save_task_results(results, events))
+            collected.update((r.task_id, r) for r in results)
+        return collected
 
     def _gate(self, execution: Execution, results: dict[str, TaskResult]) -> GateResult:
         stage = execution.plan.stages[execution.stage]
@@ -431,3 +456,34 @@ class Engine:
             data=data or {},
         )
         dispatch(self.store.add_events([event]))
+
+
+class _Lease:
+    """While a stage runs: heartbeat the owner's lease, and stop the stage if cancelled."""
+
+    def __init__(self, engine: Engine, execution: Execution, futures: list[Future]) -> None:
+        self.engine = engine
+        self.execution_id = execution.id
+        self.futures = futures
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="connectsw-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        engine = self.engine
+        while not self._stop.wait(engine.settings.engine.heartbeat_interval):
+            try:
+                engine.store.heartbeat(self.execution_id, engine.owner, utcnow())
+                fresh = engine.store.get_execution(self.execution_id)
+                if fresh is not None and fresh.status is ExecutionStatus.CANCELLED:
+                    engine.client.cancel(self.futures)
+                    return
+            except Exception:  # a missed heartbeat is retried at the next tick
+                log.exception("heartbeat failed for %s", self.execution_id)

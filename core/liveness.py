@@ -34,7 +34,7 @@ def owner_alive(owner: str | None, heartbeat_at: datetime | None, lease_timeout:
 
 def shown_status(execution: Execution, lease_timeout: float) -> ExecutionStatus:
     """The status to show: EXECUTING becomes INTERRUPTED when its process is gone."""
-    if execution.status in (ExecutionStatus.EXECUTING, ExecutionStatus.PENDING) and not owner_alive(
+    if execution.status is ExecutionStatus.EXECUTING and not owner_alive(
         execution.owner, execution.heartbeat_at, lease_timeout
     ):
         return ExecutionStatus.INTERRUPTED

@@ -22,6 +22,7 @@ from connectsw.core import workspace as git
 from connectsw.core.errors import ConnectSWError, NotFound, TaskTimeout
 from connectsw.core.events import dispatch
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
+from connectsw.core.startlog import start_log
 from connectsw.core.stores import Store, get_store
 from connectsw.plugins.registry import get_registries
 
@@ -51,10 +52,20 @@ class Known:
     result: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A task's final state, returned through Dask; the engine persists it in batches."""
+
+    public: dict[str, Any]
+    result: str
+    events: tuple[str, ...]
+
+
 @dataclass
 class _Loaded:
     execution: Execution
     tasks: dict[str, TaskSpec]
+    workspace: Path
 
 
 _cache_lock = threading.Lock()
@@ -72,7 +83,7 @@ def _load(store: Store, call: TaskCall) -> _Loaded:
     execution = store.get_execution(call.execution_id)
     if execution is None:
         raise NotFound(f"execution {call.execution_id} not found in {call.store_url}")
-    loaded = _Loaded(execution, {t.id: t for t in execution.plan.tasks})
+    loaded = _Loaded(execution, {t.id: t for t in execution.plan.tasks}, Path(execution.workspace))
     with _cache_lock:
         _cache[key] = loaded
         while len(_cache) > 8:
@@ -91,15 +102,49 @@ def public_result(result: TaskResult) -> dict[str, Any]:
     }
 
 
-def _record(store: Store, result: TaskResult, kind: str, message: str = "", **data: Any) -> None:
-    event = Event(
+def _event(result: TaskResult, kind: str, message: str, stage: int) -> Event:
+    return Event(
         execution_id=result.execution_id,
         kind=kind,
+        stage=stage,
         task_id=result.task_id,
         message=message,
-        data={"attempt": result.attempt, "round": result.round, **data},
+        data={"attempt": result.attempt, "round": result.round},
     )
-    dispatch(store.save_task_result(result, [event]))
+
+
+def _record(
+    store: Store, result: TaskResult, kind: str, message: str, stage: int, start: int
+) -> None:
+    """Persist an attempt that will be retried, with its start if that is still pending."""
+    events = [_event(result, kind, message, stage)]
+    started = start_log.take(start)
+    if started is not None:
+        events.insert(0, started)
+    dispatch(store.save_task_result(result, events))
+
+
+def _outcome(
+    result: TaskResult, kind: str, message: str, stage: int, start: int | None
+) -> TaskOutcome:
+    """The final state to return; a start not yet written travels with it."""
+    events = [_event(result, kind, message, stage)]
+    if start is not None:
+        started = start_log.take(start)
+        if started is not None:
+            events.insert(0, started)
+    return TaskOutcome(
+        public_result(result), result.model_dump_json(), tuple(e.model_dump_json() for e in events)
+    )
+
+
+def upstream_value(value: Any) -> dict[str, Any]:
+    """What a dependent receives from a task argument (an outcome or a known result)."""
+    if isinstance(value, TaskOutcome):
+        return value.public
+    if isinstance(value, Known):
+        return value.result
+    return dict(value)
 
 
 def _invoke(agent: Any, ctx: TaskContext, timeout: float | None) -> AgentOutput:
@@ -117,7 +162,7 @@ def _invoke(agent: Any, ctx: TaskContext, timeout: float | None) -> AgentOutput:
         return AgentOutput()
     if isinstance(out, dict):
         return AgentOutput.model_validate(out)
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def _error_line(exc: BaseException) -> str:
@@ -125,16 +170,17 @@ def _error_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any]:
-    """Run one task to a final state (succeeded, failed or skipped) and persist it."""
+def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
+    """Run one task to a final state (succeeded, failed or skipped).
+
+    Starts of long attempts and failed attempts that will be retried are written
+    here; the final state is returned for the engine to persist as it arrives.
+    """
     store = get_store(call.store_url)
     loaded = _load(store, call)
     execution = loaded.execution
     task = loaded.tasks[call.task_id]
-    deps = {
-        dep: r.result if isinstance(r, Known) else r
-        for dep, r in zip(task.needs, upstream, strict=True)
-    }
+    deps = {dep: upstream_value(r) for dep, r in zip(task.needs, upstream, strict=True)}
     base = {"execution_id": call.execution_id, "task_id": task.id, "round": call.round}
 
     blocked = [d for d, r in deps.items() if r.get("status") != SUCCEEDED]
@@ -146,18 +192,19 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any]:
             error=f"not run: needs {', '.join(blocked)}, which did not succeed",
             finished_at=utcnow(),
         )
-        _record(store, result, "task.skipped", result.error or "")
-        return public_result(result)
+        return _outcome(result, "task.skipped", result.error or "", task.stage, None)
 
     agent = get_registries().agents.get(task.agent)
     timeout = task.timeout or call.default_timeout or None
     last = call.first_attempt + task.retries
-    workspace = Path(execution.workspace)
+    workspace = loaded.workspace
     for attempt in range(call.first_attempt, last + 1):
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
-        _record(store, started, "task.started", task.title or task.id)
+        token = start_log.add(
+            store, started, _event(started, "task.started", task.title or task.id, task.stage)
+        )
         try:
             if agent is None:
                 raise ConnectSWError(f"agent {task.agent!r} is not installed on this worker")
@@ -191,8 +238,7 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any]:
                     "finished_at": utcnow(),
                 }
             )
-            _record(store, done, "task.succeeded", output.summary)
-            return public_result(done)
+            return _outcome(done, "task.succeeded", output.summary, task.stage, token)
         except Exception as exc:
             error = _error_line(exc)
             if not isinstance(exc, ConnectSWError):
@@ -201,7 +247,7 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any]:
                 update={"status": TaskStatus.FAILED, "error": error, "finished_at": utcnow()}
             )
             if attempt < last:
-                _record(store, failed, "task.retrying", error)
+                _record(store, failed, "task.retrying", error, task.stage, token)
                 time.sleep(
                     min(
                         call.retry_backoff * 2 ** (attempt - call.first_attempt),
@@ -209,6 +255,5 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any]:
                     )
                 )
             else:
-                _record(store, failed, "task.failed", error)
-                return public_result(failed)
+                return _outcome(failed, "task.failed", error, task.stage, token)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -96,7 +96,8 @@ def _load() -> pluggy.PluginManager:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f'Plugin "{exc.plugin_name}" implements an unknown hook: {exc}') from None
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f'Plugin "{name}" implements an unknown hook: {exc}') from None
     for name, source in sources.items():
         plugin = pm.get_plugin(name)
         source.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])

@@ -76,13 +76,20 @@ class Registries:
     gates: Registry[Any]
 
 
+def _registrar(registry: Registry[Any], plugin: str) -> Callable[[Any], None]:
+    def register(item: Any) -> None:
+        registry.add(item, plugin)
+
+    return register
+
+
 def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry[Any]) -> None:
     caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
     # pluggy calls the last-registered implementation first; keep that order.
     for impl in reversed(caller.get_hookimpls()):
         plugin = impl.plugin_name
         trace(f"call {hook_name} -> {plugin}")
-        register: Callable[[Any], None] = lambda item, plugin=plugin: registry.add(item, plugin)  # noqa: E731
+        register = _registrar(registry, plugin)
         try:
             impl.function(register=register)
         except PluginError:

@@ -45,6 +45,12 @@ class Store(ABC):
         """Insert or replace the result of one attempt, with its events, atomically."""
 
     @abstractmethod
+    def save_task_results(
+        self, results: Sequence[TaskResult], events: Sequence[Event]
+    ) -> list[Event]:
+        """Insert or replace several results and append events, in one transaction."""
+
+    @abstractmethod
     def task_results(self, execution_id: str, round: int | None = None) -> list[TaskResult]:
         """The latest attempt of each task (of one round, if given)."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from connectsw.core.models import CheckpointState, Event, Execution, GateResult, TaskResult
 from connectsw.core.stores.base import Store
+
+LOCK_TIMEOUT = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -71,17 +74,16 @@ class SQLiteStore(Store):
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
             self._local.conn = conn
         return conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
+        _begin(db)
         try:
             yield db
         except BaseException:
@@ -154,18 +156,26 @@ class SQLiteStore(Store):
 
     # -- tasks ----------------------------------------------------------------
     def save_task_result(self, result: TaskResult, events: Sequence[Event] = ()) -> list[Event]:
+        return self.save_task_results([result], events)
+
+    def save_task_results(
+        self, results: Sequence[TaskResult], events: Sequence[Event]
+    ) -> list[Event]:
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT OR REPLACE INTO task_results"
                 " (execution_id, task_id, round, attempt, status, data) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    result.execution_id,
-                    result.task_id,
-                    result.round,
-                    result.attempt,
-                    result.status.value,
-                    result.model_dump_json(),
-                ),
+                [
+                    (
+                        r.execution_id,
+                        r.task_id,
+                        r.round,
+                        r.attempt,
+                        r.status.value,
+                        r.model_dump_json(),
+                    )
+                    for r in results
+                ],
             )
             return _insert_events(db, events)
 
@@ -272,6 +282,29 @@ class SQLiteStore(Store):
             .fetchone()
         )
         return int(row[0] or 0)
+
+
+def _begin(db: sqlite3.Connection) -> None:
+    """Take the write lock, retrying quickly while another process holds it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ... ms between tries; task writes
+    from several Dask workers take well under a millisecond, so spin finer.
+    """
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    pause = 0.0001
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.005)
+    finally:
+        db.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT * 1000)}")
 
 
 def _execution_row(e: Execution) -> tuple[str, str, str | None, str | None, str, str]:

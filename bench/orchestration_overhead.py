@@ -1,0 +1,117 @@
+"""Orchestration overhead: N no-op tasks through the engine vs. the same plain Dask graph.
+
+Both run on one LocalCluster in the same process, alternately, so the ratio is
+what this machine's noise leaves comparable. Usage:
+
+    python bench/orchestration_overhead.py [--n 1000 --n 10000] [--repeat 3]
+
+The engine's time covers ``Engine.run``: building the stage graph, running every
+task through the runner (which persists a result and two events per task to
+SQLite), and reading the results back. Planning (``submit``) is reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from distributed import Client, LocalCluster
+
+from connectsw.conf.settings import load_settings
+from connectsw.core.cluster import quiet_dask_logs
+from connectsw.core.engine import Engine
+from connectsw.core.models import ExecutionStatus, Request
+
+WIDTH = 10  # independent chains: task i needs task i - WIDTH
+
+
+def noop(*args: object) -> None:
+    """The baseline's task."""
+    return None
+
+
+def plain_graph(n: int) -> dict[str, tuple[object, ...]]:
+    """The same dependency structure as a raw Dask task dict."""
+    return {f"t{i}": (noop, *([f"t{i - WIDTH}"] if i >= WIDTH else [])) for i in range(n)}
+
+
+def graph_file(n: int, folder: Path) -> Path:
+    """A task-graph file of ``n`` noop tasks with the same structure."""
+    tasks = [
+        {"id": f"t{i}", "agent": "noop", **({"needs": [f"t{i - WIDTH}"]} if i >= WIDTH else {})}
+        for i in range(n)
+    ]
+    path = folder / f"noop-{n}.json"
+    path.write_text(json.dumps({"name": f"noop-{n}", "tasks": tasks}))
+    return path
+
+
+def run_plain(client: Client, n: int) -> float:
+    dsk = plain_graph(n)
+    start = time.perf_counter()
+    client.get(dsk, list(dsk))
+    return time.perf_counter() - start
+
+
+def run_engine(engine: Engine, n: int, folder: Path) -> tuple[float, float]:
+    request = Request(command="run", args=[str(graph_file(n, folder))])
+    start = time.perf_counter()
+    execution = engine.submit(request, folder / "ws")
+    planned = time.perf_counter() - start
+    start = time.perf_counter()
+    done = engine.run(execution.id)
+    elapsed = time.perf_counter() - start
+    if done.status is not ExecutionStatus.COMPLETED:
+        raise SystemExit(f"engine run ended {done.status.value}: {done.error}")
+    return elapsed, planned
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, action="append", help="task counts (repeatable)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    sizes = args.n or [1000, 10000]
+    quiet_dask_logs()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        settings = load_settings(data_dir=folder / "data")
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=args.threads,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            engine = Engine(settings, client=client)
+            print(f"cluster: {args.workers} worker processes x {args.threads} thread(s)")
+            print(
+                f"{'tasks':>7} {'dask s':>8} {'engine s':>9} {'ratio':>6} "
+                f"{'dask ms/task':>13} {'engine ms/task':>15} {'plan s':>7}"
+            )
+            for n in sizes:
+                run_plain(client, min(n, 500))  # warm up workers and imports
+                run_engine(engine, min(n, 500), folder)
+                plain, ours, plans = [], [], []
+                for _ in range(args.repeat):
+                    plain.append(run_plain(client, n))
+                    elapsed, planned = run_engine(engine, n, folder)
+                    ours.append(elapsed)
+                    plans.append(planned)
+                p, o = statistics.median(plain), statistics.median(ours)
+                print(
+                    f"{n:>7} {p:>8.2f} {o:>9.2f} {o / p:>6.3f} {1000 * p / n:>13.3f} "
+                    f"{1000 * o / n:>15.3f} {statistics.median(plans):>7.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Settings: defaults, environment, user file, precedence and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from connectsw.conf import settings as settings_module
+from connectsw.conf.settings import (
+    DEFAULT_FILE,
+    DaskSettings,
+    EngineSettings,
+    GateSettings,
+    Settings,
+    StoreSettings,
+    get_settings,
+    load_settings,
+)
+from connectsw.core.errors import ConfigError
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "dask": DaskSettings,
+    "store": StoreSettings,
+    "engine": EngineSettings,
+    "gates": GateSettings,
+}
+
+
+def write_user_file(text: str, path: Path | None = None) -> Path:
+    target = path or Path.cwd() / "connectsw.toml"
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def test_defaults(isolated: Path) -> None:
+    s = load_settings()
+    assert s.mode == "local"
+    assert s.data_dir == isolated
+    assert s.dask == DaskSettings()
+    assert s.dask.scheduler_address == ""
+    assert (s.dask.n_workers, s.dask.threads_per_worker, s.dask.processes) == (2, 2, True)
+    assert s.store.url == ""
+    assert s.engine.default_retries == 0
+    assert s.engine.retry_backoff == 0.5
+    assert s.engine.heartbeat_interval == 2.0
+    assert s.engine.lease_timeout == 30.0
+    assert s.gates.test_command == ""
+    assert s.gates.test_timeout == 600
+    assert s.plugins == {}
+
+
+def test_data_dir_defaults_to_xdg_data_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CONNECTSW_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert load_settings().data_dir == tmp_path / "xdg" / "connectsw"
+
+
+def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = get_settings()
+    assert get_settings() is first
+    monkeypatch.setenv("CONNECTSW_MODE", "production")
+    assert get_settings().mode == "local"
+    get_settings.cache_clear()
+    assert get_settings().mode == "production"
+
+
+def test_env_overrides_top_level_and_nested(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTSW_MODE", "production")
+    monkeypatch.setenv("CONNECTSW_DASK__SCHEDULER_ADDRESS", "tcp://10.0.0.5:8786")
+    monkeypatch.setenv("CONNECTSW_ENGINE__DEFAULT_RETRIES", "3")
+    monkeypatch.setenv("CONNECTSW_GATES__TEST_COMMAND", "make test")
+    s = load_settings()
+    assert s.mode == "production"
+    assert s.dask.scheduler_address == "tcp://10.0.0.5:8786"
+    assert s.engine.default_retries == 3
+    assert s.gates.test_command == "make test"
+    # The other nested values keep their defaults.
+    assert s.dask.n_workers == 2
+    assert s.engine.retry_backoff == 0.5
+
+
+def test_user_file_in_working_directory() -> None:
+    write_user_file(
+        """
+mode = "production"
+[dask]
+n_workers = 5
+[engine]
+lease_timeout = 12.5
+"""
+    )
+    s = load_settings()
+    assert s.mode == "production"
+    assert s.dask.n_workers == 5
+    assert s.dask.threads_per_worker == 2  # from default.toml
+    assert s.engine.lease_timeout == 12.5
+
+
+def test_precedence_env_over_file_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_user_file(
+        """
+[dask]
+n_workers = 5
+threads_per_worker = 3
+"""
+    )
+    monkeypatch.setenv("CONNECTSW_DASK__N_WORKERS", "7")
+    s = load_settings()
+    assert s.dask.n_workers == 7  # env beats the file
+    assert s.dask.threads_per_worker == 3  # file beats default.toml
+    assert s.dask.processes is True  # default.toml
+
+
+def test_explicit_overrides_beat_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTSW_ENGINE__RETRY_BACKOFF", "2")
+    s = load_settings(engine={"retry_backoff": 0.01})
+    assert s.engine.retry_backoff == 0.01
+
+
+def test_connectsw_config_names_the_user_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_user_file('mode = "local"\n[dask]\nn_workers = 9\n')  # ignored: CONNECTSW_CONFIG wins
+    other = write_user_file(
+        "[dask]\nn_workers = 4\n[gates]\ntest_timeout = 30\n", tmp_path / "elsewhere.toml"
+    )
+    monkeypatch.setenv("CONNECTSW_CONFIG", str(other))
+    s = load_settings()
+    assert s.dask.n_workers == 4
+    assert s.gates.test_timeout == 30
+
+
+def test_connectsw_config_missing_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    monkeypatch.setenv("CONNECTSW_CONFIG", str(missing))
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(missing) in str(info.value)
+    assert "not found" in str(info.value)
+
+
+def assert_one_line_without_cause(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text
+    assert "Traceback" not in text
+    assert exc.__cause__ is None
+    assert exc.__suppress_context__  # raised ``from None``: no chained traceback
+    return text
+
+
+def test_invalid_env_value_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTSW_ENGINE__DEFAULT_RETRIES", "-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert text.startswith("invalid settings: ")
+    assert "engine.default_retries: " in text
+    assert "greater than or equal to 0" in text
+
+
+@pytest.mark.slow
+def test_invalid_setting_on_the_command_line_is_one_line() -> None:
+    env = {**os.environ, "CONNECTSW_ENGINE__DEFAULT_RETRIES": "-1"}
+    env.pop("CONNECTSW_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "connectsw.cli.main", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == ConfigError.exit_code
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: invalid settings: engine.default_retries: ")
+
+
+def test_invalid_values_are_listed_field_by_field() -> None:
+    write_user_file('mode = "turbo"\n[dask]\nn_workers = "many"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert "mode: " in text
+    assert "dask.n_workers: " in text
+    assert "; " in text
+
+
+def test_unknown_key_in_user_file() -> None:
+    write_user_file("[engine]\ncolour = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert "engine.colour: unknown key" in text
+
+
+def test_toml_syntax_error_is_config_error() -> None:
+    write_user_file("[dask\nn_workers = 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert text.startswith("invalid config file: ")
+
+
+def test_shipped_default_toml_equals_class_defaults() -> None:
+    """Every documented key is in default.toml with exactly the code's default."""
+    with DEFAULT_FILE.open("rb") as fh:
+        shipped = tomllib.load(fh)
+    fields = Settings.model_fields
+    # data_dir (machine dependent) is documented as a comment; plugins has no defaults.
+    assert set(shipped) == set(fields) - {"data_dir", "plugins"}
+    assert "data_dir" in DEFAULT_FILE.read_text(encoding="utf-8")
+    for key, value in shipped.items():
+        model = SECTIONS.get(key)
+        if model is not None:
+            assert value == model().model_dump(), f"[{key}] of default.toml drifted"
+            assert set(value) == set(model.model_fields), f"[{key}] keys drifted"
+        else:
+            assert value == fields[key].default, f"{key} of default.toml drifted"
+
+
+def test_settings_without_any_file_equal_shipped_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Loading with the shipped file gives the same settings as the classes alone."""
+    with_file = load_settings()
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    monkeypatch.setattr(settings_module, "DEFAULT_FILE", empty)
+    without_file = load_settings()
+    assert with_file.model_dump() == without_file.model_dump()
+
+
+def test_store_url_defaults_to_sqlite_in_data_dir(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = load_settings()
+    assert s.store_url == f"sqlite:///{isolated / 'connectsw.db'}"
+    monkeypatch.setenv("CONNECTSW_STORE__URL", "sqlite:////srv/connectsw/state.db")
+    assert load_settings().store_url == "sqlite:////srv/connectsw/state.db"
+
+
+def test_plugin_config_is_namespaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_user_file(
+        """
+[plugins.jira]
+url = "https://jira.example.com"
+project = "SW"
+
+[plugins.slack]
+channel = "#builds"
+"""
+    )
+    monkeypatch.setenv("CONNECTSW_PLUGINS__SLACK__TOKEN", "xoxb")
+    s = load_settings()
+    assert s.plugin_config("jira") == {"url": "https://jira.example.com", "project": "SW"}
+    assert s.plugin_config("slack") == {"channel": "#builds", "token": "xoxb"}
+    assert s.plugin_config("absent") == {}
+    # A copy: a plugin cannot change another's (or its own stored) settings.
+    s.plugin_config("jira")["url"] = "changed"
+    assert s.plugin_config("jira")["url"] == "https://jira.example.com"

@@ -1,0 +1,59 @@
+"""Shared fixtures: an isolated data dir and settings per test, one Dask cluster per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from connectsw.conf.settings import Settings, get_settings, load_settings
+from connectsw.core.cluster import quiet_dask_logs
+from connectsw.core.engine import Engine
+from connectsw.plugins.manager import reset_plugin_manager
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own data dir and freshly read settings and plugins."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("CONNECTSW_DATA_DIR", str(data))
+    monkeypatch.delenv("CONNECTSW_CONFIG", raising=False)
+    monkeypatch.delenv("CONNECTSW_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("CONNECTSW_TRACE_PLUGINS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    reset_plugin_manager()
+    yield data
+    get_settings.cache_clear()
+    reset_plugin_manager()
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[Client]:
+    """A real in-process LocalCluster (threads) shared by the engine tests."""
+    quiet_dask_logs()
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def settings(isolated: Path) -> Settings:
+    """Settings on the test's data dir, with fast retries and heartbeats."""
+    return load_settings(
+        engine={"retry_backoff": 0.01, "heartbeat_interval": 0.2, "lease_timeout": 5},
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings, dask_client: Client) -> Iterator[Engine]:
+    """An engine on the test's store and the session's cluster."""
+    eng = Engine(settings, client=dask_client)
+    yield eng
+    eng.store.close()

@@ -1,0 +1,132 @@
+"""The workspace: a git repository where each task's artifacts become one commit."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from connectsw.core import workspace
+from connectsw.core.errors import TaskError
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return workspace.ensure_repo(tmp_path / "ws")
+
+
+def test_ensure_repo_creates_and_inits(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "ws"
+    assert workspace.ensure_repo(target) == target
+    assert (target / ".git").is_dir()
+    assert workspace.log(target) == []
+
+
+def test_ensure_repo_keeps_an_existing_repository(repo: Path) -> None:
+    (repo / "a.txt").write_text("a\n")
+    sha = workspace.commit(repo, ["a.txt"], "first")
+    workspace.ensure_repo(repo)
+    assert git(repo, "rev-parse", "HEAD").strip() == sha
+    # A subfolder of a repository is inside it: no nested repository.
+    sub = repo / "sub"
+    workspace.ensure_repo(sub)
+    assert not (sub / ".git").exists()
+
+
+def test_commit_exactly_the_given_paths(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GIT_AUTHOR_NAME", raising=False)
+    (repo / "a.txt").write_text("a\n")
+    (repo / "b.txt").write_text("b\n")
+    base = workspace.commit(repo, ["a.txt", "b.txt"], "base")
+    assert base is not None
+    (repo / "a.txt").write_text("a2\n")
+    (repo / "b.txt").write_text("b2\n")  # modified by someone else: stays uncommitted
+    (repo / "docs").mkdir()
+    (repo / "docs" / "c.md").write_text("c\n")
+    (repo / "stray.txt").write_text("untracked\n")
+    sha = workspace.commit(repo, ["a.txt", "docs/c.md"], "task: write a and c")
+    assert sha is not None
+    assert len(sha) == 40
+    assert git(repo, "rev-parse", "HEAD").strip() == sha
+    changed = git(repo, "show", "--name-only", "--format=", sha).split()
+    assert sorted(changed) == ["a.txt", "docs/c.md"]
+    assert git(repo, "log", "-1", "--format=%s %an").strip() == "task: write a and c ConnectSW"
+    status = git(repo, "status", "--porcelain").splitlines()
+    assert sorted(status) == [" M b.txt", "?? stray.txt"]
+    assert workspace.log(repo) == ["task: write a and c", "base"]
+
+
+def test_staged_unrelated_change_not_committed(repo: Path) -> None:
+    (repo / "a.txt").write_text("a\n")
+    (repo / "b.txt").write_text("b\n")
+    git(repo, "add", "b.txt")  # someone staged b
+    sha = workspace.commit(repo, ["a.txt"], "only a")
+    assert git(repo, "show", "--name-only", "--format=", sha or "HEAD").split() == ["a.txt"]
+    assert "A  b.txt" in git(repo, "status", "--porcelain").splitlines()
+
+
+def test_commit_unchanged_returns_none(repo: Path) -> None:
+    (repo / "a.txt").write_text("a\n")
+    first = workspace.commit(repo, ["a.txt"], "write a")
+    assert first is not None
+    assert workspace.commit(repo, ["a.txt"], "write a (retry)") is None
+    assert git(repo, "rev-parse", "HEAD").strip() == first
+    assert workspace.log(repo) == ["write a"]
+    assert workspace.commit(repo, [], "nothing") is None
+
+
+def test_unchanged_paths_ignore_other_changes(repo: Path) -> None:
+    (repo / "a.txt").write_text("a\n")
+    workspace.commit(repo, ["a.txt"], "write a")
+    (repo / "b.txt").write_text("b\n")
+    git(repo, "add", "b.txt")
+    assert workspace.commit(repo, ["a.txt"], "retry a") is None
+    assert workspace.log(repo) == ["write a"]
+
+
+def test_commit_missing_path_is_task_error(repo: Path) -> None:
+    with pytest.raises(TaskError, match="git add failed"):
+        workspace.commit(repo, ["ghost.txt"], "nothing")
+
+
+def test_parallel_commits_all_land(repo: Path) -> None:
+    (repo / "seed.txt").write_text("seed\n")
+    workspace.commit(repo, ["seed.txt"], "seed")
+    n = 8
+    shas: dict[int, str | None] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def task(i: int) -> None:
+        try:
+            rel = f"out/task{i}.txt"
+            (repo / "out").mkdir(exist_ok=True)
+            (repo / rel).write_text(f"task {i}\n")
+            barrier.wait()
+            shas[i] = workspace.commit(repo, [rel], f"task {i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(shas[i] for i in range(n))
+    assert len(set(shas.values())) == n
+    subjects = workspace.log(repo)
+    assert len(subjects) == n + 1
+    assert sorted(subjects[:n]) == sorted(f"task {i}" for i in range(n))
+    for i in range(n):
+        files = git(repo, "show", "--name-only", "--format=", str(shas[i])).split()
+        assert files == [f"out/task{i}.txt"]
+    assert git(repo, "status", "--porcelain") == ""
