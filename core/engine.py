@@ -69,6 +69,7 @@ class Engine:
         self.store = store or get_store(self.store_url)
         self.registries = registries or get_registries()
         self._client = client
+        self._owns_client = client is None
         self._cluster: LocalCluster | None = None
         self.owner = this_owner()
 
@@ -81,12 +82,13 @@ class Engine:
         return self._client
 
     def close(self) -> None:
-        """Close the client and any LocalCluster this engine started."""
+        """Close the client and LocalCluster this engine opened (not a client it was given)."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
         if self._cluster is not None:
-            if self._client is not None:
-                self._client.close()
             self._cluster.close()
-            self._client = self._cluster = None
+            self._cluster = None
 
     def __enter__(self) -> Engine:
         return self

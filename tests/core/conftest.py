@@ -1,0 +1,107 @@
+"""Test agents registered as a plugin, for the engine and runner tests."""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectsw import hookimpl
+from connectsw.agents.base import Agent, AgentOutput, TaskContext
+from connectsw.core.engine import Engine
+from connectsw.core.errors import TaskError
+from connectsw.core.models import Execution, Request
+from connectsw.plugins.manager import get_plugin_manager
+from connectsw.plugins.registry import get_registries, reset_registries
+
+
+class SleepAgent(Agent):
+    """Sleeps ``with.seconds`` and reports when it ran."""
+
+    name = "sleep"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        start = time.monotonic()
+        time.sleep(float(ctx.inputs.get("seconds", 0.1)))
+        return AgentOutput(outputs={"start": start, "end": time.monotonic()})
+
+
+class FlakyAgent(Agent):
+    """Fails until attempt ``with.succeed_on``."""
+
+    name = "flaky"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        if ctx.attempt < int(ctx.inputs.get("succeed_on", 2)):
+            raise TaskError(f"flaky failure on attempt {ctx.attempt}")
+        return AgentOutput(summary=f"ok on attempt {ctx.attempt}")
+
+
+class BoomAgent(Agent):
+    """Crashes with an unexpected exception."""
+
+    name = "boom"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        raise RuntimeError("kaboom")
+
+
+class NotesAgent(Agent):
+    """Writes the request, the feedback and its upstream ids to ``with.path``."""
+
+    name = "notes"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        body = "\n".join(
+            [f"request: {ctx.request.text}", f"round: {ctx.round}", f"attempt: {ctx.attempt}"]
+            + [f"feedback: {f}" for f in ctx.feedback]
+            + [f"upstream: {k}={v['status']}" for k, v in sorted(ctx.upstream.items())]
+        )
+        path = str(ctx.inputs.get("path", f"notes/{ctx.task.id}.txt"))
+        return AgentOutput(summary="noted", artifacts=[ctx.write(path, body + "\n")])
+
+
+TEST_AGENTS = (SleepAgent, FlakyAgent, BoomAgent, NotesAgent)
+
+
+@pytest.fixture
+def test_agents() -> Iterator[None]:
+    """Register the test agents as a plugin for this test."""
+    plugin = types.ModuleType("connectsw_test_agents")
+
+    @hookimpl
+    def register_agents(register: Callable[[Any], None]) -> None:
+        for cls in TEST_AGENTS:
+            register(cls())
+
+    plugin.register_agents = register_agents  # type: ignore[attr-defined]
+    pm = get_plugin_manager()
+    pm.register(plugin, name="test-agents")
+    reset_registries()
+    yield
+    pm.unregister(name="test-agents")
+    reset_registries()
+
+
+@pytest.fixture
+def engine(engine: Engine, test_agents: None) -> Engine:
+    """The shared engine fixture, seeing the test agents."""
+    engine.registries = get_registries()
+    return engine
+
+
+@pytest.fixture
+def submit_graph(engine: Engine, tmp_path: Path) -> Callable[..., Execution]:
+    """Write a task-graph file and submit it; returns the pending execution."""
+
+    def submit(graph: dict[str, Any], workspace: Path | None = None) -> Execution:
+        path = tmp_path / f"{graph.get('name', 'g')}.yaml"
+        path.write_text(yaml.safe_dump(graph))
+        return engine.submit(Request(command="run", args=[str(path)]), workspace or tmp_path / "ws")
+
+    return submit

@@ -1,0 +1,301 @@
+"""The engine on a real Dask cluster: parallel stages, retries, timeouts, checkpoints, gates."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from distributed import LocalCluster
+
+from connectsw.conf.settings import Settings
+from connectsw.core import workspace as git
+from connectsw.core.engine import Engine
+from connectsw.core.errors import InvalidState
+from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
+
+Submit = Callable[..., Execution]
+
+
+def kinds(engine: Engine, execution_id: str, task_id: str | None = None) -> list[str]:
+    return [
+        e.kind for e in engine.store.events(execution_id) if task_id is None or e.task_id == task_id
+    ]
+
+
+def test_independent_tasks_run_in_parallel(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph(
+        {
+            "name": "par",
+            "tasks": [
+                {"id": "a", "agent": "sleep", "with": {"seconds": 0.8}},
+                {"id": "b", "agent": "sleep", "with": {"seconds": 0.8}},
+                {"id": "c", "agent": "noop", "needs": ["a", "b"]},
+            ],
+        }
+    )
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.COMPLETED
+    results = {r.task_id: r for r in engine.store.task_results(ex.id)}
+    a, b = results["a"].outputs, results["b"].outputs
+    # The two sleeps overlap in time: they ran at once, not one after the other.
+    assert a["start"] < b["end"] and b["start"] < a["end"]
+    assert results["c"].started_at is not None
+    assert results["c"].started_at >= max(results["a"].finished_at, results["b"].finished_at)
+
+
+def test_retries_with_backoff_until_success(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph(
+        {
+            "name": "flaky",
+            "tasks": [{"id": "f", "agent": "flaky", "retries": 2, "with": {"succeed_on": 3}}],
+        }
+    )
+    assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
+    attempts = engine.store.task_attempts(ex.id, "f")
+    assert [(a.attempt, a.status) for a in attempts] == [
+        (1, TaskStatus.FAILED),
+        (2, TaskStatus.FAILED),
+        (3, TaskStatus.SUCCEEDED),
+    ]
+    assert attempts[0].error == "flaky failure on attempt 1"
+    assert kinds(engine, ex.id, "f").count("task.retrying") == 2
+
+
+def test_exhausted_retries_fail_the_execution_and_skip_dependents(
+    engine: Engine, submit_graph: Submit
+) -> None:
+    ex = submit_graph(
+        {
+            "name": "fails",
+            "tasks": [
+                {"id": "bad", "agent": "boom", "retries": 1},
+                {"id": "after", "agent": "noop", "needs": ["bad"]},
+                {"id": "other", "agent": "noop"},
+            ],
+        }
+    )
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.FAILED
+    assert done.error == "task 'bad' failed: RuntimeError: kaboom"
+    states = engine.task_states(done)
+    assert states == {
+        "bad": TaskStatus.FAILED,
+        "after": TaskStatus.SKIPPED,
+        "other": TaskStatus.SUCCEEDED,
+    }
+    assert len(engine.store.task_attempts(ex.id, "bad")) == 2
+
+
+def test_timeout_fails_the_attempt(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph(
+        {
+            "name": "slow",
+            "tasks": [{"id": "s", "agent": "sleep", "timeout": 0.2, "with": {"seconds": 3}}],
+        }
+    )
+    start = time.monotonic()
+    done = engine.run(ex.id)
+    assert time.monotonic() - start < 2.5
+    assert done.status is ExecutionStatus.FAILED
+    assert "timed out after 0.2s" in (done.error or "")
+
+
+def test_checkpoint_pauses_durably_and_a_new_engine_approves(
+    engine: Engine, submit_graph: Submit, settings: Settings, dask_client: object
+) -> None:
+    ex = submit_graph(
+        {
+            "name": "cp",
+            "tasks": [
+                {"id": "first", "agent": "notes"},
+                {"id": "second", "agent": "notes", "needs": ["first"]},
+            ],
+            "checkpoints": [{"after": ["first"], "question": "First done. Go on?", "name": "one"}],
+        }
+    )
+    paused = engine.run(ex.id)
+    assert paused.status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert engine.task_states(paused)["second"] is TaskStatus.PENDING
+    view = engine.view(ex.id)
+    assert view.checkpoint is not None
+    assert view.checkpoint.type == "one"
+    assert view.checkpoint.question == "First done. Go on?"
+    assert [a.path for a in view.checkpoint.artifacts] == ["notes/first.txt"]
+
+    # Another engine (as in another process) on the same store picks it up.
+    other = Engine(settings, client=dask_client, registries=engine.registries)  # type: ignore[arg-type]
+    assert other.get(ex.id).status is ExecutionStatus.AWAITING_CHECKPOINT
+    with pytest.raises(InvalidState):
+        other.decide(ex.id, Decision.REQUEST_CHANGES, "")
+    other.decide(ex.id, Decision.APPROVE, "fine")
+    done = other.run(ex.id)
+    assert done.status is ExecutionStatus.COMPLETED
+    cps = other.store.checkpoints(ex.id)
+    assert [(c.type, c.decision, c.feedback) for c in cps] == [("one", Decision.APPROVE, "fine")]
+    second = (Path(done.workspace) / "notes/second.txt").read_text()
+    assert "upstream: first=succeeded" in second
+    assert engine.view(ex.id).next_checkpoint is None
+
+
+def test_request_changes_reruns_the_stage_with_feedback(
+    engine: Engine, submit_graph: Submit
+) -> None:
+    ex = submit_graph(
+        {
+            "name": "rc",
+            "tasks": [
+                {"id": "prep", "agent": "notes"},
+                {"id": "draft", "agent": "notes", "needs": ["prep"]},
+            ],
+            "checkpoints": [
+                {"after": ["prep"], "question": "prep ok?"},
+                {"after": ["draft"], "question": "draft ok?"},
+            ],
+        }
+    )
+    engine.run(ex.id)
+    engine.decide(ex.id, Decision.APPROVE)
+    assert engine.run(ex.id).stage == 1
+    engine.decide(ex.id, Decision.REQUEST_CHANGES, "use shorter sentences")
+    again = engine.run(ex.id)
+    assert again.status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert again.round == 1
+    text = (Path(again.workspace) / "notes/draft.txt").read_text()
+    assert "feedback: use shorter sentences" in text
+    assert "round: 1" in text
+    # The earlier stage is not re-run; the changed stage has one commit per round.
+    assert len(engine.store.task_attempts(ex.id, "prep")) == 1
+    subjects = git.log(Path(again.workspace))
+    assert sum(s.startswith("draft:") for s in subjects) == 2
+    assert sum(s.startswith("prep:") for s in subjects) == 1
+
+
+def test_cancel_stops_everything(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph(
+        {
+            "name": "cancel",
+            "tasks": [{"id": "a", "agent": "noop"}, {"id": "b", "agent": "noop", "needs": ["a"]}],
+            "checkpoints": [{"after": ["a"], "question": "go?"}],
+        }
+    )
+    engine.run(ex.id)
+    cancelled = engine.decide(ex.id, Decision.CANCEL, "not needed")
+    assert cancelled.status is ExecutionStatus.CANCELLED
+    assert engine.run(ex.id).status is ExecutionStatus.CANCELLED
+    assert engine.task_states(engine.get(ex.id))["b"] is TaskStatus.PENDING
+    with pytest.raises(InvalidState, match="already cancelled"):
+        engine.decide(ex.id, Decision.APPROVE)
+
+
+def test_cancel_while_running_stops_the_stage(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph(
+        {
+            "name": "cancel-live",
+            "tasks": [
+                {"id": "long", "agent": "sleep", "with": {"seconds": 1.0}},
+                {"id": "later", "agent": "sleep", "needs": ["long"], "with": {"seconds": 5}},
+            ],
+        }
+    )
+    timer = threading.Timer(0.5, engine.decide, args=(ex.id, Decision.CANCEL, "stop"))
+    timer.start()
+    start = time.monotonic()
+    done = engine.run(ex.id)
+    timer.join()
+    assert done.status is ExecutionStatus.CANCELLED
+    assert time.monotonic() - start < 4
+
+
+def test_gate_failure_blocks_the_checkpoint_until_fixed(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    ws = tmp_path / "gated"
+    (ws / "tests").mkdir(parents=True)
+    test_file = ws / "tests" / "test_it.py"
+    test_file.write_text(
+        "import unittest\n\nclass T(unittest.TestCase):\n"
+        "    def test_it(self):\n        self.assertEqual(1, 2)\n"
+    )
+    ex = submit_graph(
+        {
+            "name": "gated",
+            "tasks": [{"id": "work", "agent": "noop"}],
+            "checkpoints": [{"after": ["work"], "question": "ok?", "gates": ["tests-pass"]}],
+        },
+        workspace=ws,
+    )
+    blocked = engine.run(ex.id)
+    assert blocked.status is ExecutionStatus.GATE_FAILED
+    assert blocked.error == "quality gate failed: tests-pass"
+    gate = engine.view(ex.id).gate
+    assert gate is not None and not gate.passed and gate.rules[0].remediation
+    with pytest.raises(InvalidState):
+        engine.decide(ex.id, Decision.APPROVE)
+    test_file.write_text(test_file.read_text().replace("1, 2", "2, 2"))
+    resumed = engine.run(ex.id)
+    assert resumed.status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert len(engine.store.task_attempts(ex.id, "work")) == 1
+
+
+def test_every_state_change_is_an_event(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph({"name": "ev", "tasks": [{"id": "n", "agent": "notes"}]})
+    engine.run(ex.id)
+    assert kinds(engine, ex.id) == [
+        "execution.created",
+        "execution.running",
+        "stage.started",
+        "task.started",
+        "task.succeeded",
+        "execution.completed",
+    ]
+    seqs = [e.seq for e in engine.store.events(ex.id)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_a_live_owner_keeps_the_execution(engine: Engine, submit_graph: Submit) -> None:
+    import subprocess
+    import sys
+
+    from connectsw.core.models import utcnow
+
+    ex = submit_graph({"name": "owned", "tasks": [{"id": "a", "agent": "noop"}]})
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import socket
+
+        owner = f"{socket.gethostname()}:{holder.pid}"
+        assert engine.store.claim_execution(ex.id, owner, None, utcnow())
+        execution = engine.get(ex.id)
+        execution.status = ExecutionStatus.EXECUTING
+        engine.store.save_execution(execution)
+        with pytest.raises(InvalidState, match="being run by"):
+            engine.run(ex.id)
+        assert engine.status(engine.get(ex.id)) is ExecutionStatus.EXECUTING
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its process is gone: the execution shows as interrupted and can be taken over.
+    assert engine.status(engine.get(ex.id)) is ExecutionStatus.INTERRUPTED
+    assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
+    assert "execution.resumed" in kinds(engine, ex.id)
+
+
+def test_runs_on_an_existing_scheduler(settings: Settings, submit_graph: Submit) -> None:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        remote = settings.model_copy(
+            update={
+                "dask": settings.dask.model_copy(
+                    update={"scheduler_address": cluster.scheduler_address}
+                )
+            }
+        )
+        ex = submit_graph({"name": "remote", "tasks": [{"id": "n", "agent": "notes"}]})
+        with Engine(remote) as engine:
+            done = engine.run(ex.id)
+            assert engine.client.scheduler.address == cluster.scheduler_address
+        assert done.status is ExecutionStatus.COMPLETED
