@@ -1,0 +1,97 @@
+"""A person at a terminal: the plan is shown, and each checkpoint asks for a decision."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from connectsw.core.stores.sqlite import SQLiteStore
+
+FAST = {
+    "CONNECTSW_DASK__PROCESSES": "false",
+    "CONNECTSW_DASK__N_WORKERS": "1",
+    "CONNECTSW_DASK__THREADS_PER_WORKER": "4",
+}
+
+
+class Terminal:
+    """A command on a pseudo-terminal: read until a prompt, then type an answer."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave,
+                                     stderr=slave, close_fds=True)
+        os.close(slave)
+        self.screen = ""
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} never appeared; screen:\n{self.screen}"
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    self.screen += os.read(self.master, 65536).decode(errors="replace")
+                except OSError:  # the command ended
+                    assert text in self.screen, f"{text!r} never appeared:\n{self.screen}"
+        seen, _, self.screen = self.screen.partition(text)
+        return seen + text
+
+    def type(self, line: str) -> None:
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self) -> int:
+        try:
+            while True:
+                ready, _, _ = select.select([self.master], [], [], 0.5)
+                if ready:
+                    os.read(self.master, 65536)
+                elif self.proc.poll() is not None:
+                    break
+        except OSError:
+            pass
+        os.close(self.master)
+        return self.proc.wait(timeout=60)
+
+
+def test_interactive_run_asks_at_each_checkpoint(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_") and k != "CI"}
+    env.update(FAST, CONNECTSW_DATA_DIR=str(tmp_path / "data"), TERM="xterm", COLUMNS="120")
+    argv = [sys.executable, "-m", "connectsw.cli.main", "new", "product", "Recipe planner",
+            "--workspace", "ws"]
+    term = Terminal(argv, tmp_path, env)
+    try:
+        plan = term.expect("Decision:")
+        assert "checkpoint prd_complete" in plan  # the plan was shown first
+        assert "PRD complete. Approve to proceed with architecture?" in plan
+        term.type("r")
+        term.expect("What should change?")
+        term.type("Add a dark mode")
+        term.expect("Decision:")  # the PRD stage ran again, and asks again
+        term.type("a")
+        term.expect("Feedback (optional)")
+        term.type("")
+        term.expect("Decision:")  # architecture_complete
+        term.type("l")  # decide later
+        term.expect("connectsw approve")
+    finally:
+        code = term.close()
+    assert code == 0
+    prd = (tmp_path / "ws" / "docs" / "PRD.md").read_text()
+    assert "Add a dark mode" in prd
+    store = SQLiteStore(tmp_path / "data" / "connectsw.db")
+    execution = store.list_executions()[0]
+    assert execution.status.value == "awaiting_checkpoint"
+    assert execution.stage == 1
+    decisions = [(c.type, c.round, c.decision) for c in store.checkpoints(execution.id)]
+    assert [(t, r, d.value if d else None) for t, r, d in decisions] == [
+        ("prd_complete", 0, "request_changes"),
+        ("prd_complete", 1, "approve"),
+        ("architecture_complete", 1, None),
+    ]
