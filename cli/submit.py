@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -73,6 +74,13 @@ def show_plan(plan: Plan, execution_id: str) -> None:
             )
 
 
+def submit_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The options every submitting command takes."""
+    for option in (pass_state, json_option, PLAN_ONLY, YES, WORKSPACE):
+        f = option(f)
+    return f
+
+
 @click.group("new")
 def new() -> None:
     """Start new work: a product or a feature."""
@@ -80,81 +88,32 @@ def new() -> None:
 
 @new.command("product")
 @click.argument("description")
-@WORKSPACE
-@YES
-@PLAN_ONLY
-@json_option
-@pass_state
-def new_product(
-    state: State,
-    description: str,
-    workspace: Path | None,
-    yes: bool,
-    plan_only: bool,
-    as_json: bool,
-) -> None:
+@submit_options
+def new_product(state: State, description: str, workspace: Path | None, **flags: bool) -> None:
     """Build a new product from one sentence (default workspace: ./SLUG)."""
     ws = workspace or Path.cwd() / slugify(description)
-    submit(state, "new product", description, ws, yes=yes, as_json=as_json, plan_only=plan_only)
+    submit(state, "new product", description, ws, **flags)
 
 
 @new.command("feature")
 @click.argument("description")
-@WORKSPACE
-@YES
-@PLAN_ONLY
-@json_option
-@pass_state
-def new_feature(
-    state: State,
-    description: str,
-    workspace: Path | None,
-    yes: bool,
-    plan_only: bool,
-    as_json: bool,
-) -> None:
+@submit_options
+def new_feature(state: State, description: str, workspace: Path | None, **flags: bool) -> None:
     """Add a feature to the product in the workspace (default: current directory)."""
-    ws = workspace or Path.cwd()
-    submit(state, "new feature", description, ws, yes=yes, as_json=as_json, plan_only=plan_only)
+    submit(state, "new feature", description, workspace or Path.cwd(), **flags)
 
 
 @click.command("fix")
 @click.argument("description")
-@WORKSPACE
-@YES
-@PLAN_ONLY
-@json_option
-@pass_state
-def fix(
-    state: State,
-    description: str,
-    workspace: Path | None,
-    yes: bool,
-    plan_only: bool,
-    as_json: bool,
-) -> None:
+@submit_options
+def fix(state: State, description: str, workspace: Path | None, **flags: bool) -> None:
     """Fix a bug in the product in the workspace (default: current directory)."""
-    ws = workspace or Path.cwd()
-    submit(state, "fix", description, ws, yes=yes, as_json=as_json, plan_only=plan_only)
+    submit(state, "fix", description, workspace or Path.cwd(), **flags)
 
 
 @click.command("run")
 @click.argument("graph_file", type=click.Path(dir_okay=False, path_type=Path))
-@WORKSPACE
-@YES
-@PLAN_ONLY
-@json_option
-@pass_state
-def run(
-    state: State,
-    graph_file: Path,
-    workspace: Path | None,
-    yes: bool,
-    plan_only: bool,
-    as_json: bool,
-) -> None:
+@submit_options
+def run(state: State, graph_file: Path, workspace: Path | None, **flags: bool) -> None:
     """Run a task-graph file (YAML or JSON; see `connectsw schema`)."""
-    ws = workspace or Path.cwd()
-    submit(
-        state, "run", str(graph_file.resolve()), ws, yes=yes, as_json=as_json, plan_only=plan_only
-    )
+    submit(state, "run", str(graph_file.resolve()), workspace or Path.cwd(), **flags)

@@ -431,14 +431,9 @@ class Engine:
         stage: int | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
+        """Persist the execution together with the event describing its change."""
         execution.updated_at = utcnow()
-        event = Event(
-            execution_id=execution.id,
-            kind=kind,
-            message=message,
-            stage=execution.stage if stage is None else stage,
-            data=data or {},
-        )
+        event = _event(execution, kind, message, stage, data)
         dispatch(self.store.save_execution(execution, [event]))
 
     def _emit(
@@ -450,14 +445,24 @@ class Engine:
         stage: int | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        event = Event(
-            execution_id=execution.id,
-            kind=kind,
-            message=message,
-            stage=execution.stage if stage is None else stage,
-            data=data or {},
-        )
-        dispatch(self.store.add_events([event]))
+        """Append an event that changes no execution field."""
+        dispatch(self.store.add_events([_event(execution, kind, message, stage, data)]))
+
+
+def _event(
+    execution: Execution,
+    kind: str,
+    message: str,
+    stage: int | None,
+    data: dict[str, Any] | None,
+) -> Event:
+    return Event(
+        execution_id=execution.id,
+        kind=kind,
+        message=message,
+        stage=execution.stage if stage is None else stage,
+        data=data or {},
+    )
 
 
 class _Lease:

@@ -59,9 +59,10 @@ def register_commands(cli: click.Group) -> None:
 
 
 # -- events ----------------------------------------------------------------------
-# Called in the process where the state change happens (task events run on the
-# Dask worker that ran the task). Return values are ignored; an exception is
-# logged and does not stop the execution.
+# Called once an event is persisted, in the process that persisted it: the
+# engine's for almost every event; the Dask worker's for the start of a task that
+# runs longer than 50 ms and for a failed attempt that will be retried. Return
+# values are ignored; an exception is logged and does not stop the execution.
 
 
 @hookspec

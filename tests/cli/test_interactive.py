@@ -24,8 +24,9 @@ class Terminal:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave,
-                                     stderr=slave, close_fds=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True
+        )
         os.close(slave)
         self.screen = ""
 
@@ -63,8 +64,16 @@ class Terminal:
 def test_interactive_run_asks_at_each_checkpoint(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_") and k != "CI"}
     env.update(FAST, CONNECTSW_DATA_DIR=str(tmp_path / "data"), TERM="xterm", COLUMNS="120")
-    argv = [sys.executable, "-m", "connectsw.cli.main", "new", "product", "Recipe planner",
-            "--workspace", "ws"]
+    argv = [
+        sys.executable,
+        "-m",
+        "connectsw.cli.main",
+        "new",
+        "product",
+        "Recipe planner",
+        "--workspace",
+        "ws",
+    ]
     term = Terminal(argv, tmp_path, env)
     try:
         plan = term.expect("Decision:")
