@@ -34,16 +34,31 @@ def _git(workspace: Path, *args: str, check: bool = True) -> subprocess.Complete
             "git is not installed; the workspace must be a git repository"
         ) from None
     if check and proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TaskError(f"git {args[0]} failed: {msg[-1] if msg else proc.returncode}")
+        lines = [
+            line
+            for line in (proc.stderr or proc.stdout).strip().splitlines()
+            if line.strip() and not line.startswith("hint:")
+        ]
+        raise TaskError(f"git {args[0]} failed: {lines[0] if lines else proc.returncode}")
     return proc
 
 
 def ensure_repo(workspace: Path) -> Path:
-    """Create ``workspace`` if needed and make sure it is inside a git repository."""
+    """Create ``workspace`` if needed and make sure its commits have a repository to go to.
+
+    A workspace inside an existing repository commits there (a product in a
+    monorepo), unless that repository ignores it: then it gets a repository of its own.
+    """
     workspace.mkdir(parents=True, exist_ok=True)
-    if _git(workspace, "rev-parse", "--git-dir", check=False).returncode != 0:
-        _git(workspace, "init", "-q")
+    inside = _git(workspace, "rev-parse", "--show-toplevel", check=False)
+    if inside.returncode == 0:
+        top = Path(inside.stdout.strip()).resolve()
+        if top == workspace.resolve():
+            return workspace
+        ignored = _git(top, "check-ignore", "-q", str(workspace.resolve()), check=False)
+        if ignored.returncode != 0:
+            return workspace
+    _git(workspace, "init", "-q")
     return workspace
 
 

@@ -285,7 +285,11 @@ def test_a_live_owner_keeps_the_execution(engine: Engine, submit_graph: Submit) 
 
 def test_runs_on_an_existing_scheduler(settings: Settings, submit_graph: Submit) -> None:
     with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     ) as cluster:
         remote = settings.model_copy(
             update={

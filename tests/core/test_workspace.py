@@ -130,3 +130,28 @@ def test_parallel_commits_all_land(repo: Path) -> None:
         files = git(repo, "show", "--name-only", "--format=", str(shas[i])).split()
         assert files == [f"out/task{i}.txt"]
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_workspace_in_an_existing_repository_commits_there(tmp_path: Path) -> None:
+    outer = tmp_path / "outer"
+    (outer / "sub").mkdir(parents=True)
+    workspace.ensure_repo(outer)
+    workspace.ensure_repo(outer / "sub")
+    assert not (outer / "sub" / ".git").exists()
+    (outer / "sub" / "a.txt").write_text("a\n")
+    workspace.commit(outer / "sub", ["a.txt"], "add a")
+    assert workspace.log(outer) == ["add a"]
+
+
+def test_an_ignored_workspace_gets_its_own_repository(tmp_path: Path) -> None:
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    workspace.ensure_repo(outer)
+    (outer / ".gitignore").write_text("ignored/\n")
+    ws = outer / "ignored" / "product"
+    workspace.ensure_repo(ws)
+    assert (ws / ".git").is_dir()
+    (ws / "x.txt").write_text("x\n")
+    assert workspace.commit(ws, ["x.txt"], "x") is not None
+    assert workspace.log(ws) == ["x"]
+    assert workspace.log(outer) == []
