@@ -1,7 +1,8 @@
 """Orchestration overhead: N no-op tasks through the engine vs. the same plain Dask graph.
 
-Both run on one LocalCluster in the same process, alternately, so the ratio is
-what this machine's noise leaves comparable. Usage:
+Each repetition starts a fresh LocalCluster, warms it up, and runs both on it, in
+alternating order (a long-lived scheduler slows down run after run, and this
+shared machine is noisy): the ratio of the medians is what is comparable. Usage:
 
     python bench/orchestration_overhead.py [--n 1000 --n 10000] [--repeat 3]
 
@@ -70,6 +71,33 @@ def run_engine(engine: Engine, n: int, folder: Path) -> tuple[float, float]:
     return elapsed, planned
 
 
+def one_pair(
+    n: int, args: argparse.Namespace, folder: Path, engine_first: bool
+) -> tuple[float, float, float]:
+    """Plain and engine time for ``n`` tasks on one fresh cluster."""
+    settings = load_settings(data_dir=folder / "data")
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=args.threads,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        engine = Engine(settings, client=client)
+        run_plain(client, 200)  # warm up workers and imports
+        run_engine(engine, 200, folder)
+        if engine_first:
+            ours, planned = run_engine(engine, n, folder)
+            plain = run_plain(client, n)
+        else:
+            plain = run_plain(client, n)
+            ours, planned = run_engine(engine, n, folder)
+    return plain, ours, planned
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, action="append", help="task counts (repeatable)")
@@ -79,38 +107,30 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.n or [1000, 10000]
     quiet_dask_logs()
+    print(
+        f"cluster: {args.workers} worker processes x {args.threads} thread(s), "
+        f"fresh per repetition; {args.repeat} repetitions"
+    )
+    print(
+        f"{'tasks':>7} {'dask s':>8} {'engine s':>9} {'ratio':>6} "
+        f"{'dask ms/task':>13} {'engine ms/task':>15} {'plan s':>7}  per-pair ratios"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = load_settings(data_dir=folder / "data")
-        with (
-            LocalCluster(
-                n_workers=args.workers,
-                threads_per_worker=args.threads,
-                processes=True,
-                dashboard_address=None,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            engine = Engine(settings, client=client)
-            print(f"cluster: {args.workers} worker processes x {args.threads} thread(s)")
+        for n in sizes:
+            plain, ours, plans = [], [], []
+            for i in range(args.repeat):
+                p, o, planned = one_pair(n, args, folder, engine_first=bool(i % 2))
+                plain.append(p)
+                ours.append(o)
+                plans.append(planned)
+            p, o = statistics.median(plain), statistics.median(ours)
+            pairs = " ".join(f"{b / a:.2f}" for a, b in zip(plain, ours, strict=True))
             print(
-                f"{'tasks':>7} {'dask s':>8} {'engine s':>9} {'ratio':>6} "
-                f"{'dask ms/task':>13} {'engine ms/task':>15} {'plan s':>7}"
+                f"{n:>7} {p:>8.2f} {o:>9.2f} {o / p:>6.3f} {1000 * p / n:>13.3f} "
+                f"{1000 * o / n:>15.3f} {statistics.median(plans):>7.2f}  {pairs}",
+                flush=True,
             )
-            for n in sizes:
-                run_plain(client, min(n, 500))  # warm up workers and imports
-                run_engine(engine, min(n, 500), folder)
-                plain, ours, plans = [], [], []
-                for _ in range(args.repeat):
-                    plain.append(run_plain(client, n))
-                    elapsed, planned = run_engine(engine, n, folder)
-                    ours.append(elapsed)
-                    plans.append(planned)
-                p, o = statistics.median(plain), statistics.median(ours)
-                print(
-                    f"{n:>7} {p:>8.2f} {o:>9.2f} {o / p:>6.3f} {1000 * p / n:>13.3f} "
-                    f"{1000 * o / n:>15.3f} {statistics.median(plans):>7.2f}"
-                )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ with a heartbeat); a dead owner's lease is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, Future, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster
+from distributed.client import FutureCancelledError
 
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
@@ -40,6 +43,7 @@ from connectsw.core.models import (
 from connectsw.core.planner import Planner
 from connectsw.core.runner import TaskCall, public_result
 from connectsw.core.stores import Store, get_store
+from connectsw.core.tasklog import flush as flush_task_log
 from connectsw.gates.base import GateContext
 from connectsw.gates.engine import evaluate_stage
 from connectsw.plugins.registry import Registries, get_registries
@@ -279,58 +283,55 @@ class Engine:
                 retry_backoff_max=engine.retry_backoff_max,
                 default_timeout=engine.default_timeout,
             )
-        results = {tid: r for tid, r in current.items() if tid not in calls}
         if calls:
             known = {tid: public_result(r) for tid, r in latest.items() if tid not in calls}
             dsk, keys = stage_graph(plan, execution.stage, calls, known)
             futures = self.client.get(dsk, keys, sync=False)
             with _Lease(self, execution, futures):
-                by_key = {task_key(execution.id, execution.round, t): c for t, c in calls.items()}
-                results.update(self._collect(execution, by_key, futures))
-        return {tid: results[tid] for tid in stage_ids if tid in results}
+                self._wait(execution, calls, futures)
+        final = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
+        return {tid: final[tid] for tid in stage_ids if tid in final}
 
-    def _collect(
+    def _wait(
         self, execution: Execution, calls: dict[str, TaskCall], futures: list[Future]
-    ) -> dict[str, TaskResult]:
-        """Persist task outcomes in batches as they arrive (one transaction per batch)."""
-        collected: dict[str, TaskResult] = {}
-        # Gather each batch in one call: per-future results would cost a round trip each.
-        for batch in as_completed(futures).batches():
-            results: list[TaskResult] = []
-            events: list[Event] = []
-            done = [f for f in batch if f.status == "finished"]
-            for value in self.client.gather(done):
-                results.append(TaskResult.model_validate_json(value.result))
-                events.extend(Event.model_validate_json(e) for e in value.events)
-            for future in batch:
-                if future.status == "finished":
-                    continue
-                # The worker died or the future was cancelled: nothing ran to an end.
-                call = calls[future.key]
-                exc = future.exception() if future.status == "error" else "cancelled"
-                error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-                results.append(
-                    TaskResult(
-                        execution_id=execution.id,
-                        task_id=call.task_id,
-                        round=execution.round,
-                        attempt=call.first_attempt,
-                        status=TaskStatus.FAILED,
-                        error=error,
-                        finished_at=utcnow(),
-                    )
+    ) -> None:
+        """Wait for the stage, make every worker write its task records, record crashes."""
+        # One gather, as a plain Dask run would: results come back when all are done.
+        with contextlib.suppress(CancelledError, FutureCancelledError):
+            self.client.gather(futures, errors="skip")
+        self.client.run(flush_task_log)
+        flush_task_log()  # tasks that ran in this process (a threads-only cluster)
+        lost: list[TaskResult] = []
+        by_key = {task_key(execution.id, execution.round, t): c for t, c in calls.items()}
+        for future in futures:
+            if future.status == "finished":
+                continue
+            # The worker died or the stage was cancelled: that attempt never ended.
+            call = by_key[str(future.key)]
+            reason = future.exception() if future.status == "error" else "cancelled"
+            error = f"{type(reason).__name__}: {reason}".strip().splitlines()[0]
+            lost.append(
+                TaskResult(
+                    execution_id=execution.id,
+                    task_id=call.task_id,
+                    round=execution.round,
+                    attempt=call.first_attempt,
+                    status=TaskStatus.FAILED,
+                    error=error,
+                    finished_at=utcnow(),
                 )
-                events.append(
-                    Event(
-                        execution_id=execution.id,
-                        kind="task.failed",
-                        task_id=call.task_id,
-                        message=error,
-                    )
+            )
+        if lost:
+            events = [
+                Event(
+                    execution_id=execution.id,
+                    kind="task.failed",
+                    task_id=r.task_id,
+                    message=r.error or "",
                 )
-            dispatch(self.store.save_task_results(results, events))
-            collected.update((r.task_id, r) for r in results)
-        return collected
+                for r in lost
+            ]
+            dispatch(self.store.save_task_results(lost, events))
 
     def _gate(self, execution: Execution, results: dict[str, TaskResult]) -> GateResult:
         stage = execution.plan.stages[execution.stage]
@@ -488,8 +489,7 @@ class _Lease:
         while not self._stop.wait(engine.settings.engine.heartbeat_interval):
             try:
                 engine.store.heartbeat(self.execution_id, engine.owner, utcnow())
-                fresh = engine.store.get_execution(self.execution_id)
-                if fresh is not None and fresh.status is ExecutionStatus.CANCELLED:
+                if engine.store.execution_status(self.execution_id) is ExecutionStatus.CANCELLED:
                     engine.client.cancel(self.futures)
                     return
             except Exception:  # a missed heartbeat is retried at the next tick

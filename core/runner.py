@@ -20,10 +20,9 @@ from typing import Any
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import workspace as git
 from connectsw.core.errors import ConnectSWError, NotFound, TaskTimeout
-from connectsw.core.events import dispatch
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
-from connectsw.core.startlog import start_log
 from connectsw.core.stores import Store, get_store
+from connectsw.core.tasklog import task_log
 from connectsw.plugins.registry import get_registries
 
 log = logging.getLogger("connectsw.runner")
@@ -31,7 +30,7 @@ log = logging.getLogger("connectsw.runner")
 SUCCEEDED = TaskStatus.SUCCEEDED.value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskCall:
     """Everything a worker needs to run one task (an opaque object to Dask)."""
 
@@ -44,21 +43,16 @@ class TaskCall:
     retry_backoff_max: float = 30.0
     default_timeout: float = 0.0
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled once per task: positional fields only, no per-instance field names.
+        return (TaskCall, tuple(getattr(self, f) for f in self.__dataclass_fields__))
+
 
 @dataclass(frozen=True)
 class Known:
     """A result from outside the graph (an earlier stage or run); opaque to Dask."""
 
     result: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """A task's final state, returned through Dask; the engine persists it in batches."""
-
-    public: dict[str, Any]
-    result: str
-    events: tuple[str, ...]
 
 
 @dataclass
@@ -91,6 +85,15 @@ def _load(store: Store, call: TaskCall) -> _Loaded:
     return loaded
 
 
+EMPTY_SUCCESS: dict[str, Any] = {
+    "status": SUCCEEDED,
+    "summary": "",
+    "outputs": {},
+    "artifacts": [],
+    "error": None,
+}
+
+
 def public_result(result: TaskResult) -> dict[str, Any]:
     """What dependents receive from a task (JSON-ready)."""
     return {
@@ -113,35 +116,23 @@ def _event(result: TaskResult, kind: str, message: str, stage: int) -> Event:
     )
 
 
-def _record(
-    store: Store, result: TaskResult, kind: str, message: str, stage: int, start: int
-) -> None:
-    """Persist an attempt that will be retried, with its start if that is still pending."""
-    events = [_event(result, kind, message, stage)]
-    started = start_log.take(start)
-    if started is not None:
-        events.insert(0, started)
-    dispatch(store.save_task_result(result, events))
+def _finish(
+    store: Store, result: TaskResult, kind: str, message: str, stage: int, start: int | None
+) -> dict[str, Any] | None:
+    """Queue the attempt's record for writing; return what dependents receive.
 
-
-def _outcome(
-    result: TaskResult, kind: str, message: str, stage: int, start: int | None
-) -> TaskOutcome:
-    """The final state to return; a start not yet written travels with it."""
-    events = [_event(result, kind, message, stage)]
-    if start is not None:
-        started = start_log.take(start)
-        if started is not None:
-            events.insert(0, started)
-    return TaskOutcome(
-        public_result(result), result.model_dump_json(), tuple(e.model_dump_json() for e in events)
-    )
+    A success that carries nothing returns None: dependents read it as
+    :data:`EMPTY_SUCCESS`, and no dict travels between workers for it.
+    """
+    task_log.finish(store, start, result, _event(result, kind, message, stage))
+    public = public_result(result)
+    return None if public == EMPTY_SUCCESS else public
 
 
 def upstream_value(value: Any) -> dict[str, Any]:
-    """What a dependent receives from a task argument (an outcome or a known result)."""
-    if isinstance(value, TaskOutcome):
-        return value.public
+    """What a dependent receives from a task argument (a result, None or a known result)."""
+    if value is None:
+        return dict(EMPTY_SUCCESS)
     if isinstance(value, Known):
         return value.result
     return dict(value)
@@ -170,11 +161,12 @@ def _error_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
+def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
     """Run one task to a final state (succeeded, failed or skipped).
 
-    Starts of long attempts and failed attempts that will be retried are written
-    here; the final state is returned for the engine to persist as it arrives.
+    Every attempt's record goes through this process's task log (written within
+    milliseconds, flushed by the engine before it reads the stage's results).
+    Returns what dependents receive.
     """
     store = get_store(call.store_url)
     loaded = _load(store, call)
@@ -192,7 +184,7 @@ def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
             error=f"not run: needs {', '.join(blocked)}, which did not succeed",
             finished_at=utcnow(),
         )
-        return _outcome(result, "task.skipped", result.error or "", task.stage, None)
+        return _finish(store, result, "task.skipped", result.error or "", task.stage, None)
 
     agent = get_registries().agents.get(task.agent)
     timeout = task.timeout or call.default_timeout or None
@@ -202,7 +194,7 @@ def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
-        token = start_log.add(
+        token = task_log.start(
             store, started, _event(started, "task.started", task.title or task.id, task.stage)
         )
         try:
@@ -238,7 +230,7 @@ def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
                     "finished_at": utcnow(),
                 }
             )
-            return _outcome(done, "task.succeeded", output.summary, task.stage, token)
+            return _finish(store, done, "task.succeeded", output.summary, task.stage, token)
         except Exception as exc:
             error = _error_line(exc)
             if not isinstance(exc, ConnectSWError):
@@ -247,7 +239,7 @@ def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
                 update={"status": TaskStatus.FAILED, "error": error, "finished_at": utcnow()}
             )
             if attempt < last:
-                _record(store, failed, "task.retrying", error, task.stage, token)
+                _finish(store, failed, "task.retrying", error, task.stage, token)
                 time.sleep(
                     min(
                         call.retry_backoff * 2 ** (attempt - call.first_attempt),
@@ -255,5 +247,5 @@ def run_task(call: TaskCall, *upstream: Any) -> TaskOutcome:
                     )
                 )
             else:
-                return _outcome(failed, "task.failed", error, task.stage, token)
+                return _finish(store, failed, "task.failed", error, task.stage, token)
     raise AssertionError("unreachable")  # pragma: no cover

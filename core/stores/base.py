@@ -6,7 +6,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 
-from connectsw.core.models import CheckpointState, Event, Execution, GateResult, TaskResult
+from connectsw.core.models import (
+    CheckpointState,
+    Event,
+    Execution,
+    ExecutionStatus,
+    GateResult,
+    TaskResult,
+)
 
 
 class Store(ABC):
@@ -20,6 +27,10 @@ class Store(ABC):
     @abstractmethod
     def get_execution(self, execution_id: str) -> Execution | None:
         """The execution, or None."""
+
+    @abstractmethod
+    def execution_status(self, execution_id: str) -> ExecutionStatus | None:
+        """Just the status (cheap: no plan to parse), or None."""
 
     @abstractmethod
     def save_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:

@@ -14,7 +14,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from connectsw.core.models import CheckpointState, Event, Execution, GateResult, TaskResult
+from connectsw.core.models import (
+    CheckpointState,
+    Event,
+    Execution,
+    ExecutionStatus,
+    GateResult,
+    TaskResult,
+)
 from connectsw.core.stores.base import Store
 
 LOCK_TIMEOUT = 60.0
@@ -115,6 +122,14 @@ class SQLiteStore(Store):
             .fetchone()
         )
         return _execution(row) if row else None
+
+    def execution_status(self, execution_id: str) -> ExecutionStatus | None:
+        row = (
+            self._conn()
+            .execute("SELECT status FROM executions WHERE id = ?", (execution_id,))
+            .fetchone()
+        )
+        return ExecutionStatus(row[0]) if row else None
 
     def save_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
         with self._tx() as db:

@@ -1,0 +1,141 @@
+"""The worker's write-behind log of task records: group commits off the scheduler's path.
+
+A task's final record is queued and written by one thread per process, many
+records per transaction, within ``INTERVAL`` seconds; the task itself returns
+at once. A task's start is written only if the task runs longer than
+``START_DELAY`` (a fast task's start is written with its end). The engine calls
+:func:`flush` on every worker before it reads a stage's results, so nothing it
+acts on is only in memory. A record lost in a crash loses nothing: that attempt
+runs again when the execution is resumed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from connectsw.core.events import dispatch
+from connectsw.core.models import Event, TaskResult
+from connectsw.core.stores import Store
+
+log = logging.getLogger("connectsw.tasklog")
+
+INTERVAL = 0.02
+START_DELAY = 0.05
+
+
+@dataclass
+class _Pending:
+    """What one store still has to receive, in order."""
+
+    results: list[TaskResult] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class _Start:
+    due: float
+    store: Store
+    result: TaskResult
+    event: Event
+
+
+class TaskLog:
+    """Pending task records of this process, written by one daemon thread."""
+
+    def __init__(self, interval: float = INTERVAL, start_delay: float = START_DELAY) -> None:
+        self.interval = interval
+        self.start_delay = start_delay
+        self._starts: dict[int, _Start] = {}
+        self._queued: dict[int, tuple[Store, _Pending]] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        # Held while writing, so a record is never overtaken by a later one of its task.
+        self._write_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, store: Store, result: TaskResult, event: Event) -> int:
+        """Note that an attempt started; returns a token for :meth:`finish` / :meth:`take_start`."""
+        token = next(self._ids)
+        with self._lock:
+            self._starts[token] = _Start(time.monotonic() + self.start_delay, store, result, event)
+            self._ensure_thread()
+        return token
+
+    def take_start(self, token: int) -> Event | None:
+        """The start's event if it is not queued for writing yet (the caller writes it)."""
+        with self._lock:
+            start = self._starts.pop(token, None)
+        return start.event if start is not None else None
+
+    def finish(self, store: Store, token: int | None, result: TaskResult, event: Event) -> None:
+        """Queue an attempt's final record (with its start if that was never written)."""
+        with self._lock:
+            start = self._starts.pop(token, None) if token is not None else None
+            pending = self._pending(store)
+            if start is not None:
+                pending.events.append(start.event)
+            pending.results.append(result)
+            pending.events.append(event)
+            self._ensure_thread()
+
+    def flush(self) -> None:
+        """Write everything pending now, starts included."""
+        self._write(everything=True)
+
+    def _pending(self, store: Store) -> _Pending:
+        entry = self._queued.get(id(store))
+        if entry is None:
+            entry = self._queued[id(store)] = (store, _Pending())
+        return entry[1]
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="connectsw-tasklog", daemon=True
+            )
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self._write(everything=False)
+            except Exception:  # the store is unreachable now: keep the records, retry
+                log.exception("writing task records failed; retrying")
+
+    def _write(self, everything: bool) -> None:
+        with self._write_lock:
+            now = time.monotonic()
+            with self._lock:
+                due = [t for t, s in self._starts.items() if everything or s.due <= now]
+                for token in due:
+                    start = self._starts.pop(token)
+                    pending = self._pending(start.store)
+                    # A start goes before anything queued after it for the same task.
+                    pending.results.insert(0, start.result)
+                    pending.events.insert(0, start.event)
+                batches = list(self._queued.values())
+                self._queued = {}
+            for store, pending in batches:
+                try:
+                    written = store.save_task_results(pending.results, pending.events)
+                except Exception:
+                    with self._lock:  # put them back in front, in order
+                        back = self._pending(store)
+                        back.results[:0] = pending.results
+                        back.events[:0] = pending.events
+                    raise
+                dispatch(written)
+
+
+task_log = TaskLog()
+
+
+def flush() -> bool:
+    """Write this process's pending task records (run on every worker by the engine)."""
+    task_log.flush()
+    return True
