@@ -21,7 +21,7 @@ from distributed.client import FutureCancelledError
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
 from connectsw.core.cluster import connect
-from connectsw.core.errors import InvalidState, NotFound
+from connectsw.core.errors import InvalidState, NotFound, StoreError
 from connectsw.core.events import dispatch
 from connectsw.core.graph import stage_graph, task_key
 from connectsw.core.liveness import owner_alive, shown_status, this_owner
@@ -299,8 +299,14 @@ class Engine:
         # One gather, as a plain Dask run would: results come back when all are done.
         with contextlib.suppress(CancelledError, FutureCancelledError):
             self.client.gather(futures, errors="skip")
-        self.client.run(flush_task_log)
-        flush_task_log()  # tasks that ran in this process (a threads-only cluster)
+        try:
+            self.client.run(flush_task_log)
+            flush_task_log()  # tasks that ran in this process (a threads-only cluster)
+        except Exception as exc:
+            # The stage is left executing with no owner: `connectsw resume` retries it.
+            raise StoreError(
+                f"task records could not be written: {type(exc).__name__}: {exc}"
+            ) from None
         lost: list[TaskResult] = []
         by_key = {task_key(execution.id, execution.round, t): c for t, c in calls.items()}
         for future in futures:

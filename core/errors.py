@@ -51,6 +51,13 @@ class InvalidState(ConnectSWError):
     exit_code = 5
 
 
+class StoreError(ConnectSWError):
+    """State could not be read or written (the store or a worker's task log failed)."""
+
+    code = "store_error"
+    exit_code = 6
+
+
 class TaskError(ConnectSWError):
     """An agent could not complete its task (retried by the engine)."""
 

@@ -195,7 +195,7 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
         token = task_log.start(
-            store, started, _event(started, "task.started", task.title or task.id, task.stage)
+            store, started, _event(started, "task.started", task.title, task.stage)
         )
         try:
             if agent is None:
@@ -216,7 +216,7 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
             sha = git.commit(
                 workspace,
                 [a.path for a in output.artifacts],
-                f"{task.id}: {task.title or task.agent}\n\n"
+                f"{task.id}: {task.title or task.agent + ' task'}\n\n"
                 f"ConnectSW-Execution: {execution.id}\nConnectSW-Task: {task.id}\n"
                 f"ConnectSW-Round: {call.round}\nConnectSW-Attempt: {attempt}",
             )

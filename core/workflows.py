@@ -152,7 +152,7 @@ class TaskGraphWorkflow(Workflow):
             TaskSpec(
                 id=t.id,
                 agent=t.agent,
-                title=t.title or t.id,
+                title=t.title,
                 with_=t.with_,
                 needs=t.needs,
                 retries=t.retries,

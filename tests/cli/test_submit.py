@@ -164,7 +164,7 @@ def test_run_graph_file(cli, tmp_path):
     assert (ws / "items.txt").read_text() == "one\ntwo\n"
     assert (ws / "count.txt").read_text().strip() == "2"
     assert (ws / "notes.md").read_text().strip() == "2 items by notes"
-    assert git_subjects(ws) == ["collect: collect", "count: count", "notes: notes"]
+    assert git_subjects(ws) == ["collect: shell task", "count: shell task", "notes: shell task"]
 
     # --json: stdout is exactly one JSON document, the final view.
     ws_json = tmp_path / "ws-json"
@@ -302,7 +302,7 @@ def test_failed_task_is_retried_then_resumed(cli, tmp_path):
     assert ("task.failed", "build", 2) in kinds
     assert ("task.succeeded", "build", 3) in kinds
     assert [e["kind"] for e in events].count("execution.resumed") == 1
-    assert git_subjects(ws) == ["fetch: fetch", "build: build", "ship: ship"]
+    assert git_subjects(ws) == ["fetch: shell task", "build: shell task", "ship: shell task"]
 
 
 GATED = """
@@ -348,4 +348,4 @@ def test_gate_failure_then_resume(cli, tmp_path):
     resumed = cli("resume", eid, "--json", ok=True).json()
     assert resumed["status"] == "completed"
     assert resumed["gate"]["passed"] is True
-    assert git_subjects(ws) == ["build: build"], "the task must not run again"
+    assert git_subjects(ws) == ["build: shell task"], "the task must not run again"

@@ -175,7 +175,7 @@ def test_readme_example_stages(tmp_path: Path) -> None:
     assert plan.task("write").stage == 1
     assert plan.task("write").retries == 2
     assert plan.task("write").timeout == 300
-    assert plan.task("collect").title == "collect"
+    assert plan.task("collect").title == ""
 
 
 def test_relative_file_resolved_in_request_working_directory(tmp_path: Path) -> None:

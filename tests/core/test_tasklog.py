@@ -1,0 +1,92 @@
+"""The worker's write-behind task log: group commits, deferred starts, ordered records."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from connectsw.core.models import Event, TaskResult, TaskStatus
+from connectsw.core.stores.sqlite import SQLiteStore
+from connectsw.core.tasklog import TaskLog
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    return SQLiteStore(tmp_path / "log.db")
+
+
+def running(task: str, attempt: int = 1) -> TaskResult:
+    return TaskResult(execution_id="e", task_id=task, attempt=attempt, status=TaskStatus.RUNNING)
+
+
+def event(task: str, kind: str) -> Event:
+    return Event(execution_id="e", task_id=task, kind=kind)
+
+
+def test_a_fast_task_writes_its_start_with_its_end(store: SQLiteStore) -> None:
+    log = TaskLog(interval=10, start_delay=10)  # the thread never writes on its own here
+    token = log.start(store, running("a"), event("a", "task.started"))
+    done = running("a").model_copy(update={"status": TaskStatus.SUCCEEDED})
+    log.finish(store, token, done, event("a", "task.succeeded"))
+    assert store.task_results("e") == []  # nothing written yet: write-behind
+    log.flush()
+    assert [r.status for r in store.task_results("e")] == [TaskStatus.SUCCEEDED]
+    assert [e.kind for e in store.events("e")] == ["task.started", "task.succeeded"]
+
+
+def test_a_long_task_shows_as_running_after_the_start_delay(store: SQLiteStore) -> None:
+    log = TaskLog(interval=0.01, start_delay=0.05)
+    token = log.start(store, running("slow"), event("slow", "task.started"))
+    deadline = time.monotonic() + 5
+    while not store.task_results("e") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [r.status for r in store.task_results("e")] == [TaskStatus.RUNNING]
+    assert log.take_start(token) is None  # already written
+    done = running("slow").model_copy(update={"status": TaskStatus.FAILED, "error": "x"})
+    log.finish(store, token, done, event("slow", "task.failed"))
+    log.flush()
+    assert [r.status for r in store.task_results("e")] == [TaskStatus.FAILED]
+    assert [e.kind for e in store.events("e")] == ["task.started", "task.failed"]
+
+
+def test_many_records_share_one_transaction_and_keep_their_order(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = store.save_task_results
+
+    def counting(results, events):  # type: ignore[no-untyped-def]
+        calls.append(len(results))
+        return original(results, events)
+
+    monkeypatch.setattr(store, "save_task_results", counting)
+    log = TaskLog(interval=10, start_delay=10)
+    for i in range(50):
+        token = log.start(store, running(f"t{i}"), event(f"t{i}", "task.started"))
+        done = running(f"t{i}").model_copy(update={"status": TaskStatus.SUCCEEDED})
+        log.finish(store, token, done, event(f"t{i}", "task.succeeded"))
+    log.flush()
+    assert calls == [50]
+    kinds = [(e.task_id, e.kind) for e in store.events("e")]
+    for i in range(50):
+        assert kinds.index((f"t{i}", "task.started")) < kinds.index((f"t{i}", "task.succeeded"))
+
+
+def test_records_are_kept_when_the_store_fails(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = TaskLog(interval=10, start_delay=10)
+    done = running("a").model_copy(update={"status": TaskStatus.SUCCEEDED})
+    log.finish(store, None, done, event("a", "task.succeeded"))
+
+    def broken(results, events):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "save_task_results", broken)
+        with pytest.raises(OSError):
+            log.flush()
+    log.flush()
+    assert [r.status for r in store.task_results("e")] == [TaskStatus.SUCCEEDED]
