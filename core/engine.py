@@ -197,9 +197,8 @@ class Engine:
         stage = plan.stages[execution.stage]
         self._emit(execution, "stage.started", stage.name, stage=stage.index)
         results = self._execute_graph(execution)
-        fresh = self.get(execution.id)
-        if fresh.status is ExecutionStatus.CANCELLED:
-            return fresh
+        if self.store.execution_status(execution.id) is ExecutionStatus.CANCELLED:
+            return self.get(execution.id)
         failed = [r for r in results.values() if r.status is TaskStatus.FAILED]
         if failed:
             execution.status = ExecutionStatus.FAILED

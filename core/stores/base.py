@@ -34,7 +34,11 @@ class Store(ABC):
 
     @abstractmethod
     def save_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
-        """Update an execution and append ``events`` atomically; returns them with ``seq``."""
+        """Update an execution and append ``events`` atomically; returns them with ``seq``.
+
+        Cancellation is final: an execution cancelled meanwhile (by another process)
+        stays cancelled; the events are still appended.
+        """
 
     @abstractmethod
     def list_executions(self, limit: int = 20) -> list[Execution]:

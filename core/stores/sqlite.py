@@ -135,8 +135,9 @@ class SQLiteStore(Store):
         with self._tx() as db:
             row = _execution_row(execution)
             db.execute(
-                "UPDATE executions SET status = ?, updated_at = ?, data = ? WHERE id = ?",
-                (row[1], row[4], row[5], row[0]),
+                "UPDATE executions SET status = ?, updated_at = ?, data = ?"
+                " WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
+                (row[1], row[4], row[5], row[0], row[1]),
             )
             return _insert_events(db, events)
 

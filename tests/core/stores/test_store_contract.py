@@ -149,6 +149,23 @@ def test_save_execution_updates_and_returns_events(store: Store) -> None:
     assert store.save_execution(execution) == []
 
 
+def test_cancellation_is_final(open_new: Opener) -> None:
+    runner, canceller = open_new(), open_new()
+    execution = make_execution(status=ExecutionStatus.EXECUTING)
+    runner.create_execution(execution)
+    assert canceller.execution_status(execution.id) is ExecutionStatus.EXECUTING
+    cancelled = canceller.get_execution(execution.id)
+    assert cancelled is not None
+    cancelled.status = ExecutionStatus.CANCELLED
+    canceller.save_execution(cancelled)
+    # The running process, unaware, saves its next state: the cancellation stands.
+    execution.status = ExecutionStatus.AWAITING_CHECKPOINT
+    runner.save_execution(execution, [event(execution.id, "checkpoint.reached")])
+    assert runner.execution_status(execution.id) is ExecutionStatus.CANCELLED
+    assert [e.kind for e in runner.events(execution.id)] == ["checkpoint.reached"]
+    assert runner.execution_status("exec_missing") is None
+
+
 def test_list_executions_most_recently_updated_first(store: Store) -> None:
     executions = [make_execution(updated_at=T0 + timedelta(minutes=i)) for i in range(4)]
     for e in executions:
