@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -82,6 +83,7 @@ def one_pair(
             threads_per_worker=args.threads,
             processes=True,
             dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # shutdown chatter, not results
             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
         ) as cluster,
         Client(cluster) as client,
