@@ -74,6 +74,7 @@ class Engine:
         self.registries = registries or get_registries()
         self._client = client
         self._owns_client = client is None
+        self._lease: _Lease | None = None
         self._cluster: LocalCluster | None = None
         self.owner = this_owner()
 
@@ -180,15 +181,18 @@ class Engine:
         )
         self._claim(execution)
         try:
-            git.ensure_repo(Path(execution.workspace))
-            execution.status = ExecutionStatus.EXECUTING
-            execution.error = None
-            self._save(execution, "execution.resumed" if resumed else "execution.running")
-            while True:
-                outcome = self._run_stage(execution)
-                if outcome is not None:
-                    return outcome
+            # Held for the whole run: gates between stages can take minutes too.
+            with _Lease(self, execution) as self._lease:
+                git.ensure_repo(Path(execution.workspace))
+                execution.status = ExecutionStatus.EXECUTING
+                execution.error = None
+                self._save(execution, "execution.resumed" if resumed else "execution.running")
+                while True:
+                    outcome = self._run_stage(execution)
+                    if outcome is not None:
+                        return outcome
         finally:
+            self._lease = None
             self._release(execution)
 
     def _run_stage(self, execution: Execution) -> Execution | None:
@@ -286,8 +290,9 @@ class Engine:
             known = {tid: public_result(r) for tid, r in latest.items() if tid not in calls}
             dsk, keys = stage_graph(plan, execution.stage, calls, known)
             futures = self.client.get(dsk, keys, sync=False)
-            with _Lease(self, execution, futures):
-                self._wait(execution, calls, futures)
+            if self._lease is not None:
+                self._lease.futures = futures
+            self._wait(execution, calls, futures)
         final = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
         return {tid: final[tid] for tid in stage_ids if tid in final}
 
@@ -472,12 +477,12 @@ def _event(
 
 
 class _Lease:
-    """While a stage runs: heartbeat the owner's lease, and stop the stage if cancelled."""
+    """While a process runs an execution: heartbeat its lease; cancel running work on cancel."""
 
-    def __init__(self, engine: Engine, execution: Execution, futures: list[Future]) -> None:
+    def __init__(self, engine: Engine, execution: Execution) -> None:
         self.engine = engine
         self.execution_id = execution.id
-        self.futures = futures
+        self.futures: list[Future] = []  # the stage running now, if any
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="connectsw-lease", daemon=True)
 
@@ -494,8 +499,9 @@ class _Lease:
         while not self._stop.wait(engine.settings.engine.heartbeat_interval):
             try:
                 engine.store.heartbeat(self.execution_id, engine.owner, utcnow())
-                if engine.store.execution_status(self.execution_id) is ExecutionStatus.CANCELLED:
+                status = engine.store.execution_status(self.execution_id)
+                if status is ExecutionStatus.CANCELLED and self.futures:
                     engine.client.cancel(self.futures)
-                    return
+                    self.futures = []
             except Exception:  # a missed heartbeat is retried at the next tick
                 log.exception("heartbeat failed for %s", self.execution_id)

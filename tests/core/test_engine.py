@@ -303,3 +303,29 @@ def test_runs_on_an_existing_scheduler(settings: Settings, submit_graph: Submit)
             done = engine.run(ex.id)
             assert engine.client.scheduler.address == cluster.scheduler_address
         assert done.status is ExecutionStatus.COMPLETED
+
+
+def test_the_lease_is_held_through_slow_gates(
+    engine: Engine, submit_graph: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectsw.core.models import RuleResult
+    from connectsw.gates.base import GateContext, GateRule
+
+    beats: list[object] = []
+
+    class SlowRule(GateRule):
+        name = "slow-rule"
+
+        def evaluate(self, ctx: GateContext) -> RuleResult:
+            for _ in range(2):
+                beats.append(engine.store.get_execution(ctx.execution.id).heartbeat_at)  # type: ignore[union-attr]
+                time.sleep(0.6)  # three heartbeat intervals of the test settings
+            return RuleResult(rule=self.name, passed=True)
+
+    engine.registries.gates.add(SlowRule(), "test")
+    ex = submit_graph(
+        {"name": "slow-gate", "tasks": [{"id": "a", "agent": "noop"}], "gates": ["slow-rule"]}
+    )
+    assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
+    assert beats[0] is not None and beats[1] is not None
+    assert beats[1] > beats[0]  # type: ignore[operator]
