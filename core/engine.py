@@ -304,8 +304,8 @@ class Engine:
         with contextlib.suppress(CancelledError, FutureCancelledError):
             self.client.gather(futures, errors="skip")
         try:
-            self.client.run(flush_task_log)
-            flush_task_log()  # tasks that ran in this process (a threads-only cluster)
+            self.client.run(flush_task_log, self.store_url)
+            flush_task_log(self.store_url)  # tasks run in this process (threads-only cluster)
         except Exception as exc:
             # The stage is left executing with no owner: `connectsw resume` retries it.
             raise StoreError(

@@ -21,7 +21,7 @@ from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import workspace as git
 from connectsw.core.errors import ConnectSWError, NotFound, TaskTimeout
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
-from connectsw.core.stores import Store, get_store
+from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.tasklog import task_log
 from connectsw.plugins.registry import get_registries
 
@@ -76,7 +76,7 @@ def _load(store: Store, call: TaskCall) -> _Loaded:
             return loaded
     execution = store.get_execution(call.execution_id)
     if execution is None:
-        raise NotFound(f"execution {call.execution_id} not found in {call.store_url}")
+        raise NotFound(f"execution {call.execution_id} not found in {redact(call.store_url)}")
     loaded = _Loaded(execution, {t.id: t for t in execution.plan.tasks}, Path(execution.workspace))
     with _cache_lock:
         _cache[key] = loaded

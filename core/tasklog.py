@@ -7,6 +7,10 @@ at once. A task's start is written only if the task runs longer than
 :func:`flush` on every worker before it reads a stage's results, so nothing it
 acts on is only in memory. A record lost in a crash loses nothing: that attempt
 runs again when the execution is resumed.
+
+Records are kept per store; a store that cannot be written (unreachable, or
+gone) keeps its records and is retried with backoff, and holds back no other
+store's records.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from dataclasses import dataclass, field
 
 from connectsw.core.events import dispatch
 from connectsw.core.models import Event, TaskResult
-from connectsw.core.stores import Store
+from connectsw.core.stores import Store, get_store
 
 log = logging.getLogger("connectsw.tasklog")
 
 INTERVAL = 0.02
 START_DELAY = 0.05
+MAX_BACKOFF = 5.0
 
 
 @dataclass
@@ -82,9 +87,16 @@ class TaskLog:
             pending.events.append(event)
             self._ensure_thread()
 
-    def flush(self) -> None:
-        """Write everything pending now, starts included."""
-        self._write(everything=True)
+    def flush(self, store: Store | None = None) -> None:
+        """Write everything pending now, starts included.
+
+        Raises the first error of ``store`` (of any store if None); records that
+        failed stay queued.
+        """
+        errors = self._write(everything=True)
+        for failed, exc in errors:
+            if store is None or failed is store:
+                raise exc
 
     def _pending(self, store: Store) -> _Pending:
         entry = self._queued.get(id(store))
@@ -100,14 +112,26 @@ class TaskLog:
             self._thread.start()
 
     def _loop(self) -> None:
+        pause = self.interval
         while True:
-            time.sleep(self.interval)
-            try:
-                self._write(everything=False)
-            except Exception:  # the store is unreachable now: keep the records, retry
-                log.exception("writing task records failed; retrying")
+            time.sleep(pause)
+            errors = self._write(everything=False)
+            if not errors:
+                pause = self.interval
+                continue
+            if pause == self.interval:  # once per failing streak, not every tick
+                store, exc = errors[0]
+                log.warning(
+                    "writing task records to %s failed, retrying: %s: %s",
+                    type(store).__name__,
+                    type(exc).__name__,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                )
+            pause = min(max(pause * 2, 0.1), MAX_BACKOFF)
 
-    def _write(self, everything: bool) -> None:
+    def _write(self, everything: bool) -> list[tuple[Store, Exception]]:
+        """Write what is due, store by store; returns the stores that failed."""
+        errors: list[tuple[Store, Exception]] = []
         with self._write_lock:
             now = time.monotonic()
             with self._lock:
@@ -123,19 +147,25 @@ class TaskLog:
             for store, pending in batches:
                 try:
                     written = store.save_task_results(pending.results, pending.events)
-                except Exception:
+                except Exception as exc:
                     with self._lock:  # put them back in front, in order
                         back = self._pending(store)
                         back.results[:0] = pending.results
                         back.events[:0] = pending.events
-                    raise
+                    errors.append((store, exc))
+                    continue
                 dispatch(written)
+        return errors
 
 
 task_log = TaskLog()
 
 
-def flush() -> bool:
-    """Write this process's pending task records (run on every worker by the engine)."""
-    task_log.flush()
+def flush(store_url: str | None = None) -> bool:
+    """Write this process's pending task records (run on every worker by the engine).
+
+    With ``store_url``, only that store's failure is raised: the engine asking
+    for its own records is not failed by another store's.
+    """
+    task_log.flush(get_store(store_url) if store_url else None)
     return True

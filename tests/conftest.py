@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from distributed import Client, LocalCluster
 
@@ -57,3 +60,23 @@ def engine(settings: Settings, dask_client: Client) -> Iterator[Engine]:
     eng = Engine(settings, client=dask_client)
     yield eng
     eng.store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of the real PostgreSQL server that scripts/test (and so CI) starts for the suite."""
+    url = os.environ.get("CONNECTSW_TEST_POSTGRES_URL", "")
+    if not url:
+        pytest.skip("no PostgreSQL server: run the suite with scripts/test, which starts one")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A store URL on an empty schema of its own, dropped after the test."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+    yield f"{postgres_server}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_server, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA {schema} CASCADE")

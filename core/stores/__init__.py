@@ -5,20 +5,24 @@ from __future__ import annotations
 import threading
 
 from connectsw.core.errors import ConfigError
-from connectsw.core.stores.base import Store
+from connectsw.core.stores.base import Store, redact
 
 _lock = threading.Lock()
 _open: dict[str, Store] = {}
 
 
 def open_store(url: str) -> Store:
-    """A new store for ``url`` (``sqlite:///path``)."""
+    """A new store for ``url``: ``sqlite:///path`` or ``postgresql://user@host:port/db``."""
     if url.startswith("sqlite:///"):
         from connectsw.core.stores.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from connectsw.core.stores.postgres import PostgresStore
+
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
-    raise ConfigError(f"unsupported store URL scheme {scheme!r} (supported: sqlite)")
+    raise ConfigError(f"unsupported store URL scheme {scheme!r} (supported: sqlite, postgresql)")
 
 
 def get_store(url: str) -> Store:
@@ -30,4 +34,4 @@ def get_store(url: str) -> Store:
         return store
 
 
-__all__ = ["Store", "get_store", "open_store"]
+__all__ = ["Store", "get_store", "open_store", "redact"]

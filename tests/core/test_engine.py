@@ -1,4 +1,7 @@
-"""The engine on a real Dask cluster: parallel stages, retries, timeouts, checkpoints, gates."""
+"""The engine on a real Dask cluster: parallel stages, retries, timeouts, checkpoints, gates.
+
+Each test runs twice: on the embedded SQLite store and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,15 @@ from connectsw.core.errors import InvalidState
 from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
 
 Submit = Callable[..., Execution]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Every engine test runs on the embedded store and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return settings
+    url = request.getfixturevalue("postgres_url")
+    return settings.model_copy(update={"store": settings.store.model_copy(update={"url": url})})
 
 
 def kinds(engine: Engine, execution_id: str, task_id: str | None = None) -> list[str]:

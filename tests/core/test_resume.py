@@ -1,7 +1,8 @@
 """kill -9 the orchestrator mid-stage; the next ``connectsw status`` continues the execution.
 
-A real subprocess runs a real 2-process LocalCluster (the shipped defaults).
-Finished tasks must not run again, and no task may be lost.
+A real subprocess runs a real 2-process LocalCluster (the shipped defaults), on
+the embedded SQLite store and on PostgreSQL. Finished tasks must not run again,
+and no task may be lost.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from connectsw.core.models import ExecutionStatus, TaskStatus
-from connectsw.core.stores.sqlite import SQLiteStore
+from connectsw.core.stores import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +55,24 @@ def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyp
     raise AssertionError("timed out waiting")
 
 
-def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'connectsw.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path, store_url: str) -> None:
     data = tmp_path / "data"
     ws = tmp_path / "ws"
     ws.mkdir()
     (tmp_path / "graph.yaml").write_text(GRAPH)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(CONNECTSW_DATA_DIR=str(data), CONNECTSW_ENGINE__HEARTBEAT_INTERVAL="0.2")
+    env.update(
+        CONNECTSW_DATA_DIR=str(data),
+        CONNECTSW_STORE__URL=store_url,
+        CONNECTSW_ENGINE__HEARTBEAT_INTERVAL="0.2",
+    )
     proc = subprocess.Popen(
         connectsw("run", "graph.yaml", "--yes", "--workspace", str(ws)),
         cwd=tmp_path,
@@ -71,8 +83,9 @@ def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        wait_for(lambda: (data / "connectsw.db").exists())
-        store = SQLiteStore(data / "connectsw.db")
+        if store_url.startswith("sqlite"):
+            wait_for(lambda: (data / "connectsw.db").exists())
+        store = open_store(store_url)
 
         def mid_stage() -> bool:
             runs = store.list_executions()

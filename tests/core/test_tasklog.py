@@ -90,3 +90,25 @@ def test_records_are_kept_when_the_store_fails(
             log.flush()
     log.flush()
     assert [r.status for r in store.task_results("e")] == [TaskStatus.SUCCEEDED]
+
+
+def test_a_failing_store_holds_back_no_other_store(tmp_path: Path) -> None:
+    good, bad = SQLiteStore(tmp_path / "good.db"), SQLiteStore(tmp_path / "bad.db")
+    log = TaskLog(interval=10, start_delay=10)
+    done = running("a").model_copy(update={"status": TaskStatus.SUCCEEDED})
+    log.finish(bad, None, done, event("a", "task.succeeded"))
+    log.finish(good, None, done, event("a", "task.succeeded"))
+
+    def broken(results, events):  # type: ignore[no-untyped-def]
+        raise OSError("gone")
+
+    bad.save_task_results = broken  # type: ignore[method-assign]
+    log.flush(good)  # the good store's records are written; its flush does not fail
+    assert [r.status for r in good.task_results("e")] == [TaskStatus.SUCCEEDED]
+    with pytest.raises(OSError, match="gone"):
+        log.flush(bad)
+    with pytest.raises(OSError, match="gone"):
+        log.flush()
+    del bad.save_task_results  # the store is back: its kept records go in
+    log.flush()
+    assert [r.status for r in bad.task_results("e")] == [TaskStatus.SUCCEEDED]

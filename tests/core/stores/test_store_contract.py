@@ -1,13 +1,14 @@
 """Contract of the Store interface, run against every backend.
 
 A backend is one entry of ``BACKENDS``: a function that, given the test's
-tmp_path, returns an ``open()`` callable; each call opens a new store instance
-(a new connection, as another process would) on the same storage. To add a
-backend (PostgreSQL), add an opener here, skipping when its server is absent.
+request, returns an ``open()`` callable; each call opens a new store instance
+(new connections, as another process would) on the same storage. PostgreSQL runs
+on the real server that scripts/test starts, one fresh schema per test.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from connectsw.core.errors import ConfigError, StoreError
 from connectsw.core.models import (
     CheckpointSpec,
     CheckpointState,
@@ -32,25 +34,34 @@ from connectsw.core.models import (
     TaskStatus,
 )
 from connectsw.core.stores import Store, open_store
+from connectsw.core.stores.postgres import PostgresStore
 from connectsw.core.stores.sqlite import SQLiteStore
 
 Opener = Callable[[], Store]
 
 
-def sqlite_backend(tmp_path: Path) -> Opener:
-    path = tmp_path / "store" / "connectsw.db"
+def sqlite_backend(request: pytest.FixtureRequest) -> Opener:
+    path = request.getfixturevalue("tmp_path") / "store" / "connectsw.db"
     return lambda: SQLiteStore(path)
 
 
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": sqlite_backend}
+def postgres_backend(request: pytest.FixtureRequest) -> Opener:
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
+    "sqlite": sqlite_backend,
+    "postgresql": postgres_backend,
+}
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def open_new(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+def open_new(request: pytest.FixtureRequest) -> Iterator[Opener]:
     """Opens store instances of the backend on one shared storage; closes them after."""
-    factory = BACKENDS[request.param](tmp_path)
+    factory = BACKENDS[request.param](request)
     opened: list[Store] = []
 
     def open_one() -> Store:
@@ -110,6 +121,33 @@ def test_open_store_by_url(tmp_path: Path) -> None:
         assert (tmp_path / "a" / "x.db").exists()
     finally:
         store.close()
+
+
+def test_open_postgres_store_by_url(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.list_executions() == []
+    finally:
+        store.close()
+
+
+def test_unreachable_postgres_is_one_line_without_the_password() -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError) as info:
+        open_store(f"postgresql://bob:s3cret@127.0.0.1:{port}/db")
+    message = str(info.value)
+    assert "\n" not in message and "s3cret" not in message
+    assert message.startswith(
+        f"cannot open the PostgreSQL store at postgresql://bob:***@127.0.0.1:{port}/db"
+    )
+
+
+def test_unknown_store_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unsupported store URL scheme 'mysql'"):
+        open_store("mysql://x")
 
 
 def test_create_and_get_execution(store: Store) -> None:
@@ -432,3 +470,34 @@ def test_second_instance_sees_the_data(open_new: Opener) -> None:
     assert not first.claim_execution(e.id, "worker-1", None, T0)
     second.save_checkpoint(checkpoint(e.id, 0))
     assert len(first.checkpoints(e.id)) == 1
+
+
+def test_a_watcher_reading_after_its_last_seq_misses_nothing(open_new: Opener) -> None:
+    """Events of one execution become visible in ``seq`` order, whoever writes them."""
+    store = open_new()
+    e = make_execution()
+    store.create_execution(e)
+    writers, per_writer = 4, 40
+    barrier = threading.Barrier(writers)
+
+    def write(w: int) -> None:
+        s = open_new()
+        barrier.wait()
+        for i in range(per_writer):
+            s.save_task_result(
+                result(e.id, f"w{w}-{i}"), [event(e.id, "task.succeeded", task_id=f"w{w}-{i}")]
+            )
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    seen: list[int] = []
+    while True:  # what `connectsw watch` does: read after the last seq seen
+        done = not any(t.is_alive() for t in threads)
+        batch = store.events(e.id, after=seen[-1] if seen else 0)
+        seen += [ev.seq for ev in batch]
+        if done and not batch:
+            break
+    for t in threads:
+        t.join()
+    assert len(seen) == len(set(seen)) == writers * per_writer
