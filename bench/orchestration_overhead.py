@@ -4,11 +4,14 @@ Each repetition starts a fresh LocalCluster, warms it up, and runs both on it, i
 alternating order (a long-lived scheduler slows down run after run, and this
 shared machine is noisy): the ratio of the medians is what is comparable. Usage:
 
-    python bench/orchestration_overhead.py [--n 1000 --n 10000] [--repeat 3]
+    python bench/orchestration_overhead.py [--n 1000 --n 10000] [--repeat 3] [--store URL]
+
+``--store`` runs the engine on another store (e.g. ``postgresql://...``; each
+repetition then writes to it, so give it an empty schema or database).
 
 The engine's time covers ``Engine.run``: building the stage graph, running every
 task through the runner (which persists a result and two events per task to
-SQLite), and reading the results back. Planning (``submit``) is reported apart.
+SQLite by default), and reading the results back. Planning (``submit``) is reported apart.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from connectsw.conf.settings import load_settings
 from connectsw.core.cluster import quiet_dask_logs
 from connectsw.core.engine import Engine
 from connectsw.core.models import ExecutionStatus, Request
+from connectsw.core.stores import redact
 
 WIDTH = 10  # independent chains: task i needs task i - WIDTH
 
@@ -76,7 +80,7 @@ def one_pair(
     n: int, args: argparse.Namespace, folder: Path, engine_first: bool
 ) -> tuple[float, float, float]:
     """Plain and engine time for ``n`` tasks on one fresh cluster."""
-    settings = load_settings(data_dir=folder / "data")
+    settings = load_settings(data_dir=folder / "data", store={"url": args.store})
     with (
         LocalCluster(
             n_workers=args.workers,
@@ -106,12 +110,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--store", default="", help="store URL (default: SQLite in a temp dir)")
     args = parser.parse_args()
     sizes = args.n or [1000, 10000]
     quiet_dask_logs()
     print(
         f"cluster: {args.workers} worker processes x {args.threads} thread(s), "
-        f"fresh per repetition; {args.repeat} repetitions"
+        f"fresh per repetition; {args.repeat} repetitions; "
+        f"store: {redact(args.store) or 'SQLite'}"
     )
     print(
         f"{'tasks':>7} {'dask s':>8} {'engine s':>9} {'ratio':>6} "

@@ -32,6 +32,13 @@ from connectsw.core.models import (
     TaskResult,
 )
 from connectsw.core.stores.base import Store, redact
+from connectsw.core.stores.rows import (
+    event_json,
+    events_from_rows,
+    execution_from_row,
+    execution_json,
+    task_result_rows,
+)
 
 CONNECT_TIMEOUT = 10.0
 POOL_MAX = 4
@@ -214,17 +221,7 @@ class PostgresStore(Store):
                         " VALUES (%s, %s, %s, %s, %s, %s::jsonb)"
                         " ON CONFLICT (execution_id, task_id, round, attempt) DO UPDATE"
                         " SET status = EXCLUDED.status, data = EXCLUDED.data, written = DEFAULT",
-                        [
-                            (
-                                r.execution_id,
-                                r.task_id,
-                                r.round,
-                                r.attempt,
-                                r.status.value,
-                                r.model_dump_json(),
-                            )
-                            for r in results
-                        ],
+                        task_result_rows(results),
                     )
             return _insert_events(db, events)
 
@@ -311,12 +308,7 @@ class PostgresStore(Store):
                 " ORDER BY seq LIMIT %s",
                 (execution_id, after, limit),
             ).fetchall()
-        out = []
-        for seq, data in rows:
-            event = Event.model_validate_json(data)
-            event.seq = seq
-            out.append(event)
-        return out
+        return events_from_rows(rows)
 
     def last_event_seq(self, execution_id: str) -> int:
         with self._tx() as db:
@@ -340,15 +332,11 @@ def _lock_events(db: psycopg.Connection[Any], events: Sequence[Event]) -> None:
 def _execution_row(
     e: Execution,
 ) -> tuple[str, str, str | None, datetime | None, datetime, str]:
-    data = e.model_dump_json(exclude={"owner", "heartbeat_at"})
-    return (e.id, e.status.value, e.owner, e.heartbeat_at, e.updated_at, data)
+    return (e.id, e.status.value, e.owner, e.heartbeat_at, e.updated_at, execution_json(e))
 
 
 def _execution(row: tuple[Any, ...]) -> Execution:
-    execution = Execution.model_validate_json(row[0])
-    execution.owner = row[1]
-    execution.heartbeat_at = row[2].astimezone(UTC) if row[2] else None
-    return execution
+    return execution_from_row(row[0], row[1], row[2].astimezone(UTC) if row[2] else None)
 
 
 def _insert_events(db: psycopg.Connection[Any], events: Sequence[Event]) -> list[Event]:
@@ -357,7 +345,7 @@ def _insert_events(db: psycopg.Connection[Any], events: Sequence[Event]) -> list
         row = db.execute(
             "INSERT INTO events (execution_id, kind, data) VALUES (%s, %s, %s::jsonb)"
             " RETURNING seq",
-            (event.execution_id, event.kind, event.model_dump_json(exclude={"seq"})),
+            (event.execution_id, event.kind, event_json(event)),
         ).fetchone()
         assert row is not None
         out.append(event.model_copy(update={"seq": row[0]}))

@@ -23,6 +23,13 @@ from connectsw.core.models import (
     TaskResult,
 )
 from connectsw.core.stores.base import Store
+from connectsw.core.stores.rows import (
+    event_json,
+    events_from_rows,
+    execution_from_row,
+    execution_json,
+    task_result_rows,
+)
 
 LOCK_TIMEOUT = 60.0
 
@@ -181,17 +188,7 @@ class SQLiteStore(Store):
             db.executemany(
                 "INSERT OR REPLACE INTO task_results"
                 " (execution_id, task_id, round, attempt, status, data) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.execution_id,
-                        r.task_id,
-                        r.round,
-                        r.attempt,
-                        r.status.value,
-                        r.model_dump_json(),
-                    )
-                    for r in results
-                ],
+                task_result_rows(results),
             )
             return _insert_events(db, events)
 
@@ -284,12 +281,7 @@ class SQLiteStore(Store):
             )
             .fetchall()
         )
-        out = []
-        for seq, data in rows:
-            event = Event.model_validate_json(data)
-            event.seq = seq
-            out.append(event)
-        return out
+        return events_from_rows(rows)
 
     def last_event_seq(self, execution_id: str) -> int:
         row = (
@@ -324,16 +316,12 @@ def _begin(db: sqlite3.Connection) -> None:
 
 
 def _execution_row(e: Execution) -> tuple[str, str, str | None, str | None, str, str]:
-    data = e.model_dump_json(exclude={"owner", "heartbeat_at"})
     hb = e.heartbeat_at.isoformat() if e.heartbeat_at else None
-    return (e.id, e.status.value, e.owner, hb, e.updated_at.isoformat(), data)
+    return (e.id, e.status.value, e.owner, hb, e.updated_at.isoformat(), execution_json(e))
 
 
 def _execution(row: tuple[str, str | None, str | None]) -> Execution:
-    execution = Execution.model_validate_json(row[0])
-    execution.owner = row[1]
-    execution.heartbeat_at = datetime.fromisoformat(row[2]) if row[2] else None
-    return execution
+    return execution_from_row(row[0], row[1], datetime.fromisoformat(row[2]) if row[2] else None)
 
 
 def _insert_events(db: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
@@ -341,7 +329,7 @@ def _insert_events(db: sqlite3.Connection, events: Sequence[Event]) -> list[Even
     for event in events:
         cur = db.execute(
             "INSERT INTO events (execution_id, kind, data) VALUES (?, ?, ?)",
-            (event.execution_id, event.kind, event.model_dump_json(exclude={"seq"})),
+            (event.execution_id, event.kind, event_json(event)),
         )
         out.append(event.model_copy(update={"seq": cur.lastrowid}))
     return out

@@ -7,12 +7,17 @@ import socket
 from connectsw.core.stores import open_store
 
 GRAPH = """\
-name: tiny
+name: two-files
 tasks:
-  - {id: first, agent: noop}
-  - {id: second, agent: noop, needs: [first]}
+  - id: first
+    agent: shell
+    with: {command: "echo one > one.txt", outputs: [one.txt]}
+  - id: second
+    agent: shell
+    needs: [first]
+    with: {command: "cat one.txt > two.txt", outputs: [two.txt]}
 checkpoints:
-  - {after: [first], question: "Half done. Go on?"}
+  - {after: [first], question: "One written. Go on?"}
 """
 
 
@@ -20,14 +25,15 @@ def test_a_checkpoint_pauses_in_postgresql_and_a_later_process_approves(
     cli, tmp_path, postgres_url
 ):
     cli.env["CONNECTSW_STORE__URL"] = postgres_url
-    (tmp_path / "tiny.yaml").write_text(GRAPH)
-    paused = cli("run", "tiny.yaml", "-w", "ws", ok=True)
+    (tmp_path / "two.yaml").write_text(GRAPH)
+    paused = cli("run", "two.yaml", "-w", "ws", ok=True)
     eid = paused.execution_id
     assert cli.view(eid)["status"] == "awaiting_checkpoint"
     assert not (tmp_path / "data" / "connectsw.db").exists()  # nothing went to SQLite
 
     done = cli("approve", eid, "--json", ok=True).json()
     assert done["status"] == "completed"
+    assert (tmp_path / "ws" / "two.txt").read_text() == "one\n"
     store = open_store(postgres_url)
     try:
         assert {r.task_id: r.status.value for r in store.task_results(eid)} == {
