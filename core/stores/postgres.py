@@ -340,13 +340,19 @@ def _execution(row: tuple[Any, ...]) -> Execution:
 
 
 def _insert_events(db: psycopg.Connection[Any], events: Sequence[Event]) -> list[Event]:
-    out = []
-    for event in events:
-        row = db.execute(
+    """Append events in one pipelined round trip; returns them with their ``seq``."""
+    if not events:
+        return []
+    with db.cursor() as cur:
+        cur.executemany(
             "INSERT INTO events (execution_id, kind, data) VALUES (%s, %s, %s::jsonb)"
             " RETURNING seq",
-            (event.execution_id, event.kind, event_json(event)),
-        ).fetchone()
-        assert row is not None
-        out.append(event.model_copy(update={"seq": row[0]}))
-    return out
+            [(e.execution_id, e.kind, event_json(e)) for e in events],
+            returning=True,
+        )
+        seqs: list[int] = []
+        while True:  # one result set per event
+            seqs += [row[0] for row in cur.fetchall()]
+            if not cur.nextset():
+                break
+    return [e.model_copy(update={"seq": seq}) for e, seq in zip(events, seqs, strict=True)]
