@@ -21,7 +21,7 @@ from distributed.client import FutureCancelledError
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
 from connectsw.core.cluster import connect
-from connectsw.core.errors import InvalidState, NotFound, StoreError
+from connectsw.core.errors import InvalidState, NotFound, StoreError, one_line
 from connectsw.core.events import dispatch
 from connectsw.core.graph import stage_graph, task_key
 from connectsw.core.liveness import owner_alive, shown_status, this_owner
@@ -318,8 +318,11 @@ class Engine:
                 continue
             # The worker died or the stage was cancelled: that attempt never ended.
             call = by_key[str(future.key)]
-            reason = future.exception() if future.status == "error" else "cancelled"
-            error = f"{type(reason).__name__}: {reason}".strip().splitlines()[0]
+            error = (
+                one_line(future.exception(), typed=True)
+                if future.status == "error"
+                else "cancelled"
+            )
             lost.append(
                 TaskResult(
                     execution_id=execution.id,

@@ -70,6 +70,21 @@ class TaskTimeout(TaskError):
     code = "task_timeout"
 
 
+def one_line(exc: BaseException, typed: bool = False) -> str:
+    """The first line of an exception's message, for a user or a record.
+
+    ``typed`` names the type of exceptions that are not ConnectSW's own (whose
+    messages are written for users): ``RuntimeError: kaboom``.
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if not first:
+        return type(exc).__name__
+    if typed and not isinstance(exc, ConnectSWError):
+        return f"{type(exc).__name__}: {first}"
+    return first
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """Render a pydantic error as ``field: message`` lines joined by '; '."""
     parts = []

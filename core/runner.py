@@ -19,7 +19,7 @@ from typing import Any
 
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import workspace as git
-from connectsw.core.errors import ConnectSWError, NotFound, TaskTimeout
+from connectsw.core.errors import ConnectSWError, NotFound, TaskTimeout, one_line
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.tasklog import task_log
@@ -156,11 +156,6 @@ def _invoke(agent: Any, ctx: TaskContext, timeout: float | None) -> AgentOutput:
     return out
 
 
-def _error_line(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, ConnectSWError) else f"{type(exc).__name__}: {exc}"
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
 def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
     """Run one task to a final state (succeeded, failed or skipped).
 
@@ -232,7 +227,7 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
             )
             return _finish(store, done, "task.succeeded", output.summary, task.stage, token)
         except Exception as exc:
-            error = _error_line(exc)
+            error = one_line(exc, typed=True)
             if not isinstance(exc, ConnectSWError):
                 log.exception("task %s attempt %d crashed", task.id, attempt)
             failed = started.model_copy(

@@ -21,9 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from connectsw.core.errors import one_line
 from connectsw.core.events import dispatch
 from connectsw.core.models import Event, TaskResult
-from connectsw.core.stores import Store, get_store
+from connectsw.core.stores import Store, opened_store
 
 log = logging.getLogger("connectsw.tasklog")
 
@@ -87,16 +88,19 @@ class TaskLog:
             pending.events.append(event)
             self._ensure_thread()
 
-    def flush(self, store: Store | None = None) -> None:
+    def flush(self, only: Store | None = None) -> None:
         """Write everything pending now, starts included.
 
-        Raises the first error of ``store`` (of any store if None); records that
-        failed stay queued.
+        Raises the first error of store ``only`` (of any store if None); records
+        that failed stay queued.
         """
-        errors = self._write(everything=True)
-        for failed, exc in errors:
-            if store is None or failed is store:
+        for failed, exc in self.write_pending():
+            if only is None or failed is only:
                 raise exc
+
+    def write_pending(self) -> list[tuple[Store, Exception]]:
+        """Write everything pending now; returns the stores that failed, with their errors."""
+        return self._write(everything=True)
 
     def _pending(self, store: Store) -> _Pending:
         entry = self._queued.get(id(store))
@@ -122,10 +126,9 @@ class TaskLog:
             if pause == self.interval:  # once per failing streak, not every tick
                 store, exc = errors[0]
                 log.warning(
-                    "writing task records to %s failed, retrying: %s: %s",
+                    "writing task records to %s failed, retrying: %s",
                     type(store).__name__,
-                    type(exc).__name__,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                    one_line(exc, typed=True),
                 )
             pause = min(max(pause * 2, 0.1), MAX_BACKOFF)
 
@@ -165,7 +168,15 @@ def flush(store_url: str | None = None) -> bool:
     """Write this process's pending task records (run on every worker by the engine).
 
     With ``store_url``, only that store's failure is raised: the engine asking
-    for its own records is not failed by another store's.
+    for its own records is not failed by another store's. A process that never
+    opened that store has no records of it, and opens no connection for it.
     """
-    task_log.flush(get_store(store_url) if store_url else None)
+    if store_url is None:
+        task_log.flush()
+        return True
+    store = opened_store(store_url)
+    if store is None:
+        task_log.write_pending()  # other stores' records; none of this one's are here
+    else:
+        task_log.flush(only=store)
     return True

@@ -34,4 +34,10 @@ def get_store(url: str) -> Store:
         return store
 
 
-__all__ = ["Store", "get_store", "open_store", "redact"]
+def opened_store(url: str) -> Store | None:
+    """The process-wide store for ``url`` if this process has opened it, else None."""
+    with _lock:
+        return _open.get(url)
+
+
+__all__ = ["Store", "get_store", "open_store", "opened_store", "redact"]

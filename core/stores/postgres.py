@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from connectsw.core.errors import StoreError
+from connectsw.core.errors import StoreError, one_line
 from connectsw.core.models import (
     CheckpointState,
     Event,
@@ -102,7 +102,7 @@ class PostgresStore(Store):
                 db.execute(SCHEMA)
         except psycopg.Error as exc:
             raise StoreError(
-                f"cannot open the PostgreSQL store at {redact(url)}: {_reason(exc)}"
+                f"cannot open the PostgreSQL store at {redact(url)}: {one_line(exc)}"
             ) from None
         self._max_size = max_size
         self._pool: ConnectionPool[Any] | None = None
@@ -131,7 +131,7 @@ class PostgresStore(Store):
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreError(
-                f"PostgreSQL store at {redact(self.url)} failed: {_reason(exc)}"
+                f"PostgreSQL store at {redact(self.url)} failed: {one_line(exc)}"
             ) from None
 
     def close(self) -> None:
@@ -316,11 +316,6 @@ class PostgresStore(Store):
                 "SELECT MAX(seq) FROM events WHERE execution_id = %s", (execution_id,)
             ).fetchone()
         return int(row[0] or 0) if row else 0
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _lock_events(db: psycopg.Connection[Any], events: Sequence[Event]) -> None:

@@ -112,3 +112,19 @@ def test_a_failing_store_holds_back_no_other_store(tmp_path: Path) -> None:
     del bad.save_task_results  # the store is back: its kept records go in
     log.flush()
     assert [r.status for r in bad.task_results("e")] == [TaskStatus.SUCCEEDED]
+
+
+def test_flushing_a_store_this_process_never_opened_opens_nothing(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectsw.core import tasklog
+
+    log = TaskLog(interval=10, start_delay=10)
+    monkeypatch.setattr(tasklog, "task_log", log)
+    done = running("a").model_copy(update={"status": TaskStatus.SUCCEEDED})
+    log.finish(store, None, done, event("a", "task.succeeded"))
+    never = tmp_path / "never" / "x.db"
+    assert tasklog.flush(f"sqlite:///{never}")
+    assert not never.parent.exists()  # no store was opened for it
+    # other stores' records were still written
+    assert [r.status for r in store.task_results("e")] == [TaskStatus.SUCCEEDED]
