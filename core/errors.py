@@ -6,56 +6,90 @@ with :attr:`ConnectSWError.exit_code`; the API answers JSON with :attr:`code`.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from pydantic import ValidationError
+
+
+class ExitCode(IntEnum):
+    """Every exit code of the ``connectsw`` command, in one place."""
+
+    OK = 0
+    FAILED = 1  # an execution failed or a gate stopped it
+    INVALID_INPUT = 2  # invalid plan or config
+    PLUGIN = 3
+    NOT_FOUND = 4
+    NOT_ALLOWED = 5  # not allowed in this state (e.g. already decided)
+    STORE = 6
+    ERROR = 7  # any other error ConnectSW reports
+    INTERNAL = 70
+    INTERRUPTED = 130
 
 
 class ConnectSWError(Exception):
     """Base class: the message is shown to the user as one line."""
 
     code = "error"
-    exit_code = 1
+    exit_code: int = ExitCode.ERROR
 
 
 class ConfigError(ConnectSWError):
     """Settings or a config file are invalid."""
 
     code = "invalid_config"
-    exit_code = 2
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class PlanError(ConnectSWError):
     """A request or a task-graph file cannot become a valid plan."""
 
     code = "invalid_plan"
-    exit_code = 2
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class PluginError(ConnectSWError):
     """A plugin failed to load or registered something invalid."""
 
     code = "plugin_error"
-    exit_code = 3
+    exit_code = ExitCode.PLUGIN
 
 
 class NotFound(ConnectSWError):
     """An execution, task or checkpoint does not exist."""
 
     code = "not_found"
-    exit_code = 4
+    exit_code = ExitCode.NOT_FOUND
 
 
 class InvalidState(ConnectSWError):
     """The operation is not allowed in the execution's current state."""
 
     code = "invalid_state"
-    exit_code = 5
+    exit_code = ExitCode.NOT_ALLOWED
 
 
 class StoreError(ConnectSWError):
     """State could not be read or written (the store or a worker's task log failed)."""
 
     code = "store_error"
-    exit_code = 6
+    exit_code = ExitCode.STORE
+
+
+class Conflict(InvalidState):
+    """Someone else changed the execution first (e.g. a checkpoint already decided)."""
+
+    code = "conflict"
+
+
+class LeaseLost(ConnectSWError):
+    """This process no longer owns the execution: another one took its lease over.
+
+    Raised by fenced writes (reference: a lease with a fencing token); the
+    process stops its work and writes nothing more for that execution.
+    """
+
+    code = "lease_lost"
+    exit_code = ExitCode.NOT_ALLOWED
 
 
 class TaskError(ConnectSWError):

@@ -165,6 +165,8 @@ class TaskStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"  # stopped, or never started, because the execution was cancelled
+    INTERRUPTED = "interrupted"  # its process died before it ended; a new attempt runs
 
 
 class Decision(StrEnum):
@@ -200,6 +202,9 @@ class TaskResult(ApiModel):
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The process group running this attempt (supervisor ProcessRef as a dict), if any:
+    #: a resumed execution stops a crashed owner's leftovers through it.
+    process: dict[str, Any] | None = None
 
 
 class RuleResult(ApiModel):
@@ -256,6 +261,9 @@ class Execution(ApiModel):
     error: str | None = None
     owner: str | None = None
     heartbeat_at: datetime | None = None
+    #: Fencing token of the current lease: incremented by every claim; a write by a
+    #: process holding an older token is refused (:class:`~connectsw.core.errors.LeaseLost`).
+    lease_token: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from connectsw.core.models import (
@@ -24,74 +25,112 @@ def redact(url: str) -> str:
 
 
 class Store(ABC):
-    """Durable state of executions. Every method is one transaction."""
+    """Durable state of executions. Every method is one transaction.
+
+    Writes made on behalf of the execution's owner take its fencing ``token``
+    (``Execution.lease_token``) and are conditional on it, in the same
+    transaction: a process whose lease was taken over writes nothing more
+    (:class:`~connectsw.core.errors.LeaseLost`). Every driver error is raised as
+    :class:`~connectsw.core.errors.StoreError`.
+    """
 
     # -- executions ---------------------------------------------------------
     @abstractmethod
-    def create_execution(self, execution: Execution) -> None:
-        """Insert a new execution."""
+    def create_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
+        """Insert a new execution (lease token 0, no owner) with its first events."""
 
     @abstractmethod
     def get_execution(self, execution_id: str) -> Execution | None:
-        """The execution, or None."""
+        """The execution (with owner, heartbeat and lease token), or None."""
 
     @abstractmethod
     def execution_status(self, execution_id: str) -> ExecutionStatus | None:
-        """Just the status (cheap: no plan to parse), or None."""
+        """Just the stored status (cheap: no plan to parse), or None."""
 
     @abstractmethod
-    def save_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
-        """Update an execution and append ``events`` atomically; returns them with ``seq``.
-
-        Cancellation is final: an execution cancelled meanwhile (by another process)
-        stays cancelled; the events are still appended.
-        """
+    def lease(self, execution_id: str) -> Lease | None:
+        """Owner, heartbeat and fencing token (cheap), or None if no such execution."""
 
     @abstractmethod
     def list_executions(self, limit: int = 20) -> list[Execution]:
         """Most recently updated executions first."""
 
     @abstractmethod
-    def claim_execution(
-        self, execution_id: str, owner: str | None, expected: str | None, now: datetime
-    ) -> bool:
-        """Set the owner if it is still ``expected`` (compare-and-set); True if claimed."""
+    def transition(
+        self,
+        execution: Execution,
+        expected: Collection[ExecutionStatus],
+        events: Sequence[Event] = (),
+        *,
+        token: int | None = None,
+        checkpoint: CheckpointState | None = None,
+        decide: bool = False,
+        gate: tuple[int, GateResult] | None = None,
+    ) -> list[Event]:
+        """Write ``execution`` iff its stored status is in ``expected`` (and, with
+        ``token``, its lease token is still ``token``); append ``events``; returns
+        them with ``seq``. One conditional update: the caller checked the state
+        table (:mod:`connectsw.core.states`) before.
+
+        In the same transaction: ``checkpoint`` is inserted or replaced, or with
+        ``decide`` updated only if it has no decision yet; ``gate`` is
+        ``(round, result)`` inserted or replaced.
+
+        Raises :class:`~connectsw.core.errors.LeaseLost` if the token no longer
+        matches, :class:`~connectsw.core.errors.Conflict` (naming the stored
+        status) if the status is not in ``expected`` or the checkpoint was
+        already decided, :class:`~connectsw.core.errors.NotFound` if there is no
+        such execution. Nothing is written then.
+        """
 
     @abstractmethod
-    def heartbeat(self, execution_id: str, owner: str, now: datetime) -> bool:
-        """Refresh the owner's heartbeat; False if ``owner`` no longer owns it."""
+    def claim(self, execution_id: str, owner: str, expected_token: int, now: datetime) -> int | None:
+        """Take the lease: set ``owner``, heartbeat ``now`` and token ``expected_token + 1``
+        iff the stored token is still ``expected_token`` (compare-and-set).
+
+        Returns the new token, or None if another process claimed it first.
+        """
+
+    @abstractmethod
+    def release(self, execution_id: str, owner: str, token: int, now: datetime) -> bool:
+        """Give the lease up (owner set to NULL, token kept) iff ``token`` still holds it."""
+
+    @abstractmethod
+    def heartbeat(self, execution_id: str, owner: str, token: int, now: datetime) -> bool:
+        """Refresh the heartbeat; False if ``token`` no longer holds the lease."""
 
     # -- tasks ----------------------------------------------------------------
     @abstractmethod
-    def save_task_result(self, result: TaskResult, events: Sequence[Event] = ()) -> list[Event]:
-        """Insert or replace the result of one attempt, with its events, atomically."""
-
-    @abstractmethod
     def save_task_results(
-        self, results: Sequence[TaskResult], events: Sequence[Event]
+        self,
+        results: Sequence[TaskResult],
+        events: Sequence[Event] = (),
+        *,
+        token: int | None = None,
     ) -> list[Event]:
-        """Insert or replace several results and append events, in one transaction."""
+        """Insert or replace attempts' records and append events, in one transaction.
+
+        With ``token``, every result and event must belong to one execution, and
+        nothing is written unless its lease token is still ``token``
+        (:class:`~connectsw.core.errors.LeaseLost`).
+        """
 
     @abstractmethod
     def task_results(self, execution_id: str, round: int | None = None) -> list[TaskResult]:
-        """The latest attempt of each task (of one round, if given)."""
+        """The latest attempt of each task (of one round, if given), in write order."""
 
     @abstractmethod
     def task_attempts(self, execution_id: str, task_id: str) -> list[TaskResult]:
-        """Every attempt of one task, oldest first."""
+        """Every attempt of one task, oldest first (by round, then attempt)."""
+
+    @abstractmethod
+    def running_attempts(self, execution_id: str) -> list[TaskResult]:
+        """Attempts of the execution whose record is still ``running`` (any round)."""
 
     # -- checkpoints and gates -------------------------------------------------
     @abstractmethod
-    def save_checkpoint(self, checkpoint: CheckpointState) -> None:
-        """Insert or update a checkpoint (keyed by execution, stage, round)."""
-
-    @abstractmethod
     def checkpoints(self, execution_id: str) -> list[CheckpointState]:
-        """All checkpoints of an execution, in order."""
-
-    @abstractmethod
-    def save_gate_result(self, execution_id: str, round: int, result: GateResult) -> None:
-        """Insert or replace the gate result of one stage and round."""
+        """All checkpoints of an execution, by stage then round."""
 
     @abstractmethod
     def gate_result(self, execution_id: str, stage: int, round: int) -> GateResult | None:
@@ -99,8 +138,8 @@ class Store(ABC):
 
     # -- events ----------------------------------------------------------------
     @abstractmethod
-    def add_events(self, events: list[Event]) -> list[Event]:
-        """Append events; returns them with ``seq`` set."""
+    def add_events(self, events: Sequence[Event], *, token: int | None = None) -> list[Event]:
+        """Append events (fenced by ``token`` if given); returns them with ``seq`` set."""
 
     @abstractmethod
     def events(self, execution_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
@@ -112,3 +151,12 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds an execution's lease: owner (``host:pid``), last heartbeat, fencing token."""
+
+    owner: str | None
+    heartbeat_at: datetime | None
+    token: int
