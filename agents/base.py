@@ -9,6 +9,7 @@ safe to call again for the same task: write files whole, never append.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,6 +54,14 @@ class TaskContext:
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    #: ``time.monotonic()`` value at which this attempt must have ended (None: no
+    #: deadline); set by the runner when the attempt starts.
+    deadline: float | None = None
+    #: Polled by long work: a reason (``"cancelled"``, ``"lease lost"``, ...) to stop now.
+    should_stop: Callable[[], str | None] | None = None
+    #: Called with the process group of each command the agent starts, so that a
+    #: resumed execution can end a crashed owner's leftovers (the supervisor calls it).
+    on_spawn: Callable[[Any], None] | None = None
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -90,6 +99,11 @@ class Agent:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     input_model: ClassVar[type[BaseModel] | None] = None
+    #: Where ``run`` executes. ``"process"`` (default): a forked child in its own
+    #: process group, killed at the deadline, on cancel and when the owner loses its
+    #: lease. ``"thread"``: the worker's thread; only for agents whose blocking work
+    #: all goes through :mod:`connectsw.core.supervisor` (which stops it) or is brief.
+    isolation: ClassVar[str] = "process"
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Do the task; raise :class:`connectsw.core.errors.TaskError` to fail it."""

@@ -29,6 +29,7 @@ class State:
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
+        self.current_execution: str | None = None
 
     @property
     def settings(self) -> Settings:

@@ -6,7 +6,9 @@ import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.drive import drive
-from connectsw.core.models import Decision
+from connectsw.core.errors import InvalidState
+from connectsw.core.models import Decision, ExecutionStatus
+from connectsw.core.states import FINISHED
 
 EXECUTION_ID = click.argument("execution_id")
 NO_RUN = click.option("--no-run", is_flag=True, help="Record the decision; run nothing now.")
@@ -78,8 +80,13 @@ def request_changes(
 @json_option
 @pass_state
 def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -> None:
-    """Cancel the execution (a running stage stops at its next heartbeat)."""
-    _decide(state, execution_id, Decision.CANCEL, reason, run=False, yes=False, as_json=as_json)
+    """Cancel the execution; returns once its running work has stopped."""
+    state.engine.cancel(execution_id, reason, wait=True)
+    view = state.engine.view(execution_id)
+    if as_json:
+        print_json(view.to_api())
+    else:
+        console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
 
 
 @click.command("resume")
@@ -89,4 +96,14 @@ def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -
 @pass_state
 def resume(state: State, execution_id: str, yes: bool, as_json: bool) -> None:
     """Continue an interrupted or failed execution: only unfinished tasks run."""
+    execution = state.engine.get(execution_id)
+    if execution.status in FINISHED:
+        raise InvalidState(
+            f"execution {execution_id} is already {execution.status.value}; nothing to resume"
+        )
+    if execution.status is ExecutionStatus.AWAITING_CHECKPOINT:
+        raise InvalidState(
+            f"execution {execution_id} is waiting at a checkpoint: "
+            f"`connectsw approve {execution_id}`, request changes or cancel it"
+        )
     raise SystemExit(drive(state, execution_id, yes=yes, as_json=as_json))

@@ -32,6 +32,7 @@ def ask(state: State, execution_id: str) -> tuple[Decision | None, str | None]:
 def drive(state: State, execution_id: str, *, yes: bool = False, as_json: bool = False) -> int:
     """Run until the execution stops; with ``yes`` approve every checkpoint. Returns exit code."""
     engine = state.engine
+    state.current_execution = execution_id  # named in the Ctrl-C message
     ask_person = not yes and not as_json and interactive()
     while True:
         execution = engine.get(execution_id)

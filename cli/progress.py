@@ -10,16 +10,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectsw.core.models import Event, Execution
+from connectsw.core.states import TASK_DONE_EVENTS
 from connectsw.core.stores import Store
 
 POLL_SECONDS = 0.2
-FINAL_TASK_EVENTS = {"task.succeeded", "task.failed", "task.skipped"}
+FINAL_TASK_EVENTS = TASK_DONE_EVENTS
 STYLES = {
     "task.started": "cyan",
     "task.succeeded": "green",
     "task.failed": "red",
     "task.retrying": "yellow",
     "task.skipped": "yellow",
+    "task.cancelled": "yellow",
+    "task.interrupted": "yellow",
     "gate.failed": "red",
     "gate.passed": "green",
     "checkpoint.reached": "magenta",

@@ -8,27 +8,16 @@ from rich.panel import Panel
 from rich.table import Table
 
 from connectsw.core.models import ExecutionStatus, ExecutionView
-
-STATUS_STYLE = {
-    "completed": "green",
-    "awaiting_checkpoint": "magenta",
-    "executing": "cyan",
-    "interrupted": "yellow",
-    "gate_failed": "red",
-    "failed": "red",
-    "cancelled": "yellow",
-    "pending": "dim",
-}
-
+from connectsw.core.states import EXECUTION_EXIT_CODES, EXECUTION_STYLES, TASK_STYLES
 
 def exit_code(status: ExecutionStatus) -> int:
-    """0 unless the execution failed or a gate stopped it."""
-    return 1 if status in (ExecutionStatus.FAILED, ExecutionStatus.GATE_FAILED) else 0
+    """0 unless the execution failed or a gate stopped it (the state table's codes)."""
+    return int(EXECUTION_EXIT_CODES[status])
 
 
 def status_text(status: ExecutionStatus) -> str:
     """A status word in its colour."""
-    style = STATUS_STYLE.get(status.value, "white")
+    style = EXECUTION_STYLES.get(status, "white")
     return f"[{style}]{status.value}[/{style}]"
 
 
@@ -44,7 +33,8 @@ def show_view(console: Console, view: ExecutionView) -> None:
     table.add_column("task")
     table.add_column("state")
     for tid, state in view.tasks.items():
-        table.add_row(tid, state.value)
+        style = TASK_STYLES.get(state, "white")
+        table.add_row(tid, f"[{style}]{state.value}[/{style}]")
     console.print(table)
     if view.error:
         console.print(f"[red]{escape(view.error)}[/red]")

@@ -10,15 +10,7 @@ from connectsw.cli.drive import drive
 from connectsw.cli.progress import Follower
 from connectsw.cli.render import exit_code, show_view, status_text
 from connectsw.core.models import ExecutionStatus
-
-STOPPED = {
-    ExecutionStatus.AWAITING_CHECKPOINT,
-    ExecutionStatus.GATE_FAILED,
-    ExecutionStatus.FAILED,
-    ExecutionStatus.COMPLETED,
-    ExecutionStatus.CANCELLED,
-    ExecutionStatus.INTERRUPTED,
-}
+from connectsw.core.states import STOPPED
 
 
 @click.command("status")

@@ -42,22 +42,24 @@ def submit(
     """Plan a request, show the plan, run it; exit with the outcome's code."""
     request = Request(command=command, args=[text], context=local_context())
     engine = state.engine
-    execution = engine.submit(request, workspace)
-    if plan_only:
+    if plan_only:  # nothing is persisted: no execution is left pending
+        planned = engine.plan(request, workspace)
         if as_json:
-            print_json(engine.execute_response(execution).to_api())
+            print_json({**engine.execute_response(planned).to_api(), "executionId": None})
         else:
-            show_plan(execution.plan, execution.id)
+            show_plan(planned.plan, None)
         return
+    execution = engine.submit(request, workspace)
     if not as_json:
         show_plan(execution.plan, execution.id)
     raise SystemExit(drive(state, execution.id, yes=yes, as_json=as_json))
 
 
-def show_plan(plan: Plan, execution_id: str) -> None:
-    """Print a plan: stages, tasks, dependencies and checkpoints."""
+def show_plan(plan: Plan, execution_id: str | None) -> None:
+    """Print a plan: stages, tasks, dependencies and checkpoints (no id: only planned)."""
+    head = f"Execution [bold]{execution_id}[/bold]" if execution_id else "Planned (not run)"
     console.print(
-        f"Execution [bold]{execution_id}[/bold]: plan [bold]{plan.name}[/bold] "
+        f"{head}: plan [bold]{plan.name}[/bold] "
         f"({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)"
     )
     for stage in plan.stages:

@@ -2,32 +2,28 @@
 
 State lives in the store, never only in this process: a stage interrupted by a
 crash is continued by the next ``run`` (any process), which runs only the tasks
-that had not succeeded. One process at a time owns a running execution (a lease
-with a heartbeat); a dead owner's lease is taken over.
+that had not succeeded. The roles are split: :mod:`~connectsw.core.views`
+reads, :mod:`~connectsw.core.lease` holds the owner's lease (fencing token),
+:mod:`~connectsw.core.stage` runs a stage's graph; this module moves an
+execution through the state table (:mod:`~connectsw.core.states`), one
+conditional store transition per state change, hooks called after the commit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from concurrent.futures import CancelledError
+import time
 from pathlib import Path
-from typing import Any
-
-from distributed import Client, Future, LocalCluster
-from distributed.client import FutureCancelledError
+from typing import TYPE_CHECKING, Any
 
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
-from connectsw.core.cluster import connect
-from connectsw.core.errors import InvalidState, NotFound, StoreError, one_line
+from connectsw.core.errors import Conflict, ConnectSWError, InvalidState, one_line
 from connectsw.core.events import dispatch
-from connectsw.core.graph import stage_graph, task_key
-from connectsw.core.liveness import owner_alive, shown_status, this_owner
+from connectsw.core.lease import Lease, end_leftovers
+from connectsw.core.liveness import owner_alive, this_owner
 from connectsw.core.models import (
     CheckpointState,
-    CheckpointView,
     Decision,
     Event,
     ExecuteResponse,
@@ -41,21 +37,19 @@ from connectsw.core.models import (
     utcnow,
 )
 from connectsw.core.planner import Planner
-from connectsw.core.runner import TaskCall, public_result
+from connectsw.core.states import DECIDABLE, FINISHED, RUNNABLE, EventKind, check_execution
 from connectsw.core.stores import Store, get_store
-from connectsw.core.tasklog import flush as flush_task_log
-from connectsw.gates.base import GateContext
-from connectsw.gates.engine import evaluate_stage
+from connectsw.core.views import Views
 from connectsw.plugins.registry import Registries, get_registries
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
 
 log = logging.getLogger("connectsw.engine")
 
-RUNNABLE = (
-    ExecutionStatus.PENDING,
-    ExecutionStatus.EXECUTING,
-    ExecutionStatus.GATE_FAILED,
-    ExecutionStatus.FAILED,
-)
+E = ExecutionStatus
+#: How long ``cancel`` waits, past the lease timeout, for running work to stop (seconds).
+CANCEL_GRACE = 10.0
 
 
 class Engine:
@@ -71,18 +65,31 @@ class Engine:
         self.settings = settings
         self.store_url = settings.store_url
         self.store = store or get_store(self.store_url)
-        self.registries = registries or get_registries()
+        self._registries = registries
         self._client = client
         self._owns_client = client is None
-        self._lease: _Lease | None = None
         self._cluster: LocalCluster | None = None
         self.owner = this_owner()
+        self.views = Views(self.store, settings.engine.lease_timeout)
+
+    @property
+    def registries(self) -> Registries:
+        """What the plugins registered (loaded on first use)."""
+        if self._registries is None:
+            self._registries = get_registries()
+        return self._registries
+
+    @registries.setter
+    def registries(self, value: Registries) -> None:
+        self._registries = value
 
     # -- cluster ---------------------------------------------------------------
     @property
     def client(self) -> Client:
         """The Dask client, connecting (or starting a LocalCluster) on first use."""
         if self._client is None:
+            from connectsw.core.cluster import connect
+
             self._client, self._cluster = connect(self.settings.dask)
         return self._client
 
@@ -101,61 +108,41 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- reading ---------------------------------------------------------------
+    # -- reading (see Views) ---------------------------------------------------------
     def get(self, execution_id: str) -> Execution:
         """The execution, or :class:`NotFound`."""
-        execution = self.store.get_execution(execution_id)
-        if execution is None:
-            raise NotFound(f"no execution {execution_id!r}")
-        return execution
+        return self.views.get(execution_id)
 
     def status(self, execution: Execution) -> ExecutionStatus:
         """The execution's status as shown to users (INTERRUPTED if its owner died)."""
-        return shown_status(execution, self.settings.engine.lease_timeout)
+        return self.views.status(execution)
 
     def view(self, execution_id: str) -> ExecutionView:
         """The API's ``GET /v1/execution/{id}`` body."""
-        execution = self.get(execution_id)
-        checkpoint = None
-        if execution.status is ExecutionStatus.AWAITING_CHECKPOINT:
-            cp = self.current_checkpoint(execution)
-            if cp is not None:
-                checkpoint = CheckpointView(
-                    type=cp.type, artifacts=cp.artifacts, question=cp.question, options=cp.options
-                )
-        gate = self.store.gate_result(execution.id, execution.stage, execution.round)
-        return ExecutionView(
-            execution_id=execution.id,
-            status=self.status(execution),
-            stage=execution.stage,
-            round=execution.round,
-            next_checkpoint=execution.next_checkpoint,
-            checkpoint=checkpoint,
-            gate=gate,
-            tasks=self.task_states(execution),
-            workspace=execution.workspace,
-            error=execution.error,
-        )
+        return self.views.view(execution_id)
 
     def task_states(self, execution: Execution) -> dict[str, TaskStatus]:
         """Latest state of every task of the plan (pending if never started)."""
-        latest = {r.task_id: r.status for r in self.store.task_results(execution.id)}
-        return {t.id: latest.get(t.id, TaskStatus.PENDING) for t in execution.plan.tasks}
+        return self.views.task_states(execution)
 
     def current_checkpoint(self, execution: Execution) -> CheckpointState | None:
         """The checkpoint of the current stage and round, if reached."""
-        for cp in self.store.checkpoints(execution.id):
-            if cp.stage == execution.stage and cp.round == execution.round:
-                return cp
-        return None
+        return self.views.current_checkpoint(execution)
 
     # -- submitting ------------------------------------------------------------
+    def plan(self, request: Request, workspace: Path, **options: Any) -> Execution:
+        """Plan ``request`` as an execution that is not persisted (``--plan-only``)."""
+        _, plan = Planner(self.registries).plan(request, **options)
+        return Execution(request=request, plan=plan, workspace=str(workspace.resolve()))
+
     def submit(self, request: Request, workspace: Path, **options: Any) -> Execution:
         """Plan ``request`` and persist it as a pending execution (nothing runs yet)."""
-        _, plan = Planner(self.registries).plan(request, **options)
-        execution = Execution(request=request, plan=plan, workspace=str(workspace.resolve()))
-        self.store.create_execution(execution)
-        self._emit(execution, "execution.created", f"plan {plan.name}: {len(plan.tasks)} tasks")
+        execution = self.plan(request, workspace, **options)
+        plan = execution.plan
+        event = _event(
+            execution, EventKind.EXECUTION_CREATED, f"plan {plan.name}: {len(plan.tasks)} tasks"
+        )
+        dispatch(self.store.create_execution(execution, [event]))
         return execution
 
     @staticmethod
@@ -170,60 +157,88 @@ class Engine:
 
     # -- running ---------------------------------------------------------------
     def run(self, execution_id: str) -> Execution:
-        """Run from where the execution stands until a checkpoint, a failure or the end."""
+        """Run from where the execution stands until a checkpoint, a failure or the end.
+
+        Raises :class:`~connectsw.core.errors.LeaseLost` if another process took
+        the execution over meanwhile (this one then stopped its work), and
+        :class:`InvalidState` if a live process runs it.
+        """
         execution = self.get(execution_id)
         if execution.status not in RUNNABLE:
             return execution
-        # A previous owner (dead, or the claim would fail) or a failure means this resumes.
-        resumed = execution.owner is not None or execution.status in (
-            ExecutionStatus.FAILED,
-            ExecutionStatus.GATE_FAILED,
+        resumed = execution.owner is not None or execution.status in (E.FAILED, E.GATE_FAILED)
+        engine = self.settings.engine
+        lease = Lease.claim(
+            self.store, execution, self.owner, engine.lease_timeout, engine.heartbeat_interval
         )
-        self._claim(execution)
         try:
-            # Held for the whole run: gates between stages can take minutes too.
-            with _Lease(self, execution) as self._lease:
-                git.ensure_repo(Path(execution.workspace))
-                execution.status = ExecutionStatus.EXECUTING
-                execution.error = None
-                self._save(execution, "execution.resumed" if resumed else "execution.running")
+            with lease:
+                # A previous owner's attempts still running end before anything reruns.
+                end_leftovers(
+                    self.store,
+                    execution.id,
+                    lease.token,
+                    TaskStatus.INTERRUPTED,
+                    "interrupted: the process running it ended first; a new attempt runs",
+                )
+                try:  # a failed start is recorded, never left pending
+                    git.ensure_repo(Path(execution.workspace))
+                    self.client  # noqa: B018 - connect (or start the cluster) now
+                except ConnectSWError as exc:
+                    error = f"could not start: {exc}"
+                    self._move(execution, lease, E.FAILED, EventKind.EXECUTION_FAILED, error, error=error)
+                    raise
+                kind = EventKind.EXECUTION_RESUMED if resumed else EventKind.EXECUTION_RUNNING
+                self._move(execution, lease, E.EXECUTING, kind, error=None)
                 while True:
-                    outcome = self._run_stage(execution)
-                    if outcome is not None:
-                        return outcome
-        finally:
-            self._lease = None
-            self._release(execution)
+                    if self._run_stage(execution, lease):
+                        return execution
+        except Conflict:
+            # Cancelled (or decided) by another process meanwhile: that state stands.
+            return self.get(execution_id)
 
-    def _run_stage(self, execution: Execution) -> Execution | None:
-        """Run the current stage; return the execution when it stops, None to go on."""
-        plan = execution.plan
-        stage = plan.stages[execution.stage]
-        self._emit(execution, "stage.started", stage.name, stage=stage.index)
-        results = self._execute_graph(execution)
-        if self.store.execution_status(execution.id) is ExecutionStatus.CANCELLED:
-            return self.get(execution.id)
-        failed = [r for r in results.values() if r.status is TaskStatus.FAILED]
+    def _run_stage(self, execution: Execution, lease: Lease) -> bool:
+        """Run the current stage; True when the execution stopped, False to go on."""
+        from connectsw.core.stage import StageRun
+
+        stage = execution.plan.stages[execution.stage]
+        self._emit(execution, lease, EventKind.STAGE_STARTED, stage.name)
+        run = StageRun(
+            self.store, self.store_url, self.client, self.settings.engine, execution, lease
+        )
+        lease.on_stop = run.cancel
+        try:
+            results = run.run()
+        finally:
+            lease.on_stop = None
+        if lease.cancelled.is_set() or self.store.execution_status(execution.id) is E.CANCELLED:
+            execution.status = E.CANCELLED
+            return True
+        failed = [r for r in results.values() if r.status is not TaskStatus.SUCCEEDED]
+        failed.sort(key=lambda r: r.status is TaskStatus.SKIPPED)  # the cause first
         if failed:
-            execution.status = ExecutionStatus.FAILED
-            execution.error = f"task {failed[0].task_id!r} failed: {failed[0].error}"
-            self._save(execution, "execution.failed", execution.error, stage=stage.index)
-            return execution
+            error = f"task {failed[0].task_id!r} {failed[0].status.value}: {failed[0].error}"
+            self._move(execution, lease, E.FAILED, EventKind.EXECUTION_FAILED, error, error=error)
+            return True
         gate = self._gate(execution, results)
         if not gate.passed:
-            execution.status = ExecutionStatus.GATE_FAILED
             names = ", ".join(r.rule for r in gate.rules if not r.passed)
-            execution.error = f"quality gate failed: {names}"
-            self._save(
+            error = f"quality gate failed: {names}"
+            self._move(
                 execution,
-                "gate.failed",
-                execution.error,
-                stage=stage.index,
+                lease,
+                E.GATE_FAILED,
+                EventKind.GATE_FAILED,
+                error,
+                error=error,
                 data={"gate": gate.to_api()},
+                gate=(execution.round, gate),
             )
-            return execution
+            return True
         if stage.gates:
-            self._emit(execution, "gate.passed", f"score {gate.score}", stage=stage.index)
+            self._emit(
+                execution, lease, EventKind.GATE_PASSED, f"score {gate.score}"
+            )
         if stage.checkpoint is not None:
             checkpoint = CheckpointState(
                 execution_id=execution.id,
@@ -236,117 +251,34 @@ class Engine:
                     a for tid in stage.task_ids if tid in results for a in results[tid].artifacts
                 ],
             )
-            self.store.save_checkpoint(checkpoint)
-            execution.status = ExecutionStatus.AWAITING_CHECKPOINT
-            self._save(
+            self._move(
                 execution,
-                "checkpoint.reached",
+                lease,
+                E.AWAITING_CHECKPOINT,
+                EventKind.CHECKPOINT_REACHED,
                 checkpoint.question,
-                stage=stage.index,
                 data={"type": checkpoint.type},
+                checkpoint=checkpoint,
+                gate=(execution.round, gate) if stage.gates else None,
             )
-            return execution
-        return self._advance(execution)
-
-    def _advance(self, execution: Execution) -> Execution | None:
+            return True
         if execution.stage + 1 >= len(execution.plan.stages):
-            execution.status = ExecutionStatus.COMPLETED
-            self._save(execution, "execution.completed", "all stages done")
-            return execution
-        execution.stage += 1
-        self._save(execution, "execution.advanced", f"stage {execution.stage}")
-        return None
-
-    def _execute_graph(self, execution: Execution) -> dict[str, TaskResult]:
-        """Run the stage's unfinished tasks as one Dask graph; return every task's result."""
-        plan = execution.plan
-        stage_ids = plan.stages[execution.stage].task_ids
-        current = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
-        latest = {r.task_id: r for r in self.store.task_results(execution.id)}
-        engine = self.settings.engine
-        calls: dict[str, TaskCall] = {}
-        for tid in stage_ids:
-            prev = current.get(tid)
-            if prev is not None and prev.status is TaskStatus.SUCCEEDED:
-                continue
-            if prev is None:
-                first = 1
-            elif prev.status in (TaskStatus.RUNNING, TaskStatus.SKIPPED):
-                # Interrupted mid-attempt, or never tried: that attempt number runs now.
-                first = prev.attempt
-            else:
-                first = prev.attempt + 1
-            calls[tid] = TaskCall(
-                store_url=self.store_url,
-                execution_id=execution.id,
-                round=execution.round,
-                task_id=tid,
-                first_attempt=first,
-                retry_backoff=engine.retry_backoff,
-                retry_backoff_max=engine.retry_backoff_max,
-                default_timeout=engine.default_timeout,
+            self._move(
+                execution, lease, E.COMPLETED, EventKind.EXECUTION_COMPLETED, "all stages done",
+                gate=(execution.round, gate) if stage.gates else None,
             )
-        if calls:
-            known = {tid: public_result(r) for tid, r in latest.items() if tid not in calls}
-            dsk, keys = stage_graph(plan, execution.stage, calls, known)
-            futures = self.client.get(dsk, keys, sync=False)
-            if self._lease is not None:
-                self._lease.futures = futures
-            self._wait(execution, calls, futures)
-        final = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
-        return {tid: final[tid] for tid in stage_ids if tid in final}
-
-    def _wait(
-        self, execution: Execution, calls: dict[str, TaskCall], futures: list[Future]
-    ) -> None:
-        """Wait for the stage, make every worker write its task records, record crashes."""
-        # One gather, as a plain Dask run would: results come back when all are done.
-        with contextlib.suppress(CancelledError, FutureCancelledError):
-            self.client.gather(futures, errors="skip")
-        try:
-            self.client.run(flush_task_log, self.store_url)
-            flush_task_log(self.store_url)  # tasks run in this process (threads-only cluster)
-        except Exception as exc:
-            # The stage is left executing with no owner: `connectsw resume` retries it.
-            raise StoreError(
-                f"task records could not be written: {type(exc).__name__}: {exc}"
-            ) from None
-        lost: list[TaskResult] = []
-        by_key = {task_key(execution.id, execution.round, t): c for t, c in calls.items()}
-        for future in futures:
-            if future.status == "finished":
-                continue
-            # The worker died or the stage was cancelled: that attempt never ended.
-            call = by_key[str(future.key)]
-            error = (
-                one_line(future.exception(), typed=True)
-                if future.status == "error"
-                else "cancelled"
-            )
-            lost.append(
-                TaskResult(
-                    execution_id=execution.id,
-                    task_id=call.task_id,
-                    round=execution.round,
-                    attempt=call.first_attempt,
-                    status=TaskStatus.FAILED,
-                    error=error,
-                    finished_at=utcnow(),
-                )
-            )
-        if lost:
-            events = [
-                Event(
-                    execution_id=execution.id,
-                    kind="task.failed",
-                    task_id=r.task_id,
-                    message=r.error or "",
-                )
-                for r in lost
-            ]
-            dispatch(self.store.save_task_results(lost, events))
+            return True
+        self._move(
+            execution, lease, E.EXECUTING, EventKind.EXECUTION_ADVANCED, f"stage {execution.stage + 1}",
+            stage=execution.stage + 1,
+            gate=(execution.round, gate) if stage.gates else None,
+        )
+        return False
 
     def _gate(self, execution: Execution, results: dict[str, TaskResult]) -> GateResult:
+        from connectsw.gates.base import GateContext
+        from connectsw.gates.engine import evaluate_stage
+
         stage = execution.plan.stages[execution.stage]
         ctx = GateContext(
             execution=execution,
@@ -355,156 +287,193 @@ class Engine:
             results=results,
             config=self.settings.gates.model_dump(),
         )
-        gate = evaluate_stage(ctx, self.registries)
-        if stage.gates:
-            self.store.save_gate_result(execution.id, execution.round, gate)
-        return gate
+        return evaluate_stage(ctx, self.registries)
 
     # -- deciding ---------------------------------------------------------------
     def decide(
         self, execution_id: str, decision: Decision, feedback: str | None = None, by: str = "user"
     ) -> Execution:
-        """Record a decision at the current checkpoint; the next ``run`` acts on it."""
+        """Record a decision at the current checkpoint; the next ``run`` acts on it.
+
+        One conditional update: of two decisions at once, one wins and the
+        other raises :class:`~connectsw.core.errors.Conflict` (exit 5, "already
+        decided"). Event hooks run after the commit.
+        """
+        if decision is Decision.CANCEL:
+            return self.cancel(execution_id, feedback, by=by, wait=False)
         execution = self.get(execution_id)
         status = execution.status
-        if status.finished:
+        if status in FINISHED:
             raise InvalidState(f"execution {execution_id} is already {status.value}")
-        if decision is Decision.CANCEL:
-            execution.status = ExecutionStatus.CANCELLED
-            self._record_decision(execution, decision, feedback, by)
-            self._save(execution, "execution.cancelled", feedback or "cancelled")
-            return execution
-        allowed = {ExecutionStatus.AWAITING_CHECKPOINT}
-        if decision is Decision.REQUEST_CHANGES:
-            allowed |= {ExecutionStatus.GATE_FAILED, ExecutionStatus.FAILED}
-        if status not in allowed:
+        if status not in DECIDABLE[decision.value]:
             shown = self.status(execution).value
-            raise InvalidState(
-                f"execution {execution_id} is {shown}, not waiting at a checkpoint"
-                + (
-                    f"; run `connectsw resume {execution_id}` first"
-                    if shown == "interrupted"
-                    else ""
-                )
-            )
+            hint = f"; run `connectsw resume {execution_id}` first" if shown == "interrupted" else ""
+            raise InvalidState(f"execution {execution_id} is {shown}, not waiting at a checkpoint{hint}")
         if decision is Decision.REQUEST_CHANGES and not (feedback or "").strip():
             raise InvalidState("request_changes needs feedback saying what to change")
-        self._record_decision(execution, decision, feedback, by)
+        new = execution.model_copy(deep=True)
+        events: list[Event] = []
+        cp = self.current_checkpoint(execution) if status is E.AWAITING_CHECKPOINT else None
+        if cp is not None:
+            cp.decision, cp.feedback, cp.decided_at = decision, feedback, utcnow()
+            events.append(
+                _event(
+                    new,
+                    EventKind.CHECKPOINT_DECIDED,
+                    decision.value,
+                    stage=cp.stage,
+                    data={"type": cp.type, "decision": decision.value, "feedback": feedback, "by": by},
+                )
+            )
         if decision is Decision.APPROVE:
             if feedback:
-                execution.feedback.append(feedback)
-            nxt = self._advance(execution)
-            if nxt is None:
-                execution.status = ExecutionStatus.EXECUTING
-                self._save(execution, "execution.approved", feedback or "approved")
-            return execution
-        execution.round += 1
-        execution.feedback.append(feedback or "")
-        execution.status = ExecutionStatus.EXECUTING
-        self._save(execution, "execution.changes_requested", feedback or "")
-        return execution
+                new.feedback.append(feedback)
+            if new.stage + 1 >= len(new.plan.stages):
+                new.status = E.COMPLETED
+                kind, message = EventKind.EXECUTION_COMPLETED, "all stages done"
+            else:
+                new.stage += 1
+                new.status = E.EXECUTING
+                kind, message = EventKind.EXECUTION_APPROVED, feedback or "approved"
+        else:
+            new.round += 1
+            new.feedback.append(feedback or "")
+            new.status = E.EXECUTING
+            kind, message = EventKind.EXECUTION_CHANGES_REQUESTED, feedback or ""
+        check_execution(status, new.status)
+        new.error = None
+        new.updated_at = utcnow()
+        events.append(_event(new, kind, message))
+        try:
+            written = self.store.transition(
+                new, {status}, events, checkpoint=cp, decide=cp is not None
+            )
+        except Conflict:
+            now = self.store.execution_status(execution_id)
+            shown = now.value if now is not None else "gone"
+            raise Conflict(
+                f"execution {execution_id} was already decided by someone else (now {shown})"
+            ) from None
+        dispatch(written)
+        return new
 
-    def _record_decision(
-        self, execution: Execution, decision: Decision, feedback: str | None, by: str
+    def cancel(
+        self, execution_id: str, reason: str | None = None, *, by: str = "user", wait: bool = True
+    ) -> Execution:
+        """Cancel the execution; with ``wait``, return once its running work has stopped.
+
+        Tasks that never started are recorded ``cancelled``; running attempts are
+        stopped by their workers (process groups ended) and recorded ``cancelled``;
+        a dead owner's leftovers are ended here. Raises :class:`InvalidState` if the
+        execution already finished.
+        """
+        for _ in range(20):  # the status may move on between the read and the update
+            execution = self.get(execution_id)
+            status = execution.status
+            if status in FINISHED:
+                raise InvalidState(f"execution {execution_id} is already {status.value}")
+            new = execution.model_copy(deep=True)
+            new.status = E.CANCELLED
+            new.updated_at = utcnow()
+            events = []
+            cp = self.current_checkpoint(execution) if status is E.AWAITING_CHECKPOINT else None
+            if cp is not None and cp.decision is None:
+                cp.decision, cp.feedback, cp.decided_at = Decision.CANCEL, reason, utcnow()
+                events.append(
+                    _event(
+                        new,
+                        EventKind.CHECKPOINT_DECIDED,
+                        Decision.CANCEL.value,
+                        stage=cp.stage,
+                        data={"type": cp.type, "decision": "cancel", "feedback": reason, "by": by},
+                    )
+                )
+            else:
+                cp = None
+            events.append(_event(new, EventKind.EXECUTION_CANCELLED, reason or "cancelled"))
+            check_execution(status, E.CANCELLED)
+            try:
+                written = self.store.transition(
+                    new, {status}, events, checkpoint=cp, decide=cp is not None
+                )
+            except Conflict:
+                continue
+            dispatch(written)
+            if wait:
+                self._wait_stopped(execution_id)
+            return self.get(execution_id)
+        raise Conflict(f"execution {execution_id} kept changing; try again")
+
+    def _wait_stopped(self, execution_id: str) -> None:
+        """Wait until the owner released the execution (or died) and nothing runs."""
+        engine = self.settings.engine
+        deadline = time.monotonic() + engine.lease_timeout + CANCEL_GRACE
+        while time.monotonic() < deadline:
+            execution = self.get(execution_id)
+            alive = execution.owner is not None and owner_alive(
+                execution.owner, execution.heartbeat_at, engine.lease_timeout
+            )
+            if not alive:
+                # No live owner: its leftovers (if any) are ended here.
+                end_leftovers(self.store, execution_id, None, TaskStatus.CANCELLED, "stopped: cancelled")
+                return
+            time.sleep(0.1)
+        log.warning("execution %s: work still stopping after cancel", execution_id)
+
+    # -- state changes ------------------------------------------------------------------
+    def _move(
+        self,
+        execution: Execution,
+        lease: Lease,
+        status: ExecutionStatus,
+        kind: EventKind,
+        message: str = "",
+        *,
+        stage: int | None = None,
+        data: dict[str, Any] | None = None,
+        checkpoint: CheckpointState | None = None,
+        gate: tuple[int, GateResult] | None = None,
+        **fields: Any,
     ) -> None:
-        cp = self.current_checkpoint(execution)
-        if cp is None or execution.status is not ExecutionStatus.AWAITING_CHECKPOINT:
-            return
-        cp.decision, cp.feedback, cp.decided_at = decision, feedback, utcnow()
-        self.store.save_checkpoint(cp)
-        self._emit(
-            execution,
-            "checkpoint.decided",
-            decision.value,
-            stage=cp.stage,
-            data={"type": cp.type, "decision": decision.value, "feedback": feedback, "by": by},
+        """Move the execution to ``status`` (checked against the state table), fenced."""
+        check_execution(execution.status, status)
+        new = execution.model_copy(deep=True)
+        new.status = status
+        if stage is not None:
+            new.stage = stage
+        for name, value in fields.items():
+            setattr(new, name, value)
+        new.updated_at = utcnow()
+        event = _event(new, kind, message, data=data)
+        written = self.store.transition(
+            new, {execution.status}, [event], token=lease.token, checkpoint=checkpoint, gate=gate
         )
+        for name in ("status", "stage", "error", "updated_at", *fields):
+            setattr(execution, name, getattr(new, name))
+        dispatch(written)
 
-    # -- ownership and events ------------------------------------------------------
-    def _claim(self, execution: Execution) -> None:
-        lease = self.settings.engine.lease_timeout
-        if (
-            execution.owner
-            and execution.owner != self.owner
-            and owner_alive(execution.owner, execution.heartbeat_at, lease)
-        ):
-            raise InvalidState(f"execution {execution.id} is being run by {execution.owner}")
-        if not self.store.claim_execution(execution.id, self.owner, execution.owner, utcnow()):
-            raise InvalidState(f"execution {execution.id} was taken over by another process")
-        execution.owner = self.owner
-
-    def _release(self, execution: Execution) -> None:
-        self.store.claim_execution(execution.id, None, self.owner, utcnow())
-
-    def _save(
-        self,
-        execution: Execution,
-        kind: str,
-        message: str = "",
-        *,
-        stage: int | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        """Persist the execution together with the event describing its change."""
-        execution.updated_at = utcnow()
-        event = _event(execution, kind, message, stage, data)
-        dispatch(self.store.save_execution(execution, [event]))
-
-    def _emit(
-        self,
-        execution: Execution,
-        kind: str,
-        message: str = "",
-        *,
-        stage: int | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        """Append an event that changes no execution field."""
-        dispatch(self.store.add_events([_event(execution, kind, message, stage, data)]))
+    def _emit(self, execution: Execution, lease: Lease, kind: EventKind, message: str = "") -> None:
+        """Append an event that changes no execution field (fenced)."""
+        dispatch(self.store.add_events([_event(execution, kind, message)], token=lease.token))
 
 
 def _event(
     execution: Execution,
     kind: str,
     message: str,
-    stage: int | None,
-    data: dict[str, Any] | None,
+    *,
+    stage: int | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Event:
     return Event(
         execution_id=execution.id,
-        kind=kind,
+        kind=str(kind),
         message=message,
         stage=execution.stage if stage is None else stage,
         data=data or {},
     )
 
 
-class _Lease:
-    """While a process runs an execution: heartbeat its lease; cancel running work on cancel."""
-
-    def __init__(self, engine: Engine, execution: Execution) -> None:
-        self.engine = engine
-        self.execution_id = execution.id
-        self.futures: list[Future] = []  # the stage running now, if any
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="connectsw-lease", daemon=True)
-
-    def __enter__(self) -> _Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        engine = self.engine
-        while not self._stop.wait(engine.settings.engine.heartbeat_interval):
-            try:
-                engine.store.heartbeat(self.execution_id, engine.owner, utcnow())
-                status = engine.store.execution_status(self.execution_id)
-                if status is ExecutionStatus.CANCELLED and self.futures:
-                    engine.client.cancel(self.futures)
-                    self.futures = []
-            except Exception:  # a missed heartbeat is retried at the next tick
-                log.exception("heartbeat failed for %s", self.execution_id)
+def describe_failure(exc: BaseException) -> str:
+    """One line for an exception that stopped a run."""
+    return one_line(exc, typed=True)

@@ -130,3 +130,12 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
             msg = "unknown key"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
+
+
+class UnwritableRecord(StoreError):
+    """A record can never be written (e.g. it holds a value JSON cannot represent).
+
+    Not retryable: a write-behind log drops it instead of retrying forever.
+    """
+
+    code = "unwritable_record"

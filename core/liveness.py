@@ -7,6 +7,7 @@ import socket
 from datetime import datetime, timedelta
 
 from connectsw.core.models import Execution, ExecutionStatus, utcnow
+from connectsw.core.monitor import pid_alive
 
 
 def this_owner() -> str:
@@ -21,13 +22,10 @@ def owner_alive(owner: str | None, heartbeat_at: datetime | None, lease_timeout:
     fresh = heartbeat_at is not None and utcnow() - heartbeat_at < timedelta(seconds=lease_timeout)
     host, _, pid = owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not pid_alive(int(pid)):
             return False
-        except PermissionError:
-            pass  # exists, owned by another user
-        # A live pid with a stale heartbeat may be a reused pid.
+        # A live pid with a stale heartbeat may be a reused pid, or a stopped process:
+        # either way it does not hold the lease any more.
         return fresh or int(pid) == os.getpid()
     return fresh
 

@@ -1,8 +1,14 @@
-"""What runs inside each Dask task: one plan task, with retries, persisted as it goes.
+"""What runs inside each Dask task: one plan task's attempts, persisted as they go.
 
 A task call is small (ids and numbers); the worker reads the execution from the
 store once per execution and round and caches it. Results are written by the
-worker itself, so a result is durable the moment its task finishes.
+worker itself (through the task log), fenced by the owner's lease token: a
+worker of an owner that lost its lease writes nothing.
+
+The promises kept here: an attempt's deadline starts when it starts; an attempt
+is stopped (its process group ended) at its deadline, on cancel, when the owner
+loses its lease or dies, before it is recorded or retried; a result is checked
+as JSON inside the attempt, so a bad value fails that task only.
 """
 
 from __future__ import annotations
@@ -11,17 +17,26 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import workspace as git
-from connectsw.core.errors import ConnectSWError, NotFound, TaskTimeout, one_line
+from connectsw.core.errors import (
+    ConnectSWError,
+    LeaseLost,
+    NotFound,
+    TaskError,
+    TaskTimeout,
+    one_line,
+)
+from connectsw.core.isolation import AttemptStopped, normalise, run_isolated
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
+from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
+from connectsw.core.states import TASK_EVENTS, EventKind
 from connectsw.core.stores import Store, get_store, redact
+from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import task_log
 from connectsw.plugins.registry import get_registries
 
@@ -32,13 +47,19 @@ SUCCEEDED = TaskStatus.SUCCEEDED.value
 
 @dataclass(frozen=True, slots=True)
 class TaskCall:
-    """Everything a worker needs to run one task (an opaque object to Dask)."""
+    """Everything a worker needs to run one task (an opaque object to Dask).
+
+    Attempts ``first_attempt`` .. ``last_attempt`` may run (retries inside the
+    call); ``token`` is the owner's lease token, which fences every write.
+    """
 
     store_url: str
     execution_id: str
     round: int
     task_id: str
+    token: int
     first_attempt: int = 1
+    last_attempt: int = 1
     retry_backoff: float = 0.5
     retry_backoff_max: float = 30.0
     default_timeout: float = 0.0
@@ -64,7 +85,6 @@ class _Loaded:
 
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[str, str, int], _Loaded] = OrderedDict()
-_timeout_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="connectsw-task")
 
 
 def _load(store: Store, call: TaskCall) -> _Loaded:
@@ -105,7 +125,8 @@ def public_result(result: TaskResult) -> dict[str, Any]:
     }
 
 
-def _event(result: TaskResult, kind: str, message: str, stage: int) -> Event:
+def task_event(result: TaskResult, kind: str, message: str, stage: int) -> Event:
+    """The event recording an attempt's state change."""
     return Event(
         execution_id=result.execution_id,
         kind=kind,
@@ -114,19 +135,6 @@ def _event(result: TaskResult, kind: str, message: str, stage: int) -> Event:
         message=message,
         data={"attempt": result.attempt, "round": result.round},
     )
-
-
-def _finish(
-    store: Store, result: TaskResult, kind: str, message: str, stage: int, start: int | None
-) -> dict[str, Any] | None:
-    """Queue the attempt's record for writing; return what dependents receive.
-
-    A success that carries nothing returns None: dependents read it as
-    :data:`EMPTY_SUCCESS`, and no dict travels between workers for it.
-    """
-    task_log.finish(store, start, result, _event(result, kind, message, stage))
-    public = public_result(result)
-    return None if public == EMPTY_SUCCESS else public
 
 
 def upstream_value(value: Any) -> dict[str, Any]:
@@ -138,67 +146,122 @@ def upstream_value(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _invoke(agent: Any, ctx: TaskContext, timeout: float | None) -> AgentOutput:
-    if not timeout:
-        out = agent.run(ctx)
-    else:
-        # A thread cannot be killed: the attempt fails at its deadline and the agent
-        # is expected to honour ctx.timeout in what it runs (subprocess timeouts).
-        future = _timeout_pool.submit(agent.run, ctx)
+class _Attempt:
+    """One attempt's lifecycle on this worker: start record, stop reasons, final record."""
+
+    def __init__(self, store: Store, call: TaskCall, task: TaskSpec, started: TaskResult):
+        self.store, self.call, self.task, self.started = store, call, task, started
+        self.handle: int | None = None
+
+    def begin(self) -> None:
+        self.handle = task_log.start(
+            self.store,
+            self.started,
+            task_event(self.started, EventKind.TASK_STARTED, self.task.title, self.task.stage),
+            token=self.call.token,
+        )
+
+    def should_stop(self) -> str | None:
+        return monitor.reason(self.call.execution_id, self.call.token)
+
+    def on_spawn(self, ref: ProcessRef) -> None:
+        """Record the process group now (synchronously): a crash after this leaves a trace."""
+        self.started = self.started.model_copy(update={"process": ref.to_dict()})
+        start_event = task_log.take_start(self.handle) if self.handle is not None else None
+        events = [start_event] if start_event is not None else []
         try:
-            out = future.result(timeout=timeout)
-        except FutureTimeout:
-            raise TaskTimeout(f"timed out after {timeout:g}s") from None
-    if out is None:
-        return AgentOutput()
-    if isinstance(out, dict):
-        return AgentOutput.model_validate(out)
-    return out
+            task_log.write_now(self.store, [self.started], events, token=self.call.token)
+        except LeaseLost:
+            monitor.stop(self.call.execution_id, self.call.token, LEASE_LOST)
+
+    def finish(self, result: TaskResult, kind: str, message: str) -> dict[str, Any] | None:
+        """Queue the final record; return what dependents receive (None: empty success)."""
+        task_log.finish(
+            self.store,
+            self.handle,
+            result,
+            task_event(result, kind, message, self.task.stage),
+            token=self.call.token,
+        )
+        public = public_result(result)
+        return None if public == EMPTY_SUCCESS else public
+
+
+def _record_unstarted(
+    store: Store, call: TaskCall, task: TaskSpec, status: TaskStatus, error: str
+) -> dict[str, Any]:
+    result = TaskResult(
+        execution_id=call.execution_id,
+        task_id=task.id,
+        round=call.round,
+        attempt=call.first_attempt,
+        status=status,
+        error=error,
+        finished_at=utcnow(),
+    )
+    task_log.finish(
+        store,
+        None,
+        result,
+        task_event(result, TASK_EVENTS[status], error, task.stage),
+        token=call.token,
+    )
+    return public_result(result)
 
 
 def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
-    """Run one task to a final state (succeeded, failed or skipped).
+    """Run one task to a final state; returns what dependents receive.
 
     Every attempt's record goes through this process's task log (written within
     milliseconds, flushed by the engine before it reads the stage's results).
-    Returns what dependents receive.
     """
     store = get_store(call.store_url)
     loaded = _load(store, call)
-    execution = loaded.execution
     task = loaded.tasks[call.task_id]
     deps = {dep: upstream_value(r) for dep, r in zip(task.needs, upstream, strict=True)}
-    base = {"execution_id": call.execution_id, "task_id": task.id, "round": call.round}
-
     blocked = [d for d, r in deps.items() if r.get("status") != SUCCEEDED]
     if blocked:
-        result = TaskResult(
-            **base,
-            attempt=call.first_attempt,
-            status=TaskStatus.SKIPPED,
-            error=f"not run: needs {', '.join(blocked)}, which did not succeed",
-            finished_at=utcnow(),
+        return _record_unstarted(
+            store,
+            call,
+            task,
+            TaskStatus.SKIPPED,
+            f"not run: needs {', '.join(blocked)}, which did not succeed",
         )
-        return _finish(store, result, "task.skipped", result.error or "", task.stage, None)
+    monitor.enter(store, call.execution_id, call.token)
+    try:
+        reason = monitor.check_now(call.execution_id, call.token)
+        if reason is not None:
+            status = STOP_STATUS[reason]
+            if status is None:
+                return None  # fenced out: this process writes nothing more
+            return _record_unstarted(store, call, task, status, f"not run: {reason}")
+        return _attempts(store, call, loaded, task, deps)
+    finally:
+        monitor.leave(call.execution_id, call.token)
 
+
+def _attempts(
+    store: Store, call: TaskCall, loaded: _Loaded, task: TaskSpec, deps: dict[str, Any]
+) -> dict[str, Any] | None:
+    execution = loaded.execution
     agent = get_registries().agents.get(task.agent)
     timeout = task.timeout or call.default_timeout or None
-    last = call.first_attempt + task.retries
-    workspace = loaded.workspace
-    for attempt in range(call.first_attempt, last + 1):
+    base = {"execution_id": call.execution_id, "task_id": task.id, "round": call.round}
+    for attempt in range(call.first_attempt, call.last_attempt + 1):
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
-        token = task_log.start(
-            store, started, _event(started, "task.started", task.title, task.stage)
-        )
+        run = _Attempt(store, call, task, started)
+        run.begin()
+        deadline = time.monotonic() + timeout if timeout else None  # starts with the attempt
         try:
             if agent is None:
                 raise ConnectSWError(f"agent {task.agent!r} is not installed on this worker")
             ctx = TaskContext(
                 execution_id=execution.id,
                 task=task,
-                workspace=workspace,
+                workspace=loaded.workspace,
                 request=execution.request,
                 plan_name=execution.plan.name,
                 attempt=attempt,
@@ -206,16 +269,19 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
                 feedback=list(execution.feedback),
                 upstream=deps,
                 timeout=timeout,
+                deadline=deadline,
+                should_stop=run.should_stop,
+                on_spawn=run.on_spawn,
             )
-            output = _invoke(agent, ctx, timeout)
+            output = _invoke(agent, ctx, run)
             sha = git.commit(
-                workspace,
+                loaded.workspace,
                 [a.path for a in output.artifacts],
                 f"{task.id}: {task.title or task.agent + ' task'}\n\n"
                 f"ConnectSW-Execution: {execution.id}\nConnectSW-Task: {task.id}\n"
                 f"ConnectSW-Round: {call.round}\nConnectSW-Attempt: {attempt}",
             )
-            done = started.model_copy(
+            done = run.started.model_copy(
                 update={
                     "status": TaskStatus.SUCCEEDED,
                     "summary": output.summary,
@@ -225,22 +291,71 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
                     "finished_at": utcnow(),
                 }
             )
-            return _finish(store, done, "task.succeeded", output.summary, task.stage, token)
+            return run.finish(done, EventKind.TASK_SUCCEEDED, output.summary)
+        except AttemptStopped as exc:
+            status = STOP_STATUS.get(exc.reason, TaskStatus.INTERRUPTED)
+            if status is None:
+                return None  # fenced out: the new owner records and reruns it
+            stopped = run.started.model_copy(
+                update={"status": status, "error": f"stopped: {exc.reason}", "finished_at": utcnow()}
+            )
+            return run.finish(stopped, TASK_EVENTS[status], f"stopped: {exc.reason}")
         except Exception as exc:
             error = one_line(exc, typed=True)
             if not isinstance(exc, ConnectSWError):
                 log.exception("task %s attempt %d crashed", task.id, attempt)
-            failed = started.model_copy(
+            failed = run.started.model_copy(
                 update={"status": TaskStatus.FAILED, "error": error, "finished_at": utcnow()}
             )
-            if attempt < last:
-                _finish(store, failed, "task.retrying", error, task.stage, token)
-                time.sleep(
-                    min(
-                        call.retry_backoff * 2 ** (attempt - call.first_attempt),
-                        call.retry_backoff_max,
-                    )
+            reason = run.should_stop()
+            if reason is not None:  # failed because it was being stopped
+                status = STOP_STATUS[reason]
+                if status is None:
+                    return None
+                failed = failed.model_copy(update={"status": status, "error": f"stopped: {reason}"})
+                return run.finish(failed, TASK_EVENTS[status], f"stopped: {reason}")
+            if attempt < call.last_attempt:
+                run.finish(failed, EventKind.TASK_RETRYING, error)
+                if _backoff(call, attempt, run):
+                    continue
+                reason = run.should_stop() or LEASE_LOST
+                status = STOP_STATUS[reason]
+                if status is None:
+                    return None
+                nxt = failed.model_copy(
+                    update={"attempt": attempt + 1, "status": status, "error": f"not run: {reason}"}
                 )
-            else:
-                return _finish(store, failed, "task.failed", error, task.stage, token)
+                return run.finish(nxt, TASK_EVENTS[status], f"not run: {reason}")
+            return run.finish(failed, EventKind.TASK_FAILED, error)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _backoff(call: TaskCall, attempt: int, run: _Attempt) -> bool:
+    """Sleep before the next attempt; False if a stop reason came meanwhile."""
+    pause = min(call.retry_backoff * 2 ** (attempt - call.first_attempt), call.retry_backoff_max)
+    end = time.monotonic() + pause
+    while True:
+        if run.should_stop() is not None:
+            return False
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, 0.1))
+
+
+def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:
+    """Run the agent where it can be stopped; its JSON output is checked here."""
+    if getattr(agent, "isolation", "process") == "thread":
+        output = normalise(agent.run(ctx))
+        reason = run.should_stop()
+        if reason is not None:
+            raise AttemptStopped(reason, f"stopped: {reason}")
+        if ctx.deadline is not None and time.monotonic() > ctx.deadline:
+            raise TaskTimeout(f"timed out after {ctx.timeout:g}s")
+        return output
+    return run_isolated(
+        agent, ctx, deadline=ctx.deadline, should_stop=run.should_stop, on_spawn=run.on_spawn
+    )
+
+
+__all__ = ["TaskCall", "Known", "run_task", "public_result", "upstream_value", "TaskError"]

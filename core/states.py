@@ -36,8 +36,8 @@ EXECUTION_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
         {E.EXECUTING, E.AWAITING_CHECKPOINT, E.GATE_FAILED, E.FAILED, E.COMPLETED, E.CANCELLED}
     ),
     E.AWAITING_CHECKPOINT: frozenset({E.EXECUTING, E.COMPLETED, E.CANCELLED}),
-    E.GATE_FAILED: frozenset({E.EXECUTING, E.CANCELLED}),
-    E.FAILED: frozenset({E.EXECUTING, E.CANCELLED}),
+    E.GATE_FAILED: frozenset({E.EXECUTING, E.FAILED, E.CANCELLED}),  # FAILED: a failed restart
+    E.FAILED: frozenset({E.EXECUTING, E.FAILED, E.CANCELLED}),
     E.COMPLETED: frozenset(),
     E.CANCELLED: frozenset(),
 }

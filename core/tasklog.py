@@ -8,9 +8,14 @@ at once. A task's start is written only if the task runs longer than
 acts on is only in memory. A record lost in a crash loses nothing: that attempt
 runs again when the execution is resumed.
 
-Records are kept per store; a store that cannot be written (unreachable, or
-gone) keeps its records and is retried with backoff, and holds back no other
-store's records.
+Records are kept per store, execution and lease token: every write is fenced
+by the token of the owner the attempt ran for. A group whose lease moved on
+(:class:`~connectsw.core.errors.LeaseLost`) is dropped, never retried, and the
+attempts of that execution in this process are told to stop. A record that can
+never be written (:class:`~connectsw.core.errors.UnwritableRecord`) is dropped
+alone, with an error in the log. A store that cannot be written (unreachable,
+or gone) keeps its records and is retried with backoff, and holds back no
+other group's records.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from connectsw.core.errors import one_line
+from connectsw.core.errors import LeaseLost, UnwritableRecord, one_line
 from connectsw.core.events import dispatch
 from connectsw.core.models import Event, TaskResult
 from connectsw.core.stores import Store, opened_store
@@ -47,6 +52,10 @@ class _Start:
     store: Store
     result: TaskResult
     event: Event
+    token: int | None
+
+
+_Key = tuple[int, str, int | None]  # (id of the store, execution id, lease token)
 
 
 class TaskLog:
@@ -56,32 +65,62 @@ class TaskLog:
         self.interval = interval
         self.start_delay = start_delay
         self._starts: dict[int, _Start] = {}
-        self._queued: dict[int, tuple[Store, _Pending]] = {}
+        self._queued: dict[_Key, tuple[Store, _Pending]] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
         # Held while writing, so a record is never overtaken by a later one of its task.
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def start(self, store: Store, result: TaskResult, event: Event) -> int:
-        """Note that an attempt started; returns a token for :meth:`finish` / :meth:`take_start`."""
-        token = next(self._ids)
-        with self._lock:
-            self._starts[token] = _Start(time.monotonic() + self.start_delay, store, result, event)
-            self._ensure_thread()
-        return token
+    def start(
+        self, store: Store, result: TaskResult, event: Event, *, token: int | None = None
+    ) -> int:
+        """Note that an attempt started; returns a handle for :meth:`finish` / :meth:`take_start`.
 
-    def take_start(self, token: int) -> Event | None:
+        ``token`` is the lease token the attempt runs under (fences the write).
+        """
+        handle = next(self._ids)
+        with self._lock:
+            self._starts[handle] = _Start(
+                time.monotonic() + self.start_delay, store, result, event, token
+            )
+            self._ensure_thread()
+        return handle
+
+    def take_start(self, handle: int) -> Event | None:
         """The start's event if it is not queued for writing yet (the caller writes it)."""
         with self._lock:
-            start = self._starts.pop(token, None)
+            start = self._starts.pop(handle, None)
         return start.event if start is not None else None
 
-    def finish(self, store: Store, token: int | None, result: TaskResult, event: Event) -> None:
+    def write_now(
+        self,
+        store: Store,
+        results: list[TaskResult],
+        events: list[Event],
+        *,
+        token: int | None = None,
+    ) -> None:
+        """Write records synchronously, after everything queued before them.
+
+        Raises :class:`LeaseLost` when the lease moved on (nothing is written).
+        """
+        with self._write_lock:
+            dispatch(store.save_task_results(results, events, token=token))
+
+    def finish(
+        self,
+        store: Store,
+        handle: int | None,
+        result: TaskResult,
+        event: Event,
+        *,
+        token: int | None = None,
+    ) -> None:
         """Queue an attempt's final record (with its start if that was never written)."""
         with self._lock:
-            start = self._starts.pop(token, None) if token is not None else None
-            pending = self._pending(store)
+            start = self._starts.pop(handle, None) if handle is not None else None
+            pending = self._pending(store, result.execution_id, token)
             if start is not None:
                 pending.events.append(start.event)
             pending.results.append(result)
@@ -102,10 +141,11 @@ class TaskLog:
         """Write everything pending now; returns the stores that failed, with their errors."""
         return self._write(everything=True)
 
-    def _pending(self, store: Store) -> _Pending:
-        entry = self._queued.get(id(store))
+    def _pending(self, store: Store, execution_id: str, token: int | None) -> _Pending:
+        key = (id(store), execution_id, token)
+        entry = self._queued.get(key)
         if entry is None:
-            entry = self._queued[id(store)] = (store, _Pending())
+            entry = self._queued[key] = (store, _Pending())
         return entry[1]
 
     def _ensure_thread(self) -> None:
@@ -139,26 +179,64 @@ class TaskLog:
             now = time.monotonic()
             with self._lock:
                 due = [t for t, s in self._starts.items() if everything or s.due <= now]
-                for token in due:
-                    start = self._starts.pop(token)
-                    pending = self._pending(start.store)
+                for handle in due:
+                    start = self._starts.pop(handle)
+                    pending = self._pending(
+                        start.store, start.result.execution_id, start.token
+                    )
                     # A start goes before anything queued after it for the same task.
                     pending.results.insert(0, start.result)
                     pending.events.insert(0, start.event)
-                batches = list(self._queued.values())
+                batches = list(self._queued.items())
                 self._queued = {}
-            for store, pending in batches:
+            for (_, execution_id, token), (store, pending) in batches:
                 try:
-                    written = store.save_task_results(pending.results, pending.events)
+                    written = _save(store, pending, token)
+                except LeaseLost:
+                    # Another owner took over: these records are stale; stop this
+                    # execution's attempts here; never retry them.
+                    _fenced_out(execution_id, token)
+                    continue
                 except Exception as exc:
                     with self._lock:  # put them back in front, in order
-                        back = self._pending(store)
+                        back = self._pending(store, execution_id, token)
                         back.results[:0] = pending.results
                         back.events[:0] = pending.events
                     errors.append((store, exc))
                     continue
                 dispatch(written)
         return errors
+
+
+def _save(store: Store, pending: _Pending, token: int | None) -> list[Event]:
+    """Write a group; a record that can never be written is dropped alone (logged)."""
+    try:
+        return store.save_task_results(pending.results, pending.events, token=token)
+    except UnwritableRecord:
+        if len(pending.results) <= 1:
+            log.error("dropping a task record that cannot be written: %s", pending.results)
+            return []
+    written: list[Event] = []
+    for result in pending.results:
+        mine = [e for e in pending.events if e.task_id == result.task_id]
+        try:
+            written += store.save_task_results([result], mine, token=token)
+        except UnwritableRecord as exc:
+            log.error(
+                "dropping the record of task %s attempt %d: %s",
+                result.task_id,
+                result.attempt,
+                one_line(exc),
+            )
+    return written
+
+
+def _fenced_out(execution_id: str, token: int | None) -> None:
+    if token is None:
+        return
+    from connectsw.core.monitor import LEASE_LOST, monitor
+
+    monitor.stop(execution_id, token, LEASE_LOST)
 
 
 task_log = TaskLog()

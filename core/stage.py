@@ -1,0 +1,243 @@
+"""Run one stage's unfinished tasks on Dask, in passes, until each has a final record.
+
+A stage is submitted as one Dask graph (never a submit/wait loop per task).
+Dask never re-runs a task by itself (the cluster runs with
+``allowed-failures = 0``): when a worker dies, the task it was running errs
+with ``KilledWorker``; that attempt is recorded as failed with a readable
+cause, and the task's own ``retries`` decide whether a next pass runs it again
+(with the next attempt number), together with the dependents that never ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connectsw.core.errors import StoreError, one_line
+from connectsw.core.events import dispatch
+from connectsw.core.graph import stage_graph, task_key
+from connectsw.core.lease import Lease
+from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
+from connectsw.core.runner import TaskCall, public_result, task_event
+from connectsw.core.states import TASK_EVENTS, EventKind
+from connectsw.core.tasklog import flush as flush_task_log
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from connectsw.conf.settings import EngineSettings
+    from connectsw.core.stores import Store
+
+WORKER_DIED = "its Dask worker died while running it (killed, or out of memory)"
+
+
+@dataclass
+class _Budget:
+    next: int
+    last: int
+
+
+class StageRun:
+    """The tasks of the execution's current stage and round, run to final records."""
+
+    def __init__(
+        self,
+        store: Store,
+        store_url: str,
+        client: Client,
+        settings: EngineSettings,
+        execution: Execution,
+        lease: Lease,
+    ) -> None:
+        self.store = store
+        self.store_url = store_url
+        self.client = client
+        self.settings = settings
+        self.execution = execution
+        self.lease = lease
+        self.futures: list[Future] = []
+
+    def run(self) -> dict[str, TaskResult]:
+        """Run until every task of the stage has a final record; returns them by task id.
+
+        Raises :class:`~connectsw.core.errors.LeaseLost` if the lease was taken over.
+        """
+        execution = self.execution
+        plan = execution.plan
+        stage_ids = plan.stages[execution.stage].task_ids
+        current = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
+        budgets: dict[str, _Budget] = {}
+        for tid in stage_ids:
+            prev = current.get(tid)
+            if prev is not None and prev.status is TaskStatus.SUCCEEDED:
+                continue
+            first = prev.attempt + 1 if prev is not None else 1
+            budgets[tid] = _Budget(first, first + plan.task(tid).retries)
+        while budgets:
+            budgets = self._pass(budgets)
+        final = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
+        return {tid: final[tid] for tid in stage_ids if tid in final}
+
+    def cancel(self) -> None:
+        """Cancel the Dask futures of the running pass (called from the lease thread)."""
+        futures, self.futures = self.futures, []
+        if futures:
+            self.client.cancel(futures)
+
+    # -- one pass ---------------------------------------------------------------------
+    def _pass(self, budgets: dict[str, _Budget]) -> dict[str, _Budget]:
+        """Submit the graph of ``budgets``' tasks; returns the tasks to run again."""
+        execution, lease = self.execution, self.lease
+        calls = {
+            tid: TaskCall(
+                store_url=self.store_url,
+                execution_id=execution.id,
+                round=execution.round,
+                task_id=tid,
+                token=lease.token,
+                first_attempt=b.next,
+                last_attempt=b.last,
+                retry_backoff=self.settings.retry_backoff,
+                retry_backoff_max=self.settings.retry_backoff_max,
+                default_timeout=self.settings.default_timeout,
+            )
+            for tid, b in budgets.items()
+        }
+        latest = {r.task_id: r for r in self.store.task_results(execution.id)}
+        known = {tid: public_result(r) for tid, r in latest.items() if tid not in calls}
+        dsk, keys = stage_graph(execution.plan, execution.stage, calls, known)
+        futures = self.client.get(dsk, keys, sync=False)
+        self.futures = list(futures)
+        if lease.lost.is_set() or lease.cancelled.is_set():
+            self.cancel()
+        # One gather, as a plain Dask run would: results come back when all are done.
+        with contextlib.suppress(CancelledError, Exception):
+            self.client.gather(futures, errors="skip")
+        self.futures = []
+        self._flush()
+        lease.check()
+        return self._settle(calls, dict(zip(keys, futures, strict=True)))
+
+    def _flush(self) -> None:
+        """Make every worker write its task records before they are read."""
+        try:
+            self.client.run(flush_task_log, self.store_url)
+            flush_task_log(self.store_url)  # tasks run in this process (threads-only cluster)
+        except Exception as exc:
+            # The stage is left executing: `connectsw resume` continues it.
+            raise StoreError(
+                f"task records could not be written: {one_line(exc, typed=True)}"
+            ) from None
+
+    def _settle(self, calls: dict[str, TaskCall], by_key: dict[str, Any]) -> dict[str, _Budget]:
+        """Record what a lost future left unrecorded; return the tasks to run again."""
+        execution = self.execution
+        plan = execution.plan
+        now = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
+        cancelled = self.lease.cancelled.is_set()
+        records: list[TaskResult] = []
+        again: dict[str, _Budget] = {}
+        unstarted: list[str] = []
+        for tid, call in calls.items():
+            future = by_key[task_key(execution.id, execution.round, tid)]
+            rec = now.get(tid)
+            mine = rec if rec is not None and rec.attempt >= call.first_attempt else None
+            if future.status == "finished" and mine is not None and mine.status is not TaskStatus.RUNNING:
+                continue  # the runner recorded its final state
+            deps = [
+                by_key[task_key(execution.id, execution.round, d)]
+                for d in plan.task(tid).needs
+                if d in calls
+            ]
+            # Its own error (its worker died, or run_task raised), not a dependency's.
+            died = future.status == "error" and all(d.status == "finished" for d in deps)
+            if mine is not None and mine.status is TaskStatus.RUNNING:
+                status = TaskStatus.CANCELLED if cancelled else TaskStatus.FAILED
+                error = "stopped: cancelled" if cancelled else _cause(future, WORKER_DIED)
+                records.append(_ended(mine, status, error))
+                if not cancelled and mine.attempt < call.last_attempt:
+                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt)
+            elif mine is not None and mine.status is TaskStatus.FAILED and died:
+                # It failed, then its worker died during the backoff before a retry.
+                if not cancelled and mine.attempt < call.last_attempt:
+                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt)
+            elif mine is not None:
+                continue  # final record written (the future was lost after it)
+            elif died and not cancelled:
+                records.append(
+                    _never(execution, tid, call.first_attempt, TaskStatus.FAILED, _cause(future, WORKER_DIED))
+                )
+                if call.first_attempt < call.last_attempt:
+                    again[tid] = _Budget(call.first_attempt + 1, call.last_attempt)
+            else:
+                unstarted.append(tid)
+        # Tasks that never started: run again with a task they need, else say why not.
+        for tid in unstarted:
+            call = calls[tid]
+            if cancelled:
+                records.append(_never(execution, tid, call.first_attempt, TaskStatus.CANCELLED, "not run: cancelled"))
+            elif _needs_any(plan, tid, again):
+                again[tid] = _Budget(call.first_attempt, call.last_attempt)
+            else:
+                records.append(
+                    _never(
+                        execution,
+                        tid,
+                        call.first_attempt,
+                        TaskStatus.SKIPPED,
+                        "not run: a task it needs did not succeed",
+                    )
+                )
+        if records:
+            stage = execution.stage
+            events = [task_event(r, TASK_EVENTS[r.status], r.error or "", stage) for r in records]
+            dispatch(self.store.save_task_results(records, events, token=self.lease.token))
+        return again
+
+
+def _cause(future: Any, default: str) -> str:
+    if future.status != "error":
+        return default
+    try:
+        exc = future.exception(timeout=5)
+    except Exception:
+        return default
+    if type(exc).__name__ == "KilledWorker":
+        return default
+    return one_line(exc, typed=True)
+
+
+def _ended(rec: TaskResult, status: TaskStatus, error: str) -> TaskResult:
+    return rec.model_copy(update={"status": status, "error": error, "finished_at": utcnow()})
+
+
+def _never(
+    execution: Execution, tid: str, attempt: int, status: TaskStatus, error: str
+) -> TaskResult:
+    return TaskResult(
+        execution_id=execution.id,
+        task_id=tid,
+        round=execution.round,
+        attempt=attempt,
+        status=status,
+        error=error,
+        finished_at=utcnow(),
+    )
+
+
+def _needs_any(plan: Any, tid: str, ids: dict[str, Any]) -> bool:
+    """True if ``tid`` needs, directly or not, one of ``ids``."""
+    todo, seen = list(plan.task(tid).needs), set()
+    while todo:
+        dep = todo.pop()
+        if dep in ids:
+            return True
+        if dep not in seen:
+            seen.add(dep)
+            todo.extend(plan.task(dep).needs)
+    return False
+
+
+__all__ = ["StageRun", "EventKind"]
