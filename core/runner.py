@@ -153,13 +153,19 @@ class _Attempt:
         self.store, self.call, self.task, self.started = store, call, task, started
         self.handle: int | None = None
 
-    def begin(self) -> None:
-        self.handle = task_log.start(
-            self.store,
-            self.started,
-            task_event(self.started, EventKind.TASK_STARTED, self.task.title, self.task.stage),
-            token=self.call.token,
-        )
+    def begin(self, durable: bool) -> bool:
+        """Record the start: ``durable`` writes it now (an attempt that starts processes),
+        else within ``START_DELAY`` unless it ends first. False if fenced out."""
+        event = task_event(self.started, EventKind.TASK_STARTED, self.task.title, self.task.stage)
+        if durable:
+            try:
+                task_log.write_now(self.store, [self.started], [event], token=self.call.token)
+            except LeaseLost:
+                monitor.stop(self.call.execution_id, self.call.token, LEASE_LOST)
+                return False
+            return True
+        self.handle = task_log.start(self.store, self.started, event, token=self.call.token)
+        return True
 
     def should_stop(self) -> str | None:
         return monitor.reason(self.call.execution_id, self.call.token)
@@ -253,7 +259,8 @@ def _attempts(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
         run = _Attempt(store, call, task, started)
-        run.begin()
+        if not run.begin(durable=getattr(agent, "isolation", "process") != "thread"):
+            return None  # fenced out: the new owner runs it
         deadline = time.monotonic() + timeout if timeout else None  # starts with the attempt
         try:
             if agent is None:
