@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
+import posixpath
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
-from connectsw.core.errors import TaskError
+from connectsw.agents.base import PREVIEW_CHARS, Agent, AgentInput, AgentOutput, TaskContext
+from connectsw.core import supervisor
+from connectsw.core.errors import TaskError, TaskTimeout
 
-OUTPUT_TAIL = 2000
+#: Bytes of the command's output kept in the task's outputs (head and tail).
+OUTPUT_LIMIT = 4096
+#: Bytes of a declared output file read for its preview.
+PREVIEW_BYTES = 4096
 
 
 class ShellInput(AgentInput):
@@ -18,62 +22,99 @@ class ShellInput(AgentInput):
 
     command: str = Field(min_length=1, description="Shell command, run in the workspace.")
     outputs: list[str] = Field(
-        default_factory=list, description="Files the command writes (committed as artifacts)."
+        default_factory=list,
+        description="Files the command writes (committed as artifacts): relative paths "
+        "inside the workspace.",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Names of the engine's environment variables to pass through, e.g. "
+        "PGPASSWORD (by default a command gets no libpq or CONNECTSW_* variable).",
+    )
+
+    @field_validator("outputs")
+    @classmethod
+    def _inside_workspace(cls, paths: list[str]) -> list[str]:
+        """Each path relative and inside the workspace, normalised ('a/./b' -> 'a/b')."""
+        clean = []
+        for raw in paths:
+            path = raw.replace("\\", "/")
+            if not path.strip():
+                raise ValueError("an output path is empty")
+            if path.startswith("/"):
+                raise ValueError(f"output {raw!r} is absolute; give a path inside the workspace")
+            norm = posixpath.normpath(path)
+            if norm == ".." or norm.startswith("../"):
+                raise ValueError(f"output {raw!r} is outside the workspace")
+            if norm == ".":
+                raise ValueError(f"output {raw!r} is the workspace itself; name a file")
+            clean.append(norm)
+        return clean
 
 
 class ShellAgent(Agent):
     """Runs a shell command in the workspace; fails on a non-zero exit."""
 
     name = "shell"
-    description = "Runs a shell command in the workspace (with: command, outputs, env)."
+    description = "Runs a shell command in the workspace (with: command, outputs, env, pass_env)."
     input_model = ShellInput
 
     def run(self, ctx: TaskContext) -> AgentOutput:
-
+        """Run the command under the supervisor; TaskError on a timeout, stop or failure."""
         spec = ShellInput.model_validate(ctx.inputs)
-        env = {
-            **os.environ,
-            **spec.env,
-            "CONNECTSW_EXECUTION_ID": ctx.execution_id,
-            "CONNECTSW_TASK_ID": ctx.task.id,
-            "CONNECTSW_ATTEMPT": str(ctx.attempt),
-        }
+        env = supervisor.agent_env(spec.env, spec.pass_env)
+        env.update(
+            {
+                "CONNECTSW_EXECUTION_ID": ctx.execution_id,
+                "CONNECTSW_TASK_ID": ctx.task.id,
+                "CONNECTSW_ATTEMPT": str(ctx.attempt),
+            }
+        )
         if ctx.feedback:
             env["CONNECTSW_FEEDBACK"] = "\n".join(ctx.feedback)
         try:
-            proc = subprocess.run(
-                spec.command,
-                shell=True,
-                cwd=ctx.workspace,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=ctx.timeout,
+            outcome = supervisor.run_for(
+                ctx, spec.command, shell=True, env=env, output_limit=OUTPUT_LIMIT
             )
-        except subprocess.TimeoutExpired:
-            raise TaskError(f"command timed out after {ctx.timeout:g}s") from None
-        output = (proc.stdout + proc.stderr)[-OUTPUT_TAIL:]
-        if proc.returncode != 0:
-            last = output.strip().splitlines()[-1] if output.strip() else ""
+        except supervisor.SupervisorError as exc:
+            raise TaskError(str(exc)) from None
+        if outcome.stopped == "timeout":
+            limit = f" after {ctx.timeout:g}s" if ctx.timeout is not None else ""
+            raise TaskTimeout(f"command timed out{limit}")
+        if outcome.stopped:
+            raise TaskError(f"command stopped: {outcome.stopped}")
+        if outcome.returncode != 0:
+            last = outcome.last_line()
             raise TaskError(
-                f"command exited with {proc.returncode}" + (f": {last}" if last else "")
+                f"command exited with {outcome.returncode}" + (f": {last}" if last else "")
             )
         artifacts = []
         for rel in spec.outputs:
-            path = ctx.path(rel)
+            try:
+                path = ctx.path(rel)
+            except ValueError as exc:  # a symlink out of the workspace
+                raise TaskError(f"declared output {rel!r}: {exc}") from None
             if not path.exists():
                 raise TaskError(f"command did not write declared output {rel!r}")
-            preview = path.read_text(errors="replace")[:400] if path.is_file() else ""
-            artifacts.append({"type": "file", "path": rel, "preview": preview})
+            artifacts.append({"type": "file", "path": rel, "preview": _preview(path)})
         return AgentOutput.model_validate(
             {
                 "summary": f"$ {spec.command}",
-                "outputs": {"returncode": 0, "output": output},
+                "outputs": {"returncode": 0, "output": outcome.output},
                 "artifacts": artifacts,
             }
         )
+
+
+def _preview(path: Path) -> str:
+    """The first characters of a file, reading at most PREVIEW_BYTES of it ('' if not a file)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(PREVIEW_BYTES)
+    except OSError:
+        return ""
+    return head.decode("utf-8", errors="replace")[:PREVIEW_CHARS]
 
 
 class NoopAgent(Agent):

@@ -1,0 +1,173 @@
+"""The reaper: a tiny process that leads a command's process group and ends it with its owner.
+
+Run as ``python -I -S reaper.py OWNER_PID GRACE LC_CTYPE -- ARGV...`` by
+:func:`connectsw.core.supervisor.run` in a new session, so the reaper's pid is
+the group id. It imports only the standard library (``-S``: no site packages),
+so it starts in a few milliseconds. It:
+
+- asks Linux to send it SIGTERM when its owner dies (``PR_SET_PDEATHSIG``, see
+  prctl(2)), then checks ``getppid()`` once to close the race with an owner
+  that died before that call; it also polls ``getppid()`` every 0.5 s (other
+  systems, or an owner thread that exits before the owner does);
+- makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``), so descendants
+  that leave the group (``setsid``) are re-parented to it and still ended;
+- spawns ARGV with the default signal mask and dispositions, in its group;
+- when ARGV exits, ends whatever it left behind and exits with ARGV's code
+  (``128 + signal`` when a signal ended it);
+- on SIGTERM, SIGHUP, SIGINT or its owner's death: SIGTERM to the group, waits
+  GRACE seconds, SIGKILL to whatever is left, then exits with ``128 + signal``.
+
+LC_CTYPE is ``=VALUE``, or ``-`` when unset: Python may set it at start
+(PEP 538, C locale coercion) and the command must get the caller's value.
+
+Exit code 127 with one line on stderr: ARGV could not be started.
+Written here rather than taken from a library: no stdlib or small library does
+"group leader with a parent-death signal" (``preexec_fn`` is unsafe in threads).
+"""
+
+# _signal, not signal: the enum wrappers cost more to import than the rest of the reaper;
+# no contextlib either, for the same reason.
+import _signal as signal
+import os
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+OWNER_POLL = 0.5
+
+
+def _prctl(option, value):
+    """Linux prctl(2); False where it does not exist."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _leftovers(me):
+    """Pids (not zombies, not ``me``) in group ``me`` or whose parent is ``me``."""
+    found: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After "(comm)": state, ppid, pgrp.
+        if fields[0] != b"Z" and (int(fields[1]) == me or int(fields[2]) == me):
+            found.append(int(name))
+    return found
+
+
+def _reap():
+    """Reap every exited child; False once this process has no children left."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+
+
+def _send(send, pid, sig):
+    try:
+        send(pid, sig)
+    except OSError:
+        return False
+    return True
+
+
+def _signal_all(me, sig):
+    if sig != signal.SIGKILL:
+        # The reaper is in the group: its own copy stays blocked and is consumed later.
+        _send(os.killpg, me, sig)
+    for pid in _leftovers(me):
+        _send(os.kill, pid, sig)
+
+
+def _end_all(me, grace):
+    """TERM the group and our re-parented descendants, wait ``grace`` s, KILL the rest."""
+    if not _reap():
+        return
+    _signal_all(me, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not _reap():
+            return
+        time.sleep(0.02)
+    for _ in range(50):
+        _signal_all(me, signal.SIGKILL)
+        time.sleep(0.02)
+        if not _reap():
+            return
+
+
+def _code(status):
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def main(argv):
+    owner = int(argv[1])
+    grace = float(argv[2])
+    env = dict(os.environ)
+    env.pop("LC_CTYPE", None)
+    if argv[3].startswith("="):
+        env["LC_CTYPE"] = argv[3][1:]
+    command = argv[5:]
+    me = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if os.getppid() != owner:
+        return 128 + signal.SIGTERM
+    try:
+        child = os.posix_spawnp(
+            command[0],
+            command,
+            env,
+            setsigmask=(),
+            # Python ignores SIGPIPE and SIGXFSZ; the command gets the defaults.
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *WATCHED),
+        )
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {command[0]}: {exc.strerror}\n")
+        return 127
+    while True:
+        info = signal.sigtimedwait(WATCHED, OWNER_POLL)
+        if info is None:
+            if os.getppid() == owner:
+                continue
+            stop = signal.SIGTERM
+        elif info.si_signo == signal.SIGCHLD:
+            try:
+                pid, status = os.waitpid(child, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child, 0
+            if pid == child:
+                _end_all(me, grace)
+                return _code(status)
+            continue
+        else:
+            stop = info.si_signo
+        _end_all(me, grace)
+        return 128 + stop
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,183 @@
+"""The shell agent: supervised commands, a clean environment, safe outputs, bounded memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from connectsw.agents.base import TaskContext
+from connectsw.agents.shell import ShellAgent, ShellInput
+from connectsw.core.errors import PlanError, TaskError, TaskTimeout
+from connectsw.core.models import Request, TaskSpec
+from connectsw.core.planner import Planner
+from connectsw.core.supervisor import ProcessRef
+
+LATE = "cd . && python3 -c \"import time; time.sleep(4); open('late.txt','w').write('x')\""
+
+
+def make_ctx(workspace: Path, timeout: float | None = None, **with_: Any) -> TaskContext:
+    return TaskContext(
+        execution_id="exec_shell",
+        task=TaskSpec(id="t1", agent="shell", **{"with": with_}),
+        workspace=workspace,
+        request=Request(command="run"),
+        attempt=2,
+        timeout=timeout,
+    )
+
+
+def test_runs_the_command_and_returns_output(tmp_path: Path) -> None:
+    out = ShellAgent().run(make_ctx(tmp_path, command="echo hello > a.txt; echo done"))
+    assert out.outputs == {"returncode": 0, "output": "done\n"}
+    assert (tmp_path / "a.txt").read_text() == "hello\n"
+
+
+def test_failure_message_names_code_and_last_line(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match=r"^command exited with 3: boom$"):
+        ShellAgent().run(make_ctx(tmp_path, command="echo one; echo boom >&2; exit 3"))
+
+
+def test_invalid_utf8_output_is_replaced(tmp_path: Path) -> None:
+    out = ShellAgent().run(make_ctx(tmp_path, command="printf 'a\\377b'"))
+    assert out.outputs["output"] == "a\ufffdb"
+
+
+@pytest.mark.slow
+def test_timeout_stops_the_whole_command(tmp_path: Path) -> None:
+    # Issue 5, fault 1: only sh was killed, and late.txt appeared 3 s after the timeout.
+    start = time.monotonic()
+    with pytest.raises(TaskError, match=r"^command timed out after 1s$") as info:
+        ShellAgent().run(make_ctx(tmp_path, timeout=1, command=LATE))
+    assert time.monotonic() - start < 4.0
+    time.sleep(4.5)
+    assert not (tmp_path / "late.txt").exists()
+    assert isinstance(info.value, TaskTimeout)
+
+
+def test_deadline_stop_and_spawn_hook_of_the_context(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, timeout=60, command="sleep 30")
+    refs: list[ProcessRef] = []
+    ctx.deadline = time.monotonic() + 0.3  # type: ignore[attr-defined]
+    ctx.on_spawn = refs.append  # type: ignore[attr-defined]
+    start = time.monotonic()
+    with pytest.raises(TaskTimeout):
+        ShellAgent().run(ctx)
+    assert time.monotonic() - start < 3.0
+    assert len(refs) == 1
+    assert refs[0].pgid > 1
+
+    ctx = make_ctx(tmp_path, command="sleep 30")
+    ctx.should_stop = lambda: "cancelled"  # type: ignore[attr-defined]
+    with pytest.raises(TaskError, match=r"^command stopped: cancelled$"):
+        ShellAgent().run(ctx)
+
+
+def test_environment_has_no_engine_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 5, fault 8: PGPASSWORD reached every shell task (and `env > env.txt` committed it).
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
+    monkeypatch.setenv("PGPASSFILE", "/root/.pgpass")
+    monkeypatch.setenv("CONNECTSW_STORE__URL", "postgresql://u:s3cret-url@h/db")
+    ShellAgent().run(make_ctx(tmp_path, command="env > env.txt", env={"MINE": "1"}))
+    env = (tmp_path / "env.txt").read_text()
+    assert "s3cret" not in env
+    assert "PGPASSFILE" not in env
+    assert "MINE=1" in env
+    assert "CONNECTSW_EXECUTION_ID=exec_shell" in env
+    assert "CONNECTSW_TASK_ID=t1" in env
+    assert "CONNECTSW_ATTEMPT=2" in env
+
+
+def test_pass_env_lets_a_task_ask_for_a_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
+    out = ShellAgent().run(
+        make_ctx(tmp_path, command='echo "$PGPASSWORD"', pass_env=["PGPASSWORD"])
+    )
+    assert out.outputs["output"] == "s3cret-pw\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("../../x", "outside the workspace"),
+        ("a/../../x", "outside the workspace"),
+        ("/etc/passwd", "is absolute"),
+        (".", "the workspace itself"),
+        ("", "empty"),
+    ],
+)
+def test_outputs_outside_the_workspace_are_refused_before_running(
+    tmp_path: Path, path: str, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ShellInput.model_validate({"command": "true", "outputs": [path]})
+    # The planner validates `with` through input_model: the task is refused before it runs.
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(
+        "name: x\ntasks:\n  - id: a\n    agent: shell\n"
+        f"    with: {{command: 'touch ran', outputs: ['{path}']}}\n"
+    )
+    with pytest.raises(PlanError, match=message) as info:
+        Planner().plan(Request(command="run", args=[str(graph)]))
+    assert "task 'a' (shell): with.outputs" in str(info.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_outputs_are_normalised(tmp_path: Path) -> None:
+    spec = ShellInput.model_validate({"command": "true", "outputs": ["./out//a.txt", "b/../c"]})
+    assert spec.outputs == ["out/a.txt", "c"]
+    out = ShellAgent().run(
+        make_ctx(tmp_path, command="mkdir out; echo hi > out/a.txt", outputs=["./out//a.txt"])
+    )
+    assert [(a.path, a.preview) for a in out.artifacts] == [("out/a.txt", "hi\n")]
+
+
+def test_missing_declared_output_fails(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="did not write declared output 'x.txt'"):
+        ShellAgent().run(make_ctx(tmp_path, command="true", outputs=["x.txt"]))
+
+
+def test_memory_stays_flat_with_400mb_of_output(tmp_path: Path) -> None:
+    # Issue 5, fault 5: 400 MB on stdout or in a declared output took connectsw to ~1 GB.
+    script = textwrap.dedent(
+        """
+        import resource
+        from pathlib import Path
+        from connectsw.agents.base import TaskContext
+        from connectsw.agents.shell import ShellAgent
+        from connectsw.core.models import Request, TaskSpec
+
+        def ctx(with_):
+            return TaskContext(
+                execution_id="e", task=TaskSpec(id="t", agent="shell", **{"with": with_}),
+                workspace=Path("."), request=Request(command="run"),
+            )
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        a = ShellAgent().run(ctx({"command": "head -c 200000000 /dev/zero | tr '\\\\0' x"}))
+        b = ShellAgent().run(ctx({
+            "command": "head -c 200000000 /dev/zero | tr '\\\\0' y > big.txt",
+            "outputs": ["big.txt"],
+        }))
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(len(a.outputs["output"]), len(b.artifacts[0].preview), after - before)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    kept, preview, growth_kib = map(int, proc.stdout.split())
+    assert kept < 5000
+    assert preview == 400
+    assert growth_kib < 50 * 1024
