@@ -130,3 +130,12 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
             msg = "unknown key"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
+
+
+class UnwritableRecord(StoreError):
+    """A record the store can never write (e.g. task outputs JSON cannot represent).
+
+    Not worth retrying: a write-behind log drops the record and reports this message.
+    """
+
+    code = "unwritable_record"
