@@ -84,7 +84,9 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def claim(self, execution_id: str, owner: str, expected_token: int, now: datetime) -> int | None:
+    def claim(
+        self, execution_id: str, owner: str, expected_token: int, now: datetime
+    ) -> int | None:
         """Take the lease: set ``owner``, heartbeat ``now`` and token ``expected_token + 1``
         iff the stored token is still ``expected_token`` (compare-and-set).
 

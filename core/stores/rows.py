@@ -1,47 +1,105 @@
 """How records become rows and back, the same for every SQL backend.
 
 Records are stored as their JSON (the API's JSON) next to the key columns that
-queries use; an execution's owner and heartbeat live only in their columns,
-since they change without the rest of the record.
+queries use; an execution's owner, heartbeat and lease token live only in their
+columns, since they change without the rest of the record.
+
+A record that cannot become JSON (an output holding a custom object, a lone
+surrogate, a NUL character that PostgreSQL's JSONB refuses) raises
+:class:`~connectsw.core.errors.UnwritableRecord` before any transaction starts,
+on every backend alike.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from connectsw.core.models import Event, Execution, TaskResult
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+
+from connectsw.core.errors import UnwritableRecord, one_line
+from connectsw.core.models import CheckpointState, Event, Execution, GateResult, TaskResult
 
 TaskRow = tuple[str, str, int, int, str, str]
+
+# A JSON ``\u0000`` escape (not an escaped backslash followed by "u0000"):
+# PostgreSQL's JSONB cannot hold it, so no backend stores it.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def dump(record: BaseModel, what: str, exclude: set[str] | None = None) -> str:
+    """``record`` as JSON; :class:`UnwritableRecord` naming ``what`` if it cannot be stored."""
+    try:
+        text = record.model_dump_json(exclude=exclude)
+    except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
+        raise UnwritableRecord(f"cannot store {what}: {one_line(exc)}") from None
+    if "\\u0000" in text and _NUL.search(text):
+        raise UnwritableRecord(f"cannot store {what}: it contains a NUL character")
+    return text
 
 
 def execution_json(execution: Execution) -> str:
     """The execution's record, without the columns owned by claims and heartbeats."""
-    return execution.model_dump_json(exclude={"owner", "heartbeat_at"})
+    return dump(
+        execution,
+        f"execution {execution.id}",
+        exclude={"owner", "heartbeat_at", "lease_token"},
+    )
 
 
-def execution_from_row(data: str, owner: str | None, heartbeat_at: datetime | None) -> Execution:
-    """An execution from its record and its ownership columns."""
+def execution_from_row(
+    data: str, owner: str | None, heartbeat_at: datetime | None, lease_token: int
+) -> Execution:
+    """An execution from its record and its lease columns."""
     execution = Execution.model_validate_json(data)
     execution.owner = owner
     execution.heartbeat_at = heartbeat_at
+    execution.lease_token = int(lease_token)
     return execution
 
 
 def task_result_rows(results: Sequence[TaskResult]) -> list[TaskRow]:
     """(execution_id, task_id, round, attempt, status, record) per result."""
     return [
-        (r.execution_id, r.task_id, r.round, r.attempt, r.status.value, r.model_dump_json())
+        (
+            r.execution_id,
+            r.task_id,
+            r.round,
+            r.attempt,
+            r.status.value,
+            dump(r, f"the result of task {r.task_id} (execution {r.execution_id})"),
+        )
         for r in results
     ]
 
 
-def event_json(event: Event) -> str:
-    """An event's record (its ``seq`` is the row's key)."""
-    return event.model_dump_json(exclude={"seq"})
+def checkpoint_json(checkpoint: CheckpointState) -> str:
+    """A checkpoint's record."""
+    return dump(
+        checkpoint,
+        f"the checkpoint of stage {checkpoint.stage} (execution {checkpoint.execution_id})",
+    )
 
 
-def events_from_rows(rows: list[tuple[int, str]]) -> list[Event]:
+def gate_json(execution_id: str, gate: GateResult) -> str:
+    """A gate result's record."""
+    return dump(gate, f"the gate result of stage {gate.stage} (execution {execution_id})")
+
+
+def event_rows(events: Sequence[Event]) -> list[tuple[str, str, str]]:
+    """(execution_id, kind, record) per event (its ``seq`` is the row's key)."""
+    rows = []
+    for e in events:
+        what = f"an event of task {e.task_id}" if e.task_id else f"a {e.kind} event"
+        rows.append(
+            (e.execution_id, str(e.kind), dump(e, f"{what} (execution {e.execution_id})", {"seq"}))
+        )
+    return rows
+
+
+def events_from_rows(rows: Sequence[tuple[int, str]]) -> list[Event]:
     """Events from (seq, record) rows."""
     out = []
     for seq, data in rows:

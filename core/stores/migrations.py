@@ -1,0 +1,153 @@
+"""Versioned schema migrations, applied when a store opens (as Alembic and Django do).
+
+The ``schema_version`` table holds one row per applied migration; the store's
+version is the highest. Opening a store reads the version with a plain read and
+writes nothing when it is current; otherwise, under the backend's write lock
+(SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock), it reads the version
+again and applies the missing migrations in the same transaction, so two
+processes opening a fresh store at once apply each migration once. A database
+whose version is above :data:`LATEST` (written by a newer connectsw) is refused.
+
+**Adding a table or column is one entry:** append a :class:`Migration` with the
+next version to :data:`MIGRATIONS`. Its statements are SQL with the dialect's
+DDL words in braces (``{json}``, ``{time}``, ``{serial_pk}``, ``{written_column}``:
+:attr:`connectsw.core.stores.dialects.Dialect.types`) or functions of the dialect
+returning SQL. Never edit a migration that has shipped; write a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from connectsw.core.errors import StoreError
+from connectsw.core.stores.dialects import Dialect
+
+Statement = str | Callable[[Dialect], str]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: the statements that take a store from ``version - 1`` to it."""
+
+    version: int
+    description: str
+    statements: tuple[Statement, ...]
+
+    def sql(self, dialect: Dialect) -> list[str]:
+        """The statements in ``dialect``'s text."""
+        return [s(dialect) if callable(s) else s.format(**dialect.types) for s in self.statements]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    # The schema every store had before versions were recorded: a database made
+    # then has these tables already and no schema_version (version 0).
+    Migration(
+        1,
+        "executions, task results, checkpoints, gate results, events",
+        (
+            """CREATE TABLE IF NOT EXISTS executions (
+                id TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                owner TEXT,
+                heartbeat_at {time},
+                updated_at {time} NOT NULL,
+                data {json} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS executions_updated ON executions (updated_at)",
+            """CREATE TABLE IF NOT EXISTS task_results (
+                execution_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                round INTEGER NOT NULL,
+                attempt INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                {written_column}
+                data {json} NOT NULL,
+                PRIMARY KEY (execution_id, task_id, round, attempt)
+            )""",
+            """CREATE TABLE IF NOT EXISTS checkpoints (
+                execution_id TEXT NOT NULL,
+                stage INTEGER NOT NULL,
+                round INTEGER NOT NULL,
+                data {json} NOT NULL,
+                PRIMARY KEY (execution_id, stage, round)
+            )""",
+            """CREATE TABLE IF NOT EXISTS gate_results (
+                execution_id TEXT NOT NULL,
+                stage INTEGER NOT NULL,
+                round INTEGER NOT NULL,
+                data {json} NOT NULL,
+                PRIMARY KEY (execution_id, stage, round)
+            )""",
+            """CREATE TABLE IF NOT EXISTS events (
+                seq {serial_pk},
+                execution_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                data {json} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS events_execution ON events (execution_id, seq)",
+        ),
+    ),
+    Migration(
+        2,
+        "fencing tokens, checkpoint decisions as a column, running attempts index",
+        (
+            "ALTER TABLE executions ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0",
+            # NULL until decided: a decision is one conditional UPDATE ... WHERE decision IS NULL.
+            "ALTER TABLE checkpoints ADD COLUMN decision TEXT",
+            lambda d: f"UPDATE checkpoints SET decision = {d.json_text('data', 'decision')}",
+            "CREATE INDEX task_results_status ON task_results (execution_id, status)",
+        ),
+    ),
+)
+
+#: The schema version this code writes.
+LATEST = MIGRATIONS[-1].version
+
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at {time} NOT NULL
+)"""
+
+
+def current_version(db: Any, dialect: Dialect) -> int:
+    """The store's schema version (0: no schema_version table). A read only."""
+    if not dialect.table_exists(db, "schema_version"):
+        return 0
+    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def check_known(version: int, where: str) -> None:
+    """Refuse a database written by a newer connectsw (:class:`StoreError`)."""
+    if version > LATEST:
+        raise StoreError(
+            f"the store at {where} has schema version {version}, newer than this"
+            f" connectsw knows ({LATEST}): upgrade connectsw to use it"
+        )
+
+
+def migrate(db: Any, dialect: Dialect, where: str) -> list[int]:
+    """Apply the missing migrations in ``db``'s open write transaction; returns their versions.
+
+    The caller holds the backend's write lock, so the version read here is final.
+    """
+    dialect.lock_schema(db)
+    version = current_version(db, dialect)
+    check_known(version, where)
+    todo = [m for m in MIGRATIONS if m.version > version]
+    if not todo:
+        return []
+    db.execute(_VERSION_TABLE.format(**dialect.types))
+    insert = dialect.sql(
+        "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)"
+    )
+    now = dialect.dump_time(datetime.now(UTC))
+    for migration in todo:
+        for statement in migration.sql(dialect):
+            db.execute(statement)
+        db.execute(insert, (migration.version, migration.description, now))
+    return [m.version for m in todo]

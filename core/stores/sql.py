@@ -1,0 +1,465 @@
+"""The relational store's SQL, written once for every backend.
+
+:class:`SQLStore` implements :class:`~connectsw.core.stores.base.Store` with one
+text of each statement; a backend subclass supplies its
+:class:`~connectsw.core.stores.dialects.Dialect`, its connections (``_connection``)
+and its driver's exception types. Driver errors become
+:class:`~connectsw.core.errors.StoreError` here, in one place (:meth:`SQLStore._tx`),
+with the store's location redacted.
+
+Fencing (reference: Kleppmann, "How to do distributed locking"): a write made for
+an execution's owner carries its lease token and is conditional on it in the same
+transaction, either in the UPDATE's WHERE (:meth:`SQLStore.transition`) or by
+reading the token under the write lock first (SQLite's ``BEGIN IMMEDIATE``;
+PostgreSQL's ``FOR SHARE``, which also makes a concurrent claim wait for the
+write to commit).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any
+
+from connectsw.core.errors import Conflict, LeaseLost, NotFound, StoreError, one_line
+from connectsw.core.models import (
+    CheckpointState,
+    Event,
+    Execution,
+    ExecutionStatus,
+    GateResult,
+    TaskResult,
+    TaskStatus,
+)
+from connectsw.core.stores import migrations
+from connectsw.core.stores.base import Lease, Store
+from connectsw.core.stores.dialects import Dialect
+from connectsw.core.stores.rows import (
+    checkpoint_json,
+    event_rows,
+    events_from_rows,
+    execution_from_row,
+    execution_json,
+    gate_json,
+    task_result_rows,
+)
+
+_EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
+
+
+class SQLStore(Store):
+    """A :class:`Store` over a SQL database; subclasses supply connections and a dialect."""
+
+    dialect: Dialect
+    #: The driver's exception types: each becomes a StoreError.
+    driver_errors: tuple[type[BaseException], ...]
+    #: Where the store is, for messages (no password).
+    where: str
+    #: Why the store can only be read (e.g. "read-only file system"), or None.
+    read_only: str | None = None
+
+    # -- connections: supplied by the backend ------------------------------------
+    @abstractmethod
+    def _connection(self, write: bool) -> AbstractContextManager[Any]:
+        """A connection; with ``write``, in a transaction holding the backend's write lock
+        for its writes, committed at the end and rolled back on any exception."""
+
+    def _opening_connection(self, write: bool) -> AbstractContextManager[Any]:
+        """The connection used while opening (default: the usual one)."""
+        return self._connection(write)
+
+    @contextmanager
+    def _tx(self, write: bool = True, opening: bool = False) -> Iterator[Any]:
+        """One transaction (or one read); driver errors become one-line StoreErrors."""
+        try:
+            connect = self._opening_connection if opening else self._connection
+            with connect(write) as db:
+                yield db
+        except self.driver_errors as exc:
+            what = "cannot open the" if opening else "the"
+            verb = ":" if opening else " failed:"
+            raise StoreError(
+                f"{what} {self.dialect.name} store at {self.where}{verb} {one_line(exc)}"
+            ) from None
+
+    def _open_schema(self) -> None:
+        """Bring the schema to :data:`migrations.LATEST`; a current store is only read."""
+        with self._tx(write=False, opening=True) as db:
+            version = migrations.current_version(db, self.dialect)
+        migrations.check_known(version, self.where)
+        if version == migrations.LATEST:
+            return
+        if self.read_only:
+            raise StoreError(
+                f"cannot open the {self.dialect.name} store at {self.where}: {self.read_only}"
+                f" (its schema needs an upgrade, from version {version})"
+            )
+        with self._tx(opening=True) as db:
+            migrations.migrate(db, self.dialect, self.where)
+
+    # -- executions ---------------------------------------------------------
+    def create_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
+        d = self.dialect
+        row = (
+            execution.id,
+            execution.status.value,
+            d.dump_time(execution.updated_at),
+            execution_json(execution),
+        )
+        ev_rows = event_rows(events)
+        with self._tx() as db:
+            d.lock_events(db, [e.execution_id for e in events])
+            if db.execute(d.sql("SELECT 1 FROM executions WHERE id = ?"), row[:1]).fetchone():
+                raise Conflict(f"execution {execution.id} already exists")
+            db.execute(
+                d.sql(
+                    "INSERT INTO executions"
+                    " (id, status, owner, heartbeat_at, updated_at, lease_token, data)"
+                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json)"
+                ),
+                row,
+            )
+            return self._append(db, events, ev_rows)
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?"),
+                (execution_id,),
+            ).fetchone()
+        return self._execution(row) if row else None
+
+    def execution_status(self, execution_id: str) -> ExecutionStatus | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql("SELECT status FROM executions WHERE id = ?"), (execution_id,)
+            ).fetchone()
+        return ExecutionStatus(row[0]) if row else None
+
+    def lease(self, execution_id: str) -> Lease | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql(
+                    "SELECT owner, heartbeat_at, lease_token FROM executions WHERE id = ?"
+                ),
+                (execution_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Lease(owner=row[0], heartbeat_at=self.dialect.load_time(row[1]), token=int(row[2]))
+
+    def list_executions(self, limit: int = 20) -> list[Execution]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                self.dialect.sql(
+                    f"SELECT {_EXECUTION_COLUMNS} FROM executions ORDER BY updated_at DESC LIMIT ?"
+                ),
+                (limit,),
+            ).fetchall()
+        return [self._execution(r) for r in rows]
+
+    def transition(
+        self,
+        execution: Execution,
+        expected: Collection[ExecutionStatus],
+        events: Sequence[Event] = (),
+        *,
+        token: int | None = None,
+        checkpoint: CheckpointState | None = None,
+        decide: bool = False,
+        gate: tuple[int, GateResult] | None = None,
+    ) -> list[Event]:
+        if not expected:
+            raise ValueError("transition needs at least one expected status")
+        if decide and checkpoint is None:
+            raise ValueError("decide=True needs the decided checkpoint")
+        d = self.dialect
+        statuses = sorted(ExecutionStatus(s).value for s in expected)
+        sql = (
+            "UPDATE executions SET status = ?, updated_at = ?, data = ?json"
+            f" WHERE id = ? AND status IN ({', '.join('?' * len(statuses))})"
+        )
+        args: list[Any] = [
+            execution.status.value,
+            d.dump_time(execution.updated_at),
+            execution_json(execution),
+            execution.id,
+            *statuses,
+        ]
+        if token is not None:
+            sql += " AND lease_token = ?"
+            args.append(token)
+        cp = (checkpoint, checkpoint_json(checkpoint)) if checkpoint is not None else None
+        gate_row = (
+            (execution.id, gate[1].stage, gate[0], gate_json(execution.id, gate[1]))
+            if gate is not None
+            else None
+        )
+        ev_rows = event_rows(events)
+        with self._tx() as db:
+            d.lock_events(db, [e.execution_id for e in events])  # before the row lock
+            if db.execute(d.sql(sql), args).rowcount != 1:
+                self._refuse(db, execution.id, token, decide)
+            if cp is not None:
+                self._write_checkpoint(db, cp[0], cp[1], decide)
+            if gate_row is not None:
+                db.execute(
+                    d.upsert(
+                        "gate_results",
+                        ("execution_id", "stage", "round", "data"),
+                        ("execution_id", "stage", "round"),
+                        json=("data",),
+                    ),
+                    gate_row,
+                )
+            return self._append(db, events, ev_rows)
+
+    def _refuse(self, db: Any, execution_id: str, token: int | None, decide: bool) -> None:
+        """Raise why a conditional update of the execution matched no row."""
+        row = db.execute(
+            self.dialect.sql("SELECT status, lease_token, owner FROM executions WHERE id = ?"),
+            (execution_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"execution {execution_id} not found")
+        status, stored, owner = row
+        if token is not None and int(stored) != token:
+            raise LeaseLost(_lease_lost(execution_id, owner))
+        if decide:
+            raise Conflict(f"execution {execution_id} was already decided (now {status})")
+        raise Conflict(f"execution {execution_id} is already {status}")
+
+    def _write_checkpoint(self, db: Any, cp: CheckpointState, data: str, decide: bool) -> None:
+        d = self.dialect
+        decision = cp.decision.value if cp.decision is not None else None
+        key = (cp.execution_id, cp.stage, cp.round)
+        if not decide:
+            db.execute(
+                d.upsert(
+                    "checkpoints",
+                    ("execution_id", "stage", "round", "decision", "data"),
+                    ("execution_id", "stage", "round"),
+                    json=("data",),
+                ),
+                (*key, decision, data),
+            )
+            return
+        cur = db.execute(
+            d.sql(
+                "UPDATE checkpoints SET decision = ?, data = ?json"
+                " WHERE execution_id = ? AND stage = ? AND round = ? AND decision IS NULL"
+            ),
+            (decision, data, *key),
+        )
+        if cur.rowcount == 1:
+            return
+        row = db.execute(
+            d.sql(
+                "SELECT decision FROM checkpoints"
+                " WHERE execution_id = ? AND stage = ? AND round = ?"
+            ),
+            key,
+        ).fetchone()
+        where = f"stage {cp.stage} (round {cp.round}) of execution {cp.execution_id}"
+        if row is None:
+            raise NotFound(f"no checkpoint at {where}")
+        raise Conflict(f"the checkpoint at {where} was already decided: {row[0]}")
+
+    def claim(
+        self, execution_id: str, owner: str, expected_token: int, now: datetime
+    ) -> int | None:
+        with self._tx() as db:
+            cur = db.execute(
+                self.dialect.sql(
+                    "UPDATE executions SET owner = ?, heartbeat_at = ?,"
+                    " lease_token = lease_token + 1 WHERE id = ? AND lease_token = ?"
+                ),
+                (owner, self.dialect.dump_time(now), execution_id, expected_token),
+            )
+            return expected_token + 1 if cur.rowcount == 1 else None
+
+    def release(self, execution_id: str, owner: str, token: int, now: datetime) -> bool:
+        return self._owner_update("owner = NULL, heartbeat_at = ?", execution_id, owner, token, now)
+
+    def heartbeat(self, execution_id: str, owner: str, token: int, now: datetime) -> bool:
+        return self._owner_update("heartbeat_at = ?", execution_id, owner, token, now)
+
+    def _owner_update(
+        self, assign: str, execution_id: str, owner: str, token: int, now: datetime
+    ) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                self.dialect.sql(
+                    f"UPDATE executions SET {assign} WHERE id = ? AND owner = ? AND lease_token = ?"
+                ),
+                (self.dialect.dump_time(now), execution_id, owner, token),
+            )
+            return bool(cur.rowcount == 1)
+
+    # -- tasks ----------------------------------------------------------------
+    def save_task_results(
+        self,
+        results: Sequence[TaskResult],
+        events: Sequence[Event] = (),
+        *,
+        token: int | None = None,
+    ) -> list[Event]:
+        if not results and not events:
+            return []
+        fenced = _one_execution(results, events) if token is not None else None
+        d = self.dialect
+        rows = task_result_rows(results)
+        ev_rows = event_rows(events)
+        with self._tx() as db:
+            d.lock_events(db, [e.execution_id for e in events])
+            if fenced is not None and token is not None:
+                self._check_token(db, fenced, token)
+            d.executemany(db, self._task_upsert(), rows)
+            return self._append(db, events, ev_rows)
+
+    def _task_upsert(self) -> str:
+        return self.dialect.upsert(
+            "task_results",
+            ("execution_id", "task_id", "round", "attempt", "status", "data"),
+            ("execution_id", "task_id", "round", "attempt"),
+            json=("data",),
+            renumber=True,
+        )
+
+    def task_results(self, execution_id: str, round: int | None = None) -> list[TaskResult]:
+        # Each task's latest attempt (in its latest round, unless a round is given),
+        # in the order they were last written.
+        d = self.dialect
+        in_round = " AND round = ?" if round is not None else ""
+        sql = (
+            "SELECT data FROM ("
+            f" SELECT data, {d.write_order} AS written_order, ROW_NUMBER() OVER"
+            " (PARTITION BY task_id ORDER BY round DESC, attempt DESC) AS latest"
+            f" FROM task_results WHERE execution_id = ?{in_round}"
+            ") t WHERE latest = 1 ORDER BY written_order"
+        )
+        args: tuple[Any, ...] = (execution_id,) if round is None else (execution_id, round)
+        with self._tx(write=False) as db:
+            rows = db.execute(d.sql(sql), args).fetchall()
+        return [TaskResult.model_validate_json(r[0]) for r in rows]
+
+    def task_attempts(self, execution_id: str, task_id: str) -> list[TaskResult]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                self.dialect.sql(
+                    "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
+                    " ORDER BY round, attempt"
+                ),
+                (execution_id, task_id),
+            ).fetchall()
+        return [TaskResult.model_validate_json(r[0]) for r in rows]
+
+    def running_attempts(self, execution_id: str) -> list[TaskResult]:
+        d = self.dialect
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                d.sql(
+                    "SELECT data FROM task_results WHERE execution_id = ? AND status = ?"
+                    f" ORDER BY {d.write_order}"
+                ),
+                (execution_id, TaskStatus.RUNNING.value),
+            ).fetchall()
+        return [TaskResult.model_validate_json(r[0]) for r in rows]
+
+    # -- checkpoints and gates -------------------------------------------------
+    def checkpoints(self, execution_id: str) -> list[CheckpointState]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                self.dialect.sql(
+                    "SELECT data FROM checkpoints WHERE execution_id = ? ORDER BY stage, round"
+                ),
+                (execution_id,),
+            ).fetchall()
+        return [CheckpointState.model_validate_json(r[0]) for r in rows]
+
+    def gate_result(self, execution_id: str, stage: int, round: int) -> GateResult | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql(
+                    "SELECT data FROM gate_results"
+                    " WHERE execution_id = ? AND stage = ? AND round = ?"
+                ),
+                (execution_id, stage, round),
+            ).fetchone()
+        return GateResult.model_validate_json(row[0]) if row else None
+
+    # -- events ----------------------------------------------------------------
+    def add_events(self, events: Sequence[Event], *, token: int | None = None) -> list[Event]:
+        if not events:
+            return []
+        fenced = _one_execution((), events) if token is not None else None
+        ev_rows = event_rows(events)
+        with self._tx() as db:
+            self.dialect.lock_events(db, [e.execution_id for e in events])
+            if fenced is not None and token is not None:
+                self._check_token(db, fenced, token)
+            return self._append(db, events, ev_rows)
+
+    def events(self, execution_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                self.dialect.sql(
+                    "SELECT seq, data FROM events WHERE execution_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT ?"
+                ),
+                (execution_id, after, limit),
+            ).fetchall()
+        return events_from_rows(rows)
+
+    def last_event_seq(self, execution_id: str) -> int:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql("SELECT MAX(seq) FROM events WHERE execution_id = ?"),
+                (execution_id,),
+            ).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    # -- helpers -----------------------------------------------------------------
+    def _append(
+        self, db: Any, events: Sequence[Event], rows: Sequence[tuple[str, str, str]]
+    ) -> list[Event]:
+        """Insert events (their execution's event lock taken); returns them with ``seq``."""
+        if not rows:
+            return []
+        seqs = self.dialect.insert_returning(
+            db,
+            self.dialect.sql("INSERT INTO events (execution_id, kind, data) VALUES (?, ?, ?json)"),
+            rows,
+        )
+        return [e.model_copy(update={"seq": s}) for e, s in zip(events, seqs, strict=True)]
+
+    def _check_token(self, db: Any, execution_id: str, token: int) -> None:
+        """Raise LeaseLost (or NotFound) unless the execution's lease token is ``token``."""
+        row = db.execute(
+            self.dialect.sql(
+                "SELECT lease_token, owner FROM executions WHERE id = ?" + self.dialect.share_lock
+            ),
+            (execution_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"execution {execution_id} not found")
+        if int(row[0]) != token:
+            raise LeaseLost(_lease_lost(execution_id, row[1]))
+
+    def _execution(self, row: Sequence[Any]) -> Execution:
+        return execution_from_row(row[0], row[1], self.dialect.load_time(row[2]), row[3])
+
+
+def _one_execution(results: Sequence[TaskResult], events: Sequence[Event]) -> str:
+    """The one execution that fenced records belong to (ValueError if several)."""
+    ids = {r.execution_id for r in results} | {e.execution_id for e in events}
+    if len(ids) != 1:
+        raise ValueError(f"a fenced write must be for one execution, not {sorted(ids)}")
+    return ids.pop()
+
+
+def _lease_lost(execution_id: str, owner: str | None) -> str:
+    by = owner or "another process"
+    return f"lost the lease on execution {execution_id}: {by} took it over"
