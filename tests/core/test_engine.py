@@ -279,10 +279,11 @@ def test_a_live_owner_keeps_the_execution(engine: Engine, submit_graph: Submit) 
         import socket
 
         owner = f"{socket.gethostname()}:{holder.pid}"
-        assert engine.store.claim_execution(ex.id, owner, None, utcnow())
+        token = engine.store.claim(ex.id, owner, 0, utcnow())
+        assert token == 1
         execution = engine.get(ex.id)
         execution.status = ExecutionStatus.EXECUTING
-        engine.store.save_execution(execution)
+        engine.store.transition(execution, {ExecutionStatus.PENDING}, token=token)
         with pytest.raises(InvalidState, match="being run by"):
             engine.run(ex.id)
         assert engine.status(engine.get(ex.id)) is ExecutionStatus.EXECUTING
@@ -296,7 +297,10 @@ def test_a_live_owner_keeps_the_execution(engine: Engine, submit_graph: Submit) 
 
 
 def test_runs_on_an_existing_scheduler(settings: Settings, submit_graph: Submit) -> None:
-    with LocalCluster(
+    import dask
+
+    # A scheduler that never re-runs a task by itself (the engine refuses others).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
         n_workers=1,
         threads_per_worker=2,
         processes=False,

@@ -130,8 +130,12 @@ def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path, store_url: str) ->
     assert sorted(runs) == ["fast1", "fast2", "last"]
     assert (ws / "slow.txt").read_text() == "slow\n"
     assert [a.attempt for a in store.task_attempts(execution.id, "fast1")] == [1]
+    # The interrupted attempt is recorded as such; the next one has a new number.
     slow = store.task_attempts(execution.id, "slow")
-    assert [(a.attempt, a.status) for a in slow] == [(1, TaskStatus.SUCCEEDED)]
+    assert [(a.attempt, a.status) for a in slow] == [
+        (1, TaskStatus.INTERRUPTED),
+        (2, TaskStatus.SUCCEEDED),
+    ]
     kinds = [e.kind for e in store.events(execution.id)]
     assert "execution.resumed" in kinds
     assert kinds[-1] == "execution.completed"

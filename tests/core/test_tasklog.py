@@ -57,9 +57,9 @@ def test_many_records_share_one_transaction_and_keep_their_order(
     calls: list[int] = []
     original = store.save_task_results
 
-    def counting(results, events):  # type: ignore[no-untyped-def]
+    def counting(results, events, **kw):  # type: ignore[no-untyped-def]
         calls.append(len(results))
-        return original(results, events)
+        return original(results, events, **kw)
 
     monkeypatch.setattr(store, "save_task_results", counting)
     log = TaskLog(interval=10, start_delay=10)
@@ -81,7 +81,7 @@ def test_records_are_kept_when_the_store_fails(
     done = running("a").model_copy(update={"status": TaskStatus.SUCCEEDED})
     log.finish(store, None, done, event("a", "task.succeeded"))
 
-    def broken(results, events):  # type: ignore[no-untyped-def]
+    def broken(results, events, **kw):  # type: ignore[no-untyped-def]
         raise OSError("disk full")
 
     with monkeypatch.context() as m:
@@ -99,7 +99,7 @@ def test_a_failing_store_holds_back_no_other_store(tmp_path: Path) -> None:
     log.finish(bad, None, done, event("a", "task.succeeded"))
     log.finish(good, None, done, event("a", "task.succeeded"))
 
-    def broken(results, events):  # type: ignore[no-untyped-def]
+    def broken(results, events, **kw):  # type: ignore[no-untyped-def]
         raise OSError("gone")
 
     bad.save_task_results = broken  # type: ignore[method-assign]
@@ -128,3 +128,51 @@ def test_flushing_a_store_this_process_never_opened_opens_nothing(
     assert not never.parent.exists()  # no store was opened for it
     # other stores' records were still written
     assert [r.status for r in store.task_results("e")] == [TaskStatus.SUCCEEDED]
+
+
+def test_records_of_a_lost_lease_are_dropped_not_retried(store: SQLiteStore) -> None:
+    from connectsw.core.models import Execution, Plan, Request, Stage, TaskSpec, utcnow
+
+    execution = Execution(
+        id="e",
+        request=Request(command="run", args=["x"]),
+        plan=Plan(
+            name="p",
+            workflow="w",
+            tasks=[TaskSpec(id="a", agent="noop")],
+            stages=[Stage(index=0, name="s", task_ids=["a"])],
+        ),
+        workspace="/tmp",
+    )
+    store.create_execution(execution)
+    old = store.claim("e", "host:1", 0, utcnow())
+    assert old == 1
+    assert store.claim("e", "host:2", 1, utcnow()) == 2  # taken over
+    log = TaskLog(interval=10, start_delay=10)
+    done = running("a").model_copy(update={"status": TaskStatus.SUCCEEDED})
+    log.finish(store, None, done, event("a", "task.succeeded"), token=old)
+    log.flush()  # no error: the stale records are dropped
+    log.flush()
+    assert store.task_results("e") == []
+
+
+def test_an_unwritable_record_is_dropped_alone(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectsw.core.errors import UnwritableRecord
+
+    original = store.save_task_results
+
+    def picky(results, events, **kw):  # type: ignore[no-untyped-def]
+        if any(r.task_id == "bad" for r in results):
+            raise UnwritableRecord("task bad: outputs are not JSON")
+        return original(results, events, **kw)
+
+    monkeypatch.setattr(store, "save_task_results", picky)
+    log = TaskLog(interval=10, start_delay=10)
+    for tid in ("a", "bad", "b"):
+        done = running(tid).model_copy(update={"status": TaskStatus.SUCCEEDED})
+        log.finish(store, None, done, event(tid, "task.succeeded"))
+    log.flush()
+    log.flush()  # nothing left to retry
+    assert sorted(r.task_id for r in store.task_results("e")) == ["a", "b"]
