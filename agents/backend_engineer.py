@@ -1,9 +1,19 @@
-"""The backend-engineer agent: a runnable standard-library HTTP service and its tests."""
+"""The backend-engineer agent: a runnable standard-library HTTP service and its tests.
+
+It generates the new-product scaffold deterministically. A change to existing
+code (``with: {feature: ...}`` or ``with: {bug: ...}``, as the new-feature and
+fix-bug workflows ask) needs a model, which the built-in agents do not have: the
+agent then fails the task, says so, and changes nothing, rather than rewriting
+the scaffold and reporting success.
+"""
 
 from __future__ import annotations
 
-from connectsw.agents.base import Agent, AgentOutput, TaskContext
+from pydantic import ValidationError
+
+from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
 from connectsw.agents.text import Product, endpoint_table, feedback_section, product_for
+from connectsw.core.errors import TaskError, describe_validation_error
 
 APP_TEMPLATE = '''\
 """HTTP service for __TITLE__: a JSON API and the static page in web/ (standard library only)."""
@@ -241,14 +251,45 @@ if __name__ == "__main__":
 '''
 
 
+class BackendEngineerInput(AgentInput):
+    """Optional ``with`` keys: a feature to implement or a bug to fix in existing code."""
+
+    feature: str | None = None
+    bug: str | None = None
+
+
+NO_MODEL = (
+    "no LLM provider is available (the built-in agents only generate the new-product "
+    "scaffold; an agent plugin with a model can do this)"
+)
+
+
 class BackendEngineerAgent(Agent):
     """Writes service/ (standard library only) and tests/test_service.py."""
 
     name = "backend-engineer"
-    description = "Writes a standard-library Python HTTP service in service/ with unittest tests."
+    description = (
+        "Writes a standard-library Python HTTP service in service/ with unittest tests; "
+        "a feature or bug fix (with.feature, with.bug) needs a model and fails without one."
+    )
+    input_model = BackendEngineerInput
 
     def run(self, ctx: TaskContext) -> AgentOutput:
-        """Write the service, its README and its tests."""
+        """Write the service, its README and its tests.
+
+        Raises :class:`TaskError` for a requested ``feature`` or ``bug``: without
+        a model nothing can implement it, so nothing is written.
+        """
+        try:
+            inputs = BackendEngineerInput.model_validate(ctx.inputs)
+        except ValidationError as exc:
+            raise TaskError(f"invalid input: {describe_validation_error(exc)}") from None
+        for verb, change in (("implement", inputs.feature), ("fix", inputs.bug)):
+            if change is not None:
+                raise TaskError(
+                    f"{self.name} cannot {verb} {' '.join(change.split())!r} without a model: "
+                    f"{NO_MODEL}; nothing was changed"
+                )
         product = product_for(ctx)
         artifacts = [
             ctx.write(

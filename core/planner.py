@@ -2,7 +2,9 @@
 
 Every plan, from a built-in workflow, a third-party one or a graph file, is
 validated here before anything runs: unique ids, known dependencies, no cycle,
-known agents with valid input, consistent stages and known gate rules.
+known agents with valid input, consistent stages and known gate rules. An
+unknown agent, gate rule or workflow names the plugins that failed to load and
+may provide it, and how to leave them out.
 """
 
 from __future__ import annotations
@@ -180,7 +182,10 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
     for t in plan.tasks:
         agent = registries.agents.get(t.agent)
         if agent is None:
-            raise PlanError(f"task {t.id!r}: unknown agent {t.agent!r} (known: {known_agents})")
+            raise PlanError(
+                f"task {t.id!r}: unknown agent {t.agent!r} (known: {known_agents})"
+                + registries.unknown_hint("agent", t.agent)
+            )
         input_model = getattr(agent, "input_model", None)
         if input_model is not None:
             try:
@@ -199,7 +204,10 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
         for gate in s.gates:
             if gate not in registries.gates:
                 known = ", ".join(sorted(registries.gates.items)) or "none"
-                raise PlanError(f"stage {s.name!r}: unknown gate rule {gate!r} (known: {known})")
+                raise PlanError(
+                    f"stage {s.name!r}: unknown gate rule {gate!r} (known: {known})"
+                    + registries.unknown_hint("gate rule", gate)
+                )
     return plan
 
 
@@ -223,4 +231,7 @@ class Planner:
                     if intent.source_file:
                         raise PlanError(f"{intent.source_file}: {exc}") from None
                     raise
-        raise PlanError(f"no workflow handles {intent.kind!r} requests")
+        raise PlanError(
+            f"no workflow handles {intent.kind!r} requests"
+            + self.registries.unknown_hint("workflow", intent.kind)
+        )

@@ -1,4 +1,9 @@
-"""Built-in workflows: new product, new feature, fix bug and explicit task-graph files."""
+"""Built-in workflows: new product, new feature, fix bug and explicit task-graph files.
+
+The new-feature and fix-bug plans name the change for the implementing agent
+(``with: {feature: ...}``, ``with: {bug: ...}``); an agent that cannot make it
+fails its task, so the execution never reports work that was not done.
+"""
 
 from __future__ import annotations
 
@@ -98,7 +103,15 @@ class NewFeatureWorkflow(Workflow):
         spec = {"output": f"docs/features/{slug}.md", "title": intent.subject}
         tasks = [
             _task("spec", "product-manager", "Write the feature spec", with_=spec, retries=1),
-            _task("implement", "backend-engineer", "Implement the feature", ["spec"], retries=1),
+            # The built-in backend-engineer has no model: it fails this task, saying so,
+            # rather than claiming the feature (see agents/backend_engineer.py).
+            _task(
+                "implement",
+                "backend-engineer",
+                "Implement the feature",
+                ["spec"],
+                with_={"feature": intent.subject},
+            ),
             _task("qa", "qa-engineer", "Test the feature", ["implement"], timeout=600),
         ]
         checkpoints = [
@@ -125,7 +138,9 @@ class FixBugWorkflow(Workflow):
         note = {"output": f"docs/bugs/{slug}.md", "title": f"Bug: {intent.subject}"}
         tasks = [
             _task("triage", "product-manager", "Describe the bug", with_=note),
-            _task("fix", "backend-engineer", "Fix the bug", ["triage"], retries=1),
+            _task(
+                "fix", "backend-engineer", "Fix the bug", ["triage"], with_={"bug": intent.subject}
+            ),
             _task("verify", "qa-engineer", "Verify the fix", ["fix"], timeout=600),
         ]
         checkpoints = [

@@ -55,7 +55,12 @@ def register_gates(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add commands to the ``connectsw`` CLI with ``cli.add_command``."""
+    """Add commands to the ``connectsw`` CLI with ``cli.add_command``.
+
+    Each implementation is called on its own
+    (:func:`connectsw.plugins.manager.add_plugin_commands`): one that raises keeps
+    none of its commands and is reported by ``connectsw plugins``.
+    """
 
 
 # -- events ----------------------------------------------------------------------

@@ -1,25 +1,40 @@
 """The plugin manager: built-in plugins and installed distributions, loaded once.
 
-Built-ins are registered through the same path as third-party plugins. Set
-``CONNECTSW_LOAD_PLUGINS`` to a comma-separated list of entry-point or
-distribution names to load only those third-party plugins (empty: none), and
-``CONNECTSW_TRACE_PLUGINS=1`` to trace every hook call on stderr.
+Built-ins are registered through the same path as third-party plugins. Each plugin
+loads on its own: one that fails (at import, at registration, with an unknown
+hook, or later in a ``register_*`` hook) is left out and recorded with its error;
+the others load, and ``connectsw plugins`` shows it. Only plans that need what it
+may provide fail (see :func:`broken_plugin_hint`).
+
+Environment:
+
+- ``CONNECTSW_LOAD_PLUGINS``: comma-separated entry-point or distribution names
+  of the only third-party plugins to load (empty: none); the others are listed
+  as ``skipped`` and not imported.
+- ``CONNECTSW_STRICT_PLUGINS=1``: any plugin problem (a failed plugin, a hook
+  function that is not marked ``@connectsw.hookimpl``) is a :class:`PluginError`
+  (exit 3) naming the plugin; for CI.
+- ``CONNECTSW_TRACE_PLUGINS=1``: trace every hook call on stderr.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from connectsw.core.errors import PluginError
+from connectsw.core.errors import PluginError, one_line
 from connectsw.plugins import hookspecs
+
+if TYPE_CHECKING:
+    import click
 
 ENTRY_POINT_GROUP = "connectsw"
 DEFAULT_PLUGINS = (
@@ -27,28 +42,69 @@ DEFAULT_PLUGINS = (
     "connectsw.core.workflows",
     "connectsw.gates.rules",
 )
+LOAD_ENV = "CONNECTSW_LOAD_PLUGINS"
+STRICT_ENV = "CONNECTSW_STRICT_PLUGINS"
+TRACE_ENV = "CONNECTSW_TRACE_PLUGINS"
+HOOK_NAMES = frozenset(
+    name for name, fn in vars(hookspecs).items() if hasattr(fn, "connectsw_spec")
+)
 
 _lock = threading.Lock()
 _pm: pluggy.PluginManager | None = None
 
+Status = Literal["loaded", "failed", "skipped"]
+
 
 @dataclass
 class PluginSource:
-    """Where a loaded plugin came from."""
+    """Where a plugin came from and how loading it went.
+
+    ``status`` is ``loaded``, ``failed`` (``error`` says why, as ``Type: first
+    line``; nothing of the plugin is used) or ``skipped`` (left out by
+    ``CONNECTSW_LOAD_PLUGINS`` or a second entry point of the same name; not
+    imported). ``warnings`` are problems that did not stop it loading.
+    ``offered`` names what a plugin that failed in a ``register_*`` hook tried to
+    register (``{"agent": [...]}``); empty when unknown (it failed earlier).
+    """
 
     name: str
     builtin: bool
     distribution: str | None = None
     version: str | None = None
     hooks: list[str] = field(default_factory=list)
+    status: Status = "loaded"
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    offered: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def hint(self) -> str:
+        """How to leave this plugin out (empty for a built-in)."""
+        if self.builtin:
+            return ""
+        uninstall = f", or `pip uninstall {self.distribution}`" if self.distribution else ""
+        return f"set {LOAD_ENV} to the plugins you want{uninstall}"
+
+    def problems(self) -> list[str]:
+        """The error and warnings of this plugin, each one line."""
+        return ([f"failed to load: {self.error}"] if self.error else []) + self.warnings
 
 
 _sources: dict[str, PluginSource] = {}
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def tracing_enabled() -> bool:
     """True when ``CONNECTSW_TRACE_PLUGINS`` asks for hook tracing."""
-    return os.environ.get("CONNECTSW_TRACE_PLUGINS", "").lower() not in ("", "0", "false", "no")
+    return _flag(TRACE_ENV)
+
+
+def strict_enabled() -> bool:
+    """True when ``CONNECTSW_STRICT_PLUGINS`` makes any plugin problem an error."""
+    return _flag(STRICT_ENV)
 
 
 def trace(message: str) -> None:
@@ -58,17 +114,94 @@ def trace(message: str) -> None:
 
 
 def _allow_list() -> set[str] | None:
-    raw = os.environ.get("CONNECTSW_LOAD_PLUGINS")
+    raw = os.environ.get(LOAD_ENV)
     if raw is None:
         return None
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
-def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+def describe_error(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, on one line.
+
+    A :class:`PluginError`'s message is kept as it is; pluggy's validation errors
+    spread the reason over several lines, so those are joined with ``; ``.
+    """
+    if isinstance(exc, PluginError):
+        return one_line(exc)
+    if isinstance(exc, pluggy.PluginValidationError):
+        lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+        return f"{type(exc).__name__}: {'; '.join(line for line in lines if line)}"
+    return one_line(exc, typed=True)
+
+
+def _unmarked_hooks(plugin: Any, project: str) -> list[str]:
+    """Warnings for functions named like a hook that pluggy will ignore in silence."""
+    warnings = []
+    for name in sorted(HOOK_NAMES):
+        fn = inspect.getattr_static(plugin, name, None)
+        if isinstance(fn, staticmethod | classmethod):
+            fn = fn.__func__
+        if not callable(fn) or hasattr(fn, f"{project}_impl") or hasattr(fn, f"{project}_spec"):
+            continue
+        markers = sorted(
+            attr
+            for attr in dir(fn)
+            if attr.endswith("_impl") and isinstance(getattr(fn, attr, None), dict)
+        )
+        if markers:
+            warnings.append(
+                f"function {name} is marked with another project's marker "
+                f"({', '.join(markers)}), not @connectsw.hookimpl; it was ignored"
+            )
+        else:
+            warnings.append(
+                f"function {name} is not marked with @connectsw.hookimpl; it was ignored"
+            )
+    return warnings
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, source: PluginSource) -> None:
+    """Register one plugin; on failure leave nothing of it registered and record why."""
     try:
-        pm.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f'Error registering plugin "{name}": {exc}') from None
+        pm.register(plugin, name=source.name)
+    except Exception as exc:
+        # pluggy adds implementations one by one: undo the ones added before the error.
+        if pm.get_plugin(source.name) is not None:
+            pm.unregister(name=source.name)
+        source.status, source.error = "failed", describe_error(exc)
+        return
+    source.warnings.extend(_unmarked_hooks(plugin, pm.project_name))
+
+
+def _check_pending(pm: pluggy.PluginManager, sources: dict[str, PluginSource]) -> None:
+    """pluggy's ``check_pending``, per plugin: an unknown hook fails only its plugin."""
+    for hook_name, caller in sorted(vars(pm.hook).items()):
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            source = sources.get(impl.plugin_name)
+            if source is None or source.status != "loaded":
+                continue
+            source.status = "failed"
+            source.error = (
+                f"implements unknown hook {hook_name} (known: {', '.join(sorted(HOOK_NAMES))})"
+            )
+    for source in sources.values():
+        if source.status == "failed" and pm.get_plugin(source.name) is not None:
+            pm.unregister(name=source.name)
+
+
+def _entry_point_source(ep: EntryPoint, status: Status = "loaded") -> PluginSource:
+    dist = ep.dist
+    return PluginSource(
+        ep.name,
+        builtin=False,
+        distribution=dist.name if dist else None,
+        version=dist.version if dist else None,
+        status=status,
+    )
 
 
 def _load() -> pluggy.PluginManager:
@@ -76,31 +209,35 @@ def _load() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     sources: dict[str, PluginSource] = {}
     for modname in DEFAULT_PLUGINS:
-        _register(pm, importlib.import_module(modname), modname)
-        sources[modname] = PluginSource(modname, builtin=True)
+        source = sources[modname] = PluginSource(modname, builtin=True)
+        try:
+            module = importlib.import_module(modname)
+        except Exception as exc:
+            source.status, source.error = "failed", describe_error(exc)
+            continue
+        _register(pm, module, source)
     allow = _allow_list()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else None
+        if ep.name in sources:
+            continue  # a second entry point of the same name: the first one wins
         if allow is not None and ep.name not in allow and dist not in allow:
+            sources[ep.name] = _entry_point_source(ep, "skipped")
             continue
-        if pm.has_plugin(ep.name):
-            continue
+        source = sources[ep.name] = _entry_point_source(ep)
         try:
             plugin = ep.load()
-        except Exception as exc:
-            raise PluginError(f'Error importing plugin "{ep.name}": {exc}') from None
-        _register(pm, plugin, ep.name)
-        sources[ep.name] = PluginSource(
-            ep.name, builtin=False, distribution=dist, version=ep.dist.version if ep.dist else None
-        )
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        raise PluginError(f'Plugin "{name}" implements an unknown hook: {exc}') from None
+        except BaseException as exc:  # an import may even sys.exit()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            source.status, source.error = "failed", describe_error(exc)
+            continue
+        _register(pm, plugin, source)
+    _check_pending(pm, sources)
     for name, source in sources.items():
         plugin = pm.get_plugin(name)
-        source.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        if plugin is not None:
+            source.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
     if tracing_enabled():
         pm.add_hookcall_monitoring(
             lambda hook, impls, kwargs: trace(
@@ -113,13 +250,80 @@ def _load() -> pluggy.PluginManager:
     return pm
 
 
+def check_strict() -> None:
+    """In strict mode, raise :class:`PluginError` naming every plugin with a problem."""
+    if not strict_enabled():
+        return
+    problems = [
+        f'plugin "{s.name}" {p}' if p.startswith("failed") else f'plugin "{s.name}": {p}'
+        for s in sorted(_sources.values(), key=lambda s: s.name)
+        for p in s.problems()
+    ]
+    if problems:
+        raise PluginError(
+            f"{'; '.join(problems)} ({STRICT_ENV} is set; to leave a plugin out, set "
+            f"{LOAD_ENV} to the plugins you want or uninstall it)"
+        )
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process's plugin manager, loading plugins on first use."""
+    """The process's plugin manager, loading plugins on first use.
+
+    Raises :class:`PluginError` only in strict mode (``CONNECTSW_STRICT_PLUGINS``)
+    when a plugin has a problem; otherwise problems are recorded in
+    :func:`plugin_sources`.
+    """
     global _pm
     with _lock:
         if _pm is None:
-            _pm = _load()
+            pm = _load()
+            check_strict()
+            _pm = pm
         return _pm
+
+
+def fail_plugin(name: str, error: str, offered: dict[str, list[str]] | None = None) -> None:
+    """Record that plugin ``name`` failed after loading and unregister it.
+
+    Called by the registries when a ``register_*`` hook raised or registered
+    something invalid; ``offered`` is what it tried to register.
+    """
+    pm = get_plugin_manager()
+    with _lock:
+        source = _sources.get(name)
+        if source is None:
+            source = _sources[name] = PluginSource(name, builtin=False)
+        source.status, source.error = "failed", error
+        source.offered = offered or {}
+        source.hooks = []
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+
+
+def add_plugin_commands(cli: click.Group) -> None:
+    """Call each plugin's ``register_commands`` on its own.
+
+    A plugin that raises keeps none of the commands it added; the failure is a
+    warning of that plugin (shown by ``connectsw plugins``), and a
+    :class:`PluginError` in strict mode.
+    """
+    pm = get_plugin_manager()
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        before = dict(cli.commands)
+        trace(f"call register_commands -> {impl.plugin_name}")
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            cli.commands.clear()
+            cli.commands.update(before)
+            warning = f"register_commands failed: {describe_error(exc)}"
+            with _lock:
+                source = _sources.setdefault(
+                    impl.plugin_name, PluginSource(impl.plugin_name, builtin=False)
+                )
+                if warning not in source.warnings:
+                    source.warnings.append(warning)
+    check_strict()
 
 
 def reset_plugin_manager() -> None:
@@ -134,13 +338,39 @@ def reset_plugin_manager() -> None:
 
 
 def plugin_sources() -> list[PluginSource]:
-    """Where each loaded plugin came from, built-ins first."""
+    """Every plugin found, loaded or not, built-ins first."""
     get_plugin_manager()
     return sorted(_sources.values(), key=lambda s: (not s.builtin, s.name))
 
 
+def failed_plugins() -> list[PluginSource]:
+    """The plugins that failed to load (after the registries were built)."""
+    from connectsw.plugins.registry import get_registries
+
+    get_registries()
+    return [s for s in plugin_sources() if s.status == "failed"]
+
+
+def broken_plugin_hint(kind: str, name: str, failed: list[PluginSource]) -> str:
+    """``; plugin "x" failed to load (...); it may provide this agent; set ...``.
+
+    Names the failed plugins that may provide ``name`` (a plugin that failed in a
+    ``register_*`` hook only if it tried to register it); empty if none.
+    """
+    parts = []
+    for source in failed:
+        if source.offered and name not in source.offered.get(kind, []):
+            continue
+        leave_out = f"; to leave it out, {source.hint}" if source.hint else ""
+        parts.append(
+            f'plugin "{source.name}" failed to load ({source.error}); '
+            f"it may provide this {kind}{leave_out}"
+        )
+    return "".join(f"; {p}" for p in parts)
+
+
 def plugin_infos() -> list[dict[str, Any]]:
-    """JSON-ready description of each plugin: source, version, hooks and what it provides."""
+    """JSON-ready description of each plugin: source, status, problems, what it provides."""
     from connectsw.plugins.registry import get_registries
 
     regs = get_registries()
@@ -152,6 +382,10 @@ def plugin_infos() -> list[dict[str, Any]]:
                 "builtin": source.builtin,
                 "distribution": source.distribution,
                 "version": source.version,
+                "status": source.status,
+                "error": source.error,
+                "warnings": list(source.warnings),
+                "hint": source.hint if source.error or source.warnings else "",
                 "hooks": source.hooks,
                 "agents": regs.agents.names_of(source.name),
                 "workflows": regs.workflows.names_of(source.name),

@@ -2,21 +2,31 @@
 
 Discovery hooks are called one implementation at a time, in pluggy's call order,
 so every registered item is attributed to its plugin: a collision or an invalid
-item is an error naming both.
+item fails that plugin (not the others), with an error naming both.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from connectsw.core.errors import PluginError
-from connectsw.plugins.manager import get_plugin_manager, trace
+from connectsw.core.errors import PluginError, one_line
+from connectsw.plugins.manager import (
+    DEFAULT_PLUGINS,
+    PluginSource,
+    broken_plugin_hint,
+    check_strict,
+    describe_error,
+    fail_plugin,
+    get_plugin_manager,
+    plugin_sources,
+    trace,
+)
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -69,59 +79,136 @@ class Registry(Generic[T]):
 
 @dataclass
 class Registries:
-    """Everything the loaded plugins registered."""
+    """Everything the loaded plugins registered.
+
+    ``failures`` maps each plugin whose ``register_*`` hooks failed to its error
+    (nothing it registered is kept); ``offered`` maps it to what it tried to
+    register, by kind. ``broken`` lists every plugin that failed to load, for
+    the planner's messages (filled by :func:`get_registries`).
+    """
 
     agents: Registry[Any]
     workflows: Registry[Any]
     gates: Registry[Any]
+    failures: dict[str, str] = field(default_factory=dict)
+    offered: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    broken: list[PluginSource] = field(default_factory=list)
+
+    def unknown_hint(self, kind: str, name: str) -> str:
+        """What to tell a user about an unknown ``kind`` called ``name`` (may be empty)."""
+        return broken_plugin_hint(kind, name, self.broken)
 
 
-def _registrar(registry: Registry[Any], plugin: str) -> Callable[[Any], None]:
-    def register(item: Any) -> None:
-        registry.add(item, plugin)
+HOOKS: tuple[tuple[str, str], ...] = (
+    ("register_agents", "agents"),
+    ("register_workflows", "workflows"),
+    ("register_gates", "gates"),
+)
 
-    return register
 
+def build_registries(pm: pluggy.PluginManager) -> Registries:
+    """Ask every plugin what it provides; a plugin that fails is left out whole.
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry[Any]) -> None:
-    caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
-    # pluggy calls the last-registered implementation first; keep that order.
-    for impl in reversed(caller.get_hookimpls()):
-        plugin = impl.plugin_name
-        trace(f"call {hook_name} -> {plugin}")
-        register = _registrar(registry, plugin)
-        try:
-            impl.function(register=register)
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise PluginError(f'Plugin "{plugin}" failed in {hook_name}: {exc}') from None
+    Each plugin's ``register_*`` implementations are called on their own, in
+    pluggy's call order. A plugin that raises, registers an invalid item or an
+    item whose name another plugin already has (built-ins have it first) is
+    recorded in :attr:`Registries.failures` and none of its items are kept.
+    """
+    regs = Registries(
+        agents=Registry("agent", ("run",)),
+        workflows=Registry("workflow", ("claims", "decompose")),
+        gates=Registry("gate rule", ("applies", "evaluate")),
+    )
+    # 1. ask each plugin, checking each item on its own (scratch registries)
+    offered: dict[str, dict[str, list[Any]]] = {}
+    order: dict[str, list[str]] = {}
+    for hook_name, attr in HOOKS:
+        caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
+        # pluggy calls the last-registered implementation first; keep that order.
+        order[attr] = []
+        for impl in reversed(caller.get_hookimpls()):
+            plugin = impl.plugin_name
+            order[attr].append(plugin)
+            items = offered.setdefault(plugin, {}).setdefault(attr, [])
+            scratch: Registry[Any] = Registry(
+                getattr(regs, attr).kind, getattr(regs, attr).required
+            )
+            trace(f"call {hook_name} -> {plugin}")
+
+            def register(item: Any, scratch: Registry[Any] = scratch, plugin: str = plugin) -> None:
+                scratch.add(item, plugin)
+
+            try:
+                impl.function(register=register)
+            except PluginError as exc:
+                regs.failures.setdefault(plugin, one_line(exc))
+            except Exception as exc:
+                regs.failures.setdefault(plugin, f"{hook_name} failed: {describe_error(exc)}")
+            items.extend(scratch)
+    # 2. collisions: built-ins claim their names first, then the others in call order
+    plugins = list(dict.fromkeys(p for attr in order for p in order[attr]))
+    builtin = set(DEFAULT_PLUGINS)
+    plugins.sort(key=lambda p: p not in builtin)
+    claimed: dict[str, dict[str, str]] = {attr: {} for _h, attr in HOOKS}
+    for plugin in plugins:
+        if plugin in regs.failures:
+            continue
+        clash = next(
+            (
+                (attr, item.name)
+                for attr, items in offered.get(plugin, {}).items()
+                for item in items
+                if item.name in claimed[attr]
+            ),
+            None,
+        )
+        if clash is not None:
+            attr, name = clash
+            kind = getattr(regs, attr).kind
+            regs.failures[plugin] = (
+                f'{kind.capitalize()} "{name}" from plugin "{plugin}" collides with the one '
+                f'from plugin "{claimed[attr][name]}"'
+            )
+            continue
+        for attr, items in offered.get(plugin, {}).items():
+            for item in items:
+                claimed[attr][item.name] = plugin
+    # 3. keep the items of the plugins that did not fail, in call order
+    for _hook, attr in HOOKS:
+        registry = getattr(regs, attr)
+        for plugin in order[attr]:
+            if plugin not in regs.failures:
+                for item in offered[plugin][attr]:
+                    registry.add(item, plugin)
+    for plugin in regs.failures:
+        regs.offered[plugin] = {
+            getattr(regs, attr).kind: [i.name for i in items]
+            for attr, items in offered.get(plugin, {}).items()
+        }
+    return regs
 
 
 _lock = threading.Lock()
 _registries: Registries | None = None
 
 
-def build_registries(pm: pluggy.PluginManager) -> Registries:
-    """Ask every plugin what it provides."""
-    regs = Registries(
-        agents=Registry("agent", ("run",)),
-        workflows=Registry("workflow", ("claims", "decompose")),
-        gates=Registry("gate rule", ("applies", "evaluate")),
-    )
-    _collect(pm, "register_agents", regs.agents)
-    _collect(pm, "register_workflows", regs.workflows)
-    _collect(pm, "register_gates", regs.gates)
-    return regs
-
-
 def get_registries() -> Registries:
-    """The registries of the process's plugin manager (built once)."""
+    """The registries of the process's plugin manager (built once).
+
+    A plugin that failed in a ``register_*`` hook is recorded as failed (see
+    :func:`connectsw.plugins.manager.fail_plugin`); in strict mode that is a
+    :class:`PluginError`.
+    """
     global _registries
     pm = get_plugin_manager()
     with _lock:
         if _registries is None:
-            _registries = build_registries(pm)
+            regs = build_registries(pm)
+            for plugin, error in regs.failures.items():
+                fail_plugin(plugin, error, regs.offered.get(plugin))
+            check_strict()
+            regs.broken = [s for s in plugin_sources() if s.status == "failed"]
+            _registries = regs
         return _registries
 
 

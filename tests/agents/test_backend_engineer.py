@@ -13,10 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from connectsw.agents.backend_engineer import BackendEngineerAgent
 from connectsw.agents.base import TaskContext
 from connectsw.agents.product_manager import ProductManagerAgent
+from connectsw.core.errors import TaskError
 from connectsw.core.models import Request, TaskSpec
 
 FILES = [
@@ -156,3 +158,54 @@ def test_service_serves_http(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         if proc.stdout:
             proc.stdout.close()
+
+
+# -- a change it cannot make (issue 5, fault 11) ------------------------------------------------
+
+
+def change_ctx(workspace: Path, **with_: str) -> TaskContext:
+    return TaskContext(
+        execution_id="exec_test",
+        task=TaskSpec(id="implement", agent="backend-engineer", with_=with_),
+        workspace=workspace,
+        request=Request(command="new feature", args=["export reviews as CSV"]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("with_", "message"),
+    [
+        (
+            {"feature": "export reviews as CSV"},
+            "backend-engineer cannot implement 'export reviews as CSV' without a model: ",
+        ),
+        (
+            {"bug": "items list is empty after restart"},
+            "backend-engineer cannot fix 'items list is empty after restart' without a model: ",
+        ),
+    ],
+)
+def test_a_requested_change_without_a_model_fails_and_changes_nothing(
+    tmp_path: Path, with_: dict[str, str], message: str
+) -> None:
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service/app.py").write_text("# the user's own service\n")
+    with pytest.raises(TaskError) as info:
+        BackendEngineerAgent().run(change_ctx(tmp_path, **with_))
+    text = str(info.value)
+    assert text.startswith(message)
+    assert "no LLM provider" in text and text.endswith("nothing was changed")
+    assert "\n" not in text
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "service",
+        "service/app.py",
+    ]
+    assert (tmp_path / "service/app.py").read_text() == "# the user's own service\n"
+
+
+def test_input_is_validated(tmp_path: Path) -> None:
+    assert BackendEngineerAgent.input_model is not None
+    with pytest.raises(ValidationError):
+        BackendEngineerAgent.input_model.model_validate({"featur": "x"})
+    with pytest.raises(TaskError, match="invalid input"):
+        BackendEngineerAgent().run(change_ctx(tmp_path, colour="red"))

@@ -192,8 +192,9 @@ def test_not_discovered_without_the_distribution() -> None:
 @pytest.mark.slow
 def test_empty_allow_list_excludes_third_party(sample_site: Path) -> None:
     infos = infos_by_name(cli(sample_site, CONNECTSW_LOAD_PLUGINS=""))
-    assert "sample" not in infos
-    assert set(infos) == set(DEFAULT_PLUGINS)
+    assert infos["sample"]["status"] == "skipped"  # listed, not imported
+    assert infos["sample"]["agents"] == [] and infos["sample"]["hooks"] == []
+    assert {n for n, i in infos.items() if i["status"] == "loaded"} == set(DEFAULT_PLUGINS)
 
 
 @pytest.mark.slow
@@ -205,7 +206,8 @@ def test_allow_list_includes_by_entry_point_or_distribution(sample_site: Path, a
 
 @pytest.mark.slow
 def test_allow_list_naming_another_plugin_excludes(sample_site: Path) -> None:
-    assert "sample" not in infos_by_name(cli(sample_site, CONNECTSW_LOAD_PLUGINS="other"))
+    infos = infos_by_name(cli(sample_site, CONNECTSW_LOAD_PLUGINS="other"))
+    assert infos["sample"]["status"] == "skipped"
 
 
 @pytest.mark.slow
@@ -230,8 +232,11 @@ def test_no_trace_without_the_variable(sample_site: Path) -> None:
 
 
 @pytest.mark.slow
-def test_broken_plugin_is_one_line_error(broken_site: Path, sample_site: Path) -> None:
-    proc = cli(sample_site, broken_site)
+def test_broken_plugin_is_one_line_error_in_strict_mode(
+    broken_site: Path, sample_site: Path
+) -> None:
+    assert infos_by_name(cli(sample_site, broken_site))["broken"]["status"] == "failed"
+    proc = cli(sample_site, broken_site, CONNECTSW_STRICT_PLUGINS="1")
     assert proc.returncode == PluginError.exit_code
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -244,9 +249,12 @@ def test_broken_plugin_is_one_line_error(broken_site: Path, sample_site: Path) -
 
 @pytest.mark.slow
 def test_allow_list_skips_a_broken_plugin(broken_site: Path, sample_site: Path) -> None:
-    infos = infos_by_name(cli(sample_site, broken_site, CONNECTSW_LOAD_PLUGINS="sample"))
-    assert "sample" in infos
-    assert "broken" not in infos
+    infos = infos_by_name(
+        cli(sample_site, broken_site, CONNECTSW_LOAD_PLUGINS="sample", CONNECTSW_STRICT_PLUGINS="1")
+    )
+    assert infos["sample"]["status"] == "loaded"
+    assert infos["broken"]["status"] == "skipped"
+    assert infos["broken"]["error"] is None
 
 
 # -- in process, with the installed distribution on sys.path -----------------------------
@@ -303,11 +311,15 @@ def test_unknown_hook_is_plugin_error_naming_it(monkeypatch: pytest.MonkeyPatch)
         """A typo of register_agents."""
 
     add_default_plugin(monkeypatch, "typo_plugin", register_agentz=register_agentz)
+    source = {s.name: s for s in plugin_sources()}["typo_plugin"]
+    assert source.status == "failed"
+    assert source.error is not None and "implements unknown hook register_agentz" in source.error
+    monkeypatch.setenv("CONNECTSW_STRICT_PLUGINS", "1")
+    reset_plugin_manager()
     with pytest.raises(PluginError) as info:
         get_plugin_manager()
     text = str(info.value)
-    assert 'Plugin "typo_plugin" implements an unknown hook' in text
-    assert "register_agentz" in text
+    assert 'plugin "typo_plugin" failed to load: implements unknown hook register_agentz' in text
 
 
 def test_wrong_hook_arguments_is_plugin_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,6 +328,7 @@ def test_wrong_hook_arguments_is_plugin_error(monkeypatch: pytest.MonkeyPatch) -
         """Asks for an argument the hook does not have."""
 
     add_default_plugin(monkeypatch, "bad_args_plugin", register_agents=register_agents)
+    monkeypatch.setenv("CONNECTSW_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError) as info:
         get_plugin_manager()
     assert 'plugin "bad_args_plugin"' in str(info.value)
@@ -335,12 +348,17 @@ class FakeEntryPoints:
 def test_entry_point_import_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     ep = EntryPoint("missing", "connectsw_no_such_module_xyz", manager.ENTRY_POINT_GROUP)
     monkeypatch.setattr(manager, "entry_points", FakeEntryPoints(ep))
+    source = {s.name: s for s in plugin_sources()}["missing"]
+    assert source.status == "failed"
+    assert source.error == "ModuleNotFoundError: No module named 'connectsw_no_such_module_xyz'"
+    monkeypatch.setenv("CONNECTSW_STRICT_PLUGINS", "1")
+    reset_plugin_manager()
     with pytest.raises(PluginError) as info:
         get_plugin_manager()
     text = str(info.value)
-    assert text.startswith('Error importing plugin "missing": ')
+    assert text.startswith('plugin "missing" failed to load: ModuleNotFoundError: ')
     assert "connectsw_no_such_module_xyz" in text
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None and info.value.__context__ is None
     monkeypatch.setenv("CONNECTSW_LOAD_PLUGINS", "someone-else")
     reset_plugin_manager()
     assert get_plugin_manager().get_plugin("missing") is None  # not allowed: not imported
@@ -367,6 +385,7 @@ def test_entry_point_plugin_loaded_in_process(monkeypatch: pytest.MonkeyPatch) -
 
 def test_plugin_error_is_not_a_pluggy_error(monkeypatch: pytest.MonkeyPatch) -> None:
     add_default_plugin(monkeypatch, "typo2", on_task_evnt=hookimpl(lambda event: None))
+    monkeypatch.setenv("CONNECTSW_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError) as info:
         get_plugin_manager()
     assert not isinstance(info.value, pluggy.PluginValidationError)
