@@ -307,6 +307,14 @@ class Engine:
             raise InvalidState(f"execution {execution_id} is already {status.value}")
         if status not in DECIDABLE[decision.value]:
             shown = self.status(execution).value
+            decided = [cp for cp in self.store.checkpoints(execution_id) if cp.decision]
+            if decided and status is not E.AWAITING_CHECKPOINT:
+                last = max(decided, key=lambda cp: cp.decided_at or cp.created_at)
+                assert last.decision is not None
+                raise Conflict(
+                    f"execution {execution_id} was already decided: {last.decision.value}"
+                    f" at checkpoint {last.type} (now {shown})"
+                )
             hint = f"; run `connectsw resume {execution_id}` first" if shown == "interrupted" else ""
             raise InvalidState(f"execution {execution_id} is {shown}, not waiting at a checkpoint{hint}")
         if decision is Decision.REQUEST_CHANGES and not (feedback or "").strip():

@@ -66,7 +66,50 @@ class NotesAgent(Agent):
         return AgentOutput(summary="noted", artifacts=[ctx.write(path, body + "\n")])
 
 
-TEST_AGENTS = (SleepAgent, FlakyAgent, BoomAgent, NotesAgent)
+class BlockerAgent(Agent):
+    """Logs its start, then blocks (ignoring ctx.timeout), then writes ``with.late``."""
+
+    name = "blocker"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        with open(ctx.workspace / "blocker.log", "a") as fh:
+            fh.write(f"{ctx.attempt} start {time.time():.6f}\n")
+        time.sleep(float(ctx.inputs.get("seconds", 3)))  # a library call that ignores deadlines
+        (ctx.workspace / str(ctx.inputs.get("late", "late.txt"))).write_text("x")
+        with open(ctx.workspace / "blocker.log", "a") as fh:
+            fh.write(f"{ctx.attempt} end {time.time():.6f}\n")
+        return AgentOutput()
+
+
+class _Unserialisable:
+    pass
+
+
+class BadResultAgent(Agent):
+    """Returns a value JSON cannot represent in ``outputs`` (runs in a forked process)."""
+
+    name = "bad-result"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        return AgentOutput(outputs={"thing": _Unserialisable()})
+
+
+class BadResultThreadAgent(BadResultAgent):
+    """The same, run in the worker's thread."""
+
+    name = "bad-result-thread"
+    isolation = "thread"
+
+
+TEST_AGENTS = (
+    SleepAgent,
+    FlakyAgent,
+    BoomAgent,
+    NotesAgent,
+    BlockerAgent,
+    BadResultAgent,
+    BadResultThreadAgent,
+)
 
 
 @pytest.fixture

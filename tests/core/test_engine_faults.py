@@ -1,0 +1,207 @@
+"""The engine's promises under the faults of issue 5, on both stores.
+
+Timeouts and cancel stop the work (fault 1); two decisions at once (fault 3); a
+result JSON cannot represent fails only its task (fault 4); never-started tasks
+of a cancelled execution are ``cancelled`` (fault 11). Worker deaths and an
+owner stopped past its lease (fault 2) are in ``test_worker_death.py`` and the
+chaos trials (``test_chaos.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from connectsw.conf.settings import Settings
+from connectsw.core.engine import Engine
+from connectsw.core.errors import Conflict, InvalidState
+from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
+
+Submit = Callable[..., Execution]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    if request.param == "sqlite":
+        return settings
+    url = request.getfixturevalue("postgres_url")
+    return settings.model_copy(update={"store": settings.store.model_copy(update={"url": url})})
+
+
+def attempts(engine: Engine, execution_id: str, task_id: str) -> list[tuple[int, TaskStatus]]:
+    return [(a.attempt, a.status) for a in engine.store.task_attempts(execution_id, task_id)]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def test_a_blocking_agent_is_stopped_at_its_timeout_and_attempts_never_overlap(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    ex = submit_graph(
+        {
+            "name": "blocker",
+            "tasks": [
+                {"id": "b", "agent": "blocker", "timeout": 0.5, "retries": 1, "with": {"seconds": 2}}
+            ],
+        },
+        workspace=ws,
+    )
+    start = time.monotonic()
+    done = engine.run(ex.id)
+    assert time.monotonic() - start < 4
+    assert done.status is ExecutionStatus.FAILED
+    assert "timed out after 0.5s" in (done.error or "")
+    assert attempts(engine, ex.id, "b") == [(1, TaskStatus.FAILED), (2, TaskStatus.FAILED)]
+    time.sleep(2.5)  # past the agent's own sleep: it must be gone, not finishing late
+    assert not (ws / "late.txt").exists()
+    lines = [line.split() for line in (ws / "blocker.log").read_text().splitlines()]
+    assert [(n, what) for n, what, _ in lines] == [("1", "start"), ("2", "start")]
+    assert float(lines[1][2]) - float(lines[0][2]) >= 0.5  # attempt 2 began after 1 ended
+
+
+def test_cancel_stops_a_running_command_and_records_cancelled(
+    engine: Engine, submit_graph: Submit, tmp_path: Path, settings: Settings
+) -> None:
+    ws = tmp_path / "ws"
+    ex = submit_graph(
+        {
+            "name": "cancel-cmd",
+            "tasks": [
+                {"id": "long", "agent": "shell", "with": {"command": "sleep 3; date > after.txt"}},
+                {"id": "later", "agent": "noop", "needs": ["long"]},
+            ],
+        },
+        workspace=ws,
+    )
+    outcome: dict[str, Execution] = {}
+    runner = threading.Thread(target=lambda: outcome.update(done=engine.run(ex.id)))
+    runner.start()
+    wait_for(lambda: engine.task_states(engine.get(ex.id))["long"] is TaskStatus.RUNNING)
+    other = Engine(settings)  # another process's view: its own store connection
+    start = time.monotonic()
+    cancelled = other.cancel(ex.id, "not needed", wait=True)
+    took = time.monotonic() - start
+    runner.join(timeout=20)
+    other.store.close()
+    assert cancelled.status is ExecutionStatus.CANCELLED
+    assert took < 2.8  # returned once the command stopped, not when it ended
+    assert outcome["done"].status is ExecutionStatus.CANCELLED
+    assert attempts(engine, ex.id, "long") == [(1, TaskStatus.CANCELLED)]
+    assert attempts(engine, ex.id, "later") == [(1, TaskStatus.CANCELLED)]
+    time.sleep(3.2 - took)
+    assert not (ws / "after.txt").exists()
+
+
+def test_cancel_at_a_checkpoint_records_never_started_tasks_nowhere_as_failed(
+    engine: Engine, submit_graph: Submit
+) -> None:
+    ex = submit_graph(
+        {
+            "name": "cp-cancel",
+            "tasks": [{"id": "a", "agent": "noop"}, {"id": "b", "agent": "noop", "needs": ["a"]}],
+            "checkpoints": [{"after": ["a"], "question": "go?"}],
+        }
+    )
+    engine.run(ex.id)
+    engine.cancel(ex.id, "no")
+    states = engine.task_states(engine.get(ex.id))
+    assert states == {"a": TaskStatus.SUCCEEDED, "b": TaskStatus.PENDING}
+    cp = engine.current_checkpoint(engine.get(ex.id))
+    assert cp is not None and cp.decision is Decision.CANCEL
+
+
+@pytest.mark.parametrize("loser", [Decision.APPROVE, Decision.REQUEST_CHANGES])
+def test_two_decisions_at_once_one_wins_the_other_is_refused(
+    engine: Engine, submit_graph: Submit, settings: Settings, loser: Decision
+) -> None:
+    outcomes: list[str] = []
+    for _ in range(6):
+        ex = submit_graph(
+            {
+                "name": "race",
+                "tasks": [{"id": "a", "agent": "noop"}, {"id": "b", "agent": "noop", "needs": ["a"]}],
+                "checkpoints": [{"after": ["a"], "question": "go?"}],
+            }
+        )
+        assert engine.run(ex.id).status is ExecutionStatus.AWAITING_CHECKPOINT
+        engines = [Engine(settings), Engine(settings)]
+        barrier = threading.Barrier(2)
+        results: list[str] = []
+
+        def decide(eng: Engine, decision: Decision) -> None:
+            barrier.wait()
+            try:
+                eng.decide(ex.id, decision, "change it")
+                results.append(decision.value)
+            except InvalidState as exc:
+                results.append(f"conflict: {exc}")
+
+        threads = [
+            threading.Thread(target=decide, args=(engines[0], Decision.APPROVE)),
+            threading.Thread(target=decide, args=(engines[1], Decision.REQUEST_CHANGES)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for eng in engines:
+            eng.store.close()
+        wins = [r for r in results if not r.startswith("conflict")]
+        assert len(wins) == 1, results
+        assert any("already decided" in r for r in results), results
+        cp = engine.store.checkpoints(ex.id)[0]
+        assert cp.decision is not None and cp.decision.value == wins[0]
+        outcomes.append(wins[0])
+        decided = [e for e in engine.store.events(ex.id) if e.kind == "checkpoint.decided"]
+        assert len(decided) == 1
+    assert loser.value in outcomes or len(set(outcomes)) == 1
+
+
+@pytest.mark.parametrize("agent", ["bad-result", "bad-result-thread"])
+def test_a_result_json_cannot_represent_fails_only_its_task(
+    engine: Engine, submit_graph: Submit, agent: str
+) -> None:
+    ex = submit_graph(
+        {
+            "name": "bad",
+            "tasks": [
+                {"id": "good", "agent": "notes"},
+                {"id": "bad", "agent": agent},
+                {"id": "after", "agent": "noop", "needs": ["bad"]},
+            ],
+        }
+    )
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.FAILED
+    assert "not valid JSON" in (done.error or "")
+    states = engine.task_states(engine.get(ex.id))
+    assert states["good"] is TaskStatus.SUCCEEDED
+    assert states["bad"] is TaskStatus.FAILED
+    assert states["after"] is TaskStatus.SKIPPED
+    # Nothing is poisoned: views work and a resume fails the same task the same way.
+    assert engine.view(ex.id).status is ExecutionStatus.FAILED
+    again = engine.run(ex.id)
+    assert again.status is ExecutionStatus.FAILED
+    assert attempts(engine, ex.id, "good") == [(1, TaskStatus.SUCCEEDED)]
+    assert [a for a, _ in attempts(engine, ex.id, "bad")] == [1, 2]
+
+
+def test_finished_executions_refuse_decisions(engine: Engine, submit_graph: Submit) -> None:
+    ex = submit_graph({"name": "fin", "tasks": [{"id": "a", "agent": "noop"}]})
+    assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
+    with pytest.raises(InvalidState, match="already completed"):
+        engine.cancel(ex.id)
+    with pytest.raises(InvalidState, match="already completed"):
+        engine.decide(ex.id, Decision.APPROVE)
