@@ -308,7 +308,7 @@ class Engine:
         if status not in DECIDABLE[decision.value]:
             shown = self.status(execution).value
             decided = [cp for cp in self.store.checkpoints(execution_id) if cp.decision]
-            if decided and status is not E.AWAITING_CHECKPOINT:
+            if decided and status is E.EXECUTING:  # someone decided just before
                 last = max(decided, key=lambda cp: cp.decided_at or cp.created_at)
                 assert last.decision is not None
                 raise Conflict(
