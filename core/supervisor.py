@@ -108,6 +108,11 @@ class SupervisorError(ConnectSWError):
 
     code = "cannot_start"
 
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        #: Why, without the command: "command not found", "not an executable file", ...
+        self.reason = reason or message
+
 
 @dataclass(frozen=True)
 class ProcessRef:
@@ -325,14 +330,17 @@ def _resolve(
             raise SupervisorError("empty command")
     if not cwd.is_dir():
         what = "is not a directory" if cwd.exists() else "does not exist"
-        raise SupervisorError(f"cannot run {argv[0]}: working directory {cwd} {what}")
+        reason = f"working directory {cwd} {what}"
+        raise SupervisorError(f"cannot run {argv[0]}: {reason}", reason)
     exe = argv[0]
     if os.sep in exe:
         path = exe if os.path.isabs(exe) else os.path.join(cwd, exe)
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            raise SupervisorError(f"cannot run {exe}: not an executable file")
+            raise SupervisorError(
+                f"cannot run {exe}: not an executable file", "not an executable file"
+            )
     elif shutil.which(exe, path=env.get("PATH", os.defpath)) is None:
-        raise SupervisorError(f"cannot run {exe}: command not found")
+        raise SupervisorError(f"cannot run {exe}: command not found", "command not found")
     return argv
 
 
@@ -397,7 +405,8 @@ def run(
             start_new_session=True,
         )
     except OSError as exc:
-        raise SupervisorError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        reason = str(exc.strerror or exc)
+        raise SupervisorError(f"cannot run {argv[0]}: {reason}", reason) from None
     ref = ProcessRef(host, proc.pid, proc.pid, _start_time(proc.pid) or 0)
     capture = _Capture(output_limit)
     try:
