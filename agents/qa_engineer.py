@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
 from connectsw.agents.text import feedback_section
+from connectsw.core import supervisor
 from connectsw.core.errors import TaskError, TaskTimeout
 
 REPORT_PATH = "docs/QA-report.md"
 DEFAULT_TIMEOUT = 600.0
 TAIL_LINES = 40
+#: Bytes of the test output kept (head and tail; the summary lines are at the end).
+OUTPUT_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,29 +66,34 @@ def scrub(output: str) -> str:
 
 
 def run_tests(ctx: TaskContext) -> RunResult:
-    """Run the tests in a subprocess in the workspace; TaskTimeout if they run too long."""
+    """Run the tests under the supervisor in the workspace.
+
+    The deadline, stop check and spawn hook come from ``ctx`` (else
+    ``ctx.timeout`` or :data:`DEFAULT_TIMEOUT` seconds from now). Raises
+    TaskTimeout past the deadline (the whole process group is ended first),
+    TaskError if stopped or if the interpreter cannot be started.
+    """
     args = build_command()
     display = " ".join(["python", *args])
     timeout = ctx.timeout if ctx.timeout is not None else DEFAULT_TIMEOUT
+    extra: dict[str, Any] = {}
+    if getattr(ctx, "deadline", None) is None:
+        extra["deadline"] = time.monotonic() + timeout
     # No bytecode: the engine commits only artifacts, so keep the worktree free of __pycache__.
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = supervisor.agent_env({"PYTHONDONTWRITEBYTECODE": "1"})
     try:
-        proc = subprocess.run(
-            [sys.executable, *args],
-            cwd=ctx.workspace,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        outcome = supervisor.run_for(
+            ctx, [sys.executable, *args], env=env, output_limit=OUTPUT_LIMIT, **extra
         )
-    except subprocess.TimeoutExpired:
-        raise TaskTimeout(f"tests did not finish within {timeout:g}s: {display}") from None
-    except OSError as exc:
+    except supervisor.SupervisorError as exc:
         raise TaskError(f"could not run {display}: {exc}") from None
-    output = scrub(proc.stdout + proc.stderr)
+    if outcome.stopped == "timeout":
+        raise TaskTimeout(f"tests did not finish within {timeout:g}s: {display}")
+    if outcome.stopped or outcome.returncode is None:
+        raise TaskError(f"tests stopped: {outcome.stopped}")
+    output = scrub(outcome.output)
     passed, failed = count_results(output, pytest="pytest" in args)
-    return RunResult(display, proc.returncode, output, passed, failed)
+    return RunResult(display, outcome.returncode, output, passed, failed)
 
 
 def render_report(run: RunResult, feedback: list[str]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,13 +70,22 @@ def interactive() -> bool:
 
 
 def _git(cwd: Path, *args: str) -> str:
+    # Imported here: only commands that build a request context need it.
+    import time
+
+    from connectsw.core import supervisor
+
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=10
+        outcome = supervisor.run(
+            ["git", "-C", str(cwd), *args],
+            cwd=cwd,
+            deadline=time.monotonic() + 10,
+            output_limit=64 * 1024,
+            split_stderr=True,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except supervisor.SupervisorError:
         return ""
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    return outcome.output.strip() if outcome.returncode == 0 else ""
 
 
 def local_context(cwd: Path | None = None) -> RequestContext:

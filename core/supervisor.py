@@ -108,6 +108,11 @@ class SupervisorError(ConnectSWError):
 
     code = "cannot_start"
 
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        #: Why, without the command: "command not found", "not an executable file", ...
+        self.reason = reason or message
+
 
 @dataclass(frozen=True)
 class ProcessRef:
@@ -161,6 +166,8 @@ class Outcome:
     output_bytes: int
     duration: float
     ref: ProcessRef
+    #: stderr alone when run() was given ``split_stderr=True`` (then not in ``output``).
+    stderr: str = ""
 
     def last_line(self) -> str:
         """The last non-blank line of the output ('' if none)."""
@@ -325,14 +332,17 @@ def _resolve(
             raise SupervisorError("empty command")
     if not cwd.is_dir():
         what = "is not a directory" if cwd.exists() else "does not exist"
-        raise SupervisorError(f"cannot run {argv[0]}: working directory {cwd} {what}")
+        reason = f"working directory {cwd} {what}"
+        raise SupervisorError(f"cannot run {argv[0]}: {reason}", reason)
     exe = argv[0]
     if os.sep in exe:
         path = exe if os.path.isabs(exe) else os.path.join(cwd, exe)
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            raise SupervisorError(f"cannot run {exe}: not an executable file")
+            raise SupervisorError(
+                f"cannot run {exe}: not an executable file", "not an executable file"
+            )
     elif shutil.which(exe, path=env.get("PATH", os.defpath)) is None:
-        raise SupervisorError(f"cannot run {exe}: command not found")
+        raise SupervisorError(f"cannot run {exe}: command not found", "command not found")
     return argv
 
 
@@ -356,6 +366,7 @@ def run(
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     grace: float = 2.0,
     stdin: bytes | None = None,
+    split_stderr: bool = False,
 ) -> Outcome:
     """Run ``args`` in a process group of its own and wait until the group has ended.
 
@@ -365,8 +376,10 @@ def run(
     right after it exists. Stopping is SIGTERM to the group, ``grace`` seconds,
     SIGKILL. ``env`` defaults to ``os.environ`` (pass :func:`agent_env` for
     agents); ``stdin`` bytes are written to the command's stdin (else
-    /dev/null). Raises :class:`SupervisorError` if the command cannot be
-    started; an exception in the caller (or ``on_spawn``) ends the group first.
+    /dev/null). ``split_stderr`` keeps stderr apart in ``Outcome.stderr``
+    (bounded by ``output_limit`` too), for commands whose stdout is parsed.
+    Raises :class:`SupervisorError` if the command cannot be started; an
+    exception in the caller (or ``on_spawn``) ends the group first.
     """
     environ = dict(os.environ if env is None else env)
     argv = _resolve(args, shell, Path(cwd), environ)
@@ -393,23 +406,26 @@ def run(
             env=environ,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
-        raise SupervisorError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        reason = str(exc.strerror or exc)
+        raise SupervisorError(f"cannot run {argv[0]}: {reason}", reason) from None
     ref = ProcessRef(host, proc.pid, proc.pid, _start_time(proc.pid) or 0)
     capture = _Capture(output_limit)
+    errors = _Capture(output_limit)
     try:
         if on_spawn is not None:
             on_spawn(ref)
-        stopped = _supervise(proc, capture, stdin, deadline, should_stop, grace)
+        stopped = _supervise(proc, capture, errors, stdin, deadline, should_stop, grace)
     except BaseException:
         _end(proc, grace)
         raise
     finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
@@ -425,6 +441,7 @@ def run(
         output_bytes=capture.total,
         duration=time.monotonic() - started,
         ref=ref,
+        stderr=errors.text() if split_stderr else "",
     )
 
 
@@ -453,6 +470,7 @@ def _pidfd(pid: int) -> int | None:
 def _supervise(
     proc: subprocess.Popen[bytes],
     capture: _Capture,
+    errors: _Capture,
     stdin: bytes | None,
     deadline: float | None,
     should_stop: Callable[[], str | None] | None,
@@ -460,10 +478,13 @@ def _supervise(
 ) -> str | None:
     """Read output until the reaper exits; stop it when asked. The stop reason, or None."""
     assert proc.stdout is not None
-    out = proc.stdout.fileno()
-    os.set_blocking(out, False)
     sel = selectors.DefaultSelector()
-    sel.register(out, selectors.EVENT_READ, "out")
+    reading: dict[int, _Capture] = {proc.stdout.fileno(): capture}
+    if proc.stderr is not None:
+        reading[proc.stderr.fileno()] = errors
+    for fd in reading:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ, "out")
     pidfd = _pidfd(proc.pid)
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ, "exit")
@@ -475,7 +496,6 @@ def _supervise(
         else:
             proc.stdin.close()
     stopped: str | None = None
-    out_open = True
     try:
         while proc.poll() is None:
             reason = _stop_reason(deadline, should_stop)
@@ -486,9 +506,9 @@ def _supervise(
             wait = POLL if deadline is None else max(0.0, min(POLL, deadline - time.monotonic()))
             for key, _ in sel.select(wait):
                 if key.data == "out":
-                    if not _read(out, capture):
-                        sel.unregister(out)
-                        out_open = False
+                    if not _read(key.fd, reading[key.fd]):
+                        sel.unregister(key.fd)
+                        del reading[key.fd]
                 elif key.data == "in":
                     pending = _write(proc, pending)
                     if not pending:
@@ -497,14 +517,16 @@ def _supervise(
                             proc.stdin.close()  # type: ignore[union-attr]
                 elif key.data == "exit":
                     sel.unregister(key.fd)
+        if pidfd is not None and pidfd in sel.get_map():
+            sel.unregister(pidfd)
         # The group has ended; read what is still in the pipe (a process that left the
         # group may hold it open: stop after DRAIN seconds).
         end = time.monotonic() + DRAIN
-        while out_open and time.monotonic() < end:
-            ready = sel.select(max(0.0, end - time.monotonic()))
-            if not any(key.data == "out" for key, _ in ready):
-                continue
-            out_open = _read(out, capture)
+        while reading and time.monotonic() < end:
+            for key, _ in sel.select(max(0.0, end - time.monotonic())):
+                if key.data == "out" and not _read(key.fd, reading[key.fd]):
+                    sel.unregister(key.fd)
+                    del reading[key.fd]
     finally:
         sel.close()
         if pidfd is not None:

@@ -2,45 +2,118 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
-import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from connectsw.core import supervisor
 from connectsw.core.errors import ConnectSWError, TaskError
 
 AUTHOR = {"name": "ConnectSW", "email": "orchestrator@connectsw.invalid"}
+IDENTITY = {
+    "GIT_AUTHOR_NAME": AUTHOR["name"],
+    "GIT_AUTHOR_EMAIL": AUTHOR["email"],
+    "GIT_COMMITTER_NAME": AUTHOR["name"],
+    "GIT_COMMITTER_EMAIL": AUTHOR["email"],
+}
+#: Seconds a git command may run.
+GIT_TIMEOUT = 120.0
+#: Bytes of a git command's stdout (and, apart, stderr) kept.
+GIT_OUTPUT_LIMIT = 1024 * 1024
 
 
-def _git(workspace: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+class WorkspaceError(ConnectSWError):
+    """The workspace cannot be used: a parent is a file, it is not writable, ..."""
+
+    code = "workspace_error"
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class GitResult:
+    """A finished git command: its exit code and (bounded) stdout; stderr kept apart."""
+
+    returncode: int
+    stdout: str
+    stderr: str = ""
+
+
+def _git(workspace: Path, *args: str, check: bool = True) -> GitResult:
+    """Run ``git -C workspace ARGS`` under the supervisor, at most :data:`GIT_TIMEOUT` s.
+
+    Raises TaskError (one line) when ``check`` and git fails or times out,
+    ConnectSWError when git is not installed, WorkspaceError when the
+    workspace is not a directory.
+    """
+    if not workspace.is_dir():
+        if not check:
+            return GitResult(128, "", f"{workspace} is not a directory")
+        raise WorkspaceError(f"workspace {workspace}: not a directory")
     # Commit as ConnectSW unless the user configured an identity.
-    env.setdefault("GIT_AUTHOR_NAME", AUTHOR["name"])
-    env.setdefault("GIT_AUTHOR_EMAIL", AUTHOR["email"])
-    env.setdefault("GIT_COMMITTER_NAME", AUTHOR["name"])
-    env.setdefault("GIT_COMMITTER_EMAIL", AUTHOR["email"])
+    env = supervisor.agent_env({k: v for k, v in IDENTITY.items() if k not in os.environ})
     try:
-        proc = subprocess.run(
+        outcome = supervisor.run(
             ["git", "-C", str(workspace), *args],
-            capture_output=True,
-            text=True,
+            cwd=workspace,
             env=env,
-            timeout=120,
+            deadline=time.monotonic() + GIT_TIMEOUT,
+            output_limit=GIT_OUTPUT_LIMIT,
+            split_stderr=True,
         )
-    except FileNotFoundError:
-        raise ConnectSWError(
-            "git is not installed; the workspace must be a git repository"
-        ) from None
-    if check and proc.returncode != 0:
+    except supervisor.SupervisorError as exc:
+        if exc.reason == "command not found":
+            raise ConnectSWError(
+                "git is not installed; the workspace must be a git repository"
+            ) from None
+        raise WorkspaceError(f"workspace {workspace}: {exc.reason}") from None
+    if outcome.stopped or outcome.returncode is None:
+        raise TaskError(f"git {args[0]} timed out after {GIT_TIMEOUT:g}s")
+    result = GitResult(outcome.returncode, outcome.output, outcome.stderr)
+    if check and result.returncode != 0:
         lines = [
             line
-            for line in (proc.stderr or proc.stdout).strip().splitlines()
+            for line in (result.stderr or result.stdout).strip().splitlines()
             if line.strip() and not line.startswith("hint:")
         ]
-        raise TaskError(f"git {args[0]} failed: {lines[0] if lines else proc.returncode}")
-    return proc
+        raise TaskError(f"git {args[0]} failed: {lines[0] if lines else result.returncode}")
+    return result
+
+
+def _make_dir(workspace: Path) -> None:
+    """Create ``workspace`` and check it is writable; WorkspaceError (one line) if not."""
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WorkspaceError(f"workspace {workspace}: is a file, not a directory") from None
+    except NotADirectoryError:
+        raise WorkspaceError(
+            f"workspace {workspace}: a parent is a file, not a directory"
+        ) from None
+    except OSError as exc:
+        raise WorkspaceError(f"workspace {workspace}: {_why(exc)}") from None
+    if not workspace.is_dir():
+        raise WorkspaceError(f"workspace {workspace}: is a file, not a directory")
+    if not os.access(workspace, os.W_OK | os.X_OK):
+        # access(2) reports EROFS for a read-only file system, EACCES for permissions.
+        try:
+            read_only = bool(os.statvfs(workspace).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        reason = "read-only file system" if read_only else "permission denied"
+        raise WorkspaceError(f"workspace {workspace}: not writable ({reason})")
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return "not writable (read-only file system)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "not writable (permission denied)"
+    return (exc.strerror or str(exc)).lower()
 
 
 def ensure_repo(workspace: Path) -> Path:
@@ -48,8 +121,10 @@ def ensure_repo(workspace: Path) -> Path:
 
     A workspace inside an existing repository commits there (a product in a
     monorepo), unless that repository ignores it: then it gets a repository of its own.
+    Raises WorkspaceError (one line) if the workspace cannot be created or written:
+    a parent is a file, a read-only file system, no permission.
     """
-    workspace.mkdir(parents=True, exist_ok=True)
+    _make_dir(workspace)
     inside = _git(workspace, "rev-parse", "--show-toplevel", check=False)
     if inside.returncode == 0:
         top = Path(inside.stdout.strip()).resolve()

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
-import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from connectsw import hookimpl
+from connectsw.core import supervisor
 from connectsw.core.models import RuleResult
 from connectsw.gates.base import GateContext, GateRule
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox"}
 TAIL_LINES = 15
+#: Seconds the test command may run unless ``gates.test_timeout`` says otherwise.
+DEFAULT_TIMEOUT = 600.0
+#: Bytes of the test command's output kept (head and tail).
+OUTPUT_LIMIT = 64 * 1024
 
 
 def find_tests(root: Path) -> bool:
@@ -55,14 +60,31 @@ class TestsPassRule(GateRule):
         return bool(ctx.config.get("test_command")) or find_tests(ctx.workspace)
 
     def evaluate(self, ctx: GateContext) -> RuleResult:
+        """Run the test command under the supervisor, at most ``test_timeout`` seconds.
+
+        Past the timeout the command's whole process group is ended (SIGTERM,
+        grace, SIGKILL). Output is kept bounded; the details show its last lines.
+        """
         cmd = self._command(ctx)
-        timeout = float(ctx.config.get("test_timeout", 600))
+        timeout = float(ctx.config.get("test_timeout", DEFAULT_TIMEOUT))
         shown = " ".join(shlex.quote(c) for c in cmd)
         try:
-            proc = subprocess.run(
-                cmd, cwd=ctx.workspace, capture_output=True, text=True, timeout=timeout
+            outcome = supervisor.run(
+                cmd,
+                cwd=ctx.workspace,
+                env=supervisor.agent_env(),
+                deadline=time.monotonic() + timeout,
+                output_limit=OUTPUT_LIMIT,
             )
-        except subprocess.TimeoutExpired:
+        except supervisor.SupervisorError as exc:
+            return RuleResult(
+                rule=self.name,
+                passed=False,
+                score=0.0,
+                details=f"cannot run {shown}: {exc.reason}",
+                remediation="Set gates.test_command to a command that runs.",
+            )
+        if outcome.stopped:
             return RuleResult(
                 rule=self.name,
                 passed=False,
@@ -70,16 +92,8 @@ class TestsPassRule(GateRule):
                 details=f"{shown} timed out after {timeout:g}s",
                 remediation="Make the test suite finish within the timeout.",
             )
-        except OSError as exc:
-            return RuleResult(
-                rule=self.name,
-                passed=False,
-                score=0.0,
-                details=f"cannot run {shown}: {exc.strerror}",
-                remediation="Set gates.test_command to a command that runs.",
-            )
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-TAIL_LINES:])
-        passed = proc.returncode == 0
+        tail = "\n".join(outcome.output.strip().splitlines()[-TAIL_LINES:])
+        passed = outcome.returncode == 0
         return RuleResult(
             rule=self.name,
             passed=passed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,36 @@ def test_count_results_unittest() -> None:
 def test_scrub_removes_durations() -> None:
     assert qa_engineer.scrub("3 passed in 0.12s") == "3 passed in <time>"
     assert qa_engineer.scrub("Ran 3 tests in 0.004s") == "Ran 3 tests in <time>"
+
+
+@pytest.mark.slow
+def test_timeout_ends_what_the_tests_started(tmp_path: Path) -> None:
+    # Issue 5, fault 1: the timeout killed the test runner, not the processes it started.
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests/__init__.py").write_text("")
+    (tmp_path / "tests/test_spawn.py").write_text(
+        "import subprocess, time\n\n"
+        "def test_spawn():\n"
+        "    subprocess.Popen(['sh', '-c', 'sleep 2; touch late.txt'])\n"
+        "    time.sleep(30)\n"
+    )
+    with pytest.raises(TaskTimeout, match="did not finish within 1s"):
+        QAEngineerAgent().run(make_ctx(tmp_path, timeout=1))
+    time.sleep(2.5)
+    assert not (tmp_path / "late.txt").exists()
+
+
+def test_stop_request_and_clean_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests/__init__.py").write_text("")
+    (tmp_path / "tests/test_env.py").write_text(
+        "import os\n\ndef test_env():\n    assert 'PGPASSWORD' not in os.environ\n"
+    )
+    assert QAEngineerAgent().run(make_ctx(tmp_path)).outputs["tests_passed"] == 1
+    ctx = make_ctx(tmp_path)
+    ctx.should_stop = lambda: "cancelled"  # type: ignore[attr-defined]
+    with pytest.raises(TaskError, match="^tests stopped: cancelled$"):
+        QAEngineerAgent().run(ctx)

@@ -282,3 +282,8 @@ def test_memory_stays_flat_with_large_output(tmp_path: Path) -> None:
     assert total == 150_000_000
     assert kept < 70_000
     assert growth_kib < 50 * 1024
+
+
+def test_split_stderr(tmp_path: Path) -> None:
+    out = supervisor.run("echo out; echo err >&2", cwd=tmp_path, shell=True, split_stderr=True)
+    assert (out.output, out.stderr) == ("out\n", "err\n")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from connectsw.core import workspace
-from connectsw.core.errors import TaskError
+from connectsw.core.errors import ConnectSWError, TaskError
 
 
 def git(repo: Path, *args: str) -> str:
@@ -155,3 +156,64 @@ def test_an_ignored_workspace_gets_its_own_repository(tmp_path: Path) -> None:
     assert workspace.commit(ws, ["x.txt"], "x") is not None
     assert workspace.log(ws) == ["x"]
     assert workspace.log(outer) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A real read-only file system (an empty tmpfs mounted ro), unmounted afterwards."""
+    target = tmp_path / "ro"
+    target.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here (needs root): {proc.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_workspace_under_a_file_is_one_line_error(tmp_path: Path) -> None:
+    # Issue 5, fault 10: an OSError traceback, "internal error" (exit 70).
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(workspace.WorkspaceError) as info:
+        workspace.ensure_repo(tmp_path / "file" / "ws")
+    assert (
+        str(info.value)
+        == f"workspace {tmp_path / 'file' / 'ws'}: a parent is a file, not a directory"
+    )
+    assert isinstance(info.value, ConnectSWError)
+    with pytest.raises(workspace.WorkspaceError, match="is a file, not a directory"):
+        workspace.ensure_repo(tmp_path / "file")
+
+
+def test_workspace_on_a_read_only_file_system_is_one_line_error(read_only_dir: Path) -> None:
+    with pytest.raises(workspace.WorkspaceError) as info:
+        workspace.ensure_repo(read_only_dir / "ws")
+    assert (
+        str(info.value) == f"workspace {read_only_dir / 'ws'}: not writable (read-only file system)"
+    )
+    # The mount point exists: refused before git tries to write there.
+    with pytest.raises(workspace.WorkspaceError, match=r"not writable \(read-only file system\)$"):
+        workspace.ensure_repo(read_only_dir)
+
+
+def test_git_output_and_stderr_are_kept_apart(repo: Path) -> None:
+    (repo / "a.txt").write_text("a\n")
+    workspace.commit(repo, ["a.txt"], "first")
+    assert workspace.log(repo) == ["first"]
+    with pytest.raises(TaskError, match=r"^git add failed: fatal: pathspec 'nope' did not match"):
+        workspace.commit(repo, ["nope"], "x")
+
+
+def test_git_runs_without_engine_credentials(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
+    hook = repo / ".git" / "hooks" / "post-commit"
+    hook.write_text('#!/bin/sh\necho "${PGPASSWORD:-none}" > hook.txt\n')
+    hook.chmod(0o755)
+    (repo / "a.txt").write_text("a\n")
+    workspace.commit(repo, ["a.txt"], "first")
+    assert (repo / "hook.txt").read_text() == "none\n"

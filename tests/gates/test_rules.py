@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,27 @@ def test_command_that_cannot_run_fails(tmp_path: Path, rule: TestsPassRule) -> N
     assert not result.passed
     assert "cannot run /no/such/test-runner --all" in result.details
     assert "gates.test_command" in result.remediation
+
+
+def test_timeout_ends_the_whole_test_command(tmp_path: Path, rule: TestsPassRule) -> None:
+    # Issue 5, fault 1: only the runner was killed; what it started kept running.
+    cmd = "sh -c '(sleep 1; touch late.txt) & sleep 10'"
+    result = rule.evaluate(context(tmp_path, test_command=cmd, test_timeout=0.3))
+    assert not result.passed
+    assert "timed out after 0.3s" in result.details
+    time.sleep(1.4)
+    assert not (tmp_path / "late.txt").exists()
+
+
+def test_invalid_utf8_output_does_not_break_the_rule(tmp_path: Path, rule: TestsPassRule) -> None:
+    result = rule.evaluate(context(tmp_path, test_command="printf 'bad \\377 byte'"))
+    assert result.passed
+    assert result.details.splitlines()[-1] == "bad \ufffd byte"
+
+
+def test_test_command_gets_no_engine_credentials(
+    tmp_path: Path, rule: TestsPassRule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
+    cmd = f"{PY} -c \"import os, sys; sys.exit('PGPASSWORD' in os.environ)\""
+    assert rule.evaluate(context(tmp_path, test_command=cmd)).passed
