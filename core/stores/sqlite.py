@@ -40,9 +40,15 @@ class SQLiteStore(SQLStore):
         self.path = Path(path).expanduser()
         self.where = str(self.path)
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []  # every thread's, to close them all
         self._immutable = False
         self.read_only = self._check_location()
-        self._open_schema()
+        try:
+            self._open_schema()
+        except BaseException:
+            self.close()
+            raise
 
     def _check_location(self) -> str | None:
         """Create the directory; returns why the store is read-only, or None.
@@ -71,14 +77,18 @@ class SQLiteStore(SQLStore):
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or conn not in self._conns:  # none yet, or closed by close()
             conn = self._local.conn = self._connect()
+            with self._lock:
+                self._conns.append(conn)
         return conn
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
             return self._connect_read_only()
-        conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT, isolation_level=None)
+        conn = sqlite3.connect(
+            self.path, timeout=LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         try:
             # Turning WAL on writes the header of a new file: under the lock retry too.
             _retry_locked(conn, "PRAGMA journal_mode=WAL")
@@ -91,14 +101,14 @@ class SQLiteStore(SQLStore):
     def _connect_read_only(self) -> sqlite3.Connection:
         uri = self.path.absolute().as_uri()
         if not self._immutable:
-            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            conn = _connect_uri(f"{uri}?mode=ro")
             try:
                 conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
                 return conn
             except sqlite3.OperationalError:  # no -shm file and none can be created here
                 conn.close()
                 self._immutable = True
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        return _connect_uri(f"{uri}?immutable=1")
 
     @contextmanager
     def _connection(self, write: bool) -> Iterator[sqlite3.Connection]:
@@ -118,11 +128,15 @@ class SQLiteStore(SQLStore):
             raise
 
     def close(self) -> None:
-        """Close this thread's connection (a later call opens a new one)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (a later call opens a new one).
+
+        Call it when no other thread is using the store.
+        """
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local.conn = None
 
 
 def _retry_locked(db: sqlite3.Connection, statement: str) -> None:
@@ -147,6 +161,10 @@ def _retry_locked(db: sqlite3.Connection, statement: str) -> None:
             pause = min(pause * 1.5, 0.005)
     finally:
         db.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT * 1000)}")
+
+
+def _connect_uri(uri: str) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
 
 def _reason(exc: OSError) -> str:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from connectsw.core.errors import ConfigError, StoreError
+from connectsw.core.errors import (
+    ConfigError,
+    Conflict,
+    LeaseLost,
+    NotFound,
+    StoreError,
+    UnwritableRecord,
+)
 from connectsw.core.models import (
     CheckpointSpec,
     CheckpointState,
@@ -34,6 +41,7 @@ from connectsw.core.models import (
     TaskStatus,
 )
 from connectsw.core.stores import Store, open_store
+from connectsw.core.stores.base import Lease
 from connectsw.core.stores.postgres import PostgresStore
 from connectsw.core.stores.sqlite import SQLiteStore
 
@@ -150,58 +158,89 @@ def test_unknown_store_scheme_is_refused() -> None:
         open_store("mysql://x")
 
 
+E = ExecutionStatus
+
+
 def test_create_and_get_execution(store: Store) -> None:
     execution = make_execution(feedback=["be brief"])
-    store.create_execution(execution)
+    created = store.create_execution(execution, [event(execution.id, "execution.created")])
+    assert [e.kind for e in created] == ["execution.created"] and created[0].seq > 0
     loaded = store.get_execution(execution.id)
     assert loaded == execution
     assert loaded is not execution
     assert loaded.plan.checkpoints[0].type == "one"
+    assert (loaded.owner, loaded.heartbeat_at, loaded.lease_token) == (None, None, 0)
     assert store.get_execution("exec_missing") is None
+    assert store.execution_status(execution.id) is E.PENDING
+    assert store.execution_status("exec_missing") is None
+    assert store.lease(execution.id) == Lease(owner=None, heartbeat_at=None, token=0)
+    assert store.lease("exec_missing") is None
 
 
-def test_create_twice_refused(store: Store) -> None:
+def test_create_twice_is_a_conflict(store: Store) -> None:
     execution = make_execution()
     store.create_execution(execution)
-    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own integrity error
-        store.create_execution(execution)
+    with pytest.raises(Conflict, match=f"execution {execution.id} already exists"):
+        store.create_execution(execution, [event(execution.id)])
     assert store.get_execution(execution.id) == execution
+    assert store.events(execution.id) == []
 
 
-def test_save_execution_updates_and_returns_events(store: Store) -> None:
+def test_transition_updates_and_returns_events(store: Store) -> None:
     execution = make_execution()
     store.create_execution(execution)
-    execution.status = ExecutionStatus.AWAITING_CHECKPOINT
+    execution.status = E.AWAITING_CHECKPOINT
     execution.stage = 1
     execution.error = "x"
-    saved = store.save_execution(
-        execution, [event(execution.id, "stage.finished"), event(execution.id, "checkpoint")]
+    saved = store.transition(
+        execution, {E.PENDING}, [event(execution.id, "stage.finished"), event(execution.id, "cp")]
     )
-    assert [e.kind for e in saved] == ["stage.finished", "checkpoint"]
+    assert [e.kind for e in saved] == ["stage.finished", "cp"]
     assert 0 < saved[0].seq < saved[1].seq
     loaded = store.get_execution(execution.id)
     assert loaded is not None
-    assert loaded.status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert loaded.status is E.AWAITING_CHECKPOINT
     assert (loaded.stage, loaded.error) == (1, "x")
     assert [e.seq for e in store.events(execution.id)] == [e.seq for e in saved]
-    assert store.save_execution(execution) == []
+    execution.status = E.EXECUTING
+    assert store.transition(execution, [E.PENDING, E.AWAITING_CHECKPOINT]) == []
+    assert store.execution_status(execution.id) is E.EXECUTING
 
 
-def test_cancellation_is_final(open_new: Opener) -> None:
+def test_transition_from_an_unexpected_status_is_a_conflict_and_writes_nothing(
+    open_new: Opener,
+) -> None:
     runner, canceller = open_new(), open_new()
-    execution = make_execution(status=ExecutionStatus.EXECUTING)
+    execution = make_execution(status=E.EXECUTING)
     runner.create_execution(execution)
-    assert canceller.execution_status(execution.id) is ExecutionStatus.EXECUTING
     cancelled = canceller.get_execution(execution.id)
     assert cancelled is not None
-    cancelled.status = ExecutionStatus.CANCELLED
-    canceller.save_execution(cancelled)
-    # The running process, unaware, saves its next state: the cancellation stands.
-    execution.status = ExecutionStatus.AWAITING_CHECKPOINT
-    runner.save_execution(execution, [event(execution.id, "checkpoint.reached")])
-    assert runner.execution_status(execution.id) is ExecutionStatus.CANCELLED
-    assert [e.kind for e in runner.events(execution.id)] == ["checkpoint.reached"]
-    assert runner.execution_status("exec_missing") is None
+    cancelled.status = E.CANCELLED
+    canceller.transition(cancelled, {E.EXECUTING}, [event(execution.id, "execution.cancelled")])
+    # The running process, unaware, writes its next state: refused, nothing written.
+    execution.status = E.AWAITING_CHECKPOINT
+    execution.error = "late"
+    with pytest.raises(Conflict) as info:
+        runner.transition(
+            execution,
+            {E.EXECUTING},
+            [event(execution.id, "checkpoint.reached")],
+            checkpoint=checkpoint(execution.id, 0),
+            gate=(0, GateResult(stage=0, passed=True, score=1.0)),
+        )
+    assert str(info.value) == f"execution {execution.id} is already cancelled"
+    assert info.value.exit_code == 5
+    loaded = runner.get_execution(execution.id)
+    assert loaded is not None and (loaded.status, loaded.error) == (E.CANCELLED, None)
+    assert [e.kind for e in runner.events(execution.id)] == ["execution.cancelled"]
+    assert runner.checkpoints(execution.id) == []
+    assert runner.gate_result(execution.id, 0, 0) is None
+
+
+def test_transition_of_a_missing_execution_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="execution exec_missing not found"):
+        store.transition(make_execution(id="exec_missing"), {E.PENDING}, [event("exec_missing")])
+    assert store.events("exec_missing") == []
 
 
 def test_list_executions_most_recently_updated_first(store: Store) -> None:
@@ -212,41 +251,61 @@ def test_list_executions_most_recently_updated_first(store: Store) -> None:
     assert [e.id for e in store.list_executions()] == ids[::-1]
     assert [e.id for e in store.list_executions(limit=2)] == [ids[3], ids[2]]
     executions[0].updated_at = T0 + timedelta(hours=1)
-    store.save_execution(executions[0])
+    store.transition(executions[0], {E.PENDING})
     assert [e.id for e in store.list_executions()] == [ids[0], ids[3], ids[2], ids[1]]
 
 
-def test_claim_is_compare_and_set(store: Store) -> None:
+# -- the lease and fencing --------------------------------------------------------
+
+
+def test_claim_is_compare_and_set_on_the_token(store: Store) -> None:
     execution = make_execution()
     store.create_execution(execution)
     eid = execution.id
-    assert store.claim_execution(eid, "alice", None, T0)
-    assert not store.claim_execution(eid, "bob", None, T0)  # already owned
+    assert store.claim(eid, "alice", 0, T0) == 1
+    assert store.claim(eid, "bob", 0, T0) is None  # alice moved the token
+    assert store.lease(eid) == Lease(owner="alice", heartbeat_at=T0, token=1)
     loaded = store.get_execution(eid)
+    assert loaded is not None and (loaded.owner, loaded.heartbeat_at, loaded.lease_token) == (
+        "alice",
+        T0,
+        1,
+    )
+    later = T0 + timedelta(seconds=1)
+    assert store.claim(eid, "bob", 1, later) == 2  # take over
+    assert store.lease(eid) == Lease(owner="bob", heartbeat_at=later, token=2)
+    assert not store.release(eid, "alice", 1, later)  # an old token releases nothing
+    assert store.release(eid, "bob", 2, later)
+    assert store.lease(eid) == Lease(owner=None, heartbeat_at=later, token=2)
+    assert not store.heartbeat(eid, "bob", 2, later)  # released
+    assert store.claim(eid, "carol", 2, later) == 3
+    assert store.claim("exec_missing", "alice", 0, T0) is None
+
+
+def test_transition_and_claim_keep_each_others_columns(store: Store) -> None:
+    execution = make_execution()
+    store.create_execution(execution)
+    token = store.claim(execution.id, "alice", 0, T0)
+    execution.status = E.EXECUTING  # this copy still says owner None, token 0
+    store.transition(execution, {E.PENDING}, token=token)
+    loaded = store.get_execution(execution.id)
     assert loaded is not None
-    assert loaded.owner == "alice"
-    assert loaded.heartbeat_at == T0
-    assert not store.claim_execution(eid, "bob", "carol", T0)  # wrong expectation
-    assert store.claim_execution(eid, "bob", "alice", T0 + timedelta(seconds=1))  # take over
-    assert store.get_execution(eid).owner == "bob"  # type: ignore[union-attr]
-    assert store.claim_execution(eid, None, "bob", T0)  # release
-    assert store.get_execution(eid).owner is None  # type: ignore[union-attr]
-    assert store.claim_execution(eid, "alice", None, T0)
-    assert not store.claim_execution("exec_missing", "alice", None, T0)
+    assert (loaded.owner, loaded.lease_token, loaded.status) == ("alice", 1, E.EXECUTING)
 
 
 def test_claim_races_have_one_winner(open_new: Opener) -> None:
     store = open_new()
     execution = make_execution()
     store.create_execution(execution)
-    wins: list[str] = []
+    wins: list[tuple[str, int]] = []
     barrier = threading.Barrier(8)
 
     def contend(owner: str) -> None:
         s = open_new()
         barrier.wait()
-        if s.claim_execution(execution.id, owner, None, T0):
-            wins.append(owner)
+        token = s.claim(execution.id, owner, 0, T0)
+        if token is not None:
+            wins.append((owner, token))
 
     threads = [threading.Thread(target=contend, args=(f"w{i}",)) for i in range(8)]
     for t in threads:
@@ -254,42 +313,233 @@ def test_claim_races_have_one_winner(open_new: Opener) -> None:
     for t in threads:
         t.join()
     assert len(wins) == 1
-    assert store.get_execution(execution.id).owner == wins[0]  # type: ignore[union-attr]
+    assert store.lease(execution.id) == Lease(owner=wins[0][0], heartbeat_at=T0, token=1)
 
 
-def test_save_execution_keeps_owner(store: Store) -> None:
+def test_heartbeat_only_by_the_token_holder(store: Store) -> None:
     execution = make_execution()
     store.create_execution(execution)
-    store.claim_execution(execution.id, "alice", None, T0)
-    execution.status = ExecutionStatus.EXECUTING  # this copy still says owner None
-    store.save_execution(execution)
-    loaded = store.get_execution(execution.id)
-    assert loaded is not None
-    assert loaded.owner == "alice"
-    assert loaded.status is ExecutionStatus.EXECUTING
-
-
-def test_heartbeat_only_by_owner(store: Store) -> None:
-    execution = make_execution()
-    store.create_execution(execution)
-    assert not store.heartbeat(execution.id, "alice", T0)  # nobody owns it
-    store.claim_execution(execution.id, "alice", None, T0)
+    assert not store.heartbeat(execution.id, "alice", 0, T0)  # nobody owns it
+    token = store.claim(execution.id, "alice", 0, T0)
+    assert token == 1
     later = T0 + timedelta(seconds=30)
-    assert store.heartbeat(execution.id, "alice", later)
-    assert store.get_execution(execution.id).heartbeat_at == later  # type: ignore[union-attr]
-    assert not store.heartbeat(execution.id, "bob", later + timedelta(seconds=1))
-    assert store.get_execution(execution.id).heartbeat_at == later  # type: ignore[union-attr]
+    assert store.heartbeat(execution.id, "alice", token, later)
+    assert store.lease(execution.id).heartbeat_at == later  # type: ignore[union-attr]
+    assert not store.heartbeat(execution.id, "bob", token, later + timedelta(seconds=1))
+    assert not store.heartbeat(execution.id, "alice", 0, later + timedelta(seconds=1))
+    assert store.lease(execution.id).heartbeat_at == later  # type: ignore[union-attr]
+
+
+def test_a_process_whose_lease_was_taken_over_writes_nothing(open_new: Opener) -> None:
+    a, b = open_new(), open_new()
+    execution = make_execution(status=E.EXECUTING)
+    a.create_execution(execution)
+    eid = execution.id
+    token_a = a.claim(eid, "a", 0, T0)
+    assert token_a == 1
+    a.save_task_results([result(eid, "t0")], [event(eid, task_id="t0")], token=token_a)
+    # A is stopped past its lease; B takes over.
+    token_b = b.claim(eid, "b", token_a, T0 + timedelta(minutes=1))
+    assert token_b == 2
+    before = (b.get_execution(eid), b.task_attempts(eid, "t1"), b.events(eid), b.checkpoints(eid))
+    # A wakes up: each of its writes is refused.
+    execution.status = E.AWAITING_CHECKPOINT
+    with pytest.raises(LeaseLost, match=f"lost the lease on execution {eid}: b took it over"):
+        a.transition(
+            execution,
+            {E.EXECUTING},
+            [event(eid, "checkpoint.reached")],
+            token=token_a,
+            checkpoint=checkpoint(eid, 0),
+        )
+    with pytest.raises(LeaseLost):
+        a.save_task_results([result(eid, "t1")], [event(eid, task_id="t1")], token=token_a)
+    with pytest.raises(LeaseLost):
+        a.save_task_results([result(eid, "t1")], token=token_a)
+    with pytest.raises(LeaseLost):
+        a.add_events([event(eid, "note")], token=token_a)
+    assert not a.heartbeat(eid, "a", token_a, T0 + timedelta(minutes=2))
+    assert not a.release(eid, "a", token_a, T0 + timedelta(minutes=2))
+    assert (
+        b.get_execution(eid),
+        b.task_attempts(eid, "t1"),
+        b.events(eid),
+        b.checkpoints(eid),
+    ) == (before)
+    assert b.lease(eid) == Lease(owner="b", heartbeat_at=T0 + timedelta(minutes=1), token=2)
+    # B's writes go through; unfenced writes (no token) too.
+    assert b.save_task_results([result(eid, "t1")], token=token_b) == []
+    assert b.add_events([event(eid, "note")], token=token_b)[0].seq > 0
+    assert [r.task_id for r in b.task_attempts(eid, "t1")] == ["t1"]
+
+
+def test_a_fenced_write_is_for_one_execution(store: Store) -> None:
+    e = make_execution()
+    store.create_execution(e)
+    with pytest.raises(ValueError, match="one execution"):
+        store.save_task_results([result(e.id, "a")], [event("exec_other")], token=0)
+    with pytest.raises(NotFound):
+        store.add_events([event("exec_missing")], token=0)
+
+
+# -- checkpoints and decisions (fault 3) ---------------------------------------------
+
+
+def checkpoint(eid: str, stage: int, round: int = 0, **kw: object) -> CheckpointState:
+    return CheckpointState(
+        execution_id=eid, stage=stage, round=round, type=f"s{stage}", question="ok?", **kw
+    )
+
+
+def awaiting(store: Store) -> Execution:
+    """An execution waiting at the checkpoint of stage 0."""
+    execution = make_execution()
+    store.create_execution(execution)
+    execution.status = E.AWAITING_CHECKPOINT
+    store.transition(execution, {E.PENDING}, checkpoint=checkpoint(execution.id, 0))
+    return execution
+
+
+def decide(
+    store: Store, execution: Execution, decision: Decision, feedback: str | None = None
+) -> list[Event]:
+    """What ``connectsw approve`` / ``request-changes`` do: one fenced-free decision."""
+    execution = execution.model_copy(deep=True)
+    execution.status = E.EXECUTING if decision is Decision.APPROVE else E.FAILED
+    decided = checkpoint(
+        execution.id, 0, decision=decision, feedback=feedback, decided_at=T0 + timedelta(hours=1)
+    )
+    return store.transition(
+        execution,
+        {E.AWAITING_CHECKPOINT},
+        [event(execution.id, "checkpoint.decided", data={"decision": decision.value})],
+        checkpoint=decided,
+        decide=True,
+    )
+
+
+def test_a_decision_is_recorded_once(store: Store) -> None:
+    execution = awaiting(store)
+    assert [c.decision for c in store.checkpoints(execution.id)] == [None]
+    decide(store, execution, Decision.REQUEST_CHANGES, "shorter")
+    [cp] = store.checkpoints(execution.id)
+    assert (cp.decision, cp.feedback) == (Decision.REQUEST_CHANGES, "shorter")
+    with pytest.raises(Conflict) as info:
+        decide(store, execution, Decision.APPROVE)
+    assert str(info.value) == f"execution {execution.id} was already decided (now failed)"
+    assert info.value.exit_code == 5
+    [cp] = store.checkpoints(execution.id)
+    assert cp.decision is Decision.REQUEST_CHANGES
+
+
+def test_a_decided_checkpoint_is_not_decided_again_whatever_the_status(store: Store) -> None:
+    execution = awaiting(store)
+    decide(store, execution, Decision.APPROVE)
+    back = execution.model_copy(deep=True)  # e.g. a status that allows the decision again
+    back.status = E.AWAITING_CHECKPOINT
+    store.transition(back, {E.EXECUTING})
+    events_before = store.events(execution.id)
+    with pytest.raises(Conflict) as info:
+        decide(store, execution, Decision.REQUEST_CHANGES)
+    assert str(info.value) == (
+        f"the checkpoint at stage 0 (round 0) of execution {execution.id}"
+        " was already decided: approve"
+    )
+    assert store.execution_status(execution.id) is E.AWAITING_CHECKPOINT  # rolled back
+    assert store.events(execution.id) == events_before
+    assert store.checkpoints(execution.id)[0].decision is Decision.APPROVE
+
+
+def test_deciding_a_missing_checkpoint_is_not_found(store: Store) -> None:
+    execution = make_execution(status=E.AWAITING_CHECKPOINT)
+    store.create_execution(execution)
+    with pytest.raises(NotFound, match="no checkpoint at stage 0"):
+        decide(store, execution, Decision.APPROVE)
+    assert store.execution_status(execution.id) is E.AWAITING_CHECKPOINT
+
+
+def test_two_decisions_at_once_exactly_one_wins(open_new: Opener) -> None:
+    """approve and request-changes started at the same moment: one wins, one conflicts."""
+    store = open_new()
+    deciders = {Decision.APPROVE: open_new(), Decision.REQUEST_CHANGES: open_new()}
+    for _ in range(25):
+        execution = awaiting(store)
+        barrier = threading.Barrier(2)
+        outcomes: dict[Decision, str] = {}
+
+        def run(
+            decision: Decision,
+            execution: Execution = execution,
+            barrier: threading.Barrier = barrier,
+            outcomes: dict[Decision, str] = outcomes,
+        ) -> None:
+            barrier.wait()
+            try:
+                decide(deciders[decision], execution, decision)
+                outcomes[decision] = "won"
+            except Conflict as exc:
+                outcomes[decision] = str(exc)
+
+        threads = [threading.Thread(target=run, args=(d,)) for d in deciders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [d for d, outcome in outcomes.items() if outcome == "won"]
+        assert len(winners) == 1, outcomes
+        [loser] = set(deciders) - set(winners)
+        assert "already decided" in outcomes[loser]
+        [cp] = store.checkpoints(execution.id)
+        assert cp.decision is winners[0]
+        decided = [e for e in store.events(execution.id) if e.kind == "checkpoint.decided"]
+        assert [e.data["decision"] for e in decided] == [winners[0].value]
+
+
+def test_checkpoints_saved_replaced_and_listed(store: Store) -> None:
+    e = make_execution()
+    store.create_execution(e)
+    for cp in (checkpoint(e.id, 1), checkpoint(e.id, 0, round=1), checkpoint(e.id, 0)):
+        store.transition(e, {E.PENDING}, checkpoint=cp)
+    assert [(c.stage, c.round) for c in store.checkpoints(e.id)] == [(0, 0), (0, 1), (1, 0)]
+    replaced = checkpoint(e.id, 0, decision=Decision.REQUEST_CHANGES, feedback="x", decided_at=T0)
+    store.transition(e, {E.PENDING}, checkpoint=replaced)  # without decide: replaced as is
+    listed = store.checkpoints(e.id)
+    assert len(listed) == 3
+    assert listed[0] == replaced
+    assert listed[1].decision is None
+    assert store.checkpoints("exec_missing") == []
+
+
+def test_gate_results(store: Store) -> None:
+    e = make_execution()
+    store.create_execution(e)
+    failed = GateResult(
+        stage=1,
+        passed=False,
+        score=0.0,
+        rules=[RuleResult(rule="tests-pass", passed=False, score=0.0, remediation="fix")],
+    )
+    store.transition(e, {E.PENDING}, gate=(0, failed))
+    assert store.gate_result(e.id, 1, 0) == failed
+    assert store.gate_result(e.id, 1, 1) is None
+    assert store.gate_result(e.id, 0, 0) is None
+    passed = GateResult(stage=1, passed=True, score=1.0)
+    store.transition(e, {E.PENDING}, gate=(0, passed))  # replaces
+    assert store.gate_result(e.id, 1, 0) == passed
+    store.transition(e, {E.PENDING}, gate=(1, failed))
+    assert store.gate_result(e.id, 1, 1) == failed
+    assert store.gate_result(e.id, 1, 0) == passed
 
 
 # -- task results ------------------------------------------------------------------
 
 
-def test_save_task_result_replaces_same_attempt(store: Store) -> None:
+def test_save_task_results_replaces_same_attempt(store: Store) -> None:
     e = make_execution()
     store.create_execution(e)
-    store.save_task_result(result(e.id, "a", status=TaskStatus.RUNNING))
-    events = store.save_task_result(
-        result(e.id, "a", status=TaskStatus.SUCCEEDED, summary="done", outputs={"n": 1}),
+    store.save_task_results([result(e.id, "a", status=TaskStatus.RUNNING)])
+    events = store.save_task_results(
+        [result(e.id, "a", status=TaskStatus.SUCCEEDED, summary="done", outputs={"n": 1})],
         [event(e.id, "task.succeeded", task_id="a")],
     )
     assert events[0].seq > 0 and events[0].task_id == "a"
@@ -298,17 +548,18 @@ def test_save_task_result_replaces_same_attempt(store: Store) -> None:
     assert attempts[0].status is TaskStatus.SUCCEEDED
     assert attempts[0].summary == "done"
     assert attempts[0].outputs == {"n": 1}
+    assert store.save_task_results([]) == []
 
 
 def test_task_results_latest_attempt_per_task_and_round(store: Store) -> None:
     e, other = make_execution(), make_execution()
     store.create_execution(e)
     store.create_execution(other)
-    store.save_task_result(result(e.id, "a", 0, 1, status=TaskStatus.FAILED, error="boom"))
-    store.save_task_result(result(e.id, "a", 0, 2))
-    store.save_task_result(result(e.id, "b", 0, 1))
-    store.save_task_result(result(e.id, "a", 1, 1, status=TaskStatus.RUNNING))
-    store.save_task_result(result(other.id, "a", 5, 9))
+    store.save_task_results([result(e.id, "a", 0, 1, status=TaskStatus.FAILED, error="boom")])
+    store.save_task_results([result(e.id, "a", 0, 2)])
+    store.save_task_results([result(e.id, "b", 0, 1)])
+    store.save_task_results([result(e.id, "a", 1, 1, status=TaskStatus.RUNNING)])
+    store.save_task_results([result(other.id, "a", 5, 9)])
 
     def keyed(results: list[TaskResult]) -> dict[str, tuple[int, int, TaskStatus]]:
         assert all(r.execution_id == e.id for r in results)
@@ -329,12 +580,22 @@ def test_task_results_latest_attempt_per_task_and_round(store: Store) -> None:
     assert store.task_results("exec_missing") == []
 
 
+def test_task_results_in_write_order(store: Store) -> None:
+    e = make_execution()
+    store.create_execution(e)
+    for task in ("c", "a", "b"):
+        store.save_task_results([result(e.id, task, status=TaskStatus.RUNNING)])
+    store.save_task_results([result(e.id, "c")])  # rewritten last
+    assert [r.task_id for r in store.task_results(e.id)] == ["a", "b", "c"]
+    assert [r.task_id for r in store.task_results(e.id, round=0)] == ["a", "b", "c"]
+
+
 def test_task_attempts_oldest_first(store: Store) -> None:
     e = make_execution()
     store.create_execution(e)
     for rnd, attempt in [(1, 2), (0, 2), (1, 1), (0, 1)]:
-        store.save_task_result(result(e.id, "a", rnd, attempt))
-    store.save_task_result(result(e.id, "b", 0, 3))
+        store.save_task_results([result(e.id, "a", rnd, attempt)])
+    store.save_task_results([result(e.id, "b", 0, 3)])
     assert [(r.round, r.attempt) for r in store.task_attempts(e.id, "a")] == [
         (0, 1),
         (0, 2),
@@ -344,54 +605,56 @@ def test_task_attempts_oldest_first(store: Store) -> None:
     assert store.task_attempts(e.id, "zzz") == []
 
 
-# -- checkpoints and gates -----------------------------------------------------------
-
-
-def checkpoint(eid: str, stage: int, round: int = 0, **kw: object) -> CheckpointState:
-    return CheckpointState(
-        execution_id=eid, stage=stage, round=round, type=f"s{stage}", question="ok?", **kw
+def test_running_attempts(store: Store) -> None:
+    e, other = make_execution(), make_execution()
+    store.create_execution(e)
+    process = {"pid": 123, "pgid": 123}
+    store.save_task_results(
+        [
+            result(e.id, "a", 0, 1, status=TaskStatus.RUNNING, process=process),
+            result(e.id, "b", 0, 1, status=TaskStatus.RUNNING),
+            result(e.id, "c", 1, 2, status=TaskStatus.RUNNING),
+            result(e.id, "d", 0, 1),
+            result(other.id, "a", 0, 1, status=TaskStatus.RUNNING),
+        ]
     )
+    store.save_task_results([result(e.id, "b", 0, 1, status=TaskStatus.INTERRUPTED)])
+    running = store.running_attempts(e.id)
+    assert [(r.task_id, r.round, r.attempt) for r in running] == [("a", 0, 1), ("c", 1, 2)]
+    assert running[0].process == process
+    assert store.running_attempts("exec_missing") == []
 
 
-def test_checkpoints_save_update_list(store: Store) -> None:
+class Opaque:
+    """Something JSON cannot represent."""
+
+
+@pytest.mark.parametrize(
+    "outputs", [{"x": Opaque()}, {"x": "nul \x00 byte"}, {"x": "\udcff"}], ids=str
+)
+def test_an_unwritable_record_is_refused_before_writing(store: Store, outputs: object) -> None:
     e = make_execution()
     store.create_execution(e)
-    store.save_checkpoint(checkpoint(e.id, 1))
-    store.save_checkpoint(checkpoint(e.id, 0, round=1))
-    store.save_checkpoint(checkpoint(e.id, 0))
-    store.save_checkpoint(checkpoint("exec_other", 0))
-    assert [(c.stage, c.round) for c in store.checkpoints(e.id)] == [(0, 0), (0, 1), (1, 0)]
-    decided = checkpoint(
-        e.id, 0, decision=Decision.REQUEST_CHANGES, feedback="shorter", decided_at=T0
-    )
-    store.save_checkpoint(decided)
-    listed = store.checkpoints(e.id)
-    assert len(listed) == 3
-    assert listed[0] == decided
-    assert listed[0].decision is Decision.REQUEST_CHANGES
-    assert listed[1].decision is None
-    assert store.checkpoints("exec_missing") == []
+    good = result(e.id, "ok")
+    bad = result(e.id, "weird", outputs=outputs)
+    with pytest.raises(UnwritableRecord) as info:
+        store.save_task_results([good, bad], [event(e.id, task_id="weird")])
+    message = str(info.value)
+    assert message.startswith(f"cannot store the result of task weird (execution {e.id}): ")
+    assert "\n" not in message
+    assert isinstance(info.value, StoreError) and info.value.code == "unwritable_record"
+    assert store.task_results(e.id) == [] and store.events(e.id) == []
+    store.save_task_results([good])  # the store is not poisoned
+    assert [r.task_id for r in store.task_results(e.id)] == ["ok"]
+    with pytest.raises(UnwritableRecord, match="cannot store an event of task weird"):
+        store.add_events([event(e.id, task_id="weird", data={"o": outputs})])
 
 
-def test_gate_results(store: Store) -> None:
+def test_a_backslash_u0000_text_is_not_a_nul(store: Store) -> None:
     e = make_execution()
     store.create_execution(e)
-    failed = GateResult(
-        stage=1,
-        passed=False,
-        score=0.0,
-        rules=[RuleResult(rule="tests-pass", passed=False, score=0.0, remediation="fix")],
-    )
-    store.save_gate_result(e.id, 0, failed)
-    assert store.gate_result(e.id, 1, 0) == failed
-    assert store.gate_result(e.id, 1, 1) is None
-    assert store.gate_result(e.id, 0, 0) is None
-    passed = GateResult(stage=1, passed=True, score=1.0)
-    store.save_gate_result(e.id, 0, passed)  # replaces
-    assert store.gate_result(e.id, 1, 0) == passed
-    store.save_gate_result(e.id, 1, failed)
-    assert store.gate_result(e.id, 1, 1) == failed
-    assert store.gate_result(e.id, 1, 0) == passed
+    store.save_task_results([result(e.id, "a", outputs={"x": "\\u0000 and \\\\u0000"})])
+    assert store.task_results(e.id)[0].outputs == {"x": "\\u0000 and \\\\u0000"}
 
 
 # -- events ----------------------------------------------------------------------
@@ -423,20 +686,23 @@ def test_events_seq_after_and_last(store: Store) -> None:
 
 
 def test_concurrent_writers_lose_nothing(store: Store) -> None:
-    executions = [make_execution() for _ in range(6)]
+    executions = [make_execution(status=E.EXECUTING) for _ in range(6)]
     for e in executions:
         store.create_execution(e)
     errors: list[BaseException] = []
 
     def work(e: Execution) -> None:
         try:
+            token = store.claim(e.id, e.id, 0, T0)
             for i in range(15):
-                store.save_task_result(
-                    result(e.id, f"t{i}"), [event(e.id, "task.succeeded", task_id=f"t{i}")]
+                store.save_task_results(
+                    [result(e.id, f"t{i}")],
+                    [event(e.id, "task.succeeded", task_id=f"t{i}")],
+                    token=token,
                 )
-                store.add_events([event(e.id, "note")])
+                store.add_events([event(e.id, "note")], token=token)
                 e.round = i
-                store.save_execution(e, [event(e.id, "execution.saved")])
+                store.transition(e, {E.EXECUTING}, [event(e.id, "saved")], token=token)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -460,15 +726,15 @@ def test_second_instance_sees_the_data(open_new: Opener) -> None:
     first, second = open_new(), open_new()
     e = make_execution()
     first.create_execution(e)
-    first.save_task_result(result(e.id, "a"))
+    first.save_task_results([result(e.id, "a")])
     first.add_events([event(e.id)])
     assert second.get_execution(e.id) == e
     assert [r.task_id for r in second.task_results(e.id)] == ["a"]
     assert second.last_event_seq(e.id) == first.last_event_seq(e.id) > 0
     # and the other way round, including a claim
-    assert second.claim_execution(e.id, "worker-2", None, T0)
-    assert not first.claim_execution(e.id, "worker-1", None, T0)
-    second.save_checkpoint(checkpoint(e.id, 0))
+    assert second.claim(e.id, "worker-2", 0, T0) == 1
+    assert first.claim(e.id, "worker-1", 0, T0) is None
+    second.transition(e, {E.PENDING}, checkpoint=checkpoint(e.id, 0))
     assert len(first.checkpoints(e.id)) == 1
 
 
@@ -484,8 +750,8 @@ def test_a_watcher_reading_after_its_last_seq_misses_nothing(open_new: Opener) -
         s = open_new()
         barrier.wait()
         for i in range(per_writer):
-            s.save_task_result(
-                result(e.id, f"w{w}-{i}"), [event(e.id, "task.succeeded", task_id=f"w{w}-{i}")]
+            s.save_task_results(
+                [result(e.id, f"w{w}-{i}")], [event(e.id, "task.succeeded", task_id=f"w{w}-{i}")]
             )
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]

@@ -1,0 +1,304 @@
+"""Versioned schema migrations: v1 databases upgrade, newer ones are refused, current ones
+open without a write. Each case runs on SQLite and PostgreSQL.
+
+``v1_schema.<backend>.sql`` is the schema the stores created before versions were
+recorded, copied verbatim from that code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from connectsw.core.errors import Conflict, StoreError
+from connectsw.core.models import (
+    CheckpointState,
+    Decision,
+    Event,
+    Execution,
+    ExecutionStatus,
+    Plan,
+    Request,
+    TaskResult,
+    TaskStatus,
+)
+from connectsw.core.stores import Store, open_store
+from connectsw.core.stores import sqlite as sqlite_module
+from connectsw.core.stores.dialects import Dialect, PostgresDialect
+from connectsw.core.stores.migrations import LATEST, MIGRATIONS, migrate
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    dialect: Dialect
+    connect: Callable[[], Any]  # a raw DB-API connection (autocommit)
+
+    def script(self, sql: str) -> None:
+        with self.connect() as db:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if self.name == "sqlite":
+                db.commit()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        db = self.connect()
+        try:
+            return [tuple(r) for r in db.execute(sql).fetchall()]
+        finally:
+            db.close()
+
+    def columns(self) -> dict[str, list[tuple[str, str]]]:
+        """Each table's (column, type) pairs, and its indexes as ("index", name)."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        if self.name == "sqlite":
+            for (table,) in self.rows("SELECT name FROM sqlite_master WHERE type = 'table'"):
+                if table.startswith("sqlite_"):
+                    continue
+                info = self.rows(f"PRAGMA table_info({table})")
+                indexes = self.rows(f"PRAGMA index_list({table})")
+                out[table] = [(r[1], r[2]) for r in info] + sorted(("index", r[1]) for r in indexes)
+            return out
+        for table, column, kind in self.rows(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+        ):
+            out.setdefault(table, []).append((column, kind))
+        for table, index in self.rows(
+            "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        ):
+            out[table].append(("index", index))
+        return {
+            t: [c for c in cols if c[0] != "index"] + sorted(c for c in cols if c[0] == "index")
+            for t, cols in out.items()
+        }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "data" / "connectsw.db"
+        path.parent.mkdir()
+        return Backend(
+            "sqlite",
+            f"sqlite:///{path}",
+            Dialect(),
+            lambda: sqlite3.connect(path, isolation_level=None),
+        )
+    url = request.getfixturevalue("postgres_url")
+    return Backend(
+        "postgresql", url, PostgresDialect(), lambda: psycopg.connect(url, autocommit=True)
+    )
+
+
+@pytest.fixture
+def opened() -> Iterator[Callable[[str], Store]]:
+    stores: list[Store] = []
+
+    def open_one(url: str) -> Store:
+        store = open_store(url)
+        stores.append(store)
+        return store
+
+    yield open_one
+    for store in stores:
+        store.close()
+
+
+def v1_sql(backend: Backend) -> str:
+    return (HERE / f"v1_schema.{backend.name}.sql").read_text()
+
+
+def test_migration_1_is_the_schema_stores_had_before(backend: Backend, tmp_path: Path) -> None:
+    backend.script(v1_sql(backend))
+    legacy = backend.columns()
+    backend.script("; ".join(f"DROP TABLE {t}" for t in legacy))
+    backend.script(";\n".join(MIGRATIONS[0].sql(backend.dialect)))
+    assert backend.columns() == legacy
+
+
+def json(record: Any, **kw: Any) -> str:
+    return str(record.model_dump_json(**kw))
+
+
+def test_a_v1_database_is_upgraded_in_place(
+    backend: Backend, opened: Callable[[str], Store]
+) -> None:
+    backend.script(v1_sql(backend))
+    plan = Plan(name="p", workflow="w", tasks=[], stages=[])
+    execution = Execution(
+        request=Request(command="run"),
+        plan=plan,
+        workspace="/w",
+        status=ExecutionStatus.AWAITING_CHECKPOINT,
+        owner="old-host:1",
+    )
+    decided = CheckpointState(
+        execution_id=execution.id, stage=0, type="t", question="q", decision=Decision.APPROVE
+    )
+    open_cp = CheckpointState(execution_id=execution.id, stage=1, type="t", question="q")
+    result = TaskResult(execution_id=execution.id, task_id="a", status=TaskStatus.RUNNING)
+    p = "?" if backend.name == "sqlite" else "%s"
+    with backend.connect() as db:  # rows as the v1 code wrote them
+        db.execute(
+            "INSERT INTO executions (id, status, owner, heartbeat_at, updated_at, data)"
+            f" VALUES ({p}, {p}, {p}, NULL, {p}, {p})",
+            (
+                execution.id,
+                execution.status.value,
+                execution.owner,
+                execution.updated_at.isoformat(),
+                json(execution, exclude={"owner", "heartbeat_at", "lease_token"}),
+            ),
+        )
+        for cp in (decided, open_cp):
+            db.execute(
+                "INSERT INTO checkpoints (execution_id, stage, round, data)"
+                f" VALUES ({p}, {p}, 0, {p})",
+                (cp.execution_id, cp.stage, json(cp)),
+            )
+        db.execute(
+            "INSERT INTO task_results (execution_id, task_id, round, attempt, status, data)"
+            f" VALUES ({p}, 'a', 0, 1, 'running', {p})",
+            (execution.id, json(result)),
+        )
+        db.execute(
+            f"INSERT INTO events (execution_id, kind, data) VALUES ({p}, 'x', {p})",
+            (execution.id, json(Event(execution_id=execution.id, kind="x"), exclude={"seq"})),
+        )
+        if backend.name == "sqlite":
+            db.commit()
+
+    store = opened(backend.url)
+    assert backend.rows("SELECT version FROM schema_version ORDER BY version") == [
+        (m.version,) for m in MIGRATIONS
+    ]
+    loaded = store.get_execution(execution.id)
+    assert loaded is not None
+    assert (loaded.owner, loaded.lease_token) == ("old-host:1", 0)
+    assert loaded.model_dump(exclude={"lease_token"}) == execution.model_dump(
+        exclude={"lease_token"}
+    )
+    assert store.running_attempts(execution.id) == [result]
+    assert [e.kind for e in store.events(execution.id)] == ["x"]
+    # The decision recorded in v1's JSON became the column a decision is conditional on.
+    again = decided.model_copy(update={"decision": Decision.REQUEST_CHANGES})
+    with pytest.raises(Conflict, match="already decided: approve"):
+        store.transition(
+            execution, {ExecutionStatus.AWAITING_CHECKPOINT}, checkpoint=again, decide=True
+        )
+    now = open_cp.model_copy(update={"decision": Decision.APPROVE})
+    execution.status = ExecutionStatus.EXECUTING
+    store.transition(execution, {ExecutionStatus.AWAITING_CHECKPOINT}, checkpoint=now, decide=True)
+    assert [c.decision for c in store.checkpoints(execution.id)] == [Decision.APPROVE] * 2
+    assert store.claim(execution.id, "new-host:2", 0, datetime.now(UTC)) == 1
+    # Opening again applies nothing more.
+    opened(backend.url)
+    assert len(backend.rows("SELECT version FROM schema_version")) == len(MIGRATIONS)
+
+
+def test_a_database_newer_than_the_code_is_refused(
+    backend: Backend, opened: Callable[[str], Store]
+) -> None:
+    opened(backend.url).close()
+    backend.script(
+        "INSERT INTO schema_version (version, description, applied_at)"
+        f" VALUES ({LATEST + 1}, 'from the future', '2030-01-01T00:00:00+00:00')"
+    )
+    with pytest.raises(StoreError) as info:
+        opened(backend.url)
+    assert str(info.value).endswith(
+        f"has schema version {LATEST + 1}, newer than this connectsw knows ({LATEST}):"
+        " upgrade connectsw to use it"
+    )
+    assert info.value.exit_code == 6
+
+
+def hold_write_lock(backend: Backend) -> Any:
+    """Another connection holding what a schema change would need; returns it."""
+    db = backend.connect()
+    if backend.name == "sqlite":
+        db.execute("BEGIN IMMEDIATE")
+    else:
+        db.execute("SELECT pg_advisory_lock(%s)", (PostgresDialect.SCHEMA_LOCK,))
+        db.execute("BEGIN")
+        db.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+    return db
+
+
+def test_opening_a_current_store_writes_nothing(
+    backend: Backend, opened: Callable[[str], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "LOCK_TIMEOUT", 2.0)  # a write would fail, not hang
+    first = opened(backend.url)
+    execution = Execution(
+        request=Request(command="run"),
+        plan=Plan(name="p", workflow="w", tasks=[], stages=[]),
+        workspace="/w",
+    )
+    first.create_execution(execution)
+    first.close()
+    versions = backend.rows("SELECT version, applied_at FROM schema_version")
+    blocker = hold_write_lock(backend)
+    try:
+        done: list[object] = []
+
+        def status() -> None:  # what `connectsw status` does
+            try:
+                store = opened(backend.url)
+                done.append(store.execution_status(execution.id))
+            except BaseException as exc:  # pragma: no cover - reported below
+                done.append(exc)
+
+        thread = threading.Thread(target=status)
+        thread.start()
+        thread.join(timeout=10)
+        assert done == [ExecutionStatus.PENDING]
+    finally:
+        blocker.rollback() if backend.name == "postgresql" else blocker.execute("ROLLBACK")
+        blocker.close()
+    assert backend.rows("SELECT version, applied_at FROM schema_version") == versions
+
+
+def test_processes_upgrading_one_v1_database_at_once_apply_each_migration_once(
+    backend: Backend, tmp_path: Path
+) -> None:
+    backend.script(v1_sql(backend))
+    with backend.connect() as db:  # migrate() runs inside a transaction in the stores
+        if backend.name == "sqlite":
+            db.execute("BEGIN IMMEDIATE")
+            migrate(db, backend.dialect, "x")
+            db.execute("ROLLBACK")  # proves migrate() writes only inside the caller's tx
+        else:
+            with db.transaction(force_rollback=True):
+                migrate(db, backend.dialect, "x")
+    assert "schema_version" not in backend.columns()
+    race = _race_module().race
+    reports = race([backend.url], tmp_path / "barrier")
+    assert [r for r in reports if not r["ok"]] == []
+    assert backend.rows("SELECT version FROM schema_version ORDER BY version") == [
+        (m.version,) for m in MIGRATIONS
+    ]
+
+
+def _race_module() -> Any:
+    """The process race of test_open_race.py (test modules are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("open_race", HERE / "test_open_race.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
