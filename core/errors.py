@@ -6,62 +6,98 @@ with :attr:`ConnectSWError.exit_code`; the API answers JSON with :attr:`code`.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Only for the annotation: importing pydantic costs the light commands (--help) ~40 ms.
+    from pydantic import ValidationError
+
+
+class ExitCode(IntEnum):
+    """Every exit status of the ``connectsw`` command, in one place.
+
+    Scripts may rely on these numbers. 130 is the shell's convention for a
+    process ended by SIGINT (128 + 2); 70 is ``EX_SOFTWARE`` from BSD's
+    ``sysexits.h`` (a bug in ConnectSW, not in the input).
+    """
+
+    OK = 0
+    """The command did what was asked (an execution completed or is waiting at a checkpoint)."""
+    FAILED = 1
+    """An execution failed, was cancelled, or a quality gate stopped it."""
+    INVALID_INPUT = 2
+    """An invalid plan, task graph, request or config (also click's usage errors)."""
+    PLUGIN = 3
+    """A plugin failed to load or registered something invalid."""
+    NOT_FOUND = 4
+    """No such execution, task or checkpoint."""
+    NOT_ALLOWED = 5
+    """Not allowed in the execution's current state (e.g. a checkpoint already decided)."""
+    STORE = 6
+    """The store could not be read or written."""
+    ERROR = 7
+    """Any other ConnectSW error: not an execution failure, not one of the kinds above."""
+    INTERNAL = 70
+    """An unexpected exception: a bug (``CONNECTSW_DEBUG=1`` shows its traceback)."""
+    INTERRUPTED = 130
+    """Ctrl-C (SIGINT) or an aborted prompt; an interrupted execution can be resumed."""
 
 
 class ConnectSWError(Exception):
     """Base class: the message is shown to the user as one line."""
 
     code = "error"
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.ERROR
 
 
 class ConfigError(ConnectSWError):
     """Settings or a config file are invalid."""
 
     code = "invalid_config"
-    exit_code = 2
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class PlanError(ConnectSWError):
     """A request or a task-graph file cannot become a valid plan."""
 
     code = "invalid_plan"
-    exit_code = 2
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class PluginError(ConnectSWError):
     """A plugin failed to load or registered something invalid."""
 
     code = "plugin_error"
-    exit_code = 3
+    exit_code = ExitCode.PLUGIN
 
 
 class NotFound(ConnectSWError):
     """An execution, task or checkpoint does not exist."""
 
     code = "not_found"
-    exit_code = 4
+    exit_code = ExitCode.NOT_FOUND
 
 
 class InvalidState(ConnectSWError):
     """The operation is not allowed in the execution's current state."""
 
     code = "invalid_state"
-    exit_code = 5
+    exit_code = ExitCode.NOT_ALLOWED
 
 
 class StoreError(ConnectSWError):
     """State could not be read or written (the store or a worker's task log failed)."""
 
     code = "store_error"
-    exit_code = 6
+    exit_code = ExitCode.STORE
 
 
 class TaskError(ConnectSWError):
     """An agent could not complete its task (retried by the engine)."""
 
     code = "task_failed"
+    exit_code = ExitCode.FAILED
 
 
 class TaskTimeout(TaskError):
