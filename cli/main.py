@@ -139,7 +139,9 @@ class LazyGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
         if self.plugin_error:
-            err_console.print(f"[yellow]Warning:[/yellow] {self.plugin_error}", highlight=False)
+            err_console.print(
+                f"[yellow]Warning:[/yellow] {self.plugin_error}", highlight=False, soft_wrap=True
+            )
 
     # -- Ctrl-C -----------------------------------------------------------------------------
 
