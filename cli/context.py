@@ -1,4 +1,9 @@
-"""What every command shares: settings, the engine, the request context, output."""
+"""What every command shares: settings, the store, the engine, the request context, output.
+
+Importing this module stays light (click and rich): settings, models, the store
+and the engine are imported when a command first uses them, so ``--help`` and
+read-only commands never pay for dask or distributed.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from connectsw.conf.settings import Settings, get_settings
-from connectsw.core.models import RequestContext
-
 if TYPE_CHECKING:
+    from connectsw.conf.settings import Settings
     from connectsw.core.engine import Engine
+    from connectsw.core.models import RequestContext
+    from connectsw.core.stores import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,7 +29,11 @@ FILE_TREE_LIMIT = 200
 
 
 class State:
-    """Lazily built per invocation; closed when the command ends."""
+    """Lazily built per invocation; closed when the command ends.
+
+    ``current_execution`` is the id of the execution the command is driving (set
+    by whoever starts or continues one), so Ctrl-C can say what to resume.
+    """
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
@@ -32,7 +41,22 @@ class State:
 
     @property
     def settings(self) -> Settings:
+        """The process's settings (:func:`connectsw.conf.settings.get_settings`)."""
+        from connectsw.conf.settings import get_settings
+
         return get_settings()
+
+    @property
+    def store(self) -> Store:
+        """The configured store alone, for read-only commands: no engine, no dask imported.
+
+        The process-wide store of ``settings.store_url``
+        (:func:`connectsw.core.stores.get_store`), the same object the engine uses.
+        Raises ConfigError for an invalid URL, StoreError when it cannot be opened.
+        """
+        from connectsw.core.stores import get_store
+
+        return get_store(self.settings.store_url)
 
     @property
     def engine(self) -> Engine:
@@ -90,6 +114,8 @@ def _git(cwd: Path, *args: str) -> str:
 
 def local_context(cwd: Path | None = None) -> RequestContext:
     """The request context: working directory, git info and (top of) the file tree."""
+    from connectsw.core.models import RequestContext
+
     cwd = cwd or Path.cwd()
     git_info: dict[str, Any] = {}
     branch = _git(cwd, "rev-parse", "--abbrev-ref", "HEAD")

@@ -1,53 +1,204 @@
-"""The ``connectsw`` entry point: command groups, plugin commands, one-line errors."""
+"""The ``connectsw`` entry point: a lazy command group, plugin commands, one-line errors.
+
+Commands are imported only when they run (click's documented ``LazyGroup``
+pattern, https://click.palletsprojects.com/en/stable/complex/#lazily-loading-subcommands):
+``connectsw --help`` lists them from :data:`COMMANDS` without importing dask,
+distributed, pydantic-settings or a store driver. Plugin commands (the
+``register_commands`` hook) are added only for ``--help`` or a name that is not
+built in, and a plugin that fails never stops a built-in command.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
 from connectsw import __version__
 from connectsw.cli.context import State, err_console
-from connectsw.cli.decide import approve, cancel, request_changes, resume
-from connectsw.cli.plugins import plugins, schema
-from connectsw.cli.status import status, watch
-from connectsw.cli.submit import fix, new, run
-from connectsw.core.errors import ConnectSWError
+from connectsw.core.errors import ConnectSWError, ExitCode, PluginError, one_line
 
-INTERNAL_ERROR = 70
+COMMANDS: dict[str, tuple[str, str]] = {
+    "new": ("connectsw.cli.submit:new", "Start new work: a product or a feature."),
+    "fix": (
+        "connectsw.cli.submit:fix",
+        "Fix a bug in the product in the workspace (default: current directory).",
+    ),
+    "run": (
+        "connectsw.cli.submit:run",
+        "Run a task-graph file (YAML or JSON; see `connectsw schema`).",
+    ),
+    "status": (
+        "connectsw.cli.status:status",
+        "Show an execution (continuing it if it was interrupted), or list recent ones.",
+    ),
+    "watch": (
+        "connectsw.cli.status:watch",
+        "Follow an execution's events live until it pauses or ends.",
+    ),
+    "approve": ("connectsw.cli.decide:approve", "Approve the checkpoint and run the next stage."),
+    "request-changes": (
+        "connectsw.cli.decide:request_changes",
+        "Re-run the stage with feedback given to its agents.",
+    ),
+    "cancel": (
+        "connectsw.cli.decide:cancel",
+        "Cancel the execution (a running stage stops at its next heartbeat).",
+    ),
+    "resume": (
+        "connectsw.cli.decide:resume",
+        "Continue an interrupted or failed execution: only unfinished tasks run.",
+    ),
+    "plugins": (
+        "connectsw.cli.plugins:plugins",
+        "List loaded plugins: where they come from, their hooks, what they provide.",
+    ),
+    "schema": ("connectsw.cli.plugins:schema", "Print the JSON Schema of task-graph files."),
+}
+"""Built-in commands: name -> ("module:attribute", the first line of its help)."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Interrupted(Exception):
+    """Ctrl-C inside a command: the hint is printed, stderr is silenced for the shutdown."""
+
+
+class LazyGroup(click.Group):
+    """A group whose built-in commands are imported only when they are used.
+
+    ``lazy_commands`` maps a name to ``("module:attribute", short help)``.
+    Plugin commands are added on the first listing (``--help``) or lookup of a
+    name that is not built in; a plugin failure is kept in :attr:`plugin_error`
+    and shown as a warning, never raised for a built-in command.
+    """
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, tuple[str, str]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+        self.plugin_error: str | None = None
+        self._plugins_added = False
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return sorted(set(self.lazy_commands) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            return self._load(cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self.add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        if command is None and self.plugin_error:
+            raise PluginError(f"no command {cmd_name!r}: {self.plugin_error}")
+        return command
+
+    def _load(self, name: str) -> click.Command:
+        module_name, attr = self.lazy_commands[name][0].split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):  # a broken table is a bug, not user input
+            raise TypeError(f"{module_name}:{attr} is not a click command")
+        return command
+
+    def add_plugin_commands(self) -> None:
+        """Let plugins add their commands (once); a failure is recorded, not raised."""
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        try:
+            from connectsw.plugins import manager
+
+            add = getattr(manager, "add_plugin_commands", None)
+            if add is not None:
+                add(self)
+            else:
+                manager.get_plugin_manager().hook.register_commands(cli=self)
+        except Exception as exc:
+            self.plugin_error = f"plugin commands are not available: {one_line(exc, typed=True)}"
+
+    # -- help -------------------------------------------------------------------------------
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, with built-in help from the table (no command is imported)."""
+        entries: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy_commands:
+                # A stand-in command shortens the help exactly as click does.
+                entries.append((name, click.Command(name, help=self.lazy_commands[name][1])))
+            elif name in self.commands and not self.commands[name].hidden:
+                entries.append((name, self.commands[name]))
+        if entries:
+            limit = formatter.width - 6 - max(len(name) for name, _ in entries)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in entries]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+        if self.plugin_error:
+            err_console.print(
+                f"[yellow]Warning:[/yellow] {self.plugin_error}", highlight=False, soft_wrap=True
+            )
+
+    # -- Ctrl-C -----------------------------------------------------------------------------
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            state = ctx.find_object(State)
+            _interrupted(state.current_execution if state else None)
+            raise _Interrupted() from None
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="connectsw")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """ConnectSW: plan software work, run it on Dask, decide at checkpoints."""
-    state = ctx.ensure_object(State)
+    global _state
+    state = _state = ctx.ensure_object(State)
     ctx.call_on_close(state.close)
 
 
-for command in (
-    new,
-    fix,
-    run,
-    status,
-    watch,
-    approve,
-    request_changes,
-    cancel,
-    resume,
-    plugins,
-    schema,
-):
-    cli.add_command(command)
+_state: State | None = None
+_hint_shown = False
 
 
-def _add_plugin_commands() -> None:
-    from connectsw.plugins.manager import get_plugin_manager
+def _interrupted(execution_id: str | None) -> None:
+    """Print the one-line resume hint and silence everything the shutdown would print.
 
-    get_plugin_manager().hook.register_commands(cli=cli)
+    distributed's loggers and this process's stderr (file descriptor 2, where
+    worker processes' output arrives too) go quiet for the rest of the process:
+    a cluster torn down by Ctrl-C otherwise prints dozens of lines of tracebacks.
+    ``CONNECTSW_DEBUG=1`` keeps them.
+    """
+    global _hint_shown
+    if _hint_shown:
+        return
+    _hint_shown = True
+    target = f"`connectsw resume {execution_id}`" if execution_id else "`connectsw resume ID`"
+    line = f"Interrupted; continue with {target}"
+    if not execution_id:
+        line += " (`connectsw status` lists executions)"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.environ.get("CONNECTSW_DEBUG"):
+        print(line, file=sys.stderr, flush=True)
+        return
+    logging.disable(logging.CRITICAL)
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def _fail(message: str, code: int) -> None:
@@ -56,21 +207,25 @@ def _fail(message: str, code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; errors are one line on stderr and a non-zero exit, never a traceback."""
+    """Run the CLI; errors are one line on stderr and an :class:`ExitCode`, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     debug = bool(os.environ.get("CONNECTSW_DEBUG"))
     try:
-        _add_plugin_commands()
         cli.main(args=argv, prog_name="connectsw", standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted", 130)
+    except _Interrupted:
+        sys.exit(ExitCode.INTERRUPTED)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C outside a command (or a second one during the shutdown), or an aborted prompt.
+        if not _hint_shown and _state is not None and _state.current_execution:
+            _interrupted(_state.current_execution)
+        elif not _hint_shown:
+            _fail("aborted", ExitCode.INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except ConnectSWError as exc:
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; the execution can be continued with `connectsw resume ID`", 130)
+        _fail(one_line(exc), exc.exit_code)
     except SystemExit:
         raise
     except Exception as exc:
@@ -78,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (CONNECTSW_DEBUG=1 shows the traceback)",
-            INTERNAL_ERROR,
+            ExitCode.INTERNAL,
         )
 
 

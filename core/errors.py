@@ -7,30 +7,48 @@ with :attr:`ConnectSWError.exit_code`; the API answers JSON with :attr:`code`.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    # Only for the annotation: importing pydantic costs the light commands (--help) ~40 ms.
+    from pydantic import ValidationError
 
 
 class ExitCode(IntEnum):
-    """Every exit code of the ``connectsw`` command, in one place."""
+    """Every exit status of the ``connectsw`` command, in one place.
+
+    Scripts may rely on these numbers. 130 is the shell's convention for a
+    process ended by SIGINT (128 + 2); 70 is ``EX_SOFTWARE`` from BSD's
+    ``sysexits.h`` (a bug in ConnectSW, not in the input).
+    """
 
     OK = 0
-    FAILED = 1  # an execution failed or a gate stopped it
-    INVALID_INPUT = 2  # invalid plan or config
+    """The command did what was asked (an execution completed or is waiting at a checkpoint)."""
+    FAILED = 1
+    """An execution failed or a quality gate stopped it."""
+    INVALID_INPUT = 2
+    """An invalid plan, task graph, request or config (also click's usage errors)."""
     PLUGIN = 3
+    """A plugin failed to load or registered something invalid."""
     NOT_FOUND = 4
-    NOT_ALLOWED = 5  # not allowed in this state (e.g. already decided)
+    """No such execution, task or checkpoint."""
+    NOT_ALLOWED = 5
+    """Not allowed in the execution's current state (e.g. a checkpoint already decided)."""
     STORE = 6
-    ERROR = 7  # any other error ConnectSW reports
+    """The store could not be read or written."""
+    ERROR = 7
+    """Any other ConnectSW error: not an execution failure, not one of the kinds above."""
     INTERNAL = 70
+    """An unexpected exception: a bug (``CONNECTSW_DEBUG=1`` shows its traceback)."""
     INTERRUPTED = 130
+    """Ctrl-C (SIGINT) or an aborted prompt; an interrupted execution can be resumed."""
 
 
 class ConnectSWError(Exception):
     """Base class: the message is shown to the user as one line."""
 
     code = "error"
-    exit_code: int = ExitCode.ERROR
+    exit_code: ExitCode = ExitCode.ERROR
 
 
 class ConfigError(ConnectSWError):
@@ -96,6 +114,7 @@ class TaskError(ConnectSWError):
     """An agent could not complete its task (retried by the engine)."""
 
     code = "task_failed"
+    exit_code = ExitCode.FAILED
 
 
 class TaskTimeout(TaskError):

@@ -1,11 +1,13 @@
 """The wheel holds the whole package (code, data, console script) and nothing else.
 
-The wheel is built from a copy of the source tree (so no ``build/`` or egg-info
-lands in the repository), installed with ``--no-deps`` into a fresh venv, and
-the CLI run from there. The fresh venv sees the test venv's dependencies through
-a ``.pth`` line naming its site-packages: that adds the directory to ``sys.path``
-without running the ``.pth`` files in it, so the editable install of connectsw
-stays invisible and only the wheel's copy can be imported.
+The wheel is built from a copy of the files git tracks (so no ``build/`` or
+egg-info lands in the repository, and nothing untracked, such as the output of an
+old ``scripts/demo --workspace ./demo``, reaches the wheel or its checks),
+installed with ``--no-deps`` into a fresh venv, and the CLI run from there. The
+fresh venv sees the test venv's dependencies through a ``.pth`` line naming its
+site-packages: that adds the directory to ``sys.path`` without running the
+``.pth`` files in it, so the editable install of connectsw stays invisible and
+only the wheel's copy can be imported.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ COPY_IGNORE = shutil.ignore_patterns(
     ".ruff_cache",
     ".mypy_cache",
     ".venv",
+    "demo",
 )
 
 
@@ -60,13 +63,37 @@ def run(cmd: list[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built from (a copy of) the repository."""
-    base = tmp_path_factory.mktemp("wheel")
-    src = base / "src"
-    shutil.copytree(ROOT, src, ignore=COPY_IGNORE)
-    out = base / "out"
+def tracked_files(root: Path) -> list[Path]:
+    """The files git tracks under ``root`` (relative paths), deleted ones left out.
+
+    Outside a git checkout (an unpacked sdist), every file but caches and build output.
+    """
+    proc = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--", "."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode == 0 and proc.stdout:
+        return [Path(p) for p in proc.stdout.split("\0") if p and (root / p).is_file()]
+    return [
+        path.relative_to(root)
+        for path in root.rglob("*")
+        if path.is_file() and not COPY_IGNORE(str(root), list(path.relative_to(root).parts))
+    ]
+
+
+def copy_tracked(root: Path, dest: Path) -> Path:
+    """Copy what git tracks under ``root`` to ``dest``: the source a clean clone would have."""
+    for rel in tracked_files(root):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, target)
+    return dest
+
+
+def build_wheel(src: Path, out: Path) -> Path:
+    """The wheel pip builds from ``src`` (no dependencies, no build isolation)."""
     run(
         [
             sys.executable,
@@ -86,15 +113,39 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
-def source_packages() -> set[str]:
-    """Every directory of the source tree with an ``__init__.py`` (outside tests etc.)."""
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from (a copy of the tracked files of) the repository."""
+    base = tmp_path_factory.mktemp("wheel")
+    return build_wheel(copy_tracked(ROOT, base / "src"), base / "out")
+
+
+def source_packages(root: Path = ROOT) -> set[str]:
+    """Every tracked directory with an ``__init__.py`` (outside tests etc.)."""
     found = set()
-    for init in ROOT.rglob("__init__.py"):
-        rel = init.parent.relative_to(ROOT)
+    for rel_init in tracked_files(root):
+        if rel_init.name != "__init__.py":
+            continue
+        rel = rel_init.parent
         if rel.parts and (rel.parts[0] in NOT_PACKAGED or rel.parts[0].startswith(".")):
             continue
         found.add("/".join(("connectsw", *rel.parts)))
     return found
+
+
+def test_untracked_files_never_reach_the_wheel_or_its_checks(tmp_path: Path) -> None:
+    """``scripts/demo --workspace ./demo`` left ``demo/service/__init__.py`` in the tree."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", "--no-hardlinks", ROOT, clone])
+    stray = clone / "demo" / "service" / "__init__.py"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("")
+    (clone / "stray_module.py").write_text("")
+    assert "connectsw/demo/service" not in source_packages(clone)
+    # (package-dir is ".": pip building the dirty clone itself would take stray_module.py.)
+    src = copy_tracked(clone, tmp_path / "src")
+    names = zipfile.ZipFile(build_wheel(src, tmp_path / "out")).namelist()
+    assert not [n for n in names if n.startswith(("connectsw/demo/", "connectsw/stray_module"))]
 
 
 def test_wheel_contents(wheel: Path) -> None:
@@ -107,10 +158,11 @@ def test_wheel_contents(wheel: Path) -> None:
     # A package added to the source tree but not to pyproject's list would be missing.
     missing = {p for p in source_packages() if f"{p}/__init__.py" not in names}
     assert not missing, f"packages in the source tree but not in the wheel: {sorted(missing)}"
+    tracked = {p.as_posix() for p in tracked_files(ROOT)}
     modules = {
-        "connectsw/" + p.relative_to(ROOT).as_posix()
-        for sub in ["", *SUBPACKAGES]
-        for p in (ROOT / sub).glob("*.py")
+        f"connectsw/{p}"
+        for p in tracked
+        if p.endswith(".py") and (p.rpartition("/")[0] in ["", *SUBPACKAGES])
     }
     assert not modules - names, f"modules not in the wheel: {sorted(modules - names)}"
 

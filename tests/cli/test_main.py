@@ -1,0 +1,173 @@
+"""The entry point: the lazy command table, exit codes, plugin commands, Ctrl-C."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+
+from connectsw.cli.main import COMMANDS
+from connectsw.cli.main import cli as group
+from connectsw.core.errors import ExitCode
+
+from .conftest import FAST_DASK, Cli, command
+
+
+def test_the_table_names_each_command_and_its_help() -> None:
+    """main's table (used by --help without importing) matches the commands themselves."""
+    for name, (target, short_help) in COMMANDS.items():
+        module, attr = target.split(":")
+        command_ = getattr(importlib.import_module(module), attr)
+        assert isinstance(command_, click.Command)
+        assert command_.name == name
+        assert command_.help is not None
+        assert command_.help.splitlines()[0] == short_help, name
+        assert group.get_command(click.Context(group), name) is command_
+
+
+def test_help_lists_every_built_in_command(cli: Cli) -> None:
+    res = cli("--help", ok=True)
+    for name in COMMANDS:
+        assert f"  {name} " in res.stdout, res.stdout
+    assert res.stderr == ""
+
+
+def test_an_unknown_command_is_a_usage_error(cli: Cli) -> None:
+    res = cli("frobnicate")
+    assert res.returncode == ExitCode.INVALID_INPUT, str(res)
+    assert "No such command" in res.stderr
+
+
+GENERIC_ERROR = """
+import click
+from connectsw.cli.main import cli, main
+from connectsw.core.errors import ConnectSWError
+
+@cli.command("boom")
+def boom():
+    raise ConnectSWError("something went wrong\\nsecond line")
+
+main(["boom"])
+"""
+
+
+def test_a_generic_error_exits_7_not_the_failed_execution_code(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", GENERIC_ERROR],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CONNECTSW_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"},
+    )
+    assert proc.returncode == ExitCode.ERROR == 7, proc.stderr
+    assert proc.stderr.splitlines() == ["Error: something went wrong"]
+
+
+# -- plugins ---------------------------------------------------------------------
+
+
+def fake_distribution(site: Path, module: str, source: str) -> Path:
+    """A minimal installed distribution on ``site``: its ``connectsw`` entry point is ``module``."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[connectsw]\n{module} = {module}\n")
+    return site
+
+
+COMMANDS_RAISE = """
+from connectsw import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    raise RuntimeError("the plugin's commands are broken")
+"""
+
+
+def plugin_cli(tmp_path: Path, site: Path) -> Cli:
+    runner = Cli(tmp_path, tmp_path / "data")
+    runner.env["PYTHONPATH"] = os.pathsep.join(
+        [str(site), *[p for p in [os.environ.get("PYTHONPATH")] if p]]
+    )
+    return runner
+
+
+def test_a_plugin_whose_commands_fail_never_stops_built_in_commands(tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path / "site", "connectsw_badcmds", COMMANDS_RAISE)
+    run = plugin_cli(tmp_path, site)
+
+    helped = run("--help", ok=True)
+    assert "  status " in helped.stdout
+    assert "the plugin's commands are broken" in helped.stderr
+    assert "Traceback" not in helped.stderr
+
+    assert "No executions yet" in run("status", ok=True).stdout
+    for decision in (("approve", "--yes"), ("cancel",)):
+        res = run(decision[0], "exec_000000000000", *decision[1:])
+        assert res.returncode == ExitCode.NOT_FOUND, str(res)
+        assert "Traceback" not in res.stderr
+
+    # A name that only a plugin could provide says why it is missing.
+    res = run("hello")
+    assert res.returncode == ExitCode.PLUGIN, str(res)
+    assert "the plugin's commands are broken" in res.error_line()
+
+
+def test_a_plugin_that_fails_at_import_does_not_break_help(tmp_path: Path) -> None:
+    site = fake_distribution(
+        tmp_path / "site", "connectsw_noimport", "import connectsw_missing_dependency\n"
+    )
+    helped = plugin_cli(tmp_path, site)("--help", ok=True)
+    for name in COMMANDS:
+        assert f"  {name} " in helped.stdout
+    assert "Traceback" not in helped.stderr
+
+
+# -- Ctrl-C ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_stage_prints_one_resume_line(tmp_path: Path) -> None:
+    (tmp_path / "graph.yaml").write_text(
+        "name: nap\ntasks:\n  - {id: nap, agent: shell, with: {command: 'sleep 20'}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"), NO_COLOR="1", PYTHONUNBUFFERED="1")
+    env.update({k: v for k, v in FAST_DASK.items() if k != "CONNECTSW_DASK__PROCESSES"})
+    proc = subprocess.Popen(
+        [*command(), "run", "graph.yaml", "--yes", "-w", str(tmp_path / "ws")],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if "task.started" in line:
+                break
+            assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "Traceback" not in stderr, stderr
+    assert len(stderr.splitlines()) <= 3, stderr
+    assert "connectsw resume" in stderr, stderr
