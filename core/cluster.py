@@ -190,6 +190,12 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
     }
     if settings.processes:
         kwargs["silence_logs"] = logging.ERROR
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # Worker processes end with this process, even on SIGKILL: each one blocks a
+    # thread on a pipe whose other end only this process holds and calls os._exit
+    # at EOF (distributed.process.AsyncProcess; about 0.1 s, tests/core/test_cluster.py).
+    # "daemon" also ends them at a normal exit. Commands a task started are not
+    # covered: they outlive a killed worker unless their runner ends them.
+    config = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": True}
+    with dask.config.set(config):
         cluster = LocalCluster(**kwargs)
     return Client(cluster), cluster

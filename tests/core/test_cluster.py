@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -137,7 +139,7 @@ def test_port_answering_garbage_is_refused() -> None:
 
 
 def scheduler(allowed_failures: int | None) -> LocalCluster:
-    kwargs = {"dashboard": False}
+    kwargs: dict[str, object] = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
     if allowed_failures is not None:
         kwargs["allowed_failures"] = allowed_failures
     return LocalCluster(
@@ -205,3 +207,47 @@ def test_task_that_kills_its_worker_runs_once(tmp_path: Path) -> None:
     finally:
         client.close()
         cluster.close()
+
+
+PARENT = """\
+import os, sys, time
+from connectsw.conf.settings import DaskSettings
+from connectsw.core.cluster import connect
+
+if __name__ == "__main__":
+    client, cluster = connect(DaskSettings(n_workers=2, threads_per_worker=1, processes=True))
+    client.wait_for_workers(2)
+    pids = client.run(os.getpid)
+    print(" ".join(str(p) for p in pids.values()), flush=True)
+    time.sleep(120)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_local_cluster_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(running(p) for p in workers)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 5
+        while any(running(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(running(p) for p in workers)
+    finally:
+        proc.kill()
+        proc.wait(10)
