@@ -1,20 +1,29 @@
-"""The settings class and where its values come from."""
+"""The settings class and where its values come from.
+
+Every duration is a finite number of seconds in a documented range (default.toml
+says each); NaN and infinity are refused (core/durations.py). A setting that fails
+to validate is named with the rule it breaks, never with its value: a store URL or a
+token must not reach a terminal or a log.
+"""
 
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
+from connectsw.core.durations import PositiveSeconds, Seconds, Timeout, TimeoutOrZero
 from connectsw.core.errors import ConfigError, describe_validation_error
 
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
@@ -37,6 +46,8 @@ class DaskSettings(_Section):
     """Where stages run: an in-process LocalCluster or an existing scheduler."""
 
     scheduler_address: str = ""
+    connect_timeout: PositiveSeconds = Field(10.0, le=300)
+    """Seconds to reach an external scheduler, above 0 and at most 300."""
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(2, ge=1)
     processes: bool = True
@@ -52,18 +63,31 @@ class EngineSettings(_Section):
     """Retries, timeouts and liveness of the execution engine."""
 
     default_retries: int = Field(0, ge=0, le=20)
-    retry_backoff: float = Field(0.5, ge=0)
-    retry_backoff_max: float = Field(30.0, ge=0)
-    default_timeout: float = Field(0, ge=0)
-    heartbeat_interval: float = Field(2.0, gt=0)
-    lease_timeout: float = Field(30.0, gt=0)
+    retry_backoff: Seconds = Field(0.5, le=3600)
+    """Seconds before the first retry, 0 to 3600."""
+    retry_backoff_max: Seconds = Field(30.0, le=86400)
+    """Seconds, the longest wait between retries, 0 to 86400."""
+    default_timeout: TimeoutOrZero = 0
+    """Seconds per attempt, 0 = none; above 604800 (7 days) it is 7 days."""
+    heartbeat_interval: PositiveSeconds = Field(2.0, le=3600)
+    """Seconds between an owner's heartbeats, above 0 and at most 3600."""
+    lease_timeout: PositiveSeconds = Field(30.0, le=86400)
+    """Seconds of silence after which an owner is dead, above 0 and at most 86400."""
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeat(self) -> EngineSettings:
+        # Values are not quoted: settings errors never echo input.
+        if self.lease_timeout <= self.heartbeat_interval:
+            raise ValueError("lease_timeout must be greater than heartbeat_interval")
+        return self
 
 
 class GateSettings(_Section):
     """Options of the built-in gate rules."""
 
     test_command: str = ""
-    test_timeout: float = Field(600, gt=0)
+    test_timeout: Timeout = 600
+    """Seconds for the test command, above 0; above 604800 (7 days) it is 7 days."""
 
 
 class Settings(BaseSettings):
@@ -91,7 +115,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Priority: explicit arguments > environment > user file > shipped defaults.
-        user_file = Path(os.environ.get("CONNECTSW_CONFIG") or USER_FILE)
+        user_file = _user_file()
         return (
             init_settings,
             env_settings,
@@ -109,17 +133,55 @@ class Settings(BaseSettings):
         return dict(self.plugins.get(name, {}))
 
 
+def _user_file() -> Path:
+    return Path(os.environ.get("CONNECTSW_CONFIG") or USER_FILE)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings, turning invalid values into one clear :class:`ConfigError`."""
+    """Read settings, turning invalid values into one clear :class:`ConfigError`.
+
+    The message names the setting and the rule it breaks (``engine.lease_timeout:
+    Input should be greater than 0``) or the place of a TOML syntax error; it never
+    quotes a value, which may be a password.
+
+    Raises:
+        ConfigError: a missing or unreadable config file, a TOML syntax error, an
+            unknown key or a value out of its range.
+    """
     config = os.environ.get("CONNECTSW_CONFIG")
     if config and not Path(config).is_file():
         raise ConfigError(f"config file not found: {config}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:
+        # pydantic's messages state the rule; the input is kept apart (not shown).
         raise ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None
-    except (OSError, ValueError) as exc:  # e.g. a TOML syntax error
-        raise ConfigError(f"invalid config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid config file {_user_file()}: {_toml_problem(exc)}") from None
+    except SettingsError as exc:  # e.g. an env value that is not JSON: names field and source
+        raise ConfigError(f"invalid settings: {one_line_text(str(exc))}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid config file {_user_file()}: cannot read: {exc.strerror or type(exc).__name__}"
+        ) from None
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message without what it quotes from the file.
+
+    Messages read ``Illegal character '\\x01' (at line 2, column 9)``: the quoted
+    parts are dropped (they may be a character of a password), the position kept.
+    """
+    body, sep, where = one_line_text(str(exc)).rpartition(" (at ")
+    if not sep:
+        body = where
+    problem = one_line_text("".join(body.split("'")[0::2]))
+    return f"TOML syntax error: {problem}" + (f" (at {where}" if sep else "")
+
+
+def one_line_text(text: str) -> str:
+    """``text`` with its whitespace (newlines too) folded into single spaces."""
+    return " ".join(text.split())
 
 
 @lru_cache(maxsize=1)

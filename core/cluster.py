@@ -1,14 +1,41 @@
-"""The Dask cluster stages run on: an in-process LocalCluster or an existing scheduler."""
+"""The Dask cluster stages run on: an in-process LocalCluster or an existing scheduler.
+
+Dask must never re-run a task on its own (the engine's retries decide, issue 5):
+the LocalCluster's scheduler is created with ``allowed-failures`` 0, and an external
+scheduler must have been started that way (checked on connect).
+
+An external scheduler address is checked before any connection (``tcp://HOST:PORT``
+or ``tls://HOST:PORT``), then probed with a plain socket: distributed's own
+handshake has no deadline for the peer's first message and trusts its first eight
+bytes as a length, so a plain HTTP server makes it wait for minutes and one that
+answers ``HTTP/1.1 400`` makes it allocate ~5 exabytes (``MemoryError``). The probe
+reads the scheduler's greeting (which a scheduler sends at once on accept) with a
+deadline and checks that it is framed as Dask frames it. That probe is written here:
+distributed offers no bounded way to ask "is a Dask scheduler there?".
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import struct
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from distributed import Client, LocalCluster
 
 from connectsw.conf.settings import DaskSettings
-from connectsw.core.errors import ConfigError
+from connectsw.core.errors import ConfigError, one_line
+
+SCHEMES = ("tcp", "tls")
+"""Address schemes ConnectSW accepts for an external scheduler."""
+
+START_HINT = "start it with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 dask scheduler"
+"""How to start a scheduler that never re-runs a task on its own."""
+
+_MAX_GREETING = 1 << 20
+"""Bytes: a scheduler's first message (its handshake) is far smaller."""
 
 
 def quiet_dask_logs() -> None:
@@ -17,24 +44,158 @@ def quiet_dask_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
-    """A client for the configured cluster, and the LocalCluster if one was started."""
-    if settings.scheduler_address:
+def parse_scheduler_address(address: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``tcp://HOST:PORT``, ``tls://HOST:PORT`` or ``HOST:PORT``.
+
+    Raises:
+        ConfigError: anything else (no scheme guessing, no default port). The
+            message does not repeat the address.
+    """
+    expected = "expected tcp://HOST:PORT or tls://HOST:PORT"
+    text = address.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"dask.scheduler_address is not a Dask scheduler address ({expected});"
+            " a dashboard's http:// address will not do"
+        )
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+    except ValueError:
+        raise ConfigError(
+            f"dask.scheduler_address has an invalid port ({expected}, PORT 1-65535)"
+        ) from None
+    host = parts.hostname or ""
+    if (
+        not host
+        or any(c.isspace() for c in host)
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "[" in rest.split("]")[-1]
+    ):
+        raise ConfigError(f"dask.scheduler_address is not a Dask scheduler address ({expected})")
+    if not port:
+        raise ConfigError(f"dask.scheduler_address needs a port ({expected})")
+    return scheme, host, port
+
+
+def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes | None:
+    """``size`` bytes, or what came before the peer closed; None at the deadline."""
+    data = b""
+    while len(data) < size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
         try:
-            return Client(settings.scheduler_address, timeout=10), None
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot reach the Dask scheduler at {settings.scheduler_address}: {exc}"
-            ) from None
+            chunk = sock.recv(size - len(data))
+        except TimeoutError:
+            return None
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def probe_scheduler(host: str, port: int, timeout: float) -> None:
+    """Check within ``timeout`` seconds that a Dask scheduler answers at ``host:port``.
+
+    Connects a plain TCP socket and reads the greeting a scheduler sends at once:
+    an 8-byte little-endian length (at most 1 MiB here) then a frame count (1-64).
+    Nothing is sent.
+
+    Raises:
+        ConfigError: unreachable, silent past the deadline, closed, or not framed
+            as Dask frames its messages (an HTTP server...).
+    """
+    where = f"the Dask scheduler at {host}:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise ConfigError(f"cannot reach {where}: no answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot reach {where}: {exc.strerror or one_line(exc)}") from None
+    with sock:
+        header = _recv_exactly(sock, 16, deadline)
+    if header is None:
+        raise ConfigError(
+            f"{where} accepted the connection but sent no Dask greeting within {timeout:g} s;"
+            " is it a Dask scheduler (not a web server or another service)?"
+        )
+    if header.startswith(b"HTTP/"):
+        raise ConfigError(f"{where} answered as an HTTP server, not as a Dask scheduler")
+    if len(header) < 16:
+        raise ConfigError(f"{where} closed the connection without a Dask greeting")
+    length, frames = struct.unpack("<QQ", header)
+    if not (16 <= length <= _MAX_GREETING and 1 <= frames <= 64):
+        raise ConfigError(f"{where} answered, but not as a Dask scheduler does")
+
+
+def _external(settings: DaskSettings) -> Client:
+    scheme, host, port = parse_scheduler_address(settings.scheduler_address)
+    timeout = settings.connect_timeout
+    where = f"the Dask scheduler at {host}:{port}"
+    if scheme == "tcp":  # a TLS greeting is encrypted: distributed's timeout is all we have
+        probe_scheduler(host, port, timeout)
+    address = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot connect to {where}: {one_line(exc)}") from None
+    try:
+        allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    except Exception as exc:
+        client.close()
+        raise ConfigError(f"{where} did not answer a query: {one_line(exc, typed=True)}") from None
+    if allowed != 0:
+        client.close()
+        raise ConfigError(
+            f"{where} re-runs a task when a worker dies (allowed-failures {allowed});"
+            f" ConnectSW needs 0: {START_HINT}"
+        )
+    return client
+
+
+def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
+    """A client for the configured cluster, and the LocalCluster if one was started.
+
+    Raises:
+        ConfigError: a malformed scheduler address, a scheduler that cannot be
+            reached within ``settings.connect_timeout`` seconds, something other
+            than a Dask scheduler at that address, or a scheduler that would re-run
+            tasks itself (its ``allowed-failures`` is not 0).
+    """
+    if settings.scheduler_address:
+        return _external(settings), None
+    import dask
+
     kwargs: dict[str, Any] = {
         "n_workers": settings.n_workers,
         "threads_per_worker": settings.threads_per_worker,
         "processes": settings.processes,
         "dashboard_address": None,
         # No web dashboard at all: it would bind port 8787 and warn when that is taken.
-        "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        # allowed_failures 0: a task whose worker died is not re-run by Dask.
+        "scheduler_kwargs": {
+            "dashboard": False,
+            "dashboard_address": "127.0.0.1:0",
+            "allowed_failures": 0,
+        },
     }
     if settings.processes:
         kwargs["silence_logs"] = logging.ERROR
-    cluster = LocalCluster(**kwargs)
+    # Worker processes end with this process, even on SIGKILL: each one blocks a
+    # thread on a pipe whose other end only this process holds and calls os._exit
+    # at EOF (distributed.process.AsyncProcess; about 0.1 s, tests/core/test_cluster.py).
+    # "daemon" also ends them at a normal exit. Commands a task started are not
+    # covered: they outlive a killed worker unless their runner ends them.
+    config = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": True}
+    with dask.config.set(config):
+        cluster = LocalCluster(**kwargs)
     return Client(cluster), cluster

@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from pydantic.alias_generators import to_camel
+
+from connectsw.core.durations import NotBool, TimeoutOrZero
 
 
 def utcnow() -> datetime:
@@ -77,8 +79,11 @@ class TaskSpec(ApiModel):
     title: str = ""
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     needs: list[str] = Field(default_factory=list)
-    retries: int = 0
-    timeout: float | None = None
+    retries: Annotated[int, NotBool] = Field(0, ge=0, le=20)
+    """Extra attempts after a failure, 0 to 20 (as in task-graph files)."""
+    timeout: TimeoutOrZero | None = None
+    """Seconds per attempt, finite (NaN and infinity refused); above 604800 (7 days)
+    it is 7 days; 0 or None: the engine's default (core/durations.py)."""
     stage: int = 0
 
 

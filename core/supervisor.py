@@ -248,16 +248,21 @@ def stop_group(ref: ProcessRef, grace: float = 2.0) -> bool:
     started = _start_time(ref.pid)
     if started is not None and ref.start_time and started != ref.start_time:
         return False
-    if not _group_members(ref.pgid) or not _killpg(ref.pgid, signal.SIGTERM):
+    return _stop_pgid(ref.pgid, grace)
+
+
+def _stop_pgid(pgid: int, grace: float) -> bool:
+    """SIGTERM group ``pgid``, wait up to ``grace`` s for it to empty, SIGKILL the rest."""
+    if not _group_members(pgid) or not _killpg(pgid, signal.SIGTERM):
         return False
     end = time.monotonic() + grace
     while time.monotonic() < end:
-        if not _group_members(ref.pgid):
+        if not _group_members(pgid):
             return True
         time.sleep(0.02)
-    _killpg(ref.pgid, signal.SIGKILL)
+    _killpg(pgid, signal.SIGKILL)
     end = time.monotonic() + 2.0
-    while _group_members(ref.pgid) and time.monotonic() < end:
+    while _group_members(pgid) and time.monotonic() < end:
         time.sleep(0.02)
     return True
 
@@ -431,8 +436,9 @@ def run(
                 proc.stdin.close()
     code = proc.returncode
     if stopped is None and code is not None and code < 0:
-        # The reaper itself was killed (not by us): its group may be left behind.
-        stop_group(ref, grace)
+        # The reaper itself was killed (not by us, e.g. `kill -9 $PPID` in the command): its
+        # group may be left behind. A group id is not reused while the group has members.
+        _stop_pgid(ref.pgid, grace)
         code = 128 - code
     return Outcome(
         returncode=None if stopped else code,

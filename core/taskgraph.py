@@ -1,18 +1,55 @@
-"""The task-graph file: an explicit plan written by a person (YAML or JSON)."""
+"""The task-graph file: an explicit plan written by a person (YAML or JSON).
+
+A file is read strictly, and every input is bounded before it is parsed or
+validated (the rules are in the README, "Task-graph files"):
+
+- at most :data:`MAX_FILE_BYTES`; UTF-8 (a UTF-8, UTF-16 or UTF-32 byte-order mark
+  is honoured); undecodable bytes are named with their offset;
+- nesting at most :data:`MAX_DEPTH` mappings/lists deep (checked without recursion,
+  so ``[[[[...`` cannot raise ``RecursionError``);
+- YAML aliases expand to at most :data:`MAX_ALIAS_VALUES` values in all (an alias
+  bomb is refused while composing, before anything is copied);
+- a key given twice in one mapping is refused with its line, in YAML and JSON;
+- YAML scalars are typed as the YAML 1.2 core schema says: only ``true``/``false``
+  are booleans (``yes``, ``no``, ``on``, ``off`` stay strings), no sexagesimal
+  numbers (``12:30`` stays a string), no implicit timestamps (``2024-01-01`` stays
+  a string), ``010`` is ten, ``0o10`` is eight;
+- the values are JSON values: string keys, finite numbers, valid Unicode; explicit
+  tags other than the core ones (``!!binary``, ``!!timestamp``, ``!!set``...) are
+  refused.
+
+The duplicate-key check, the depth and alias bounds are written here on top of
+PyYAML's loader hooks and a small JSON tokenizer: neither PyYAML nor the standard
+``json`` module offers them.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from connectsw.core.durations import NotBool, Timeout
 from connectsw.core.errors import PlanError, describe_validation_error
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 SCHEMA_FILE = Path(__file__).with_name("taskgraph.schema.json")
+
+MAX_FILE_BYTES = 1_048_576
+"""A task-graph file is at most 1 MiB."""
+MAX_DEPTH = 32
+"""Mappings and lists nest at most 32 levels deep (the top mapping is level 1)."""
+MAX_ALIAS_VALUES = 10_000
+"""YAML aliases (``*name``) may add at most this many values in all, once expanded."""
+MAX_NUMBER_CHARS = 100
+"""A number is written with at most 100 characters."""
 
 
 class GraphTask(BaseModel):
@@ -27,8 +64,16 @@ class GraphTask(BaseModel):
         default_factory=dict, alias="with", description="Input given to the agent."
     )
     needs: list[str] = Field(default_factory=list, description="Ids of tasks that run first.")
-    retries: int = Field(0, ge=0, le=20, description="Extra attempts after a failure.")
-    timeout: float | None = Field(None, gt=0, description="Seconds per attempt.")
+    retries: Annotated[int, NotBool] = Field(
+        0, ge=0, le=20, description="Extra attempts after a failure (0 to 20)."
+    )
+    timeout: Timeout | None = Field(
+        None,
+        description=(
+            "Seconds per attempt: a finite number above 0; values above 604800 (7 days)"
+            " mean 7 days. Empty: the engine's default."
+        ),
+    )
 
 
 class GraphCheckpoint(BaseModel):
@@ -65,26 +110,379 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def load_graph_file(path: Path) -> GraphFile:
-    """Read and validate a task-graph file; any problem is one :class:`PlanError` line."""
+# -- reading ------------------------------------------------------------------
+
+
+class _InputError(Exception):
+    """A bound or rule broken while reading; ``line`` is 1-based, or None."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16"),
+)
+
+
+def _decode(data: bytes) -> str:
+    """The text of a file: UTF-8, or what its byte-order mark says."""
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec)
+            except UnicodeDecodeError as exc:
+                offset = exc.start + len(bom)
+                raise _InputError(f"not valid {name} (bad data at offset {offset})") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _InputError(
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    if "\x00" in text:
+        raise _InputError(
+            "contains NUL bytes (UTF-16 or UTF-32 without a byte-order mark?); save it as UTF-8"
+        )
+    return text
+
+
+def _line_at(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+# -- YAML: core-schema types, duplicate keys, depth and alias bounds -----------
+
+_CORE_RESOLVERS: tuple[tuple[str, str, str], ...] = (
+    # YAML 1.2 core schema, https://yaml.org/spec/1.2.2/#1032-tag-resolution
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$",
+        "-+0123456789.",
+    ),
+    # Merge keys (<<) are YAML 1.1, kept: they are common in CI files and harmless.
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),
+)
+
+
+class _GraphLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 core typing and the bounds of this module."""
+
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._level = 0
+        self._alias_values = 0
+        self._shape: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height)
+        self._checked: set[int] = set()
+
+    # composing: bounds on depth and alias expansion, before anything is built
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            alias = super().compose_node(parent, index)
+            assert alias is not None  # PyYAML raises on an undefined alias
+            node: Node = alias
+            line = _line_of(event.start_mark)
+            shape = self._shape.get(id(node))
+            if shape is None:
+                raise _InputError(f"alias *{event.anchor} refers to a value that contains it", line)
+            values, height = shape
+            self._alias_values += values
+            if self._alias_values > MAX_ALIAS_VALUES:
+                raise _InputError(f"aliases expand to more than {MAX_ALIAS_VALUES} values", line)
+            if self._level + height > MAX_DEPTH:
+                raise _InputError(f"nested deeper than {MAX_DEPTH} levels", line)
+            return node
+        collection = isinstance(event, (MappingStartEvent, SequenceStartEvent))
+        if collection:
+            self._level += 1
+            if self._level > MAX_DEPTH:
+                raise _InputError(
+                    f"nested deeper than {MAX_DEPTH} levels", _line_of(event.start_mark)
+                )
+        try:
+            composed = super().compose_node(parent, index)
+        finally:
+            if collection:
+                self._level -= 1
+        assert composed is not None  # a scalar, sequence or mapping start was peeked
+        node = composed
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            self._shape[id(node)] = (1, 0)
+            return node
+        values, height = 1, 0
+        for child in children:
+            child_values, child_height = self._shape[id(child)]
+            values += child_values
+            height = max(height, child_height)
+        self._shape[id(node)] = (values, height + 1)
+        return node
+
+    # constructing: duplicate keys, JSON-compatible scalars
+    def flatten_mapping(self, node: MappingNode) -> None:
+        if id(node) not in self._checked:  # before merge keys add their pairs to it
+            self._checked.add(id(node))
+            self._refuse_duplicates(node)
+        super().flatten_mapping(node)
+
+    def _refuse_duplicates(self, node: MappingNode) -> None:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if duplicate:
+                raise _InputError(f"duplicate key {_show(key)}", key_node.start_mark.line + 1)
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        text = self.construct_scalar(node)
+        if len(text) > MAX_NUMBER_CHARS:
+            raise _InputError("number too long", node.start_mark.line + 1)
+        digits = text.lstrip("+")
+        if digits.startswith("0o"):
+            return int(digits[2:], 8)
+        if digits.startswith("0x"):
+            return int(digits[2:], 16)
+        return int(digits, 10)
+
+    def construct_yaml_float(self, node: ScalarNode) -> float:
+        text = self.construct_scalar(node)
+        if len(text) > MAX_NUMBER_CHARS:
+            raise _InputError("number too long", node.start_mark.line + 1)
+        value = math.inf if text.lower().lstrip("+-") in (".inf", ".nan") else float(text)
+        if not math.isfinite(value):
+            raise _InputError(
+                f"{text} is not allowed: numbers must be finite (JSON values)",
+                node.start_mark.line + 1,
+            )
+        return value
+
+    def construct_yaml_bool(self, node: ScalarNode) -> bool:
+        return self.construct_scalar(node).lower() == "true"
+
+
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    _GraphLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+_GraphLoader.yaml_constructors = {
+    tag: constructor
+    for tag, constructor in yaml.SafeLoader.yaml_constructors.items()
+    if tag is None or tag.rsplit(":", 1)[-1] in ("null", "str", "seq", "map")
+}
+_GraphLoader.add_constructor("tag:yaml.org,2002:int", _GraphLoader.construct_yaml_int)
+_GraphLoader.add_constructor("tag:yaml.org,2002:float", _GraphLoader.construct_yaml_float)
+_GraphLoader.add_constructor("tag:yaml.org,2002:bool", _GraphLoader.construct_yaml_bool)
+
+
+def _line_of(mark: Any) -> int | None:
+    return mark.line + 1 if mark is not None else None
+
+
+def _show(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _GraphLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+# -- JSON: depth and duplicate keys found by a flat tokenizer ------------------
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]', re.DOTALL)
+
+
+def _scan_json(text: str) -> tuple[int, str] | None:
+    """Refuse nesting deeper than MAX_DEPTH; the first duplicate key (line, key), if any.
+
+    A flat pass over strings and brackets, so it cannot recurse; json.loads then
+    parses a text known to be shallow.
+    """
+    stack: list[set[str] | None] = []  # a set of keys per open object, None per array
+    expect_key = False
+    duplicate: tuple[int, str] | None = None
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first in "{[":
+            if len(stack) >= MAX_DEPTH:
+                raise _InputError(
+                    f"nested deeper than {MAX_DEPTH} levels", _line_at(text, match.start())
+                )
+            stack.append(set() if first == "{" else None)
+            expect_key = first == "{"
+        elif first in "}]":
+            if stack:
+                stack.pop()
+            expect_key = False
+        elif first == ",":
+            expect_key = bool(stack) and stack[-1] is not None
+        elif first == ":":
+            expect_key = False
+        else:
+            keys = stack[-1] if stack else None
+            if expect_key and keys is not None and duplicate is None:
+                try:
+                    key = json.loads(token)
+                except ValueError:
+                    key = token
+                if key in keys:
+                    duplicate = (_line_at(text, match.start()), key)
+                keys.add(key)
+            expect_key = False
+    return duplicate
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _json_number(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _InputError("number too long")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _InputError(f"{text} is not allowed: numbers must be finite")
+    return value
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _InputError("number too long")
+    return int(text)
+
+
+def _json_constant(name: str) -> Any:
+    raise _InputError(f"{name} is not allowed: numbers must be finite (it is not JSON)")
+
+
+def _load_json(text: str) -> Any:
+    duplicate = _scan_json(text)
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_unique_pairs,
+            parse_float=_json_number,
+            parse_int=_json_int,
+            parse_constant=_json_constant,
+        )
+    except _DuplicateKey as exc:
+        key = exc.args[0]
+        line = duplicate[0] if duplicate is not None and duplicate[1] == key else None
+        raise _InputError(f"duplicate key {_show(key)}", line) from None
+
+
+# -- values: JSON data only -----------------------------------------------------
+
+
+def _check_values(data: Any) -> None:
+    """Keys are strings, strings are valid Unicode, numbers are finite (iteratively)."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _InputError(f"{where or 'top level'}: key {_show(key)} is not a string")
+                _check_text(key, where)
+                stack.append((item, f"{where}.{key}" if where else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}.{i}") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _InputError(f"{where}: numbers must be finite")
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _InputError(
+            f"{where or 'top level'}: not valid Unicode"
+            f" (unpaired surrogate U+{ord(text[exc.start]):04X})"
+        ) from None
+
+
+def load_graph_file(path: Path) -> GraphFile:
+    """Read and validate a task-graph file (YAML, or JSON if it ends in ``.json``).
+
+    Bounds and rules are the module's (see its docstring and the README).
+
+    Raises:
+        PlanError: any problem, as one line starting with ``path`` (with ``line N``
+            where it is known); never another exception for any file content.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PlanError(f"{path}: no such file") from None
     except OSError as exc:
-        raise PlanError(f"{path}: cannot read: {exc.strerror}") from None
+        raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise PlanError(
+            f"{path}: larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit for a task-graph file"
+        )
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        text = _decode(data)
+        content = _load_json(text) if path.suffix.lower() == ".json" else _load_yaml(text)
+        _check_values(content)
+    except _InputError as exc:
+        where = f" line {exc.line}:" if exc.line is not None else ""
+        raise PlanError(f"{path}:{where} {exc.message}") from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except yaml.reader.ReaderError as exc:
+        line = _line_at(text, exc.position)
+        raise PlanError(
+            f"{path}: invalid YAML at line {line}: unacceptable character"
+            f" #x{exc.character if isinstance(exc.character, int) else 0:04x}"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(problem).split())
         raise PlanError(f"{path}: invalid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
+    if not isinstance(content, dict):
         raise PlanError(f"{path}: expected a mapping with 'name' and 'tasks' at the top")
     try:
-        return GraphFile.model_validate(data)
+        return GraphFile.model_validate(content)
     except ValidationError as exc:
         raise PlanError(f"{path}: {describe_validation_error(exc)}") from None

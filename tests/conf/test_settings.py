@@ -207,7 +207,11 @@ def test_toml_syntax_error_is_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings()
     text = assert_one_line_without_cause(info.value)
-    assert text.startswith("invalid config file: ")
+    assert text.startswith("invalid config file ")
+    assert (
+        "TOML syntax error: Expected at the end of a table declaration (at line 1, column 6)"
+        in text
+    )
 
 
 def test_shipped_default_toml_equals_class_defaults() -> None:
@@ -267,3 +271,146 @@ channel = "#builds"
     # A copy: a plugin cannot change another's (or its own stored) settings.
     s.plugin_config("jira")["url"] = "changed"
     assert s.plugin_config("jira")["url"] == "https://jira.example.com"
+
+
+# -- durations have ranges (issue 5, fault 6) ----------------------------------------
+
+DURATIONS = [
+    ("dask", "connect_timeout"),
+    ("engine", "retry_backoff"),
+    ("engine", "retry_backoff_max"),
+    ("engine", "default_timeout"),
+    ("engine", "heartbeat_interval"),
+    ("engine", "lease_timeout"),
+    ("gates", "test_timeout"),
+]
+
+
+@pytest.mark.parametrize(("section", "key"), DURATIONS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "Infinity"])
+def test_nan_and_inf_durations_are_refused_from_env(
+    monkeypatch: pytest.MonkeyPatch, section: str, key: str, value: str
+) -> None:
+    monkeypatch.setenv(f"CONNECTSW_{section.upper()}__{key.upper()}", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert f"{section}.{key}: " in text
+
+
+@pytest.mark.parametrize(("section", "key"), DURATIONS)
+def test_nan_durations_are_refused_from_toml(section: str, key: str) -> None:
+    write_user_file(f"[{section}]\n{key} = nan\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"{section}.{key}: Input should be a finite number" in str(info.value)
+
+
+def test_huge_timeouts_mean_seven_days() -> None:
+    write_user_file("[engine]\ndefault_timeout = 1e10\n[gates]\ntest_timeout = 1e300\n")
+    s = load_settings()
+    assert s.engine.default_timeout == 604800
+    assert s.gates.test_timeout == 604800
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "rule"),
+    [
+        ("engine", "retry_backoff", "3601", "less than or equal to 3600"),
+        ("engine", "retry_backoff", "-1", "greater than or equal to 0"),
+        ("engine", "retry_backoff_max", "1e10", "less than or equal to 86400"),
+        ("engine", "heartbeat_interval", "0", "greater than 0"),
+        ("engine", "heartbeat_interval", "1e10", "less than or equal to 3600"),
+        ("engine", "lease_timeout", "1e10", "less than or equal to 86400"),
+        ("engine", "default_timeout", "-1", "greater than or equal to 0"),
+        ("gates", "test_timeout", "0", "greater than 0"),
+        ("dask", "connect_timeout", "0", "greater than 0"),
+        ("dask", "connect_timeout", "301", "less than or equal to 300"),
+        ("engine", "lease_timeout", "true", "expected a number, not true/false"),
+    ],
+)
+def test_durations_out_of_range(section: str, key: str, value: str, rule: str) -> None:
+    write_user_file(f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert f"{section}.{key}: " in text
+    assert rule in text
+
+
+def test_lease_must_outlive_heartbeat() -> None:
+    write_user_file("[engine]\nheartbeat_interval = 5\nlease_timeout = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert text == (
+        "invalid settings: engine: Value error, "
+        "lease_timeout must be greater than heartbeat_interval"
+    )
+    write_user_file("[engine]\nheartbeat_interval = 5\nlease_timeout = 5.5\n")
+    assert load_settings().engine.lease_timeout == 5.5
+
+
+# -- settings that fail to parse are never echoed (issue 5, fault 8) ---------------------
+
+SECRET = "s3cr3t-Pa55"
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        f'[store]\nurl = "postgresql://u:{SECRET}@db/app\n',  # unterminated string
+        f'[store]\nurl = "host=db password={SECRET}\x01"\n',  # control character
+        f"[store]\nurl = postgresql://u:{SECRET}@db/app\n",  # not a TOML value
+        f'[store]\nurl = "a"\nurl = "{SECRET}"\n',  # duplicate key
+        f'[store]\nurl = ["postgresql://u:{SECRET}@db/app"]\n',  # wrong type
+        f'[store]\nurl = {{password = "{SECRET}"}}\n',  # wrong type (a table)
+        f'mode = "{SECRET}"\n',
+        f'[dask]\nn_workers = "{SECRET}"\nscheduler_address = 5\n',
+        f'[engine]\nlease_timeout = "{SECRET}"\n',
+        f'[plugins]\nslack = "{SECRET}"\n',
+        f'[store]\nurl = "x"\npassword = "{SECRET}"\n',
+    ],
+)
+def test_invalid_file_values_are_not_echoed(toml: str) -> None:
+    write_user_file(toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert SECRET not in text
+    assert SECRET[:4] not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONNECTSW_STORE", f'{{"url": "postgresql://u:{SECRET}@db'),
+        ("CONNECTSW_STORE", f'{{"url": ["{SECRET}"]}}'),
+        ("CONNECTSW_PLUGINS", f"not json {SECRET}"),
+        ("CONNECTSW_PLUGINS__SLACK", f"{SECRET}"),
+        ("CONNECTSW_MODE", SECRET),
+        ("CONNECTSW_DASK__N_WORKERS", SECRET),
+        ("CONNECTSW_ENGINE__LEASE_TIMEOUT", SECRET),
+    ],
+)
+def test_invalid_env_values_are_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert SECRET not in text
+    assert SECRET[:4] not in text
+
+
+def test_toml_syntax_error_quotes_nothing_from_the_file() -> None:
+    # tomllib says "Illegal character '\x07'": a character of a password.
+    write_user_file('[store]\nurl = "postgresql://u:pa\x07ss@db/app"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert text.endswith(
+        "connectsw.toml: TOML syntax error: Illegal character (at line 2, column 25)"
+    )
+    assert "\\x07" not in text and "'" not in text

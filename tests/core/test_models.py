@@ -249,3 +249,35 @@ def test_request_text_and_gate_remediation() -> None:
         ],
     )
     assert gate.remediation == "Fix tests. Add docs."
+
+
+# -- TaskSpec durations (issue 5, fault 6): plans from any source are safe --------
+
+
+def test_task_spec_huge_timeout_is_seven_days() -> None:
+    assert TaskSpec(id="a", agent="noop", timeout=1e10).timeout == 604800.0
+    assert TaskSpec.model_validate({"id": "a", "agent": "noop", "timeout": 1e300}).timeout == 604800
+    assert TaskSpec(id="a", agent="noop", timeout=30).timeout == 30
+    assert TaskSpec(id="a", agent="noop", timeout=0).timeout == 0  # the engine's default
+    assert TaskSpec(id="a", agent="noop").timeout is None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "nan", -1, True])
+def test_task_spec_refuses_bad_timeouts(value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        TaskSpec.model_validate({"id": "a", "agent": "noop", "timeout": value})
+    assert info.value.errors()[0]["loc"][0] == "timeout"
+
+
+@pytest.mark.parametrize("value", [-1, 21, True, 1.5])
+def test_task_spec_retries_range(value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        TaskSpec.model_validate({"id": "a", "agent": "noop", "retries": value})
+    assert info.value.errors()[0]["loc"][0] == "retries"
+    assert TaskSpec(id="a", agent="noop", retries=20).retries == 20
+
+
+def test_stored_plan_json_with_huge_timeout_reads_back() -> None:
+    task = TaskSpec(id="a", agent="noop", timeout=1e10)
+    again = TaskSpec.model_validate(json.loads(json.dumps(task.to_api())))
+    assert again.timeout == 604800.0

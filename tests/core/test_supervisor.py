@@ -287,3 +287,12 @@ def test_memory_stays_flat_with_large_output(tmp_path: Path) -> None:
 def test_split_stderr(tmp_path: Path) -> None:
     out = supervisor.run("echo out; echo err >&2", cwd=tmp_path, shell=True, split_stderr=True)
     assert (out.output, out.stderr) == ("out\n", "err\n")
+
+
+def test_reaper_killed_by_the_command_still_ends_the_group(tmp_path: Path) -> None:
+    # $PPID of the command is the reaper; the group must not outlive it.
+    start = time.monotonic()
+    out = supervisor.run("kill -9 $PPID; sleep 30", cwd=tmp_path, shell=True, grace=0.5)
+    assert out.returncode == 128 + signal.SIGKILL
+    assert time.monotonic() - start < 3.0
+    assert members(out.ref.pgid) == []

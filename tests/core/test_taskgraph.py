@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -194,3 +197,327 @@ def test_schema_describes_the_file() -> None:
     assert "with" in task["properties"]  # the alias, as written in files
     assert "with_" not in task["properties"]
     assert task["additionalProperties"] is False
+
+
+# -- ambiguous input (issue 5, fault 6) ------------------------------------------
+
+DUPLICATE_NEEDS = """\
+name: dup
+tasks:
+  - id: a
+    agent: noop
+  - id: b
+    agent: noop
+    needs: [a]
+    needs: []
+"""
+
+
+def test_duplicate_key_in_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "graph.yaml", DUPLICATE_NEEDS)
+    assert one_line_error(path) == f"{path}: line 8: duplicate key 'needs'"
+
+
+def test_second_tasks_key_in_yaml_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "g.yaml", README_EXAMPLE + "tasks:\n  - {id: z, agent: noop}\n")
+    assert one_line_error(path) == f"{path}: line 14: duplicate key 'tasks'"
+
+
+def test_duplicate_key_in_json_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = (
+        '{\n  "name": "dup",\n  "tasks": [\n    {"id": "a", "agent": "noop"},\n'
+        '    {"id": "b", "agent": "noop",\n     "needs": ["a"],\n     "needs": []}\n  ]\n}\n'
+    )
+    path = write(tmp_path, "graph.json", text)
+    assert one_line_error(path) == f"{path}: line 7: duplicate key 'needs'"
+
+
+def test_same_key_in_different_json_objects_is_fine(tmp_path: Path) -> None:
+    text = json.dumps(
+        {
+            "name": "ok",
+            "tasks": [
+                {"id": "a", "agent": "noop", "with": {"id": 1, "x": {"id": 2}}},
+                {"id": "b", "agent": "noop", "needs": ["a"]},
+            ],
+        }
+    )
+    graph = load_graph_file(write(tmp_path, "g.json", text))
+    assert graph.tasks[0].with_ == {"id": 1, "x": {"id": 2}}
+
+
+def test_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    text = (
+        "name: merge\n"
+        "defaults: &d {retries: 1, timeout: 5}\n"
+        "tasks:\n  - {id: a, agent: noop, <<: *d, timeout: 9}\n"
+    )
+    # 'defaults' is not a graph key: the merge itself must be accepted first.
+    assert "defaults: unknown key" in one_line_error(write(tmp_path, "g.yaml", text))
+    text = "name: merge\ntasks:\n  - id: a\n    agent: noop\n    with: {<<: {x: 1, y: 2}, y: 3}\n"
+    assert load_graph_file(write(tmp_path, "g2.yaml", text)).tasks[0].with_ == {"x": 1, "y": 3}
+
+
+def test_yaml_values_keep_their_yaml_1_2_core_types(tmp_path: Path) -> None:
+    text = (
+        "name: types\ntasks:\n  - id: a\n    agent: noop\n    with:\n"
+        "      answers: [yes, no, on, off, y, n, Yes, NO]\n"
+        "      bools: [true, false, True, FALSE]\n"
+        "      time: 12:30\n      sexagesimal: 190:20:30.15\n"
+        "      date: 2024-01-01\n      stamp: 2001-12-14t21:59:43.10-05:00\n"
+        "      version: 1.10\n      leading_zero: 010\n      octal: 0o10\n      hex: 0x1F\n"
+        "      exp: 1e3\n      underscored: 1_000\n      nothing: null\n      tilde: ~\n"
+        "      equals: =\n      country: NO\n"
+    )
+    w = load_graph_file(write(tmp_path, "g.yaml", text)).tasks[0].with_
+    assert w["answers"] == ["yes", "no", "on", "off", "y", "n", "Yes", "NO"]
+    assert w["bools"] == [True, False, True, False]
+    assert w["time"] == "12:30"
+    assert w["sexagesimal"] == "190:20:30.15"
+    assert w["date"] == "2024-01-01"
+    assert w["stamp"] == "2001-12-14t21:59:43.10-05:00"
+    assert w["version"] == 1.1 and isinstance(w["version"], float)
+    assert w["leading_zero"] == 10
+    assert w["octal"] == 8
+    assert w["hex"] == 31
+    assert w["exp"] == 1000.0
+    assert w["underscored"] == "1_000"
+    assert w["nothing"] is None and w["tilde"] is None
+    assert w["equals"] == "="
+    assert w["country"] == "NO"
+
+
+@pytest.mark.parametrize("tag", ["!!binary aGVsbG8=", "!!timestamp 2024-01-01", "!!set {a}"])
+def test_non_json_tags_are_refused(tmp_path: Path, tag: str) -> None:
+    text = f"name: t\ntasks:\n  - id: a\n    agent: noop\n    with: {{v: {tag}}}\n"
+    text_error = one_line_error(write(tmp_path, "g.yaml", text))
+    assert "invalid YAML at line 5" in text_error
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("g.yaml", "with: {x: 1, 2: y}\n", "key 2 is not a string"),
+        ("g.yaml", "with: {x: .nan}\n", "line 5: .nan is not allowed"),
+        ("g.yaml", "with: {x: -.inf}\n", "line 5: -.inf is not allowed"),
+        ("g.yaml", "with: {x: 1e999}\n", "1e999 is not allowed"),
+        ("g.yaml", "with: {x: " + "9" * 5000 + "}\n", "line 5: number too long"),
+        ("g.yaml", 'with: {x: "\\ud800"}\n', "not valid Unicode"),
+        ("g.yaml", "with: {x: a\x01}\n", "unacceptable character #x0001"),
+    ],
+)
+def test_values_must_be_json_values(tmp_path: Path, name: str, content: str, expected: str) -> None:
+    text = "name: v\ntasks:\n  - id: a\n    agent: noop\n    " + content
+    assert expected in one_line_error(write(tmp_path, name, text))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("NaN", "NaN is not allowed"),
+        ("-Infinity", "-Infinity is not allowed"),
+        ("1e999", "1e999 is not allowed"),
+        ("9" * 5000, "number too long"),
+        ('"\\ud800"', "not valid Unicode"),
+    ],
+)
+def test_json_values_must_be_finite_and_valid(tmp_path: Path, value: str, expected: str) -> None:
+    text = '{"name": "v", "tasks": [{"id": "a", "agent": "noop", "with": {"x": VALUE}}]}'
+    text = text.replace("VALUE", value)
+    assert expected in one_line_error(write(tmp_path, "g.json", text))
+
+
+# -- durations: every timeout has a range ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["g.yaml", "g.json"])
+def test_huge_timeout_means_seven_days(tmp_path: Path, name: str) -> None:
+    data = {"name": "t", "tasks": [{"id": "a", "agent": "noop", "timeout": 1e10}]}
+    graph = load_graph_file(write(tmp_path, name, json.dumps(data)))
+    assert graph.tasks[0].timeout == 604800.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (".nan", ".nan is not allowed"),
+        (".inf", ".inf is not allowed"),
+        ('"nan"', "tasks.0.timeout: Input should be a finite number"),
+        ('"inf"', "tasks.0.timeout: Input should be a finite number"),
+        ("true", "tasks.0.timeout: Value error, expected a number, not true/false"),
+        ("-1", "tasks.0.timeout: Input should be greater than 0"),
+    ],
+)
+def test_bad_timeouts_are_refused(tmp_path: Path, value: str, expected: str) -> None:
+    text = f"name: t\ntasks:\n  - id: a\n    agent: noop\n    timeout: {value}\n"
+    assert expected in one_line_error(write(tmp_path, "g.yaml", text))
+
+
+def test_retries_true_is_not_one(tmp_path: Path) -> None:
+    text = "name: t\ntasks:\n  - id: a\n    agent: noop\n    retries: true\n"
+    assert "tasks.0.retries: Value error, expected a number" in one_line_error(
+        write(tmp_path, "g.yaml", text)
+    )
+
+
+# -- encodings (issue 5, fault 10) ------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-8-sig", "utf-32", "utf-16-be"])
+def test_files_with_a_byte_order_mark_are_read(tmp_path: Path, codec: str) -> None:
+    data = README_EXAMPLE.encode(codec)
+    if codec == "utf-16-be":
+        data = b"\xfe\xff" + data
+    path = tmp_path / "graph.yaml"
+    path.write_bytes(data)
+    check_readme_graph(load_graph_file(path))
+
+
+def test_utf16_json_with_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "graph.json"
+    path.write_bytes(json.dumps(yaml.safe_load(README_EXAMPLE)).encode("utf-16"))
+    check_readme_graph(load_graph_file(path))
+
+
+def test_utf16_without_bom_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "graph.yaml"
+    path.write_bytes(README_EXAMPLE.encode("utf-16-le"))
+    assert "contains NUL bytes (UTF-16 or UTF-32 without a byte-order mark?)" in one_line_error(
+        path
+    )
+
+
+@pytest.mark.parametrize("name", ["graph.yaml", "graph.json"])
+def test_invalid_utf8_names_the_byte_and_offset(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"name: caf\xe9\ntasks: []\n")
+    assert one_line_error(path) == f"{path}: not valid UTF-8 (byte 0xe9 at offset 9)"
+
+
+def test_truncated_utf16_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "graph.yaml"
+    path.write_bytes("name: x\n".encode("utf-16") + b"\x00")
+    assert "not valid UTF-16" in one_line_error(path)
+
+
+# -- bounds: size, depth, alias expansion (issue 5, fault 10) -----------------------
+
+
+def test_file_over_one_mib_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path, "g.yaml", "name: x\n#" + "x" * (1 << 20) + "\n")
+    started = time.perf_counter()
+    assert "larger than 1048576 bytes" in one_line_error(path)
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("name", ["g.yaml", "g.json"])
+def test_very_deep_nesting_is_refused_without_recursion_error(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, name, "[" * 100_000)
+    started = time.perf_counter()
+    assert "line 1: nested deeper than 32 levels" in one_line_error(path)
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("name", ["g.yaml", "g.json"])
+def test_nesting_within_bound_is_read(tmp_path: Path, name: str) -> None:
+    # top mapping, tasks list, task mapping, with mapping: 4 levels, then 28 lists
+    inner: object = "leaf"
+    for _ in range(28):
+        inner = [inner]
+    data = {"name": "d", "tasks": [{"id": "a", "agent": "noop", "with": {"x": inner}}]}
+    assert load_graph_file(write(tmp_path, name, json.dumps(data))).tasks[0].with_["x"] == inner
+    data["tasks"][0]["with"] = {"x": [inner]}  # type: ignore[index]
+    assert "nested deeper than 32 levels" in one_line_error(write(tmp_path, name, json.dumps(data)))
+
+
+def test_block_style_nesting_is_bounded(tmp_path: Path) -> None:
+    text = "".join("  " * i + f"k{i}:\n" for i in range(40)) + "  " * 40 + "v\n"
+    assert "line 33: nested deeper than 32 levels" in one_line_error(
+        write(tmp_path, "g.yaml", text)
+    )
+
+
+ALIAS_BOMB = """\
+name: bomb
+tasks:
+  - id: a
+    agent: noop
+    with:
+      a: &a [x,x,x,x,x,x,x,x,x]
+      b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+      c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+      d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+      e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+      f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+      g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+      h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+      i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_alias_bomb_is_refused_fast_and_small(tmp_path: Path) -> None:
+    path = write(tmp_path, "g.yaml", ALIAS_BOMB)
+    assert path.stat().st_size < 520
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        text = one_line_error(path)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "aliases expand to more than 10000 values" in text
+    assert elapsed < 1
+    assert peak < 20 * 1024 * 1024
+
+
+def test_merge_key_bomb_is_refused(tmp_path: Path) -> None:
+    lines = ["name: bomb", "x0: &x0 {a: 1, b: 2, c: 3, d: 4}"]
+    for i in range(1, 12):
+        lines.append(f"x{i}: &x{i} {{<<: [{', '.join([f'*x{i - 1}'] * 8)}]}}")
+    path = write(tmp_path, "g.yaml", "\n".join(lines) + "\n")
+    started = time.perf_counter()
+    assert "aliases expand to more than 10000 values" in one_line_error(path)
+    assert time.perf_counter() - started < 1
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    text = "name: r\ntasks:\n  - id: a\n    agent: noop\n    with: &w {self: *w}\n"
+    assert "line 5: alias *w refers to a value that contains it" in one_line_error(
+        write(tmp_path, "g.yaml", text)
+    )
+
+
+def test_alias_nesting_counts_towards_depth(tmp_path: Path) -> None:
+    deep = "[" * 30 + "]" * 30
+    text = f"deep: &d {deep}\nname: x\ntasks:\n  - {{id: a, agent: noop, with: {{x: *d}}}}\n"
+    assert "line 4: nested deeper than 32 levels" in one_line_error(write(tmp_path, "g.yaml", text))
+
+
+def test_modest_aliases_are_fine(tmp_path: Path) -> None:
+    text = (
+        "name: shared\ntasks:\n"
+        "  - {id: a, agent: noop, with: &common {env: {A: '1', B: '2'}, args: [x, y]}}\n"
+        "  - {id: b, agent: noop, with: *common}\n"
+    )
+    graph = load_graph_file(write(tmp_path, "g.yaml", text))
+    assert graph.tasks[1].with_ == {"env": {"A": "1", "B": "2"}, "args": ["x", "y"]}
+
+
+def test_no_file_content_escapes_as_another_exception(tmp_path: Path) -> None:
+    """Random bytes and random edits of a valid file: a GraphFile or a PlanError."""
+    rng = random.Random(5)
+    seeds = [README_EXAMPLE.encode(), json.dumps(yaml.safe_load(README_EXAMPLE)).encode()]
+    for i in range(300):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randrange(len(data))
+            data[pos : pos + rng.randint(0, 3)] = bytes(
+                rng.choice(b'{}[]:,"&*!<>-\n \\\x00\xff%@|') for _ in range(rng.randint(0, 3))
+            )
+        path = tmp_path / ("f.json" if i % 2 else "f.yaml")
+        path.write_bytes(bytes(data))
+        try:
+            load_graph_file(path)
+        except PlanError as exc:
+            assert "\n" not in str(exc)

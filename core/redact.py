@@ -1,0 +1,177 @@
+"""Store URLs and connection strings without their secrets, for messages and logs.
+
+Secrets are found by parsing, never by a pattern over the text:
+
+- a URL (``scheme://...``) is split as RFC 3986 does, except that the userinfo
+  ends at the *last* ``@`` of the string, as users write passwords with ``/``,
+  ``@``, ``:``, ``?`` or ``#`` unescaped (libpq would misread such a URL, but the
+  message about it must not show the password). Everything after the first ``:``
+  of the userinfo is the password. Query parameters are split as
+  :func:`urllib.parse.parse_qsl` does;
+- a libpq keyword/value string (``host=db password='a b'``) is parsed by libpq
+  itself (:func:`psycopg.conninfo.conninfo_to_dict`) and written back with
+  :func:`psycopg.conninfo.make_conninfo`;
+- anything else, or a string either parser refuses, becomes :data:`UNPARSABLE`:
+  a string we cannot parse is never echoed, since we cannot tell where its secret is.
+
+A parameter is secret when its name (any case) contains ``password``, ``passwd``,
+``secret``, ``token`` or ``key`` (``password``, ``sslpassword``, ``sslkey``...).
+Hiding too much is the safe failure: a ``@`` in a query value makes the text before
+it count as userinfo.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, unquote_plus
+
+MASK = "***"
+"""What a secret value is replaced by."""
+
+UNPARSABLE = "<store URL hidden: could not be parsed>"
+"""The whole text shown instead of a string that cannot be parsed."""
+
+SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
+"""A parameter whose name contains one of these (any case) is secret."""
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter or libpq keyword named ``name`` holds a secret."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def redact(url_or_conninfo: str) -> str:
+    """``url_or_conninfo`` with every secret value replaced by ``***``.
+
+    ``postgresql://u:p/w@h/db?sslpassword=x`` -> ``postgresql://u:***@h/db?sslpassword=***``;
+    ``host=db password='a b'`` -> ``host=db password=***``; ``""`` -> ``""``; an
+    unparsable string -> :data:`UNPARSABLE`. Never raises.
+    """
+    text = url_or_conninfo.strip()
+    if not text:
+        return ""
+    try:
+        url = _split_url(text)
+        if url is not None:
+            return url.masked()
+        return _redact_conninfo(text)
+    except Exception:  # any parser failure: hide it all, never echo it
+        return UNPARSABLE
+
+
+def redact_message(message: str, url_or_conninfo: str) -> str:
+    """``message`` (e.g. a driver's error about that URL) without the URL's secrets.
+
+    The URL itself and each secret value parsed from it (raw and percent-decoded)
+    are replaced. If the URL cannot be parsed, the message may quote any part of it
+    (libpq says ``missing "=" after "cret"``), so a fixed text is returned instead.
+    """
+    secrets = _secret_values(url_or_conninfo)
+    if secrets is None:
+        return "the store URL could not be parsed (it is not shown: it may hold a password)"
+    shown = redact(url_or_conninfo)
+    if url_or_conninfo.strip():
+        message = message.replace(url_or_conninfo.strip(), shown)
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, MASK)
+    return message
+
+
+# -- URLs -------------------------------------------------------------------------
+
+
+class _Url:
+    """A URL cut into the parts that can hold secrets."""
+
+    def __init__(self, scheme: str, rest: str) -> None:
+        self.scheme = scheme
+        at = rest.rfind("@")
+        self.userinfo: str | None = rest[:at] if at >= 0 else None
+        after = rest[at + 1 :]
+        before_fragment, hash_sign, self.fragment = after.partition("#")
+        self.hostpath, question, query = before_fragment.partition("?")
+        self.has_fragment = bool(hash_sign)
+        self.query: list[str] | None = query.split("&") if question else None
+
+    def user_and_password(self) -> tuple[str, str | None]:
+        user, colon, password = (self.userinfo or "").partition(":")
+        return user, password if colon else None
+
+    def secret_params(self) -> list[tuple[int, str]]:
+        """(index, raw value) of each secret query parameter."""
+        found = []
+        for i, part in enumerate(self.query or []):
+            name, _, value = part.partition("=")
+            if is_secret_name(unquote_plus(name)):
+                found.append((i, value))
+        return found
+
+    def masked(self) -> str:
+        out = f"{self.scheme}://"
+        if self.userinfo is not None:
+            user, password = self.user_and_password()
+            out += f"{user}:{MASK}@" if password is not None else f"{user}@"
+        out += self.hostpath
+        if self.query is not None:
+            parts = list(self.query)
+            for i, _ in self.secret_params():
+                parts[i] = parts[i].partition("=")[0] + "=" + MASK
+            out += "?" + "&".join(parts)
+        if self.has_fragment:
+            out += "#" + (MASK if self.fragment else "")
+        return out
+
+
+def _split_url(text: str) -> _Url | None:
+    """A :class:`_Url` if ``text`` starts with ``scheme://``, else None."""
+    scheme, sep, rest = text.partition("://")
+    valid = (
+        bool(sep)
+        and bool(scheme)
+        and scheme[0].isascii()
+        and scheme[0].isalpha()
+        and all(c.isascii() and (c.isalnum() or c in "+.-") for c in scheme)
+    )
+    return _Url(scheme, rest) if valid else None
+
+
+# -- libpq keyword/value strings -------------------------------------------------------
+
+
+def _conninfo(text: str) -> dict[str, str]:
+    from psycopg.conninfo import conninfo_to_dict  # libpq's own parser
+
+    if "=" not in text:
+        raise ValueError("not a keyword/value string")
+    return {k: str(v) for k, v in conninfo_to_dict(text).items()}
+
+
+def _redact_conninfo(text: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    params = _conninfo(text)
+    masked = {k: (MASK if is_secret_name(k) else v) for k, v in params.items()}
+    return make_conninfo("", **masked)
+
+
+def _secret_values(text: str) -> list[str] | None:
+    """The secret values in ``text`` (raw and decoded), or None if it cannot be parsed."""
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        url = _split_url(text)
+        if url is None:
+            params = _conninfo(text)
+            return [v for k, v in params.items() if is_secret_name(k) and v]
+        raw: list[str] = []
+        _, password = url.user_and_password()
+        if password:
+            raw.append(password)
+        raw.extend(value for _, value in url.secret_params() if value)
+        if url.fragment:
+            raw.append(url.fragment)
+        values = set(raw) | {unquote(v) for v in raw} | {unquote_plus(v) for v in raw}
+        return [v for v in values if v]
+    except Exception:  # unparsable: the caller must hide everything
+        return None
