@@ -22,6 +22,7 @@ class ArchitectAgent(Agent):
     """Describes the components, API and data model the engineers then build."""
 
     name = "architect"
+    isolation = "thread"  # writes a few files: brief
     description = "Writes docs/architecture.md and an ADR for the product in docs/PRD.md."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

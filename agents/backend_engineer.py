@@ -268,6 +268,7 @@ class BackendEngineerAgent(Agent):
     """Writes service/ (standard library only) and tests/test_service.py."""
 
     name = "backend-engineer"
+    isolation = "thread"  # writes a few files: brief
     description = (
         "Writes a standard-library Python HTTP service in service/ with unittest tests; "
         "a feature or bug fix (with.feature, with.bug) needs a model and fails without one."

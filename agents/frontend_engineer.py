@@ -131,6 +131,7 @@ class FrontendEngineerAgent(Agent):
     """Writes web/index.html, web/app.js, web/style.css and tests/test_web.py."""
 
     name = "frontend-engineer"
+    isolation = "thread"  # writes a few files: brief
     description = "Writes a static web page in web/ that lists and adds items through the API."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

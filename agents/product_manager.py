@@ -31,6 +31,7 @@ class ProductManagerAgent(Agent):
     """Writes a product requirements document from the request text, deterministically."""
 
     name = "product-manager"
+    isolation = "thread"  # writes a few files: brief
     description = "Writes the product requirements document (docs/PRD.md) from the request."
     input_model = ProductManagerInput
 

@@ -118,6 +118,7 @@ class QAEngineerAgent(Agent):
     """Runs the tests; fails the task if any fail, so the stage's gate sees real results."""
 
     name = "qa-engineer"
+    isolation = "thread"  # the tests run under the supervisor, which stops them
     description = "Runs the workspace's tests and writes docs/QA-report.md; fails if tests fail."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

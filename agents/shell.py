@@ -57,6 +57,7 @@ class ShellAgent(Agent):
     """Runs a shell command in the workspace; fails on a non-zero exit."""
 
     name = "shell"
+    isolation = "thread"  # the command runs under the supervisor, which stops it
     description = "Runs a shell command in the workspace (with: command, outputs, env, pass_env)."
     input_model = ShellInput
 
@@ -121,6 +122,7 @@ class NoopAgent(Agent):
     """Does nothing and succeeds: joins and benchmarks."""
 
     name = "noop"
+    isolation = "thread"  # does nothing
     description = "Does nothing and succeeds."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

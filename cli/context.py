@@ -61,11 +61,9 @@ class State:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            # Imported here: distributed takes a while to import, and --help needs none of it.
-            from connectsw.core.cluster import quiet_dask_logs
+            # Imported here; the engine imports dask only when it first runs a stage.
             from connectsw.core.engine import Engine
 
-            quiet_dask_logs()
             self._engine = Engine(self.settings)
         return self._engine
 

@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "cancel": (
         "connectsw.cli.decide:cancel",
-        "Cancel the execution (a running stage stops at its next heartbeat).",
+        "Cancel the execution; returns once its running work has stopped.",
     ),
     "resume": (
         "connectsw.cli.decide:resume",
@@ -56,7 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plugins": (
         "connectsw.cli.plugins:plugins",
-        "List loaded plugins: where they come from, their hooks, what they provide.",
+        "List plugins: where they come from, whether they loaded, their hooks, what they provide.",
     ),
     "schema": ("connectsw.cli.plugins:schema", "Print the JSON Schema of task-graph files."),
 }
@@ -114,11 +114,15 @@ class LazyGroup(click.Group):
         try:
             from connectsw.plugins import manager
 
-            add = getattr(manager, "add_plugin_commands", None)
-            if add is not None:
-                add(self)
-            else:
-                manager.get_plugin_manager().hook.register_commands(cli=self)
+            manager.add_plugin_commands(self)
+            failures = [
+                f'plugin "{source.name}": {warning}'
+                for source in manager.plugin_sources()
+                for warning in source.warnings
+                if warning.startswith("register_commands")
+            ]
+            if failures:
+                self.plugin_error = "plugin commands are not available: " + "; ".join(failures)
         except Exception as exc:
             self.plugin_error = f"plugin commands are not available: {one_line(exc, typed=True)}"
 
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors are one line on stderr and an :class:`ExitCode`, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     debug = bool(os.environ.get("CONNECTSW_DEBUG"))
+    cli._plugins_added, cli.plugin_error = False, None  # plugins are asked once per invocation
     try:
         cli.main(args=argv, prog_name="connectsw", standalone_mode=False)
     except _Interrupted:

@@ -10,6 +10,7 @@ from rich.table import Table
 from connectsw.core.models import ExecutionStatus, ExecutionView
 from connectsw.core.states import EXECUTION_EXIT_CODES, EXECUTION_STYLES, TASK_STYLES
 
+
 def exit_code(status: ExecutionStatus) -> int:
     """0 unless the execution failed or a gate stopped it (the state table's codes)."""
     return int(EXECUTION_EXIT_CODES[status])

@@ -88,8 +88,9 @@ class Engine:
     def client(self) -> Client:
         """The Dask client, connecting (or starting a LocalCluster) on first use."""
         if self._client is None:
-            from connectsw.core.cluster import connect
+            from connectsw.core.cluster import connect, quiet_dask_logs
 
+            quiet_dask_logs()
             self._client, self._cluster = connect(self.settings.dask)
         return self._client
 
@@ -186,7 +187,9 @@ class Engine:
                     self.client  # noqa: B018 - connect (or start the cluster) now
                 except ConnectSWError as exc:
                     error = f"could not start: {exc}"
-                    self._move(execution, lease, E.FAILED, EventKind.EXECUTION_FAILED, error, error=error)
+                    self._move(
+                        execution, lease, E.FAILED, EventKind.EXECUTION_FAILED, error, error=error
+                    )
                     raise
                 kind = EventKind.EXECUTION_RESUMED if resumed else EventKind.EXECUTION_RUNNING
                 self._move(execution, lease, E.EXECUTING, kind, error=None)
@@ -236,9 +239,7 @@ class Engine:
             )
             return True
         if stage.gates:
-            self._emit(
-                execution, lease, EventKind.GATE_PASSED, f"score {gate.score}"
-            )
+            self._emit(execution, lease, EventKind.GATE_PASSED, f"score {gate.score}")
         if stage.checkpoint is not None:
             checkpoint = CheckpointState(
                 execution_id=execution.id,
@@ -264,12 +265,20 @@ class Engine:
             return True
         if execution.stage + 1 >= len(execution.plan.stages):
             self._move(
-                execution, lease, E.COMPLETED, EventKind.EXECUTION_COMPLETED, "all stages done",
+                execution,
+                lease,
+                E.COMPLETED,
+                EventKind.EXECUTION_COMPLETED,
+                "all stages done",
                 gate=(execution.round, gate) if stage.gates else None,
             )
             return True
         self._move(
-            execution, lease, E.EXECUTING, EventKind.EXECUTION_ADVANCED, f"stage {execution.stage + 1}",
+            execution,
+            lease,
+            E.EXECUTING,
+            EventKind.EXECUTION_ADVANCED,
+            f"stage {execution.stage + 1}",
             stage=execution.stage + 1,
             gate=(execution.round, gate) if stage.gates else None,
         )
@@ -315,8 +324,12 @@ class Engine:
                     f"execution {execution_id} was already decided: {last.decision.value}"
                     f" at checkpoint {last.type} (now {shown})"
                 )
-            hint = f"; run `connectsw resume {execution_id}` first" if shown == "interrupted" else ""
-            raise InvalidState(f"execution {execution_id} is {shown}, not waiting at a checkpoint{hint}")
+            hint = (
+                f"; run `connectsw resume {execution_id}` first" if shown == "interrupted" else ""
+            )
+            raise InvalidState(
+                f"execution {execution_id} is {shown}, not waiting at a checkpoint{hint}"
+            )
         if decision is Decision.REQUEST_CHANGES and not (feedback or "").strip():
             raise InvalidState("request_changes needs feedback saying what to change")
         new = execution.model_copy(deep=True)
@@ -330,7 +343,12 @@ class Engine:
                     EventKind.CHECKPOINT_DECIDED,
                     decision.value,
                     stage=cp.stage,
-                    data={"type": cp.type, "decision": decision.value, "feedback": feedback, "by": by},
+                    data={
+                        "type": cp.type,
+                        "decision": decision.value,
+                        "feedback": feedback,
+                        "by": by,
+                    },
                 )
             )
         if decision is Decision.APPROVE:
@@ -423,7 +441,9 @@ class Engine:
             )
             if not alive:
                 # No live owner: its leftovers (if any) are ended here.
-                end_leftovers(self.store, execution_id, None, TaskStatus.CANCELLED, "stopped: cancelled")
+                end_leftovers(
+                    self.store, execution_id, None, TaskStatus.CANCELLED, "stopped: cancelled"
+                )
                 return
             time.sleep(0.1)
         log.warning("execution %s: work still stopping after cancel", execution_id)

@@ -67,7 +67,7 @@ class Lease:
         lease_timeout: float,
         heartbeat_interval: float,
     ) -> Lease:
-        """Take the lease of ``execution``; raises :class:`InvalidState` if a live owner holds it."""
+        """Take the lease of ``execution``; :class:`InvalidState` if a live owner holds it."""
         if (
             execution.owner
             and execution.owner != owner
@@ -147,7 +147,9 @@ def end_leftovers(
         a.model_copy(update={"status": status, "error": reason, "finished_at": now})
         for a in running
     ]
-    kind = EventKind.TASK_INTERRUPTED if status is TaskStatus.INTERRUPTED else EventKind.TASK_CANCELLED
+    kind = (
+        EventKind.TASK_INTERRUPTED if status is TaskStatus.INTERRUPTED else EventKind.TASK_CANCELLED
+    )
     events = [task_event(a, kind, reason, 0) for a in ended]
     for event in events:
         event.stage = None

@@ -304,7 +304,11 @@ def _attempts(
             if status is None:
                 return None  # fenced out: the new owner records and reruns it
             stopped = run.started.model_copy(
-                update={"status": status, "error": f"stopped: {exc.reason}", "finished_at": utcnow()}
+                update={
+                    "status": status,
+                    "error": f"stopped: {exc.reason}",
+                    "finished_at": utcnow(),
+                }
             )
             return run.finish(stopped, TASK_EVENTS[status], f"stopped: {exc.reason}")
         except Exception as exc:

@@ -144,7 +144,11 @@ class StageRun:
             future = by_key[task_key(execution.id, execution.round, tid)]
             rec = now.get(tid)
             mine = rec if rec is not None and rec.attempt >= call.first_attempt else None
-            if future.status == "finished" and mine is not None and mine.status is not TaskStatus.RUNNING:
+            if (
+                future.status == "finished"
+                and mine is not None
+                and mine.status is not TaskStatus.RUNNING
+            ):
                 continue  # the runner recorded its final state
             deps = [
                 by_key[task_key(execution.id, execution.round, d)]
@@ -167,7 +171,13 @@ class StageRun:
                 continue  # final record written (the future was lost after it)
             elif died and not cancelled:
                 records.append(
-                    _never(execution, tid, call.first_attempt, TaskStatus.FAILED, _cause(future, WORKER_DIED))
+                    _never(
+                        execution,
+                        tid,
+                        call.first_attempt,
+                        TaskStatus.FAILED,
+                        _cause(future, WORKER_DIED),
+                    )
                 )
                 if call.first_attempt < call.last_attempt:
                     again[tid] = _Budget(call.first_attempt + 1, call.last_attempt)
@@ -177,7 +187,15 @@ class StageRun:
         for tid in unstarted:
             call = calls[tid]
             if cancelled:
-                records.append(_never(execution, tid, call.first_attempt, TaskStatus.CANCELLED, "not run: cancelled"))
+                records.append(
+                    _never(
+                        execution,
+                        tid,
+                        call.first_attempt,
+                        TaskStatus.CANCELLED,
+                        "not run: cancelled",
+                    )
+                )
             elif _needs_any(plan, tid, again):
                 again[tid] = _Budget(call.first_attempt, call.last_attempt)
             else:

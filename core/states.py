@@ -43,11 +43,11 @@ EXECUTION_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
 }
 
 #: Statuses from which ``Engine.run`` continues an execution.
-RUNNABLE: frozenset[ExecutionStatus] = frozenset(
-    {E.PENDING, E.EXECUTING, E.GATE_FAILED, E.FAILED}
-)
+RUNNABLE: frozenset[ExecutionStatus] = frozenset({E.PENDING, E.EXECUTING, E.GATE_FAILED, E.FAILED})
 #: Nothing more will ever run.
-FINISHED: frozenset[ExecutionStatus] = frozenset(s for s, to in EXECUTION_TRANSITIONS.items() if not to)
+FINISHED: frozenset[ExecutionStatus] = frozenset(
+    s for s, to in EXECUTION_TRANSITIONS.items() if not to
+)
 #: Shown statuses at which nothing runs until someone acts (``watch`` stops here).
 STOPPED: frozenset[ExecutionStatus] = frozenset(
     {E.AWAITING_CHECKPOINT, E.GATE_FAILED, E.FAILED, E.INTERRUPTED} | FINISHED
@@ -160,5 +160,10 @@ TASK_EVENTS: dict[TaskStatus, EventKind] = {
 }
 #: Events after which a task counts as done in a progress bar.
 TASK_DONE_EVENTS: frozenset[str] = frozenset(
-    {EventKind.TASK_SUCCEEDED, EventKind.TASK_FAILED, EventKind.TASK_SKIPPED, EventKind.TASK_CANCELLED}
+    {
+        EventKind.TASK_SUCCEEDED,
+        EventKind.TASK_FAILED,
+        EventKind.TASK_SKIPPED,
+        EventKind.TASK_CANCELLED,
+    }
 )

@@ -181,9 +181,7 @@ class TaskLog:
                 due = [t for t, s in self._starts.items() if everything or s.due <= now]
                 for handle in due:
                     start = self._starts.pop(handle)
-                    pending = self._pending(
-                        start.store, start.result.execution_id, start.token
-                    )
+                    pending = self._pending(start.store, start.result.execution_id, start.token)
                     # A start goes before anything queued after it for the same task.
                     pending.results.insert(0, start.result)
                     pending.events.insert(0, start.event)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectsw.core import supervisor
-from connectsw.core.errors import ConnectSWError, TaskError
+from connectsw.core.errors import ConnectSWError, ExitCode, TaskError
 
 AUTHOR = {"name": "ConnectSW", "email": "orchestrator@connectsw.invalid"}
 IDENTITY = {
@@ -31,7 +31,7 @@ class WorkspaceError(ConnectSWError):
     """The workspace cannot be used: a parent is a file, it is not writable, ..."""
 
     code = "workspace_error"
-    exit_code = 2
+    exit_code = ExitCode.INVALID_INPUT
 
 
 @dataclass(frozen=True)

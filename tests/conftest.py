@@ -39,7 +39,12 @@ def dask_client() -> Iterator[Client]:
     quiet_dask_logs()
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
+            n_workers=1,
+            threads_per_worker=4,
+            processes=False,
+            dashboard_address=None,
+            # As the engine's own clusters: Dask never re-runs a task by itself.
+            scheduler_kwargs={"allowed_failures": 0},
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from connectsw.core.errors import ConfigError
-from connectsw.core.stores.base import Store, redact
+from connectsw.core.redact import redact
+from connectsw.core.stores.base import Store
 
 _lock = threading.Lock()
 _open: dict[str, Store] = {}

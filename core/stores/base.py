@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -16,12 +15,6 @@ from connectsw.core.models import (
     GateResult,
     TaskResult,
 )
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    url = re.sub(r"(://[^:/@]*):[^/]*@", r"\1:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 class Store(ABC):

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from connectsw.core.stores.base import redact
+from connectsw.core.redact import redact
 from connectsw.core.stores.dialects import PostgresDialect
 from connectsw.core.stores.sql import SQLStore
 

@@ -33,6 +33,7 @@ from connectsw.core.models import (
     TaskResult,
     TaskStatus,
 )
+from connectsw.core.redact import redact_message
 from connectsw.core.stores import migrations
 from connectsw.core.stores.base import Lease, Store
 from connectsw.core.stores.dialects import Dialect
@@ -80,8 +81,10 @@ class SQLStore(Store):
         except self.driver_errors as exc:
             what = "cannot open the" if opening else "the"
             verb = ":" if opening else " failed:"
+            url = getattr(self, "url", "")
+            detail = redact_message(one_line(exc), url) if url else one_line(exc)
             raise StoreError(
-                f"{what} {self.dialect.name} store at {self.where}{verb} {one_line(exc)}"
+                f"{what} {self.dialect.name} store at {self.where}{verb} {detail}"
             ) from None
 
     def _open_schema(self) -> None:

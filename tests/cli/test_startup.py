@@ -65,12 +65,7 @@ def probe(
     [
         ["--help"],
         ["plugins"],
-        pytest.param(
-            ["status"],
-            marks=pytest.mark.xfail(
-                strict=True, reason="until engine views drop the distributed import"
-            ),
-        ),
+        ["status"],
     ],
     ids=["help", "plugins", "status"],
 )

@@ -24,6 +24,7 @@ The checks, per trial:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -53,7 +54,8 @@ from connectsw.agents.base import Agent, AgentOutput
 def line(ctx, what):
     path = os.path.join(str(ctx.workspace), "attempts.log")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.write(fd, f"{ctx.task.id} {ctx.round} {ctx.attempt} {what} {time.time():.6f} {os.getpid()}\\n".encode())
+    text = f"{ctx.task.id} {ctx.round} {ctx.attempt} {what} {time.time():.6f} {os.getpid()}"
+    os.write(fd, (text + "\\n").encode())
     os.close(fd)
 
 
@@ -142,7 +144,9 @@ def graph() -> dict[str, Any]:
     return {
         "name": "chaos",
         "tasks": tasks,
-        "checkpoints": [{"after": stage1, "question": "Stage 1 done. Go on?", "gates": ["tests-pass"]}],
+        "checkpoints": [
+            {"after": stage1, "question": "Stage 1 done. Go on?", "gates": ["tests-pass"]}
+        ],
     }
 
 
@@ -299,10 +303,8 @@ def run_trial(tmp: Path, store_url: str, kind: str, delay: float, seed: int = 0)
     if left:
         trial.problems.append(f"processes outlived the run: {_describe(left)}")
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     trial.problems += check_attempts(ws / "attempts.log", store_url, trial.execution_id)
     trial.seconds = time.monotonic() - started
     return trial
@@ -396,7 +398,13 @@ def check_attempts(log: Path, store_url: str, execution_id: str) -> list[str]:
             parts = raw.split()
             if len(parts) < 5:
                 continue
-            task, rnd, attempt, what, when = parts[0], int(parts[1]), int(parts[2]), parts[3], float(parts[4])
+            task, rnd, attempt, what, when = (
+                parts[0],
+                int(parts[1]),
+                int(parts[2]),
+                parts[3],
+                float(parts[4]),
+            )
             lines[(task, rnd)][attempt].append((what, when))
     store = open_store(store_url)
     try:
@@ -404,17 +412,22 @@ def check_attempts(log: Path, store_url: str, execution_id: str) -> list[str]:
             order = sorted(attempts)
             for a, b in zip(order, order[1:], strict=False):
                 last_a = max(t for _, t in attempts[a])
-                start_b = min(t for w, t in attempts[b] if w == "start") if any(
-                    w == "start" for w, _ in attempts[b]
-                ) else min(t for _, t in attempts[b])
+                start_b = (
+                    min(t for w, t in attempts[b] if w == "start")
+                    if any(w == "start" for w, _ in attempts[b])
+                    else min(t for _, t in attempts[b])
+                )
                 if last_a > start_b:
                     problems.append(
-                        f"{task}: attempt {a} still ran {last_a - start_b:.3f}s after attempt {b} started"
+                        f"{task}: attempt {a} still ran {last_a - start_b:.3f}s"
+                        f" after attempt {b} started"
                     )
             for n in order:
                 if sum(w == "start" for w, _ in attempts[n]) > 1:
                     problems.append(f"{task}: attempt {n} started twice")
-            records = {r.attempt: r for r in store.task_attempts(execution_id, task) if r.round == rnd}
+            records = {
+                r.attempt: r for r in store.task_attempts(execution_id, task) if r.round == rnd
+            }
             succeeded = [n for n, r in records.items() if r.status is TaskStatus.SUCCEEDED]
             if len(succeeded) > 1:
                 problems.append(f"{task}: succeeded {len(succeeded)} times")
@@ -432,7 +445,9 @@ def check_attempts(log: Path, store_url: str, execution_id: str) -> list[str]:
                     TaskStatus.FAILED,
                     TaskStatus.CANCELLED,
                 ):
-                    problems.append(f"{task}: attempt {n} was cut off but is recorded {rec.status.value}")
+                    problems.append(
+                        f"{task}: attempt {n} was cut off but is recorded {rec.status.value}"
+                    )
     finally:
         store.close()
     return problems

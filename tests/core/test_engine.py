@@ -300,13 +300,16 @@ def test_runs_on_an_existing_scheduler(settings: Settings, submit_graph: Submit)
     import dask
 
     # A scheduler that never re-runs a task by itself (the engine refuses others).
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-        n_workers=1,
-        threads_per_worker=2,
-        processes=False,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    ) as cluster:
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        ) as cluster,
+    ):
         remote = settings.model_copy(
             update={
                 "dask": settings.dask.model_copy(

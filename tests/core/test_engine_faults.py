@@ -18,7 +18,7 @@ import pytest
 
 from connectsw.conf.settings import Settings
 from connectsw.core.engine import Engine
-from connectsw.core.errors import Conflict, InvalidState
+from connectsw.core.errors import InvalidState
 from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
 
 Submit = Callable[..., Execution]
@@ -53,7 +53,13 @@ def test_a_blocking_agent_is_stopped_at_its_timeout_and_attempts_never_overlap(
         {
             "name": "blocker",
             "tasks": [
-                {"id": "b", "agent": "blocker", "timeout": 0.5, "retries": 1, "with": {"seconds": 2}}
+                {
+                    "id": "b",
+                    "agent": "blocker",
+                    "timeout": 0.5,
+                    "retries": 1,
+                    "with": {"seconds": 2},
+                }
             ],
         },
         workspace=ws,
@@ -131,7 +137,10 @@ def test_two_decisions_at_once_one_wins_the_other_is_refused(
         ex = submit_graph(
             {
                 "name": "race",
-                "tasks": [{"id": "a", "agent": "noop"}, {"id": "b", "agent": "noop", "needs": ["a"]}],
+                "tasks": [
+                    {"id": "a", "agent": "noop"},
+                    {"id": "b", "agent": "noop", "needs": ["a"]},
+                ],
                 "checkpoints": [{"after": ["a"], "question": "go?"}],
             }
         )
@@ -140,10 +149,16 @@ def test_two_decisions_at_once_one_wins_the_other_is_refused(
         barrier = threading.Barrier(2)
         results: list[str] = []
 
-        def decide(eng: Engine, decision: Decision) -> None:
+        def decide(
+            eng: Engine,
+            decision: Decision,
+            barrier: threading.Barrier = barrier,
+            execution_id: str = ex.id,
+            results: list[str] = results,
+        ) -> None:
             barrier.wait()
             try:
-                eng.decide(ex.id, decision, "change it")
+                eng.decide(execution_id, decision, "change it")
                 results.append(decision.value)
             except InvalidState as exc:
                 results.append(f"conflict: {exc}")
