@@ -16,10 +16,14 @@ distributed offers no bounded way to ask "is a Dask scheduler there?".
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
 import struct
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -196,6 +200,22 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
     # "daemon" also ends them at a normal exit. Commands a task started are not
     # covered: they outlive a killed worker unless their runner ends them.
     config = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": True}
-    with dask.config.set(config):
+    with dask.config.set(config), _workers_ignore_sigint():
         cluster = LocalCluster(**kwargs)
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (inherited across exec; Python then
+    installs no KeyboardInterrupt handler): Ctrl-C in a terminal signals the whole
+    foreground group, and only this process should act on it, not print ~60 lines of
+    worker tracebacks. Commands run by tasks are in sessions of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
