@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
-from connectsw.core.errors import Conflict, ConnectSWError, InvalidState, one_line
+from connectsw.core.errors import Conflict, ConnectSWError, InvalidState
 from connectsw.core.events import dispatch
 from connectsw.core.lease import Lease, end_leftovers
 from connectsw.core.liveness import owner_alive, this_owner
@@ -500,8 +500,3 @@ def _event(
         stage=execution.stage if stage is None else stage,
         data=data or {},
     )
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for an exception that stopped a run."""
-    return one_line(exc, typed=True)

@@ -27,7 +27,6 @@ from connectsw.core.errors import (
     ConnectSWError,
     LeaseLost,
     NotFound,
-    TaskError,
     TaskTimeout,
     one_line,
 )
@@ -226,6 +225,8 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
     task = loaded.tasks[call.task_id]
     deps = {dep: upstream_value(r) for dep, r in zip(task.needs, upstream, strict=True)}
     blocked = [d for d, r in deps.items() if r.get("status") != SUCCEEDED]
+    if any(deps[d].get("status") == TaskStatus.CANCELLED.value for d in blocked):
+        return _record_unstarted(store, call, task, TaskStatus.CANCELLED, "not run: cancelled")
     if blocked:
         return _record_unstarted(
             store,
@@ -367,6 +368,3 @@ def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:
     return run_isolated(
         agent, ctx, deadline=ctx.deadline, should_stop=run.should_stop, on_spawn=run.on_spawn
     )
-
-
-__all__ = ["TaskCall", "Known", "run_task", "public_result", "upstream_value", "TaskError"]

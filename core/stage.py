@@ -21,7 +21,7 @@ from connectsw.core.graph import stage_graph, task_key
 from connectsw.core.lease import Lease
 from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
 from connectsw.core.runner import TaskCall, public_result, task_event
-from connectsw.core.states import TASK_EVENTS, EventKind
+from connectsw.core.states import TASK_EVENTS
 from connectsw.core.tasklog import flush as flush_task_log
 
 if TYPE_CHECKING:
@@ -256,6 +256,3 @@ def _needs_any(plan: Any, tid: str, ids: dict[str, Any]) -> bool:
             seen.add(dep)
             todo.extend(plan.task(dep).needs)
     return False
-
-
-__all__ = ["StageRun", "EventKind"]

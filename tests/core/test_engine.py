@@ -306,6 +306,7 @@ def test_runs_on_an_existing_scheduler(settings: Settings, submit_graph: Submit)
             n_workers=1,
             threads_per_worker=2,
             processes=False,
+            protocol="tcp://",
             dashboard_address=None,
             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
         ) as cluster,

@@ -1,0 +1,85 @@
+"""``connectsw cancel`` from another process, while a command runs on real worker processes.
+
+The command's whole process group ends, ``cancel`` returns once it has, the
+running task and the one that never started are recorded ``cancelled``, and the
+process that ran the execution exits on its own (issue 5, faults 1 and 11).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+GRAPH = {
+    "name": "cancel-me",
+    "tasks": [
+        {
+            "id": "long",
+            "agent": "shell",
+            "with": {"command": "echo started > started.txt; sleep 8; date > after.txt"},
+        },
+        {"id": "later", "agent": "noop", "needs": ["long"]},
+    ],
+}
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "connectsw.cli.main", *args]
+
+
+def test_cancel_stops_the_running_command_and_returns_once_it_stopped(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (tmp_path / "g.json").write_text(json.dumps(GRAPH))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"))
+    owner = subprocess.Popen(
+        cli("run", "g.json", "--yes", "--json", "-w", str(ws)),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws / "started.txt").exists():
+            assert owner.poll() is None, owner.communicate()
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.1)
+        listed = subprocess.run(
+            cli("status", "--json"), cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        execution_id = json.loads(listed.stdout)[0]["executionId"]
+        start = time.monotonic()
+        cancel = subprocess.run(
+            cli("cancel", execution_id, "--json"),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - start
+        assert cancel.returncode == 0, cancel.stderr
+        view = json.loads(cancel.stdout)
+        assert view["status"] == "cancelled"
+        assert view["tasks"] == {"long": "cancelled", "later": "cancelled"}
+        out, err = owner.communicate(timeout=30)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()
+    assert owner.returncode == 0, err
+    assert json.loads(out)["status"] == "cancelled"
+    assert took < 7  # it returned when the command stopped, not when it would have ended
+    time.sleep(max(0.0, 8.5 - took))
+    assert not (ws / "after.txt").exists()
