@@ -88,7 +88,12 @@ def one_pair(
             processes=True,
             dashboard_address=None,
             silence_logs=logging.CRITICAL,  # shutdown chatter, not results
-            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            # As the engine's own cluster (core/cluster.py): Dask never re-runs a task.
+            scheduler_kwargs={
+                "dashboard": False,
+                "dashboard_address": "127.0.0.1:0",
+                "allowed_failures": 0,
+            },
         ) as cluster,
         Client(cluster) as client,
     ):

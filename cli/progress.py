@@ -10,27 +10,31 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectsw.core.models import Event, Execution
-from connectsw.core.states import TASK_DONE_EVENTS
+from connectsw.core.states import TASK_DONE_EVENTS, EventKind
 from connectsw.core.stores import Store
 
 POLL_SECONDS = 0.2
 FINAL_TASK_EVENTS = TASK_DONE_EVENTS
-STYLES = {
-    "task.started": "cyan",
-    "task.succeeded": "green",
-    "task.failed": "red",
-    "task.retrying": "yellow",
-    "task.skipped": "yellow",
-    "task.cancelled": "yellow",
-    "task.interrupted": "yellow",
-    "gate.failed": "red",
-    "gate.passed": "green",
-    "checkpoint.reached": "magenta",
-    "execution.failed": "red",
-    "execution.completed": "green",
-    "execution.cancelled": "yellow",
+STYLES: dict[str, str] = {
+    EventKind.TASK_STARTED: "cyan",
+    EventKind.TASK_SUCCEEDED: "green",
+    EventKind.TASK_FAILED: "red",
+    EventKind.TASK_RETRYING: "yellow",
+    EventKind.TASK_SKIPPED: "yellow",
+    EventKind.TASK_CANCELLED: "yellow",
+    EventKind.TASK_INTERRUPTED: "yellow",
+    EventKind.GATE_FAILED: "red",
+    EventKind.GATE_PASSED: "green",
+    EventKind.CHECKPOINT_REACHED: "magenta",
+    EventKind.EXECUTION_FAILED: "red",
+    EventKind.EXECUTION_COMPLETED: "green",
+    EventKind.EXECUTION_CANCELLED: "yellow",
 }
-QUIET = {"execution.advanced", "execution.running", "execution.approved"}
+QUIET: set[str] = {
+    EventKind.EXECUTION_ADVANCED,
+    EventKind.EXECUTION_RUNNING,
+    EventKind.EXECUTION_APPROVED,
+}
 
 
 def describe(event: Event) -> str:

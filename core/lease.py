@@ -27,7 +27,7 @@ from connectsw.core.liveness import owner_alive
 from connectsw.core.models import Execution, ExecutionStatus, TaskStatus, utcnow
 from connectsw.core.monitor import POLL_SECONDS
 from connectsw.core.runner import task_event
-from connectsw.core.states import EventKind
+from connectsw.core.states import EventKind, check_task
 from connectsw.core.stores import Store
 from connectsw.core.supervisor import ProcessRef, stop_group
 
@@ -143,6 +143,8 @@ def end_leftovers(
     if threaded:
         time.sleep(2 * POLL_SECONDS)
     now = utcnow()
+    for attempt in running:
+        check_task(attempt.status, status)
     ended = [
         a.model_copy(update={"status": status, "error": reason, "finished_at": now})
         for a in running

@@ -158,8 +158,10 @@ class ExecutionStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        """True once nothing more will run."""
-        return self in (ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED)
+        """True once nothing more will run (``states.FINISHED``)."""
+        from connectsw.core.states import FINISHED
+
+        return self in FINISHED
 
 
 class TaskStatus(StrEnum):

@@ -33,7 +33,7 @@ from connectsw.core.errors import (
 from connectsw.core.isolation import AttemptStopped, normalise, run_isolated
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
 from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
-from connectsw.core.states import TASK_EVENTS, EventKind
+from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import task_log
@@ -181,6 +181,7 @@ class _Attempt:
 
     def finish(self, result: TaskResult, kind: str, message: str) -> dict[str, Any] | None:
         """Queue the final record; return what dependents receive (None: empty success)."""
+        check_task(TaskStatus.RUNNING, result.status)
         task_log.finish(
             self.store,
             self.handle,
@@ -195,6 +196,7 @@ class _Attempt:
 def _record_unstarted(
     store: Store, call: TaskCall, task: TaskSpec, status: TaskStatus, error: str
 ) -> dict[str, Any]:
+    check_task(TaskStatus.PENDING, status)
     result = TaskResult(
         execution_id=call.execution_id,
         task_id=task.id,

@@ -21,7 +21,7 @@ from connectsw.core.graph import stage_graph, task_key
 from connectsw.core.lease import Lease
 from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
 from connectsw.core.runner import TaskCall, public_result, task_event
-from connectsw.core.states import TASK_EVENTS
+from connectsw.core.states import TASK_EVENTS, check_task
 from connectsw.core.tasklog import flush as flush_task_log
 
 if TYPE_CHECKING:
@@ -228,12 +228,14 @@ def _cause(future: Any, default: str) -> str:
 
 
 def _ended(rec: TaskResult, status: TaskStatus, error: str) -> TaskResult:
+    check_task(rec.status, status)
     return rec.model_copy(update={"status": status, "error": error, "finished_at": utcnow()})
 
 
 def _never(
     execution: Execution, tid: str, attempt: int, status: TaskStatus, error: str
 ) -> TaskResult:
+    check_task(TaskStatus.PENDING, status)
     return TaskResult(
         execution_id=execution.id,
         task_id=tid,
