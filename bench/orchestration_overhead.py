@@ -1,8 +1,10 @@
 """Orchestration overhead: N no-op tasks through the engine vs. the same plain Dask graph.
 
-Each repetition starts a fresh LocalCluster, warms it up, and runs both on it, in
-alternating order (a long-lived scheduler slows down run after run, and this
-shared machine is noisy): the ratio of the medians is what is comparable. Usage:
+Every measurement (plain or engine) starts a fresh LocalCluster and warms it up
+both ways: a scheduler that already ran a large graph runs the next one slower, so
+sharing one between the two would charge whichever ran second. Repetitions
+alternate which runs first (this shared machine is noisy): the ratio of the
+medians is what is comparable. Usage:
 
     python bench/orchestration_overhead.py [--n 1000 --n 10000] [--repeat 3] [--store URL]
 
@@ -76,10 +78,12 @@ def run_engine(engine: Engine, n: int, folder: Path) -> tuple[float, float]:
     return elapsed, planned
 
 
-def one_pair(
-    n: int, args: argparse.Namespace, folder: Path, engine_first: bool
-) -> tuple[float, float, float]:
-    """Plain and engine time for ``n`` tasks on one fresh cluster."""
+def measure(n: int, args: argparse.Namespace, folder: Path, engine: bool) -> tuple[float, float]:
+    """One timed run of ``n`` tasks on a fresh, warmed-up cluster: (seconds, planning seconds).
+
+    Each measurement gets a cluster of its own: a scheduler that already ran a large
+    graph runs the next one slower, so whichever ran second would pay for the first.
+    """
     settings = load_settings(data_dir=folder / "data", store={"url": args.store})
     with (
         LocalCluster(
@@ -97,16 +101,12 @@ def one_pair(
         ) as cluster,
         Client(cluster) as client,
     ):
-        engine = Engine(settings, client=client)
-        run_plain(client, 200)  # warm up workers and imports
-        run_engine(engine, 200, folder)
-        if engine_first:
-            ours, planned = run_engine(engine, n, folder)
-            plain = run_plain(client, n)
-        else:
-            plain = run_plain(client, n)
-            ours, planned = run_engine(engine, n, folder)
-    return plain, ours, planned
+        eng = Engine(settings, client=client)
+        run_plain(client, 200)  # warm up workers and imports, both ways
+        run_engine(eng, 200, folder)
+        if engine:
+            return run_engine(eng, n, folder)
+        return run_plain(client, n), 0.0
 
 
 def main() -> None:
@@ -133,10 +133,14 @@ def main() -> None:
         for n in sizes:
             plain, ours, plans = [], [], []
             for i in range(args.repeat):
-                p, o, planned = one_pair(n, args, folder, engine_first=bool(i % 2))
-                plain.append(p)
-                ours.append(o)
-                plans.append(planned)
+                first_engine = bool(i % 2)  # alternate which runs first
+                for engine in (first_engine, not first_engine):
+                    seconds, planned = measure(n, args, folder, engine)
+                    if engine:
+                        ours.append(seconds)
+                        plans.append(planned)
+                    else:
+                        plain.append(seconds)
             p, o = statistics.median(plain), statistics.median(ours)
             pairs = " ".join(f"{b / a:.2f}" for a, b in zip(plain, ours, strict=True))
             print(

@@ -33,7 +33,7 @@ from connectsw.core.stores import Store, opened_store
 
 log = logging.getLogger("connectsw.tasklog")
 
-INTERVAL = 0.02
+INTERVAL = 0.1
 START_DELAY = 0.05
 MAX_BACKOFF = 5.0
 
