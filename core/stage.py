@@ -11,6 +11,7 @@ cause, and the task's own ``retries`` decide whether a next pass runs it again
 from __future__ import annotations
 
 import contextlib
+import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from connectsw.core.errors import StoreError, one_line
 from connectsw.core.events import dispatch
 from connectsw.core.graph import stage_graph, task_key
+from connectsw.core.isolation import GRACE_SECONDS
 from connectsw.core.lease import Lease
 from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
+from connectsw.core.monitor import POLL_SECONDS
 from connectsw.core.runner import TaskCall, public_result, task_event
 from connectsw.core.states import TASK_EVENTS, check_task
 from connectsw.core.tasklog import flush as flush_task_log
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     from connectsw.core.stores import Store
 
 WORKER_DIED = "its Dask worker died while running it (killed, or out of memory)"
+#: How long a cancelled stage waits for its running attempts to stop (seconds): the
+#: workers' monitors poll every 0.5 s, then the supervisor's TERM grace is 2 s.
+STOP_WAIT = 2 * POLL_SECONDS + GRACE_SECONDS + 2.0
 
 
 @dataclass
@@ -118,7 +124,18 @@ class StageRun:
         self.futures = []
         self._flush()
         lease.check()
+        if lease.cancelled.is_set():
+            # Dask marks a cancelled future done at once; the attempt itself ends when
+            # its worker's monitor stops it. Cancel returns once the work has stopped.
+            self._wait_for_running_attempts()
         return self._settle(calls, dict(zip(keys, futures, strict=True)))
+
+    def _wait_for_running_attempts(self) -> None:
+        """Wait (bounded by :data:`STOP_WAIT`) until no attempt of the execution runs."""
+        deadline = time.monotonic() + STOP_WAIT
+        while self.store.running_attempts(self.execution.id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            self._flush()
 
     def _flush(self) -> None:
         """Make every worker write its task records before they are read."""
