@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from connectsw.core.engine import Engine
     from connectsw.core.models import RequestContext
     from connectsw.core.stores import Store
+    from connectsw.core.views import Views
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,6 +58,13 @@ class State:
         from connectsw.core.stores import get_store
 
         return get_store(self.settings.store_url)
+
+    @property
+    def views(self) -> Views:
+        """Read-only views over the store (imports nothing of Dask)."""
+        from connectsw.core.views import Views
+
+        return Views(self.store, self.settings.engine.lease_timeout)
 
     @property
     def engine(self) -> Engine:

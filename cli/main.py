@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 
-from connectsw import __version__
 from connectsw.cli.context import State, err_console
 from connectsw.core.errors import ConnectSWError, ExitCode, PluginError, one_line
 
@@ -115,9 +114,10 @@ class LazyGroup(click.Group):
             from connectsw.plugins import manager
 
             manager.add_plugin_commands(self)
+            sources = manager.plugin_sources() if manager.is_loaded() else []
             failures = [
                 f'plugin "{source.name}": {warning}'
-                for source in manager.plugin_sources()
+                for source in sources
                 for warning in source.warnings
                 if warning.startswith("register_commands")
             ]
@@ -163,7 +163,7 @@ class LazyGroup(click.Group):
     lazy_commands=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.version_option(__version__, prog_name="connectsw")
+@click.version_option(package_name="connectsw", prog_name="connectsw")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """ConnectSW: plan software work, run it on Dask, decide at checkpoints."""

@@ -6,7 +6,6 @@ import click
 from rich.table import Table
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
-from connectsw.cli.drive import drive
 from connectsw.cli.progress import Follower
 from connectsw.cli.render import exit_code, show_view, status_text
 from connectsw.core.models import ExecutionStatus
@@ -23,7 +22,7 @@ def status(
     state: State, execution_id: str | None, no_resume: bool, limit: int, as_json: bool
 ) -> None:
     """Show an execution (continuing it if it was interrupted), or list recent ones."""
-    engine = state.engine
+    engine = state.views  # reads only: no Dask unless it resumes
     if execution_id is None:
         executions = engine.store.list_executions(limit)
         if as_json:
@@ -55,6 +54,8 @@ def status(
         return
     execution = engine.get(execution_id)
     if engine.status(execution) is ExecutionStatus.INTERRUPTED and not no_resume:
+        from connectsw.cli.drive import drive
+
         if not as_json:
             console.print(f"[yellow]{execution_id} was interrupted; resuming it.[/yellow]")
         raise SystemExit(drive(state, execution_id, as_json=as_json))
@@ -73,7 +74,7 @@ def status(
 @pass_state
 def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> None:
     """Follow an execution's events live until it pauses or ends."""
-    engine = state.engine
+    engine = state.views
     execution = engine.get(execution_id)
     after = 0 if from_start else max(engine.store.last_event_seq(execution_id) - 20, 0)
 

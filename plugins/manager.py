@@ -307,6 +307,10 @@ def add_plugin_commands(cli: click.Group) -> None:
     warning of that plugin (shown by ``connectsw plugins``), and a
     :class:`PluginError` in strict mode.
     """
+    if _pm is None and not entry_points(group=ENTRY_POINT_GROUP):
+        # Built-in plugins add no commands: with no third-party plugin installed there
+        # is nothing to ask, and `--help` need not import every agent to say so.
+        return
     pm = get_plugin_manager()
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
         before = dict(cli.commands)
@@ -335,6 +339,11 @@ def reset_plugin_manager() -> None:
     from connectsw.plugins import registry
 
     registry.reset_registries()
+
+
+def is_loaded() -> bool:
+    """True once this process has loaded its plugins (cheap; loads nothing)."""
+    return _pm is not None
 
 
 def plugin_sources() -> list[PluginSource]:
