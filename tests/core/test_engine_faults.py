@@ -85,7 +85,7 @@ def test_cancel_stops_a_running_command_and_records_cancelled(
         {
             "name": "cancel-cmd",
             "tasks": [
-                {"id": "long", "agent": "shell", "with": {"command": "sleep 3; date > after.txt"}},
+                {"id": "long", "agent": "shell", "with": {"command": "sleep 5; date > after.txt"}},
                 {"id": "later", "agent": "noop", "needs": ["long"]},
             ],
         },
@@ -102,11 +102,11 @@ def test_cancel_stops_a_running_command_and_records_cancelled(
     runner.join(timeout=20)
     other.store.close()
     assert cancelled.status is ExecutionStatus.CANCELLED
-    assert took < 2.8  # returned once the command stopped, not when it ended
+    assert took < 4.5  # returned once the command stopped, not when it ended
     assert outcome["done"].status is ExecutionStatus.CANCELLED
     assert attempts(engine, ex.id, "long") == [(1, TaskStatus.CANCELLED)]
     assert attempts(engine, ex.id, "later") == [(1, TaskStatus.CANCELLED)]
-    time.sleep(3.2 - took)
+    time.sleep(max(0.0, 5.3 - took))
     assert not (ws / "after.txt").exists()
 
 
