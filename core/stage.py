@@ -64,6 +64,7 @@ class StageRun:
         self.execution = execution
         self.lease = lease
         self.futures: list[Future] = []
+        self.latest: dict[str, TaskResult] = {}  # each task's latest record, as last read
 
     def run(self) -> dict[str, TaskResult]:
         """Run until every task of the stage has a final record; returns them by task id.
@@ -73,7 +74,10 @@ class StageRun:
         execution = self.execution
         plan = execution.plan
         stage_ids = plan.stages[execution.stage].task_ids
-        current = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
+        # One read before the stage and one after each pass. A task's latest record over
+        # all rounds is its record of this round if it has one (rounds only grow).
+        self.latest = {r.task_id: r for r in self.store.task_results(execution.id)}
+        current = {t: r for t, r in self.latest.items() if r.round == execution.round}
         budgets: dict[str, _Budget] = {}
         for tid in stage_ids:
             prev = current.get(tid)
@@ -83,8 +87,12 @@ class StageRun:
             budgets[tid] = _Budget(first, first + plan.task(tid).retries)
         while budgets:
             budgets = self._pass(budgets)
-        final = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
-        return {tid: final[tid] for tid in stage_ids if tid in final}
+        final = self.latest
+        return {
+            tid: final[tid]
+            for tid in stage_ids
+            if tid in final and final[tid].round == execution.round
+        }
 
     def cancel(self) -> None:
         """Cancel the Dask futures of the running pass (called from the lease thread)."""
@@ -111,8 +119,7 @@ class StageRun:
             )
             for tid, b in budgets.items()
         }
-        latest = {r.task_id: r for r in self.store.task_results(execution.id)}
-        known = {tid: public_result(r) for tid, r in latest.items() if tid not in calls}
+        known = {tid: public_result(r) for tid, r in self.latest.items() if tid not in calls}
         dsk, keys = stage_graph(execution.plan, execution.stage, calls, known)
         futures = self.client.get(dsk, keys, sync=False)
         self.futures = list(futures)
@@ -152,7 +159,10 @@ class StageRun:
         """Record what a lost future left unrecorded; return the tasks to run again."""
         execution = self.execution
         plan = execution.plan
-        now = {r.task_id: r for r in self.store.task_results(execution.id, execution.round)}
+        self.latest.update(
+            (r.task_id, r) for r in self.store.task_results(execution.id, execution.round)
+        )
+        now = {t: r for t, r in self.latest.items() if r.round == execution.round}
         cancelled = self.lease.cancelled.is_set()
         records: list[TaskResult] = []
         again: dict[str, _Budget] = {}
@@ -229,6 +239,7 @@ class StageRun:
             stage = execution.stage
             events = [task_event(r, TASK_EVENTS[r.status], r.error or "", stage) for r in records]
             dispatch(self.store.save_task_results(records, events, token=self.lease.token))
+            self.latest.update((r.task_id, r) for r in records)
         return again
 
 
