@@ -23,6 +23,7 @@ class ArchitectAgent(Agent):
 
     name = "architect"
     isolation = "thread"  # writes a few files: brief
+    brief = True
     description = "Writes docs/architecture.md and an ADR for the product in docs/PRD.md."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

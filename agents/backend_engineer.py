@@ -269,6 +269,7 @@ class BackendEngineerAgent(Agent):
 
     name = "backend-engineer"
     isolation = "thread"  # writes a few files: brief
+    brief = True
     description = (
         "Writes a standard-library Python HTTP service in service/ with unittest tests; "
         "a feature or bug fix (with.feature, with.bug) needs a model and fails without one."

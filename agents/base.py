@@ -104,6 +104,11 @@ class Agent:
     #: lease. ``"thread"``: the worker's thread; only for agents whose blocking work
     #: all goes through :mod:`connectsw.core.supervisor` (which stops it) or is brief.
     isolation: ClassVar[str] = "process"
+    #: True for an agent whose ``run`` is brief and starts no process (a few file
+    #: writes): its attempt's start is recorded together with its end, in the same
+    #: group commit. Otherwise the start is durable before ``run`` begins, so that an
+    #: attempt lost in a crash is recorded ``interrupted`` and never reuses its number.
+    brief: ClassVar[bool] = False
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Do the task; raise :class:`connectsw.core.errors.TaskError` to fail it."""

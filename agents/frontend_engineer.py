@@ -132,6 +132,7 @@ class FrontendEngineerAgent(Agent):
 
     name = "frontend-engineer"
     isolation = "thread"  # writes a few files: brief
+    brief = True
     description = "Writes a static web page in web/ that lists and adds items through the API."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

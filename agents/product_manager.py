@@ -32,6 +32,7 @@ class ProductManagerAgent(Agent):
 
     name = "product-manager"
     isolation = "thread"  # writes a few files: brief
+    brief = True
     description = "Writes the product requirements document (docs/PRD.md) from the request."
     input_model = ProductManagerInput
 

@@ -123,6 +123,7 @@ class NoopAgent(Agent):
 
     name = "noop"
     isolation = "thread"  # does nothing
+    brief = True
     description = "Does nothing and succeeds."
 
     def run(self, ctx: TaskContext) -> AgentOutput:

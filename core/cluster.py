@@ -43,9 +43,14 @@ _MAX_GREETING = 1 << 20
 
 
 def quiet_dask_logs() -> None:
-    """Keep distributed's informational logs out of a user's terminal."""
-    for name in ("distributed", "distributed.scheduler", "distributed.worker", "distributed.nanny"):
+    """Keep distributed's informational logs out of a user's terminal.
+
+    The scheduler's errors too: a worker that died, a broadcast that failed on it.
+    The engine reports what they mean for the execution, in one line, itself.
+    """
+    for name in ("distributed", "distributed.worker", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("distributed.scheduler").setLevel(logging.CRITICAL)
 
 
 def parse_scheduler_address(address: str) -> tuple[str, str, int]:

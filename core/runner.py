@@ -152,19 +152,31 @@ class _Attempt:
         self.store, self.call, self.task, self.started = store, call, task, started
         self.handle: int | None = None
 
-    def begin(self, durable: bool) -> bool:
-        """Record the start: ``durable`` writes it now (an attempt that starts processes),
-        else within ``START_DELAY`` unless it ends first. False if fenced out."""
+    def begin(self, durable: bool, check: bool) -> tuple[bool, TaskResult | None]:
+        """Record the start; returns (go on, the attempt's existing record if refused).
+
+        ``durable`` writes the start now, and refuses it if the attempt already has a
+        record; else it is written within ``START_DELAY`` unless the attempt ends first,
+        and with ``check`` (the call's first attempt) an existing record is looked up
+        first. (False, None): fenced out.
+        """
         event = task_event(self.started, EventKind.TASK_STARTED, self.task.title, self.task.stage)
+        started = self.started
         if durable:
             try:
-                task_log.write_now(self.store, [self.started], [event], token=self.call.token)
+                existing = task_log.start_now(self.store, started, event, token=self.call.token)
             except LeaseLost:
                 monitor.stop(self.call.execution_id, self.call.token, LEASE_LOST)
-                return False
-            return True
-        self.handle = task_log.start(self.store, self.started, event, token=self.call.token)
-        return True
+                return False, None
+            return existing is None, existing
+        if check:
+            existing = self.store.attempt_record(
+                started.execution_id, started.task_id, started.round, started.attempt
+            )
+            if existing is not None:
+                return False, existing
+        self.handle = task_log.start(self.store, started, event, token=self.call.token)
+        return True, None
 
     def should_stop(self) -> str | None:
         return monitor.reason(self.call.execution_id, self.call.token)
@@ -257,13 +269,35 @@ def _attempts(
     agent = get_registries().agents.get(task.agent)
     timeout = task.timeout or call.default_timeout or None
     base = {"execution_id": call.execution_id, "task_id": task.id, "round": call.round}
-    for attempt in range(call.first_attempt, call.last_attempt + 1):
+    attempt, last = call.first_attempt - 1, call.last_attempt
+    while attempt < last:
+        attempt += 1
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
         run = _Attempt(store, call, task, started)
-        if not run.begin(durable=getattr(agent, "isolation", "process") != "thread"):
-            return None  # fenced out: the new owner runs it
+        proceed, existing = run.begin(
+            durable=not getattr(agent, "brief", False), check=attempt == call.first_attempt
+        )
+        if not proceed:
+            if existing is None:
+                return None  # fenced out: the new owner runs it
+            if existing.status is not TaskStatus.RUNNING:
+                # A second start of a finished attempt (Dask recomputing a result it
+                # lost with a dead worker) is refused: its recorded outcome stands.
+                public = public_result(existing)
+                return None if public == EMPTY_SUCCESS else public
+            # Its end was lost with its worker: recorded interrupted; a new number runs.
+            lost = existing.model_copy(
+                update={
+                    "status": TaskStatus.INTERRUPTED,
+                    "error": "its end was lost with its Dask worker",
+                    "finished_at": utcnow(),
+                }
+            )
+            run.finish(lost, EventKind.TASK_INTERRUPTED, lost.error or "")
+            last += 1
+            continue
         deadline = time.monotonic() + timeout if timeout else None  # starts with the attempt
         try:
             if agent is None:
@@ -328,7 +362,7 @@ def _attempts(
                     return None
                 failed = failed.model_copy(update={"status": status, "error": f"stopped: {reason}"})
                 return run.finish(failed, TASK_EVENTS[status], f"stopped: {reason}")
-            if attempt < call.last_attempt:
+            if attempt < last:
                 run.finish(failed, EventKind.TASK_RETRYING, error)
                 if _backoff(call, attempt, run):
                     continue

@@ -34,15 +34,25 @@ if TYPE_CHECKING:
     from connectsw.core.stores import Store
 
 WORKER_DIED = "its Dask worker died while running it (killed, or out of memory)"
+LOST_WITH_WORKER = (
+    "its Dask worker died (killed, or out of memory) before it recorded a start;"
+    " it may not have run"
+)
 #: How long a cancelled stage waits for its running attempts to stop (seconds): the
 #: workers' monitors poll every 0.5 s, then the supervisor's TERM grace is 2 s.
 STOP_WAIT = 2 * POLL_SECONDS + GRACE_SECONDS + 2.0
+
+
+#: Attempts lost with their worker before any record of them (maybe only queued there)
+#: that are re-run without spending a retry, per task and run.
+SPARE_ATTEMPTS = 2
 
 
 @dataclass
 class _Budget:
     next: int
     last: int
+    spare: int = SPARE_ATTEMPTS
 
 
 class StageRun:
@@ -135,7 +145,7 @@ class StageRun:
             # Dask marks a cancelled future done at once; the attempt itself ends when
             # its worker's monitor stops it. Cancel returns once the work has stopped.
             self._wait_for_running_attempts()
-        return self._settle(calls, dict(zip(keys, futures, strict=True)))
+        return self._settle(calls, budgets, dict(zip(keys, futures, strict=True)))
 
     def _wait_for_running_attempts(self) -> None:
         """Wait (bounded by :data:`STOP_WAIT`) until no attempt of the execution runs."""
@@ -147,7 +157,12 @@ class StageRun:
     def _flush(self) -> None:
         """Make every worker write its task records before they are read."""
         try:
-            self.client.run(flush_task_log, self.store_url)
+            # A worker that just died has nothing left to write (its records died with
+            # it, and its attempts are settled as lost): only its write errors count.
+            replies = self.client.run(flush_task_log, self.store_url, on_error="return")
+            for reply in replies.values():
+                if isinstance(reply, Exception) and not isinstance(reply, OSError):
+                    raise reply  # comm errors (a dead worker) are OSErrors
             flush_task_log(self.store_url)  # tasks run in this process (threads-only cluster)
         except Exception as exc:
             # The stage is left executing: `connectsw resume` continues it.
@@ -155,7 +170,9 @@ class StageRun:
                 f"task records could not be written: {one_line(exc, typed=True)}"
             ) from None
 
-    def _settle(self, calls: dict[str, TaskCall], by_key: dict[str, Any]) -> dict[str, _Budget]:
+    def _settle(
+        self, calls: dict[str, TaskCall], budgets: dict[str, _Budget], by_key: dict[str, Any]
+    ) -> dict[str, _Budget]:
         """Record what a lost future left unrecorded; return the tasks to run again."""
         execution = self.execution
         plan = execution.plan
@@ -189,25 +206,36 @@ class StageRun:
                 error = "stopped: cancelled" if cancelled else _cause(future, WORKER_DIED)
                 records.append(_ended(mine, status, error))
                 if not cancelled and mine.attempt < call.last_attempt:
-                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt)
+                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt, budgets[tid].spare)
             elif mine is not None and mine.status is TaskStatus.FAILED and died:
                 # It failed, then its worker died during the backoff before a retry.
                 if not cancelled and mine.attempt < call.last_attempt:
-                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt)
+                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt, budgets[tid].spare)
             elif mine is not None:
                 continue  # final record written (the future was lost after it)
             elif died and not cancelled:
+                # Lost with its worker before any record of it was written: it may have
+                # started (a brief agent's start is written with its end) or only been
+                # queued there. Its number is never reused; up to SPARE_ATTEMPTS times per
+                # run no retry is spent on it, then it counts as a failed attempt.
+                budget = budgets[tid]
+                spare = budget.spare > 0
                 records.append(
                     _never(
                         execution,
                         tid,
                         call.first_attempt,
-                        TaskStatus.FAILED,
-                        _cause(future, WORKER_DIED),
+                        TaskStatus.INTERRUPTED if spare else TaskStatus.FAILED,
+                        _cause(future, LOST_WITH_WORKER),
+                        ran=True,
                     )
                 )
-                if call.first_attempt < call.last_attempt:
-                    again[tid] = _Budget(call.first_attempt + 1, call.last_attempt)
+                if spare:
+                    again[tid] = _Budget(
+                        call.first_attempt + 1, call.last_attempt + 1, budget.spare - 1
+                    )
+                elif call.first_attempt < call.last_attempt:
+                    again[tid] = _Budget(call.first_attempt + 1, call.last_attempt, 0)
             else:
                 unstarted.append(tid)
         # Tasks that never started: run again with a task they need, else say why not.
@@ -224,7 +252,7 @@ class StageRun:
                     )
                 )
             elif _needs_any(plan, tid, again):
-                again[tid] = _Budget(call.first_attempt, call.last_attempt)
+                again[tid] = budgets[tid]
             else:
                 records.append(
                     _never(
@@ -261,9 +289,16 @@ def _ended(rec: TaskResult, status: TaskStatus, error: str) -> TaskResult:
 
 
 def _never(
-    execution: Execution, tid: str, attempt: int, status: TaskStatus, error: str
+    execution: Execution,
+    tid: str,
+    attempt: int,
+    status: TaskStatus,
+    error: str,
+    *,
+    ran: bool = False,
 ) -> TaskResult:
-    check_task(TaskStatus.PENDING, status)
+    """The record of an attempt the runner never recorded (``ran``: it may have started)."""
+    check_task(TaskStatus.RUNNING if ran else TaskStatus.PENDING, status)
     return TaskResult(
         execution_id=execution.id,
         task_id=tid,

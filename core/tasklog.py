@@ -108,6 +108,18 @@ class TaskLog:
         with self._write_lock:
             dispatch(store.save_task_results(results, events, token=token))
 
+    def start_now(
+        self, store: Store, result: TaskResult, event: Event, *, token: int | None = None
+    ) -> TaskResult | None:
+        """Write an attempt's start synchronously unless the attempt already has a record.
+
+        Returns that record if it has one (nothing written). Raises :class:`LeaseLost`.
+        """
+        with self._write_lock:
+            existing, written = store.start_attempt(result, [event], token=token)
+        dispatch(written)
+        return existing
+
     def finish(
         self,
         store: Store,

@@ -111,6 +111,27 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def start_attempt(
+        self, result: TaskResult, events: Sequence[Event] = (), *, token: int | None = None
+    ) -> tuple[TaskResult | None, list[Event]]:
+        """Record an attempt's start (``result``, running) unless that attempt (execution,
+        task, round, attempt) already has a record; then nothing is written and that
+        record is returned: ``(existing or None, events written with seq)``. Fenced by
+        ``token`` like :meth:`save_task_results`.
+
+        This is how a second start of the same attempt is refused: Dask recomputes a
+        finished task whose result was lost with a dead worker (never concurrently
+        with its first run).
+        """
+
+    @abstractmethod
+    def attempt_record(
+        self, execution_id: str, task_id: str, round: int, attempt: int
+    ) -> TaskResult | None:
+        """The record of attempt ``attempt`` or a later one of the task in ``round``
+        (the latest), or None (cheap: one primary-key range read)."""
+
+    @abstractmethod
     def task_results(self, execution_id: str, round: int | None = None) -> list[TaskResult]:
         """The latest attempt of each task (of one round, if given), in write order."""
 

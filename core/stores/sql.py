@@ -322,6 +322,41 @@ class SQLStore(Store):
             d.executemany(db, self._task_upsert(), rows)
             return self._append(db, events, ev_rows)
 
+    def start_attempt(
+        self, result: TaskResult, events: Sequence[Event] = (), *, token: int | None = None
+    ) -> tuple[TaskResult | None, list[Event]]:
+        d = self.dialect
+        rows = task_result_rows([result])
+        ev_rows = event_rows(events)
+        with self._tx() as db:
+            d.lock_events(db, [e.execution_id for e in events])
+            if token is not None:
+                self._check_token(db, result.execution_id, token)
+            existing = db.execute(
+                d.sql(
+                    "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
+                    " AND round = ? AND attempt = ?"
+                ),
+                (result.execution_id, result.task_id, result.round, result.attempt),
+            ).fetchone()
+            if existing is not None:
+                return TaskResult.model_validate_json(existing[0]), []
+            d.executemany(db, self._task_upsert(), rows)
+            return None, self._append(db, events, ev_rows)
+
+    def attempt_record(
+        self, execution_id: str, task_id: str, round: int, attempt: int
+    ) -> TaskResult | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql(
+                    "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
+                    " AND round = ? AND attempt >= ? ORDER BY attempt DESC LIMIT 1"
+                ),
+                (execution_id, task_id, round, attempt),
+            ).fetchone()
+        return TaskResult.model_validate_json(row[0]) if row else None
+
     def _task_upsert(self) -> str:
         return self.dialect.upsert(
             "task_results",
