@@ -259,6 +259,7 @@ def run_trial(tmp: Path, store_url: str, kind: str, delay: float, seed: int = 0)
     graph_file = tmp / "chaos.json"
     graph_file.write_text(json.dumps(graph()))
     env = environment(tmp, store_url, tag)
+    before = _execution_ids(env, tmp)  # a shared store may hold earlier trials' executions
     log = tmp / "owner.log"
     with open(log, "ab") as out:
         owner = subprocess.Popen(
@@ -270,7 +271,7 @@ def run_trial(tmp: Path, store_url: str, kind: str, delay: float, seed: int = 0)
             stdin=subprocess.DEVNULL,
         )
     try:
-        trial.execution_id = _wait_execution(env, tmp, owner)
+        trial.execution_id = _wait_execution(env, tmp, owner, before)
         time.sleep(delay)
         _inject(kind, owner, env, tmp, trial)
     finally:
@@ -320,16 +321,23 @@ def _describe(pids: list[int]) -> str:
     return ", ".join(out)
 
 
-def _wait_execution(env: dict[str, str], tmp: Path, owner: subprocess.Popen[bytes]) -> str:
+def _execution_ids(env: dict[str, str], tmp: Path) -> set[str]:
+    proc = subprocess.run(
+        cli("status", "--json", "--limit", "1000"), env=env, cwd=tmp, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        return set()
+    return {str(row["executionId"]) for row in json.loads(proc.stdout or "[]")}
+
+
+def _wait_execution(
+    env: dict[str, str], tmp: Path, owner: subprocess.Popen[bytes], before: set[str]
+) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        proc = subprocess.run(
-            cli("status", "--json"), env=env, cwd=tmp, capture_output=True, text=True
-        )
-        if proc.returncode == 0:
-            rows = json.loads(proc.stdout or "[]")
-            if rows:
-                return str(rows[0]["executionId"])
+        new = _execution_ids(env, tmp) - before
+        if new:
+            return new.pop()
         if owner.poll() is not None:
             raise AssertionError(f"the owner exited {owner.returncode} before starting")
         time.sleep(0.2)
