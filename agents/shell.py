@@ -115,7 +115,8 @@ def _preview(path: Path) -> str:
             head = fh.read(PREVIEW_BYTES)
     except OSError:
         return ""
-    return head.decode("utf-8", errors="replace")[:PREVIEW_CHARS]
+    # NUL characters (binary files) become U+FFFD: no store can hold them.
+    return head.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:PREVIEW_CHARS]
 
 
 class NoopAgent(Agent):

@@ -60,7 +60,8 @@ def normalise(out: Any) -> AgentOutput:
         output = AgentOutput.model_validate(out) if isinstance(out, dict) else out
         if not isinstance(output, AgentOutput):
             raise TaskError(f"agent returned {type(out).__name__}, not AgentOutput")
-        output.model_dump_json()
+        if "\\u0000" in output.model_dump_json():
+            raise TaskError("agent result holds a NUL character, which the store cannot keep")
     except TaskError:
         raise
     except Exception as exc:

@@ -314,13 +314,16 @@ class _Capture:
             del self.tail[: len(self.tail) - self.tail_cap]
 
     def text(self) -> str:
+        """The kept output as text; NUL characters (no store can hold them) become U+FFFD."""
         tail = self.tail[-self.tail_cap :] if self.tail_cap else b""
         omitted = self.total - len(self.head) - len(tail)
         head = self.head.decode("utf-8", errors="replace")
         if omitted <= 0:
-            return (bytes(self.head) + bytes(tail)).decode("utf-8", errors="replace")
-        middle = f"\n[... {omitted} bytes omitted ...]\n"
-        return head + middle + bytes(tail).decode("utf-8", errors="replace")
+            text = (bytes(self.head) + bytes(tail)).decode("utf-8", errors="replace")
+        else:
+            middle = f"\n[... {omitted} bytes omitted ...]\n"
+            text = head + middle + bytes(tail).decode("utf-8", errors="replace")
+        return text.replace("\x00", "\ufffd")
 
 
 def _resolve(

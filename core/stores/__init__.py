@@ -22,8 +22,11 @@ def open_store(url: str) -> Store:
         from connectsw.core.stores.postgres import PostgresStore
 
         return PostgresStore(url)
-    scheme = url.split(":", 1)[0] if ":" in url else url
-    raise ConfigError(f"unsupported store URL scheme {scheme!r} (supported: sqlite, postgresql)")
+    # Never echo the value: it may be a libpq "host=... password=..." string.
+    raise ConfigError(
+        "store.url is not a supported store URL (expected sqlite:///PATH or"
+        " postgresql://USER@HOST:PORT/DB; the value is not shown: it may hold a password)"
+    )
 
 
 def get_store(url: str) -> Store:

@@ -131,3 +131,14 @@ def test_a_malformed_scheduler_address_is_one_line(
     code, err = run_cli(capsys, "run", str(tmp_path / "g.yaml"), "--yes", "-w", str(tmp_path / "w"))
     assert code == ExitCode.INVALID_INPUT, err
     one_line_error(err)
+
+
+def test_a_libpq_store_string_is_never_echoed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "CONNECTSW_STORE__URL", "host=127.0.0.1 port=1 user=u password=Hunter2secret"
+    )
+    code, err = run_cli(capsys, "status")
+    assert code == ExitCode.INVALID_INPUT, err
+    assert "Hunter2" not in one_line_error(err)

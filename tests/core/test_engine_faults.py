@@ -220,3 +220,29 @@ def test_finished_executions_refuse_decisions(engine: Engine, submit_graph: Subm
         engine.cancel(ex.id)
     with pytest.raises(InvalidState, match="already completed"):
         engine.decide(ex.id, Decision.APPROVE)
+
+
+def test_nul_bytes_in_output_and_output_files_are_kept_as_text(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    ex = submit_graph(
+        {
+            "name": "nul",
+            "tasks": [
+                {
+                    "id": "nul",
+                    "agent": "shell",
+                    "with": {
+                        "command": "printf 'a\\000b\\n'; printf 'PK\\003\\004\\000\\000' > a.zip",
+                        "outputs": ["a.zip"],
+                    },
+                },
+                {"id": "after", "agent": "noop", "needs": ["nul"]},
+            ],
+        },
+        workspace=tmp_path / "ws",
+    )
+    assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
+    nul = engine.store.task_attempts(ex.id, "nul")
+    assert [(a.attempt, a.status) for a in nul] == [(1, TaskStatus.SUCCEEDED)]
+    assert "a\ufffdb" in nul[0].outputs["output"]
