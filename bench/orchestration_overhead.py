@@ -42,9 +42,13 @@ def noop(*args: object) -> None:
     return None
 
 
-def plain_graph(n: int) -> dict[str, tuple[object, ...]]:
-    """The same dependency structure as a raw Dask task dict."""
-    return {f"t{i}": (noop, *([f"t{i - WIDTH}"] if i >= WIDTH else [])) for i in range(n)}
+def plain_graph(n: int) -> dict[tuple[str, int], tuple[object, ...]]:
+    """The same dependency structure as a raw Dask task dict.
+
+    Keys are ``("noop", i)``, as Dask's own collections name theirs: one key prefix
+    for all tasks (as the engine's keys have), not one per task.
+    """
+    return {("noop", i): (noop, *([("noop", i - WIDTH)] if i >= WIDTH else [])) for i in range(n)}
 
 
 def graph_file(n: int, folder: Path) -> Path:

@@ -465,7 +465,7 @@ class Engine:
     ) -> None:
         """Move the execution to ``status`` (checked against the state table), fenced."""
         check_execution(execution.status, status)
-        new = execution.model_copy(deep=True)
+        new = execution.model_copy()  # shallow: fields below are replaced, never mutated
         new.status = status
         if stage is not None:
             new.stage = stage

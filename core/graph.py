@@ -8,10 +8,20 @@ from typing import Any
 from connectsw.core.models import Plan
 from connectsw.core.runner import Known, TaskCall, run_task
 
+TaskKey = tuple[str, str, int, str]
 
-def task_key(execution_id: str, round: int, task_id: str) -> str:
-    """Dask key of a task: unique per execution and round."""
-    return f"{execution_id}/{round}/{task_id}"
+#: First element of every task's key: Dask groups tasks by it (its "key prefix").
+KEY_PREFIX = "connectsw-task"
+
+
+def task_key(execution_id: str, round: int, task_id: str) -> TaskKey:
+    """Dask key of a task: unique per execution and round.
+
+    A tuple whose first element is the same for every task: Dask keeps statistics
+    per key prefix (``key_split``), on the scheduler and on each worker for every
+    transition, so a prefix per task made that bookkeeping grow with the graph.
+    """
+    return (KEY_PREFIX, execution_id, round, task_id)
 
 
 def stage_graph(
@@ -19,7 +29,7 @@ def stage_graph(
     stage: int,
     calls: Mapping[str, TaskCall],
     known: Mapping[str, dict[str, Any]],
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[TaskKey, Any], list[TaskKey]]:
     """The graph running the tasks of ``stage`` named in ``calls``.
 
     ``known`` holds the results of tasks that need not run (finished earlier in
@@ -27,8 +37,8 @@ def stage_graph(
     resumed stage runs only what had not finished. Returns the graph and the keys
     of the tasks to run.
     """
-    dsk: dict[str, Any] = {}
-    keys: list[str] = []
+    dsk: dict[TaskKey, Any] = {}
+    keys: list[TaskKey] = []
     for task in plan.stage_tasks(stage):
         call = calls.get(task.id)
         if call is None:

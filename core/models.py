@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    computed_field,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from connectsw.core.durations import NotBool, TimeoutOrZero
@@ -113,6 +120,9 @@ class Plan(ApiModel):
     tasks: list[TaskSpec]
     stages: list[Stage]
     estimated_duration: str | None = None
+    # id -> task, built on first use and rebuilt when ``tasks`` is another list or
+    # another length (a plan of 10,000 tasks is looked up 10,000 times per stage).
+    _index: tuple[list[TaskSpec], dict[str, TaskSpec]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -130,10 +140,10 @@ class Plan(ApiModel):
 
     def task(self, task_id: str) -> TaskSpec:
         """The task with this id (KeyError if none)."""
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        index = self._index
+        if index is None or index[0] is not self.tasks or len(index[1]) != len(self.tasks):
+            index = self._index = (self.tasks, {t.id: t for t in reversed(self.tasks)})
+        return index[1][task_id]
 
     def stage_tasks(self, index: int) -> list[TaskSpec]:
         """The tasks of stage ``index``, in plan order."""

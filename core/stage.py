@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectsw.core.errors import StoreError, one_line
 from connectsw.core.events import dispatch
-from connectsw.core.graph import stage_graph, task_key
+from connectsw.core.graph import TaskKey, stage_graph, task_key
 from connectsw.core.isolation import GRACE_SECONDS
 from connectsw.core.lease import Lease
 from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
@@ -171,7 +171,7 @@ class StageRun:
             ) from None
 
     def _settle(
-        self, calls: dict[str, TaskCall], budgets: dict[str, _Budget], by_key: dict[str, Any]
+        self, calls: dict[str, TaskCall], budgets: dict[str, _Budget], by_key: dict[TaskKey, Any]
     ) -> dict[str, _Budget]:
         """Record what a lost future left unrecorded; return the tasks to run again."""
         execution = self.execution

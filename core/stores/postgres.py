@@ -61,7 +61,9 @@ class PostgresStore(SQLStore):
                     self.url,
                     min_size=1,
                     max_size=self._max_size,
-                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT)},
+                    # Autocommit: a read is one round trip (no BEGIN/COMMIT around it);
+                    # writes open their transaction explicitly in _connection.
+                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT), "autocommit": True},
                     configure=_configure,
                     open=True,
                     name="connectsw-store",
@@ -71,8 +73,12 @@ class PostgresStore(SQLStore):
     @contextmanager
     def _connection(self, write: bool) -> Iterator[psycopg.Connection[Any]]:
         pool = self._get_pool()
-        with pool.connection(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
-            yield conn
+        with pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+            if not write:  # every read is a single statement: its own snapshot
+                yield conn
+                return
+            with conn.transaction():
+                yield conn
 
     def close(self) -> None:
         """Close the pool's connections; a later call opens a new pool."""

@@ -65,7 +65,8 @@ class SQLStore(Store):
     @abstractmethod
     def _connection(self, write: bool) -> AbstractContextManager[Any]:
         """A connection; with ``write``, in a transaction holding the backend's write lock
-        for its writes, committed at the end and rolled back on any exception."""
+        for its writes, committed at the end and rolled back on any exception. Without
+        ``write`` the caller runs one statement (a read may skip BEGIN/COMMIT)."""
 
     def _opening_connection(self, write: bool) -> AbstractContextManager[Any]:
         """The connection used while opening (default: the usual one)."""
