@@ -50,6 +50,8 @@ class TaskCall:
 
     Attempts ``first_attempt`` .. ``last_attempt`` may run (retries inside the
     call); ``token`` is the owner's lease token, which fences every write.
+    ``reruns_marked``: the scheduler marks a task Dask may run twice
+    (:mod:`connectsw.core.reruns`), so an unmarked run need not look for a record.
     """
 
     store_url: str
@@ -62,6 +64,7 @@ class TaskCall:
     retry_backoff: float = 0.5
     retry_backoff_max: float = 30.0
     default_timeout: float = 0.0
+    reruns_marked: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled once per task: positional fields only, no per-instance field names.
@@ -277,7 +280,8 @@ def _attempts(
         )
         run = _Attempt(store, call, task, started)
         proceed, existing = run.begin(
-            durable=not getattr(agent, "brief", False), check=attempt == call.first_attempt
+            durable=not getattr(agent, "brief", False),
+            check=attempt == call.first_attempt and _may_be_rerun(call),
         )
         if not proceed:
             if existing is None:
@@ -376,6 +380,15 @@ def _attempts(
                 return run.finish(nxt, TASK_EVENTS[status], f"not run: {reason}")
             return run.finish(failed, EventKind.TASK_FAILED, error)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _may_be_rerun(call: TaskCall) -> bool:
+    """Whether this run of the call may be Dask running it a second time."""
+    if not call.reruns_marked:
+        return True
+    from connectsw.core.reruns import may_be_rerun
+
+    return may_be_rerun()
 
 
 def _backoff(call: TaskCall, attempt: int, run: _Attempt) -> bool:

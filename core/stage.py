@@ -113,7 +113,10 @@ class StageRun:
     # -- one pass ---------------------------------------------------------------------
     def _pass(self, budgets: dict[str, _Budget]) -> dict[str, _Budget]:
         """Submit the graph of ``budgets``' tasks; returns the tasks to run again."""
+        from connectsw.core.reruns import marks_reruns
+
         execution, lease = self.execution, self.lease
+        marked = marks_reruns(self.client)
         calls = {
             tid: TaskCall(
                 store_url=self.store_url,
@@ -126,6 +129,7 @@ class StageRun:
                 retry_backoff=self.settings.retry_backoff,
                 retry_backoff_max=self.settings.retry_backoff_max,
                 default_timeout=self.settings.default_timeout,
+                reruns_marked=marked,
             )
             for tid, b in budgets.items()
         }
