@@ -115,9 +115,10 @@ class Store(ABC):
         self, result: TaskResult, events: Sequence[Event] = (), *, token: int | None = None
     ) -> tuple[TaskResult | None, list[Event]]:
         """Record an attempt's start (``result``, running) unless that attempt (execution,
-        task, round, attempt) already has a record; then nothing is written and that
-        record is returned: ``(existing or None, events written with seq)``. Fenced by
-        ``token`` like :meth:`save_task_results`.
+        task, round, attempt) or a later one of the task already has a record; then
+        nothing is written and the latest such record is returned: ``(existing or
+        None, events written with seq)``. Fenced by ``token`` like
+        :meth:`save_task_results`.
 
         This is how a second start of the same attempt is refused: Dask recomputes a
         finished task whose result was lost with a dead worker (never concurrently

@@ -333,15 +333,11 @@ class SQLStore(Store):
             d.lock_events(db, [e.execution_id for e in events])
             if token is not None:
                 self._check_token(db, result.execution_id, token)
-            existing = db.execute(
-                d.sql(
-                    "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
-                    " AND round = ? AND attempt = ?"
-                ),
-                (result.execution_id, result.task_id, result.round, result.attempt),
-            ).fetchone()
+            existing = self._attempt_row(
+                db, result.execution_id, result.task_id, result.round, result.attempt
+            )
             if existing is not None:
-                return TaskResult.model_validate_json(existing[0]), []
+                return existing, []
             d.executemany(db, self._task_upsert(), rows)
             return None, self._append(db, events, ev_rows)
 
@@ -349,13 +345,19 @@ class SQLStore(Store):
         self, execution_id: str, task_id: str, round: int, attempt: int
     ) -> TaskResult | None:
         with self._tx(write=False) as db:
-            row = db.execute(
-                self.dialect.sql(
-                    "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
-                    " AND round = ? AND attempt >= ? ORDER BY attempt DESC LIMIT 1"
-                ),
-                (execution_id, task_id, round, attempt),
-            ).fetchone()
+            return self._attempt_row(db, execution_id, task_id, round, attempt)
+
+    def _attempt_row(
+        self, db: Any, execution_id: str, task_id: str, round: int, attempt: int
+    ) -> TaskResult | None:
+        """The record of this attempt or a later one of the task (latest first)."""
+        row = db.execute(
+            self.dialect.sql(
+                "SELECT data FROM task_results WHERE execution_id = ? AND task_id = ?"
+                " AND round = ? AND attempt >= ? ORDER BY attempt DESC LIMIT 1"
+            ),
+            (execution_id, task_id, round, attempt),
+        ).fetchone()
         return TaskResult.model_validate_json(row[0]) if row else None
 
     def _task_upsert(self) -> str:

@@ -551,6 +551,29 @@ def test_save_task_results_replaces_same_attempt(store: Store) -> None:
     assert store.save_task_results([]) == []
 
 
+def test_start_attempt_writes_once_then_returns_the_record(store: Store) -> None:
+    e = make_execution(status=E.EXECUTING)
+    store.create_execution(e)
+    token = store.claim(e.id, "a", 0, T0)
+    running = result(e.id, "a", attempt=2, status=TaskStatus.RUNNING)
+    existing, written = store.start_attempt(running, [event(e.id, task_id="a")], token=token)
+    assert existing is None and [ev.kind for ev in written] == ["task.started"]
+    assert store.attempt_record(e.id, "a", 0, 2) == running
+    # A second start of attempt 2 (Dask recomputing it) is refused with its record.
+    store.save_task_results([result(e.id, "a", attempt=2)], token=token)
+    again, written = store.start_attempt(running, [event(e.id, task_id="a")], token=token)
+    assert again is not None and again.status is TaskStatus.SUCCEEDED and written == []
+    # So is a start of an earlier attempt: the latest record answers.
+    earlier = result(e.id, "a", attempt=1, status=TaskStatus.RUNNING)
+    again, written = store.start_attempt(earlier, [], token=token)
+    assert again is not None and again.attempt == 2 and written == []
+    assert store.attempt_record(e.id, "a", 0, 1) == again
+    assert store.attempt_record(e.id, "a", 0, 3) is None
+    assert [r.attempt for r in store.task_attempts(e.id, "a")] == [2]
+    with pytest.raises(LeaseLost):
+        store.start_attempt(result(e.id, "b", status=TaskStatus.RUNNING), [], token=token + 1)
+
+
 def test_task_results_latest_attempt_per_task_and_round(store: Store) -> None:
     e, other = make_execution(), make_execution()
     store.create_execution(e)
