@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectsw.core.models import Plan
-from connectsw.core.runner import Known, TaskCall, run_task
+from connectsw.core.runner import Known, TaskCall
 
 TaskKey = tuple[str, str, int, str]
 
@@ -50,6 +50,6 @@ def stage_graph(
             else:
                 args.append(Known(known[dep]))
         key = task_key(call.execution_id, call.round, task.id)
-        dsk[key] = (run_task, call, *args)
+        dsk[key] = (call, *args)  # the call runs the task (TaskCall.__call__)
         keys.append(key)
     return dsk, keys
