@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectsw.core.errors import StoreError, one_line
 from connectsw.core.events import dispatch
-from connectsw.core.graph import TaskKey, stage_graph, task_key
+from connectsw.core.graph import stage_graph
 from connectsw.core.isolation import GRACE_SECONDS
 from connectsw.core.lease import Lease
 from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
@@ -75,6 +75,7 @@ class StageRun:
         self.lease = lease
         self.futures: list[Future] = []
         self.latest: dict[str, TaskResult] = {}  # each task's latest record, as last read
+        self._submissions = 0  # graphs submitted: part of every task's key
 
     def run(self) -> dict[str, TaskResult]:
         """Run until every task of the stage has a final record; returns them by task id.
@@ -134,7 +135,9 @@ class StageRun:
             for tid, b in budgets.items()
         }
         known = {tid: public_result(r) for tid, r in self.latest.items() if tid not in calls}
-        dsk, keys = stage_graph(execution.plan, execution.stage, calls, known)
+        self._submissions += 1
+        submission = f"{lease.token}.{self._submissions}"
+        dsk, keys = stage_graph(execution.plan, execution.stage, calls, known, submission)
         futures = self.client.get(dsk, keys, sync=False)
         self.futures = list(futures)
         if lease.lost.is_set() or lease.cancelled.is_set():
@@ -149,7 +152,8 @@ class StageRun:
             # Dask marks a cancelled future done at once; the attempt itself ends when
             # its worker's monitor stops it. Cancel returns once the work has stopped.
             self._wait_for_running_attempts()
-        return self._settle(calls, budgets, dict(zip(keys, futures, strict=True)))
+        by_task = {key[-1]: future for key, future in zip(keys, futures, strict=True)}
+        return self._settle(calls, budgets, by_task)
 
     def _wait_for_running_attempts(self) -> None:
         """Wait (bounded by :data:`STOP_WAIT`) until no attempt of the execution runs."""
@@ -175,7 +179,7 @@ class StageRun:
             ) from None
 
     def _settle(
-        self, calls: dict[str, TaskCall], budgets: dict[str, _Budget], by_key: dict[TaskKey, Any]
+        self, calls: dict[str, TaskCall], budgets: dict[str, _Budget], by_task: dict[str, Any]
     ) -> dict[str, _Budget]:
         """Record what a lost future left unrecorded; return the tasks to run again."""
         execution = self.execution
@@ -189,7 +193,7 @@ class StageRun:
         again: dict[str, _Budget] = {}
         unstarted: list[str] = []
         for tid, call in calls.items():
-            future = by_key[task_key(execution.id, execution.round, tid)]
+            future = by_task[tid]
             rec = now.get(tid)
             mine = rec if rec is not None and rec.attempt >= call.first_attempt else None
             if (
@@ -198,11 +202,7 @@ class StageRun:
                 and mine.status is not TaskStatus.RUNNING
             ):
                 continue  # the runner recorded its final state
-            deps = [
-                by_key[task_key(execution.id, execution.round, d)]
-                for d in plan.task(tid).needs
-                if d in calls
-            ]
+            deps = [by_task[d] for d in plan.task(tid).needs if d in calls]
             # Its own error (its worker died, or run_task raised), not a dependency's.
             died = future.status == "error" and all(d.status == "finished" for d in deps)
             if mine is not None and mine.status is TaskStatus.RUNNING:

@@ -42,7 +42,7 @@ def client() -> Any:
 
 def test_a_recomputed_task_is_marked_and_a_first_run_is_not(client: Client) -> None:
     assert marks_reruns(client)
-    key = task_key("exec-1", 0, "a")
+    key = task_key("exec-1", 0, "a", "1.1")
     (future,) = client.get({key: (may_be_rerun,)}, [key], sync=False)
     assert future.result(timeout=30) is False
     (holder,) = client.who_has([future])[key]

@@ -54,17 +54,14 @@ def test_a_task_that_kills_its_worker_runs_once_per_attempt(tmp_path: Path, retr
     store = open_store(f"sqlite:///{tmp_path / 'data' / 'connectsw.db'}")
     try:
         hog = store.task_attempts(view["executionId"], "hog")
-        # Numbers are never reused; no more commands ran than attempts may; the task's
-        # retries decide how many failed attempts there are. An attempt Dask lost with a
-        # dying worker before it started (queued there) is interrupted, without
-        # spending a retry, at most twice.
-        assert [a.attempt for a in hog] == list(range(1, len(hog) + 1))
-        assert sum(a.process is not None for a in hog) <= len(ran) <= retries + 1
-        assert [a.status for a in hog if a.status is TaskStatus.FAILED] == [TaskStatus.FAILED] * (
-            retries + 1
-        )
-        assert sum(a.status is TaskStatus.INTERRUPTED for a in hog) <= 2
-        assert hog[-1].status is TaskStatus.FAILED
+        # Each attempt ran its command once; the task's retries decide how many there
+        # are. (A retry submitted under the key of the attempt its worker died in got
+        # that attempt's error back from the scheduler: "lost before it started",
+        # three times over, and the retry never ran.)
+        assert [a.attempt for a in hog] == list(range(1, retries + 2))
+        assert len(ran) == retries + 1
+        assert [a.status for a in hog] == [TaskStatus.FAILED] * (retries + 1)
+        assert all(a.process is not None for a in hog)
         assert all("worker died" in (a.error or "") for a in hog)
         after = store.task_attempts(view["executionId"], "after")
         assert [a.status for a in after] == [TaskStatus.SKIPPED]
