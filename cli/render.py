@@ -12,7 +12,7 @@ from connectsw.core.states import EXECUTION_EXIT_CODES, EXECUTION_STYLES, TASK_S
 
 
 def exit_code(status: ExecutionStatus) -> int:
-    """0 unless the execution failed or a gate stopped it (the state table's codes)."""
+    """The state table's code: 1 failed or gate-stopped, 8 cancelled, else 0."""
     return int(EXECUTION_EXIT_CODES[status])
 
 

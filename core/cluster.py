@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -205,22 +207,69 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
     # "daemon" also ends them at a normal exit. Commands a task started are not
     # covered: they outlive a killed worker unless their runner ends them.
     config = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": True}
-    with dask.config.set(config), _workers_ignore_sigint():
+    with dask.config.set(config), _workers_ignore_sigint() as ctrl_c:
         cluster = LocalCluster(**kwargs)
+    if ctrl_c.pressed:  # during the startup: acted on now that the cluster is up
+        cluster.close()
+        raise KeyboardInterrupt
     return Client(cluster), cluster
 
 
+class _CtrlC:
+    """Whether Ctrl-C was pressed while this process ignored SIGINT."""
+
+    pressed = False
+
+
 @contextlib.contextmanager
-def _workers_ignore_sigint() -> Iterator[None]:
+def _workers_ignore_sigint() -> Iterator[_CtrlC]:
     """Start worker processes with SIGINT ignored (inherited across exec; Python then
     installs no KeyboardInterrupt handler): Ctrl-C in a terminal signals the whole
     foreground group, and only this process should act on it, not print ~60 lines of
-    worker tracebacks. Commands run by tasks are in sessions of their own."""
+    worker tracebacks. Commands run by tasks are in sessions of their own.
+
+    This process ignores SIGINT meanwhile too (a signal's disposition is per
+    process), so a Ctrl-C is seen by a sentinel: ``cat`` reading a pipe, in this
+    process group with SIGINT's default action. If it died of SIGINT, the
+    yielded object's ``pressed`` is True on exit, and the caller acts on it.
+    A SIGINT sent to this process alone (not to its group) is not seen."""
+    seen = _CtrlC()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield seen
         return
+    sentinel = _start_sentinel()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        yield
+        yield seen
     finally:
         signal.signal(signal.SIGINT, previous)
+        seen.pressed = _sentinel_saw_sigint(sentinel)
+
+
+def _start_sentinel() -> subprocess.Popen[bytes] | None:
+    """``cat`` on a pipe (it ends when the pipe closes, or with this process); None if absent."""
+    cat = shutil.which("cat")
+    if cat is None:
+        return None
+    try:
+        return subprocess.Popen(
+            [cat], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    except OSError:
+        return None
+
+
+def _sentinel_saw_sigint(sentinel: subprocess.Popen[bytes] | None) -> bool:
+    """End the sentinel; True if SIGINT had ended it first."""
+    if sentinel is None:
+        return False
+    if sentinel.stdin is not None:
+        with contextlib.suppress(OSError):
+            sentinel.stdin.close()  # EOF: cat exits 0 unless a signal ended it
+    try:
+        code = sentinel.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        sentinel.kill()
+        sentinel.wait()
+        return False
+    return code == -signal.SIGINT

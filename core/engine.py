@@ -20,7 +20,9 @@ from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
 from connectsw.core.errors import Conflict, ConnectSWError, InvalidState
 from connectsw.core.events import dispatch
-from connectsw.core.lease import Lease, end_leftovers
+from connectsw.core.gate_run import GateRun
+from connectsw.core.lease import Lease
+from connectsw.core.leftovers import end_leftovers, record_never_run
 from connectsw.core.liveness import owner_alive, this_owner
 from connectsw.core.models import (
     CheckpointState,
@@ -36,6 +38,7 @@ from connectsw.core.models import (
     TaskStatus,
     utcnow,
 )
+from connectsw.core.monitor import LEASE_LOST
 from connectsw.core.planner import Planner
 from connectsw.core.states import DECIDABLE, FINISHED, RUNNABLE, EventKind, check_execution
 from connectsw.core.stores import Store, get_store
@@ -160,8 +163,11 @@ class Engine:
     def run(self, execution_id: str) -> Execution:
         """Run from where the execution stands until a checkpoint, a failure or the end.
 
-        Raises :class:`~connectsw.core.errors.LeaseLost` if another process took
-        the execution over meanwhile (this one then stopped its work), and
+        When it was cancelled meanwhile, its running work (tasks, a gate's
+        command) is stopped and its tasks that never ran are recorded
+        ``cancelled`` before the lease is released. Raises
+        :class:`~connectsw.core.errors.LeaseLost` if another process took the
+        execution over meanwhile (this one then stopped its work), and
         :class:`InvalidState` if a live process runs it.
         """
         execution = self.get(execution_id)
@@ -172,9 +178,9 @@ class Engine:
         lease = Lease.claim(
             self.store, execution, self.owner, engine.lease_timeout, engine.heartbeat_interval
         )
-        try:
-            with lease:
-                # A previous owner's attempts still running end before anything reruns.
+        with lease:
+            try:
+                # A previous owner's attempts and gate still running end before anything reruns.
                 end_leftovers(
                     self.store,
                     execution.id,
@@ -193,12 +199,14 @@ class Engine:
                     raise
                 kind = EventKind.EXECUTION_RESUMED if resumed else EventKind.EXECUTION_RUNNING
                 self._move(execution, lease, E.EXECUTING, kind, error=None)
-                while True:
-                    if self._run_stage(execution, lease):
-                        return execution
-        except Conflict:
-            # Cancelled (or decided) by another process meanwhile: that state stands.
-            return self.get(execution_id)
+                while not self._run_stage(execution, lease):
+                    pass
+            except Conflict:
+                pass  # cancelled (or decided) by another process meanwhile: that state stands
+            if self.store.execution_status(execution_id) is E.CANCELLED:
+                # Nothing of it runs any more: what never ran never will.
+                record_never_run(self.store, execution, lease.token)
+        return self.get(execution_id)
 
     def _run_stage(self, execution: Execution, lease: Lease) -> bool:
         """Run the current stage; True when the execution stopped, False to go on."""
@@ -214,8 +222,7 @@ class Engine:
             results = run.run()
         finally:
             lease.on_stop = None
-        if lease.cancelled.is_set() or self.store.execution_status(execution.id) is E.CANCELLED:
-            execution.status = E.CANCELLED
+        if self._cancelled(execution, lease):
             return True
         failed = [r for r in results.values() if r.status is not TaskStatus.SUCCEEDED]
         failed.sort(key=lambda r: r.status is TaskStatus.SKIPPED)  # the cause first
@@ -223,7 +230,12 @@ class Engine:
             error = f"task {failed[0].task_id!r} {failed[0].status.value}: {failed[0].error}"
             self._move(execution, lease, E.FAILED, EventKind.EXECUTION_FAILED, error, error=error)
             return True
-        gate = self._gate(execution, results)
+        gate, stopped = self._gate(execution, results, lease)
+        if stopped == LEASE_LOST:
+            lease.lost.set()  # learnt by this process's monitor before the heartbeat
+            lease.check()
+        if self._cancelled(execution, lease):
+            return True  # a gate stopped by cancel records nothing
         if not gate.passed:
             names = ", ".join(r.rule for r in gate.rules if not r.passed)
             error = f"quality gate failed: {names}"
@@ -284,19 +296,33 @@ class Engine:
         )
         return False
 
-    def _gate(self, execution: Execution, results: dict[str, TaskResult]) -> GateResult:
+    def _cancelled(self, execution: Execution, lease: Lease) -> bool:
+        """True (and ``execution.status`` set) if the execution was cancelled meanwhile."""
+        if lease.cancelled.is_set() or self.store.execution_status(execution.id) is E.CANCELLED:
+            execution.status = E.CANCELLED
+            return True
+        return False
+
+    def _gate(
+        self, execution: Execution, results: dict[str, TaskResult], lease: Lease
+    ) -> tuple[GateResult, str | None]:
+        """Evaluate the stage's gates; the result, and why they were stopped (or None)."""
         from connectsw.gates.base import GateContext
         from connectsw.gates.engine import evaluate_stage
 
         stage = execution.plan.stages[execution.stage]
-        ctx = GateContext(
-            execution=execution,
-            stage=stage,
-            workspace=Path(execution.workspace),
-            results=results,
-            config=self.settings.gates.model_dump(),
-        )
-        return evaluate_stage(ctx, self.registries)
+        with GateRun(self.store, execution.id, lease) as run:
+            ctx = GateContext(
+                execution=execution,
+                stage=stage,
+                workspace=Path(execution.workspace),
+                results=results,
+                config=self.settings.gates.model_dump(),
+                should_stop=run.should_stop,
+                on_spawn=run.on_spawn,
+            )
+            gate = evaluate_stage(ctx, self.registries)
+            return gate, run.should_stop()
 
     # -- deciding ---------------------------------------------------------------
     def decide(
@@ -427,6 +453,8 @@ class Engine:
             dispatch(written)
             if wait:
                 self._wait_stopped(execution_id)
+            elif not self._owner_alive(execution):
+                record_never_run(self.store, new, None)  # nothing runs it: it never will
             return self.get(execution_id)
         raise Conflict(f"execution {execution_id} kept changing; try again")
 
@@ -436,17 +464,21 @@ class Engine:
         deadline = time.monotonic() + engine.lease_timeout + CANCEL_GRACE
         while time.monotonic() < deadline:
             execution = self.get(execution_id)
-            alive = execution.owner is not None and owner_alive(
-                execution.owner, execution.heartbeat_at, engine.lease_timeout
-            )
-            if not alive:
-                # No live owner: its leftovers (if any) are ended here.
+            if not self._owner_alive(execution):
+                # No live owner: its leftovers (if any) are ended here; nothing runs now.
                 end_leftovers(
                     self.store, execution_id, None, TaskStatus.CANCELLED, "stopped: cancelled"
                 )
+                record_never_run(self.store, execution, None)
                 return
             time.sleep(0.1)
         log.warning("execution %s: work still stopping after cancel", execution_id)
+
+    def _owner_alive(self, execution: Execution) -> bool:
+        """True if a live process holds the execution's lease."""
+        return execution.owner is not None and owner_alive(
+            execution.owner, execution.heartbeat_at, self.settings.engine.lease_timeout
+        )
 
     # -- state changes ------------------------------------------------------------------
     def _move(

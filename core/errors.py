@@ -38,6 +38,8 @@ class ExitCode(IntEnum):
     """The store could not be read or written."""
     ERROR = 7
     """Any other ConnectSW error: not an execution failure, not one of the kinds above."""
+    CANCELLED = 8
+    """The execution was cancelled (at a prompt, or by another process while it ran)."""
     INTERNAL = 70
     """An unexpected exception: a bug (``CONNECTSW_DEBUG=1`` shows its traceback)."""
     INTERRUPTED = 130

@@ -8,28 +8,21 @@ another process takes the lease over (the owner went silent past
 fails, it stops its work, and every write it still attempts is refused
 (:class:`~connectsw.core.errors.LeaseLost`).
 
-Before a new owner runs anything, it ends the process groups of attempts that a
-previous owner left running (recorded by the supervisor) and records those
-attempts as ``interrupted``: the next attempt gets a new number and never
-overlaps with them (at-least-once, never concurrently).
+Before a new owner runs anything, it ends what a previous owner left running
+(:mod:`~connectsw.core.leftovers`): the next attempt or gate run never overlaps
+with them (at-least-once, never concurrently).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from connectsw.core.errors import InvalidState, LeaseLost
-from connectsw.core.events import dispatch
 from connectsw.core.liveness import owner_alive
-from connectsw.core.models import Execution, ExecutionStatus, TaskStatus, utcnow
-from connectsw.core.monitor import POLL_SECONDS
-from connectsw.core.runner import task_event
-from connectsw.core.states import EventKind, check_task
+from connectsw.core.models import Execution, ExecutionStatus, utcnow
 from connectsw.core.stores import Store
-from connectsw.core.supervisor import ProcessRef, stop_group
 
 log = logging.getLogger("connectsw.lease")
 
@@ -117,43 +110,3 @@ class Lease:
                     log.exception("stopping the work of %s failed", self.execution_id)
             if self.lost.is_set():
                 return
-
-
-def end_leftovers(
-    store: Store, execution_id: str, token: int | None, status: TaskStatus, reason: str
-) -> int:
-    """End the attempts of ``execution_id`` still recorded as running, and record them.
-
-    Each attempt's process group (if recorded, on this host) is ended (TERM,
-    grace, KILL); the attempt is then recorded with ``status`` (``interrupted``
-    when a new owner takes over, ``cancelled`` on cancel), fenced by ``token``.
-    Attempts with no process of their own ran in a worker's thread: their
-    worker's monitor stops them within its poll interval, which is waited
-    for. Returns how many attempts were ended.
-    """
-    running = store.running_attempts(execution_id)
-    if not running:
-        return 0
-    threaded = False
-    for attempt in running:
-        if attempt.process:
-            stop_group(ProcessRef.from_dict(attempt.process))
-        else:
-            threaded = True
-    if threaded:
-        time.sleep(2 * POLL_SECONDS)
-    now = utcnow()
-    for attempt in running:
-        check_task(attempt.status, status)
-    ended = [
-        a.model_copy(update={"status": status, "error": reason, "finished_at": now})
-        for a in running
-    ]
-    kind = (
-        EventKind.TASK_INTERRUPTED if status is TaskStatus.INTERRUPTED else EventKind.TASK_CANCELLED
-    )
-    events = [task_event(a, kind, reason, 0) for a in ended]
-    for event in events:
-        event.stage = None
-    dispatch(store.save_task_results(ended, events, token=token))
-    return len(ended)

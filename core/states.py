@@ -59,9 +59,17 @@ DECIDABLE: dict[str, frozenset[ExecutionStatus]] = {
     "cancel": frozenset(EXECUTION_TRANSITIONS) - FINISHED - {E.INTERRUPTED},
 }
 
-#: CLI exit code of a command whose execution ended in (or is shown as) a status.
+#: CLI exit code of a command whose execution ended in (or is shown as) a status
+#: (``run``, ``new``, ``fix``, ``approve``, ``resume``, ``status ID``).
 EXECUTION_EXIT_CODES: dict[ExecutionStatus, ExitCode] = {
-    s: (ExitCode.FAILED if s in (E.FAILED, E.GATE_FAILED) else ExitCode.OK) for s in E
+    s: (
+        ExitCode.FAILED
+        if s in (E.FAILED, E.GATE_FAILED)
+        else ExitCode.CANCELLED
+        if s is E.CANCELLED
+        else ExitCode.OK
+    )
+    for s in E
 }
 
 #: rich style of each shown status.

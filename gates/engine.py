@@ -12,9 +12,17 @@ log = logging.getLogger("connectsw.gates")
 
 
 def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
-    """Run every rule named by the stage; the gate passes if all of them pass."""
+    """Run every rule named by the stage; the gate passes if all of them pass.
+
+    Once ``ctx.stopped()`` gives a reason (cancel, lease lost), no further rule
+    runs and the gate fails; the engine then writes nothing of it.
+    """
     results: list[RuleResult] = []
     for name in ctx.stage.gates:
+        reason = ctx.stopped()
+        if reason is not None:
+            results.append(RuleResult(rule=name, passed=False, details=f"not run: {reason}"))
+            continue
         rule = registries.gates.get(name)
         if rule is None:
             results.append(

@@ -62,16 +62,18 @@ class TestsPassRule(GateRule):
     def evaluate(self, ctx: GateContext) -> RuleResult:
         """Run the test command under the supervisor, at most ``test_timeout`` seconds.
 
-        Past the timeout the command's whole process group is ended (SIGTERM,
-        grace, SIGKILL). Output is kept bounded; the details show its last lines.
+        Past the timeout, on cancel and when the owner's lease is lost
+        (``ctx.should_stop``), the command's whole process group is ended
+        (SIGTERM, grace, SIGKILL). Output is kept bounded; the details show its
+        last lines.
         """
         cmd = self._command(ctx)
         timeout = float(ctx.config.get("test_timeout", DEFAULT_TIMEOUT))
         shown = " ".join(shlex.quote(c) for c in cmd)
         try:
-            outcome = supervisor.run(
+            outcome = supervisor.run_for(
+                ctx,
                 cmd,
-                cwd=ctx.workspace,
                 env=supervisor.agent_env(),
                 deadline=time.monotonic() + timeout,
                 output_limit=OUTPUT_LIMIT,
@@ -84,6 +86,9 @@ class TestsPassRule(GateRule):
                 details=f"cannot run {shown}: {exc.reason}",
                 remediation="Set gates.test_command to a command that runs.",
             )
+        if outcome.stopped and outcome.stopped != "timeout":
+            details = f"{shown} stopped: {outcome.stopped}"
+            return RuleResult(rule=self.name, passed=False, score=0.0, details=details)
         if outcome.stopped:
             return RuleResult(
                 rule=self.name,

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from connectsw.core.models import (
     CheckpointState,
@@ -152,6 +153,22 @@ class Store(ABC):
     @abstractmethod
     def gate_result(self, execution_id: str, stage: int, round: int) -> GateResult | None:
         """The gate result of one stage and round, or None."""
+
+    @abstractmethod
+    def set_gate_process(
+        self, execution_id: str, process: dict[str, Any] | None, *, token: int | None = None
+    ) -> None:
+        """Record the process group (``ProcessRef.to_dict()``) of the command a gate of
+        the execution runs now, or clear it with None.
+
+        With ``token``, nothing is written unless the lease token is still ``token``
+        (:class:`~connectsw.core.errors.LeaseLost`); :class:`NotFound` if there is
+        no such execution. A new owner ends a recorded group before its own gate runs.
+        """
+
+    @abstractmethod
+    def gate_process(self, execution_id: str) -> dict[str, Any] | None:
+        """The recorded process group of a running gate command, or None (cheap)."""
 
     # -- events ----------------------------------------------------------------
     @abstractmethod

@@ -102,6 +102,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             # primary key's execution_id prefix, and every task write would pay for one.
         ),
     ),
+    Migration(
+        3,
+        "the process group of a running gate command",
+        # JSON text of a ProcessRef while the owner's gate runs a command, else NULL.
+        ("ALTER TABLE executions ADD COLUMN gate_process TEXT",),
+    ),
 )
 
 #: The schema version this code writes.

@@ -17,6 +17,7 @@ write to commit).
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -301,6 +302,28 @@ class SQLStore(Store):
                 (self.dialect.dump_time(now), execution_id, owner, token),
             )
             return bool(cur.rowcount == 1)
+
+    def set_gate_process(
+        self, execution_id: str, process: dict[str, Any] | None, *, token: int | None = None
+    ) -> None:
+        value = json.dumps(process) if process is not None else None
+        with self._tx() as db:
+            if token is not None:
+                self._check_token(db, execution_id, token)
+            cur = db.execute(
+                self.dialect.sql("UPDATE executions SET gate_process = ? WHERE id = ?"),
+                (value, execution_id),
+            )
+            if cur.rowcount != 1:
+                raise NotFound(f"execution {execution_id} not found")
+
+    def gate_process(self, execution_id: str) -> dict[str, Any] | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                self.dialect.sql("SELECT gate_process FROM executions WHERE id = ?"),
+                (execution_id,),
+            ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     # -- tasks ----------------------------------------------------------------
     def save_task_results(

@@ -2,7 +2,9 @@
 
 The command's whole process group ends, ``cancel`` returns once it has, the
 running task and the one that never started are recorded ``cancelled``, and the
-process that ran the execution exits on its own (issue 5, faults 1 and 11).
+process that ran the execution exits on its own with the cancelled execution's exit
+code (issue 5, faults 1 and 11). Cancel at a checkpoint records the later stages'
+tasks ``cancelled``: they will never run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from connectsw.core.errors import ExitCode
+
+from .conftest import Cli
 
 GRAPH = {
     "name": "cancel-me",
@@ -35,6 +39,7 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "connectsw.cli.main", *args]
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_running_command_and_returns_once_it_stopped(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (tmp_path / "g.json").write_text(json.dumps(GRAPH))
@@ -78,8 +83,37 @@ def test_cancel_stops_the_running_command_and_returns_once_it_stopped(tmp_path: 
         if owner.poll() is None:
             owner.kill()
             owner.communicate()
-    assert owner.returncode == 0, err
+    # Cancelled by another process while it ran: not a success (exit 8, README).
+    assert owner.returncode == ExitCode.CANCELLED == 8, err
     assert json.loads(out)["status"] == "cancelled"
     assert took < 7  # it returned when the command stopped, not when it would have ended
     time.sleep(max(0.0, 8.5 - took))
     assert not (ws / "after.txt").exists()
+
+
+CHECKPOINTED = {
+    "name": "cp-cancel",
+    "tasks": [
+        {"id": "a", "agent": "noop"},
+        {"id": "b", "agent": "noop", "needs": ["a"]},
+        {"id": "c", "agent": "noop", "needs": ["b"]},
+    ],
+    "checkpoints": [{"after": ["a"], "question": "go on?"}],
+}
+
+
+def test_cancel_at_a_checkpoint_shows_the_later_tasks_cancelled(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "g.json").write_text(json.dumps(CHECKPOINTED))
+    ran = cli("run", "g.json", "--json", "-w", tmp_path / "ws", ok=True)  # stops at the checkpoint
+    assert ran.json()["status"] == "awaiting_checkpoint"
+    execution_id = ran.json()["executionId"]
+    cancelled = cli("cancel", execution_id, "--json", ok=True).json()
+    expected = {"a": "succeeded", "b": "cancelled", "c": "cancelled"}
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["tasks"] == expected
+    shown = cli("status", execution_id, "--json")
+    assert shown.returncode == ExitCode.CANCELLED, str(shown)
+    assert shown.json()["tasks"] == expected
+    assert "pending" not in cli("status", execution_id).stdout
+    kinds = [(e["kind"], e.get("taskId")) for e in cli.events(execution_id)]
+    assert ("task.cancelled", "b") in kinds and ("task.cancelled", "c") in kinds

@@ -17,7 +17,7 @@ from connectsw.cli.main import COMMANDS
 from connectsw.cli.main import cli as group
 from connectsw.core.errors import ExitCode
 
-from .conftest import FAST_DASK, Cli, command
+from .conftest import EXEC_ID, FAST_DASK, Cli, command
 
 
 def test_the_table_names_each_command_and_its_help() -> None:
@@ -173,3 +173,57 @@ def test_ctrl_c_during_a_stage_prints_one_resume_line(tmp_path: Path) -> None:
     assert "Traceback" not in stderr, stderr
     assert len(stderr.splitlines()) <= 3, stderr
     assert "connectsw resume exec_" in stderr, stderr  # with the execution's id
+
+
+def _ignores_sigint(pid: int) -> bool:
+    """True while process ``pid`` has SIGINT ignored (``SigIgn`` of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    line = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
+    """SIGINT is ignored while the LocalCluster's worker processes spawn; a Ctrl-C then
+    still stops the run once the cluster is up (exit 130, the resume hint)."""
+    (tmp_path / "graph.yaml").write_text(
+        "name: quick\ntasks:\n  - {id: mark, agent: shell, with: {command: 'touch ran.txt'}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"), NO_COLOR="1", PYTHONUNBUFFERED="1")
+    env.update(CONNECTSW_DASK__N_WORKERS="2", CONNECTSW_DASK__PROCESSES="true")
+    proc = subprocess.Popen(
+        [*command(), "run", "graph.yaml", "--yes", "-w", str(tmp_path / "ws")],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _ignores_sigint(proc.pid):  # the cluster's workers are being started
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the cluster never started"
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "connectsw resume exec_" in stderr, stderr
+    assert not (tmp_path / "ws" / "ran.txt").exists()  # the stage never ran
+    # Nothing ran; `connectsw resume ID` (the hint) runs it.
+    run = Cli(tmp_path, tmp_path / "data")
+    execution_id = EXEC_ID.findall(stderr)[0]
+    assert run.view(execution_id)["status"] in ("pending", "interrupted")
+    assert run("resume", execution_id, "--json", ok=True).json()["status"] == "completed"
+    assert (tmp_path / "ws" / "ran.txt").exists()

@@ -197,7 +197,7 @@ def test_cancel_stops_everything(engine: Engine, submit_graph: Submit) -> None:
     cancelled = engine.decide(ex.id, Decision.CANCEL, "not needed")
     assert cancelled.status is ExecutionStatus.CANCELLED
     assert engine.run(ex.id).status is ExecutionStatus.CANCELLED
-    assert engine.task_states(engine.get(ex.id))["b"] is TaskStatus.PENDING
+    assert engine.task_states(engine.get(ex.id))["b"] is TaskStatus.CANCELLED  # never runs
     with pytest.raises(InvalidState, match="already cancelled"):
         engine.decide(ex.id, Decision.APPROVE)
 

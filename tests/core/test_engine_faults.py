@@ -110,7 +110,7 @@ def test_cancel_stops_a_running_command_and_records_cancelled(
     assert not (ws / "after.txt").exists()
 
 
-def test_cancel_at_a_checkpoint_records_never_started_tasks_nowhere_as_failed(
+def test_cancel_at_a_checkpoint_records_never_started_tasks_cancelled(
     engine: Engine, submit_graph: Submit
 ) -> None:
     ex = submit_graph(
@@ -123,7 +123,8 @@ def test_cancel_at_a_checkpoint_records_never_started_tasks_nowhere_as_failed(
     engine.run(ex.id)
     engine.cancel(ex.id, "no")
     states = engine.task_states(engine.get(ex.id))
-    assert states == {"a": TaskStatus.SUCCEEDED, "b": TaskStatus.PENDING}
+    assert states == {"a": TaskStatus.SUCCEEDED, "b": TaskStatus.CANCELLED}
+    assert attempts(engine, ex.id, "b") == [(1, TaskStatus.CANCELLED)]
     cp = engine.current_checkpoint(engine.get(ex.id))
     assert cp is not None and cp.decision is Decision.CANCEL
 

@@ -32,6 +32,7 @@ def test_exit_codes_are_documented_numbers() -> None:
         "NOT_ALLOWED": 5,
         "STORE": 6,
         "ERROR": 7,
+        "CANCELLED": 8,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }

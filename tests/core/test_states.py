@@ -53,6 +53,7 @@ def test_exit_codes_come_from_the_table() -> None:
     assert EXECUTION_EXIT_CODES[E.FAILED] is ExitCode.FAILED
     assert EXECUTION_EXIT_CODES[E.GATE_FAILED] is ExitCode.FAILED
     assert EXECUTION_EXIT_CODES[E.COMPLETED] is ExitCode.OK
+    assert EXECUTION_EXIT_CODES[E.CANCELLED] is ExitCode.CANCELLED != ExitCode.OK
 
 
 @pytest.mark.parametrize(

@@ -330,6 +330,26 @@ def test_heartbeat_only_by_the_token_holder(store: Store) -> None:
     assert store.lease(execution.id).heartbeat_at == later  # type: ignore[union-attr]
 
 
+def test_a_gate_process_is_recorded_fenced_and_cleared(store: Store) -> None:
+    execution = make_execution(status=E.EXECUTING)
+    store.create_execution(execution)
+    eid = execution.id
+    assert store.gate_process(eid) is None
+    token = store.claim(eid, "a", 0, T0)
+    assert token == 1
+    ref = {"host": "h", "pid": 12, "pgid": 12, "start_time": 345}
+    store.set_gate_process(eid, ref, token=token)
+    assert store.gate_process(eid) == ref
+    assert store.claim(eid, "b", token, T0 + timedelta(minutes=1)) == 2  # a takeover
+    with pytest.raises(LeaseLost):
+        store.set_gate_process(eid, None, token=token)
+    assert store.gate_process(eid) == ref  # the new owner finds it and ends it
+    store.set_gate_process(eid, None, token=2)
+    assert store.gate_process(eid) is None
+    with pytest.raises(NotFound):
+        store.set_gate_process("exec_000000000000", None)
+
+
 def test_a_process_whose_lease_was_taken_over_writes_nothing(open_new: Opener) -> None:
     a, b = open_new(), open_new()
     execution = make_execution(status=E.EXECUTING)
