@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -51,12 +52,44 @@ def dask_client() -> Iterator[Client]:
         yield client
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_stores`` run on the embedded store and on a real PostgreSQL."""
+    marked = metafunc.definition.get_closest_marker("both_stores") is not None
+    if marked and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def settings(isolated: Path) -> Settings:
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` unless the test is marked ``both_stores`` (then each in turn)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def settings(isolated: Path, store_backend: str, request: pytest.FixtureRequest) -> Settings:
     """Settings on the test's data dir, with fast retries and heartbeats."""
-    return load_settings(
+    settings = load_settings(
         engine={"retry_backoff": 0.01, "heartbeat_interval": 0.2, "lease_timeout": 5},
     )
+    if store_backend == "sqlite":
+        return settings
+    url = request.getfixturevalue("postgres_url")
+    return settings.model_copy(update={"store": settings.store.model_copy(update={"url": url})})
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting")
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """``wait_for(predicate, timeout=20.0)``: poll every 0.05 s until true, else fail."""
+    return _wait_for
 
 
 @pytest.fixture

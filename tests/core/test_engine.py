@@ -22,13 +22,8 @@ from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStat
 Submit = Callable[..., Execution]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    """Every engine test runs on the embedded store and on a real PostgreSQL."""
-    if request.param == "sqlite":
-        return settings
-    url = request.getfixturevalue("postgres_url")
-    return settings.model_copy(update={"store": settings.store.model_copy(update={"url": url})})
+# Every engine test runs on the embedded store and on a real PostgreSQL.
+pytestmark = pytest.mark.both_stores
 
 
 def kinds(engine: Engine, execution_id: str, task_id: str | None = None) -> list[str]:

@@ -24,25 +24,12 @@ from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStat
 Submit = Callable[..., Execution]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "sqlite":
-        return settings
-    url = request.getfixturevalue("postgres_url")
-    return settings.model_copy(update={"store": settings.store.model_copy(update={"url": url})})
+# Every engine test runs on the embedded store and on a real PostgreSQL.
+pytestmark = pytest.mark.both_stores
 
 
 def attempts(engine: Engine, execution_id: str, task_id: str) -> list[tuple[int, TaskStatus]]:
     return [(a.attempt, a.status) for a in engine.store.task_attempts(execution_id, task_id)]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_blocking_agent_is_stopped_at_its_timeout_and_attempts_never_overlap(
@@ -78,7 +65,11 @@ def test_a_blocking_agent_is_stopped_at_its_timeout_and_attempts_never_overlap(
 
 
 def test_cancel_stops_a_running_command_and_records_cancelled(
-    engine: Engine, submit_graph: Submit, tmp_path: Path, settings: Settings
+    engine: Engine,
+    submit_graph: Submit,
+    tmp_path: Path,
+    settings: Settings,
+    wait_for: Callable[..., None],
 ) -> None:
     ws = tmp_path / "ws"
     ex = submit_graph(

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,15 +46,6 @@ def connectsw(*args: str) -> list[str]:
     return [sys.executable, "-m", "connectsw.cli.main", *args]
 
 
-def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -62,7 +53,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path, store_url: str) -> None:
+def test_kill_9_mid_stage_then_status_resumes(
+    tmp_path: Path, store_url: str, wait_for: Callable[..., None]
+) -> None:
     data = tmp_path / "data"
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -84,7 +77,7 @@ def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path, store_url: str) ->
     )
     try:
         if store_url.startswith("sqlite"):
-            wait_for(lambda: (data / "connectsw.db").exists())
+            wait_for(lambda: (data / "connectsw.db").exists(), timeout=60)
         store = open_store(store_url)
 
         def mid_stage() -> bool:
@@ -98,7 +91,7 @@ def test_kill_9_mid_stage_then_status_resumes(tmp_path: Path, store_url: str) ->
                 and states.get("slow") is TaskStatus.RUNNING
             )
 
-        wait_for(mid_stage)
+        wait_for(mid_stage, timeout=60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
