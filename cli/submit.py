@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,8 +115,9 @@ def fix(state: State, description: str, workspace: Path | None, **flags: bool) -
 
 
 @click.command("run")
-@click.argument("graph_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("graph_file", type=click.Path(path_type=Path))
 @submit_options
 def run(state: State, graph_file: Path, workspace: Path | None, **flags: bool) -> None:
     """Run a task-graph file (YAML or JSON; see `connectsw schema`)."""
-    submit(state, "run", str(graph_file.resolve()), workspace or Path.cwd(), **flags)
+    # Not resolve(): a broken symbolic link must be named as the user gave it.
+    submit(state, "run", os.path.abspath(graph_file), workspace or Path.cwd(), **flags)

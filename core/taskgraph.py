@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from connectsw.core import textfiles
 from connectsw.core.durations import NotBool, Timeout
 from connectsw.core.errors import PlanError, describe_validation_error
 
@@ -120,37 +121,6 @@ class _InputError(Exception):
         super().__init__(message)
         self.message = message
         self.line = line
-
-
-_BOMS = (
-    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
-    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
-    (b"\xff\xfe", "utf-16-le", "UTF-16"),
-    (b"\xfe\xff", "utf-16-be", "UTF-16"),
-)
-
-
-def _decode(data: bytes) -> str:
-    """The text of a file: UTF-8, or what its byte-order mark says."""
-    for bom, codec, name in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom) :].decode(codec)
-            except UnicodeDecodeError as exc:
-                offset = exc.start + len(bom)
-                raise _InputError(f"not valid {name} (bad data at offset {offset})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _InputError(
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    if "\x00" in text:
-        raise _InputError(
-            "contains NUL bytes (UTF-16 or UTF-32 without a byte-order mark?); save it as UTF-8"
-        )
-    return text
 
 
 def _line_at(text: str, offset: int) -> int:
@@ -449,20 +419,19 @@ def load_graph_file(path: Path) -> GraphFile:
             where it is known); never another exception for any file content.
     """
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        data = textfiles.read_bytes(path, MAX_FILE_BYTES)
+    except textfiles.TextFileError as exc:
+        raise PlanError(f"{path}: {exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise PlanError(
             f"{path}: larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit for a task-graph file"
         )
     try:
-        text = _decode(data)
+        text = textfiles.decode(data)
         content = _load_json(text) if path.suffix.lower() == ".json" else _load_yaml(text)
         _check_values(content)
+    except textfiles.TextFileError as exc:
+        raise PlanError(f"{path}: {exc}") from None
     except _InputError as exc:
         where = f" line {exc.line}:" if exc.line is not None else ""
         raise PlanError(f"{path}:{where} {exc.message}") from None
