@@ -3,8 +3,8 @@
 A file is read strictly, and every input is bounded before it is parsed or
 validated (the rules are in the README, "Task-graph files"):
 
-- at most :data:`MAX_FILE_BYTES`; UTF-8 (a UTF-8, UTF-16 or UTF-32 byte-order mark
-  is honoured); undecodable bytes are named with their offset;
+- at most :data:`MAX_FILE_BYTES`; text as :mod:`connectsw.core.textfiles` reads it
+  (UTF-8, or what a byte-order mark says; undecodable bytes named by position);
 - nesting at most :data:`MAX_DEPTH` mappings/lists deep (checked without recursion,
   so ``[[[[...`` cannot raise ``RecursionError``);
 - YAML aliases expand to at most :data:`MAX_ALIAS_VALUES` values in all (an alias
@@ -16,7 +16,9 @@ validated (the rules are in the README, "Task-graph files"):
   a string), ``010`` is ten, ``0o10`` is eight;
 - the values are JSON values: string keys, finite numbers, valid Unicode; explicit
   tags other than the core ones (``!!binary``, ``!!timestamp``, ``!!set``...) are
-  refused.
+  refused;
+- fields are validated strictly: a quoted number (``timeout: "5"``) is not a number
+  and a number is not a string; errors name the field's path and its line.
 
 The duplicate-key check, the depth and alias bounds are written here on top of
 PyYAML's loader hooks and a small JSON tokenizer: neither PyYAML nor the standard
@@ -56,7 +58,7 @@ MAX_NUMBER_CHARS = 100
 class GraphTask(BaseModel):
     """One task: the agent that runs it, its input (``with``) and what it needs."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     id: str = Field(pattern=ID_PATTERN, description="Unique task id.")
     agent: str = Field(description="Agent type, e.g. shell, product-manager.")
@@ -80,7 +82,7 @@ class GraphTask(BaseModel):
 class GraphCheckpoint(BaseModel):
     """A human checkpoint once the listed tasks (and all they need) have finished."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     after: list[str] = Field(min_length=1, description="Task ids this checkpoint waits for.")
     question: str = Field(min_length=1, description="What the person is asked.")
@@ -93,7 +95,7 @@ class GraphCheckpoint(BaseModel):
 class GraphFile(BaseModel):
     """A task-graph file (``connectsw run FILE``)."""
 
-    model_config = ConfigDict(extra="forbid", title="ConnectSW task graph")
+    model_config = ConfigDict(extra="forbid", title="ConnectSW task graph", strict=True)
 
     name: str = Field(min_length=1, description="Name of the plan.")
     description: str = ""
@@ -273,15 +275,74 @@ def _show(key: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _load_yaml(text: str) -> Any:
+def _load_yaml(text: str) -> tuple[Any, Node | None]:
+    """The data of a YAML document, and its node tree (for the lines of later errors)."""
     loader = _GraphLoader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
     finally:
         loader.dispose()
 
 
+def _yaml_line(root: Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest value on the path ``loc`` that the document has."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, MappingNode):
+            found = next(
+                (pair for pair in node.value if getattr(pair[0], "value", None) == part), None
+            )
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
 # -- JSON: depth and duplicate keys found by a flat tokenizer ------------------
+
+
+def _json_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest key or list item on the path ``loc`` (one flat pass)."""
+    path: list[Any] = []  # per open bracket: the current key (object) or index (array)
+    arrays: list[bool] = []
+    expect_key = False
+    best: tuple[int, int] | None = None  # (depth matched, line)
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first in "{[":
+            path.append(None if first == "{" else 0)
+            arrays.append(first == "[")
+            expect_key = first == "{"
+        elif first in "}]":
+            if path:
+                path.pop()
+                arrays.pop()
+            expect_key = False
+        elif first == ",":
+            if arrays and arrays[-1]:
+                path[-1] += 1
+            expect_key = bool(arrays) and not arrays[-1]
+        elif first == ":":
+            expect_key = False
+        else:
+            if expect_key and path:
+                try:
+                    path[-1] = json.loads(token)
+                except ValueError:
+                    path[-1] = None
+            expect_key = False
+        depth = len(path) if first not in "}]" else 0
+        if depth and tuple(path) == tuple(loc[:depth]) and (best is None or depth > best[0]):
+            best = (depth, _line_at(text, match.start()))
+    return best[1] if best is not None else None
+
 
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]', re.DOTALL)
 
@@ -428,7 +489,8 @@ def load_graph_file(path: Path) -> GraphFile:
         )
     try:
         text = textfiles.decode(data)
-        content = _load_json(text) if path.suffix.lower() == ".json" else _load_yaml(text)
+        is_json = path.suffix.lower() == ".json"
+        content, root = (_load_json(text), None) if is_json else _load_yaml(text)
         _check_values(content)
     except textfiles.TextFileError as exc:
         raise PlanError(f"{path}: {exc}") from None
@@ -454,4 +516,7 @@ def load_graph_file(path: Path) -> GraphFile:
     try:
         return GraphFile.model_validate(content)
     except ValidationError as exc:
-        raise PlanError(f"{path}: {describe_validation_error(exc)}") from None
+        loc = tuple(exc.errors()[0]["loc"])
+        line = _json_line(text, loc) if is_json else _yaml_line(root, loc)
+        where = f" line {line}:" if line is not None else ""
+        raise PlanError(f"{path}:{where} {describe_validation_error(exc)}") from None

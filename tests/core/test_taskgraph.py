@@ -342,8 +342,8 @@ def test_huge_timeout_means_seven_days(tmp_path: Path, name: str) -> None:
     [
         (".nan", ".nan is not allowed"),
         (".inf", ".inf is not allowed"),
-        ('"nan"', "tasks.0.timeout: Input should be a finite number"),
-        ('"inf"', "tasks.0.timeout: Input should be a finite number"),
+        ('"nan"', "line 5: tasks.0.timeout: Input should be a valid number"),
+        ('"inf"', "line 5: tasks.0.timeout: Input should be a valid number"),
         ("true", "tasks.0.timeout: Value error, expected a number, not true/false"),
         ("-1", "tasks.0.timeout: Input should be greater than 0"),
     ],
