@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from connectsw.cli.output_json import stage_number
 from connectsw.core.models import ExecutionStatus, ExecutionView
 from connectsw.core.states import EXECUTION_EXIT_CODES, EXECUTION_STYLES, TASK_STYLES
 
@@ -27,7 +28,7 @@ def show_view(console: Console, view: ExecutionView) -> None:
     eid = view.execution_id
     console.print(
         f"Execution [bold]{eid}[/bold]: {status_text(view.status)}"
-        f"  (stage {view.stage + 1}, round {view.round})"
+        f"  (stage {stage_number(view.stage)}, round {view.round})"
     )
     console.print(f"Workspace: {view.workspace}")
     table = Table(show_header=True, header_style="bold", box=None)

@@ -17,6 +17,7 @@ from connectsw.cli.context import (
     print_json,
 )
 from connectsw.cli.drive import drive
+from connectsw.cli.output_json import plan_json, stage_number
 from connectsw.core.models import Plan, Request
 from connectsw.core.planner import slugify
 
@@ -46,7 +47,9 @@ def submit(
     if plan_only:  # nothing is persisted: no execution is left pending
         planned = engine.plan(request, workspace)
         if as_json:
-            print_json({**engine.execute_response(planned).to_api(), "executionId": None})
+            response = engine.execute_response(planned).to_api()
+            plan_json(response["plan"])
+            print_json({**response, "executionId": None})
         else:
             show_plan(planned.plan, None)
         return
@@ -64,7 +67,7 @@ def show_plan(plan: Plan, execution_id: str | None) -> None:
         f"({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)"
     )
     for stage in plan.stages:
-        console.print(f"  stage {stage.index + 1}: {stage.name}")
+        console.print(f"  stage {stage_number(stage.index)}: {stage.name}")
         for task in plan.stage_tasks(stage.index):
             needs = f" ← {', '.join(task.needs)}" if task.needs else ""
             console.print(f"    • {task.id} [dim]({task.agent})[/dim] {task.title}{needs}")
