@@ -6,6 +6,7 @@ import json
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.output_json import event_json, stage_number, view_json
@@ -50,7 +51,7 @@ def status(
             table.add_row(
                 e.id,
                 status_text(engine.status(e)),
-                e.plan.name,
+                Text(e.plan.name),
                 f"{stage_number(e.stage)}/{len(e.plan.stages)}",
                 f"{e.updated_at:%Y-%m-%d %H:%M}",
             )

@@ -18,6 +18,7 @@ from connectsw.cli.context import (
 )
 from connectsw.cli.drive import drive
 from connectsw.cli.output_json import plan_json, stage_number
+from connectsw.cli.render import line
 from connectsw.core.models import Plan, Request
 from connectsw.core.planner import slugify
 
@@ -62,21 +63,29 @@ def submit(
 def show_plan(plan: Plan, execution_id: str | None) -> None:
     """Print a plan: stages, tasks, dependencies and checkpoints (no id: only planned)."""
     head = f"Execution [bold]{execution_id}[/bold]" if execution_id else "Planned (not run)"
+    console.print(head, end="")
     console.print(
-        f"{head}: plan [bold]{plan.name}[/bold] "
-        f"({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)"
+        line(
+            ": plan ",
+            (plan.name, "bold"),
+            f" ({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)",
+        )
     )
     for stage in plan.stages:
-        console.print(f"  stage {stage_number(stage.index)}: {stage.name}")
+        console.print(line(f"  stage {stage_number(stage.index)}: {stage.name}"))
         for task in plan.stage_tasks(stage.index):
             needs = f" ← {', '.join(task.needs)}" if task.needs else ""
-            console.print(f"    • {task.id} [dim]({task.agent})[/dim] {task.title}{needs}")
+            console.print(
+                line(f"    • {task.id} ", (f"({task.agent})", "dim"), f" {task.title}{needs}")
+            )
         if stage.gates:
-            console.print(f"    gates: {', '.join(stage.gates)}")
+            console.print(line(f"    gates: {', '.join(stage.gates)}"))
         if stage.checkpoint:
             console.print(
-                f"    [magenta]checkpoint {stage.checkpoint.type}[/magenta]: "
-                f"{stage.checkpoint.question}"
+                line(
+                    (f"    checkpoint {stage.checkpoint.type}", "magenta"),
+                    f": {stage.checkpoint.question}",
+                )
             )
 
 
