@@ -517,6 +517,6 @@ def load_graph_file(path: Path) -> GraphFile:
         return GraphFile.model_validate(content)
     except ValidationError as exc:
         loc = tuple(exc.errors()[0]["loc"])
-        line = _json_line(text, loc) if is_json else _yaml_line(root, loc)
-        where = f" line {line}:" if line is not None else ""
+        at = _json_line(text, loc) if is_json else _yaml_line(root, loc)
+        where = f" line {at}:" if at is not None else ""
         raise PlanError(f"{path}:{where} {describe_validation_error(exc)}") from None
