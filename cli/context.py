@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from connectsw.core.stores import Store
     from connectsw.core.views import Views
 
-console = Console()
-err_console = Console(stderr=True)
+# No highlighting: rich's highlighter costs time quadratic in a long unbroken word
+# (a 100 KB title took minutes), and user text is escaped (cli/render.py: ``shown``).
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
 
 FILE_TREE_LIMIT = 200
 

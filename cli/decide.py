@@ -6,6 +6,7 @@ import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.drive import drive
+from connectsw.cli.output_json import view_json
 from connectsw.core.errors import InvalidState
 from connectsw.core.models import Decision, ExecutionStatus
 from connectsw.core.states import FINISHED
@@ -29,7 +30,7 @@ def _decide(
     if not run or execution.status.finished:
         view = state.engine.view(execution_id)
         if as_json:
-            print_json(view.to_api())
+            print_json(view_json(view))
         else:
             console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
         return
@@ -84,7 +85,7 @@ def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -
     state.engine.cancel(execution_id, reason, wait=True)
     view = state.engine.view(execution_id)
     if as_json:
-        print_json(view.to_api())
+        print_json(view_json(view))
     else:
         console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from connectsw.cli.context import State, console, interactive, print_json
+from connectsw.cli.output_json import view_json
 from connectsw.cli.progress import Follower
 from connectsw.cli.render import exit_code, show_view
 from connectsw.core.models import Decision, ExecutionStatus
@@ -57,7 +58,7 @@ def drive(state: State, execution_id: str, *, yes: bool = False, as_json: bool =
             break
     view = engine.view(execution_id)
     if as_json:
-        print_json(view.to_api())
+        print_json(view_json(view))
     else:
         show_view(console, view)
     return exit_code(view.status)

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 import click
+from rich.text import Text
 
 from connectsw.cli.context import State, err_console
 from connectsw.core.errors import ConnectSWError, ExitCode, PluginError, one_line
@@ -144,7 +145,7 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
         if self.plugin_error:
             err_console.print(
-                f"[yellow]Warning:[/yellow] {self.plugin_error}", highlight=False, soft_wrap=True
+                Text.assemble(("Warning:", "yellow"), " ", self.plugin_error), soft_wrap=True
             )
 
     # -- Ctrl-C -----------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def _interrupted(execution_id: str | None) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    err_console.print(f"[red]Error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    err_console.print(Text.assemble(("Error:", "red"), " ", message), soft_wrap=True)
     sys.exit(code)
 
 

@@ -6,9 +6,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
+from connectsw.cli.output_json import stage_number
 from connectsw.core.models import ExecutionStatus, ExecutionView
 from connectsw.core.states import EXECUTION_EXIT_CODES, EXECUTION_STYLES, TASK_STYLES
+
+
+def line(*parts: str | tuple[str, str]) -> Text:
+    """One line of plain text and ``(text, style)`` parts: never parsed as markup.
+
+    User text (titles, names, paths, messages) is printed only this way: rich's
+    ``escape`` cannot express every string (``a\\[b``), and ``[/x]`` in markup raises.
+    """
+    return Text.assemble(*parts)
 
 
 def exit_code(status: ExecutionStatus) -> int:
@@ -27,15 +38,15 @@ def show_view(console: Console, view: ExecutionView) -> None:
     eid = view.execution_id
     console.print(
         f"Execution [bold]{eid}[/bold]: {status_text(view.status)}"
-        f"  (stage {view.stage + 1}, round {view.round})"
+        f"  (stage {stage_number(view.stage)}, round {view.round})"
     )
-    console.print(f"Workspace: {view.workspace}")
+    console.print(line("Workspace: ", view.workspace))
     table = Table(show_header=True, header_style="bold", box=None)
     table.add_column("task")
     table.add_column("state")
     for tid, state in view.tasks.items():
         style = TASK_STYLES.get(state, "white")
-        table.add_row(tid, f"[{style}]{state.value}[/{style}]")
+        table.add_row(Text(tid), f"[{style}]{state.value}[/{style}]")
     console.print(table)
     if view.error:
         console.print(f"[red]{escape(view.error)}[/red]")
@@ -54,11 +65,11 @@ def show_view(console: Console, view: ExecutionView) -> None:
     status = view.status
     if status is ExecutionStatus.AWAITING_CHECKPOINT and view.checkpoint is not None:
         cp = view.checkpoint
-        lines = [f"[bold]{cp.question}[/bold]", ""]
-        lines += [f"  {a.type:<9} {a.path}" for a in cp.artifacts]
-        console.print(
-            Panel("\n".join(lines), title=f"checkpoint {cp.type}", border_style="magenta")
+        body = Text("\n").join(
+            [line((cp.question, "bold")), Text()]
+            + [line(f"  {a.type:<9} {a.path}") for a in cp.artifacts]
         )
+        console.print(Panel(body, title=line(f"checkpoint {cp.type}"), border_style="magenta"))
         console.print(
             f"Approve:          connectsw approve {eid}\n"
             f'Request changes:  connectsw request-changes {eid} --feedback "..."\n'

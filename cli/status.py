@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 from rich.table import Table
+from rich.text import Text
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
+from connectsw.cli.output_json import event_json, stage_number, view_json
 from connectsw.cli.progress import Follower
 from connectsw.cli.render import exit_code, show_view, status_text
 from connectsw.core.models import ExecutionStatus
@@ -32,7 +36,8 @@ def status(
                         "executionId": e.id,
                         "status": engine.status(e).value,
                         "plan": e.plan.name,
-                        "stage": e.stage,
+                        "stage": stage_number(e.stage),
+                        "stages": len(e.plan.stages),
                         "updatedAt": e.updated_at.isoformat(),
                     }
                     for e in executions
@@ -46,8 +51,8 @@ def status(
             table.add_row(
                 e.id,
                 status_text(engine.status(e)),
-                e.plan.name,
-                f"{e.stage + 1}/{len(e.plan.stages)}",
+                Text(e.plan.name),
+                f"{stage_number(e.stage)}/{len(e.plan.stages)}",
                 f"{e.updated_at:%Y-%m-%d %H:%M}",
             )
         console.print(table if executions else "No executions yet.")
@@ -61,7 +66,7 @@ def status(
         raise SystemExit(drive(state, execution_id, as_json=as_json))
     view = engine.view(execution_id)
     if as_json:
-        print_json(view.to_api())
+        print_json(view_json(view))
     else:
         show_view(console, view)
     raise SystemExit(exit_code(view.status))
@@ -87,7 +92,7 @@ def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> N
         while True:
             for event in engine.store.events(execution_id, after=after):
                 after = event.seq
-                click.echo(event.model_dump_json(by_alias=True))
+                click.echo(json.dumps(event_json(event)))
             if stopped():
                 if not engine.store.events(execution_id, after=after):
                     break

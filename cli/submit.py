@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from connectsw.cli.context import (
     print_json,
 )
 from connectsw.cli.drive import drive
+from connectsw.cli.output_json import plan_json, stage_number
+from connectsw.cli.render import line
 from connectsw.core.models import Plan, Request
 from connectsw.core.planner import slugify
 
@@ -45,7 +48,9 @@ def submit(
     if plan_only:  # nothing is persisted: no execution is left pending
         planned = engine.plan(request, workspace)
         if as_json:
-            print_json({**engine.execute_response(planned).to_api(), "executionId": None})
+            response = engine.execute_response(planned).to_api()
+            plan_json(response["plan"])
+            print_json({**response, "executionId": None})
         else:
             show_plan(planned.plan, None)
         return
@@ -58,21 +63,29 @@ def submit(
 def show_plan(plan: Plan, execution_id: str | None) -> None:
     """Print a plan: stages, tasks, dependencies and checkpoints (no id: only planned)."""
     head = f"Execution [bold]{execution_id}[/bold]" if execution_id else "Planned (not run)"
+    console.print(head, end="")
     console.print(
-        f"{head}: plan [bold]{plan.name}[/bold] "
-        f"({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)"
+        line(
+            ": plan ",
+            (plan.name, "bold"),
+            f" ({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)",
+        )
     )
     for stage in plan.stages:
-        console.print(f"  stage {stage.index + 1}: {stage.name}")
+        console.print(line(f"  stage {stage_number(stage.index)}: {stage.name}"))
         for task in plan.stage_tasks(stage.index):
             needs = f" ← {', '.join(task.needs)}" if task.needs else ""
-            console.print(f"    • {task.id} [dim]({task.agent})[/dim] {task.title}{needs}")
+            console.print(
+                line(f"    • {task.id} ", (f"({task.agent})", "dim"), f" {task.title}{needs}")
+            )
         if stage.gates:
-            console.print(f"    gates: {', '.join(stage.gates)}")
+            console.print(line(f"    gates: {', '.join(stage.gates)}"))
         if stage.checkpoint:
             console.print(
-                f"    [magenta]checkpoint {stage.checkpoint.type}[/magenta]: "
-                f"{stage.checkpoint.question}"
+                line(
+                    (f"    checkpoint {stage.checkpoint.type}", "magenta"),
+                    f": {stage.checkpoint.question}",
+                )
             )
 
 
@@ -114,8 +127,9 @@ def fix(state: State, description: str, workspace: Path | None, **flags: bool) -
 
 
 @click.command("run")
-@click.argument("graph_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("graph_file", type=click.Path(path_type=Path))
 @submit_options
 def run(state: State, graph_file: Path, workspace: Path | None, **flags: bool) -> None:
     """Run a task-graph file (YAML or JSON; see `connectsw schema`)."""
-    submit(state, "run", str(graph_file.resolve()), workspace or Path.cwd(), **flags)
+    # Not resolve(): a broken symbolic link must be named as the user gave it.
+    submit(state, "run", os.path.abspath(graph_file), workspace or Path.cwd(), **flags)

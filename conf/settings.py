@@ -17,12 +17,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 from pydantic_settings.exceptions import SettingsError
 
+from connectsw.core import textfiles
 from connectsw.core.durations import PositiveSeconds, Seconds, Timeout, TimeoutOrZero
 from connectsw.core.errors import ConfigError, describe_validation_error
 
@@ -115,12 +116,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Priority: explicit arguments > environment > user file > shipped defaults.
-        user_file = _user_file()
+        required = bool(os.environ.get("CONNECTSW_CONFIG"))
+        user_file = read_config_file(_user_file(), required=required)
         return (
             init_settings,
             env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=user_file),
-            TomlConfigSettingsSource(settings_cls, toml_file=DEFAULT_FILE),
+            InitSettingsSource(settings_cls, user_file),
+            InitSettingsSource(settings_cls, read_config_file(DEFAULT_FILE, required=True)),
         )
 
     @property
@@ -137,6 +139,35 @@ def _user_file() -> Path:
     return Path(os.environ.get("CONNECTSW_CONFIG") or USER_FILE)
 
 
+MAX_CONFIG_BYTES = 1_048_576
+"""A config file is at most 1 MiB."""
+
+
+def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
+    """The tables of the TOML file ``path``; ``{}`` if it is optional and absent.
+
+    Read as every user file is (core/textfiles.py): UTF-8, or UTF-16/UTF-32 with a
+    byte-order mark. Messages give positions, never the file's content.
+
+    Raises:
+        ConfigError: ``config file PATH: ...``: not found (a broken symbolic link
+            is named so, even for the optional ``./connectsw.toml``), a directory,
+            unreadable, larger than :data:`MAX_CONFIG_BYTES`, not valid text, or a
+            TOML syntax error with its line and column.
+    """
+    if not required and not path.exists() and not textfiles.is_broken_link(path):
+        return {}
+    try:
+        data = textfiles.read_bytes(path, MAX_CONFIG_BYTES)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise textfiles.TextFileError(f"larger than {MAX_CONFIG_BYTES} bytes (1 MiB)")
+        return tomllib.loads(textfiles.decode(data, show_bytes=False))
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid config file {path}: {_toml_problem(exc)}") from None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings, turning invalid values into one clear :class:`ConfigError`.
 
@@ -145,25 +176,16 @@ def load_settings(**overrides: Any) -> Settings:
     quotes a value, which may be a password.
 
     Raises:
-        ConfigError: a missing or unreadable config file, a TOML syntax error, an
-            unknown key or a value out of its range.
+        ConfigError: a config file that cannot be read (:func:`read_config_file`),
+            an unknown key or a value out of its range.
     """
-    config = os.environ.get("CONNECTSW_CONFIG")
-    if config and not Path(config).is_file():
-        raise ConfigError(f"config file not found: {config}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         # pydantic's messages state the rule; the input is kept apart (not shown).
         raise ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid config file {_user_file()}: {_toml_problem(exc)}") from None
     except SettingsError as exc:  # e.g. an env value that is not JSON: names field and source
         raise ConfigError(f"invalid settings: {one_line_text(str(exc))}") from None
-    except OSError as exc:
-        raise ConfigError(
-            f"invalid config file {_user_file()}: cannot read: {exc.strerror or type(exc).__name__}"
-        ) from None
 
 
 def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:

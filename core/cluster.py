@@ -12,6 +12,12 @@ answers ``HTTP/1.1 400`` makes it allocate ~5 exabytes (``MemoryError``). The pr
 reads the scheduler's greeting (which a scheduler sends at once on accept) with a
 deadline and checks that it is framed as Dask frames it. That probe is written here:
 distributed offers no bounded way to ask "is a Dask scheduler there?".
+
+A ``tls://`` address needs Dask's TLS client configuration
+(``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``); the probe then
+completes the TLS handshake with it, within the same deadline, before reading the
+greeting: a scheduler that speaks plain TCP, or a port where nothing answers TLS, is
+one line instead of distributed's ``TypeError`` or an endless wait.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -113,16 +120,20 @@ def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes | No
     return data
 
 
-def probe_scheduler(host: str, port: int, timeout: float) -> None:
+def probe_scheduler(
+    host: str, port: int, timeout: float, ssl_context: ssl.SSLContext | None = None
+) -> None:
     """Check within ``timeout`` seconds that a Dask scheduler answers at ``host:port``.
 
-    Connects a plain TCP socket and reads the greeting a scheduler sends at once:
-    an 8-byte little-endian length (at most 1 MiB here) then a frame count (1-64).
-    Nothing is sent.
+    Connects a TCP socket (and completes a TLS handshake with ``ssl_context`` if
+    given) and reads the greeting a scheduler sends at once: an 8-byte
+    little-endian length (at most 1 MiB here) then a frame count (1-64). Nothing
+    is sent but the TLS handshake.
 
     Raises:
-        ConfigError: unreachable, silent past the deadline, closed, or not framed
-            as Dask frames its messages (an HTTP server...).
+        ConfigError: unreachable, silent past the deadline, closed, no TLS handshake
+            (a plain TCP scheduler at a ``tls://`` address), or not framed as Dask
+            frames its messages (an HTTP server...).
     """
     where = f"the Dask scheduler at {host}:{port}"
     deadline = time.monotonic() + timeout
@@ -132,6 +143,8 @@ def probe_scheduler(host: str, port: int, timeout: float) -> None:
         raise ConfigError(f"cannot reach {where}: no answer within {timeout:g} s") from None
     except OSError as exc:
         raise ConfigError(f"cannot reach {where}: {exc.strerror or one_line(exc)}") from None
+    if ssl_context is not None:
+        sock = _tls_handshake(sock, ssl_context, host, where, timeout, deadline)
     with sock:
         header = _recv_exactly(sock, 16, deadline)
     if header is None:
@@ -148,17 +161,69 @@ def probe_scheduler(host: str, port: int, timeout: float) -> None:
         raise ConfigError(f"{where} answered, but not as a Dask scheduler does")
 
 
+def _tls_handshake(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    host: str,
+    where: str,
+    timeout: float,
+    deadline: float,
+) -> ssl.SSLSocket:
+    """``sock`` after a TLS handshake finished before ``deadline`` (closed on failure)."""
+    plain = f"{where} did not complete a TLS handshake"
+    hint = "; if it speaks plain TCP, use tcp://"
+    try:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        return context.wrap_socket(sock, server_hostname=host)
+    except TimeoutError:
+        sock.close()
+        raise ConfigError(f"{plain} within {timeout:g} s{hint}") from None
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise ConfigError(
+            f"{where}: its TLS certificate was refused: {exc.verify_message}"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise ConfigError(f"{plain} ({reason}){hint}") from None
+
+
+def tls_client_context() -> ssl.SSLContext:
+    """The TLS context Dask's configuration gives clients (``distributed.comm.tls.*``).
+
+    Raises:
+        ConfigError: no TLS configuration (a ``tls://`` address needs at least
+            ``distributed.comm.tls.ca-file``), or one that cannot be loaded.
+    """
+    from distributed.security import Security
+
+    try:
+        context = Security().get_connection_args("client")["ssl_context"]
+    except Exception as exc:  # a missing or invalid certificate file
+        raise ConfigError(
+            f"the Dask TLS configuration cannot be used: {one_line(exc, typed=True)}"
+        ) from None
+    if not isinstance(context, ssl.SSLContext):
+        raise ConfigError(
+            "dask.scheduler_address is a tls:// address but Dask has no TLS client"
+            " configuration: set distributed.comm.tls.ca-file, .client.cert and .client.key"
+            " (e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE), or use tcp://"
+        )
+    return context
+
+
 def _external(settings: DaskSettings) -> Client:
     scheme, host, port = parse_scheduler_address(settings.scheduler_address)
     timeout = settings.connect_timeout
     where = f"the Dask scheduler at {host}:{port}"
-    if scheme == "tcp":  # a TLS greeting is encrypted: distributed's timeout is all we have
-        probe_scheduler(host, port, timeout)
+    context = tls_client_context() if scheme == "tls" else None
+    probe_scheduler(host, port, timeout, context)
     address = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
     try:
         client = Client(address, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"cannot connect to {where}: {one_line(exc)}") from None
+    except Exception as exc:  # the probe passed: whatever distributed raises is about the peer
+        raise ConfigError(f"cannot connect to {where}: {one_line(exc, typed=True)}") from None
     try:
         allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
     except Exception as exc:
@@ -179,8 +244,10 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
     Raises:
         ConfigError: a malformed scheduler address, a scheduler that cannot be
             reached within ``settings.connect_timeout`` seconds, something other
-            than a Dask scheduler at that address, or a scheduler that would re-run
-            tasks itself (its ``allowed-failures`` is not 0).
+            than a Dask scheduler at that address, a ``tls://`` address without
+            Dask's TLS configuration or where nothing completes a TLS handshake, or
+            a scheduler that would re-run tasks itself (its ``allowed-failures`` is
+            not 0).
     """
     if settings.scheduler_address:
         return _external(settings), None

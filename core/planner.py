@@ -30,8 +30,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
+MAX_REQUEST_TEXT = 10_000
+"""Characters: the longest request description (``new product "..."``, ``fix "..."``)."""
+
+
 def parse_intent(request: Request) -> Intent:
-    """Turn a request's command and text into an :class:`Intent`."""
+    """Turn a request's command and text into an :class:`Intent`.
+
+    Raises:
+        PlanError: an unknown command, an empty description, or one longer than
+            :data:`MAX_REQUEST_TEXT` characters (the text is not repeated).
+    """
     command = " ".join(request.command.lower().split())
     kind = COMMANDS.get(command)
     if kind is None:
@@ -40,6 +49,11 @@ def parse_intent(request: Request) -> Intent:
     subject = request.text
     if not subject:
         raise PlanError(f"'{command}' needs a description, e.g. {command} \"...\"")
+    if len(subject) > MAX_REQUEST_TEXT:
+        raise PlanError(
+            f"the description of '{command}' is {len(subject)} characters long; at most"
+            f" {MAX_REQUEST_TEXT} are allowed (put the details in a file in the workspace)"
+        )
     if kind == "task_graph":
         return Intent(kind=kind, subject=subject, request=request, source_file=subject)
     return Intent(kind=kind, subject=subject, request=request)

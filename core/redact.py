@@ -14,6 +14,13 @@ Secrets are found by parsing, never by a pattern over the text:
 - anything else, or a string either parser refuses, becomes :data:`UNPARSABLE`:
   a string we cannot parse is never echoed, since we cannot tell where its secret is.
 
+Where the two parsers could disagree, the URL is refused instead (:func:`ambiguous_userinfo`):
+libpq ends the userinfo at the *first* ``@`` and the host at a ``/``, so with
+``postgresql://u:p@ss#w@h/db`` it reads the password ``p`` and the host ``ss#w@h``,
+and its messages then quote a piece of the password that no masking of ``p@ss#w``
+finds. A store URL may therefore hold one ``@``, and its user name and password no
+``/ ? # [ ]``, spaces or stray ``%``: they are percent-encoded (``%40`` for ``@``).
+
 A parameter is secret when its name (any case) contains ``password``, ``passwd``,
 ``secret``, ``token`` or ``key`` (``password``, ``sslpassword``, ``sslkey``...).
 Hiding too much is the safe failure: a ``@`` in a query value makes the text before
@@ -59,16 +66,49 @@ def redact(url_or_conninfo: str) -> str:
         return UNPARSABLE
 
 
+AMBIGUOUS = (
+    "the user name or password in the store URL has characters that must be"
+    " percent-encoded: '@' (%40), '#' (%23), '/' (%2F), '?' (%3F), '[' (%5B), ']' (%5D),"
+    " '%' (%25) or spaces (%20); or keep the password out of the URL (PGPASSWORD or"
+    " ~/.pgpass). The URL is not shown"
+)
+"""Why a URL with an ambiguous user name or password is refused (it is not quoted)."""
+
+_USERINFO_DELIMITERS = frozenset("@/?#[]")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def ambiguous_userinfo(url: str) -> bool:
+    """Whether libpq could read another user name, password or host in ``url`` than we do.
+
+    True for a ``scheme://`` URL with more than one ``@``, or whose user name or
+    password (up to its ``@``) holds ``/ ? # [ ]``, whitespace or a ``%`` that does
+    not start a ``%XX`` escape. False for anything else (libpq keyword/value strings
+    are parsed by libpq itself). Never raises.
+    """
+    parsed = _split_url(url.strip())
+    if parsed is None or parsed.userinfo is None:
+        return False
+    userinfo = parsed.userinfo  # up to the last "@": any other "@" is in it
+    if any(c in _USERINFO_DELIMITERS or c.isspace() for c in userinfo):
+        return True
+    escapes = userinfo.split("%")[1:]
+    return any(len(e) < 2 or any(h not in _HEX for h in e[:2]) for e in escapes)
+
+
 def redact_message(message: str, url_or_conninfo: str) -> str:
     """``message`` (e.g. a driver's error about that URL) without the URL's secrets.
 
     The URL itself and each secret value parsed from it (raw and percent-decoded)
     are replaced. If the URL cannot be parsed, the message may quote any part of it
-    (libpq says ``missing "=" after "cret"``), so a fixed text is returned instead.
+    (libpq says ``missing "=" after "cret"``), so a fixed text is returned instead;
+    likewise :data:`AMBIGUOUS` if libpq may have split it elsewhere than we do.
     """
     secrets = _secret_values(url_or_conninfo)
     if secrets is None:
         return "the store URL could not be parsed (it is not shown: it may hold a password)"
+    if ambiguous_userinfo(url_or_conninfo):
+        return AMBIGUOUS
     shown = redact(url_or_conninfo)
     if url_or_conninfo.strip():
         message = message.replace(url_or_conninfo.strip(), shown)

@@ -3,8 +3,8 @@
 A file is read strictly, and every input is bounded before it is parsed or
 validated (the rules are in the README, "Task-graph files"):
 
-- at most :data:`MAX_FILE_BYTES`; UTF-8 (a UTF-8, UTF-16 or UTF-32 byte-order mark
-  is honoured); undecodable bytes are named with their offset;
+- at most :data:`MAX_FILE_BYTES`; text as :mod:`connectsw.core.textfiles` reads it
+  (UTF-8, or what a byte-order mark says; undecodable bytes named by position);
 - nesting at most :data:`MAX_DEPTH` mappings/lists deep (checked without recursion,
   so ``[[[[...`` cannot raise ``RecursionError``);
 - YAML aliases expand to at most :data:`MAX_ALIAS_VALUES` values in all (an alias
@@ -16,7 +16,9 @@ validated (the rules are in the README, "Task-graph files"):
   a string), ``010`` is ten, ``0o10`` is eight;
 - the values are JSON values: string keys, finite numbers, valid Unicode; explicit
   tags other than the core ones (``!!binary``, ``!!timestamp``, ``!!set``...) are
-  refused.
+  refused;
+- fields are validated strictly: a quoted number (``timeout: "5"``) is not a number
+  and a number is not a string; errors name the field's path and its line.
 
 The duplicate-key check, the depth and alias bounds are written here on top of
 PyYAML's loader hooks and a small JSON tokenizer: neither PyYAML nor the standard
@@ -36,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from connectsw.core import textfiles
 from connectsw.core.durations import NotBool, Timeout
 from connectsw.core.errors import PlanError, describe_validation_error
 
@@ -55,7 +58,7 @@ MAX_NUMBER_CHARS = 100
 class GraphTask(BaseModel):
     """One task: the agent that runs it, its input (``with``) and what it needs."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     id: str = Field(pattern=ID_PATTERN, description="Unique task id.")
     agent: str = Field(description="Agent type, e.g. shell, product-manager.")
@@ -79,7 +82,7 @@ class GraphTask(BaseModel):
 class GraphCheckpoint(BaseModel):
     """A human checkpoint once the listed tasks (and all they need) have finished."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     after: list[str] = Field(min_length=1, description="Task ids this checkpoint waits for.")
     question: str = Field(min_length=1, description="What the person is asked.")
@@ -92,7 +95,7 @@ class GraphCheckpoint(BaseModel):
 class GraphFile(BaseModel):
     """A task-graph file (``connectsw run FILE``)."""
 
-    model_config = ConfigDict(extra="forbid", title="ConnectSW task graph")
+    model_config = ConfigDict(extra="forbid", title="ConnectSW task graph", strict=True)
 
     name: str = Field(min_length=1, description="Name of the plan.")
     description: str = ""
@@ -120,37 +123,6 @@ class _InputError(Exception):
         super().__init__(message)
         self.message = message
         self.line = line
-
-
-_BOMS = (
-    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
-    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
-    (b"\xff\xfe", "utf-16-le", "UTF-16"),
-    (b"\xfe\xff", "utf-16-be", "UTF-16"),
-)
-
-
-def _decode(data: bytes) -> str:
-    """The text of a file: UTF-8, or what its byte-order mark says."""
-    for bom, codec, name in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom) :].decode(codec)
-            except UnicodeDecodeError as exc:
-                offset = exc.start + len(bom)
-                raise _InputError(f"not valid {name} (bad data at offset {offset})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _InputError(
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    if "\x00" in text:
-        raise _InputError(
-            "contains NUL bytes (UTF-16 or UTF-32 without a byte-order mark?); save it as UTF-8"
-        )
-    return text
 
 
 def _line_at(text: str, offset: int) -> int:
@@ -303,15 +275,74 @@ def _show(key: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _load_yaml(text: str) -> Any:
+def _load_yaml(text: str) -> tuple[Any, Node | None]:
+    """The data of a YAML document, and its node tree (for the lines of later errors)."""
     loader = _GraphLoader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
     finally:
         loader.dispose()
 
 
+def _yaml_line(root: Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest value on the path ``loc`` that the document has."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, MappingNode):
+            found = next(
+                (pair for pair in node.value if getattr(pair[0], "value", None) == part), None
+            )
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
 # -- JSON: depth and duplicate keys found by a flat tokenizer ------------------
+
+
+def _json_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest key or list item on the path ``loc`` (one flat pass)."""
+    path: list[Any] = []  # per open bracket: the current key (object) or index (array)
+    arrays: list[bool] = []
+    expect_key = False
+    best: tuple[int, int] | None = None  # (depth matched, line)
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first in "{[":
+            path.append(None if first == "{" else 0)
+            arrays.append(first == "[")
+            expect_key = first == "{"
+        elif first in "}]":
+            if path:
+                path.pop()
+                arrays.pop()
+            expect_key = False
+        elif first == ",":
+            if arrays and arrays[-1]:
+                path[-1] += 1
+            expect_key = bool(arrays) and not arrays[-1]
+        elif first == ":":
+            expect_key = False
+        else:
+            if expect_key and path:
+                try:
+                    path[-1] = json.loads(token)
+                except ValueError:
+                    path[-1] = None
+            expect_key = False
+        depth = len(path) if first not in "}]" else 0
+        if depth and tuple(path) == tuple(loc[:depth]) and (best is None or depth > best[0]):
+            best = (depth, _line_at(text, match.start()))
+    return best[1] if best is not None else None
+
 
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]', re.DOTALL)
 
@@ -449,20 +480,20 @@ def load_graph_file(path: Path) -> GraphFile:
             where it is known); never another exception for any file content.
     """
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise PlanError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        data = textfiles.read_bytes(path, MAX_FILE_BYTES)
+    except textfiles.TextFileError as exc:
+        raise PlanError(f"{path}: {exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise PlanError(
             f"{path}: larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit for a task-graph file"
         )
     try:
-        text = _decode(data)
-        content = _load_json(text) if path.suffix.lower() == ".json" else _load_yaml(text)
+        text = textfiles.decode(data)
+        is_json = path.suffix.lower() == ".json"
+        content, root = (_load_json(text), None) if is_json else _load_yaml(text)
         _check_values(content)
+    except textfiles.TextFileError as exc:
+        raise PlanError(f"{path}: {exc}") from None
     except _InputError as exc:
         where = f" line {exc.line}:" if exc.line is not None else ""
         raise PlanError(f"{path}:{where} {exc.message}") from None
@@ -485,4 +516,7 @@ def load_graph_file(path: Path) -> GraphFile:
     try:
         return GraphFile.model_validate(content)
     except ValidationError as exc:
-        raise PlanError(f"{path}: {describe_validation_error(exc)}") from None
+        loc = tuple(exc.errors()[0]["loc"])
+        at = _json_line(text, loc) if is_json else _yaml_line(root, loc)
+        where = f" line {at}:" if at is not None else ""
+        raise PlanError(f"{path}:{where} {describe_validation_error(exc)}") from None

@@ -15,22 +15,34 @@ Environment:
   function that is not marked ``@connectsw.hookimpl``) is a :class:`PluginError`
   (exit 3) naming the plugin; for CI.
 - ``CONNECTSW_TRACE_PLUGINS=1``: trace every hook call on stderr.
+- ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``: seconds a third-party plugin's import may
+  take (default :data:`DEFAULT_IMPORT_TIMEOUT`); one that takes longer is
+  ``failed`` ("its import did not finish within N s") and the others load, so a
+  plugin that hangs at import delays ``--help`` or ``cancel`` by at most that long.
+  The import runs in a daemon thread that is then abandoned (Python cannot stop
+  it); it ends with the process.
+
+What plugin code prints to stdout while it is imported or asked what it provides
+(``register_*`` hooks) goes to stderr: with ``--json``, stdout holds only the JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import math
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from connectsw.core.errors import PluginError, one_line
+from connectsw.core.errors import ConfigError, PluginError, one_line
 from connectsw.plugins import hookspecs
 
 if TYPE_CHECKING:
@@ -45,6 +57,9 @@ DEFAULT_PLUGINS = (
 LOAD_ENV = "CONNECTSW_LOAD_PLUGINS"
 STRICT_ENV = "CONNECTSW_STRICT_PLUGINS"
 TRACE_ENV = "CONNECTSW_TRACE_PLUGINS"
+IMPORT_TIMEOUT_ENV = "CONNECTSW_PLUGIN_IMPORT_TIMEOUT"
+DEFAULT_IMPORT_TIMEOUT = 10.0
+"""Seconds a third-party plugin's import may take before it counts as failed."""
 HOOK_NAMES = frozenset(
     name for name, fn in vars(hookspecs).items() if hasattr(fn, "connectsw_spec")
 )
@@ -113,6 +128,62 @@ def trace(message: str) -> None:
         print(f"[connectsw trace] {message}", file=sys.stderr, flush=True)
 
 
+def import_timeout() -> float:
+    """Seconds a plugin's import may take (``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``, default 10).
+
+    Raises:
+        ConfigError: the variable is set but not a finite number of seconds above 0.
+    """
+    raw = os.environ.get(IMPORT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_IMPORT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{IMPORT_TIMEOUT_ENV} must be a finite number of seconds above 0")
+    return seconds
+
+
+@contextlib.contextmanager
+def plugin_output_to_stderr() -> Iterator[None]:
+    """Send what Python code prints to ``sys.stdout`` to stderr meanwhile (plugin code)."""
+    sys.stdout.flush()
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+
+
+class _ImportTimeout(Exception):
+    """A plugin's import did not finish in time (recorded as its error)."""
+
+
+def _load_entry_point(ep: EntryPoint, timeout: float) -> Any:
+    """``ep.load()`` in a daemon thread, waited for at most ``timeout`` seconds.
+
+    Raises what the import raised (even ``SystemExit``), or :class:`_ImportTimeout`.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["plugin"] = ep.load()
+        except BaseException as exc:  # an import may even sys.exit()
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"connectsw-import-{ep.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise _ImportTimeout(f"its import did not finish within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["plugin"]
+
+
 def _allow_list() -> set[str] | None:
     raw = os.environ.get(LOAD_ENV)
     if raw is None:
@@ -126,7 +197,7 @@ def describe_error(exc: BaseException) -> str:
     A :class:`PluginError`'s message is kept as it is; pluggy's validation errors
     spread the reason over several lines, so those are joined with ``; ``.
     """
-    if isinstance(exc, PluginError):
+    if isinstance(exc, PluginError | _ImportTimeout):
         return one_line(exc)
     if isinstance(exc, pluggy.PluginValidationError):
         lines = [" ".join(line.split()) for line in str(exc).splitlines()]
@@ -205,6 +276,12 @@ def _entry_point_source(ep: EntryPoint, status: Status = "loaded") -> PluginSour
 
 
 def _load() -> pluggy.PluginManager:
+    timeout = import_timeout()
+    with plugin_output_to_stderr():
+        return _load_all(timeout)
+
+
+def _load_all(timeout: float) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("connectsw")
     pm.add_hookspecs(hookspecs)
     sources: dict[str, PluginSource] = {}
@@ -226,7 +303,7 @@ def _load() -> pluggy.PluginManager:
             continue
         source = sources[ep.name] = _entry_point_source(ep)
         try:
-            plugin = ep.load()
+            plugin = _load_entry_point(ep, timeout)
         except BaseException as exc:  # an import may even sys.exit()
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -316,7 +393,8 @@ def add_plugin_commands(cli: click.Group) -> None:
         before = dict(cli.commands)
         trace(f"call register_commands -> {impl.plugin_name}")
         try:
-            impl.function(cli=cli)
+            with plugin_output_to_stderr():
+                impl.function(cli=cli)
         except Exception as exc:
             cli.commands.clear()
             cli.commands.update(before)

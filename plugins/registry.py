@@ -24,6 +24,7 @@ from connectsw.plugins.manager import (
     describe_error,
     fail_plugin,
     get_plugin_manager,
+    plugin_output_to_stderr,
     plugin_sources,
     trace,
 )
@@ -139,7 +140,8 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
                 scratch.add(item, plugin)
 
             try:
-                impl.function(register=register)
+                with plugin_output_to_stderr():
+                    impl.function(register=register)
             except PluginError as exc:
                 regs.failures.setdefault(plugin, one_line(exc))
             except Exception as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from connectsw.core.errors import ConfigError
-from connectsw.core.redact import redact
+from connectsw.core.redact import AMBIGUOUS, ambiguous_userinfo, redact
 from connectsw.core.stores.base import Store
 
 _lock = threading.Lock()
@@ -13,12 +13,21 @@ _open: dict[str, Store] = {}
 
 
 def open_store(url: str) -> Store:
-    """A new store for ``url``: ``sqlite:///path`` or ``postgresql://user@host:port/db``."""
+    """A new store for ``url``: ``sqlite:///path`` or ``postgresql://user@host:port/db``.
+
+    Raises:
+        ConfigError: another kind of URL, or a PostgreSQL URL whose user name or
+            password is not percent-encoded where libpq needs it
+            (:func:`connectsw.core.redact.ambiguous_userinfo`); the URL is not shown.
+        StoreError: the store cannot be opened (the message masks the URL's secrets).
+    """
     if url.startswith("sqlite:///"):
         from connectsw.core.stores.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
+        if ambiguous_userinfo(url):  # libpq would read another password than we mask
+            raise ConfigError(f"store.url: {AMBIGUOUS}")
         from connectsw.core.stores.postgres import PostgresStore
 
         return PostgresStore(url)

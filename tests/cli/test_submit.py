@@ -230,7 +230,7 @@ GRAPH_ERRORS = {
         """,
         ["invalid YAML", "line"],
     ),
-    "missing.yaml": (None, ["missing.yaml", "no such file"]),
+    "missing.yaml": (None, ["missing.yaml", "not found"]),
 }
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from connectsw.core.redact import UNPARSABLE, redact, redact_message
+from connectsw.core.redact import (
+    AMBIGUOUS,
+    UNPARSABLE,
+    ambiguous_userinfo,
+    redact,
+    redact_message,
+)
 
 PASSWORD = "S3cr3tPw"
 
@@ -77,12 +83,36 @@ def test_unparsable_strings_are_never_echoed(text: str) -> None:
 
 
 def test_message_about_an_url_loses_its_secrets() -> None:
-    url = f"postgresql://u:{PASSWORD}/x@h/db?sslpassword=k%2By"
+    url = f"postgresql://u:{PASSWORD}%2Fx@h/db?sslpassword=k%2By"
     message = f'connection to "{url}" failed: password "{PASSWORD}/x" rejected; k+y'
     shown = redact_message(message, url)
     assert PASSWORD not in shown
     assert "k+y" not in shown and "k%2By" not in shown
     assert "postgresql://u:***@h/db?sslpassword=***" in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@ss#w@h/db",
+        "postgresql://u:pa/ss@h/db",
+        "postgresql://u:pa#ss@h/db",
+        "postgresql://u:p%zz@h/db",
+        "postgresql://u:p%4@h/db",
+        "postgresql://h/db?application_name=a@b",
+    ],
+)
+def test_a_url_libpq_may_split_elsewhere_is_never_quoted(url: str) -> None:
+    assert ambiguous_userinfo(url)
+    assert redact_message(f"could not translate host name {url[20:]}", url) == AMBIGUOUS
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u:p%40ss%23w@h/db", "postgresql://u:p:w!$&'()*+,;=@h/db?x=1", "host=h"],
+)
+def test_an_encoded_url_is_not_ambiguous(url: str) -> None:
+    assert not ambiguous_userinfo(url)
 
 
 def test_message_about_an_unparsable_string_is_replaced() -> None:

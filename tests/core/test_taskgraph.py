@@ -171,7 +171,7 @@ def test_top_level_not_a_mapping(tmp_path: Path, text: str) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
-    assert one_line_error(path) == f"{path}: no such file"
+    assert one_line_error(path) == f"{path}: not found"
 
 
 def test_directory_is_not_readable_file(tmp_path: Path) -> None:
@@ -342,8 +342,8 @@ def test_huge_timeout_means_seven_days(tmp_path: Path, name: str) -> None:
     [
         (".nan", ".nan is not allowed"),
         (".inf", ".inf is not allowed"),
-        ('"nan"', "tasks.0.timeout: Input should be a finite number"),
-        ('"inf"', "tasks.0.timeout: Input should be a finite number"),
+        ('"nan"', "line 5: tasks.0.timeout: Input should be a valid number"),
+        ('"inf"', "line 5: tasks.0.timeout: Input should be a valid number"),
         ("true", "tasks.0.timeout: Value error, expected a number, not true/false"),
         ("-1", "tasks.0.timeout: Input should be greater than 0"),
     ],
@@ -391,7 +391,7 @@ def test_utf16_without_bom_is_refused_in_one_line(tmp_path: Path) -> None:
 def test_invalid_utf8_names_the_byte_and_offset(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"name: caf\xe9\ntasks: []\n")
-    assert one_line_error(path) == f"{path}: not valid UTF-8 (byte 0xe9 at offset 9)"
+    assert one_line_error(path) == f"{path}: not valid UTF-8 (byte 0xe9 at line 1, offset 9)"
 
 
 def test_truncated_utf16_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,103 @@
+"""Files a user gives ConnectSW (task graphs, config files): one rule for reading them.
+
+- **Encoding**: UTF-8; a UTF-8, UTF-16 or UTF-32 byte-order mark is honoured.
+  Undecodable bytes are named by line and offset (and, where the content may be
+  shown, by value): ``not valid UTF-8 (byte 0xe9 at line 2, offset 14)``. Text
+  holding NUL bytes is refused (UTF-16 or UTF-32 without a byte-order mark).
+- **Missing files**: a path that does not exist, and a symbolic link whose target
+  does not exist, are "not found"; the second says so (``not found (a broken
+  symbolic link to /old/place)``), since ``ls`` shows such a file.
+
+Callers turn :class:`TextFileError` into their own error type (``PlanError``,
+``ConfigError``) with the file's name in front.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16"),
+)
+
+
+class TextFileError(Exception):
+    """A file that cannot be read as text; the message is one line without the file name."""
+
+
+def decode(data: bytes, *, show_bytes: bool = True) -> str:
+    """The text of a file's bytes: UTF-8, or what its byte-order mark says.
+
+    ``show_bytes`` False leaves the value of an undecodable byte out of the message
+    (a config file's byte may belong to a password); its position is always given.
+
+    Raises:
+        TextFileError: bytes that are not valid in the encoding, or NUL characters.
+    """
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec)
+            except UnicodeDecodeError as exc:
+                offset = exc.start + len(bom)
+                raise TextFileError(
+                    f"not valid {name} (bad data at line {_line(data, offset)}, offset {offset})"
+                ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        value = f"byte 0x{data[exc.start]:02x} at " if show_bytes else ""
+        hint = (
+            "; it looks like UTF-16 or UTF-32 without a byte-order mark: save it as UTF-8"
+            if b"\x00" in data[:4]
+            else ""
+        )
+        raise TextFileError(
+            f"not valid UTF-8 ({value}line {_line(data, exc.start)}, offset {exc.start}){hint}"
+        ) from None
+    if "\x00" in text:
+        raise TextFileError(
+            "contains NUL bytes (UTF-16 or UTF-32 without a byte-order mark?); save it as UTF-8"
+        )
+    return text
+
+
+def _line(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """At most ``limit + 1`` bytes of ``path`` (all of it if ``limit`` is None).
+
+    Raises:
+        TextFileError: missing (see :func:`not_found`), a directory, or unreadable,
+            with the operating system's reason.
+    """
+    try:
+        with path.open("rb") as fh:
+            return fh.read() if limit is None else fh.read(limit + 1)
+    except FileNotFoundError:
+        raise TextFileError(not_found(path)) from None
+    except IsADirectoryError:
+        raise TextFileError("cannot read: it is a directory") from None
+    except OSError as exc:
+        raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+
+
+def not_found(path: Path) -> str:
+    """``"not found"``, or ``"not found (a broken symbolic link to TARGET)"``."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "not found"
+    return f"not found (a broken symbolic link to {target})"
+
+
+def is_broken_link(path: Path) -> bool:
+    """True when ``path`` is a symbolic link whose target does not exist."""
+    return path.is_symlink() and not path.exists()
