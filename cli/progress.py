@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from connectsw.core.models import Event, Execution
 from connectsw.core.states import TASK_DONE_EVENTS, EventKind
@@ -37,14 +38,14 @@ QUIET: set[str] = {
 }
 
 
-def describe(event: Event) -> str:
-    """One line for an event."""
-    who = f"[bold]{event.task_id}[/bold] " if event.task_id else ""
+def describe(event: Event) -> Text:
+    """One line for an event; its text (from tasks, users and plugins) is never markup."""
     attempt = event.data.get("attempt")
     extra = f" (attempt {attempt})" if attempt and attempt > 1 else ""
-    style = STYLES.get(event.kind, "dim")
-    msg = event.message.replace("[", "\\[")
-    return f"[{style}]{event.kind:<22}[/{style}] {who}{msg}{extra}"
+    line = Text.assemble((f"{event.kind:<22}", STYLES.get(event.kind, "dim")), " ")
+    if event.task_id:
+        line.append(event.task_id, style="bold").append(" ")
+    return line.append(f"{event.message}{extra}")
 
 
 class Follower:
