@@ -26,6 +26,7 @@ from pydantic_settings.exceptions import SettingsError
 from connectsw.core import textfiles
 from connectsw.core.durations import PositiveSeconds, Seconds, Timeout, TimeoutOrZero
 from connectsw.core.errors import ConfigError, describe_validation_error
+from connectsw.licensing.tiers import DEFAULT_TIERS, Entitlements, Tier
 
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
 USER_FILE = "connectsw.toml"
@@ -91,6 +92,19 @@ class GateSettings(_Section):
     """Seconds for the test command, above 0; above 604800 (7 days) it is 7 days."""
 
 
+class LicensingSettings(_Section):
+    """License tiers and their entitlements: one table (``[licensing.tiers.NAME]``)."""
+
+    tiers: dict[Tier, Entitlements] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+
+    @model_validator(mode="after")
+    def _every_tier(self) -> LicensingSettings:
+        missing = [t.value for t in Tier if t not in self.tiers]
+        if missing:
+            raise ValueError(f"licensing.tiers: no entitlements for {', '.join(missing)}")
+        return self
+
+
 class Settings(BaseSettings):
     """All of ConnectSW's settings."""
 
@@ -104,6 +118,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
+    licensing: LicensingSettings = Field(default_factory=LicensingSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod
