@@ -108,6 +108,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         # JSON text of a ProcessRef while the owner's gate runs a command, else NULL.
         ("ALTER TABLE executions ADD COLUMN gate_process TEXT",),
     ),
+    Migration(
+        4,
+        "licenses (public id, key digest, status; never a key)",
+        (
+            """CREATE TABLE IF NOT EXISTS licenses (
+                id TEXT PRIMARY KEY,
+                key_digest TEXT NOT NULL UNIQUE,
+                status TEXT NOT NULL,
+                updated_at {time} NOT NULL,
+                data {json} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS licenses_updated ON licenses (updated_at)",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

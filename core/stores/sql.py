@@ -38,6 +38,7 @@ from connectsw.core.redact import redact_message
 from connectsw.core.stores import migrations
 from connectsw.core.stores.base import Lease, Store
 from connectsw.core.stores.dialects import Dialect
+from connectsw.core.stores.licenses import LicenseRecords
 from connectsw.core.stores.rows import (
     checkpoint_json,
     event_rows,
@@ -51,7 +52,7 @@ from connectsw.core.stores.rows import (
 _EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
 
 
-class SQLStore(Store):
+class SQLStore(LicenseRecords, Store):
     """A :class:`Store` over a SQL database; subclasses supply connections and a dialect."""
 
     dialect: Dialect

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,43 +48,7 @@ from connectsw.core.stores.sqlite import SQLiteStore
 Opener = Callable[[], Store]
 
 
-def sqlite_backend(request: pytest.FixtureRequest) -> Opener:
-    path = request.getfixturevalue("tmp_path") / "store" / "connectsw.db"
-    return lambda: SQLiteStore(path)
-
-
-def postgres_backend(request: pytest.FixtureRequest) -> Opener:
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStore(url)
-
-
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
-    "sqlite": sqlite_backend,
-    "postgresql": postgres_backend,
-}
-
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def open_new(request: pytest.FixtureRequest) -> Iterator[Opener]:
-    """Opens store instances of the backend on one shared storage; closes them after."""
-    factory = BACKENDS[request.param](request)
-    opened: list[Store] = []
-
-    def open_one() -> Store:
-        store = factory()
-        opened.append(store)
-        return store
-
-    yield open_one
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-def store(open_new: Opener) -> Store:
-    return open_new()
 
 
 def make_plan() -> Plan:
