@@ -59,6 +59,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "List plugins: where they come from, whether they loaded, their hooks, what they provide.",
     ),
     "schema": ("connectsw.cli.plugins:schema", "Print the JSON Schema of task-graph files."),
+    "license": (
+        "connectsw.cli.license:license_group",
+        "Issue and manage license keys; sign and verify offline certificates (operators).",
+    ),
 }
 """Built-in commands: name -> ("module:attribute", the first line of its help)."""
 

@@ -20,3 +20,10 @@ class LicenseRefused(ConnectSWError):
         super().__init__(message)
         self.reason = reason
         self.code = reason
+
+
+class InvalidLicenseRequest(ConnectSWError):
+    """An operator's request about licenses is invalid (e.g. a malformed e-mail)."""
+
+    code = "invalid_request"
+    exit_code = ExitCode.INVALID_INPUT

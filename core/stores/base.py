@@ -1,4 +1,5 @@
-"""The relational store's interface: executions, task results, checkpoints, gates, events."""
+"""The relational store's interface: executions, task results, checkpoints, gates, events,
+licenses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectsw.core.models import (
     CheckpointState,
@@ -16,6 +17,9 @@ from connectsw.core.models import (
     GateResult,
     TaskResult,
 )
+
+if TYPE_CHECKING:
+    from connectsw.licensing.models import License, LicenseStatus
 
 
 class Store(ABC):
@@ -182,6 +186,27 @@ class Store(ABC):
     @abstractmethod
     def last_event_seq(self, execution_id: str) -> int:
         """The ``seq`` of the execution's latest event (0 if none)."""
+
+    # -- licenses (no key is ever stored: a license is found by its key's digest) ------
+    @abstractmethod
+    def create_license(self, license: License, key_digest: str) -> None:
+        """Store a new license; :class:`~connectsw.core.errors.Conflict` if it exists."""
+
+    @abstractmethod
+    def get_license(self, license_id: str) -> License | None:
+        """The license with this public id, or None."""
+
+    @abstractmethod
+    def license_by_digest(self, key_digest: str) -> License | None:
+        """The license whose key has this digest, or None."""
+
+    @abstractmethod
+    def list_licenses(self, limit: int = 100) -> list[License]:
+        """Licenses, most recently changed first."""
+
+    @abstractmethod
+    def update_license(self, license: License, expected: Collection[LicenseStatus]) -> None:
+        """Write ``license`` iff its stored status is in ``expected``; NotFound or Conflict."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

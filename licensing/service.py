@@ -1,0 +1,157 @@
+"""What an operator (and later the server) does with licenses: issue, change, check, certify.
+
+The first four steps of reference §3.1's validation pipeline are
+:meth:`Licenses.validate`: format (the key's HMAC tag, no store access) →
+lookup (by the key's digest) → expiry → suspension / revocation. Rate limits,
+the multi-IP check and session activity follow on the server.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from connectsw.core.errors import NotFound
+from connectsw.core.stores import Store
+from connectsw.licensing.certificates import Certificate, sign_certificate
+from connectsw.licensing.errors import InvalidLicenseRequest, LicenseRefused
+from connectsw.licensing.keys import key_digest, new_key, parse_key
+from connectsw.licensing.models import License, LicenseStatus, check_license
+from connectsw.licensing.tiers import Entitlements, Tier
+
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s.]{1,63}")
+MAX_USERS = 100_000
+MAX_DAYS = 36_500
+MAX_REASON = 500
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Licenses:
+    """Licenses in one store, keys tagged with ``secret``, entitlements from ``tiers``."""
+
+    def __init__(self, store: Store, secret: bytes, tiers: dict[Tier, Entitlements]) -> None:
+        self.store = store
+        self.secret = secret
+        self.tiers = tiers
+
+    def issue(
+        self,
+        tier: Tier,
+        email: str,
+        *,
+        users: int | None = None,
+        days: int | None = None,
+        now: datetime | None = None,
+    ) -> tuple[License, str]:
+        """A new active license and its key (the only time the key exists in clear).
+
+        ``users`` overrides the tier's seats (sessions grow with them); ``days``
+        its validity. Raises :class:`InvalidLicenseRequest` for a malformed e-mail
+        address, ``users`` outside 1..100000 or ``days`` outside 1..36500.
+        """
+        if not _EMAIL.fullmatch(email):
+            raise InvalidLicenseRequest("--email: not an e-mail address")
+        if users is not None and not 1 <= users <= MAX_USERS:
+            raise InvalidLicenseRequest(f"--users: from 1 to {MAX_USERS}")
+        if days is not None and not 1 <= days <= MAX_DAYS:
+            raise InvalidLicenseRequest(f"--days: from 1 to {MAX_DAYS}")
+        base = self.tiers[tier]
+        entitlements = base
+        if users is not None:
+            entitlements = base.model_copy(
+                update={
+                    "max_users": users,
+                    "concurrent_sessions": max(base.concurrent_sessions, users),
+                }
+            )
+        now = now or utcnow()
+        valid_days = days if days is not None else entitlements.days
+        key = new_key(tier, self.secret)
+        record = License(
+            id=key.public_id,
+            tier=tier,
+            email=email,
+            entitlements=entitlements,
+            issued_at=now,
+            expires_at=now + timedelta(days=valid_days) if valid_days else None,
+            updated_at=now,
+        )
+        self.store.create_license(record, key_digest(key))
+        return record, key.key
+
+    def get(self, license_id: str) -> License:
+        """The license; :class:`NotFound` if there is none with this public id."""
+        record = self.store.get_license(license_id.strip().upper())
+        if record is None:
+            raise NotFound(f"no license {license_id!r}")
+        return record
+
+    def list(self, limit: int = 100) -> list[License]:
+        return self.store.list_licenses(limit)
+
+    def change(self, license_id: str, status: LicenseStatus, reason: str | None = None) -> License:
+        """Suspend, reinstate or revoke (the license state table decides what may happen).
+
+        Raises NotFound, InvalidState (e.g. reinstating a revoked license) or
+        Conflict (another operator changed it meanwhile).
+        """
+        if reason is not None and len(reason) > MAX_REASON:
+            raise InvalidLicenseRequest(f"--reason: at most {MAX_REASON} characters")
+        current = self.get(license_id)
+        check_license(current.status, status)
+        new = current.model_copy(
+            update={
+                "status": status,
+                "reason": reason if status is not LicenseStatus.ACTIVE else None,
+                "updated_at": utcnow(),
+            }
+        )
+        self.store.update_license(new, {current.status})
+        return new
+
+    def validate(self, key_text: str, now: datetime | None = None) -> License:
+        """Reference §3.1 steps 1-4 for a presented key; returns its license.
+
+        Raises:
+            LicenseRefused: ``invalid_format`` (before any store access),
+                ``not_found``, ``expired``, ``suspended`` or ``revoked``.
+        """
+        key = parse_key(key_text, self.secret)
+        record = self.store.license_by_digest(key_digest(key))
+        if record is None:
+            raise LicenseRefused("not_found", f"license {key.public_id} is not known here")
+        now = now or utcnow()
+        if record.expires_at is not None and record.expires_at <= now:
+            raise LicenseRefused(
+                "expired", f"license {record.id} expired on {record.expires_at:%Y-%m-%d} UTC"
+            )
+        if record.status is LicenseStatus.SUSPENDED:
+            why = f": {record.reason}" if record.reason else ""
+            raise LicenseRefused("suspended", f"license {record.id} is suspended{why}")
+        if record.status is LicenseStatus.REVOKED:
+            raise LicenseRefused("revoked", f"license {record.id} has been revoked")
+        return record
+
+    def certificate(self, license_id: str, key: Ed25519PrivateKey) -> str:
+        """A signed certificate of an active license (what it entitles to, until when).
+
+        Raises NotFound, or LicenseRefused (``suspended``/``revoked``).
+        """
+        record = self.get(license_id)
+        if record.status is not LicenseStatus.ACTIVE:
+            raise LicenseRefused(
+                record.status.value, f"license {record.id} is {record.status.value}"
+            )
+        cert = Certificate(
+            license_id=record.id,
+            tier=record.tier,
+            entitlements=record.entitlements,
+            issued_at=utcnow(),
+            expires_at=record.expires_at,
+        )
+        return sign_certificate(cert, key)

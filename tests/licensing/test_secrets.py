@@ -1,0 +1,84 @@
+"""License secrets: env or files, made once (0600) in local mode, required in production."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from connectsw.conf.settings import load_settings
+from connectsw.core.errors import ConfigError
+from connectsw.licensing.certificates import new_signing_key, private_key_pem, public_key_pem
+from connectsw.licensing.secrets import license_secret, secrets_dir, signing_key
+
+
+def test_local_mode_creates_each_secret_once_with_mode_0600() -> None:
+    settings = load_settings()
+    secret = license_secret(settings)
+    assert len(secret) >= 32 and license_secret(settings) == secret
+    key = signing_key(settings)
+    assert public_key_pem(signing_key(settings)) == public_key_pem(key)
+    for name in ("license-secret", "signing-key.pem"):
+        mode = stat.S_IMODE((secrets_dir(settings) / name).stat().st_mode)
+        assert mode == 0o600
+
+
+def test_processes_creating_the_secret_at_once_agree() -> None:
+    settings = load_settings()
+    seen: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: seen.append(license_secret(settings))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1
+
+
+def test_production_mode_refuses_a_missing_secret_naming_what_to_set() -> None:
+    settings = load_settings(mode="production")
+    with pytest.raises(ConfigError, match="CONNECTSW_LICENSE_SECRET"):
+        license_secret(settings)
+    with pytest.raises(ConfigError, match="CONNECTSW_SIGNING_KEY_FILE"):
+        signing_key(settings)
+    assert not secrets_dir(settings).exists()
+
+
+def test_secrets_from_env_and_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load_settings(mode="production")
+    monkeypatch.setenv("CONNECTSW_LICENSE_SECRET", "ab" * 32)
+    assert license_secret(settings) == bytes.fromhex("ab" * 32)
+    monkeypatch.delenv("CONNECTSW_LICENSE_SECRET")
+    (tmp_path / "s.hex").write_text("cd" * 40 + "\n")
+    monkeypatch.setenv("CONNECTSW_LICENSE_SECRET_FILE", str(tmp_path / "s.hex"))
+    assert license_secret(settings) == bytes.fromhex("cd" * 40)
+    key = new_signing_key()
+    (tmp_path / "k.pem").write_bytes(private_key_pem(key))
+    monkeypatch.setenv("CONNECTSW_SIGNING_KEY_FILE", str(tmp_path / "k.pem"))
+    assert public_key_pem(signing_key(settings)) == public_key_pem(key)
+
+
+@pytest.mark.parametrize("value", ["ab" * 8, "zz" * 32, ""])
+def test_a_weak_or_malformed_secret_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    (tmp_path / "s.hex").write_text(value)
+    monkeypatch.setenv("CONNECTSW_LICENSE_SECRET_FILE", str(tmp_path / "s.hex"))
+    with pytest.raises(ConfigError) as err:
+        license_secret(load_settings(mode="production"))
+    assert (value not in str(err.value)) or not value
+
+
+def test_a_signing_key_file_that_is_not_a_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "k.pem").write_text("not a key")
+    monkeypatch.setenv("CONNECTSW_SIGNING_KEY_FILE", str(tmp_path / "k.pem"))
+    with pytest.raises(ConfigError, match="not an Ed25519 private key"):
+        signing_key(load_settings())
+    monkeypatch.setenv("CONNECTSW_SIGNING_KEY_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="cannot read the signing key file"):
+        signing_key(load_settings())
