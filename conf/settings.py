@@ -96,6 +96,11 @@ class LicensingSettings(_Section):
     """License tiers and their entitlements: one table (``[licensing.tiers.NAME]``)."""
 
     tiers: dict[Tier, Entitlements] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+    session_ttl: PositiveSeconds = Field(3600.0, le=2_592_000)
+    """Seconds a session lives at most (reference §3.2: 1 hour); above 0, at most 30 days."""
+    session_heartbeat_timeout: PositiveSeconds = Field(300.0, le=86_400)
+    """Seconds without a heartbeat after which a session is no longer active (reference:
+    300); above 0, at most 86400."""
 
     @model_validator(mode="after")
     def _every_tier(self) -> LicensingSettings:

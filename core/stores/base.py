@@ -19,6 +19,7 @@ from connectsw.core.models import (
 )
 
 if TYPE_CHECKING:
+    from connectsw.core.stores.sessions import SessionRecord
     from connectsw.licensing.models import License, LicenseStatus
 
 
@@ -207,6 +208,29 @@ class Store(ABC):
     @abstractmethod
     def update_license(self, license: License, expected: Collection[LicenseStatus]) -> None:
         """Write ``license`` iff its stored status is in ``expected``; NotFound or Conflict."""
+
+    # -- sessions of licenses (core/stores/sessions.py) -------------------------------
+    @abstractmethod
+    def open_session(
+        self, session: SessionRecord, active_since: datetime, limit: int
+    ) -> int | None:
+        """Insert unless ``limit`` sessions are active; active count before, or None."""
+
+    @abstractmethod
+    def session_by_token(self, token_digest: str) -> SessionRecord | None:
+        """The session whose token has this digest, or None."""
+
+    @abstractmethod
+    def active_sessions(self, license_id: str, active_since: datetime, now: datetime) -> int:
+        """How many sessions of the license are active."""
+
+    @abstractmethod
+    def touch_session(self, session_id: str, at: datetime) -> bool:
+        """Heartbeat of a session that has not ended; False if it has."""
+
+    @abstractmethod
+    def end_session(self, session_id: str, at: datetime) -> bool:
+        """End a session; False if it had ended already."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

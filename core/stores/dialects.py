@@ -34,6 +34,9 @@ class Dialect:
     #: Appended to a SELECT that must hold its rows until commit (SQLite's write
     #: transaction already excludes every other writer).
     share_lock = ""
+    #: Appended to a SELECT whose rows the transaction will change (PostgreSQL's row
+    #: lock; SQLite's write transaction already excludes every other writer).
+    update_lock = ""
 
     def __init__(self) -> None:
         self._cache: dict[str, str] = {}
@@ -115,6 +118,7 @@ class PostgresDialect(Dialect):
     }
     write_order = "written"
     share_lock = " FOR SHARE"
+    update_lock = " FOR UPDATE"
     #: Advisory lock key serializing migrations ("conn").
     SCHEMA_LOCK = 0x636F6E6E
 

@@ -122,6 +122,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS licenses_updated ON licenses (updated_at)",
         ),
     ),
+    Migration(
+        5,
+        "sessions of licenses (token digests, never tokens)",
+        (
+            """CREATE TABLE IF NOT EXISTS sessions (
+                id TEXT PRIMARY KEY,
+                license_id TEXT NOT NULL,
+                token_digest TEXT NOT NULL UNIQUE,
+                ip TEXT NOT NULL,
+                user_agent TEXT NOT NULL,
+                created_at {time} NOT NULL,
+                heartbeat_at {time} NOT NULL,
+                expires_at {time} NOT NULL,
+                ended_at {time}
+            )""",
+            "CREATE INDEX IF NOT EXISTS sessions_license ON sessions (license_id, heartbeat_at)",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

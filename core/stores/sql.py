@@ -48,11 +48,12 @@ from connectsw.core.stores.rows import (
     gate_json,
     task_result_rows,
 )
+from connectsw.core.stores.sessions import SessionRecords
 
 _EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
 
 
-class SQLStore(LicenseRecords, Store):
+class SQLStore(LicenseRecords, SessionRecords, Store):
     """A :class:`Store` over a SQL database; subclasses supply connections and a dialect."""
 
     dialect: Dialect
