@@ -59,6 +59,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "List plugins: where they come from, whether they loaded, their hooks, what they provide.",
     ),
     "schema": ("connectsw.cli.plugins:schema", "Print the JSON Schema of task-graph files."),
+    "serve": (
+        "connectsw.cli.serve:serve",
+        "Run the API server; prints the address it listens on, stops on Ctrl-C or SIGTERM.",
+    ),
     "license": (
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",

@@ -98,6 +98,9 @@ class LicensingSettings(_Section):
     tiers: dict[Tier, Entitlements] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
     session_ttl: PositiveSeconds = Field(3600.0, le=2_592_000)
     """Seconds a session lives at most (reference §3.2: 1 hour); above 0, at most 30 days."""
+    key_cache_seconds: Seconds = Field(5.0, le=300)
+    """Seconds the server reuses a license it looked up for a key; a suspension or
+    revocation takes effect within this window on every replica. 0 to 300."""
     session_heartbeat_timeout: PositiveSeconds = Field(300.0, le=86_400)
     """Seconds without a heartbeat after which a session is no longer active (reference:
     300); above 0, at most 86400."""

@@ -17,7 +17,7 @@ from connectsw.core.errors import NotFound
 from connectsw.core.stores import Store
 from connectsw.licensing.certificates import Certificate, sign_certificate
 from connectsw.licensing.errors import InvalidLicenseRequest, LicenseRefused
-from connectsw.licensing.keys import key_digest, new_key, parse_key
+from connectsw.licensing.keys import LicenseKey, key_digest, new_key, parse_key
 from connectsw.licensing.models import License, LicenseStatus, check_license
 from connectsw.licensing.tiers import Entitlements, Tier
 
@@ -122,20 +122,11 @@ class Licenses:
                 ``not_found``, ``expired``, ``suspended`` or ``revoked``.
         """
         key = parse_key(key_text, self.secret)
-        record = self.store.license_by_digest(key_digest(key))
-        if record is None:
-            raise LicenseRefused("not_found", f"license {key.public_id} is not known here")
-        now = now or utcnow()
-        if record.expires_at is not None and record.expires_at <= now:
-            raise LicenseRefused(
-                "expired", f"license {record.id} expired on {record.expires_at:%Y-%m-%d} UTC"
-            )
-        if record.status is LicenseStatus.SUSPENDED:
-            why = f": {record.reason}" if record.reason else ""
-            raise LicenseRefused("suspended", f"license {record.id} is suspended{why}")
-        if record.status is LicenseStatus.REVOKED:
-            raise LicenseRefused("revoked", f"license {record.id} has been revoked")
-        return record
+        return check_license_record(self.lookup(key), key.public_id, now)
+
+    def lookup(self, key: LicenseKey) -> License | None:
+        """Step 2: the license of a key whose tag was checked (one indexed read)."""
+        return self.store.license_by_digest(key_digest(key))
 
     def certificate(self, license_id: str, key: Ed25519PrivateKey) -> str:
         """A signed certificate of an active license (what it entitles to, until when).
@@ -155,3 +146,26 @@ class Licenses:
             expires_at=record.expires_at,
         )
         return sign_certificate(cert, key)
+
+
+def check_license_record(
+    record: License | None, public_id: str, now: datetime | None = None
+) -> License:
+    """Steps 2-4 on a looked-up license: known, not expired, not suspended or revoked.
+
+    Raises:
+        LicenseRefused: ``not_found``, ``expired``, ``suspended`` or ``revoked``.
+    """
+    if record is None:
+        raise LicenseRefused("not_found", f"license {public_id} is not known here")
+    now = now or utcnow()
+    if record.expires_at is not None and record.expires_at <= now:
+        raise LicenseRefused(
+            "expired", f"license {record.id} expired on {record.expires_at:%Y-%m-%d} UTC"
+        )
+    if record.status is LicenseStatus.SUSPENDED:
+        why = f": {record.reason}" if record.reason else ""
+        raise LicenseRefused("suspended", f"license {record.id} is suspended{why}")
+    if record.status is LicenseStatus.REVOKED:
+        raise LicenseRefused("revoked", f"license {record.id} has been revoked")
+    return record

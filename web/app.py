@@ -1,0 +1,75 @@
+"""The API server's application: app factory, shared objects (AppKeys), health endpoints.
+
+Routes of each area live in their own module (``web/sessions.py``, ...); every
+error leaves in one JSON shape (``web/errors.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from connectsw.conf.settings import Settings
+from connectsw.core.stores import Store, open_store
+from connectsw.licensing.secrets import license_secret
+from connectsw.licensing.service import Licenses
+from connectsw.licensing.sessions import Sessions
+from connectsw.web.errors import ApiError, errors_middleware
+from connectsw.web.keys import KeyCache
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+LICENSES = web.AppKey("licenses", Licenses)
+SESSIONS = web.AppKey("sessions", Sessions)
+KEYS = web.AppKey("keys", KeyCache)
+
+MAX_BODY = 1_048_576
+"""Request bodies above 1 MiB are refused (413)."""
+
+
+def make_app(settings: Settings) -> web.Application:
+    """The v1 API. The store opens at startup and closes at cleanup.
+
+    Raises ConfigError at startup for a missing secret in production mode.
+    """
+    from connectsw.web import sessions
+
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    sessions.add_routes(app)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    lic = settings.licensing
+    loop = asyncio.get_running_loop()
+    store = await loop.run_in_executor(None, open_store, settings.store_url)
+    secret = license_secret(settings)
+    licenses = Licenses(store, secret, lic.tiers)
+    app[STORE] = store
+    app[LICENSES] = licenses
+    app[SESSIONS] = Sessions(store, lic.session_ttl, lic.session_heartbeat_timeout)
+    app[KEYS] = KeyCache(licenses, lic.key_cache_seconds)
+    yield
+    await loop.run_in_executor(None, store.close)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The store answers a read."""
+    store = request.app[STORE]
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, store.list_licenses, 1)
+    except Exception:
+        raise ApiError("not_ready", "the store does not answer", 503) from None
+    return web.json_response({"status": "ready"})

@@ -1,0 +1,75 @@
+"""One JSON error shape for every 4xx/5xx: ``{"error": {"code": ..., "message": ...}}``.
+
+``code`` is stable (clients branch on it); ``message`` is for people and never
+holds a key, a token or a traceback. The HTTP status of each refusal is here,
+in one table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from connectsw.core.errors import ConnectSWError, NotFound
+from connectsw.licensing.errors import LicenseRefused
+
+log = logging.getLogger("connectsw.web")
+
+#: HTTP status per stable code (reference §3.1's reasons and the session codes).
+STATUS: dict[str, int] = {
+    "missing_credentials": 401,
+    "invalid_format": 401,
+    "not_found": 401,  # an unknown key: authentication failed, not a missing resource
+    "invalid_session": 401,
+    "session_expired": 401,
+    "session_ended": 401,
+    "expired": 403,
+    "suspended": 403,
+    "revoked": 403,
+    "too_many_sessions": 403,
+    "rate_limited": 429,
+    "no_such_resource": 404,
+    "method_not_allowed": 405,
+    "bad_request": 400,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(code: str, message: str, status: int | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status or STATUS.get(code, 400)
+    )
+
+
+class ApiError(Exception):
+    """Raised by handlers for a refusal with a stable code."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as the JSON shape; an unexpected one as 500 ``internal`` (logged)."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.code, exc.message, exc.status)
+    except LicenseRefused as exc:
+        return error_response(exc.reason, str(exc))
+    except NotFound as exc:
+        return error_response("no_such_resource", str(exc), 404)
+    except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, ...
+        if exc.status < 400:
+            raise
+        code = {404: "no_such_resource", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+        return error_response(code, exc.reason, exc.status)
+    except ConnectSWError as exc:
+        return error_response(exc.code, str(exc), 400)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response("internal", "internal error", 500)

@@ -1,0 +1,98 @@
+"""``/v1/sessions``: a license key exchanged for a session token; heartbeat; logout.
+
+Headers (reference "API Specifications"): ``X-License-Key`` to open a session;
+the token as ``X-Session-Token`` or ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from connectsw.core.stores.sessions import SessionRecord
+from connectsw.web.errors import ApiError
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/sessions", open_session)
+    app.router.add_post("/v1/sessions/{id}/heartbeat", heartbeat)
+    app.router.add_delete("/v1/sessions/{id}", logout)
+
+
+def license_key(request: web.Request) -> str:
+    key = request.headers.get("X-License-Key")
+    if not key:
+        raise ApiError("missing_credentials", "send the license key in X-License-Key")
+    return key
+
+
+def session_token(request: web.Request) -> str:
+    token = request.headers.get("X-Session-Token")
+    if not token:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+    if not token:
+        raise ApiError(
+            "missing_credentials", "send the session token in X-Session-Token or Authorization"
+        )
+    return token
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def _view(session: SessionRecord) -> dict[str, Any]:
+    return {
+        "sessionId": session.id,
+        "licenseId": session.license_id,
+        "expiresAt": session.expires_at.isoformat(),
+    }
+
+
+async def open_session(request: web.Request) -> web.Response:
+    from connectsw.web.app import KEYS, SESSIONS
+
+    license = await request.app[KEYS].validate(license_key(request))
+    opened = await asyncio.get_running_loop().run_in_executor(
+        None,
+        request.app[SESSIONS].open,
+        license,
+        client_ip(request),
+        request.headers.get("User-Agent", ""),
+    )
+    body = {
+        **_view(opened.session),
+        "token": opened.token,
+        "activeSessions": opened.active,
+        "allowedSessions": opened.allowed,
+        "flagged": opened.flagged,
+    }
+    return web.json_response(body, status=201)
+
+
+async def _own(request: web.Request, action: str) -> SessionRecord:
+    """Heartbeat or end the session named in the path, if the token is that session's."""
+    from connectsw.web.app import SESSIONS
+
+    sessions = request.app[SESSIONS]
+    token = session_token(request)
+    loop = asyncio.get_running_loop()
+    session = await loop.run_in_executor(None, sessions.resolve, token)
+    if session.id != request.match_info["id"]:
+        # Someone else's (or no such) session: indistinguishable from a missing one.
+        raise ApiError("no_such_resource", "no such session", 404)
+    call = sessions.heartbeat if action == "heartbeat" else sessions.end
+    return await loop.run_in_executor(None, call, token)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    return web.json_response(_view(await _own(request, "heartbeat")))
+
+
+async def logout(request: web.Request) -> web.Response:
+    await _own(request, "end")
+    return web.Response(status=204)
