@@ -14,7 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -105,12 +112,39 @@ class LicensingSettings(_Section):
     """Seconds without a heartbeat after which a session is no longer active (reference:
     300); above 0, at most 86400."""
 
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _tier_names_any_case(cls, value: Any) -> Any:
+        # Environment variable names reach us lower-cased (CONNECTSW_LICENSING__TIERS__PRO__...).
+        if isinstance(value, dict):
+            return {k.upper() if isinstance(k, str) else k: v for k, v in value.items()}
+        return value
+
     @model_validator(mode="after")
     def _every_tier(self) -> LicensingSettings:
         missing = [t.value for t in Tier if t not in self.tiers]
         if missing:
             raise ValueError(f"licensing.tiers: no entitlements for {', '.join(missing)}")
         return self
+
+
+class ServerSettings(_Section):
+    """The API server (``connectsw serve``)."""
+
+    ip_rate_limit: str = "100/minute"
+    """Requests per client IP (reference: 100 per minute at the edge), in the ``limits``
+    library's notation: ``N/second|minute|hour|day``."""
+
+    @field_validator("ip_rate_limit")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("expected N/second, N/minute, N/hour or N/day") from None
+        return value
 
 
 class Settings(BaseSettings):
@@ -127,6 +161,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
     licensing: LicensingSettings = Field(default_factory=LicensingSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod

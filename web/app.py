@@ -18,12 +18,14 @@ from connectsw.licensing.service import Licenses
 from connectsw.licensing.sessions import Sessions
 from connectsw.web.errors import ApiError, errors_middleware
 from connectsw.web.keys import KeyCache
+from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 LICENSES = web.AppKey("licenses", Licenses)
 SESSIONS = web.AppKey("sessions", Sessions)
 KEYS = web.AppKey("keys", KeyCache)
+LIMITS = web.AppKey("limits", RateLimits)
 
 MAX_BODY = 1_048_576
 """Request bodies above 1 MiB are refused (413)."""
@@ -36,8 +38,12 @@ def make_app(settings: Settings) -> web.Application:
     """
     from connectsw.web import sessions
 
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[ratelimit_middleware(lambda r: r.app[LIMITS]), errors_middleware],
+        client_max_size=MAX_BODY,
+    )
     app[SETTINGS] = settings
+    app[LIMITS] = RateLimits(settings.server.ip_rate_limit)
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

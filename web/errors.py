@@ -38,18 +38,29 @@ STATUS: dict[str, int] = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(code: str, message: str, status: int | None = None) -> web.Response:
+def error_response(
+    code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status or STATUS.get(code, 400)
+        {"error": {"code": code, "message": message}},
+        status=status or STATUS.get(code, 400),
+        headers=headers,
     )
 
 
 class ApiError(Exception):
-    """Raised by handlers for a refusal with a stable code."""
+    """Raised by handlers for a refusal with a stable code (and response headers)."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+        self.headers = headers or {}
 
 
 @web.middleware
@@ -58,7 +69,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.code, exc.message, exc.status)
+        return error_response(exc.code, exc.message, exc.status, exc.headers)
     except LicenseRefused as exc:
         return error_response(exc.reason, str(exc))
     except NotFound as exc:

@@ -12,7 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from connectsw.core.stores.sessions import SessionRecord
+from connectsw.licensing.models import License
 from connectsw.web.errors import ApiError
+from connectsw.web.ratelimit import remember
 
 
 def add_routes(app: web.Application) -> None:
@@ -53,10 +55,20 @@ def _view(session: SessionRecord) -> dict[str, Any]:
     }
 
 
-async def open_session(request: web.Request) -> web.Response:
-    from connectsw.web.app import KEYS, SESSIONS
+async def authenticate(request: web.Request) -> License:
+    """Reference §3.1 steps 1-5 for the request's key: format, lookup, expiry,
+    suspension (web/keys.py), then the license's rate limit."""
+    from connectsw.web.app import KEYS, LIMITS
 
     license = await request.app[KEYS].validate(license_key(request))
+    remember(request, await request.app[LIMITS].hit_license(license))
+    return license
+
+
+async def open_session(request: web.Request) -> web.Response:
+    from connectsw.web.app import SESSIONS
+
+    license = await authenticate(request)
     opened = await asyncio.get_running_loop().run_in_executor(
         None,
         request.app[SESSIONS].open,

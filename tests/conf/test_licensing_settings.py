@@ -48,3 +48,10 @@ def test_invalid_tier_settings_are_one_line_naming_the_setting(text: str, where:
         load_settings()
     assert where in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_tier_value_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR", "5")
+    tiers = load_settings().licensing.tiers
+    assert tiers[Tier.FREE].requests_per_hour == 5
+    assert tiers[Tier.FREE].max_users == 1  # the rest of the tier is kept

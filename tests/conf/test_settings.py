@@ -18,6 +18,7 @@ from connectsw.conf.settings import (
     EngineSettings,
     GateSettings,
     LicensingSettings,
+    ServerSettings,
     Settings,
     StoreSettings,
     get_settings,
@@ -31,6 +32,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "engine": EngineSettings,
     "gates": GateSettings,
     "licensing": LicensingSettings,
+    "server": ServerSettings,
 }
 
 

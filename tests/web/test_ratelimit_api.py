@@ -1,0 +1,113 @@
+"""Rate limits on a real server: per IP and per license, exact when 50 clients race."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from connectsw.conf.settings import load_settings
+from connectsw.core.stores import open_store
+from connectsw.licensing.secrets import license_secret
+from connectsw.licensing.service import Licenses
+from connectsw.licensing.tiers import Tier
+
+pytestmark = pytest.mark.slow
+
+PER_IP = 20
+FREE_PER_HOUR = 5
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(
+        CONNECTSW_DATA_DIR=str(root / "data"),
+        CONNECTSW_SERVER__IP_RATE_LIMIT=f"{PER_IP}/minute",
+        CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR=str(FREE_PER_HOUR),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("Serving on "), line
+    try:
+        yield line.split()[-1], root / "data"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+async def race(url: str, n: int, headers: dict[str, str]) -> list[aiohttp.ClientResponse]:
+    async with aiohttp.ClientSession() as session:
+        start = asyncio.Event()
+
+        async def one() -> aiohttp.ClientResponse:
+            await start.wait()
+            async with session.get(url, headers=headers) as resp:
+                await resp.read()
+                return resp
+
+        tasks = [asyncio.create_task(one()) for _ in range(n)]
+        await asyncio.sleep(0.05)
+        start.set()
+        return await asyncio.gather(*tasks)
+
+
+def test_fifty_clients_racing_get_exactly_the_per_ip_limit(server: tuple[str, Path]) -> None:
+    url, _ = server
+    responses = asyncio.run(race(f"{url}/v1/nothing", 50, {}))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(404) == PER_IP and statuses.count(429) == 50 - PER_IP
+    limited = [r for r in responses if r.status == 429]
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    assert all(r.headers["RateLimit-Limit"] == str(PER_IP) for r in responses)
+    assert {r.headers["RateLimit-Remaining"] for r in limited} == {"0"}
+    # /healthz is not an API path: never limited.
+    healthz = asyncio.run(race(f"{url}/healthz", 5, {}))
+    assert {r.status for r in healthz} == {200}
+
+
+def test_a_license_gets_its_tiers_requests_per_hour(
+    server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, data = server
+    monkeypatch.setenv("CONNECTSW_DATA_DIR", str(data))
+    # Entitlements are the tier's at issue time: issue under the server's table.
+    monkeypatch.setenv("CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR", str(FREE_PER_HOUR))
+    settings = load_settings(data_dir=data)
+    tiers = settings.licensing.tiers
+    licenses = Licenses(open_store(settings.store_url), license_secret(settings), tiers)
+    _, key = licenses.issue(Tier.FREE, "a@b.io")
+
+    async def calls() -> list[tuple[int, str]]:
+        out = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(FREE_PER_HOUR + 1):
+                async with session.post(
+                    f"{url}/v1/sessions", headers={"X-License-Key": key}
+                ) as resp:
+                    body = await resp.json()
+                    out.append((resp.status, body.get("error", {}).get("code", "")))
+        return out
+
+    results = asyncio.run(calls())
+    # The first opens a session; the next ones are over FREE's single session; the
+    # sixth is over the license's requests per hour (checked before sessions).
+    assert results[0][0] == 201
+    assert all(r == (403, "too_many_sessions") for r in results[1:FREE_PER_HOUR])
+    assert results[FREE_PER_HOUR] == (429, "rate_limited")
