@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .conftest import Cli
+
 pytestmark = pytest.mark.slow
 
 
-def cli(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env["CONNECTSW_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.run(
-        [sys.executable, "-m", "connectsw.cli.main", "license", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def test_issue_shows_the_key_once_and_only_its_digest_is_stored(tmp_path: Path) -> None:
+def test_issue_shows_the_key_once_and_only_its_digest_is_stored(cli: Cli, tmp_path: Path) -> None:
     issued = json.loads(
-        cli(tmp_path, "issue", "--tier", "PRO", "--email", "a@b.io", "--json").stdout
+        cli("license", "issue", "--tier", "PRO", "--email", "a@b.io", "--json", ok=True).stdout
     )
     key, license_id = issued["key"], issued["id"]
     assert key.startswith(f"{license_id}-")
@@ -45,24 +27,29 @@ def test_issue_shows_the_key_once_and_only_its_digest_is_stored(tmp_path: Path) 
         ["list"],
         ["show", license_id],
     ):
-        out = cli(tmp_path, *command)
+        out = cli("license", *command, ok=True)
         assert tag not in out.stdout + out.stderr
-    shown = json.loads(cli(tmp_path, "show", license_id, "--json").stdout)
+    shown = json.loads(cli("license", "show", license_id, "--json", ok=True).stdout)
     assert shown["status"] == "active" and shown["tier"] == "PRO"
 
 
-def test_suspend_reinstate_revoke_and_the_exit_codes(tmp_path: Path) -> None:
+def test_suspend_reinstate_revoke_and_the_exit_codes(cli: Cli, tmp_path: Path) -> None:
     license_id = json.loads(
-        cli(tmp_path, "issue", "--tier", "FREE", "--email", "a@b.io", "--json").stdout
+        cli("license", "issue", "--tier", "FREE", "--email", "a@b.io", "--json", ok=True).stdout
     )["id"]
-    out = json.loads(cli(tmp_path, "suspend", license_id, "--reason", "shared", "--json").stdout)
+    out = json.loads(
+        cli("license", "suspend", license_id, "--reason", "shared", "--json", ok=True).stdout
+    )
     assert out["status"] == "suspended" and out["reason"] == "shared"
-    assert json.loads(cli(tmp_path, "reinstate", license_id, "--json").stdout)["status"] == "active"
-    cli(tmp_path, "revoke", license_id)
-    again = cli(tmp_path, "reinstate", license_id, check=False)
+    assert (
+        json.loads(cli("license", "reinstate", license_id, "--json", ok=True).stdout)["status"]
+        == "active"
+    )
+    cli("license", "revoke", license_id, ok=True)
+    again = cli("license", "reinstate", license_id)
     assert again.returncode == 5
     assert again.stderr.strip() == "Error: a revoked license cannot become active"
-    missing = cli(tmp_path, "show", "CSFW-PRO-AAAAAAAAAAAAAAAA", check=False)
+    missing = cli("license", "show", "CSFW-PRO-AAAAAAAAAAAAAAAA")
     assert missing.returncode == 4
 
 
@@ -74,42 +61,45 @@ def test_suspend_reinstate_revoke_and_the_exit_codes(tmp_path: Path) -> None:
         ["issue", "--tier", "PRO", "--email", "a@b.io", "--users", "0"],
     ],
 )
-def test_bad_issue_requests_are_one_line_exit_2(tmp_path: Path, args: list[str]) -> None:
-    proc = cli(tmp_path, *args, check=False)
+def test_bad_issue_requests_are_one_line_exit_2(cli: Cli, tmp_path: Path, args: list[str]) -> None:
+    proc = cli("license", *args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert json.loads(cli(tmp_path, "list", "--json").stdout) == []
+    assert json.loads(cli("license", "list", "--json", ok=True).stdout) == []
 
 
-def test_a_certificate_verifies_offline_and_a_tampered_one_is_refused(tmp_path: Path) -> None:
+def test_a_certificate_verifies_offline_and_a_tampered_one_is_refused(
+    cli: Cli, tmp_path: Path
+) -> None:
     license_id = json.loads(
-        cli(tmp_path, "issue", "--tier", "BUSINESS", "--email", "a@b.io", "--json").stdout
+        cli("license", "issue", "--tier", "BUSINESS", "--email", "a@b.io", "--json", ok=True).stdout
     )["id"]
     cert = tmp_path / "license.cert"
-    cert.write_text(cli(tmp_path, "certificate", license_id).stdout)
+    cert.write_text(cli("license", "certificate", license_id, ok=True).stdout)
     pub = tmp_path / "server.pub"
-    pub.write_text(cli(tmp_path, "public-key").stdout)
+    pub.write_text(cli("license", "public-key", ok=True).stdout)
     # Offline: another data dir, no store, no secrets; only the public key.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    ok = cli(elsewhere, "verify", str(cert), "--public-key", str(pub), "--json")
+    away = Cli(elsewhere, elsewhere / "data")
+    ok = away("license", "verify", str(cert), "--public-key", str(pub), "--json", ok=True)
     assert json.loads(ok.stdout)["license_id"] == license_id
     assert not (elsewhere / "data").exists()
     version, payload, signature = cert.read_text().strip().split(".")
     tampered = tmp_path / "tampered.cert"
     tampered.write_text(f"{version}.{payload[:-2]}AA.{signature}")
-    bad = cli(elsewhere, "verify", str(tampered), "--public-key", str(pub), check=False)
+    bad = away("license", "verify", str(tampered), "--public-key", str(pub))
     assert bad.returncode == 5
     assert "signature does not match" in bad.stderr and len(bad.stderr.splitlines()) == 1
-    garbage = cli(elsewhere, "verify", str(pub), "--public-key", str(pub), check=False)
+    garbage = away("license", "verify", str(pub), "--public-key", str(pub))
     assert garbage.returncode == 5 and "not a csfw-cert-v1" in garbage.stderr
     # A suspended license gets no certificate.
-    cli(tmp_path, "suspend", license_id, "--reason", "unpaid")
-    assert cli(tmp_path, "certificate", license_id, check=False).returncode == 5
+    cli("license", "suspend", license_id, "--reason", "unpaid", ok=True)
+    assert cli("license", "certificate", license_id).returncode == 5
 
 
-def test_production_mode_without_a_secret_is_refused(tmp_path: Path) -> None:
+def test_production_mode_without_a_secret_is_refused(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "connectsw.toml").write_text('mode = "production"\n')
-    proc = cli(tmp_path, "issue", "--tier", "PRO", "--email", "a@b.io", check=False)
+    proc = cli("license", "issue", "--tier", "PRO", "--email", "a@b.io")
     assert proc.returncode == 2
     assert "CONNECTSW_LICENSE_SECRET" in proc.stderr
