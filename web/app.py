@@ -13,6 +13,7 @@ from aiohttp import web
 
 from connectsw.conf.settings import Settings
 from connectsw.core.stores import Store, open_store
+from connectsw.licensing.ipwatch import RecentIPs
 from connectsw.licensing.secrets import license_secret
 from connectsw.licensing.service import Licenses
 from connectsw.licensing.sessions import Sessions
@@ -26,6 +27,7 @@ LICENSES = web.AppKey("licenses", Licenses)
 SESSIONS = web.AppKey("sessions", Sessions)
 KEYS = web.AppKey("keys", KeyCache)
 LIMITS = web.AppKey("limits", RateLimits)
+RECENT_IPS = web.AppKey("recent_ips", RecentIPs)
 
 MAX_BODY = 1_048_576
 """Request bodies above 1 MiB are refused (413)."""
@@ -44,6 +46,7 @@ def make_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIMITS] = RateLimits(settings.server.ip_rate_limit)
+    app[RECENT_IPS] = RecentIPs()
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

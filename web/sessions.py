@@ -7,11 +7,12 @@ the token as ``X-Session-Token`` or ``Authorization: Bearer``.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from connectsw.core.stores.sessions import SessionRecord
+from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
 from connectsw.licensing.models import License
 from connectsw.web.errors import ApiError
 from connectsw.web.ratelimit import remember
@@ -58,11 +59,29 @@ def _view(session: SessionRecord) -> dict[str, Any]:
 async def authenticate(request: web.Request) -> License:
     """Reference §3.1 steps 1-5 for the request's key: format, lookup, expiry,
     suspension (web/keys.py), then the license's rate limit."""
-    from connectsw.web.app import KEYS, LIMITS
+    from connectsw.web.app import KEYS, LIMITS, RECENT_IPS
 
     license = await request.app[KEYS].validate(license_key(request))
     remember(request, await request.app[LIMITS].hit_license(license))
+    over = request.app[RECENT_IPS].observe(license, client_ip(request))
+    if over is not None:  # step 6 flags, never blocks
+        await flag(
+            request,
+            license,
+            "multi_ip",
+            {"ips": over[0], "threshold": over[1], "ip": client_ip(request)},
+        )
     return license
+
+
+async def flag(request: web.Request, license: License, kind: str, data: dict[str, Any]) -> None:
+    """Record a security event for the license (the request goes on)."""
+    from connectsw.web.app import STORE
+
+    event = SecurityEvent(datetime.now(UTC), license.id, kind, data)
+    await asyncio.get_running_loop().run_in_executor(
+        None, request.app[STORE].add_security_event, event
+    )
 
 
 async def open_session(request: web.Request) -> web.Response:
@@ -76,6 +95,13 @@ async def open_session(request: web.Request) -> web.Response:
         client_ip(request),
         request.headers.get("User-Agent", ""),
     )
+    if opened.flagged:  # within the grace: admitted, and recorded
+        await flag(
+            request,
+            license,
+            "concurrent_sessions",
+            {"active": opened.active, "allowed": opened.allowed, "session": opened.session.id},
+        )
     body = {
         **_view(opened.session),
         "token": opened.token,

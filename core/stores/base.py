@@ -19,7 +19,7 @@ from connectsw.core.models import (
 )
 
 if TYPE_CHECKING:
-    from connectsw.core.stores.sessions import SessionRecord
+    from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
     from connectsw.licensing.models import License, LicenseStatus
 
 
@@ -231,6 +231,14 @@ class Store(ABC):
     @abstractmethod
     def end_session(self, session_id: str, at: datetime) -> bool:
         """End a session; False if it had ended already."""
+
+    @abstractmethod
+    def add_security_event(self, event: SecurityEvent) -> None:
+        """Record a license flagged by a check (multi-IP, sessions above the allowance)."""
+
+    @abstractmethod
+    def security_events(self, license_id: str, limit: int = 100) -> list[SecurityEvent]:
+        """The license's flags, newest first."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

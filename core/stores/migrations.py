@@ -140,6 +140,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS sessions_license ON sessions (license_id, heartbeat_at)",
         ),
     ),
+    Migration(
+        6,
+        "security events: licenses flagged by the multi-IP and session checks",
+        (
+            """CREATE TABLE IF NOT EXISTS security_events (
+                id {serial_pk},
+                ts {time} NOT NULL,
+                license_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                data {json} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS security_events_license"
+            " ON security_events (license_id, ts)",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

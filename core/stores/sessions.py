@@ -9,6 +9,7 @@ SQLite's write transaction).
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,16 @@ from connectsw.core.errors import NotFound
 
 if TYPE_CHECKING:
     from connectsw.core.stores.dialects import Dialect
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """A license flagged (never blocked) by a check: ``kind`` and its evidence."""
+
+    ts: datetime
+    license_id: str
+    kind: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -147,3 +158,33 @@ class SessionRecords:
                 (d.dump_time(at), session_id),
             ).rowcount
         return bool(n)
+
+    def add_security_event(self, event: SecurityEvent) -> None:
+        """Record a flag (kinds: ``multi_ip``, ``concurrent_sessions``)."""
+        d = self.dialect
+        with self._tx() as db:
+            db.execute(
+                d.sql(
+                    "INSERT INTO security_events (ts, license_id, kind, data)"
+                    f" VALUES (?, ?, ?, {d.json_param})"
+                ),
+                (d.dump_time(event.ts), event.license_id, event.kind, json.dumps(event.data)),
+            )
+
+    def security_events(self, license_id: str, limit: int = 100) -> list[SecurityEvent]:
+        """The license's flags, newest first."""
+        d = self.dialect
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                d.sql(
+                    "SELECT ts, license_id, kind, data FROM security_events"
+                    " WHERE license_id = ? ORDER BY ts DESC, id DESC LIMIT ?"
+                ),
+                (license_id, limit),
+            ).fetchall()
+        out = []
+        for ts, lid, kind, data in rows:
+            when = d.load_time(ts)
+            assert when is not None
+            out.append(SecurityEvent(when, lid, kind, json.loads(data)))
+        return out

@@ -187,11 +187,14 @@ def test_a_suspension_is_seen_within_the_cache_window(server: Server) -> None:
 
 
 def test_the_tiers_sessions_then_the_grace_then_refusal(server: Server) -> None:
-    _, key = server.issue(Tier.PRO)  # 2 allowed, 3 with the 50 % grace
+    license_id, key = server.issue(Tier.PRO)  # 2 allowed, 3 with the 50 % grace
     headers = {"X-License-Key": key}
     flags = [call(server, "POST", "/v1/sessions", headers)[1]["flagged"] for _ in range(3)]
     assert flags == [False, False, True]
     assert error_code(call(server, "POST", "/v1/sessions", headers)) == (403, "too_many_sessions")
+    events = server.licenses.store.security_events(license_id)
+    assert [e.kind for e in events] == ["concurrent_sessions"]
+    assert events[0].data["active"] == 3 and events[0].data["allowed"] == 2
 
 
 def test_unknown_routes_and_methods_answer_in_the_error_shape(server: Server) -> None:
