@@ -31,9 +31,20 @@ def owner_alive(owner: str | None, heartbeat_at: datetime | None, lease_timeout:
 
 
 def shown_status(execution: Execution, lease_timeout: float) -> ExecutionStatus:
-    """The status to show: EXECUTING becomes INTERRUPTED when its process is gone."""
-    if execution.status is ExecutionStatus.EXECUTING and not owner_alive(
-        execution.owner, execution.heartbeat_at, lease_timeout
-    ):
-        return ExecutionStatus.INTERRUPTED
-    return execution.status
+    """The status to show: INTERRUPTED when the process that runs it is gone.
+
+    That is an EXECUTING execution whose owner died, and a PENDING one whose
+    owner died while starting it (e.g. killed while the cluster started), or that
+    no process claimed within ``lease_timeout`` seconds of its creation (its
+    creator died between planning and starting it). ``status ID`` then continues it.
+    """
+    status = execution.status
+    if status not in (ExecutionStatus.EXECUTING, ExecutionStatus.PENDING):
+        return status
+    if owner_alive(execution.owner, execution.heartbeat_at, lease_timeout):
+        return status
+    if status is ExecutionStatus.PENDING and execution.owner is None:
+        unclaimed = utcnow() - execution.updated_at
+        if unclaimed < timedelta(seconds=lease_timeout):
+            return status  # just created: its creator is about to start it
+    return ExecutionStatus.INTERRUPTED

@@ -183,3 +183,50 @@ def test_help_for_every_command(cli):
         assert code in (0, None), f"{where}: exit {code}"
         assert out.startswith(f"Usage: connectsw {where} "), f"{where}: {out}"
         assert len(out.splitlines()) > 3, f"{where}: {out}"
+
+
+def test_an_owner_killed_while_starting_leaves_a_resumable_execution(default_cli, tmp_path):
+    """kill -9 while the cluster starts: the execution shows interrupted; status continues it."""
+    import os
+    import signal
+    import time
+
+    from .conftest import EXEC_ID, command
+
+    (tmp_path / "g.yaml").write_text(
+        "name: k\ntasks:\n  - id: a\n    agent: shell\n"
+        "    with: {command: 'echo ran >> ../ran.txt'}\n"
+    )
+    env = {
+        **default_cli.env,
+        "CONNECTSW_ENGINE__LEASE_TIMEOUT": "2",
+        "CONNECTSW_ENGINE__HEARTBEAT_INTERVAL": "0.5",
+    }
+    default_cli.env = env
+    proc = subprocess.Popen(
+        [*command(), "run", "g.yaml", "--yes", "-w", "ws"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = EXEC_ID.search(line)
+        if match:
+            break
+    os.kill(proc.pid, signal.SIGKILL)  # the cluster is still starting
+    proc.wait()
+    eid = match.group(0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = default_cli("status", eid, "--json", "--no-resume").json()
+        if view["status"] == "interrupted":
+            break
+        time.sleep(0.2)
+    assert view["status"] == "interrupted"
+    done = default_cli("status", eid, "--json", ok=True).json()
+    assert done["status"] == "completed"
+    assert (tmp_path / "ran.txt").read_text().splitlines() == ["ran"]
