@@ -86,8 +86,9 @@ class TaskSpec(ApiModel):
     title: str = ""
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     needs: list[str] = Field(default_factory=list)
-    retries: Annotated[int, NotBool] = Field(0, ge=0, le=20)
-    """Extra attempts after a failure, 0 to 20 (as in task-graph files)."""
+    retries: Annotated[int, NotBool] | None = Field(None, ge=0, le=20)
+    """Extra attempts after a failure, 0 to 20 (as in task-graph files); None: the
+    setting ``engine.default_retries``."""
     timeout: TimeoutOrZero | None = None
     """Seconds per attempt, finite (NaN and infinity refused); above 604800 (7 days)
     it is 7 days; 0 or None: the engine's default (core/durations.py)."""

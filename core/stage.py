@@ -95,7 +95,10 @@ class StageRun:
             if prev is not None and prev.status is TaskStatus.SUCCEEDED:
                 continue
             first = prev.attempt + 1 if prev is not None else 1
-            budgets[tid] = _Budget(first, first + plan.task(tid).retries)
+            retries = plan.task(tid).retries
+            if retries is None:
+                retries = self.settings.default_retries
+            budgets[tid] = _Budget(first, first + retries)
         while budgets:
             budgets = self._pass(budgets)
         final = self.latest

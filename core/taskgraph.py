@@ -67,8 +67,11 @@ class GraphTask(BaseModel):
         default_factory=dict, alias="with", description="Input given to the agent."
     )
     needs: list[str] = Field(default_factory=list, description="Ids of tasks that run first.")
-    retries: Annotated[int, NotBool] = Field(
-        0, ge=0, le=20, description="Extra attempts after a failure (0 to 20)."
+    retries: Annotated[int, NotBool] | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="Extra attempts after a failure (0 to 20); default: engine.default_retries.",
     )
     timeout: Timeout | None = Field(
         None,

@@ -344,3 +344,26 @@ def test_the_lease_is_held_through_slow_gates(
     assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
     assert beats[0] is not None and beats[1] is not None
     assert beats[1] > beats[0]  # type: ignore[operator]
+
+
+def test_engine_default_retries_apply_to_tasks_that_set_none(
+    engine: Engine, submit_graph: Submit
+) -> None:
+    settings = engine.settings
+    engine.settings = settings.model_copy(
+        update={"engine": settings.engine.model_copy(update={"default_retries": 2})}
+    )
+    ex = submit_graph(
+        {
+            "name": "dr",
+            "tasks": [
+                {"id": "a", "agent": "flaky", "with": {"succeed_on": 3}},
+                {"id": "b", "agent": "flaky", "retries": 0, "with": {"succeed_on": 2}},
+            ],
+        }
+    )
+    engine.run(ex.id)
+    a = [(r.attempt, r.status) for r in engine.store.task_attempts(ex.id, "a")]
+    b = [(r.attempt, r.status) for r in engine.store.task_attempts(ex.id, "b")]
+    assert a == [(1, TaskStatus.FAILED), (2, TaskStatus.FAILED), (3, TaskStatus.SUCCEEDED)]
+    assert b == [(1, TaskStatus.FAILED)]  # its own retries: 0 wins
