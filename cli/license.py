@@ -70,7 +70,13 @@ def issue(
 
 
 @license_group.command("list")
-@click.option("--limit", default=100, show_default=True, help="Licenses listed.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Licenses listed (1 to 10000).",
+)
 @json_option
 @pass_state
 def list_licenses(state: State, limit: int, as_json: bool) -> None:

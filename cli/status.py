@@ -19,7 +19,13 @@ from connectsw.core.states import STOPPED
 @click.command("status")
 @click.argument("execution_id", required=False)
 @click.option("--no-resume", is_flag=True, help="Only report an interrupted execution.")
-@click.option("--limit", default=20, show_default=True, help="Executions listed without an ID.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Executions listed without an ID (1 to 10000).",
+)
 @json_option
 @pass_state
 def status(

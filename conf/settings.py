@@ -224,6 +224,8 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid config file {path}: {_toml_problem(exc)}") from None
+    except RecursionError:  # tomllib recurses per level of nested arrays and tables
+        raise ConfigError(f"invalid config file {path}: nested too deeply") from None
 
 
 def load_settings(**overrides: Any) -> Settings:

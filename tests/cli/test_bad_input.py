@@ -142,3 +142,10 @@ def test_a_libpq_store_string_is_never_echoed(
     code, err = run_cli(capsys, "status")
     assert code == ExitCode.INVALID_INPUT, err
     assert "Hunter2" not in one_line_error(err)
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "0", "-1"])
+def test_an_out_of_range_limit_is_a_usage_error(cli, limit):
+    result = cli("status", "--json", "--limit", limit)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr

@@ -420,3 +420,11 @@ def test_toml_syntax_error_quotes_nothing_from_the_file() -> None:
         "connectsw.toml: TOML syntax error: Illegal character (at line 2, column 25)"
     )
     assert "\\x07" not in text and "'" not in text
+
+
+def test_a_deeply_nested_config_file_is_one_line() -> None:
+    write_user_file("x = " + "[" * 500 + "]" * 500 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert text.endswith("nested too deeply")
