@@ -185,6 +185,30 @@ _state: State | None = None
 _hint_shown = False
 
 
+def _continue_hint(execution_id: str | None) -> str:
+    """What to run next: a decision at a checkpoint, else ``resume``."""
+    if not execution_id:
+        return (
+            "Interrupted; continue with `connectsw resume ID` (`connectsw status` lists executions)"
+        )
+    waiting = False
+    with contextlib.suppress(Exception):  # the hint must never fail the shutdown
+        from connectsw.core.models import ExecutionStatus
+
+        store = _state.store if _state is not None else None
+        waiting = (
+            store is not None
+            and store.execution_status(execution_id) is ExecutionStatus.AWAITING_CHECKPOINT
+        )
+    if waiting:
+        return (
+            f"Interrupted; {execution_id} waits at a checkpoint: `connectsw approve"
+            f' {execution_id}`, `connectsw request-changes {execution_id} --feedback "..."`'
+            f" or `connectsw cancel {execution_id}`"
+        )
+    return f"Interrupted; continue with `connectsw resume {execution_id}`"
+
+
 def _interrupted(execution_id: str | None) -> None:
     """Print the one-line resume hint and silence everything the shutdown would print.
 
@@ -197,10 +221,7 @@ def _interrupted(execution_id: str | None) -> None:
     if _hint_shown:
         return
     _hint_shown = True
-    target = f"`connectsw resume {execution_id}`" if execution_id else "`connectsw resume ID`"
-    line = f"Interrupted; continue with {target}"
-    if not execution_id:
-        line += " (`connectsw status` lists executions)"
+    line = _continue_hint(execution_id)
     sys.stdout.flush()
     sys.stderr.flush()
     if os.environ.get("CONNECTSW_DEBUG"):

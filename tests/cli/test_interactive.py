@@ -104,3 +104,25 @@ def test_interactive_run_asks_at_each_checkpoint(tmp_path: Path) -> None:
         ("prd_complete", 1, "approve"),
         ("architecture_complete", 1, None),
     ]
+
+
+def test_ctrl_c_at_the_checkpoint_prompt_says_how_to_decide(tmp_path: Path) -> None:
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_") and k != "CI"}
+    env.update(FAST, CONNECTSW_DATA_DIR=str(tmp_path / "data"), TERM="xterm", COLUMNS="200")
+    (tmp_path / "g.yaml").write_text(
+        "name: c\ntasks:\n  - id: a\n    agent: noop\n  - id: b\n    agent: noop\n"
+        "    needs: [a]\ncheckpoints:\n  - after: [a]\n    question: Go on?\n"
+    )
+    argv = [sys.executable, "-m", "connectsw.cli.main", "run", "g.yaml", "-w", "ws"]
+    term = Terminal(argv, tmp_path, env)
+    try:
+        term.expect("Decision:")
+        term.proc.send_signal(signal.SIGINT)  # Ctrl-C at the prompt
+        hint = term.expect("cancel", timeout=30)
+    finally:
+        code = term.close()
+    assert code == 130
+    assert "waits at a checkpoint: `connectsw approve exec_" in hint
+    assert "connectsw resume" not in hint
