@@ -7,7 +7,7 @@ import click
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.drive import drive
 from connectsw.cli.output_json import view_json
-from connectsw.core.errors import InvalidState
+from connectsw.core.errors import Cancelled, InvalidState
 from connectsw.core.models import Decision, ExecutionStatus
 from connectsw.core.states import FINISHED
 
@@ -98,6 +98,8 @@ def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -
 def resume(state: State, execution_id: str, yes: bool, as_json: bool) -> None:
     """Continue an interrupted or failed execution: only unfinished tasks run."""
     execution = state.engine.get(execution_id)
+    if execution.status is ExecutionStatus.CANCELLED:
+        raise Cancelled(f"execution {execution_id} was cancelled; nothing to resume")
     if execution.status in FINISHED:
         raise InvalidState(
             f"execution {execution_id} is already {execution.status.value}; nothing to resume"

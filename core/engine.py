@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
-from connectsw.core.errors import Conflict, ConnectSWError, InvalidState
+from connectsw.core.errors import Cancelled, Conflict, ConnectSWError, InvalidState
 from connectsw.core.events import dispatch
 from connectsw.core.gate_run import GateRun
 from connectsw.core.lease import Lease
@@ -338,6 +338,8 @@ class Engine:
             return self.cancel(execution_id, feedback, by=by, wait=False)
         execution = self.get(execution_id)
         status = execution.status
+        if status is E.CANCELLED:
+            raise Cancelled(f"execution {execution_id} was cancelled")
         if status in FINISHED:
             raise InvalidState(f"execution {execution_id} is already {status.value}")
         if status not in DECIDABLE[decision.value]:
@@ -416,12 +418,17 @@ class Engine:
 
         Tasks that never started are recorded ``cancelled``; running attempts are
         stopped by their workers (process groups ended) and recorded ``cancelled``;
-        a dead owner's leftovers are ended here. Raises :class:`InvalidState` if the
-        execution already finished.
+        a dead owner's leftovers are ended here. Cancelling a cancelled execution
+        returns it (waiting, with ``wait``). Raises :class:`InvalidState` if the
+        execution completed or failed.
         """
         for _ in range(20):  # the status may move on between the read and the update
             execution = self.get(execution_id)
             status = execution.status
+            if status is E.CANCELLED:  # cancelling twice is what was asked: done
+                if wait:
+                    self._wait_stopped(execution_id)
+                return self.get(execution_id)
             if status in FINISHED:
                 raise InvalidState(f"execution {execution_id} is already {status.value}")
             new = execution.model_copy(deep=True)

@@ -88,6 +88,13 @@ class InvalidState(ConnectSWError):
     exit_code = ExitCode.NOT_ALLOWED
 
 
+class Cancelled(InvalidState):
+    """The execution was cancelled: nothing more can be decided or run (exit 8)."""
+
+    code = "cancelled"
+    exit_code = ExitCode.CANCELLED
+
+
 class StoreError(ConnectSWError):
     """State could not be read or written (the store or a worker's task log failed)."""
 

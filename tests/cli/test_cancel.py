@@ -117,3 +117,20 @@ def test_cancel_at_a_checkpoint_shows_the_later_tasks_cancelled(cli: Cli, tmp_pa
     assert "pending" not in cli("status", execution_id).stdout
     kinds = [(e["kind"], e.get("taskId")) for e in cli.events(execution_id)]
     assert ("task.cancelled", "b") in kinds and ("task.cancelled", "c") in kinds
+
+
+def test_a_cancelled_execution_is_exit_8_for_approve_and_resume_and_cancel_again_is_0(
+    cli, tmp_path
+):
+    (tmp_path / "g.yaml").write_text(
+        "name: c\ntasks:\n  - id: a\n    agent: noop\n  - id: b\n    agent: noop\n"
+        "    needs: [a]\ncheckpoints:\n  - after: [a]\n    question: Go on?\n"
+    )
+    eid = cli("run", "g.yaml", "-w", "ws", ok=True).execution_id
+    assert cli("cancel", eid).returncode == 0
+    assert cli("cancel", eid).returncode == 0  # again: it is cancelled, as asked
+    for command in (["approve", eid], ["request-changes", eid, "--feedback", "x"], ["resume", eid]):
+        result = cli(*command)
+        assert result.returncode == 8, str(result)
+        assert "was cancelled" in result.error_line()
+    assert cli("status", eid).returncode == 8

@@ -16,7 +16,7 @@ from distributed import LocalCluster
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
 from connectsw.core.engine import Engine
-from connectsw.core.errors import InvalidState
+from connectsw.core.errors import Cancelled, InvalidState
 from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
 
 Submit = Callable[..., Execution]
@@ -193,8 +193,12 @@ def test_cancel_stops_everything(engine: Engine, submit_graph: Submit) -> None:
     assert cancelled.status is ExecutionStatus.CANCELLED
     assert engine.run(ex.id).status is ExecutionStatus.CANCELLED
     assert engine.task_states(engine.get(ex.id))["b"] is TaskStatus.CANCELLED  # never runs
-    with pytest.raises(InvalidState, match="already cancelled"):
+    with pytest.raises(Cancelled, match="was cancelled") as info:
         engine.decide(ex.id, Decision.APPROVE)
+    assert info.value.exit_code == 8  # the README's code for a cancelled execution
+    # Cancelling again is what was asked: it returns the cancelled execution.
+    assert engine.cancel(ex.id).status is ExecutionStatus.CANCELLED
+    assert engine.decide(ex.id, Decision.CANCEL).status is ExecutionStatus.CANCELLED
 
 
 def test_cancel_while_running_stops_the_stage(engine: Engine, submit_graph: Submit) -> None:
