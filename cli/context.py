@@ -23,10 +23,31 @@ if TYPE_CHECKING:
     from connectsw.core.stores import Store
     from connectsw.core.views import Views
 
+
 # No highlighting: rich's highlighter costs time quadratic in a long unbroken word
 # (a 100 KB title took minutes), and user text is escaped (cli/render.py: ``shown``).
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+class _Console(Console):
+    """rich's Console, except that a reader who went away does not stop the work.
+
+    rich exits with status 1 when stdout's pipe breaks (``connectsw run ... | head``),
+    which left an execution half-run. Here the output is dropped from then on (stdout
+    goes to /dev/null) and the command goes on to its usual end and exit code.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        discard_stdout()
+
+
+def discard_stdout() -> None:
+    """Send the rest of stdout to /dev/null (its reader closed the pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 FILE_TREE_LIMIT = 200
 

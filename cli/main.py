@@ -256,6 +256,13 @@ def main(argv: list[str] | None = None) -> None:
         elif not _hint_shown:
             _fail("aborted", ExitCode.INTERRUPTED)
         sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # A plain write (JSON) to a closed pipe: the work is done; say so once.
+        from connectsw.cli.context import discard_stdout
+
+        with contextlib.suppress(OSError):
+            discard_stdout()
+        _fail("output closed early (broken pipe)", ExitCode.ERROR)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

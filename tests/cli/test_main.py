@@ -227,3 +227,34 @@ def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
     assert run.view(execution_id)["status"] in ("pending", "interrupted")
     assert run("resume", execution_id, "--json", ok=True).json()["status"] == "completed"
     assert (tmp_path / "ws" / "ran.txt").exists()
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(tmp_path):
+    """`connectsw run ... | head -3`: the output is dropped, the execution completes."""
+    import subprocess
+
+    from .conftest import FAST_DASK, command
+
+    tasks = "".join(
+        f"  - id: t{i}\n    agent: shell\n    with: {{command: 'echo {i} >> ../ran.txt'}}\n"
+        for i in range(30)
+    )
+    (tmp_path / "g.yaml").write_text(f"name: p\ntasks:\n{tasks}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(FAST_DASK, CONNECTSW_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen(
+        [*command(), "run", "g.yaml", "--yes", "-w", "ws"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err
+    assert len((tmp_path / "ran.txt").read_text().splitlines()) == 30
