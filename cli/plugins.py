@@ -68,7 +68,8 @@ def plugins(as_json: bool) -> None:
 
 
 @click.command("schema")
-def schema() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Accepted: the schema is JSON already.")
+def schema(as_json: bool) -> None:
     """Print the JSON Schema of task-graph files."""
     from connectsw.core.taskgraph import json_schema
 

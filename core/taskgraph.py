@@ -445,7 +445,8 @@ def _load_json(text: str) -> Any:
 
 
 def _check_values(data: Any) -> None:
-    """Keys are strings, strings are valid Unicode, numbers are finite (iteratively)."""
+    """Keys are strings, strings are valid Unicode without NUL, numbers are finite
+    (iteratively)."""
     stack: list[tuple[Any, str]] = [(data, "")]
     while stack:
         value, where = stack.pop()
@@ -471,6 +472,8 @@ def _check_text(text: str, where: str) -> None:
             f"{where or 'top level'}: not valid Unicode"
             f" (unpaired surrogate U+{ord(text[exc.start]):04X})"
         ) from None
+    if "\x00" in text:  # no store can hold it (PostgreSQL's JSONB refuses it)
+        raise _InputError(f"{where or 'top level'}: contains a NUL character (U+0000)")
 
 
 def load_graph_file(path: Path) -> GraphFile:

@@ -230,3 +230,7 @@ def test_an_owner_killed_while_starting_leaves_a_resumable_execution(default_cli
     done = default_cli("status", eid, "--json", ok=True).json()
     assert done["status"] == "completed"
     assert (tmp_path / "ran.txt").read_text().splitlines() == ["ran"]
+
+
+def test_schema_accepts_json(cli):
+    assert cli("schema", "--json", ok=True).json()["$schema"].startswith("https://json-schema")

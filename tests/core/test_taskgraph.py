@@ -521,3 +521,10 @@ def test_no_file_content_escapes_as_another_exception(tmp_path: Path) -> None:
             load_graph_file(path)
         except PlanError as exc:
             assert "\n" not in str(exc)
+
+
+def test_a_nul_character_is_refused_with_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text('name: x\ntasks:\n  - id: a\n    agent: noop\n    title: "t\\0x"\n')
+    with pytest.raises(PlanError, match=r"tasks\.0\.title: contains a NUL character"):
+        load_graph_file(path)
