@@ -22,6 +22,18 @@ FAST_DASK = {
     "CONNECTSW_DASK__THREADS_PER_WORKER": "4",
 }
 TIMEOUT = 180
+#: Two tasks with a checkpoint between them: the smallest graph that stops to ask.
+CHECKPOINT_GRAPH = """name: two
+tasks:
+  - id: a
+    agent: noop
+  - id: b
+    agent: noop
+    needs: [a]
+checkpoints:
+  - after: [a]
+    question: "Go on?"
+"""
 
 
 def command() -> list[str]:
@@ -109,6 +121,20 @@ class Cli:
         elif ok is False:
             assert result.returncode != 0, str(result)
         return result
+
+    def spawn(self, *args: str | Path, **popen: Any) -> subprocess.Popen[str]:
+        """Start ``connectsw ARGS`` without waiting: stdout and stderr are pipes, stdin
+        closed (``popen`` overrides, e.g. ``start_new_session=True``)."""
+        options: dict[str, Any] = {
+            "cwd": self.cwd,
+            "env": self.env,
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "text": True,
+            **popen,
+        }
+        return subprocess.Popen([*command(), *(str(a) for a in args)], **options)
 
     def view(self, execution_id: str) -> dict[str, Any]:
         """``status ID --json --no-resume``: the execution's view."""

@@ -20,7 +20,7 @@ import pytest
 
 from connectsw.core.errors import ExitCode
 
-from .conftest import Cli
+from .conftest import CHECKPOINT_GRAPH, Cli
 
 GRAPH = {
     "name": "cancel-me",
@@ -122,10 +122,7 @@ def test_cancel_at_a_checkpoint_shows_the_later_tasks_cancelled(cli: Cli, tmp_pa
 def test_a_cancelled_execution_is_exit_8_for_approve_and_resume_and_cancel_again_is_0(
     cli, tmp_path
 ):
-    (tmp_path / "g.yaml").write_text(
-        "name: c\ntasks:\n  - id: a\n    agent: noop\n  - id: b\n    agent: noop\n"
-        "    needs: [a]\ncheckpoints:\n  - after: [a]\n    question: Go on?\n"
-    )
+    (tmp_path / "g.yaml").write_text(CHECKPOINT_GRAPH)
     eid = cli("run", "g.yaml", "-w", "ws", ok=True).execution_id
     assert cli("cancel", eid).returncode == 0
     assert cli("cancel", eid).returncode == 0  # again: it is cancelled, as asked

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from connectsw.core.stores.sqlite import SQLiteStore
 
+from .conftest import CHECKPOINT_GRAPH
+
 FAST = {
     "CONNECTSW_DASK__PROCESSES": "false",
     "CONNECTSW_DASK__N_WORKERS": "1",
@@ -111,10 +113,7 @@ def test_ctrl_c_at_the_checkpoint_prompt_says_how_to_decide(tmp_path: Path) -> N
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_") and k != "CI"}
     env.update(FAST, CONNECTSW_DATA_DIR=str(tmp_path / "data"), TERM="xterm", COLUMNS="200")
-    (tmp_path / "g.yaml").write_text(
-        "name: c\ntasks:\n  - id: a\n    agent: noop\n  - id: b\n    agent: noop\n"
-        "    needs: [a]\ncheckpoints:\n  - after: [a]\n    question: Go on?\n"
-    )
+    (tmp_path / "g.yaml").write_text(CHECKPOINT_GRAPH)
     argv = [sys.executable, "-m", "connectsw.cli.main", "run", "g.yaml", "-w", "ws"]
     term = Terminal(argv, tmp_path, env)
     try:

@@ -17,7 +17,7 @@ from connectsw.cli.main import COMMANDS
 from connectsw.cli.main import cli as group
 from connectsw.core.errors import ExitCode
 
-from .conftest import EXEC_ID, FAST_DASK, Cli, command
+from .conftest import EXEC_ID, FAST_DASK, Cli
 
 
 def test_the_table_names_each_command_and_its_help() -> None:
@@ -140,19 +140,9 @@ def test_ctrl_c_during_a_stage_prints_one_resume_line(tmp_path: Path) -> None:
     (tmp_path / "graph.yaml").write_text(
         "name: nap\ntasks:\n  - {id: nap, agent: shell, with: {command: 'sleep 20'}}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"), NO_COLOR="1", PYTHONUNBUFFERED="1")
-    env.update({k: v for k, v in FAST_DASK.items() if k != "CONNECTSW_DASK__PROCESSES"})
-    proc = subprocess.Popen(
-        [*command(), "run", "graph.yaml", "--yes", "-w", str(tmp_path / "ws")],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    runner = Cli(tmp_path, tmp_path / "data", fast=False)
+    runner.env.update({k: v for k, v in FAST_DASK.items() if k != "CONNECTSW_DASK__PROCESSES"})
+    proc = runner.spawn("run", "graph.yaml", "--yes", "-w", tmp_path / "ws", start_new_session=True)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -192,19 +182,9 @@ def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
     (tmp_path / "graph.yaml").write_text(
         "name: quick\ntasks:\n  - {id: mark, agent: shell, with: {command: 'touch ran.txt'}}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"), NO_COLOR="1", PYTHONUNBUFFERED="1")
-    env.update(CONNECTSW_DASK__N_WORKERS="2", CONNECTSW_DASK__PROCESSES="true")
-    proc = subprocess.Popen(
-        [*command(), "run", "graph.yaml", "--yes", "-w", str(tmp_path / "ws")],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    runner = Cli(tmp_path, tmp_path / "data", fast=False)
+    runner.env.update(CONNECTSW_DASK__N_WORKERS="2", CONNECTSW_DASK__PROCESSES="true")
+    proc = runner.spawn("run", "graph.yaml", "--yes", "-w", tmp_path / "ws", start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not _ignores_sigint(proc.pid):  # the cluster's workers are being started
@@ -231,26 +211,12 @@ def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
 
 def test_a_reader_that_goes_away_does_not_stop_the_run(tmp_path):
     """`connectsw run ... | head -3`: the output is dropped, the execution completes."""
-    import subprocess
-
-    from .conftest import FAST_DASK, command
-
     tasks = "".join(
         f"  - id: t{i}\n    agent: shell\n    with: {{command: 'echo {i} >> ../ran.txt'}}\n"
         for i in range(30)
     )
     (tmp_path / "g.yaml").write_text(f"name: p\ntasks:\n{tasks}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(FAST_DASK, CONNECTSW_DATA_DIR=str(tmp_path / "data"))
-    proc = subprocess.Popen(
-        [*command(), "run", "g.yaml", "--yes", "-w", "ws"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = Cli(tmp_path, tmp_path / "data").spawn("run", "g.yaml", "--yes", "-w", "ws")
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.readline()
     proc.stdout.close()  # as `head -1` does

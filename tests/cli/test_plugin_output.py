@@ -16,7 +16,7 @@ import pytest
 from connectsw.core.errors import ExitCode
 from connectsw.plugins.manager import DEFAULT_IMPORT_TIMEOUT, IMPORT_TIMEOUT_ENV
 
-from .conftest import Cli
+from .conftest import CHECKPOINT_GRAPH, Cli
 
 PRINTING = """
 from connectsw import hookimpl
@@ -29,17 +29,7 @@ def register_agents(register):
     print("hello from register_agents")
 """
 HANGING = "import time\n\ntime.sleep(600)\n"
-GRAPH = """name: x
-tasks:
-  - id: a
-    agent: noop
-  - id: b
-    agent: noop
-    needs: [a]
-checkpoints:
-  - after: [a]
-    question: "Go on?"
-"""
+GRAPH = CHECKPOINT_GRAPH
 
 
 def site(root: Path, name: str, source: str) -> Path:

@@ -7,19 +7,9 @@ from __future__ import annotations
 
 import re
 
-from .conftest import Cli
+from .conftest import CHECKPOINT_GRAPH, Cli
 
-GRAPH = """name: two
-tasks:
-  - id: a
-    agent: noop
-  - id: b
-    agent: noop
-    needs: [a]
-checkpoints:
-  - after: [a]
-    question: "Go on?"
-"""
+GRAPH = CHECKPOINT_GRAPH
 
 
 def test_status_text_and_json_show_the_same_stage_number(cli: Cli) -> None:

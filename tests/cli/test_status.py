@@ -191,7 +191,7 @@ def test_an_owner_killed_while_starting_leaves_a_resumable_execution(default_cli
     import signal
     import time
 
-    from .conftest import EXEC_ID, command
+    from .conftest import EXEC_ID
 
     (tmp_path / "g.yaml").write_text(
         "name: k\ntasks:\n  - id: a\n    agent: shell\n"
@@ -203,15 +203,7 @@ def test_an_owner_killed_while_starting_leaves_a_resumable_execution(default_cli
         "CONNECTSW_ENGINE__HEARTBEAT_INTERVAL": "0.5",
     }
     default_cli.env = env
-    proc = subprocess.Popen(
-        [*command(), "run", "g.yaml", "--yes", "-w", "ws"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = default_cli.spawn("run", "g.yaml", "--yes", "-w", "ws", stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     for line in proc.stdout:
         match = EXEC_ID.search(line)
