@@ -12,12 +12,13 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -175,7 +176,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Priority: explicit arguments > environment > user file > shipped defaults.
         required = bool(os.environ.get("CONNECTSW_CONFIG"))
-        user_file = read_config_file(_user_file(), required=required)
+        path = _user_file()
+        user_file = read_config_file(path, required=required)
+        check_toml_types(user_file, path)
         return (
             init_settings,
             env_settings,
@@ -191,6 +194,52 @@ class Settings(BaseSettings):
     def plugin_config(self, name: str) -> dict[str, Any]:
         """Settings namespaced for one plugin (``[plugins.NAME]``)."""
         return dict(self.plugins.get(name, {}))
+
+
+def check_toml_types(data: dict[str, Any], path: Path) -> None:
+    """Refuse a config file value whose TOML type is not the setting's.
+
+    TOML has numbers and booleans, so ``lease_timeout = "30"``, ``processes = "yes"``
+    or ``default_retries = true`` are mistakes, not values to convert (environment
+    variables are text by nature and stay converted). Raises :class:`ConfigError`
+    naming the setting, never the value.
+    """
+    for section, values in data.items():
+        field = Settings.model_fields.get(section)
+        model = field.annotation if field is not None else None
+        if not isinstance(values, dict) or not (
+            isinstance(model, type) and issubclass(model, _Section)
+        ):
+            continue
+        for name, value in values.items():
+            sub = model.model_fields.get(name)
+            if sub is None or sub.annotation is None:
+                continue  # unknown keys are refused by validation, with their name
+            try:  # the field's type with its constraints (NotBool, ranges) as validation has it
+                form: Any = (
+                    Annotated[(sub.annotation, *sub.metadata)] if sub.metadata else sub.annotation
+                )
+                adapter: TypeAdapter[Any] = TypeAdapter(form)
+                converted = adapter.validate_python(value)
+            except ValidationError:
+                continue  # refused by validation, with the rule
+            mismatch = (isinstance(converted, bool) and not isinstance(value, bool)) or (
+                isinstance(converted, int | float)
+                and not isinstance(converted, bool)
+                and (isinstance(value, str | bool))
+            )
+            if mismatch:
+                kind = "true or false" if isinstance(converted, bool) else "a number"
+                got = (
+                    "a string"
+                    if isinstance(value, str)
+                    else "true or false"
+                    if isinstance(value, bool)
+                    else "a number"
+                )
+                raise ConfigError(
+                    f"invalid config file {path}: {section}.{name}: expected {kind}, not {got}"
+                ) from None
 
 
 def _user_file() -> Path:

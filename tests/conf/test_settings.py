@@ -428,3 +428,37 @@ def test_a_deeply_nested_config_file_is_one_line() -> None:
         load_settings()
     text = assert_one_line_without_cause(info.value)
     assert text.endswith("nested too deeply")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[engine]\nlease_timeout = "30"\n',
+            "engine.lease_timeout: expected a number, not a string",
+        ),
+        (
+            '[engine]\nretry_backoff = "0.1"\n',
+            "engine.retry_backoff: expected a number, not a string",
+        ),
+        (
+            "[engine]\ndefault_retries = true\n",
+            "engine.default_retries: expected a number, not true",
+        ),
+        ('[dask]\nprocesses = "yes"\n', "dask.processes: expected true or false, not a string"),
+        ("[dask]\nprocesses = 1\n", "dask.processes: expected true or false, not a number"),
+    ],
+)
+def test_a_config_file_value_of_the_wrong_toml_type_is_refused(text: str, message: str) -> None:
+    write_user_file(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert message in assert_one_line_without_cause(info.value)
+
+
+def test_environment_values_are_text_and_still_converted(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_user_file("[engine]\nlease_timeout = 40\nretry_backoff = 1\n")
+    monkeypatch.setenv("CONNECTSW_DASK__PROCESSES", "false")
+    settings = load_settings()
+    assert settings.engine.lease_timeout == 40 and settings.engine.retry_backoff == 1.0
+    assert settings.dask.processes is False
