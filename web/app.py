@@ -19,6 +19,7 @@ from connectsw.licensing.service import Licenses
 from connectsw.licensing.sessions import Sessions
 from connectsw.web.errors import ApiError, errors_middleware
 from connectsw.web.keys import KeyCache
+from connectsw.web.metrics import Metrics
 from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -28,6 +29,7 @@ SESSIONS = web.AppKey("sessions", Sessions)
 KEYS = web.AppKey("keys", KeyCache)
 LIMITS = web.AppKey("limits", RateLimits)
 RECENT_IPS = web.AppKey("recent_ips", RecentIPs)
+METRICS = web.AppKey("metrics", Metrics)
 
 MAX_BODY = 1_048_576
 """Request bodies above 1 MiB are refused (413)."""
@@ -40,16 +42,23 @@ def make_app(settings: Settings) -> web.Application:
     """
     from connectsw.web import sessions
 
+    metrics = Metrics()
     app = web.Application(
-        middlewares=[ratelimit_middleware(lambda r: r.app[LIMITS]), errors_middleware],
+        middlewares=[
+            metrics.middleware(),
+            ratelimit_middleware(lambda r: r.app[LIMITS]),
+            errors_middleware,
+        ],
         client_max_size=MAX_BODY,
     )
+    app[METRICS] = metrics
     app[SETTINGS] = settings
     app[LIMITS] = RateLimits(settings.server.ip_rate_limit)
     app[RECENT_IPS] = RecentIPs()
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics.handler)
     sessions.add_routes(app)
     return app
 

@@ -44,7 +44,7 @@ def error_response(
     return web.json_response(
         {"error": {"code": code, "message": message}},
         status=status or STATUS.get(code, 400),
-        headers=headers,
+        headers={**(headers or {}), "X-Error-Code": code},
     )
 
 

@@ -76,8 +76,9 @@ async def authenticate(request: web.Request) -> License:
 
 async def flag(request: web.Request, license: License, kind: str, data: dict[str, Any]) -> None:
     """Record a security event for the license (the request goes on)."""
-    from connectsw.web.app import STORE
+    from connectsw.web.app import METRICS, STORE
 
+    request.app[METRICS].suspicious.labels(kind).inc()
     event = SecurityEvent(datetime.now(UTC), license.id, kind, data)
     await asyncio.get_running_loop().run_in_executor(
         None, request.app[STORE].add_security_event, event

@@ -215,3 +215,25 @@ def test_production_mode_without_a_secret_does_not_start(tmp_path: Path) -> None
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("Error: no license secret: set CONNECTSW_LICENSE_SECRET")
     assert "Traceback" not in proc.stderr
+
+
+def test_metrics_in_prometheus_format(server: Server) -> None:
+    call(server, "GET", "/healthz")
+    call(server, "POST", "/v1/sessions", {"X-License-Key": "CSFW-PRO-A7F2E9D1-X8K3"})
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    ok = 'connectsw_http_requests_total{endpoint="/healthz",method="GET",status="200"}'
+    assert samples[ok] >= 1
+    refused = 'connectsw_http_requests_total{endpoint="/v1/sessions",method="POST",status="401"}'
+    assert samples[refused] >= 1
+    assert samples['connectsw_http_errors_total{code="invalid_format"}'] >= 1
+    assert (
+        'connectsw_http_request_duration_seconds_bucket{endpoint="/healthz",le="0.005"}' in samples
+    )
+    assert "connectsw_rate_limits_exceeded_total" in samples
