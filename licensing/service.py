@@ -9,11 +9,12 @@ the multi-IP check and session activity follow on the server.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectsw.core.errors import NotFound
+from connectsw.core.models import utcnow
 from connectsw.core.stores import Store
 from connectsw.licensing.certificates import Certificate, sign_certificate
 from connectsw.licensing.errors import InvalidLicenseRequest, LicenseRefused
@@ -25,10 +26,6 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s.]{1,63}")
 MAX_USERS = 100_000
 MAX_DAYS = 36_500
 MAX_REASON = 500
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Licenses:
