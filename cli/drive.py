@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import click
-
 from connectsw.cli.context import State, console, interactive, print_json
 from connectsw.cli.output_json import view_json
 from connectsw.cli.progress import Follower
+from connectsw.cli.prompts import ask_choice, ask_text
 from connectsw.cli.render import exit_code, show_view
 from connectsw.core.models import Decision, ExecutionStatus
 
@@ -16,17 +15,12 @@ CHOICES = {"a": Decision.APPROVE, "r": Decision.REQUEST_CHANGES, "c": Decision.C
 def ask(state: State, execution_id: str) -> tuple[Decision | None, str | None]:
     """Ask a person for a decision at the current checkpoint (None: decide later)."""
     show_view(console, state.engine.view(execution_id))
-    answer = click.prompt(
-        "Decision: [a]pprove, [r]equest changes, [c]ancel, [l]ater",
-        type=click.Choice(list(CHOICES)),
-        show_choices=False,
-    )
-    decision = CHOICES[answer]
+    decision = ask_choice("Decision: [a]pprove, [r]equest changes, [c]ancel, [l]ater", CHOICES)
     feedback = None
     if decision is Decision.REQUEST_CHANGES:
-        feedback = click.prompt("What should change?")
+        feedback = ask_text("What should change?", required=True)
     elif decision is Decision.APPROVE:
-        feedback = click.prompt("Feedback (optional)", default="", show_default=False) or None
+        feedback = ask_text("Feedback (optional)", required=False) or None
     return decision, feedback
 
 

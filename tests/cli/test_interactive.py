@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -49,9 +52,17 @@ class Terminal:
     def type(self, line: str) -> None:
         os.write(self.master, (line + "\n").encode())
 
-    def close(self) -> int:
+    def stacks(self) -> str:
+        """Every thread's stack (faulthandler, on SIGABRT) and the rest of the screen."""
+        self.proc.send_signal(signal.SIGABRT)
+        with contextlib.suppress(AssertionError):
+            self.expect("(total:", timeout=10)
+        return self.screen
+
+    def close(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
         try:
-            while True:
+            while time.monotonic() < deadline:
                 ready, _, _ = select.select([self.master], [], [], 0.5)
                 if ready:
                     os.read(self.master, 65536)
@@ -60,6 +71,8 @@ class Terminal:
         except OSError:
             pass
         os.close(self.master)
+        if self.proc.poll() is None:  # still running: end it, the test has failed already
+            self.proc.kill()
         return self.proc.wait(timeout=60)
 
 
@@ -108,20 +121,59 @@ def test_interactive_run_asks_at_each_checkpoint(tmp_path: Path) -> None:
     ]
 
 
-def test_ctrl_c_at_the_checkpoint_prompt_says_how_to_decide(tmp_path: Path) -> None:
-    import signal
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    """Send ``sig`` to one thread of ``pid`` (tgkill(2)), as the kernel may pick any thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
 
+
+def _lasting_thread(pid: int) -> int:
+    """A thread of ``pid`` other than the main one that is not about to end (a signal
+    sent to a thread that ends before handling it is lost with it)."""
+    seen = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    time.sleep(0.5)
+    seen &= {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    return min(seen - {pid})
+
+
+def _prompt_interrupted(tmp_path: Path, *, other_thread: bool) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_") and k != "CI"}
-    env.update(FAST, CONNECTSW_DATA_DIR=str(tmp_path / "data"), TERM="xterm", COLUMNS="200")
+    env.update(
+        FAST,
+        CONNECTSW_DATA_DIR=str(tmp_path / "data"),
+        TERM="xterm",
+        COLUMNS="200",
+        PYTHONFAULTHANDLER="1",
+    )
     (tmp_path / "g.yaml").write_text(CHECKPOINT_GRAPH)
     argv = [sys.executable, "-m", "connectsw.cli.main", "run", "g.yaml", "-w", "ws"]
     term = Terminal(argv, tmp_path, env)
     try:
         term.expect("Decision:")
-        term.proc.send_signal(signal.SIGINT)  # Ctrl-C at the prompt
-        hint = term.expect("cancel", timeout=30)
+        pid = term.proc.pid
+        if other_thread:  # delivered to a thread that is not the one reading the answer
+            _tgkill(pid, _lasting_thread(pid), signal.SIGINT)
+        else:
+            term.proc.send_signal(signal.SIGINT)  # Ctrl-C at the prompt
+        try:
+            hint = term.expect("cancel", timeout=30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{term.stacks()}") from None
     finally:
         code = term.close()
     assert code == 130
     assert "waits at a checkpoint: `connectsw approve exec_" in hint
     assert "connectsw resume" not in hint
+
+
+def test_ctrl_c_at_the_checkpoint_prompt_says_how_to_decide(tmp_path: Path) -> None:
+    _prompt_interrupted(tmp_path, other_thread=False)
+
+
+def test_ctrl_c_at_the_prompt_is_seen_whichever_thread_the_kernel_gives_it_to(
+    tmp_path: Path,
+) -> None:
+    """Found in CI: a SIGINT taken by another thread (or just before the read began)
+    left the prompt waiting for ever; the person's Ctrl-C did nothing."""
+    _prompt_interrupted(tmp_path, other_thread=True)
