@@ -139,9 +139,13 @@ class Engine:
         _, plan = Planner(self.registries).plan(request, **options)
         return Execution(request=request, plan=plan, workspace=str(workspace.resolve()))
 
-    def submit(self, request: Request, workspace: Path, **options: Any) -> Execution:
-        """Plan ``request`` and persist it as a pending execution (nothing runs yet)."""
+    def submit(
+        self, request: Request, workspace: Path, *, license_id: str | None = None, **options: Any
+    ) -> Execution:
+        """Plan ``request`` and persist it as a pending execution (nothing runs yet);
+        ``license_id`` names the license that owns it (server mode)."""
         execution = self.plan(request, workspace, **options)
+        execution.license_id = license_id
         plan = execution.plan
         event = _event(
             execution, EventKind.EXECUTION_CREATED, f"plan {plan.name}: {len(plan.tasks)} tasks"

@@ -282,6 +282,9 @@ class Execution(ApiModel):
     #: Fencing token of the current lease: incremented by every claim; a write by a
     #: process holding an older token is refused (:class:`~connectsw.core.errors.LeaseLost`).
     lease_token: int = 0
+    #: Public id of the license that submitted it through the API server (None in
+    #: local mode): a license sees only its own executions.
+    license_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

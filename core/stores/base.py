@@ -51,8 +51,9 @@ class Store(ABC):
         """Owner, heartbeat and fencing token (cheap), or None if no such execution."""
 
     @abstractmethod
-    def list_executions(self, limit: int = 20) -> list[Execution]:
-        """Most recently updated executions first."""
+    def list_executions(self, limit: int = 20, license_id: str | None = None) -> list[Execution]:
+        """Most recently updated executions first; with ``license_id``, only that
+        license's (server mode)."""
 
     @abstractmethod
     def transition(

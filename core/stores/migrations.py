@@ -155,6 +155,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " ON security_events (license_id, ts)",
         ),
     ),
+    Migration(
+        7,
+        "the license that owns an execution (server mode; NULL in local mode)",
+        (
+            "ALTER TABLE executions ADD COLUMN license_id TEXT",
+            "CREATE INDEX IF NOT EXISTS executions_license ON executions (license_id, updated_at)",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

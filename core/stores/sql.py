@@ -123,10 +123,10 @@ class SQLStore(LicenseRecords, SessionRecords, Store):
             db.execute(
                 d.sql(
                     "INSERT INTO executions"
-                    " (id, status, owner, heartbeat_at, updated_at, lease_token, data)"
-                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json)"
+                    " (id, status, owner, heartbeat_at, updated_at, lease_token, data, license_id)"
+                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json, ?)"
                 ),
-                row,
+                (*row, execution.license_id),
             )
             return self._append(db, events, ev_rows)
 
@@ -157,13 +157,16 @@ class SQLStore(LicenseRecords, SessionRecords, Store):
             return None
         return Lease(owner=row[0], heartbeat_at=self.dialect.load_time(row[1]), token=int(row[2]))
 
-    def list_executions(self, limit: int = 20) -> list[Execution]:
+    def list_executions(self, limit: int = 20, license_id: str | None = None) -> list[Execution]:
+        where = "WHERE license_id = ?" if license_id else ""
+        params: tuple[Any, ...] = (license_id, limit) if license_id else (limit,)
         with self._tx(write=False) as db:
             rows = db.execute(
                 self.dialect.sql(
-                    f"SELECT {_EXECUTION_COLUMNS} FROM executions ORDER BY updated_at DESC LIMIT ?"
+                    f"SELECT {_EXECUTION_COLUMNS} FROM executions {where}"
+                    " ORDER BY updated_at DESC LIMIT ?"
                 ),
-                (limit,),
+                params,
             ).fetchall()
         return [self._execution(r) for r in rows]
 
