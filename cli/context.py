@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from connectsw.cli.remote import Remote
     from connectsw.conf.settings import Settings
     from connectsw.core.engine import Engine
     from connectsw.core.models import RequestContext
@@ -61,7 +62,17 @@ class State:
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
+        self._remote: Remote | None | bool = False  # False: not looked up yet
         self.current_execution: str | None = None
+
+    @property
+    def remote(self) -> Remote | None:
+        """The server's client after ``connectsw login`` (server mode), else None."""
+        if self._remote is False:
+            from connectsw.cli.remote import remote_for
+
+            self._remote = remote_for(self.settings.data_dir)
+        return self._remote  # type: ignore[return-value]
 
     @property
     def settings(self) -> Settings:

@@ -8,7 +8,7 @@ from connectsw.cli.context import State, console, json_option, pass_state, print
 from connectsw.cli.drive import drive
 from connectsw.cli.output_json import view_json
 from connectsw.core.errors import Cancelled, InvalidState
-from connectsw.core.models import Decision, ExecutionStatus
+from connectsw.core.models import Decision, ExecutionStatus, ExecutionView
 from connectsw.core.states import FINISHED
 
 EXECUTION_ID = click.argument("execution_id")
@@ -26,15 +26,27 @@ def _decide(
     yes: bool,
     as_json: bool,
 ) -> None:
+    remote = state.remote
+    if remote is not None:
+        from connectsw.cli.remote_drive import decide, remote_drive, view
+
+        answer = decide(remote, execution_id, decision, feedback)
+        if not run or answer["status"] in {s.value for s in FINISHED}:
+            _show_status(view(remote, execution_id), execution_id, as_json)
+            return
+        raise SystemExit(remote_drive(state, remote, execution_id, yes=yes, as_json=as_json))
     execution = state.engine.decide(execution_id, decision, feedback)
     if not run or execution.status.finished:
-        view = state.engine.view(execution_id)
-        if as_json:
-            print_json(view_json(view))
-        else:
-            console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
+        _show_status(state.engine.view(execution_id), execution_id, as_json)
         return
     raise SystemExit(drive(state, execution_id, yes=yes, as_json=as_json))
+
+
+def _show_status(view: ExecutionView, execution_id: str, as_json: bool) -> None:
+    if as_json:
+        print_json(view_json(view))
+    else:
+        console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
 
 
 @click.command("approve")
@@ -82,12 +94,16 @@ def request_changes(
 @pass_state
 def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -> None:
     """Cancel the execution; returns once its running work has stopped."""
+    remote = state.remote
+    if remote is not None:
+        from connectsw.cli.remote_drive import decide, view, wait_until_stopped
+
+        decide(remote, execution_id, Decision.CANCEL, reason)
+        wait_until_stopped(remote, execution_id)
+        _show_status(view(remote, execution_id), execution_id, as_json)
+        return
     state.engine.cancel(execution_id, reason, wait=True)
-    view = state.engine.view(execution_id)
-    if as_json:
-        print_json(view_json(view))
-    else:
-        console.print(f"Execution [bold]{execution_id}[/bold]: {view.status.value}")
+    _show_status(state.engine.view(execution_id), execution_id, as_json)
 
 
 @click.command("resume")
@@ -97,6 +113,12 @@ def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -
 @pass_state
 def resume(state: State, execution_id: str, yes: bool, as_json: bool) -> None:
     """Continue an interrupted or failed execution: only unfinished tasks run."""
+    remote = state.remote
+    if remote is not None:
+        from connectsw.cli.remote_drive import remote_drive
+
+        remote.call("POST", f"/v1/execution/{execution_id}/resume")
+        raise SystemExit(remote_drive(state, remote, execution_id, yes=yes, as_json=as_json))
     execution = state.engine.get(execution_id)
     if execution.status is ExecutionStatus.CANCELLED:
         raise Cancelled(f"execution {execution_id} was cancelled; nothing to resume")

@@ -7,14 +7,14 @@ from connectsw.cli.output_json import view_json
 from connectsw.cli.progress import Follower
 from connectsw.cli.prompts import ask_choice, ask_text
 from connectsw.cli.render import exit_code, show_view
-from connectsw.core.models import Decision, ExecutionStatus
+from connectsw.core.models import Decision, ExecutionStatus, ExecutionView
 
 CHOICES = {"a": Decision.APPROVE, "r": Decision.REQUEST_CHANGES, "c": Decision.CANCEL, "l": None}
 
 
-def ask(state: State, execution_id: str) -> tuple[Decision | None, str | None]:
-    """Ask a person for a decision at the current checkpoint (None: decide later)."""
-    show_view(console, state.engine.view(execution_id))
+def ask(view: ExecutionView) -> tuple[Decision | None, str | None]:
+    """Show the execution at its checkpoint and ask for a decision (None: decide later)."""
+    show_view(console, view)
     decision = ask_choice("Decision: [a]pprove, [r]equest changes, [c]ancel, [l]ater", CHOICES)
     feedback = None
     if decision is Decision.REQUEST_CHANGES:
@@ -44,7 +44,7 @@ def drive(state: State, execution_id: str, *, yes: bool = False, as_json: bool =
             continue
         if not ask_person:
             break
-        decision, feedback = ask(state, execution_id)
+        decision, feedback = ask(engine.view(execution_id))
         if decision is None:
             break
         engine.decide(execution_id, decision, feedback)

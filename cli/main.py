@@ -54,6 +54,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.decide:resume",
         "Continue an interrupted or failed execution: only unfinished tasks run.",
     ),
+    "login": (
+        "connectsw.cli.account:login",
+        "Use a server from now on: check the key, open a session, store both (mode 0600).",
+    ),
+    "logout": (
+        "connectsw.cli.account:logout",
+        "End the session and forget the stored credentials: local mode again.",
+    ),
+    "pull": (
+        "connectsw.cli.account:pull",
+        "Bring an execution's commits from the server into a local repository.",
+    ),
     "plugins": (
         "connectsw.cli.plugins:plugins",
         "List plugins: where they come from, whether they loaded, their hooks, what they provide.",
@@ -195,11 +207,15 @@ def _continue_hint(execution_id: str | None) -> str:
     with contextlib.suppress(Exception):  # the hint must never fail the shutdown
         from connectsw.core.models import ExecutionStatus
 
-        store = _state.store if _state is not None else None
-        waiting = (
-            store is not None
-            and store.execution_status(execution_id) is ExecutionStatus.AWAITING_CHECKPOINT
-        )
+        remote = _state.remote if _state is not None else None
+        if remote is not None:  # server mode: ask the server
+            from connectsw.cli.remote_drive import view
+
+            status: ExecutionStatus | None = view(remote, execution_id).status
+        else:
+            store = _state.store if _state is not None else None
+            status = store.execution_status(execution_id) if store is not None else None
+        waiting = status is ExecutionStatus.AWAITING_CHECKPOINT
     if waiting:
         return (
             f"Interrupted; {execution_id} waits at a checkpoint: `connectsw approve"

@@ -32,6 +32,10 @@ def status(
     state: State, execution_id: str | None, no_resume: bool, limit: int, as_json: bool
 ) -> None:
     """Show an execution (continuing it if it was interrupted), or list recent ones."""
+    if state.remote is not None:
+        from connectsw.cli.remote_status import remote_status
+
+        raise SystemExit(remote_status(state.remote, execution_id, limit, as_json))
     engine = state.views  # reads only: no Dask unless it resumes
     if execution_id is None:
         executions = engine.store.list_executions(limit)
@@ -85,6 +89,13 @@ def status(
 @pass_state
 def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> None:
     """Follow an execution's events live until it pauses or ends."""
+    if state.remote is not None:
+        from connectsw.cli.remote_drive import follow, view
+
+        follow(state.remote, execution_id, 0, as_json=as_json)
+        if not as_json:
+            show_view(console, view(state.remote, execution_id))
+        return
     engine = state.views
     execution = engine.get(execution_id)
     after = 0 if from_start else max(engine.store.last_event_seq(execution_id) - 20, 0)

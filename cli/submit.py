@@ -44,6 +44,11 @@ def submit(
 ) -> None:
     """Plan a request, show the plan, run it; exit with the outcome's code."""
     request = Request(command=command, args=[text], context=local_context())
+    remote = state.remote
+    if remote is not None and not plan_only:
+        from connectsw.cli.remote_submit import submit_remote
+
+        raise SystemExit(submit_remote(state, remote, request, workspace, yes=yes, as_json=as_json))
     engine = state.engine
     if plan_only:  # nothing is persisted: no execution is left pending
         planned = engine.plan(request, workspace)

@@ -136,6 +136,11 @@ class ServerSettings(_Section):
     """Requests per client IP (reference: 100 per minute at the edge), in the ``limits``
     library's notation: ``N/second|minute|hour|day``."""
 
+    max_bundle_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    """Largest git bundle ``new feature`` / ``fix`` may upload, bytes (413 above)."""
+    run_workers: int = Field(default=2, ge=1)
+    """Executions the server runs at once; more wait their turn."""
+
     @field_validator("ip_rate_limit")
     @classmethod
     def _parses(cls, value: str) -> str:

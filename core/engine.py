@@ -140,12 +140,21 @@ class Engine:
         return Execution(request=request, plan=plan, workspace=str(workspace.resolve()))
 
     def submit(
-        self, request: Request, workspace: Path, *, license_id: str | None = None, **options: Any
+        self,
+        request: Request,
+        workspace: Path,
+        *,
+        license_id: str | None = None,
+        execution_id: str | None = None,
+        **options: Any,
     ) -> Execution:
         """Plan ``request`` and persist it as a pending execution (nothing runs yet);
-        ``license_id`` names the license that owns it (server mode)."""
+        ``license_id`` names the license that owns it (server mode), ``execution_id``
+        the id to use (default: a new one)."""
         execution = self.plan(request, workspace, **options)
         execution.license_id = license_id
+        if execution_id is not None:
+            execution.id = execution_id
         plan = execution.plan
         event = _event(
             execution, EventKind.EXECUTION_CREATED, f"plan {plan.name}: {len(plan.tasks)} tasks"

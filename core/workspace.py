@@ -168,3 +168,77 @@ def log(workspace: Path) -> list[str]:
     """Commit subjects, newest first (empty for a repository with no commits)."""
     proc = _git(workspace, "log", "--format=%s", check=False)
     return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+# -- server mode: a workspace of its own per execution, moved as git bundles ---------
+
+
+def init_own_repo(workspace: Path) -> Path:
+    """Create ``workspace`` as a repository of its own (never an enclosing one's).
+
+    Server-side workspaces (DESIGN.md "Local mode and server mode"). Raises
+    WorkspaceError if it cannot be created.
+    """
+    _make_dir(workspace)
+    _git(workspace, "init", "-q")
+    return workspace
+
+
+def clone_bundle(bundle: Path, workspace: Path) -> Path:
+    """Make ``workspace`` (absent or empty) a clone of a git bundle's HEAD.
+
+    Raises TaskError (one line) for a file that is not a valid bundle.
+    """
+    _make_dir(workspace)
+    _git(workspace, "init", "-q")
+    _git(workspace, "fetch", "-q", str(bundle), "+HEAD:refs/remotes/origin/HEAD")
+    _git(workspace, "checkout", "-q", "-B", "main", "refs/remotes/origin/HEAD")
+    return workspace
+
+
+def verify_bundle(bundle: Path) -> bool:
+    """True when ``bundle`` is a git bundle with a HEAD (read without a repository)."""
+    heads = _git(bundle.parent, "bundle", "list-heads", str(bundle), check=False)
+    return heads.returncode == 0 and any(
+        line.endswith(" HEAD") for line in heads.stdout.splitlines()
+    )
+
+
+def create_bundle(workspace: Path, bundle: Path) -> None:
+    """Write a bundle of the workspace's HEAD (its whole history) to ``bundle``.
+
+    Raises TaskError when the repository has no commit yet.
+    """
+    _git(workspace, "bundle", "create", "-q", str(bundle), "HEAD")
+
+
+def has_commits(workspace: Path) -> bool:
+    """True when ``workspace`` is in a repository whose HEAD has a commit."""
+    return _git(workspace, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode == 0
+
+
+def pull_bundle(bundle: Path, workspace: Path) -> list[str]:
+    """Bring a bundle's commits into the local repository at ``workspace``.
+
+    A workspace without commits (or without a repository) takes the bundle's
+    history as it is; one with commits is fast-forwarded. Returns the subjects of
+    the commits it gained, newest first. Raises WorkspaceError when the local
+    history has diverged (nothing is changed then) and TaskError for an invalid
+    bundle.
+    """
+    _make_dir(workspace)
+    if _git(workspace, "rev-parse", "--show-toplevel", check=False).returncode != 0:
+        _git(workspace, "init", "-q")
+    _git(workspace, "fetch", "-q", str(bundle), "HEAD")
+    fetched = _git(workspace, "rev-parse", "FETCH_HEAD").stdout.strip()
+    if not has_commits(workspace):
+        _git(workspace, "checkout", "-q", "-B", "main", fetched)
+        return _git(workspace, "log", "--format=%s", fetched).stdout.splitlines()
+    gained = _git(workspace, "log", "--format=%s", f"HEAD..{fetched}").stdout.splitlines()
+    merged = _git(workspace, "merge", "-q", "--ff-only", fetched, check=False)
+    if merged.returncode != 0:
+        raise WorkspaceError(
+            f"workspace {workspace}: its history has diverged from the execution's;"
+            " commit or move your changes, then pull again"
+        )
+    return gained

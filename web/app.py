@@ -21,6 +21,7 @@ from connectsw.web.errors import ApiError, errors_middleware
 from connectsw.web.keys import KeyCache
 from connectsw.web.metrics import Metrics
 from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
+from connectsw.web.runs import Runs, Uploads
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -30,6 +31,8 @@ KEYS = web.AppKey("keys", KeyCache)
 LIMITS = web.AppKey("limits", RateLimits)
 RECENT_IPS = web.AppKey("recent_ips", RecentIPs)
 METRICS = web.AppKey("metrics", Metrics)
+RUNS = web.AppKey("runs", Runs)
+UPLOADS = web.AppKey("uploads", Uploads)
 
 MAX_BODY = 1_048_576
 """Request bodies above 1 MiB are refused (413)."""
@@ -40,7 +43,7 @@ def make_app(settings: Settings) -> web.Application:
 
     Raises ConfigError at startup for a missing secret in production mode.
     """
-    from connectsw.web import sessions
+    from connectsw.web import executions, sessions
 
     metrics = Metrics()
     app = web.Application(
@@ -60,6 +63,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handler)
     sessions.add_routes(app)
+    executions.add_routes(app)
     return app
 
 
@@ -74,7 +78,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[LICENSES] = licenses
     app[SESSIONS] = Sessions(store, lic.session_ttl, lic.session_heartbeat_timeout)
     app[KEYS] = KeyCache(licenses, lic.key_cache_seconds)
+    app[UPLOADS] = Uploads(settings)
+    runs = app[RUNS] = Runs(settings, settings.server.run_workers)
     yield
+    await loop.run_in_executor(None, runs.close)
     await loop.run_in_executor(None, store.close)
 
 

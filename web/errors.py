@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from connectsw.core.errors import ConnectSWError, NotFound
+from connectsw.core.errors import ConnectSWError, InvalidState, NotFound
 from connectsw.licensing.errors import LicenseRefused
 
 log = logging.getLogger("connectsw.web")
@@ -33,6 +33,10 @@ STATUS: dict[str, int] = {
     "no_such_resource": 404,
     "method_not_allowed": 405,
     "bad_request": 400,
+    "bundle_too_large": 413,
+    "invalid_state": 409,
+    "conflict": 409,
+    "cancelled": 409,
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +78,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc.reason, str(exc))
     except NotFound as exc:
         return error_response("no_such_resource", str(exc), 404)
+    except InvalidState as exc:  # not now: at another checkpoint, already decided, finished
+        return error_response(exc.code, str(exc), 409)
     except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, ...
         if exc.status < 400:
             raise

@@ -74,6 +74,22 @@ async def authenticate(request: web.Request) -> License:
     return license
 
 
+async def authenticate_session(request: web.Request) -> tuple[License, SessionRecord]:
+    """The key's checks (:func:`authenticate`), then step 7, session activity: the
+    token must name a live session of that same license (else 401 ``invalid_session``,
+    ``session_expired`` or ``session_ended``)."""
+    from connectsw.web.app import SESSIONS
+
+    license = await authenticate(request)
+    token = session_token(request)
+    session = await asyncio.get_running_loop().run_in_executor(
+        None, request.app[SESSIONS].resolve, token
+    )
+    if session.license_id != license.id:
+        raise ApiError("invalid_session", "the session token is not this license's", 401)
+    return license, session
+
+
 async def flag(request: web.Request, license: License, kind: str, data: dict[str, Any]) -> None:
     """Record a security event for the license (the request goes on)."""
     from connectsw.web.app import METRICS, STORE

@@ -1,0 +1,112 @@
+"""Server mode: ``login``, ``logout`` and ``pull`` (DESIGN.md "Local mode and server mode")."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from connectsw.cli.context import State, console, json_option, pass_state, print_json
+from connectsw.cli.remote import Credentials, Remote
+from connectsw.core.errors import ConnectSWError, ExitCode
+
+
+class NotLoggedIn(ConnectSWError):
+    """A server-mode command without ``login``."""
+
+    code = "not_logged_in"
+    exit_code = ExitCode.INVALID_INPUT
+
+
+@click.command("login")
+@click.option(
+    "--server", required=True, help="The server's URL, e.g. https://connectsw.example.com"
+)
+@click.option(
+    "--key",
+    envvar="CONNECTSW_LICENSE_KEY",
+    prompt="License key",
+    hide_input=True,
+    help="Your license key (CSFW-...); asked for when not given (env CONNECTSW_LICENSE_KEY).",
+)
+@json_option
+@pass_state
+def login(state: State, server: str, key: str, as_json: bool) -> None:
+    """Use a server from now on: check the key, open a session, store both (mode 0600)."""
+    if not server.startswith(("http://", "https://")):
+        raise click.BadParameter("expected an http:// or https:// URL", param_hint="--server")
+    data_dir = state.settings.data_dir
+    old = Credentials.load(data_dir)
+    remote = Remote(Credentials(server=server, key=key.strip()), data_dir)
+    opened = remote.open_session()  # saves the credentials once the server accepted them
+    if old is not None and (old.server, old.session_id) != (server, opened["sessionId"]):
+        Remote(old, data_dir).end_session()
+        remote.credentials.save(data_dir)
+    path = Credentials.path(data_dir)
+    if as_json:
+        print_json({"server": server, "licenseId": opened["licenseId"], "credentials": str(path)})
+        return
+    console.print(
+        f"Logged in to {server} as license [bold]{opened['licenseId']}[/bold];"
+        f" credentials in {path} (mode 0600)"
+    )
+
+
+@click.command("logout")
+@pass_state
+def logout(state: State) -> None:
+    """End the session and forget the stored credentials: local mode again."""
+    data_dir = state.settings.data_dir
+    credentials = Credentials.load(data_dir)
+    if credentials is None:
+        console.print("Not logged in.")
+        return
+    Remote(credentials, data_dir).end_session()
+    Credentials.forget(data_dir)
+    console.print(f"Logged out of {credentials.server}.")
+
+
+@click.command("pull")
+@click.argument("execution_id")
+@click.option(
+    "--workspace",
+    "-w",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Local repository to bring the commits into (default: ./PLAN for a new product,"
+    " else the current directory).",
+)
+@json_option
+@pass_state
+def pull(state: State, execution_id: str, workspace: Path | None, as_json: bool) -> None:
+    """Bring an execution's commits from the server into a local repository."""
+    from connectsw.cli.remote_drive import view
+    from connectsw.core.workspace import pull_bundle
+
+    remote = state.remote
+    if remote is None:
+        raise NotLoggedIn("pull needs a server: `connectsw login --server URL --key KEY` first")
+    listed = remote.call("GET", "/v1/executions?limit=1000")["executions"]
+    row = next((e for e in listed if e["executionId"] == execution_id), None)
+    current = view(remote, execution_id)  # 404 for an unknown or foreign execution
+    if workspace is None:
+        name = current.workspace.rstrip("/").rsplit("/", 1)[-1]
+        plan = row["title"] if row else name
+        workspace = Path.cwd()
+        if row and row["command"] == "new product":
+            from connectsw.core.planner import slugify
+
+            workspace = Path.cwd() / slugify(plan)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "execution.bundle"
+        with (
+            remote.stream(f"/v1/execution/{execution_id}/bundle") as response,
+            open(bundle, "wb") as fh,
+        ):
+            while chunk := response.read(1 << 20):
+                fh.write(chunk)
+        gained = pull_bundle(bundle, workspace)
+    if as_json:
+        print_json({"executionId": execution_id, "workspace": str(workspace), "commits": gained})
+        return
+    console.print(f"Pulled {len(gained)} commit(s) of [bold]{execution_id}[/bold] into {workspace}")

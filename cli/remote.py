@@ -1,0 +1,244 @@
+"""Server mode: the CLI as a client of ``connectsw serve`` (DESIGN.md "Local mode and
+server mode").
+
+``connectsw login`` stores the server's URL, the license key and a session token
+in ``DATA_DIR/credentials.json`` (file mode 0600; the key never leaves that file
+but in the ``X-License-Key`` header). Every request sends the key and the token;
+a session the server no longer accepts (expired, ended) is replaced once with a
+new one, transparently. HTTP through the standard library (``urllib``): no
+extra dependency, no import cost for local-mode commands.
+
+Errors become the CLI's: 404 :class:`NotFound`, 409 :class:`InvalidState`,
+400/413 :class:`InvalidRequest`, 401/403/429 :class:`LicenseRefused` with the
+server's stable code, an unreachable server :class:`ServerUnreachable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from connectsw.core.errors import (
+    Cancelled,
+    Conflict,
+    ConnectSWError,
+    ExitCode,
+    InvalidState,
+    NotFound,
+)
+from connectsw.licensing.errors import LicenseRefused
+
+#: Seconds a request may take before the CLI gives up on the server.
+TIMEOUT = 60.0
+#: Session codes after which a new session is opened with the stored key.
+RELOGIN = {"invalid_session", "session_expired", "session_ended"}
+
+
+class ServerUnreachable(ConnectSWError):
+    """The configured server did not answer."""
+
+    code = "server_unreachable"
+    exit_code = ExitCode.ERROR
+
+
+class InvalidRequest(ConnectSWError):
+    """The server refused the request as invalid (400, 413)."""
+
+    code = "invalid_request"
+    exit_code = ExitCode.INVALID_INPUT
+
+
+@dataclass
+class Credentials:
+    """What ``login`` stores: server URL, license key, current session."""
+
+    server: str
+    key: str
+    token: str = ""
+    session_id: str = ""
+
+    @staticmethod
+    def path(data_dir: Path) -> Path:
+        return data_dir.expanduser() / "credentials.json"
+
+    @classmethod
+    def load(cls, data_dir: Path) -> Credentials | None:
+        """The stored credentials, or None when not logged in."""
+        path = cls.path(data_dir)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{k: str(data[k]) for k in ("server", "key", "token", "session_id")})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConnectSWError(
+                f"{path} is not readable credentials: `connectsw login` again"
+            ) from None
+
+    def save(self, data_dir: Path) -> Path:
+        """Write the file with mode 0600 (created so, never widened for a moment)."""
+        path = self.path(data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".credentials.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(self), fh)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def forget(cls, data_dir: Path) -> bool:
+        path = cls.path(data_dir)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+
+
+def _error(status: int, body: bytes) -> ConnectSWError:
+    try:
+        error = json.loads(body)["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "server_error", f"the server answered {status}"
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        kind = {"conflict": Conflict, "cancelled": Cancelled}.get(code, InvalidState)
+        return kind(message)
+    if status in (400, 413, 422):
+        return InvalidRequest(message)
+    if status in (401, 403, 429):
+        return LicenseRefused(code, message)
+    return ConnectSWError(f"the server failed: {message} ({status})")
+
+
+class Remote:
+    """A client of one server with stored credentials; saves a renewed session."""
+
+    def __init__(self, credentials: Credentials, data_dir: Path) -> None:
+        self.credentials = credentials
+        self.data_dir = data_dir
+        self.base = credentials.server.rstrip("/")
+
+    # -- sessions -------------------------------------------------------------------
+    def open_session(self) -> dict[str, Any]:
+        """Exchange the key for a session token (``POST /v1/sessions``) and save it."""
+        body = self._send("POST", "/v1/sessions", None, {"X-License-Key": self.credentials.key})
+        self.credentials.token = body["token"]
+        self.credentials.session_id = body["sessionId"]
+        self.credentials.save(self.data_dir)
+        return body
+
+    def end_session(self) -> None:
+        if self.credentials.session_id:
+            with contextlib.suppress(ConnectSWError):
+                self.call("DELETE", f"/v1/sessions/{self.credentials.session_id}", relogin=False)
+
+    # -- requests ---------------------------------------------------------------------
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        data: bytes | None = None,
+        relogin: bool = True,
+    ) -> Any:
+        """One authenticated request; the decoded JSON answer (None for 204)."""
+        if not self.credentials.token:
+            self.open_session()
+        try:
+            return self._send(method, path, body, self._auth(), data=data)
+        except LicenseRefused as exc:
+            if not relogin or exc.reason not in RELOGIN:
+                raise
+        self.open_session()
+        return self._send(method, path, body, self._auth(), data=data)
+
+    def stream(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        """An open response to read from (events, bundles); the caller closes it."""
+        if not self.credentials.token:
+            self.open_session()
+        try:
+            return self._open("GET", path, None, {**self._auth(), **(headers or {})})
+        except LicenseRefused as exc:
+            if exc.reason not in RELOGIN:
+                raise
+        self.open_session()
+        return self._open("GET", path, None, {**self._auth(), **(headers or {})})
+
+    def events(self, execution_id: str, after: int) -> Iterator[dict[str, Any]]:
+        """The execution's events after seq ``after`` as they happen (server-sent
+        events); ends when the execution stops."""
+        response = self.stream(
+            f"/v1/execution/{execution_id}/events", {"Last-Event-ID": str(after)}
+        )
+        with response:
+            data: list[str] = []
+            for raw in response:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and data:
+                    yield json.loads("\n".join(data))
+                    data = []
+
+    def _auth(self) -> dict[str, str]:
+        return {"X-License-Key": self.credentials.key, "X-Session-Token": self.credentials.token}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: dict[str, str],
+        *,
+        data: bytes | None = None,
+    ) -> Any:
+        with self._open(method, path, body, headers, data=data) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: dict[str, str],
+        *,
+        data: bytes | None = None,
+    ) -> Any:
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {**headers, "Content-Type": "application/json"}
+        elif data is not None:
+            headers = {**headers, "Content-Type": "application/octet-stream"}
+        request = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={**headers, "User-Agent": "connectsw-cli"},
+        )
+        try:
+            return urllib.request.urlopen(request, timeout=TIMEOUT)
+        except urllib.error.HTTPError as exc:
+            raise _error(exc.code, exc.read()) from None
+        except (TimeoutError, urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerUnreachable(
+                f"the server at {self.base} does not answer ({reason});"
+                " is `connectsw serve` running? (`connectsw logout` works locally again)"
+            ) from None
+
+
+def remote_for(data_dir: Path) -> Remote | None:
+    """A client when ``login`` stored credentials (server mode), else None (local mode)."""
+    credentials = Credentials.load(data_dir)
+    return Remote(credentials, data_dir) if credentials else None

@@ -1,0 +1,132 @@
+"""Server mode end to end: `connectsw serve`, a license, `login`, `new product` run by
+the server, each checkpoint approved from another CLI process, `pull`.
+
+The local repository after `pull` must hold the files and commits local mode makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .serving import Served, run_cli, start_server
+
+pytestmark = pytest.mark.slow
+
+TITLE = "Recipe planner"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    server = start_server(tmp_path_factory.mktemp("server") / "data")
+    yield server
+    server.stop()
+
+
+def _git(repo: Path, *args: str) -> list[str]:
+    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def _login(served: Served, data: Path, cwd: Path) -> None:
+    key = served.issue()
+    out = run_cli(["login", "--server", served.url, "--key", key], data, cwd)
+    assert out.returncode == 0, out.stderr
+    credentials = data / "credentials.json"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert key not in out.stdout + out.stderr  # the key is never echoed
+
+
+def _status(data: Path, cwd: Path, execution_id: str) -> dict[str, object]:
+    out = run_cli(["status", execution_id, "--json"], data, cwd)
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+def test_new_product_through_the_server_approved_from_another_process(
+    served: Served, tmp_path: Path
+) -> None:
+    client = tmp_path / "client"
+    work = tmp_path / "work"
+    work.mkdir()
+    _login(served, client, work)
+
+    first = run_cli(["new", "product", TITLE], client, work)  # no --yes, no terminal
+    assert first.returncode == 0, first.stderr
+    execution_id = next(w for w in first.stdout.split() if w.startswith("exec_")).rstrip(":")
+    assert _status(client, work, execution_id)["status"] == "awaiting_checkpoint"
+    decisions = 0
+    while _status(client, work, execution_id)["status"] == "awaiting_checkpoint":
+        out = run_cli(["approve", execution_id], client, work)  # a second process decides
+        assert out.returncode == 0, out.stderr
+        decisions += 1
+        assert decisions <= 5
+    assert _status(client, work, execution_id)["status"] == "completed"
+    assert decisions == 3
+
+    pulled = run_cli(["pull", execution_id, "--json"], client, work)
+    assert pulled.returncode == 0, pulled.stderr
+    repo = Path(json.loads(pulled.stdout)["workspace"])
+    assert repo == work / "recipe-planner"
+
+    # The same work in local mode, for comparison.
+    local = tmp_path / "local"
+    local.mkdir()
+    alone = run_cli(["new", "product", TITLE, "--yes"], tmp_path / "local-data", local)
+    assert alone.returncode == 0, alone.stderr
+    here = local / "recipe-planner"
+    assert _git(repo, "ls-files") == _git(here, "ls-files")
+    subjects = _git(repo, "log", "--format=%s")
+    assert subjects == _git(here, "log", "--format=%s")
+    assert len(subjects) == 5  # one commit per task
+    for name in _git(repo, "ls-files"):
+        if name.endswith(".md") and "PRD" in name:
+            assert (repo / name).read_text() == (here / name).read_text()
+
+
+def test_new_product_yes_through_the_server(served: Served, tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    work = tmp_path / "work"
+    work.mkdir()
+    _login(served, client, work)
+    out = run_cli(["new", "product", TITLE, "--yes", "--json"], client, work)
+    assert out.returncode == 0, out.stderr
+    view = json.loads(out.stdout)
+    assert view["status"] == "completed"
+    assert set(view["tasks"].values()) == {"succeeded"}
+
+
+def test_logout_returns_to_local_mode(served: Served, tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    work = tmp_path / "work"
+    work.mkdir()
+    _login(served, client, work)
+    listed = run_cli(["status", "--json"], client, work)
+    assert listed.returncode == 0, listed.stderr
+    out = run_cli(["logout"], client, work)
+    assert out.returncode == 0, out.stderr
+    assert not (client / "credentials.json").exists()
+    local = run_cli(["status", "--json"], client, work)
+    assert local.returncode == 0 and json.loads(local.stdout) == []
+
+
+def test_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    client.mkdir()
+    (client / "credentials.json").write_text(
+        json.dumps(
+            {"server": "http://127.0.0.1:9", "key": "CSFW-PRO-X-Y", "token": "t", "session_id": "s"}
+        )
+    )
+    os.chmod(client / "credentials.json", 0o600)
+    out = run_cli(["status"], client, tmp_path)
+    assert out.returncode == 7
+    assert out.stderr.count("\n") == 1 and "does not answer" in out.stderr
+    assert "CSFW-PRO-X-Y" not in out.stderr

@@ -1,0 +1,325 @@
+"""The v1 execution API (reference "API Specifications"), for one license's executions.
+
+Every route needs ``X-License-Key`` and the session token (``X-Session-Token`` or
+``Authorization: Bearer``) of a session of that license. Another license's
+execution is answered 404, as a missing one (never 403: ids are not disclosed).
+
+- ``POST /v1/execute``: ``Request`` JSON (command, args, context) plus an optional
+  ``bundleId`` (``POST /v1/bundles``); plans it in a server-side workspace and
+  starts it. 201 with ``{executionId, plan, status, nextCheckpoint}``.
+- ``GET /v1/executions?limit=N``: the license's executions, newest first.
+- ``GET /v1/execution/{id}``: the execution's view (status, checkpoint, tasks).
+- ``POST /v1/execution/{id}/checkpoint``: ``{decision, feedback}``; the next stage
+  starts at once after ``approve`` / ``request_changes``.
+- ``POST /v1/execution/{id}/resume``: runs an interrupted or failed execution again.
+- ``GET /v1/execution/{id}/events``: server-sent events, resumable with
+  ``Last-Event-ID``; the stream ends when the execution stops (checkpoint, end).
+- ``GET /v1/execution/{id}/artifacts/{path}``: a file of the workspace.
+- ``GET /v1/execution/{id}/bundle``: the workspace's history as a git bundle.
+- ``POST /v1/bundles``: upload a git bundle (``new feature`` / ``fix``), at most
+  ``server.max_bundle_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import Field, ValidationError
+
+from connectsw.core.errors import NotFound
+from connectsw.core.models import ApiModel, Decision, Execution, Request
+from connectsw.core.states import FINISHED, RUNNABLE, STOPPED
+from connectsw.licensing.models import License
+from connectsw.web.errors import ApiError
+from connectsw.web.sessions import authenticate_session
+
+T = TypeVar("T")
+
+COMMANDS = ("new product", "new feature", "fix", "run")
+#: Seconds between two looks at the store for new events of a followed execution.
+EVENT_POLL_SECONDS = 0.3
+#: Seconds of silence after which the event stream sends a keep-alive comment.
+KEEPALIVE_SECONDS = 15.0
+
+
+class ExecuteBody(Request):
+    """``POST /v1/execute``: the reference's request, plus an uploaded bundle's id."""
+
+    bundle_id: str | None = None
+
+
+class CheckpointBody(ApiModel):
+    """``POST /v1/execution/{id}/checkpoint``."""
+
+    decision: Literal["approve", "request_changes", "cancel"]
+    feedback: str | None = Field(default=None, max_length=10_000)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/execute", execute)
+    app.router.add_get("/v1/executions", list_executions)
+    app.router.add_get("/v1/execution/{id}", get_execution)
+    app.router.add_post("/v1/execution/{id}/checkpoint", checkpoint)
+    app.router.add_post("/v1/execution/{id}/resume", resume)
+    app.router.add_get("/v1/execution/{id}/events", events)
+    app.router.add_get("/v1/execution/{id}/artifacts/{path:.+}", artifact)
+    app.router.add_get("/v1/execution/{id}/bundle", bundle)
+    app.router.add_post("/v1/bundles", upload_bundle)
+
+
+async def _blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args, **kwargs))
+
+
+async def _body(request: web.Request, model: type[T]) -> T:
+    """The JSON body as ``model``; 400 ``bad_request`` naming the first problem."""
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError("bad_request", "the body is not JSON") from None
+    try:
+        return model.model_validate(data)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError("bad_request", f"{where}: {first['msg']}") from None
+
+
+async def _own(request: web.Request, license: License) -> Execution:
+    """The execution named in the path, if it is the license's (else 404)."""
+    from connectsw.web.app import RUNS
+
+    execution_id = request.match_info["id"]
+    execution = await _blocking(request.app[RUNS].engine.store.get_execution, execution_id)
+    if execution is None or execution.license_id != license.id:
+        raise ApiError("no_such_resource", f"no execution {execution_id}", 404)
+    return execution
+
+
+def _view(request: web.Request, execution_id: str) -> dict[str, Any]:
+    """``GET /v1/execution/{id}``'s body, artifacts with their API URLs."""
+    from connectsw.web.app import RUNS
+
+    view = request.app[RUNS].engine.view(execution_id).to_api()
+    checkpoint = view.get("checkpoint")
+    if checkpoint:
+        for item in checkpoint["artifacts"]:
+            item["url"] = f"/v1/execution/{execution_id}/artifacts/{item['path']}"
+    return view
+
+
+async def execute(request: web.Request) -> web.Response:
+    from connectsw.web.app import RUNS, UPLOADS
+
+    license, _ = await authenticate_session(request)
+    body = await _body(request, ExecuteBody)
+    if body.command not in COMMANDS:
+        raise ApiError("bad_request", f"command: expected one of {', '.join(COMMANDS)}")
+    bundle = None
+    if body.bundle_id is not None:
+        bundle = request.app[UPLOADS].path(license.id, body.bundle_id)
+        if bundle is None:
+            raise ApiError("no_such_resource", f"no bundle {body.bundle_id}", 404)
+    req = Request(command=body.command, args=body.args, context=body.context)
+    runs = request.app[RUNS]
+    execution = await _blocking(runs.submit, req, license.id, bundle)
+    runs.start(execution.id)
+    return web.json_response(runs.engine.execute_response(execution).to_api(), status=201)
+
+
+async def list_executions(request: web.Request) -> web.Response:
+    from connectsw.web.app import RUNS
+
+    license, _ = await authenticate_session(request)
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        raise ApiError("bad_request", "limit: expected a whole number") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError("bad_request", "limit: expected 1 to 1000")
+    engine = request.app[RUNS].engine
+    found = await _blocking(engine.store.list_executions, limit, license_id=license.id)
+    rows = [
+        {
+            "executionId": e.id,
+            "status": engine.status(e).value,
+            "command": e.request.command,
+            "title": e.request.text,
+            "plan": e.plan.name,
+            "stage": e.stage,
+            "stages": len(e.plan.stages),
+            "nextCheckpoint": e.next_checkpoint,
+            "updatedAt": e.updated_at.isoformat(),
+        }
+        for e in found
+    ]
+    return web.json_response({"executions": rows})
+
+
+async def get_execution(request: web.Request) -> web.Response:
+    license, _ = await authenticate_session(request)
+    execution = await _own(request, license)
+    return web.json_response(await _blocking(_view, request, execution.id))
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    from connectsw.web.app import RUNS
+
+    license, session = await authenticate_session(request)
+    execution = await _own(request, license)
+    body = await _body(request, CheckpointBody)
+    runs = request.app[RUNS]
+    by = f"session {session.id}"
+    decided = await _blocking(
+        runs.engine.decide, execution.id, Decision(body.decision), body.feedback, by=by
+    )
+    if decided.status in RUNNABLE:
+        runs.start(execution.id)
+    return web.json_response(
+        {
+            "executionId": decided.id,
+            "status": decided.status.value,
+            "nextCheckpoint": decided.next_checkpoint,
+        }
+    )
+
+
+async def resume(request: web.Request) -> web.Response:
+    from connectsw.web.app import RUNS
+
+    license, _ = await authenticate_session(request)
+    execution = await _own(request, license)
+    if execution.status in FINISHED:
+        raise ApiError(
+            "invalid_state", f"execution {execution.id} is already {execution.status.value}", 409
+        )
+    if execution.status not in RUNNABLE:
+        raise ApiError(
+            "invalid_state",
+            f"execution {execution.id} is {execution.status.value}: decide at its checkpoint",
+            409,
+        )
+    request.app[RUNS].start(execution.id)
+    return web.json_response(await _blocking(_view, request, execution.id), status=202)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``id`` is the event's seq, ``event`` its kind, ``data`` its
+    JSON. Ends once the execution is stopped and every event was sent."""
+    from connectsw.web.app import RUNS
+
+    license, _ = await authenticate_session(request)
+    execution = await _own(request, license)
+    after_text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        after = int(after_text)
+    except ValueError:
+        raise ApiError("bad_request", "Last-Event-ID: expected an event id (a number)") from None
+    runs = request.app[RUNS]
+    store = runs.engine.store
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while True:
+        # Status first: events written before a stop are then all in the read below.
+        current = await _blocking(store.get_execution, execution.id)
+        stopped = current is None or (
+            runs.engine.status(current) in STOPPED and not runs.running(execution.id)
+        )
+        batch = await _blocking(store.events, execution.id, after=after)
+        for event in batch:
+            after = event.seq
+            data = json.dumps(event.to_api())
+            await response.write(f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode())
+            quiet_since = loop.time()
+        if stopped and not batch:
+            break
+        if loop.time() - quiet_since > KEEPALIVE_SECONDS:
+            await response.write(b": keep-alive\n\n")
+            quiet_since = loop.time()
+        if not batch:
+            await asyncio.sleep(EVENT_POLL_SECONDS)
+    await response.write_eof()
+    return response
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root / relative`` if it resolves (symbolic links followed) inside ``root``."""
+    base = root.resolve()
+    target = (base / relative).resolve()
+    if target != base and base not in target.parents:
+        raise NotFound(f"no artifact {relative}")
+    if not target.is_file():
+        raise NotFound(f"no artifact {relative}")
+    return target
+
+
+async def artifact(request: web.Request) -> web.FileResponse:
+    license, _ = await authenticate_session(request)
+    execution = await _own(request, license)
+    relative = request.match_info["path"]
+    if "\x00" in relative or Path(relative).is_absolute() or ".git" in Path(relative).parts:
+        raise ApiError("no_such_resource", f"no artifact {relative}", 404)
+    target = await _blocking(_inside, Path(execution.workspace), relative)
+    return web.FileResponse(target, headers={"Content-Type": "application/octet-stream"})
+
+
+async def bundle(request: web.Request) -> web.StreamResponse:
+    from connectsw.core.workspace import create_bundle, has_commits
+
+    license, _ = await authenticate_session(request)
+    execution = await _own(request, license)
+    workspace = Path(execution.workspace)
+    if not await _blocking(has_commits, workspace):
+        raise ApiError("invalid_state", f"execution {execution.id} has no commits yet", 409)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "execution.bundle"
+        await _blocking(create_bundle, workspace, path)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-git-bundle"})
+        response.content_length = path.stat().st_size
+        await response.prepare(request)
+        with open(path, "rb") as fh:
+            while chunk := await _blocking(fh.read, 1 << 20):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+async def upload_bundle(request: web.Request) -> web.Response:
+    from connectsw.web.app import SETTINGS, UPLOADS
+
+    license, _ = await authenticate_session(request)
+    limit = request.app[SETTINGS].server.max_bundle_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError("bundle_too_large", f"the bundle is over the limit of {limit} bytes", 413)
+    uploads = request.app[UPLOADS]
+    bundle_id = "bnd_" + secrets.token_hex(12)
+    path = uploads.new_path(license.id, bundle_id)
+    size = 0
+    try:
+        with open(path, "wb") as fh:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(
+                        "bundle_too_large", f"the bundle is over the limit of {limit} bytes", 413
+                    )
+                fh.write(chunk)
+        from connectsw.core.workspace import verify_bundle
+
+        if size == 0 or not await _blocking(verify_bundle, path):
+            raise ApiError("bad_request", "the body is not a git bundle")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return web.json_response({"bundleId": bundle_id, "bytes": size}, status=201)
