@@ -106,9 +106,13 @@ class Sessions:
         record = self.store.session_by_token(token_digest(token))
         if record is None:
             raise LicenseRefused("invalid_session", "unknown session token")
+        return self.check(record, now or datetime.now(UTC))
+
+    def check(self, record: SessionRecord, now: datetime) -> SessionRecord:
+        """``record`` if it is live at ``now``; raises LicenseRefused ``session_ended``
+        or ``session_expired`` (TTL passed, or no heartbeat within the timeout)."""
         if record.ended_at is not None:
             raise LicenseRefused("session_ended", f"session {record.id} has ended (logged out)")
-        now = now or datetime.now(UTC)
         if record.expires_at <= now or record.heartbeat_at <= now - self.heartbeat_timeout:
             raise LicenseRefused("session_expired", f"session {record.id} has expired")
         return record

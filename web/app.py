@@ -22,6 +22,8 @@ from connectsw.web.keys import KeyCache
 from connectsw.web.metrics import Metrics
 from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
 from connectsw.web.runs import Runs, Uploads
+from connectsw.web.session_cache import SessionCache
+from connectsw.web.view_cache import ViewCache
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -31,7 +33,9 @@ KEYS = web.AppKey("keys", KeyCache)
 LIMITS = web.AppKey("limits", RateLimits)
 RECENT_IPS = web.AppKey("recent_ips", RecentIPs)
 METRICS = web.AppKey("metrics", Metrics)
+SESSION_CACHE = web.AppKey("session_cache", SessionCache)
 RUNS = web.AppKey("runs", Runs)
+VIEWS = web.AppKey("views", ViewCache)
 UPLOADS = web.AppKey("uploads", Uploads)
 
 MAX_BODY = 1_048_576
@@ -76,9 +80,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     licenses = Licenses(store, secret, lic.tiers)
     app[STORE] = store
     app[LICENSES] = licenses
-    app[SESSIONS] = Sessions(store, lic.session_ttl, lic.session_heartbeat_timeout)
+    sessions = app[SESSIONS] = Sessions(store, lic.session_ttl, lic.session_heartbeat_timeout)
+    app[SESSION_CACHE] = SessionCache(sessions, lic.key_cache_seconds)
     app[KEYS] = KeyCache(licenses, lic.key_cache_seconds)
     app[UPLOADS] = Uploads(settings)
+    app[VIEWS] = ViewCache()
     runs = app[RUNS] = Runs(settings, settings.server.run_workers)
     yield
     await loop.run_in_executor(None, runs.close)

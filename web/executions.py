@@ -164,9 +164,25 @@ async def list_executions(request: web.Request) -> web.Response:
 
 
 async def get_execution(request: web.Request) -> web.Response:
+    """The view, rendered again only when the execution has a new event (or after
+    ``view_cache.MAX_AGE`` seconds): one store read per request otherwise."""
+    from connectsw.web.app import RUNS, VIEWS
+
     license, _ = await authenticate_session(request)
-    execution = await _own(request, license)
-    return web.json_response(await _blocking(_view, request, execution.id))
+    views = request.app[VIEWS]
+    execution_id = request.match_info["id"]
+    known, owner = views.owner(execution_id)
+    if not known:
+        execution = await _own(request, license)
+        views.remember_owner(execution_id, execution.license_id)
+    elif owner != license.id:
+        raise ApiError("no_such_resource", f"no execution {execution_id}", 404)
+    seq = await _blocking(request.app[RUNS].engine.store.last_event_seq, execution_id)
+    body = views.get(execution_id, seq)
+    if body is None:
+        body = json.dumps(await _blocking(_view, request, execution_id)).encode()
+        views.put(execution_id, seq, body)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def checkpoint(request: web.Request) -> web.Response:

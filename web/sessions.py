@@ -78,13 +78,10 @@ async def authenticate_session(request: web.Request) -> tuple[License, SessionRe
     """The key's checks (:func:`authenticate`), then step 7, session activity: the
     token must name a live session of that same license (else 401 ``invalid_session``,
     ``session_expired`` or ``session_ended``)."""
-    from connectsw.web.app import SESSIONS
+    from connectsw.web.app import SESSION_CACHE
 
     license = await authenticate(request)
-    token = session_token(request)
-    session = await asyncio.get_running_loop().run_in_executor(
-        None, request.app[SESSIONS].resolve, token
-    )
+    session = await request.app[SESSION_CACHE].resolve(session_token(request))
     if session.license_id != license.id:
         raise ApiError("invalid_session", "the session token is not this license's", 401)
     return license, session
@@ -131,7 +128,7 @@ async def open_session(request: web.Request) -> web.Response:
 
 async def _own(request: web.Request, action: str) -> SessionRecord:
     """Heartbeat or end the session named in the path, if the token is that session's."""
-    from connectsw.web.app import SESSIONS
+    from connectsw.web.app import SESSION_CACHE, SESSIONS
 
     sessions = request.app[SESSIONS]
     token = session_token(request)
@@ -141,7 +138,9 @@ async def _own(request: web.Request, action: str) -> SessionRecord:
         # Someone else's (or no such) session: indistinguishable from a missing one.
         raise ApiError("no_such_resource", "no such session", 404)
     call = sessions.heartbeat if action == "heartbeat" else sessions.end
-    return await loop.run_in_executor(None, call, token)
+    record = await loop.run_in_executor(None, call, token)
+    request.app[SESSION_CACHE].forget(token)  # a heartbeat or a logout is seen at once here
+    return record
 
 
 async def heartbeat(request: web.Request) -> web.Response:

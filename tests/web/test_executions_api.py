@@ -37,6 +37,7 @@ class Client:
         )
         assert status == 201, body
         self.token = json.loads(body)["token"]
+        self.session_id = json.loads(body)["sessionId"]
 
     def headers(self, **more: str) -> dict[str, str]:
         return {"X-License-Key": self.key, "Authorization": f"Bearer {self.token}", **more}
@@ -222,3 +223,15 @@ def test_bundles_over_the_limit_are_refused(alice: Client, tmp_path: Path) -> No
         data=(tmp_path / "b.bundle").read_bytes(),
     )
     assert status == 201, raw
+
+
+def test_a_logout_is_seen_at_once_despite_the_session_cache(served: Served) -> None:
+    carol = Client(served)
+    status, _ = carol.call("GET", "/v1/executions")
+    assert status == 200  # the session is now in the server's cache (5 s window)
+    status, _, raw = http(
+        "DELETE", f"{served.url}/v1/sessions/{carol.session_id}", headers=carol.headers()
+    )
+    assert status == 204, raw
+    status, body = carol.call("GET", "/v1/executions")
+    assert (status, body["error"]["code"]) == (401, "session_ended")
