@@ -22,7 +22,11 @@ def test_no_proxy_is_trusted_by_default() -> None:
 def test_addresses_and_networks_of_both_families() -> None:
     write_config('[server]\ntrusted_proxies = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]\n')
     proxies = load_settings().server.trusted_proxies
-    assert proxies == [ip_network("10.0.0.0/8"), ip_network("192.0.2.7/32"), ip_network("2001:db8::/32")]
+    assert proxies == [
+        ip_network("10.0.0.0/8"),
+        ip_network("192.0.2.7/32"),
+        ip_network("2001:db8::/32"),
+    ]
 
 
 def test_from_the_environment_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
