@@ -40,7 +40,7 @@ def make_app(settings: Settings) -> web.Application:
 
     Raises ConfigError at startup for a missing secret in production mode.
     """
-    from connectsw.web import sessions
+    from connectsw.web import admin, sessions
 
     metrics = Metrics()
     app = web.Application(
@@ -60,6 +60,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handler)
     sessions.add_routes(app)
+    admin.add_routes(app)
     return app
 
 
