@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -151,6 +152,28 @@ class ServerSettings(_Section):
         except ValueError:
             raise ValueError("expected N/second, N/minute, N/hour or N/day") from None
         return value
+
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    """Direct peers whose ``X-Forwarded-For`` is believed (web/clientip.py): IP addresses
+    or CIDR networks (``10.0.0.0/8``, ``2001:db8::/32``); none by default, so the client
+    IP is the peer's."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("expected a list of IP addresses or CIDR networks")
+        networks = []
+        for i, item in enumerate(value):
+            try:
+                networks.append(ip_network(item) if isinstance(item, str) else None)
+            except ValueError:
+                networks.append(None)
+            if networks[-1] is None:  # the value is not quoted: settings never echo input
+                raise ValueError(
+                    f"item {i + 1}: not an IP address or a CIDR network (with no host bits set)"
+                )
+        return networks
 
 
 class Settings(BaseSettings):

@@ -1,10 +1,13 @@
-"""The server's license secrets: the HMAC key of license-key tags and the certificate signing key.
+"""The server's secrets: the license-key HMAC key, the certificate signing key, the admin token.
 
 From the environment or files, never from the repository or a log:
 
 - ``CONNECTSW_LICENSE_SECRET`` (hex, at least 64 digits = 32 bytes) or the file named by
   ``CONNECTSW_LICENSE_SECRET_FILE`` (the same hex text);
-- ``CONNECTSW_SIGNING_KEY_FILE``: an Ed25519 private key, PKCS#8 PEM.
+- ``CONNECTSW_SIGNING_KEY_FILE``: an Ed25519 private key, PKCS#8 PEM;
+- ``CONNECTSW_ADMIN_TOKEN`` or the file named by ``CONNECTSW_ADMIN_TOKEN_FILE``: the
+  bearer token of the admin endpoints (web/admin.py), at least 32 visible ASCII
+  characters.
 
 In local mode (``mode = "local"``) a missing one is created once in
 ``DATA_DIR/secrets/`` with file mode 0600, so a single machine works out of the
@@ -16,6 +19,7 @@ local mode).
 from __future__ import annotations
 
 import os
+import re
 import secrets as random
 from pathlib import Path
 
@@ -30,6 +34,11 @@ from connectsw.licensing.keys import MIN_SECRET_BYTES
 SECRET_ENV = "CONNECTSW_LICENSE_SECRET"
 SECRET_FILE_ENV = "CONNECTSW_LICENSE_SECRET_FILE"
 SIGNING_KEY_ENV = "CONNECTSW_SIGNING_KEY_FILE"
+ADMIN_TOKEN_ENV = "CONNECTSW_ADMIN_TOKEN"
+ADMIN_TOKEN_FILE_ENV = "CONNECTSW_ADMIN_TOKEN_FILE"
+MIN_ADMIN_TOKEN_CHARS = 32
+"""An admin token of 32 random characters or more cannot be guessed."""
+_ADMIN_TOKEN = re.compile(rf"[\x21-\x7e]{{{MIN_ADMIN_TOKEN_CHARS},4096}}")
 
 
 def secrets_dir(settings: Settings) -> Path:
@@ -113,3 +122,37 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
         return load_private_key(_read(path, "signing key"))
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigError(f"{path} is not an Ed25519 private key (PKCS#8 PEM)") from None
+
+
+def admin_token(settings: Settings) -> str:
+    """The admin endpoints' token: 32 to 4096 visible ASCII characters (no spaces).
+
+    Surrounding whitespace (a file's final newline) is ignored. In local mode a
+    missing one is made once in ``DATA_DIR/secrets/admin-token`` (mode 0600),
+    where an operator reads it.
+
+    Raises:
+        ConfigError: unreadable, too short or with other characters (never quoted);
+            or missing in production mode, naming what to set.
+    """
+    if value := os.environ.get(ADMIN_TOKEN_ENV):
+        where = ADMIN_TOKEN_ENV
+    elif name := os.environ.get(ADMIN_TOKEN_FILE_ENV):
+        value, where = _read(Path(name), "admin token").decode("ascii", "replace"), name
+    else:
+        path = secrets_dir(settings) / "admin-token"
+        if not path.exists():
+            if settings.mode != "local":
+                raise ConfigError(
+                    f"no admin token: set {ADMIN_TOKEN_ENV} or {ADMIN_TOKEN_FILE_ENV}"
+                    f" (production mode has no default token)"
+                )
+            _write_private(path, random.token_urlsafe(32).encode("ascii"))
+        value, where = _read(path, "admin token").decode("ascii", "replace"), str(path)
+    token = value.strip()
+    if not _ADMIN_TOKEN.fullmatch(token):
+        raise ConfigError(
+            f"the admin token in {where} is unusable: {MIN_ADMIN_TOKEN_CHARS} to 4096 visible"
+            f" ASCII characters, no spaces (set {ADMIN_TOKEN_ENV} or {ADMIN_TOKEN_FILE_ENV})"
+        )
+    return token

@@ -47,7 +47,7 @@ def make_app(settings: Settings) -> web.Application:
 
     Raises ConfigError at startup for a missing secret in production mode.
     """
-    from connectsw.web import executions, sessions
+    from connectsw.web import admin, executions, sessions
 
     metrics = Metrics()
     app = web.Application(
@@ -68,6 +68,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics.handler)
     sessions.add_routes(app)
     executions.add_routes(app)
+    admin.add_routes(app)
     return app
 
 

@@ -34,9 +34,13 @@ STATUS: dict[str, int] = {
     "method_not_allowed": 405,
     "bad_request": 400,
     "bundle_too_large": 413,
-    "invalid_state": 409,
-    "conflict": 409,
     "cancelled": 409,
+    "admin_required": 401,
+    "invalid_json": 400,
+    "invalid_request": 400,
+    "payload_too_large": 413,
+    "invalid_state": 409,  # e.g. reinstating a revoked license, a decision out of turn
+    "conflict": 409,
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -83,10 +87,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, ...
         if exc.status < 400:
             raise
-        code = {404: "no_such_resource", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+        code = {404: "no_such_resource", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status, "bad_request"
+        )
         return error_response(code, exc.reason, exc.status)
-    except ConnectSWError as exc:
-        return error_response(exc.code, str(exc), 400)
+    except ConnectSWError as exc:  # the service's refusals: its code, 400 unless the table says
+        return error_response(exc.code, str(exc), STATUS.get(exc.code, 400))
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response("internal", "internal error", 500)

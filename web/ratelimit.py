@@ -22,6 +22,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from connectsw.licensing.models import License
+from connectsw.web.clientip import client_ip
 from connectsw.web.errors import ApiError, error_response
 
 #: Where a request's most constraining limit is kept for the response headers.
@@ -91,7 +92,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def ratelimit_middleware(limits: Callable[[web.Request], RateLimits]) -> Middleware:
-    """Per-IP limit on ``/v1`` paths; the RateLimit headers on every response.
+    """Per-IP limit on ``/v1`` paths (the client IP of web/clientip.py); the RateLimit
+    headers on every response.
 
     Outside the error middleware, so error responses carry the headers too.
     """
@@ -100,7 +102,7 @@ def ratelimit_middleware(limits: Callable[[web.Request], RateLimits]) -> Middlew
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/v1/"):
             try:
-                remember(request, await limits(request).hit_ip(request.remote or ""))
+                remember(request, await limits(request).hit_ip(client_ip(request)))
             except RateLimited as exc:
                 return error_response(exc.code, exc.message, 429, exc.headers)
         response = await handler(request)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
 from connectsw.licensing.models import License
+from connectsw.web.clientip import client_ip
 from connectsw.web.errors import ApiError
 from connectsw.web.ratelimit import remember
 
@@ -42,10 +43,6 @@ def session_token(request: web.Request) -> str:
             "missing_credentials", "send the session token in X-Session-Token or Authorization"
         )
     return token
-
-
-def client_ip(request: web.Request) -> str:
-    return request.remote or ""
 
 
 def _view(session: SessionRecord) -> dict[str, Any]:

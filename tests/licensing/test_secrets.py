@@ -11,7 +11,13 @@ import pytest
 from connectsw.conf.settings import load_settings
 from connectsw.core.errors import ConfigError
 from connectsw.licensing.certificates import new_signing_key, private_key_pem, public_key_pem
-from connectsw.licensing.secrets import license_secret, secrets_dir, signing_key
+from connectsw.licensing.secrets import (
+    MIN_ADMIN_TOKEN_CHARS,
+    admin_token,
+    license_secret,
+    secrets_dir,
+    signing_key,
+)
 
 
 def test_local_mode_creates_each_secret_once_with_mode_0600() -> None:
@@ -82,3 +88,35 @@ def test_a_signing_key_file_that_is_not_a_key(
     monkeypatch.setenv("CONNECTSW_SIGNING_KEY_FILE", str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match="cannot read the signing key file"):
         signing_key(load_settings())
+
+
+def test_the_admin_token_is_made_once_in_local_mode_with_mode_0600() -> None:
+    settings = load_settings()
+    token = admin_token(settings)
+    assert len(token) >= MIN_ADMIN_TOKEN_CHARS and admin_token(settings) == token
+    path = secrets_dir(settings) / "admin-token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == token
+
+
+def test_the_admin_token_from_env_or_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load_settings(mode="production")
+    with pytest.raises(ConfigError, match="CONNECTSW_ADMIN_TOKEN or CONNECTSW_ADMIN_TOKEN_FILE"):
+        admin_token(settings)
+    assert not secrets_dir(settings).exists()
+    monkeypatch.setenv("CONNECTSW_ADMIN_TOKEN", "t" * 40)
+    assert admin_token(settings) == "t" * 40
+    monkeypatch.delenv("CONNECTSW_ADMIN_TOKEN")
+    (tmp_path / "admin").write_text("u" * 32 + "\n")
+    monkeypatch.setenv("CONNECTSW_ADMIN_TOKEN_FILE", str(tmp_path / "admin"))
+    assert admin_token(settings) == "u" * 32
+
+
+@pytest.mark.parametrize("value", ["short-token", "x" * 20 + " " + "y" * 20, "é" * 40])
+def test_a_short_or_unusable_admin_token_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CONNECTSW_ADMIN_TOKEN", value)
+    with pytest.raises(ConfigError, match="CONNECTSW_ADMIN_TOKEN") as err:
+        admin_token(load_settings())
+    assert (value not in str(err.value)) or not value
