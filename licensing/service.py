@@ -91,6 +91,16 @@ class Licenses:
     def list(self, limit: int = 100) -> list[License]:
         return self.store.list_licenses(limit)
 
+    def active_by_tier(self, now: datetime | None = None, limit: int = 100_000) -> dict[str, int]:
+        """Active, unexpired licenses per tier name (every tier present, 0 included)."""
+        now = now or utcnow()
+        counts = {tier.value: 0 for tier in Tier}
+        for record in self.store.list_licenses(limit):
+            live = record.expires_at is None or record.expires_at > now
+            if record.status is LicenseStatus.ACTIVE and live:
+                counts[record.tier.value] += 1
+        return counts
+
     def change(self, license_id: str, status: LicenseStatus, reason: str | None = None) -> License:
         """Suspend, reinstate or revoke (the license state table decides what may happen).
 

@@ -81,12 +81,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     licenses = Licenses(store, secret, lic.tiers)
     app[STORE] = store
     app[LICENSES] = licenses
+    app[METRICS].count_licenses(licenses.active_by_tier)
     sessions = app[SESSIONS] = Sessions(store, lic.session_ttl, lic.session_heartbeat_timeout)
     app[SESSION_CACHE] = SessionCache(sessions, lic.key_cache_seconds)
     app[KEYS] = KeyCache(licenses, lic.key_cache_seconds)
     app[UPLOADS] = Uploads(settings)
     app[VIEWS] = ViewCache()
-    runs = app[RUNS] = Runs(settings, settings.server.run_workers)
+    runs = app[RUNS] = Runs(settings, settings.server.run_workers, app[METRICS].run_ended)
     yield
     await loop.run_in_executor(None, runs.close)
     await loop.run_in_executor(None, store.close)

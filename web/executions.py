@@ -116,7 +116,7 @@ def _view(request: web.Request, execution_id: str) -> dict[str, Any]:
 
 
 async def execute(request: web.Request) -> web.Response:
-    from connectsw.web.app import RUNS, UPLOADS
+    from connectsw.web.app import METRICS, RUNS, UPLOADS
 
     license, _ = await authenticate_session(request)
     body = await _body(request, ExecuteBody)
@@ -131,6 +131,7 @@ async def execute(request: web.Request) -> web.Response:
     runs = request.app[RUNS]
     execution = await _blocking(runs.submit, req, license.id, bundle)
     runs.start(execution.id)
+    request.app[METRICS].executions_started.inc()
     return web.json_response(runs.engine.execute_response(execution).to_api(), status=201)
 
 
@@ -186,7 +187,7 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 async def checkpoint(request: web.Request) -> web.Response:
-    from connectsw.web.app import RUNS
+    from connectsw.web.app import METRICS, RUNS
 
     license, session = await authenticate_session(request)
     execution = await _own(request, license)
@@ -198,6 +199,8 @@ async def checkpoint(request: web.Request) -> web.Response:
     )
     if decided.status in RUNNABLE:
         runs.start(execution.id)
+    elif decided.status.finished:  # approving the last checkpoint completes it
+        request.app[METRICS].run_ended(decided.status.value)
     return web.json_response(
         {
             "executionId": decided.id,

@@ -3,19 +3,23 @@
 The reference's metric list, as Prometheus names: requests (by route template,
 method and status), request latency (histogram, seconds), errors (4xx/5xx by
 stable code), rate limits exceeded and suspicious activity (security events by
-kind). One registry per application, so several apps in one process (tests)
-keep their own counts.
+kind), executions started / completed / failed, active licenses by tier
+(read from the store at each scrape). One registry per application, so several
+apps in one process (tests) keep their own counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as render
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,6 +59,34 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.executions_started = Counter(
+            "connectsw_executions_started",
+            "Executions submitted through the API.",
+            registry=self.registry,
+        )
+        self.executions_completed = Counter(
+            "connectsw_executions_completed",
+            "Executions the server ran to completion.",
+            registry=self.registry,
+        )
+        self.executions_failed = Counter(
+            "connectsw_executions_failed",
+            "Server runs that ended failed or stopped by a quality gate.",
+            registry=self.registry,
+        )
+
+    def count_licenses(self, active_by_tier: Callable[[], dict[str, int]]) -> None:
+        """Expose ``connectsw_licenses_active{tier}``, asked of ``active_by_tier`` at
+        each scrape (reference "licenses.active.count")."""
+        self.registry.register(_ActiveLicenses(active_by_tier))
+
+    def run_ended(self, status: str) -> None:
+        """Count a server run that ended in ``status`` (an ExecutionStatus value)."""
+        if status == "completed":
+            self.executions_completed.inc()
+        elif status in ("failed", "gate_failed"):
+            self.executions_failed.inc()
+
     def middleware(self) -> Middleware:
         """Counts every request (outermost: sees the final status)."""
 
@@ -76,5 +108,21 @@ class Metrics:
         return count
 
     async def handler(self, request: web.Request) -> web.Response:
-        body = render(self.registry)
+        # A scrape reads the store (active licenses): not on the event loop.
+        body = await asyncio.get_running_loop().run_in_executor(None, render, self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _ActiveLicenses(Collector):
+    """``connectsw_licenses_active{tier}``: licenses that are active and unexpired."""
+
+    def __init__(self, active_by_tier: Callable[[], dict[str, int]]) -> None:
+        self.active_by_tier = active_by_tier
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "connectsw_licenses_active", "Active, unexpired licenses by tier.", labels=["tier"]
+        )
+        for tier, count in sorted(self.active_by_tier().items()):
+            gauge.add_metric([tier], count)
+        yield gauge

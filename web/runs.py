@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,8 +33,14 @@ class Runs:
     ``workers`` executions run at once; more wait in the pool's queue.
     """
 
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int,
+        on_end: Callable[[str], None] = lambda status: None,
+    ) -> None:
         self.settings = settings
+        self.on_end = on_end  # called with the status a run ended in (metrics)
         self.engine = Engine(settings)
         self.root = settings.data_dir.expanduser() / "workspaces"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="connectsw-run")
@@ -79,7 +86,8 @@ class Runs:
                 if not self._connected:  # the first run starts the Dask cluster
                     _ = self.engine.client
                     self._connected = True
-            self.engine.run(execution_id)
+            ended = self.engine.run(execution_id)
+            self.on_end(ended.status.value)
         except ConnectSWError as exc:  # recorded on the execution by the engine
             log.warning("execution %s stopped: %s", execution_id, exc)
         except Exception:

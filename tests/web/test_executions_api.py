@@ -235,3 +235,35 @@ def test_a_logout_is_seen_at_once_despite_the_session_cache(served: Served) -> N
     assert status == 204, raw
     status, body = carol.call("GET", "/v1/executions")
     assert (status, body["error"]["code"]) == (401, "session_ended")
+
+
+def test_metrics_count_executions_and_active_licenses(served: Served, alice: Client) -> None:
+    def scrape() -> dict[str, float]:
+        _, _, raw = http("GET", served.url + "/metrics")
+        values = {}
+        for line in raw.decode().splitlines():
+            if line.startswith("connectsw_") and " " in line:
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    before = scrape()
+    done = alice.execute("Counted thing")
+    alice.wait_for(done, "awaiting_checkpoint")
+    after = scrape()
+    started = "connectsw_executions_started_total"
+    assert after[started] == before.get(started, 0) + 1
+    assert after['connectsw_licenses_active{tier="PRO"}'] == len(served.keys)
+    assert after['connectsw_licenses_active{tier="FREE"}'] == 0
+    completed = "connectsw_executions_completed_total"
+    for _ in range(3):
+        alice.wait_for(done, "awaiting_checkpoint")
+        status, body = alice.call(
+            "POST", f"/v1/execution/{done}/checkpoint", {"decision": "approve"}
+        )
+        assert status == 200, body
+    alice.wait_for(done, "completed")
+    deadline = time.monotonic() + 10
+    while scrape().get(completed, 0) != before.get(completed, 0) + 1:
+        assert time.monotonic() < deadline, "the completed run was not counted"
+        time.sleep(0.1)
