@@ -10,12 +10,14 @@ import json
 import os
 import stat
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .serving import Served, run_cli, start_server
+from .serving import Served, clean_env, run_cli, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +133,104 @@ def test_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 7
     assert out.stderr.count("\n") == 1 and "does not answer" in out.stderr
     assert "CSFW-PRO-X-Y" not in out.stderr
+
+
+def test_a_server_killed_mid_run_is_resumed_from_the_cli(tmp_path: Path) -> None:
+    """kill -9 of the server while a stage runs; a new server; `connectsw resume` ends
+    it, and every task's work is committed exactly once."""
+    lease = {"CONNECTSW_ENGINE__HEARTBEAT_INTERVAL": "0.2", "CONNECTSW_ENGINE__LEASE_TIMEOUT": "1"}
+    data = tmp_path / "server"
+    server = start_server(data, **lease)
+    client = tmp_path / "client"
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        _login(server, client, work)
+        submitted = subprocess.Popen(
+            [sys.executable, "-m", "connectsw.cli.main", "new", "product", TITLE, "--yes"],
+            cwd=work,
+            env=clean_env(client),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert submitted.stdout is not None
+        seen = ""
+        while "task.started" not in seen:  # a stage is running on the server
+            line = submitted.stdout.readline()
+            assert line, f"the client ended early: {seen}"
+            seen += line
+        server.proc.kill()  # SIGKILL: no cleanup at all
+        server.proc.wait()
+        assert submitted.wait(60) != 0  # the client says the server went away
+    finally:
+        server.stop()
+    execution_id = next(w for w in seen.split() if w.startswith("exec_")).rstrip(":")
+
+    again = start_server(data, **lease)
+    try:
+        credentials = json.loads((client / "credentials.json").read_text())
+        credentials["server"] = again.url  # the new server listens on another port
+        (client / "credentials.json").write_text(json.dumps(credentials))
+        time.sleep(1.5)  # the dead server's lease lapses
+        resumed = run_cli(["resume", execution_id, "--yes", "--json"], client, work)
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["status"] == "completed"
+        pulled = run_cli(["pull", execution_id, "--json"], client, work)
+        assert pulled.returncode == 0, pulled.stderr
+        repo = Path(json.loads(pulled.stdout)["workspace"])
+        subjects = _git(repo, "log", "--format=%s")
+        assert len(subjects) == len(set(subjects)) == 5, subjects  # each task once
+    finally:
+        again.stop()
+
+
+def test_new_feature_uploads_the_repository_and_pull_fast_forwards(
+    served: Served, tmp_path: Path
+) -> None:
+    client = tmp_path / "client"
+    work = tmp_path / "work"
+    work.mkdir()
+    _login(served, client, work)
+    made = run_cli(["new", "product", TITLE, "--yes", "--json"], client, work)
+    assert made.returncode == 0, made.stderr
+    product = json.loads(made.stdout)["executionId"]
+    assert run_cli(["pull", product], client, work).returncode == 0
+    repo = work / "recipe-planner"
+    before = _git(repo, "rev-parse", "HEAD")[0]
+
+    feature = run_cli(["new", "feature", "export as CSV", "--yes", "--json"], client, repo)
+    # The built-in agents only scaffold products: the feature fails, as in local mode.
+    assert feature.returncode == 1, feature.stderr
+    feature_id = json.loads(feature.stdout)["executionId"]
+    pulled = run_cli(["pull", feature_id, "--json"], client, repo)
+    # The server's workspace was a clone of ours (else the histories would diverge).
+    assert pulled.returncode == 0, pulled.stderr
+    gained = json.loads(pulled.stdout)["commits"]
+    assert gained == ["spec: Write the feature spec"]  # what ran before the failure
+    assert _git(repo, "rev-parse", "HEAD~1")[0] == before  # fast-forwarded on top of ours
+
+
+def test_a_local_history_that_diverged_is_not_overwritten(served: Served, tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    work = tmp_path / "work"
+    repo = work / "recipe-planner"
+    repo.mkdir(parents=True)
+    _login(served, client, work)
+    made = run_cli(["new", "product", TITLE, "--yes", "--json"], client, work)
+    assert made.returncode == 0, made.stderr
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "mine.txt").write_text("my own work\n")
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "me",
+        "GIT_AUTHOR_EMAIL": "me@example.com",
+        "GIT_COMMITTER_NAME": "me",
+        "GIT_COMMITTER_EMAIL": "me@example.com",
+    }
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "mine"], check=True, env=env)
+    pulled = run_cli(["pull", json.loads(made.stdout)["executionId"]], client, work)
+    assert pulled.returncode != 0
+    assert "diverged" in pulled.stderr and pulled.stderr.count("\n") == 1
+    assert _git(repo, "log", "--format=%s") == ["mine"]
