@@ -165,7 +165,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
-        "audit log: one row per API request (reference \"Audit Logging\"; never a key)",
+        'audit log: one row per API request (reference "Audit Logging"; never a key)',
         (
             # event_id is the request's usage event id: replaying the usage log after
             # a crash inserts each request once (ON CONFLICT DO NOTHING).

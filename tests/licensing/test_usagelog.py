@@ -8,7 +8,6 @@ audit log.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -200,9 +199,7 @@ def test_compaction_killed_between_steps_loses_and_duplicates_nothing(
     log.close()
 
 
-def test_a_writer_killed_mid_stream_keeps_every_line_it_wrote(
-    tmp_path: Path, store: Store
-) -> None:
+def test_a_writer_killed_mid_stream_keeps_every_line_it_wrote(tmp_path: Path, store: Store) -> None:
     """The writer's write(2) is in the kernel once it returns: kill -9 loses none of it."""
     script = textwrap.dedent(
         """
