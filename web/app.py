@@ -23,8 +23,8 @@ from connectsw.web.metrics import Metrics
 from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
 from connectsw.web.runs import Runs, Uploads
 from connectsw.web.session_cache import SessionCache
-from connectsw.web.view_cache import ViewCache
 from connectsw.web.usage import UsageWriter, usage_middleware, usage_resources
+from connectsw.web.view_cache import ViewCache
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)

@@ -87,6 +87,7 @@ async def authenticate_session(request: web.Request) -> tuple[License, SessionRe
     session = await request.app[SESSION_CACHE].resolve(session_token(request))
     if session.license_id != license.id:
         raise ApiError("invalid_session", "the session token is not this license's", 401)
+    request[SESSION] = session
     return license, session
 
 

@@ -9,7 +9,7 @@ acknowledged without its record.
 
 Who made the request is what authentication found (``web/sessions.py`` stashes
 the :class:`License` and the session on the request); the address is
-:func:`connectsw.web.sessions.client_ip`'s (trusted-proxy handling); the endpoint
+:func:`connectsw.web.clientip.client_ip`'s (trusted-proxy handling); the endpoint
 is the route template, never the path as sent (no id, key or token in it).
 
 Off the request path, one worker thread (:class:`UsageWriter`) writes the audit
@@ -38,8 +38,9 @@ from connectsw.licensing.models import License
 from connectsw.licensing.tiers import Tier
 from connectsw.licensing.usage import TS_KEY, USAGE_DIR, audit_record
 from connectsw.licensing.usagelog import Batch, UsageLog, compact_segment, recover
+from connectsw.web.clientip import client_ip
 from connectsw.web.errors import error_response
-from connectsw.web.sessions import LICENSE, SESSION, client_ip
+from connectsw.web.sessions import LICENSE, SESSION
 
 log = logging.getLogger("connectsw.usage")
 

@@ -75,10 +75,12 @@ def traffic(url: str, key: str) -> tuple[int, str, str]:
     for _ in range(3):
         path = f"/v1/sessions/{sid}/heartbeat"
         assert call(url, "POST", path, {"X-Session-Token": token})[0] == 200
+    both = {"X-License-Key": key, "X-Session-Token": token}
+    assert call(url, "GET", "/v1/execution/nope", both)[0] == 404
     assert call(url, "POST", "/v1/sessions", {"X-License-Key": "CSFW-PRO-BAD-KEY"})[0] == 401
     assert call(url, "GET", "/healthz")[0] == 200
     assert call(url, "GET", "/v1/no/such/thing")[0] == 404
-    return 7, token, sid
+    return 8, token, sid
 
 
 def usage_rows(data: Path) -> list[dict[str, Any]]:
@@ -114,6 +116,8 @@ def check_events(rows: list[dict[str, Any]], license_id: str, sid: str, since: f
     )
     beat = by_endpoint["POST", "/v1/sessions/{id}/heartbeat", 200]
     assert (beat["license_id"], beat["tier"], beat["session_id"]) == (license_id, "PRO", sid)
+    missing = by_endpoint["GET", "/v1/execution/{id}", 404]
+    assert (missing["license_id"], missing["session_id"]) == (license_id, sid)
     refused = by_endpoint["POST", "/v1/sessions", 401]
     assert refused["license_id"] is None and refused["session_id"] is None
     assert ("GET", "/healthz", 200) in by_endpoint
@@ -156,7 +160,7 @@ def test_kill_9_loses_no_answered_request(settings: Settings, store: Store, tmp_
         audit = store.audit_records(limit=100)
         assert sorted(a.event_id for a in audit) == sorted(r["event_id"] for r in rows)
         mine = store.audit_records(license_id)
-        assert len(mine) == 4 and {a.session_id for a in mine} == {sid}
+        assert len(mine) == 5 and {a.session_id for a in mine} == {sid}
         refused = [a for a in audit if a.status == 401]
         assert [(a.error_code, a.license_id, a.user_agent) for a in refused] == [
             ("invalid_format", None, AGENT)
