@@ -136,6 +136,13 @@ class ServerSettings(_Section):
     ip_rate_limit: str = "100/minute"
     """Requests per client IP (reference: 100 per minute at the edge), in the ``limits``
     library's notation: ``N/second|minute|hour|day``."""
+    usage_flush_seconds: PositiveSeconds = Field(1.0, le=3600)
+    """Every this often, the requests' audit records are written to the store (one batch)
+    and a usage log segment past its time is compacted to Parquet."""
+    usage_segment_events: int = Field(10_000, ge=1, le=10_000_000)
+    """A usage log segment is compacted to Parquet after this many events ..."""
+    usage_segment_seconds: PositiveSeconds = Field(60.0, le=86_400)
+    """... or this many seconds: one Parquet file per segment and UTC date."""
 
     max_bundle_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     """Largest git bundle ``new feature`` / ``fix`` may upload, bytes (413 above)."""

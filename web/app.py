@@ -23,6 +23,7 @@ from connectsw.web.metrics import Metrics
 from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
 from connectsw.web.runs import Runs, Uploads
 from connectsw.web.session_cache import SessionCache
+from connectsw.web.usage import UsageWriter, usage_middleware, usage_resources
 from connectsw.web.view_cache import ViewCache
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -37,6 +38,7 @@ SESSION_CACHE = web.AppKey("session_cache", SessionCache)
 RUNS = web.AppKey("runs", Runs)
 VIEWS = web.AppKey("views", ViewCache)
 UPLOADS = web.AppKey("uploads", Uploads)
+USAGE = web.AppKey("usage", UsageWriter)
 
 MAX_BODY = 1_048_576
 """Request bodies above 1 MiB are refused (413)."""
@@ -52,6 +54,7 @@ def make_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(
         middlewares=[
+            usage_middleware(lambda r: r.app[USAGE]),
             metrics.middleware(),
             ratelimit_middleware(lambda r: r.app[LIMITS]),
             errors_middleware,
@@ -63,6 +66,7 @@ def make_app(settings: Settings) -> web.Application:
     app[LIMITS] = RateLimits(settings.server.ip_rate_limit)
     app[RECENT_IPS] = RecentIPs()
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(usage_resources)  # stops first: flushes while the store is open
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handler)

@@ -18,6 +18,11 @@ from connectsw.web.clientip import client_ip
 from connectsw.web.errors import ApiError
 from connectsw.web.ratelimit import remember
 
+LICENSE = "connectsw.license"
+"""Request key: the :class:`License` authentication found (for usage and audit records)."""
+SESSION = "connectsw.session"
+"""Request key: the request's session (:class:`SessionRecord`), opened or presented."""
+
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/sessions", open_session)
@@ -59,6 +64,7 @@ async def authenticate(request: web.Request) -> License:
     from connectsw.web.app import KEYS, LIMITS, RECENT_IPS
 
     license = await request.app[KEYS].validate(license_key(request))
+    request[LICENSE] = license
     remember(request, await request.app[LIMITS].hit_license(license))
     over = request.app[RECENT_IPS].observe(license, client_ip(request))
     if over is not None:  # step 6 flags, never blocks
@@ -81,6 +87,7 @@ async def authenticate_session(request: web.Request) -> tuple[License, SessionRe
     session = await request.app[SESSION_CACHE].resolve(session_token(request))
     if session.license_id != license.id:
         raise ApiError("invalid_session", "the session token is not this license's", 401)
+    request[SESSION] = session
     return license, session
 
 
@@ -106,6 +113,7 @@ async def open_session(request: web.Request) -> web.Response:
         client_ip(request),
         request.headers.get("User-Agent", ""),
     )
+    request[SESSION] = opened.session
     if opened.flagged:  # within the grace: admitted, and recorded
         await flag(
             request,
@@ -131,6 +139,7 @@ async def _own(request: web.Request, action: str) -> SessionRecord:
     token = session_token(request)
     loop = asyncio.get_running_loop()
     session = await loop.run_in_executor(None, sessions.resolve, token)
+    request[SESSION] = session
     if session.id != request.match_info["id"]:
         # Someone else's (or no such) session: indistinguishable from a missing one.
         raise ApiError("no_such_resource", "no such session", 404)

@@ -1,5 +1,5 @@
 """The relational store's interface: executions, task results, checkpoints, gates, events,
-licenses."""
+licenses, sessions, audit records."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from connectsw.core.models import (
 )
 
 if TYPE_CHECKING:
+    from connectsw.core.stores.audit import AuditRecord
     from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
     from connectsw.licensing.models import License, LicenseStatus
 
@@ -240,6 +241,16 @@ class Store(ABC):
     @abstractmethod
     def security_events(self, license_id: str, limit: int = 100) -> list[SecurityEvent]:
         """The license's flags, newest first."""
+
+    # -- audit log of API requests (core/stores/audit.py) -------------------------------
+    @abstractmethod
+    def add_audit_records(self, records: Sequence[AuditRecord]) -> int:
+        """Insert, in one transaction, the records whose ``event_id`` is not stored yet
+        (a replayed batch adds nothing twice); returns how many were new."""
+
+    @abstractmethod
+    def audit_records(self, license_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        """Audit records of one license, or of every request, newest first."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

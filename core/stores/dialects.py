@@ -94,10 +94,11 @@ class Dialect:
     def lock_events(self, db: Any, execution_ids: Sequence[str]) -> None:
         """Before appending events of these executions (SQLite: the write lock suffices)."""
 
-    def executemany(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for many rows."""
-        if rows:
-            db.executemany(sql, rows)
+    def executemany(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement for many rows; returns how many rows it changed."""
+        if not rows:
+            return 0
+        return int(db.executemany(sql, rows).rowcount)
 
     def insert_returning(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
         """Insert rows into a table with an integer key; returns the keys in order."""
@@ -163,10 +164,12 @@ class PostgresDialect(Dialect):
         for eid in sorted(set(execution_ids)):
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (eid,))
 
-    def executemany(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            with db.cursor() as cur:  # psycopg pipelines the rows: one round trip
-                cur.executemany(sql, rows)
+    def executemany(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        with db.cursor() as cur:  # psycopg pipelines the rows: one round trip
+            cur.executemany(sql, rows)
+            return int(cur.rowcount)  # the sum over the rows (psycopg >= 3.1)
 
     def insert_returning(self, db: Any, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
         if not rows:

@@ -163,6 +163,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS executions_license ON executions (license_id, updated_at)",
         ),
     ),
+    Migration(
+        8,
+        'audit log: one row per API request (reference "Audit Logging"; never a key)',
+        (
+            # event_id is the request's usage event id: replaying the usage log after
+            # a crash inserts each request once (ON CONFLICT DO NOTHING).
+            """CREATE TABLE IF NOT EXISTS audit_log (
+                event_id TEXT PRIMARY KEY,
+                ts {time} NOT NULL,
+                license_id TEXT,
+                user_id TEXT,
+                session_id TEXT,
+                method TEXT NOT NULL,
+                endpoint TEXT NOT NULL,
+                ip TEXT NOT NULL,
+                user_agent TEXT NOT NULL,
+                status SMALLINT NOT NULL,
+                latency_ms DOUBLE PRECISION NOT NULL,
+                error_code TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts)",
+            "CREATE INDEX IF NOT EXISTS audit_log_license ON audit_log (license_id, ts)",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

@@ -36,6 +36,7 @@ from connectsw.core.models import (
 )
 from connectsw.core.redact import redact_message
 from connectsw.core.stores import migrations
+from connectsw.core.stores.audit import AuditRecords
 from connectsw.core.stores.base import Lease, Store
 from connectsw.core.stores.dialects import Dialect
 from connectsw.core.stores.licenses import LicenseRecords
@@ -53,7 +54,7 @@ from connectsw.core.stores.sessions import SessionRecords
 _EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
 
 
-class SQLStore(LicenseRecords, SessionRecords, Store):
+class SQLStore(LicenseRecords, SessionRecords, AuditRecords, Store):
     """A :class:`Store` over a SQL database; subclasses supply connections and a dialect."""
 
     dialect: Dialect
