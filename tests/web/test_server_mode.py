@@ -173,7 +173,11 @@ def test_a_server_killed_mid_run_is_resumed_from_the_cli(tmp_path: Path) -> None
         credentials["server"] = again.url  # the new server listens on another port
         (client / "credentials.json").write_text(json.dumps(credentials))
         time.sleep(1.5)  # the dead server's lease lapses
-        resumed = run_cli(["resume", execution_id, "--yes", "--json"], client, work)
+        # Killed while a stage ran (interrupted), or just after it (at its checkpoint).
+        where = _status(client, work, execution_id)["status"]
+        assert where in ("interrupted", "awaiting_checkpoint"), where
+        verb = "resume" if where == "interrupted" else "approve"
+        resumed = run_cli([verb, execution_id, "--yes", "--json"], client, work)
         assert resumed.returncode == 0, resumed.stderr
         assert json.loads(resumed.stdout)["status"] == "completed"
         pulled = run_cli(["pull", execution_id, "--json"], client, work)
