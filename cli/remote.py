@@ -75,7 +75,7 @@ class Credentials:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(**{k: str(data[k]) for k in ("server", "key", "token", "session_id")})
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # never logged in (here)
             return None
         except (OSError, ValueError, KeyError, TypeError):
             raise ConnectSWError(

@@ -238,3 +238,12 @@ def test_a_local_history_that_diverged_is_not_overwritten(served: Served, tmp_pa
     assert pulled.returncode != 0
     assert "diverged" in pulled.stderr and pulled.stderr.count("\n") == 1
     assert _git(repo, "log", "--format=%s") == ["mine"]
+
+
+def test_unreadable_credentials_are_one_line(tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    client.mkdir()
+    (client / "credentials.json").write_text("{not json")
+    out = run_cli(["status"], client, tmp_path)
+    assert out.returncode == 7
+    assert out.stderr.count("\n") == 1 and "connectsw login" in out.stderr
