@@ -30,6 +30,7 @@ from connectsw.core.errors import (
     TaskTimeout,
     one_line,
 )
+from connectsw.core.grants import Grant, GrantRefused, check_expiry, check_grant
 from connectsw.core.isolation import AttemptStopped, normalise, run_isolated
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
 from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
@@ -52,6 +53,8 @@ class TaskCall:
     call); ``token`` is the owner's lease token, which fences every write.
     ``reruns_marked``: the scheduler marks a task Dask may run twice
     (:mod:`connectsw.core.reruns`), so an unmarked run need not look for a record.
+    ``grant``: the engine's signed permission to run these attempts
+    (:mod:`connectsw.core.grants`); without a valid one no agent is called.
     """
 
     store_url: str
@@ -65,6 +68,7 @@ class TaskCall:
     retry_backoff_max: float = 30.0
     default_timeout: float = 0.0
     reruns_marked: bool = False
+    grant: Grant | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled once per task: positional fields only, no per-instance field names.
@@ -221,14 +225,19 @@ class _Attempt:
 
 
 def _record_unstarted(
-    store: Store, call: TaskCall, task: TaskSpec, status: TaskStatus, error: str
+    store: Store,
+    call: TaskCall,
+    task: TaskSpec,
+    status: TaskStatus,
+    error: str,
+    attempt: int | None = None,
 ) -> dict[str, Any]:
     check_task(TaskStatus.PENDING, status)
     result = TaskResult(
         execution_id=call.execution_id,
         task_id=task.id,
         round=call.round,
-        attempt=call.first_attempt,
+        attempt=call.first_attempt if attempt is None else attempt,
         status=status,
         error=error,
         finished_at=utcnow(),
@@ -248,7 +257,13 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
 
     Every attempt's record goes through this process's task log (written within
     milliseconds, flushed by the engine before it reads the stage's results).
+    Nothing runs without the call's valid grant (:func:`~connectsw.core.grants.check_grant`,
+    checked before the store is opened): a refusal is recorded as the task's failure.
     """
+    try:
+        check_grant(call)
+    except GrantRefused as exc:
+        return _refused(call, exc, call.first_attempt)
     store = get_store(call.store_url)
     loaded = _load(store, call)
     task = loaded.tasks[call.task_id]
@@ -277,6 +292,16 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
         monitor.leave(call.execution_id, call.token)
 
 
+def _refused(call: TaskCall, exc: GrantRefused, attempt: int) -> dict[str, Any]:
+    """Record attempt ``attempt`` as failed, never started, for the grant's refusal."""
+    log.warning("task %s of %s not run: %s", call.task_id, call.execution_id, exc)
+    store = get_store(call.store_url)
+    task = _load(store, call).tasks.get(call.task_id)
+    if task is None:
+        raise NotFound(f"task {call.task_id!r} is not in execution {call.execution_id}")
+    return _record_unstarted(store, call, task, TaskStatus.FAILED, str(exc), attempt)
+
+
 def _attempts(
     store: Store, call: TaskCall, loaded: _Loaded, task: TaskSpec, deps: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -287,6 +312,11 @@ def _attempts(
     attempt, last = call.first_attempt - 1, call.last_attempt
     while attempt < last:
         attempt += 1
+        if attempt > call.first_attempt and call.grant is not None:
+            try:  # a retry starts later: its grant must still hold (signature checked)
+                check_expiry(call.grant)
+            except GrantRefused as exc:
+                return _refused(call, exc, attempt)
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
