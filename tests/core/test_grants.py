@@ -8,8 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from distributed import Client, LocalCluster
 
+from connectsw.conf.settings import Settings
 from connectsw.core import grants
+from connectsw.core.engine import Engine
 from connectsw.core.grants import (
     GRANT_MARGIN,
     GrantRefused,
@@ -17,6 +21,7 @@ from connectsw.core.grants import (
     check_grant,
     pass_lifetime,
 )
+from connectsw.core.models import Execution, ExecutionStatus, Request
 from connectsw.core.runner import TaskCall
 from connectsw.licensing.certificates import new_signing_key, private_key_pem, public_key_pem
 
@@ -181,3 +186,52 @@ def test_an_untimed_attempt_counts_as_the_longest_timeout() -> None:
 
     lifetime = pass_lifetime([(1, None)], retry_backoff=0.5, retry_backoff_max=30.0)
     assert lifetime == GRANT_MARGIN + MAX_TIMEOUT + grants.ATTEMPT_SLACK
+
+
+# -- through real Dask worker processes ------------------------------------------------
+
+
+def _run_on_worker_processes(settings: Settings, tmp_path: Path) -> Execution:
+    """Run two shell tasks through the engine on a LocalCluster of worker processes."""
+    graph = tmp_path / "g.yaml"
+    tasks = [
+        {"id": t, "agent": "shell", "with": {"command": f"echo {t} >> runs.txt"}} for t in "ab"
+    ]
+    tasks[1]["needs"] = ["a"]
+    graph.write_text(yaml.safe_dump({"name": "procs", "tasks": tasks}))
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"allowed_failures": 0},
+        ) as cluster,
+        Client(cluster) as client,
+        Engine(settings, client=client) as engine,
+    ):
+        ex = engine.submit(Request(command="run", args=[str(graph)]), tmp_path / "ws")
+        return engine.run(ex.id)
+
+
+@pytest.mark.slow
+def test_worker_processes_learn_the_engine_key_from_its_plugin(
+    settings: Settings, tmp_path: Path
+) -> None:
+    done = _run_on_worker_processes(settings, tmp_path)
+    assert done.status is ExecutionStatus.COMPLETED, done.error
+    assert (tmp_path / "ws" / "runs.txt").read_text() == "a\nb\n"
+
+
+@pytest.mark.slow
+def test_a_worker_pinned_to_another_key_runs_no_agent_of_this_engine(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinned = tmp_path / "grant.pub.pem"
+    pinned.write_bytes(public_key_pem(new_signing_key()))
+    monkeypatch.setenv(grants.PUBLIC_KEY_ENV, str(pinned))  # inherited by the workers
+    done = _run_on_worker_processes(settings, tmp_path)
+    assert done.status is ExecutionStatus.FAILED
+    assert done.error is not None
+    assert "task 'a' failed: refused: " in done.error and "does not trust" in done.error
+    assert not (tmp_path / "ws" / "runs.txt").exists()
