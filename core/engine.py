@@ -21,7 +21,6 @@ from connectsw.core import workspace as git
 from connectsw.core.errors import Cancelled, Conflict, ConnectSWError, InvalidState
 from connectsw.core.events import dispatch
 from connectsw.core.gate_run import GateRun
-from connectsw.core.grants import engine_signer
 from connectsw.core.lease import Lease
 from connectsw.core.leftovers import end_leftovers, record_never_run
 from connectsw.core.liveness import owner_alive, this_owner
@@ -192,6 +191,8 @@ class Engine:
                 try:  # a failed start is recorded, never left pending
                     git.ensure_repo(Path(execution.workspace))
                     self.client  # noqa: B018 - connect (or start the cluster) now
+                    from connectsw.core.grants import engine_signer
+
                     engine_signer()  # a grant key file that cannot be used: said now
                 except ConnectSWError as exc:
                     error = f"could not start: {exc}"

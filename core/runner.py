@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import workspace as git
@@ -30,7 +30,6 @@ from connectsw.core.errors import (
     TaskTimeout,
     one_line,
 )
-from connectsw.core.grants import Grant, GrantRefused, check_expiry, check_grant
 from connectsw.core.isolation import AttemptStopped, normalise, run_isolated
 from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
 from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
@@ -39,6 +38,9 @@ from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import task_log
 from connectsw.plugins.registry import get_registries
+
+if TYPE_CHECKING:
+    from connectsw.core.grants import Grant, GrantRefused
 
 log = logging.getLogger("connectsw.runner")
 
@@ -260,6 +262,10 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
     Nothing runs without the call's valid grant (:func:`~connectsw.core.grants.check_grant`,
     checked before the store is opened): a refusal is recorded as the task's failure.
     """
+    # Imported here: the engine imports this module, and its light commands need
+    # neither cryptography nor distributed (~1 µs a task once loaded).
+    from connectsw.core.grants import GrantRefused, check_grant
+
     try:
         check_grant(call)
     except GrantRefused as exc:
@@ -313,6 +319,8 @@ def _attempts(
     while attempt < last:
         attempt += 1
         if attempt > call.first_attempt and call.grant is not None:
+            from connectsw.core.grants import GrantRefused, check_expiry
+
             try:  # a retry starts later: its grant must still hold (signature checked)
                 check_expiry(call.grant)
             except GrantRefused as exc:

@@ -205,7 +205,11 @@ def _run_on_worker_processes(settings: Settings, tmp_path: Path) -> Execution:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            scheduler_kwargs={"allowed_failures": 0},
+            scheduler_kwargs={
+                "dashboard": False,
+                "dashboard_address": "127.0.0.1:0",
+                "allowed_failures": 0,
+            },
         ) as cluster,
         Client(cluster) as client,
         Engine(settings, client=client) as engine,

@@ -162,3 +162,31 @@ def test_an_agent_is_called_only_with_a_valid_orchestrator_grant(
         (1, TaskStatus.FAILED),
         (2, TaskStatus.SUCCEEDED),
     ]
+
+
+def test_a_retry_after_its_grant_expired_is_refused(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    command = "echo ran >> runs.txt; sleep 1.5; exit 1"
+    ex = submit_graph(
+        {"name": "late", "tasks": [{"id": "t", "agent": "shell", "with": {"command": command}}]},
+        workspace=ws,
+    )
+    ws.mkdir(parents=True, exist_ok=True)
+    token = engine.store.claim(ex.id, this_owner(), 0, utcnow())
+    assert token is not None
+    call = TaskCall(engine.store_url, ex.id, 0, "t", token, last_attempt=2, retry_backoff=0.01)
+    signer = engine_signer()
+    trust(signer.public_pem)
+    [granted] = signer.sign([call], lifetime=1.0)  # valid for the first attempt only
+    result = run_task(granted)
+    flush(engine.store_url)
+    assert result is not None and "expired" in result["error"]
+    attempts = engine.store.task_attempts(ex.id, "t")
+    assert [(a.attempt, a.status) for a in attempts] == [
+        (1, TaskStatus.FAILED),
+        (2, TaskStatus.FAILED),
+    ]
+    assert attempts[1].error is not None and attempts[1].error.startswith("refused: ")
+    assert (ws / "runs.txt").read_text() == "ran\n"  # the second attempt never ran
