@@ -204,6 +204,9 @@ class Engine:
                 try:  # a failed start is recorded, never left pending
                     git.ensure_repo(Path(execution.workspace))
                     self.client  # noqa: B018 - connect (or start the cluster) now
+                    from connectsw.core.grants import engine_signer
+
+                    engine_signer()  # a grant key file that cannot be used: said now
                 except ConnectSWError as exc:
                     error = f"could not start: {exc}"
                     self._move(

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import workspace as git
@@ -39,6 +39,9 @@ from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import task_log
 from connectsw.plugins.registry import get_registries
 
+if TYPE_CHECKING:
+    from connectsw.core.grants import Grant, GrantRefused
+
 log = logging.getLogger("connectsw.runner")
 
 SUCCEEDED = TaskStatus.SUCCEEDED.value
@@ -52,6 +55,8 @@ class TaskCall:
     call); ``token`` is the owner's lease token, which fences every write.
     ``reruns_marked``: the scheduler marks a task Dask may run twice
     (:mod:`connectsw.core.reruns`), so an unmarked run need not look for a record.
+    ``grant``: the engine's signed permission to run these attempts
+    (:mod:`connectsw.core.grants`); without a valid one no agent is called.
     """
 
     store_url: str
@@ -65,6 +70,7 @@ class TaskCall:
     retry_backoff_max: float = 30.0
     default_timeout: float = 0.0
     reruns_marked: bool = False
+    grant: Grant | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled once per task: positional fields only, no per-instance field names.
@@ -221,14 +227,19 @@ class _Attempt:
 
 
 def _record_unstarted(
-    store: Store, call: TaskCall, task: TaskSpec, status: TaskStatus, error: str
+    store: Store,
+    call: TaskCall,
+    task: TaskSpec,
+    status: TaskStatus,
+    error: str,
+    attempt: int | None = None,
 ) -> dict[str, Any]:
     check_task(TaskStatus.PENDING, status)
     result = TaskResult(
         execution_id=call.execution_id,
         task_id=task.id,
         round=call.round,
-        attempt=call.first_attempt,
+        attempt=call.first_attempt if attempt is None else attempt,
         status=status,
         error=error,
         finished_at=utcnow(),
@@ -248,7 +259,17 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
 
     Every attempt's record goes through this process's task log (written within
     milliseconds, flushed by the engine before it reads the stage's results).
+    Nothing runs without the call's valid grant (:func:`~connectsw.core.grants.check_grant`,
+    checked before the store is opened): a refusal is recorded as the task's failure.
     """
+    # Imported here: the engine imports this module, and its light commands need
+    # neither cryptography nor distributed (~1 µs a task once loaded).
+    from connectsw.core.grants import GrantRefused, check_grant
+
+    try:
+        check_grant(call)
+    except GrantRefused as exc:
+        return _refused(call, exc, call.first_attempt)
     store = get_store(call.store_url)
     loaded = _load(store, call)
     task = loaded.tasks[call.task_id]
@@ -277,6 +298,16 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
         monitor.leave(call.execution_id, call.token)
 
 
+def _refused(call: TaskCall, exc: GrantRefused, attempt: int) -> dict[str, Any]:
+    """Record attempt ``attempt`` as failed, never started, for the grant's refusal."""
+    log.warning("task %s of %s not run: %s", call.task_id, call.execution_id, exc)
+    store = get_store(call.store_url)
+    task = _load(store, call).tasks.get(call.task_id)
+    if task is None:
+        raise NotFound(f"task {call.task_id!r} is not in execution {call.execution_id}")
+    return _record_unstarted(store, call, task, TaskStatus.FAILED, str(exc), attempt)
+
+
 def _attempts(
     store: Store, call: TaskCall, loaded: _Loaded, task: TaskSpec, deps: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -287,6 +318,13 @@ def _attempts(
     attempt, last = call.first_attempt - 1, call.last_attempt
     while attempt < last:
         attempt += 1
+        if attempt > call.first_attempt and call.grant is not None:
+            from connectsw.core.grants import GrantRefused, check_expiry
+
+            try:  # a retry starts later: its grant must still hold (signature checked)
+                check_expiry(call.grant)
+            except GrantRefused as exc:
+                return _refused(call, exc, attempt)
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from connectsw.core.errors import StoreError, one_line
 from connectsw.core.events import dispatch
+from connectsw.core.grants import engine_signer, pass_lifetime
+from connectsw.core.grants import install as install_grant_key
 from connectsw.core.graph import stage_graph
 from connectsw.core.isolation import GRACE_SECONDS
 from connectsw.core.lease import Lease
@@ -121,8 +123,10 @@ class StageRun:
 
         execution, lease = self.execution, self.lease
         marked = marks_reruns(self.client)
-        calls = {
-            tid: TaskCall(
+        signer = engine_signer()
+        install_grant_key(self.client, signer)
+        unsigned = [
+            TaskCall(
                 store_url=self.store_url,
                 execution_id=execution.id,
                 round=execution.round,
@@ -136,7 +140,20 @@ class StageRun:
                 reruns_marked=marked,
             )
             for tid, b in budgets.items()
-        }
+        ]
+        # One signature for the pass; each call carries its own grant (core/grants.py).
+        lifetime = pass_lifetime(
+            (
+                (
+                    b.last - b.next + 1,
+                    execution.plan.task(tid).timeout or self.settings.default_timeout,
+                )
+                for tid, b in budgets.items()
+            ),
+            self.settings.retry_backoff,
+            self.settings.retry_backoff_max,
+        )
+        calls = {c.task_id: c for c in signer.sign(unsigned, lifetime)}
         known = {tid: public_result(r) for tid, r in self.latest.items() if tid not in calls}
         self._submissions += 1
         submission = f"{lease.token}.{self._submissions}"

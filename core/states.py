@@ -95,9 +95,10 @@ def check_execution(current: ExecutionStatus, new: ExecutionStatus) -> None:
 
 #: Attempt status -> statuses it may move to. ``PENDING`` is a task with no attempt
 #: yet (never stored); an attempt is stored as ``RUNNING`` when it starts, or
-#: directly final when it never starts (skipped, cancelled).
+#: directly final when it never starts (skipped, cancelled; failed: refused for want
+#: of a valid grant, core/grants.py).
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    T.PENDING: frozenset({T.RUNNING, T.SKIPPED, T.CANCELLED}),
+    T.PENDING: frozenset({T.RUNNING, T.SKIPPED, T.CANCELLED, T.FAILED}),
     T.RUNNING: frozenset({T.SUCCEEDED, T.FAILED, T.CANCELLED, T.INTERRUPTED}),
     T.SUCCEEDED: frozenset(),
     T.FAILED: frozenset(),
