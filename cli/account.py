@@ -36,9 +36,12 @@ def login(state: State, server: str, key: str, as_json: bool) -> None:
     """Use a server from now on: check the key, open a session, store both (mode 0600)."""
     if not server.startswith(("http://", "https://")):
         raise click.BadParameter("expected an http:// or https:// URL", param_hint="--server")
+    from connectsw.licensing.keys import check_shape
+
+    key = check_shape(key)  # a mistyped key fails here, offline
     data_dir = state.settings.data_dir
     old = Credentials.load(data_dir)
-    remote = Remote(Credentials(server=server, key=key.strip()), data_dir)
+    remote = Remote(Credentials(server=server, key=key), data_dir)
     opened = remote.open_session()  # saves the credentials once the server accepted them
     if old is not None and (old.server, old.session_id) != (server, opened["sessionId"]):
         Remote(old, data_dir).end_session()

@@ -75,6 +75,22 @@ def new_key(tier: Tier, secret: bytes) -> LicenseKey:
     return LicenseKey(tier, random, _tag(public_id, secret))
 
 
+def check_shape(text: str) -> str:
+    """``text`` normalised (upper case, no surrounding spaces) if it has a key's shape.
+
+    The client's quick, offline check (reference §1.1 "validate locally"): no secret,
+    so a well-shaped key may still be refused by the server. Raises LicenseRefused
+    ``invalid_format`` (the message never repeats the input).
+    """
+    normal = text.strip().upper()
+    if _FORMAT.fullmatch(normal) is None:
+        raise LicenseRefused(
+            "invalid_format",
+            "not a ConnectSW license key (expected CSFW-TIER-XXXXXXXXXXXXXXXX-XXXXXXXXXXXXXXXX)",
+        )
+    return normal
+
+
 def parse_key(text: str, secret: bytes) -> LicenseKey:
     """The key in ``text`` if its format and tag are right; no store is consulted.
 
@@ -87,12 +103,8 @@ def parse_key(text: str, secret: bytes) -> LicenseKey:
             The message never repeats the input.
     """
     _check_secret(secret)
-    match = _FORMAT.fullmatch(text.strip().upper())
-    if match is None:
-        raise LicenseRefused(
-            "invalid_format",
-            "not a ConnectSW license key (expected CSFW-TIER-XXXXXXXXXXXXXXXX-XXXXXXXXXXXXXXXX)",
-        )
+    match = _FORMAT.fullmatch(check_shape(text))
+    assert match is not None
     tier, random, tag = Tier(match["tier"]), match["random"], match["tag"]
     if not hmac.compare_digest(_tag(f"{PREFIX}-{tier.value}-{random}", secret), tag):
         raise LicenseRefused(

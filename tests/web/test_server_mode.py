@@ -247,3 +247,23 @@ def test_unreadable_credentials_are_one_line(tmp_path: Path) -> None:
     out = run_cli(["status"], client, tmp_path)
     assert out.returncode == 7
     assert out.stderr.count("\n") == 1 and "connectsw login" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "key", ["CSFW-PRO-NOPE", "csfw-pro-x", "", "CSFW-GOLD-AAAAAAAAAAAAAAAA-AAAAAAAAAAAAAAAA"]
+)
+def test_login_refuses_a_mistyped_key_offline(tmp_path: Path, key: str) -> None:
+    out = run_cli(
+        ["login", "--server", "http://127.0.0.1:9", "--key", key], tmp_path / "c", tmp_path
+    )
+    assert out.returncode == 5, out.stderr  # LicenseRefused: not allowed
+    assert "not a ConnectSW license key" in out.stderr and out.stderr.count("\n") == 1
+    assert not (tmp_path / "c" / "credentials.json").exists()
+
+
+def test_login_with_a_key_the_server_refuses_stores_nothing(served: Served, tmp_path: Path) -> None:
+    forged = served.issue()[:-4] + "AAAA"
+    out = run_cli(["login", "--server", served.url, "--key", forged], tmp_path / "c", tmp_path)
+    assert out.returncode == 5, out.stderr
+    assert "not valid" in out.stderr and forged not in out.stderr
+    assert not (tmp_path / "c" / "credentials.json").exists()
