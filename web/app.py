@@ -7,6 +7,7 @@ error leaves in one JSON shape (``web/errors.py``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -25,6 +26,8 @@ from connectsw.web.runs import Runs, Uploads
 from connectsw.web.session_cache import SessionCache
 from connectsw.web.usage import UsageWriter, usage_middleware, usage_resources
 from connectsw.web.view_cache import ViewCache
+
+log = logging.getLogger("connectsw.web")
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -92,9 +95,26 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[UPLOADS] = Uploads(settings)
     app[VIEWS] = ViewCache()
     runs = app[RUNS] = Runs(settings, settings.server.run_workers, app[METRICS].run_ended)
+    watcher = asyncio.create_task(_resume_interrupted(runs, settings.engine.lease_timeout / 2))
     yield
+    watcher.cancel()
     await loop.run_in_executor(None, runs.close)
     await loop.run_in_executor(None, store.close)
+
+
+async def _resume_interrupted(runs: Runs, every: float) -> None:
+    """Every ``every`` seconds (half the lease timeout), continue the executions whose
+    server died mid-run: nothing a license started is left half done by a crash."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            started = await loop.run_in_executor(None, runs.resume_interrupted)
+        except Exception:  # the store is down: try again next time
+            log.warning("could not look for interrupted executions", exc_info=True)
+        else:
+            for execution_id in started:
+                log.warning("continuing %s: its server stopped mid-run", execution_id)
+        await asyncio.sleep(every)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -96,6 +96,20 @@ class Runs:
             with self._lock:
                 self._running.pop(execution_id, None)
 
+    def resume_interrupted(self, limit: int = 1000) -> list[str]:
+        """Start every server execution (one with a license) whose runner died: a
+        server killed mid-run, on this machine or a replica. Returns their ids."""
+        from connectsw.core.models import ExecutionStatus
+
+        started = []
+        for execution in self.engine.store.list_executions(limit):
+            if execution.license_id is None or self.running(execution.id):
+                continue
+            if self.engine.status(execution) is ExecutionStatus.INTERRUPTED:
+                self.start(execution.id)
+                started.append(execution.id)
+        return started
+
     def running(self, execution_id: str) -> bool:
         with self._lock:
             future = self._running.get(execution_id)
