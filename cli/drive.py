@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from connectsw.cli.context import State, console, interactive, print_json
-from connectsw.cli.output_json import view_json
+from connectsw.cli.context import State, console, interactive
 from connectsw.cli.progress import Follower
 from connectsw.cli.prompts import ask_choice, ask_text
-from connectsw.cli.render import exit_code, show_view
+from connectsw.cli.render import report, show_view
 from connectsw.core.models import Decision, ExecutionStatus, ExecutionView
 
 CHOICES = {"a": Decision.APPROVE, "r": Decision.REQUEST_CHANGES, "c": Decision.CANCEL, "l": None}
@@ -50,9 +49,4 @@ def drive(state: State, execution_id: str, *, yes: bool = False, as_json: bool =
         engine.decide(execution_id, decision, feedback)
         if decision is Decision.CANCEL:
             break
-    view = engine.view(execution_id)
-    if as_json:
-        print_json(view_json(view))
-    else:
-        show_view(console, view)
-    return exit_code(view.status)
+    return report(engine.view(execution_id), as_json)

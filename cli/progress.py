@@ -48,6 +48,18 @@ def describe(event: Event) -> Text:
     return line.append(f"{event.message}{extra}")
 
 
+def new_progress(console: Console) -> Progress:
+    """The bar under the events: tasks done of all, time elapsed; gone at the end."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
 class Follower:
     """Polls the store for an execution's events and renders them with a progress bar."""
 
@@ -57,14 +69,7 @@ class Follower:
         self.console = console
         self.after = after
         self.total = len(execution.plan.tasks)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+        self.progress = new_progress(console)
         self.bar = self.progress.add_task(execution.plan.name, total=self.total)
         self.done: set[str] = set()
         self._stop = threading.Event()

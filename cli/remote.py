@@ -20,7 +20,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -152,27 +152,28 @@ class Remote:
         relogin: bool = True,
     ) -> Any:
         """One authenticated request; the decoded JSON answer (None for 204)."""
+        return self._in_session(
+            lambda: self._send(method, path, body, self._auth(), data=data), relogin
+        )
+
+    def stream(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        """An open response to read from (events, bundles); the caller closes it."""
+        return self._in_session(
+            lambda: self._open("GET", path, None, {**self._auth(), **(headers or {})}), True
+        )
+
+    def _in_session(self, attempt: Callable[[], Any], relogin: bool) -> Any:
+        """``attempt()`` with a session; once more with a new one if the server no
+        longer accepts the stored one (expired, ended)."""
         if not self.credentials.token:
             self.open_session()
         try:
-            return self._send(method, path, body, self._auth(), data=data)
+            return attempt()
         except LicenseRefused as exc:
             if not relogin or exc.reason not in RELOGIN:
                 raise
         self.open_session()
-        return self._send(method, path, body, self._auth(), data=data)
-
-    def stream(self, path: str, headers: dict[str, str] | None = None) -> Any:
-        """An open response to read from (events, bundles); the caller closes it."""
-        if not self.credentials.token:
-            self.open_session()
-        try:
-            return self._open("GET", path, None, {**self._auth(), **(headers or {})})
-        except LicenseRefused as exc:
-            if exc.reason not in RELOGIN:
-                raise
-        self.open_session()
-        return self._open("GET", path, None, {**self._auth(), **(headers or {})})
+        return attempt()
 
     def events(self, execution_id: str, after: int) -> Iterator[dict[str, Any]]:
         """The execution's events after seq ``after`` as they happen (server-sent

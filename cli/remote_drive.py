@@ -11,13 +11,12 @@ import json
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from connectsw.cli.context import State, console, interactive, print_json
-from connectsw.cli.output_json import event_json, view_json
-from connectsw.cli.progress import FINAL_TASK_EVENTS, QUIET, describe
+from connectsw.cli.context import State, console, interactive
+from connectsw.cli.output_json import event_json
+from connectsw.cli.progress import FINAL_TASK_EVENTS, QUIET, describe, new_progress
 from connectsw.cli.remote import Remote
-from connectsw.cli.render import exit_code, show_view
+from connectsw.cli.render import report
 from connectsw.core.models import Decision, Event, ExecutionStatus, ExecutionView
 
 
@@ -43,14 +42,7 @@ def follow(remote: Remote, execution_id: str, after: int, *, as_json: bool = Fal
         return after
     current = view(remote, execution_id)
     done = {t for t, s in current.tasks.items() if s.value not in ("pending", "running")}
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+    progress = new_progress(console)
     bar = progress.add_task(execution_id, total=len(current.tasks), completed=len(done))
     with progress:
         for data in remote.events(execution_id, after):
@@ -99,12 +91,7 @@ def remote_drive(
         decide(remote, execution_id, decision, feedback)
         if decision is Decision.CANCEL:
             break
-    final = view(remote, execution_id)
-    if as_json:
-        print_json(view_json(final))
-    else:
-        show_view(console, final)
-    return exit_code(final.status)
+    return report(view(remote, execution_id), as_json)
 
 
 def wait_until_stopped(remote: Remote, execution_id: str, after: int = 0) -> None:

@@ -8,9 +8,9 @@ from rich.table import Table
 from rich.text import Text
 
 from connectsw.cli.context import console, print_json
-from connectsw.cli.output_json import stage_number, view_json
+from connectsw.cli.output_json import stage_number
 from connectsw.cli.remote import Remote
-from connectsw.cli.render import exit_code, show_view, status_text
+from connectsw.cli.render import report, status_text
 from connectsw.core.models import ExecutionStatus
 
 
@@ -20,12 +20,7 @@ def remote_status(remote: Remote, execution_id: str | None, limit: int, as_json:
     from connectsw.cli.remote_drive import view
 
     if execution_id is not None:
-        current = view(remote, execution_id)
-        if as_json:
-            print_json(view_json(current))
-        else:
-            show_view(console, current)
-        return exit_code(current.status)
+        return report(view(remote, execution_id), as_json)
     rows = remote.call("GET", f"/v1/executions?limit={min(limit, 1000)}")["executions"]
     if as_json:
         print_json(

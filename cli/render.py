@@ -22,6 +22,18 @@ def line(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
+def report(view: ExecutionView, as_json: bool) -> int:
+    """Print the execution (its JSON with ``--json``); return its exit code."""
+    from connectsw.cli.context import console, print_json
+    from connectsw.cli.output_json import view_json
+
+    if as_json:
+        print_json(view_json(view))
+    else:
+        show_view(console, view)
+    return exit_code(view.status)
+
+
 def exit_code(status: ExecutionStatus) -> int:
     """The state table's code: 1 failed or gate-stopped, 8 cancelled, else 0."""
     return int(EXECUTION_EXIT_CODES[status])

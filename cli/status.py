@@ -9,9 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
-from connectsw.cli.output_json import event_json, stage_number, view_json
+from connectsw.cli.output_json import event_json, stage_number
 from connectsw.cli.progress import Follower
-from connectsw.cli.render import exit_code, show_view, status_text
+from connectsw.cli.render import report, show_view, status_text
 from connectsw.core.models import ExecutionStatus
 from connectsw.core.states import STOPPED
 
@@ -74,12 +74,7 @@ def status(
         if not as_json:
             console.print(f"[yellow]{execution_id} was interrupted; resuming it.[/yellow]")
         raise SystemExit(drive(state, execution_id, as_json=as_json))
-    view = engine.view(execution_id)
-    if as_json:
-        print_json(view_json(view))
-    else:
-        show_view(console, view)
-    raise SystemExit(exit_code(view.status))
+    raise SystemExit(report(engine.view(execution_id), as_json))
 
 
 @click.command("watch")

@@ -275,3 +275,24 @@ def test_login_with_a_key_the_server_refuses_stores_nothing(served: Served, tmp_
     assert out.returncode == 5, out.stderr
     assert "not valid" in out.stderr and forged not in out.stderr
     assert not (tmp_path / "c" / "credentials.json").exists()
+
+
+def test_a_session_the_server_ended_is_replaced_transparently(
+    served: Served, tmp_path: Path
+) -> None:
+    from .serving import http
+
+    client = tmp_path / "client"
+    _login(served, client, tmp_path)
+    stored = json.loads((client / "credentials.json").read_text())
+    status, _, _ = http(
+        "DELETE",
+        f"{served.url}/v1/sessions/{stored['session_id']}",
+        headers={"X-Session-Token": stored["token"]},
+    )
+    assert status == 204  # as a lapsed or logged-out session would be
+    out = run_cli(["status", "--json"], client, tmp_path)
+    assert out.returncode == 0, out.stderr
+    renewed = json.loads((client / "credentials.json").read_text())
+    assert renewed["token"] != stored["token"]
+    assert stat.S_IMODE((client / "credentials.json").stat().st_mode) == 0o600
