@@ -20,9 +20,12 @@ FAST_DASK = {
 }
 
 
-def clean_env(data: Path, **extra: str) -> dict[str, str]:
+def clean_env(data: Path, *, fast_dask: bool = True, **extra: str) -> dict[str, str]:
+    """This environment without CI or any CONNECTSW_ setting, plus the data dir, 200
+    columns, :data:`FAST_DASK` if ``fast_dask``, and EXTRA."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_") and k != "CI"}
-    env.update(FAST_DASK, CONNECTSW_DATA_DIR=str(data), COLUMNS="200", **extra)
+    env.update(FAST_DASK if fast_dask else {}, CONNECTSW_DATA_DIR=str(data), COLUMNS="200")
+    env.update(extra)
     return env
 
 
@@ -47,28 +50,44 @@ class Served:
         self.keys.append(key)
         return key
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30, *, strict: bool = False) -> int:
+        """SIGTERM; its exit code once it has stopped. One still running after ``timeout``
+        seconds is killed, and with ``strict`` that is an error (``TimeoutExpired``)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                if strict:
+                    raise
+        return self.proc.returncode
 
 
-def start_server(data: Path, **extra: str) -> Served:
+def start_server(
+    data: Path,
+    *args: str,
+    cwd: Path | None = None,
+    ready: str = "Serving on ",
+    fast_dask: bool = True,
+    **extra: str,
+) -> Served:
+    """``connectsw serve --port 0 ARGS`` on DATA, in CWD (DATA's parent unless given), with
+    the environment :func:`clean_env` makes from ``fast_dask`` and EXTRA; it has started
+    when its first line starts with READY, and if it does not, the test fails with its
+    stderr. Its URL is that line's last word."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=data.parent,
-        env=clean_env(data, **extra),
+        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0", *args],
+        cwd=data.parent if cwd is None else cwd,
+        env=clean_env(data, fast_dask=fast_dask, **extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    if not line.startswith("Serving on "):
+    if not line.startswith(ready):
         proc.kill()
         raise AssertionError(
             f"server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
@@ -77,13 +96,19 @@ def start_server(data: Path, **extra: str) -> Served:
 
 
 def run_cli(
-    args: list[str], data: Path, cwd: Path, timeout: float = 180, **extra: str
+    args: list[str],
+    data: Path,
+    cwd: Path,
+    timeout: float = 180,
+    *,
+    fast_dask: bool = True,
+    **extra: str,
 ) -> subprocess.CompletedProcess[str]:
-    """``connectsw ARGS`` as a user runs it (no terminal: nothing is asked)."""
+    """``connectsw ARGS`` as a user runs it (no terminal: nothing is asked), to its end."""
     return subprocess.run(
         [sys.executable, "-m", "connectsw.cli.main", *args],
         cwd=cwd,
-        env=clean_env(data, **extra),
+        env=clean_env(data, fast_dask=fast_dask, **extra),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

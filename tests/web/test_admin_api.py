@@ -4,15 +4,10 @@ service's rules, stable error codes, and a suspension seen by the key cache."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,53 +17,32 @@ from connectsw.conf.settings import load_settings
 from connectsw.licensing.certificates import new_signing_key, private_key_pem, verify_certificate
 from connectsw.licensing.secrets import signing_key
 
+from .serving import Served, run_cli, start_server
+
 pytestmark = pytest.mark.slow
 
 CACHE_SECONDS = 0.5
 TOKEN = "admin-" + "t" * 40
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@dataclass
-class Server:
-    url: str
-    data: Path
-
-
-def env_for(data: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(
-        CONNECTSW_DATA_DIR=str(data),
-        CONNECTSW_LICENSING__KEY_CACHE_SECONDS=str(CACHE_SECONDS),
-        CONNECTSW_SERVER__IP_RATE_LIMIT="100000/minute",
-        **extra,
-    )
-    return env
+#: The server's settings here: a short key cache, no per-IP limit in the way.
+SETTINGS = {
+    "CONNECTSW_LICENSING__KEY_CACHE_SECONDS": str(CACHE_SECONDS),
+    "CONNECTSW_SERVER__IP_RATE_LIMIT": "100000/minute",
+}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("admin")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=root,
-        env=env_for(root / "data", CONNECTSW_ADMIN_TOKEN=TOKEN),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("Serving on "), proc.stderr.read() if proc.stderr else line
+    server = start_server(root / "data", fast_dask=False, CONNECTSW_ADMIN_TOKEN=TOKEN, **SETTINGS)
     try:
-        yield Server(line.split()[-1], root / "data")
+        yield server
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert server.stop(10) == 0
 
 
 def call(
-    server: Server,
+    server: Served,
     method: str,
     path: str,
     body: Any = None,
@@ -89,7 +63,7 @@ def call(
         return err.code, json.loads(err.read()), dict(err.headers)
 
 
-def admin(server: Server, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def admin(server: Served, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     status, value, _ = call(server, method, path, body, ADMIN)
     return status, value
 
@@ -100,7 +74,7 @@ def error(result: tuple[int, Any] | tuple[int, Any, dict[str, str]]) -> tuple[in
     return status, body["error"]["code"]
 
 
-def issue(server: Server, **fields: Any) -> dict[str, Any]:
+def issue(server: Served, **fields: Any) -> dict[str, Any]:
     status, body = admin(
         server, "POST", "/v1/admin/licenses", {"tier": "PRO", "email": "a@b.io", **fields}
     )
@@ -131,7 +105,7 @@ WRONG = [
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 def test_without_the_admin_token_every_endpoint_is_401_saying_nothing_more(
-    server: Server, method: str, path: str
+    server: Served, method: str, path: str
 ) -> None:
     messages = set()
     for headers in WRONG:
@@ -143,7 +117,7 @@ def test_without_the_admin_token_every_endpoint_is_401_saying_nothing_more(
     assert len(messages) == 1 and TOKEN not in messages.pop()
 
 
-def test_both_header_forms_are_accepted(server: Server) -> None:
+def test_both_header_forms_are_accepted(server: Served) -> None:
     assert call(server, "GET", "/v1/admin/licenses", headers={"X-Admin-Token": TOKEN})[0] == 200
     assert (
         call(server, "GET", "/v1/admin/licenses", headers={"Authorization": f"bearer  {TOKEN}"})[0]
@@ -151,7 +125,7 @@ def test_both_header_forms_are_accepted(server: Server) -> None:
     )
 
 
-def test_issue_shows_the_key_once_and_the_key_opens_a_session(server: Server) -> None:
+def test_issue_shows_the_key_once_and_the_key_opens_a_session(server: Served) -> None:
     status, body, headers = call(
         server,
         "POST",
@@ -174,7 +148,7 @@ def test_issue_shows_the_key_once_and_the_key_opens_a_session(server: Server) ->
     assert opened[0] == 201
 
 
-def test_a_suspension_through_the_api_is_seen_within_the_cache_window(server: Server) -> None:
+def test_a_suspension_through_the_api_is_seen_within_the_cache_window(server: Served) -> None:
     license_id, key = (lambda b: (b["id"], b["key"]))(issue(server))
     path = f"/v1/admin/licenses/{license_id}"
     login = {"X-License-Key": key}
@@ -201,7 +175,7 @@ def test_a_suspension_through_the_api_is_seen_within_the_cache_window(server: Se
     )
 
 
-def test_the_certificate_verifies_offline_with_the_servers_public_key(server: Server) -> None:
+def test_the_certificate_verifies_offline_with_the_servers_public_key(server: Served) -> None:
     license_id = issue(server, days=10)["id"]
     status, text, headers = call(
         server, "GET", f"/v1/admin/licenses/{license_id}/certificate", headers=ADMIN
@@ -219,7 +193,7 @@ def test_the_certificate_verifies_offline_with_the_servers_public_key(server: Se
     ("method", "path"),
     [("GET", ""), ("POST", "/suspend"), ("POST", "/revoke"), ("GET", "/certificate")],
 )
-def test_an_unknown_license_is_404(server: Server, method: str, path: str) -> None:
+def test_an_unknown_license_is_404(server: Served, method: str, path: str) -> None:
     body = {"reason": "x"} if method == "POST" else None
     result = admin(server, method, f"/v1/admin/licenses/CSFW-PRO-AAAAAAAAAAAAAAAA{path}", body)
     assert error(result) == (404, "no_such_resource")
@@ -255,7 +229,7 @@ GOOD = {"tier": "PRO", "email": "a@b.io"}
     ],
 )
 def test_bad_bodies_are_4xx_with_stable_codes(
-    server: Server, path: str, raw: bytes, expected: tuple[int, str]
+    server: Served, path: str, raw: bytes, expected: tuple[int, str]
 ) -> None:
     if "{id}" in path:
         path = path.replace("{id}", issue(server)["id"])
@@ -266,39 +240,23 @@ def test_bad_bodies_are_4xx_with_stable_codes(
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=10001", "limit=ten", "limit=1&limit=2"])
-def test_a_bad_list_limit_is_400(server: Server, query: str) -> None:
+def test_a_bad_list_limit_is_400(server: Served, query: str) -> None:
     assert error(admin(server, "GET", f"/v1/admin/licenses?{query}")) == (400, "invalid_request")
 
 
 def test_production_mode_without_an_admin_token_does_not_start(tmp_path: Path) -> None:
     (tmp_path / "connectsw.toml").write_text('mode = "production"\n')
     (tmp_path / "k.pem").write_bytes(private_key_pem(new_signing_key()))
-    env = env_for(
-        tmp_path / "data",
-        CONNECTSW_LICENSE_SECRET="ab" * 32,
-        CONNECTSW_SIGNING_KEY_FILE=str(tmp_path / "k.pem"),
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
+    env = {**SETTINGS, "CONNECTSW_LICENSE_SECRET": "ab" * 32}
+    serve, data = ["serve", "--port", "0"], tmp_path / "data"
+    key_file = str(tmp_path / "k.pem")
+    proc = run_cli(
+        serve, data, tmp_path, 30, fast_dask=False, **env, CONNECTSW_SIGNING_KEY_FILE=key_file
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith("Error: no admin token: set CONNECTSW_ADMIN_TOKEN")
     assert "Traceback" not in proc.stderr and not proc.stdout
     # ... and without a signing key, it names that.
-    del env["CONNECTSW_SIGNING_KEY_FILE"]
-    env["CONNECTSW_ADMIN_TOKEN"] = TOKEN
-    proc = subprocess.run(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = run_cli(serve, data, tmp_path, 30, fast_dask=False, **env, CONNECTSW_ADMIN_TOKEN=TOKEN)
     assert proc.returncode == 2, proc.stderr
     assert "CONNECTSW_SIGNING_KEY_FILE" in proc.stderr and "Traceback" not in proc.stderr

@@ -8,10 +8,6 @@ cannot be read where it matters is ignored (the peer is the client), never a 500
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +23,8 @@ from connectsw.licensing.service import Licenses
 from connectsw.licensing.sessions import token_digest
 from connectsw.licensing.tiers import Tier
 from connectsw.web.clientip import client_address
+
+from .serving import start_server
 
 TRUSTED = [ip_network("10.0.0.0/8"), ip_network("192.0.2.1"), ip_network("2001:db8::/32")]
 
@@ -81,38 +79,21 @@ def test_no_trusted_proxy_no_forwarded_for() -> None:
 PER_IP = 50
 
 
-def serve(root: Path, trusted: list[str] | None) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(
-        CONNECTSW_DATA_DIR=str(root / "data"),
-        CONNECTSW_SERVER__IP_RATE_LIMIT=f"{PER_IP}/minute",
-    )
-    if trusted is not None:
-        env["CONNECTSW_SERVER__TRUSTED_PROXIES"] = json.dumps(trusted)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("Serving on "), proc.stderr.read() if proc.stderr else line
-    return proc, line.split()[-1]
-
-
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Licenses]]:
-    proc, url = serve(tmp_path, request.param)
+    """The server; ``request.param``: its trusted proxies (None: the setting unset)."""
+    trusted = request.param
+    proxies = {} if trusted is None else {"CONNECTSW_SERVER__TRUSTED_PROXIES": json.dumps(trusted)}
+    limit = f"{PER_IP}/minute"
+    server = start_server(
+        tmp_path / "data", fast_dask=False, CONNECTSW_SERVER__IP_RATE_LIMIT=limit, **proxies
+    )
     try:
-        settings = load_settings(data_dir=tmp_path / "data")
+        settings = load_settings(data_dir=server.data)
         secret = license_secret(settings)
-        yield url, Licenses(open_store(settings.store_url), secret, settings.licensing.tiers)
+        yield server.url, Licenses(open_store(settings.store_url), secret, settings.licensing.tiers)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert server.stop(10) == 0
 
 
 def call(url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:

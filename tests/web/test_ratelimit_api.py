@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +15,8 @@ from connectsw.licensing.secrets import license_secret
 from connectsw.licensing.service import Licenses
 from connectsw.licensing.tiers import Tier
 
+from .serving import start_server
+
 pytestmark = pytest.mark.slow
 
 PER_IP = 20
@@ -27,29 +25,16 @@ FREE_PER_HOUR = 5
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(
-        CONNECTSW_DATA_DIR=str(root / "data"),
+    server = start_server(
+        tmp_path / "data",
+        fast_dask=False,
         CONNECTSW_SERVER__IP_RATE_LIMIT=f"{PER_IP}/minute",
         CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR=str(FREE_PER_HOUR),
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("Serving on "), line
     try:
-        yield line.split()[-1], root / "data"
+        yield server.url, server.data
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert server.stop(10) == 0
 
 
 async def race(url: str, n: int, headers: dict[str, str]) -> list[aiohttp.ClientResponse]:

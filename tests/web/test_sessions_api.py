@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,55 +26,29 @@ from connectsw.licensing.secrets import license_secret
 from connectsw.licensing.service import Licenses
 from connectsw.licensing.tiers import Tier
 
+from .serving import run_cli, start_server
+
 pytestmark = pytest.mark.slow
 
 CACHE_SECONDS = 0.5
+SETTINGS = {"CONNECTSW_LICENSING__KEY_CACHE_SECONDS": str(CACHE_SECONDS)}
 
 
 @dataclass
 class Server:
     url: str
     licenses: Licenses
-    proc: subprocess.Popen[str]
 
     def issue(self, tier: Tier = Tier.PRO) -> tuple[str, str]:
         record, key = self.licenses.issue(tier, "a@example.com")
         return record.id, key
 
 
-def server_env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(
-        CONNECTSW_DATA_DIR=str(data),
-        CONNECTSW_LICENSING__KEY_CACHE_SECONDS=str(CACHE_SECONDS),
-    )
-    return env
-
-
-def start(data: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=cwd,
-        env=server_env(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("Serving on "):
-        proc.kill()
-        raise AssertionError(
-            f"server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
-        )
-    return proc, line.split()[-1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("server")
     data = root / "data"
-    proc, url = start(data, root)
+    served = start_server(data, fast_dask=False, **SETTINGS)
     old = os.environ.get("CONNECTSW_DATA_DIR")
     os.environ["CONNECTSW_DATA_DIR"] = str(data)
     try:
@@ -85,14 +56,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         licenses = Licenses(
             open_store(settings.store_url), license_secret(settings), settings.licensing.tiers
         )
-        yield Server(url, licenses, proc)
+        yield Server(served.url, licenses)
     finally:
         if old is None:
             os.environ.pop("CONNECTSW_DATA_DIR", None)
         else:
             os.environ["CONNECTSW_DATA_DIR"] = old
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        served.stop(10, strict=True)
 
 
 def call(
@@ -204,13 +174,8 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(server: Server) ->
 
 def test_production_mode_without_a_secret_does_not_start(tmp_path: Path) -> None:
     (tmp_path / "connectsw.toml").write_text('mode = "production"\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=server_env(tmp_path / "data"),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    proc = run_cli(
+        ["serve", "--port", "0"], tmp_path / "data", tmp_path, 30, fast_dask=False, **SETTINGS
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("Error: no license secret: set CONNECTSW_LICENSE_SECRET")

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from .serving import run_cli, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -47,19 +45,6 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env["CONNECTSW_DATA_DIR"] = str(tmp_path / "data")
-    return subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def handshake(port: int, cafile: Path, version: ssl.TLSVersion) -> str:
     context = ssl.create_default_context(cafile=str(cafile))
     context.minimum_version = context.maximum_version = version
@@ -72,18 +57,22 @@ def handshake(port: int, cafile: Path, version: ssl.TLSVersion) -> str:
 
 def test_tls_13_only(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    proc = serve(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    server = start_server(
+        tmp_path / "data",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+        ready="Serving on https://",
+        fast_dask=False,
+    )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("Serving on https://"), line
-        port = int(line.rsplit(":", 1)[1])
+        port = int(server.url.rsplit(":", 1)[1])
         assert handshake(port, cert, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
         with pytest.raises(ssl.SSLError):
             handshake(port, cert, ssl.TLSVersion.TLSv1_2)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        server.stop(10, strict=True)
 
 
 @pytest.mark.parametrize("which", ["missing", "half"])
@@ -94,7 +83,9 @@ def test_unusable_tls_settings_are_one_line(tmp_path: Path, which: str) -> None:
         if which == "missing"
         else ["--tls-cert", str(cert)]
     )
-    proc = serve(tmp_path, *args)
-    _, err = proc.communicate(timeout=30)
+    proc = run_cli(
+        ["serve", "--port", "0", *args], tmp_path / "data", tmp_path, 30, fast_dask=False
+    )
+    err = proc.stderr
     assert proc.returncode == 2
     assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1

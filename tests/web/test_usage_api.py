@@ -7,10 +7,7 @@ a restart, finds exactly N events; a clean stop (SIGTERM) flushes everything.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,32 +24,22 @@ from connectsw.licensing.service import Licenses
 from connectsw.licensing.tiers import Tier
 from connectsw.licensing.usage import COLUMNS
 
+from .serving import Served, start_server
+
 pytestmark = [pytest.mark.slow, pytest.mark.both_stores]
 
 AGENT = "usage-test/1.0"
 
 
-def start(settings: Settings, cwd: Path, **server: str) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
-    env.update(
-        CONNECTSW_DATA_DIR=str(settings.data_dir),
+def start(settings: Settings, cwd: Path, **server: str) -> Served:
+    """The server on the test's data dir and store; SERVER: its ``server.*`` settings."""
+    return start_server(
+        settings.data_dir,
+        cwd=cwd,
+        fast_dask=False,
         CONNECTSW_STORE__URL=settings.store_url,
         **{f"CONNECTSW_SERVER__{k.upper()}": v for k, v in server.items()},
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connectsw.cli.main", "serve", "--port", "0"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("Serving on "):
-        proc.kill()
-        raise AssertionError(f"did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    return proc, line.split()[-1]
 
 
 def call(url: str, method: str, path: str, headers: dict[str, str] | None = None) -> Any:
@@ -146,12 +133,12 @@ def test_kill_9_loses_no_answered_request(settings: Settings, store: Store, tmp_
     license_id, key = issue(settings, store)
     since = time.time()
     # Nothing is compacted while it runs: the events are only in the log when it dies.
-    proc, url = start(settings, tmp_path, usage_segment_events="100000")
-    n, token, sid = traffic(url, key)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    server = start(settings, tmp_path, usage_segment_events="100000")
+    n, token, sid = traffic(server.url, key)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(timeout=10)
     assert usage_rows(settings.data_dir) == []
-    proc, url = start(settings, tmp_path)  # recovers the dead server's log at startup
+    server = start(settings, tmp_path)  # recovers the dead server's log at startup
     try:
         rows = usage_rows(settings.data_dir)
         assert len(rows) == n
@@ -167,17 +154,15 @@ def test_kill_9_loses_no_answered_request(settings: Settings, store: Store, tmp_
         ]
         no_secret_anywhere(settings.data_dir, key.rsplit("-", 1)[1], token)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        server.stop(20, strict=True)
 
 
 def test_a_clean_stop_flushes_every_event(settings: Settings, store: Store, tmp_path: Path) -> None:
     license_id, key = issue(settings, store)
     since = time.time()
-    proc, url = start(settings, tmp_path, usage_segment_events="100000")
-    n, _, sid = traffic(url, key)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    server = start(settings, tmp_path, usage_segment_events="100000")
+    n, _, sid = traffic(server.url, key)
+    assert server.stop(20) == 0
     rows = usage_rows(settings.data_dir)
     assert len(rows) == n
     check_events(rows, license_id, sid, since)
@@ -190,12 +175,11 @@ def test_segments_are_compacted_while_serving(
 ) -> None:
     """Every N events (here 3) a segment becomes Parquet and audit rows, without a stop."""
     _, key = issue(settings, store)
-    proc, url = start(settings, tmp_path, usage_segment_events="3", usage_flush_seconds="0.2")
+    server = start(settings, tmp_path, usage_segment_events="3", usage_flush_seconds="0.2")
     try:
-        n, _, _ = traffic(url, key)
+        n, _, _ = traffic(server.url, key)
         wait_for(lambda: len(usage_rows(settings.data_dir)) >= n - n % 3)
         wait_for(lambda: len(store.audit_records(limit=100)) == n)  # the flush: all of them
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert server.stop(20) == 0
     assert len(usage_rows(settings.data_dir)) == n
