@@ -263,11 +263,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     license, _ = await authenticate_session(request)
     execution = await _own(request, license)
-    after_text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    try:
-        after = int(after_text)
-    except ValueError:
-        raise ApiError("bad_request", "Last-Event-ID: expected an event id (a number)") from None
+    after = last_event_id(request)
     runs = request.app[RUNS]
     store = runs.engine.store
     response = web.StreamResponse(
@@ -299,14 +295,37 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+#: Event ids are store sequence numbers: 0 to the largest 64-bit signed integer.
+MAX_EVENT_ID = 2**63 - 1
+
+
+def last_event_id(request: web.Request) -> int:
+    """The event id to resume after: ``Last-Event-ID``, else ``?after=``, else 0.
+
+    400 for anything but a whole number in 0..:data:`MAX_EVENT_ID` (a larger one
+    overflowed the store's integer once the stream had started: a broken 500).
+    """
+    text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        after = int(text)
+    except ValueError:
+        raise ApiError("bad_request", "Last-Event-ID: expected an event id (a number)") from None
+    if not 0 <= after <= MAX_EVENT_ID:
+        raise ApiError("bad_request", f"Last-Event-ID: expected 0 to {MAX_EVENT_ID}")
+    return after
+
+
 def _inside(root: Path, relative: str) -> Path:
     """``root / relative`` if it resolves (symbolic links followed) inside ``root``."""
     base = root.resolve()
-    target = (base / relative).resolve()
-    if target != base and base not in target.parents:
-        raise NotFound(f"no artifact {relative}")
-    if not target.is_file():
-        raise NotFound(f"no artifact {relative}")
+    try:
+        target = (base / relative).resolve()
+        if target != base and base not in target.parents:
+            raise NotFound(f"no artifact {relative}")
+        if not target.is_file():
+            raise NotFound(f"no artifact {relative}")
+    except OSError:  # a name too long for the file system, ...: no such file (was a 500)
+        raise NotFound(f"no artifact {relative}") from None
     return target
 
 
@@ -475,9 +494,22 @@ OPENAPI_PATHS: openapi.Paths = {
                 "200": {
                     "description": "The event stream.",
                     "content": {
+                        # As OpenAPI 3.2's itemSchema (and tools reading 3.1 streams):
+                        # the schema of one event; ``data`` is the Event as JSON.
                         "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-event-data": openapi.Schema(Event, "serialization"),
+                            "schema": {
+                                "type": "object",
+                                "required": ["id", "event", "data"],
+                                "properties": {
+                                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                    "event": {"type": "string"},
+                                    "data": {
+                                        "type": "string",
+                                        "contentMediaType": "application/json",
+                                        "contentSchema": openapi.Schema(Event, "serialization"),
+                                    },
+                                },
+                            }
                         }
                     },
                 },
@@ -490,14 +522,14 @@ OPENAPI_PATHS: openapi.Paths = {
                     "in": "header",
                     "required": False,
                     "description": "Resume after this event id (seq).",
-                    "schema": {"type": "integer"},
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
                 },
                 {
                     "name": "after",
                     "in": "query",
                     "required": False,
                     "description": "Like Last-Event-ID, for clients that cannot set headers.",
-                    "schema": {"type": "integer"},
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
                 },
             ],
         )
