@@ -231,10 +231,10 @@ async def checkpoint(request: web.Request) -> web.Response:
     )
     if decided.status in RUNNABLE:
         runs.start(execution.id)
-    body = Decided(
+    answer = Decided(
         execution_id=decided.id, status=decided.status, next_checkpoint=decided.next_checkpoint
     )
-    return web.json_response(body.to_api())
+    return web.json_response(answer.to_api())
 
 
 async def resume(request: web.Request) -> web.Response:

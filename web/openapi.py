@@ -113,10 +113,14 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "description": "The session token, as an alternative to X-Session-Token.",
     },
 }
-PUBLIC: list[dict[str, list[str]]] = []
-KEY_ONLY = [{"licenseKey": []}]
-SESSION_ONLY = [{"sessionToken": []}, {"bearer": []}]
-KEY_AND_SESSION = [{"licenseKey": [], "sessionToken": []}, {"licenseKey": [], "bearer": []}]
+Security = list[dict[str, list[str]]]
+PUBLIC: Security = []
+KEY_ONLY: Security = [{"licenseKey": []}]
+SESSION_ONLY: Security = [{"sessionToken": []}, {"bearer": []}]
+KEY_AND_SESSION: Security = [
+    {"licenseKey": [], "sessionToken": []},
+    {"licenseKey": [], "bearer": []},
+]
 
 
 def add_paths(app: web.Application, paths: Paths) -> None:
