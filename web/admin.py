@@ -42,6 +42,7 @@ from connectsw.licensing.models import License, LicenseStatus
 from connectsw.licensing.secrets import admin_token, signing_key
 from connectsw.licensing.service import Licenses
 from connectsw.licensing.tiers import Tier
+from connectsw.web import openapi
 from connectsw.web.errors import ApiError
 
 ADMIN_TOKEN_DIGEST = web.AppKey("admin_token_digest", bytes)
@@ -67,6 +68,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(base + "/{id}/reinstate", reinstate)
     app.router.add_post(base + "/{id}/revoke", revoke)
     app.router.add_get(base + "/{id}/certificate", certificate)
+    openapi.add_paths(app, OPENAPI_PATHS)
 
 
 async def _secrets(app: web.Application) -> AsyncIterator[None]:
@@ -257,3 +259,107 @@ async def certificate(request: web.Request) -> web.Response:
     except LicenseRefused as exc:  # not active: a state of the license, not of the caller
         raise ApiError(exc.reason, str(exc), 409) from None
     return web.Response(text=text + "\n", content_type="text/plain")
+
+
+class IssuedLicense(License):
+    """``POST /v1/admin/licenses``: the license and its key, shown this once."""
+
+    key: str
+
+
+class LicenseList(BaseModel):
+    """``GET /v1/admin/licenses``."""
+
+    licenses: list[License]
+
+
+ADMIN: openapi.Security = [{"adminToken": []}, {"bearer": []}]
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The license's public id (CSFW-TIER-RANDOM).",
+    "schema": {"type": "string"},
+}
+_ERRORS = (400, 401, 404, 409, 413, 429, 500)
+
+
+def _operation(
+    operation_id: str, summary: str, ok: dict[str, Any], *, body: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["admin"],
+        "security": ADMIN,
+        "responses": {**ok, **openapi.errors(*_ERRORS)},
+    }
+    if body is not None:
+        op["requestBody"] = openapi.body(body)
+    return op
+
+
+_ONE = {"200": openapi.json_response(License, "The license.")}
+OPENAPI_PATHS: openapi.Paths = {
+    "/v1/admin/licenses": {
+        "get": {
+            **_operation(
+                "listLicenses",
+                "Licenses, newest first.",
+                {"200": openapi.json_response(LicenseList, "The licenses.")},
+            ),
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST},
+                }
+            ],
+        },
+        "post": _operation(
+            "issueLicense",
+            "Issue a license; its key is in this answer only.",
+            {"201": openapi.json_response(IssuedLicense, "The license and its key.")},
+            body=IssueBody,
+        ),
+    },
+    "/v1/admin/licenses/{id}": {
+        "get": {**_operation("showLicense", "One license.", _ONE), "parameters": [_ID]}
+    },
+    "/v1/admin/licenses/{id}/suspend": {
+        "post": {
+            **_operation("suspendLicense", "Suspend (reversible).", _ONE, body=SuspendBody),
+            "parameters": [_ID],
+        }
+    },
+    "/v1/admin/licenses/{id}/reinstate": {
+        "post": {
+            **_operation(
+                "reinstateLicense", "Reinstate a suspended license.", _ONE, body=EmptyBody
+            ),
+            "parameters": [_ID],
+        }
+    },
+    "/v1/admin/licenses/{id}/revoke": {
+        "post": {
+            **_operation("revokeLicense", "Revoke (final).", _ONE, body=RevokeBody),
+            "parameters": [_ID],
+        }
+    },
+    "/v1/admin/licenses/{id}/certificate": {
+        "get": {
+            **_operation(
+                "licenseCertificate",
+                "A signed certificate, verifiable offline.",
+                {
+                    "200": {
+                        "description": "csfw-cert-v1.PAYLOAD.SIGNATURE, one line.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            ),
+            "parameters": [_ID],
+        }
+    },
+}

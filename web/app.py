@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from aiohttp import web
 
 from connectsw.conf.settings import Settings
+from connectsw.core.models import ApiModel
 from connectsw.core.stores import Store, open_store
 from connectsw.licensing.ipwatch import RecentIPs
 from connectsw.licensing.secrets import license_secret
@@ -52,7 +54,7 @@ def make_app(settings: Settings) -> web.Application:
 
     Raises ConfigError at startup for a missing secret in production mode.
     """
-    from connectsw.web import admin, executions, sessions
+    from connectsw.web import admin, executions, openapi, sessions
 
     metrics = Metrics()
     app = web.Application(
@@ -73,6 +75,8 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handler)
+    openapi.add_paths(app, _openapi_paths())
+    openapi.add_routes(app)
     sessions.add_routes(app)
     executions.add_routes(app)
     admin.add_routes(app)
@@ -117,9 +121,15 @@ async def _resume_interrupted(runs: Runs, every: float) -> None:
         await asyncio.sleep(every)
 
 
+class Health(ApiModel):
+    """``/healthz`` (``ok``) and ``/readyz`` (``ready``)."""
+
+    status: Literal["ok", "ready"]
+
+
 async def healthz(request: web.Request) -> web.Response:
     """The process answers."""
-    return web.json_response({"status": "ok"})
+    return web.json_response(Health(status="ok").to_api())
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -129,4 +139,43 @@ async def readyz(request: web.Request) -> web.Response:
         await asyncio.get_running_loop().run_in_executor(None, store.list_licenses, 1)
     except Exception:
         raise ApiError("not_ready", "the store does not answer", 503) from None
-    return web.json_response({"status": "ready"})
+    return web.json_response(Health(status="ready").to_api())
+
+
+def _probe(operation_id: str, summary: str, ok: str, *errors: int) -> dict[str, Any]:
+    from connectsw.web import openapi
+
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["meta"],
+            "security": openapi.PUBLIC,
+            "responses": {
+                "200": {
+                    "description": ok,
+                    "content": {
+                        "application/json": {"schema": openapi.Schema(Health, "serialization")}
+                    },
+                },
+                **openapi.errors(*errors),
+            },
+        }
+    }
+
+
+def _openapi_paths() -> dict[str, Any]:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from connectsw.web import openapi
+
+    metrics = _probe("metrics", "Prometheus metrics.", "The metrics, Prometheus text format.")
+    metrics["get"]["responses"]["200"]["content"] = {
+        CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}
+    }
+    metrics["get"]["responses"].update(openapi.errors(500))
+    return {
+        "/healthz": _probe("healthz", "The process answers.", "Alive.", 500),
+        "/readyz": _probe("readyz", "The store answers a read.", "Ready.", 500, 503),
+        "/metrics": metrics,
+    }

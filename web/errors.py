@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from connectsw.core.errors import ConnectSWError, InvalidState, NotFound
 from connectsw.licensing.errors import LicenseRefused
@@ -46,11 +47,24 @@ STATUS: dict[str, int] = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable ``code`` and a ``message`` for people."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx response."""
+
+    error: ErrorDetail
+
+
 def error_response(
     code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(
-        {"error": {"code": code, "message": message}},
+        ErrorResponse(error=ErrorDetail(code=code, message=message)).model_dump(mode="json"),
         status=status or STATUS.get(code, 400),
         headers={**(headers or {}), "X-Error-Code": code},
     )

@@ -26,23 +26,35 @@ import asyncio
 import json
 import secrets
 import tempfile
+from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from aiohttp import web
 from pydantic import Field, ValidationError
 
 from connectsw.core.errors import NotFound
-from connectsw.core.models import ApiModel, Decision, Execution, Request
+from connectsw.core.models import (
+    ApiModel,
+    Decision,
+    Event,
+    ExecuteResponse,
+    Execution,
+    ExecutionStatus,
+    ExecutionView,
+    Request,
+)
 from connectsw.core.states import FINISHED, RUNNABLE, STOPPED
 from connectsw.licensing.models import License
+from connectsw.web import openapi
 from connectsw.web.errors import ApiError
 from connectsw.web.sessions import authenticate_session
 
 T = TypeVar("T")
 
-COMMANDS = ("new product", "new feature", "fix", "run")
+Command = Literal["new product", "new feature", "fix", "run"]
+COMMANDS: tuple[str, ...] = get_args(Command)
 #: Seconds between two looks at the store for new events of a followed execution.
 EVENT_POLL_SECONDS = 0.3
 #: Seconds of silence after which the event stream sends a keep-alive comment.
@@ -52,6 +64,7 @@ KEEPALIVE_SECONDS = 15.0
 class ExecuteBody(Request):
     """``POST /v1/execute``: the reference's request, plus an uploaded bundle's id."""
 
+    command: Command
     bundle_id: str | None = None
 
 
@@ -60,6 +73,41 @@ class CheckpointBody(ApiModel):
 
     decision: Literal["approve", "request_changes", "cancel"]
     feedback: str | None = Field(default=None, max_length=10_000)
+
+
+class ExecutionSummary(ApiModel):
+    """One row of ``GET /v1/executions``."""
+
+    execution_id: str
+    status: ExecutionStatus
+    command: str
+    title: str
+    plan: str
+    stage: int
+    stages: int
+    next_checkpoint: str | None
+    updated_at: datetime
+
+
+class ExecutionList(ApiModel):
+    """``GET /v1/executions``: the license's executions, newest first."""
+
+    executions: list[ExecutionSummary]
+
+
+class Decided(ApiModel):
+    """``POST /v1/execution/{id}/checkpoint``: the execution after the decision."""
+
+    execution_id: str
+    status: ExecutionStatus
+    next_checkpoint: str | None
+
+
+class BundleUploaded(ApiModel):
+    """``POST /v1/bundles``: the id to send as ``bundleId`` to ``POST /v1/execute``."""
+
+    bundle_id: str
+    bytes: int
 
 
 def add_routes(app: web.Application) -> None:
@@ -72,6 +120,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/execution/{id}/artifacts/{path:.+}", artifact)
     app.router.add_get("/v1/execution/{id}/bundle", bundle)
     app.router.add_post("/v1/bundles", upload_bundle)
+    openapi.add_paths(app, OPENAPI_PATHS)
 
 
 async def _blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -148,20 +197,20 @@ async def list_executions(request: web.Request) -> web.Response:
     engine = request.app[RUNS].engine
     found = await _blocking(engine.store.list_executions, limit, license_id=license.id)
     rows = [
-        {
-            "executionId": e.id,
-            "status": engine.status(e).value,
-            "command": e.request.command,
-            "title": e.request.text,
-            "plan": e.plan.name,
-            "stage": e.stage,
-            "stages": len(e.plan.stages),
-            "nextCheckpoint": e.next_checkpoint,
-            "updatedAt": e.updated_at.isoformat(),
-        }
+        ExecutionSummary(
+            execution_id=e.id,
+            status=engine.status(e),
+            command=e.request.command,
+            title=e.request.text,
+            plan=e.plan.name,
+            stage=e.stage,
+            stages=len(e.plan.stages),
+            next_checkpoint=e.next_checkpoint,
+            updated_at=e.updated_at,
+        )
         for e in found
     ]
-    return web.json_response({"executions": rows})
+    return web.json_response(ExecutionList(executions=rows).to_api())
 
 
 async def get_execution(request: web.Request) -> web.Response:
@@ -201,13 +250,10 @@ async def checkpoint(request: web.Request) -> web.Response:
         runs.start(execution.id)
     elif decided.status.finished:  # approving the last checkpoint completes it
         request.app[METRICS].run_ended(decided.status.value)
-    return web.json_response(
-        {
-            "executionId": decided.id,
-            "status": decided.status.value,
-            "nextCheckpoint": decided.next_checkpoint,
-        }
+    answer = Decided(
+        execution_id=decided.id, status=decided.status, next_checkpoint=decided.next_checkpoint
     )
+    return web.json_response(answer.to_api())
 
 
 async def resume(request: web.Request) -> web.Response:
@@ -236,11 +282,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     license, _ = await authenticate_session(request)
     execution = await _own(request, license)
-    after_text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    try:
-        after = int(after_text)
-    except ValueError:
-        raise ApiError("bad_request", "Last-Event-ID: expected an event id (a number)") from None
+    after = last_event_id(request)
     runs = request.app[RUNS]
     store = runs.engine.store
     response = web.StreamResponse(
@@ -272,14 +314,37 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+#: Event ids are store sequence numbers: 0 to the largest 64-bit signed integer.
+MAX_EVENT_ID = 2**63 - 1
+
+
+def last_event_id(request: web.Request) -> int:
+    """The event id to resume after: ``Last-Event-ID``, else ``?after=``, else 0.
+
+    400 for anything but a whole number in 0..:data:`MAX_EVENT_ID` (a larger one
+    overflowed the store's integer once the stream had started: a broken 500).
+    """
+    text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        after = int(text)
+    except ValueError:
+        raise ApiError("bad_request", "Last-Event-ID: expected an event id (a number)") from None
+    if not 0 <= after <= MAX_EVENT_ID:
+        raise ApiError("bad_request", f"Last-Event-ID: expected 0 to {MAX_EVENT_ID}")
+    return after
+
+
 def _inside(root: Path, relative: str) -> Path:
     """``root / relative`` if it resolves (symbolic links followed) inside ``root``."""
     base = root.resolve()
-    target = (base / relative).resolve()
-    if target != base and base not in target.parents:
-        raise NotFound(f"no artifact {relative}")
-    if not target.is_file():
-        raise NotFound(f"no artifact {relative}")
+    try:
+        target = (base / relative).resolve()
+        if target != base and base not in target.parents:
+            raise NotFound(f"no artifact {relative}")
+        if not target.is_file():
+            raise NotFound(f"no artifact {relative}")
+    except OSError:  # a name too long for the file system, ...: no such file (was a 500)
+        raise NotFound(f"no artifact {relative}") from None
     return target
 
 
@@ -341,4 +406,202 @@ async def upload_bundle(request: web.Request) -> web.Response:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return web.json_response({"bundleId": bundle_id, "bytes": size}, status=201)
+    return web.json_response(BundleUploaded(bundle_id=bundle_id, bytes=size).to_api(), status=201)
+
+
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The execution's id (``executionId``).",
+    "schema": {"type": "string"},
+}
+_AUTH_ERRORS = (401, 403, 429, 500)
+
+
+def _operation(
+    operation_id: str, summary: str, responses: dict[str, Any], **more: Any
+) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["executions"],
+        "security": openapi.KEY_AND_SESSION,
+        **more,
+        "responses": responses,
+    }
+
+
+def _binary(media_type: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {media_type: {"schema": {"type": "string", "contentMediaType": media_type}}},
+    }
+
+
+OPENAPI_PATHS: openapi.Paths = {
+    "/v1/execute": {
+        "post": _operation(
+            "execute",
+            "Plan a request in a server-side workspace and start it.",
+            {
+                "201": openapi.json_response(ExecuteResponse, "Planned and started."),
+                **openapi.errors(400, 404, 413, *_AUTH_ERRORS),
+            },
+            requestBody=openapi.body(ExecuteBody),
+        )
+    },
+    "/v1/executions": {
+        "get": _operation(
+            "listExecutions",
+            "The license's executions, newest first.",
+            {
+                "200": openapi.json_response(ExecutionList, "The executions."),
+                **openapi.errors(400, *_AUTH_ERRORS),
+            },
+            parameters=[
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "At most this many (default 20).",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
+                }
+            ],
+        )
+    },
+    "/v1/execution/{id}": {
+        "get": _operation(
+            "getExecution",
+            "The execution's status, checkpoint and tasks.",
+            {
+                "200": openapi.json_response(ExecutionView, "The execution."),
+                **openapi.errors(404, *_AUTH_ERRORS),
+            },
+            parameters=[_ID],
+        )
+    },
+    "/v1/execution/{id}/checkpoint": {
+        "post": _operation(
+            "decideCheckpoint",
+            "Decide at the checkpoint the execution waits at; the next stage starts at once.",
+            {
+                "200": openapi.json_response(Decided, "Decided."),
+                **openapi.errors(400, 404, 409, 413, *_AUTH_ERRORS),
+            },
+            parameters=[_ID],
+            requestBody=openapi.body(CheckpointBody),
+        )
+    },
+    "/v1/execution/{id}/resume": {
+        "post": _operation(
+            "resumeExecution",
+            "Run an interrupted or failed execution again.",
+            {
+                "202": openapi.json_response(ExecutionView, "Started again."),
+                **openapi.errors(404, 409, *_AUTH_ERRORS),
+            },
+            parameters=[_ID],
+        )
+    },
+    "/v1/execution/{id}/events": {
+        "get": _operation(
+            "executionEvents",
+            "The execution's events as server-sent events (``id``: seq, ``event``: kind,"
+            " ``data``: the Event as JSON); the stream ends once the execution stops.",
+            {
+                "200": {
+                    "description": "The event stream.",
+                    "content": {
+                        # As OpenAPI 3.2's itemSchema (and tools reading 3.1 streams):
+                        # the schema of one event; ``data`` is the Event as JSON.
+                        "text/event-stream": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["id", "event", "data"],
+                                "properties": {
+                                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                    "event": {"type": "string"},
+                                    "data": {
+                                        "type": "string",
+                                        "contentMediaType": "application/json",
+                                        "contentSchema": openapi.Schema(Event, "serialization"),
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                **openapi.errors(400, 404, *_AUTH_ERRORS),
+            },
+            parameters=[
+                _ID,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Resume after this event id (seq).",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "Like Last-Event-ID, for clients that cannot set headers.",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
+                },
+            ],
+        )
+    },
+    "/v1/execution/{id}/artifacts/{path}": {
+        "get": _operation(
+            "getArtifact",
+            "A file of the execution's workspace (paths out of it are refused, 404);"
+            " Range and conditional requests are honoured.",
+            {
+                "200": _binary("application/octet-stream", "The file."),
+                **openapi.errors(404, *_AUTH_ERRORS),
+            },
+            parameters=[
+                _ID,
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "description": "The file's path relative to the workspace (may hold '/').",
+                    "schema": {"type": "string"},
+                },
+            ],
+        )
+    },
+    "/v1/execution/{id}/bundle": {
+        "get": _operation(
+            "getBundle",
+            "The workspace's history as a git bundle (for ``pull``).",
+            {
+                "200": _binary("application/x-git-bundle", "The bundle."),
+                **openapi.errors(404, 409, *_AUTH_ERRORS),
+            },
+            parameters=[_ID],
+        )
+    },
+    "/v1/bundles": {
+        "post": _operation(
+            "uploadBundle",
+            "Upload a git bundle for ``new feature`` / ``fix`` (size limit:"
+            " ``server.max_bundle_bytes``).",
+            {
+                "201": openapi.json_response(BundleUploaded, "Stored."),
+                **openapi.errors(400, 413, *_AUTH_ERRORS),
+            },
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/octet-stream": {
+                        "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
+                    }
+                },
+            },
+        )
+    },
+}

@@ -12,8 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from connectsw.core.models import ApiModel
 from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
 from connectsw.licensing.models import License
+from connectsw.web import openapi
 from connectsw.web.clientip import client_ip
 from connectsw.web.errors import ApiError
 from connectsw.web.ratelimit import remember
@@ -24,10 +26,29 @@ SESSION = "connectsw.session"
 """Request key: the request's session (:class:`SessionRecord`), opened or presented."""
 
 
+class SessionView(ApiModel):
+    """A session: ``POST /v1/sessions/{id}/heartbeat``'s body."""
+
+    session_id: str
+    license_id: str
+    expires_at: datetime
+
+
+class OpenedSession(SessionView):
+    """``POST /v1/sessions``'s body: the session, its token (shown once) and the count
+    of the license's active sessions (``flagged``: admitted within the grace)."""
+
+    token: str
+    active_sessions: int
+    allowed_sessions: int
+    flagged: bool
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/sessions", open_session)
     app.router.add_post("/v1/sessions/{id}/heartbeat", heartbeat)
     app.router.add_delete("/v1/sessions/{id}", logout)
+    openapi.add_paths(app, OPENAPI_PATHS)
 
 
 def license_key(request: web.Request) -> str:
@@ -50,12 +71,10 @@ def session_token(request: web.Request) -> str:
     return token
 
 
-def _view(session: SessionRecord) -> dict[str, Any]:
-    return {
-        "sessionId": session.id,
-        "licenseId": session.license_id,
-        "expiresAt": session.expires_at.isoformat(),
-    }
+def _view(session: SessionRecord) -> SessionView:
+    return SessionView(
+        session_id=session.id, license_id=session.license_id, expires_at=session.expires_at
+    )
 
 
 async def authenticate(request: web.Request) -> License:
@@ -121,14 +140,14 @@ async def open_session(request: web.Request) -> web.Response:
             "concurrent_sessions",
             {"active": opened.active, "allowed": opened.allowed, "session": opened.session.id},
         )
-    body = {
-        **_view(opened.session),
-        "token": opened.token,
-        "activeSessions": opened.active,
-        "allowedSessions": opened.allowed,
-        "flagged": opened.flagged,
-    }
-    return web.json_response(body, status=201)
+    body = OpenedSession(
+        **_view(opened.session).model_dump(),
+        token=opened.token,
+        active_sessions=opened.active,
+        allowed_sessions=opened.allowed,
+        flagged=opened.flagged,
+    )
+    return web.json_response(body.to_api(), status=201)
 
 
 async def _own(request: web.Request, action: str) -> SessionRecord:
@@ -150,9 +169,59 @@ async def _own(request: web.Request, action: str) -> SessionRecord:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    return web.json_response(_view(await _own(request, "heartbeat")))
+    return web.json_response(_view(await _own(request, "heartbeat")).to_api())
 
 
 async def logout(request: web.Request) -> web.Response:
     await _own(request, "end")
     return web.Response(status=204)
+
+
+_SESSION_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The session's id (``sessionId``); only its own token may name it.",
+    "schema": {"type": "string"},
+}
+
+OPENAPI_PATHS: openapi.Paths = {
+    "/v1/sessions": {
+        "post": {
+            "operationId": "openSession",
+            "summary": "Exchange a license key for a session token.",
+            "tags": ["sessions"],
+            "security": openapi.KEY_ONLY,
+            "responses": {
+                "201": openapi.json_response(OpenedSession, "The session and its token."),
+                **openapi.errors(400, 401, 403, 429, 500),
+            },
+        }
+    },
+    "/v1/sessions/{id}/heartbeat": {
+        "post": {
+            "operationId": "heartbeatSession",
+            "summary": "Keep the session alive.",
+            "tags": ["sessions"],
+            "security": openapi.SESSION_ONLY,
+            "parameters": [_SESSION_ID],
+            "responses": {
+                "200": openapi.json_response(SessionView, "The session, still active."),
+                **openapi.errors(401, 404, 429, 500),
+            },
+        }
+    },
+    "/v1/sessions/{id}": {
+        "delete": {
+            "operationId": "endSession",
+            "summary": "End the session (log out).",
+            "tags": ["sessions"],
+            "security": openapi.SESSION_ONLY,
+            "parameters": [_SESSION_ID],
+            "responses": {
+                "204": {"description": "Ended.", "headers": dict(openapi.RATELIMIT_HEADERS)},
+                **openapi.errors(401, 404, 429, 500),
+            },
+        }
+    },
+}
