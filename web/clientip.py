@@ -23,7 +23,7 @@ from aiohttp import hdrs, web
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
 
-_CACHE_KEY = "connectsw.client_ip"
+_CACHE_KEY = web.RequestKey("connectsw.client_ip", str)
 
 
 def _address(text: str) -> Address | None:

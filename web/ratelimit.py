@@ -25,9 +25,6 @@ from connectsw.licensing.models import License
 from connectsw.web.clientip import client_ip
 from connectsw.web.errors import ApiError, error_response
 
-#: Where a request's most constraining limit is kept for the response headers.
-STATE_KEY = "connectsw.ratelimit"
-
 
 @dataclass(frozen=True)
 class Quota:
@@ -41,6 +38,10 @@ class Quota:
             "RateLimit-Remaining": str(self.remaining),
             "RateLimit-Reset": str(self.reset),
         }
+
+
+#: Where a request's most constraining limit is kept for the response headers.
+STATE_KEY = web.RequestKey("connectsw.ratelimit", Quota)
 
 
 class RateLimited(ApiError):

@@ -20,9 +20,9 @@ from connectsw.web.clientip import client_ip
 from connectsw.web.errors import ApiError
 from connectsw.web.ratelimit import remember
 
-LICENSE = "connectsw.license"
+LICENSE = web.RequestKey("connectsw.license", License)
 """Request key: the :class:`License` authentication found (for usage and audit records)."""
-SESSION = "connectsw.session"
+SESSION = web.RequestKey("connectsw.session", SessionRecord)
 """Request key: the request's session (:class:`SessionRecord`), opened or presented."""
 
 
