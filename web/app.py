@@ -54,7 +54,7 @@ def make_app(settings: Settings) -> web.Application:
 
     Raises ConfigError at startup for a missing secret in production mode.
     """
-    from connectsw.web import admin, executions, openapi, sessions
+    from connectsw.web import admin, executions, memory, openapi, sessions
 
     metrics = Metrics()
     app = web.Application(
@@ -79,6 +79,7 @@ def make_app(settings: Settings) -> web.Application:
     openapi.add_routes(app)
     sessions.add_routes(app)
     executions.add_routes(app)
+    memory.add_routes(app)
     admin.add_routes(app)
     return app
 

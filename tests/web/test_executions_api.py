@@ -270,3 +270,20 @@ def test_metrics_count_executions_and_active_licenses(served: Served, alice: Cli
     while scrape().get(completed, 0) != before.get(completed, 0) + 1:
         assert time.monotonic() < deadline, "the completed run was not counted"
         time.sleep(0.1)
+
+
+def test_memory_context_answers_from_the_projects_executions(
+    alice: Client, bob: Client, waiting: str
+) -> None:
+    status, body = alice.call(
+        "GET", "/v1/memory/context?projectId=recipe-planner&query=product%20requirements"
+    )
+    assert status == 200, body
+    items = body["context"]
+    assert items and items[0]["source"] == "docs/PRD.md"
+    assert items[0]["relevance"] == 1.0 and items[0]["content"].startswith("# ")
+    assert set(items[0]) == {"type", "content", "relevance", "source", "timestamp"}
+    status, body = bob.call("GET", "/v1/memory/context?projectId=recipe-planner&query=product")
+    assert (status, body) == (200, {"context": []})  # another license's project is not there
+    status, body = alice.call("GET", "/v1/memory/context?query=x")
+    assert status == 400
