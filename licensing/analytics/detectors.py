@@ -13,6 +13,9 @@ Windows are UTC days (``day_no``: days since the epoch) for the per-day rules
 (the reference's "24 hours"), hours for bursts, and the scan's window for
 concurrent sessions.
 
+Concurrent sessions count every CI (automation) session of a license in one bucket
+as one client: parallel CI jobs are one seat's work.
+
 A *place* is a network, not an address: ``country:ASN``, or the /24 (IPv4) or /48
 (IPv6) prefix when the ASN is unknown. A phone on a carrier that hands out a new
 address every hour, or CI runners of one cloud provider, are one place; the
@@ -172,7 +175,7 @@ def _concurrent(config: AntipiracySettings) -> str:
     allowed = f"{seats} * {_num(config.sessions_per_user)} * {_num(config.session_grace)}"
     return f"""sb AS (
   SELECT license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT) AS b,
-         COUNT(DISTINCT session_id) AS sessions
+         COUNT(DISTINCT CASE WHEN automated = 0 THEN session_id END) + MAX(automated) AS sessions
   FROM ev WHERE session_id IS NOT NULL
   GROUP BY license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT)
 ),
@@ -190,15 +193,21 @@ ORDER BY license_id"""
 
 
 def _round_the_clock(config: AntipiracySettings) -> str:
+    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     return f"""hp AS (
   SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, COUNT(*) AS n
   FROM ev GROUP BY license_id, day_no, hour_no
+),
+dd AS (
+  SELECT license_id, day_no, COUNT(*) AS hours, MAX(places) AS peak_places, SUM(n) AS n
+  FROM hp GROUP BY license_id, day_no
+  HAVING COUNT(*) >= {int(config.round_the_clock_hours)}
 )
-SELECT license_id, day_no, COUNT(*) AS hours, MAX(places) AS peak_places, SUM(n) AS n
-FROM hp GROUP BY license_id, day_no
-HAVING COUNT(*) >= {int(config.round_the_clock_hours)}
-   AND MAX(places) >= {int(config.round_the_clock_places)}
-ORDER BY license_id, day_no"""
+SELECT dd.license_id, dd.day_no, dd.hours, dd.peak_places, dd.n,
+       {int(config.round_the_clock_places)} * {seats} AS needed
+FROM dd LEFT JOIN seats s ON s.license_id = dd.license_id
+WHERE dd.peak_places >= {int(config.round_the_clock_places)} * {seats}
+ORDER BY dd.license_id, dd.day_no"""
 
 
 def _burst(config: AntipiracySettings) -> str:
@@ -359,13 +368,14 @@ def _round_the_clock_findings(
         _finding(
             license_id,
             "round_the_clock",
-            float(peak) / config.round_the_clock_places,
+            float(peak) / float(needed),
             *_day(day_no),
             active_hours=int(hours),
             peak_places_in_an_hour=int(peak),
+            places_needed=int(needed),
             requests=int(n),
         )
-        for license_id, day_no, hours, peak, n in rows
+        for license_id, day_no, hours, peak, n, needed in rows
     ]
 
 

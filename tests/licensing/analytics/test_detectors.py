@@ -144,6 +144,7 @@ def test_round_the_clock_flags_every_hour_from_many_places() -> None:
     assert finding.evidence == {
         "active_hours": 24,
         "peak_places_in_an_hour": 7,
+        "places_needed": 5,
         "requests": 78,
     }
 
