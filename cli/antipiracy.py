@@ -26,7 +26,9 @@ def usage_connection(state: State, data: Path | None = None) -> Any:
         if not (data / "licenses.csv").is_file():
             from connectsw.core.errors import ConfigError
 
-            raise ConfigError(f"--data {data}: no licenses.csv (expected `simulate traffic` output)")
+            raise ConfigError(
+                f"--data {data}: no licenses.csv (expected `simulate traffic` output)"
+            )
         return open_dir(data)
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
@@ -61,7 +63,9 @@ def antipiracy() -> None:
 
 
 @antipiracy.command("scan")
-@click.option("--since", default="7d", show_default=True, help="Window: 7d, 12h, 2w, or an ISO date.")
+@click.option(
+    "--since", default="7d", show_default=True, help="Window: 7d, 12h, 2w, or an ISO date."
+)
 @click.option("--license", "license_id", help="Only this license.")
 @click.option(
     "--data",
@@ -79,9 +83,7 @@ def scan(
     start = parse_since(since)
     until = datetime.now(UTC) + timedelta(seconds=1)
     con = usage_connection(state, data)
-    found = report(
-        con, start, until, license_id=license_id, config=state.settings.antipiracy
-    )
+    found = report(con, start, until, license_id=license_id, config=state.settings.antipiracy)
     if as_json:
         print_json(to_json(found, start, until))
         return

@@ -17,13 +17,18 @@ def simulate_group() -> None:
 
 
 @simulate_group.command("traffic")
-@click.option("--licenses", "count", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@click.option(
+    "--licenses", "count", type=click.IntRange(1, 1_000_000), default=100, show_default=True
+)
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same traffic.")
 @click.option("--start", help="First UTC day, YYYY-MM-DD (default: DAYS days ago).")
 @click.option(
-    "--sharing", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+    "--sharing",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
     help="Share of licenses that are shared.",
 )
 @json_option

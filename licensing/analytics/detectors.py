@@ -240,7 +240,8 @@ g AS (
   SELECT license_id, COALESCE(user_id, '') AS who, country,
          CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT) AS m, MIN(ts) AS t0, MAX(ts) AS t1
   FROM ev WHERE country IS NOT NULL AND automated = 0
-  GROUP BY license_id, COALESCE(user_id, ''), country, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT)
+  GROUP BY license_id, COALESCE(user_id, ''), country,
+           CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT)
 ),
 s AS (
   SELECT license_id, who, country, t0,
@@ -251,7 +252,8 @@ j AS (
   SELECT s.license_id, s.who, s.prev_country, s.country, s.t0,
          CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no,
          {km} AS km,
-         GREATEST(CAST(EXTRACT(EPOCH FROM s.t0 - s.prev_t1) AS DOUBLE PRECISION), 0) / 3600.0 AS hours
+         GREATEST(CAST(EXTRACT(EPOCH FROM s.t0 - s.prev_t1) AS DOUBLE PRECISION), 0)
+           / 3600.0 AS hours
   FROM s JOIN centroids a ON a.country = s.prev_country JOIN centroids b ON b.country = s.country
   WHERE s.prev_country <> s.country
 ),
@@ -322,8 +324,7 @@ def _multi_ip_findings(rows: Sequence[Sequence[Any]], config: AntipiracySettings
     for (license_id, day_no), group in groups.items():
         _, _, places, ips, tier, max_users, allowed = group[0][:7]
         top = [
-            {"place": r[7], "requests": int(r[8]), "ips": int(r[9])}
-            for r in group[:EVIDENCE_ITEMS]
+            {"place": r[7], "requests": int(r[8]), "ips": int(r[9])} for r in group[:EVIDENCE_ITEMS]
         ]
         findings.append(
             _finding(
@@ -342,7 +343,9 @@ def _multi_ip_findings(rows: Sequence[Sequence[Any]], config: AntipiracySettings
     return findings
 
 
-def _concurrent_findings(rows: Sequence[Sequence[Any]], config: AntipiracySettings) -> list[Finding]:
+def _concurrent_findings(
+    rows: Sequence[Sequence[Any]], config: AntipiracySettings
+) -> list[Finding]:
     unit = int(config.session_bucket_seconds)
     return [
         _finding(

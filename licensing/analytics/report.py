@@ -64,7 +64,5 @@ def to_json(found: list[Verdict], since: datetime, until: datetime) -> dict[str,
 
 def summary(finding_evidence: dict[str, Any]) -> str:
     """A finding's evidence in one short line: its scalar values."""
-    parts = [
-        f"{k}={v}" for k, v in finding_evidence.items() if isinstance(v, int | float | str)
-    ]
+    parts = [f"{k}={v}" for k, v in finding_evidence.items() if isinstance(v, int | float | str)]
     return ", ".join(parts)

@@ -137,7 +137,9 @@ class _Builder:
         for day in range(self.days):
             weekday = (datetime.fromtimestamp(self.start_us / US, UTC).weekday() + day) % 7
             if day == trip_day:
-                dest = self.rng.choice([c for c in COUNTRIES if (distance_km(country, c) or 0) > 1500])
+                dest = self.rng.choice(
+                    [c for c in COUNTRIES if (distance_km(country, c) or 0) > 1500]
+                )
                 dest = str(dest)
                 km = distance_km(country, dest) or 0.0
                 leave = self.day_us(day, 7.0, country)
@@ -145,26 +147,92 @@ class _Builder:
                 self.emit(lic, user, f"{user}-l{day}", home, leave - 2 * HOUR, leave, 240 / rate)
                 hotel = self.place(dest)
                 abroad = (dest, hotel, self.place(dest, rotating=40))
-                self.emit(lic, user, f"{user}-t{day}", hotel, arrive + HOUR, arrive + 6 * HOUR, 240 / rate)
+                self.emit(
+                    lic, user, f"{user}-t{day}", hotel, arrive + HOUR, arrive + 6 * HOUR, 240 / rate
+                )
                 continue
             where = abroad if abroad and day <= trip_day + 2 else None
             if where is not None:
                 dest, hotel, roaming = where
-                self.emit(lic, user, f"{user}-l{day}", hotel, self.day_us(day, 8, dest), self.day_us(day, 20, dest), 180 / rate)
-                self.emit(lic, user, f"{user}-p{day}", roaming, self.day_us(day, 8, dest), self.day_us(day, 22, dest), 900 / rate)
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-l{day}",
+                    hotel,
+                    self.day_us(day, 8, dest),
+                    self.day_us(day, 20, dest),
+                    180 / rate,
+                )
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-p{day}",
+                    roaming,
+                    self.day_us(day, 8, dest),
+                    self.day_us(day, 22, dest),
+                    900 / rate,
+                )
                 continue
             if abroad and day == trip_day + 3:  # fly home: nothing until landing
                 dest = where[0] if where else abroad[0]
                 abroad = None
                 continue
             if weekday < 5:
-                self.emit(lic, user, f"{user}-l{day}", home, self.day_us(day, 7, country), self.day_us(day, 8.5, country), 240 / rate)
-                self.emit(lic, user, f"{user}-l{day}", office, self.day_us(day, 9, country), self.day_us(day, 18, country), 120 / rate)
-                self.emit(lic, user, f"{user}-e{day}", home, self.day_us(day, 19.5, country), self.day_us(day, 22.5, country), 300 / rate)
-                self.emit(lic, user, f"{user}-p{day}", phone, self.day_us(day, 8, country), self.day_us(day, 22, country), 600 / rate)
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-l{day}",
+                    home,
+                    self.day_us(day, 7, country),
+                    self.day_us(day, 8.5, country),
+                    240 / rate,
+                )
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-l{day}",
+                    office,
+                    self.day_us(day, 9, country),
+                    self.day_us(day, 18, country),
+                    120 / rate,
+                )
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-e{day}",
+                    home,
+                    self.day_us(day, 19.5, country),
+                    self.day_us(day, 22.5, country),
+                    300 / rate,
+                )
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-p{day}",
+                    phone,
+                    self.day_us(day, 8, country),
+                    self.day_us(day, 22, country),
+                    600 / rate,
+                )
             else:
-                self.emit(lic, user, f"{user}-w{day}", home, self.day_us(day, 10, country), self.day_us(day, 16, country), 900 / rate)
-                self.emit(lic, user, f"{user}-p{day}", phone, self.day_us(day, 10, country), self.day_us(day, 22, country), 1800 / rate)
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-w{day}",
+                    home,
+                    self.day_us(day, 10, country),
+                    self.day_us(day, 16, country),
+                    900 / rate,
+                )
+                self.emit(
+                    lic,
+                    user,
+                    f"{user}-p{day}",
+                    phone,
+                    self.day_us(day, 10, country),
+                    self.day_us(day, 22, country),
+                    1800 / rate,
+                )
 
     def ci(self, lic: dict[str, Any], user: str, country: str, jobs_per_day: int) -> None:
         cloud = self.place(str(self.rng.choice(["US", "DE", "IE", "NL", country])), rotating=60)
@@ -172,7 +240,16 @@ class _Builder:
             for job in range(int(self.rng.poisson(jobs_per_day))):
                 t = self.day_us(day, float(self.rng.uniform(9, 19)), country)
                 n = int(self.rng.integers(15, 60))
-                self.emit(lic, user, f"{lic['license_id']}-ci{day}-{job}", cloud, t, t + n * 3 * US, 3.0, CI_AGENT)
+                self.emit(
+                    lic,
+                    user,
+                    f"{lic['license_id']}-ci{day}-{job}",
+                    cloud,
+                    t,
+                    t + n * 3 * US,
+                    3.0,
+                    CI_AGENT,
+                )
 
     # -- assembling -------------------------------------------------------------------
     def table_columns(self) -> dict[str, Any]:
@@ -180,7 +257,16 @@ class _Builder:
             return {}
         ts = np.concatenate([c[0] for c in self.chunks])
         cols: dict[str, Any] = {"ts": ts}
-        for name in ("license_id", "tier", "user_id", "session_id", "ip", "country", "asn", "user_agent"):
+        for name in (
+            "license_id",
+            "tier",
+            "user_id",
+            "session_id",
+            "ip",
+            "country",
+            "asn",
+            "user_agent",
+        ):
             parts = []
             for t, values in self.chunks:
                 v = values[name]
@@ -191,7 +277,9 @@ class _Builder:
         cols = {k: v[order] for k, v in cols.items()}
         cols["event_id"] = [f"00000000-0000-4000-8000-{i:012x}" for i in range(n)]
         cols["method"] = np.array(["GET", "POST"], dtype=object)[self.rng.integers(0, 2, n)]
-        cols["endpoint"] = np.array(ENDPOINTS, dtype=object)[self.rng.integers(0, len(ENDPOINTS), n)]
+        cols["endpoint"] = np.array(ENDPOINTS, dtype=object)[
+            self.rng.integers(0, len(ENDPOINTS), n)
+        ]
         cols["status"] = np.where(self.rng.random(n) < 0.97, 200, 429).astype(np.int16)
         cols["latency_ms"] = np.round(self.rng.gamma(2.0, 4.0, n), 2)
         cols["bytes_in"] = self.rng.integers(0, 4096, n)
@@ -218,15 +306,30 @@ def simulate(
     out = Traffic()
     for i in range(licenses):
         share = rng.random() < sharing
-        kind = str(rng.choice(SHARING_KINDS if share else HONEST_KINDS, p=None if share else [0.55, 0.2, 0.25]))
+        kind = str(
+            rng.choice(
+                SHARING_KINDS if share else HONEST_KINDS, p=None if share else [0.55, 0.2, 0.25]
+            )
+        )
         country = str(rng.choice(COUNTRIES))
         if kind == "team":
             tier, seats = ("ENTERPRISE", 100) if rng.random() < 0.2 else ("BUSINESS", 10)
         else:
             tier, seats = ("FREE", 1) if rng.random() < 0.3 else ("PRO", 1)
-        lic = {"license_id": f"CSFW-{tier}-SIM{i:06d}", "tier": tier, "max_users": seats, "status": "active"}
+        lic = {
+            "license_id": f"CSFW-{tier}-SIM{i:06d}",
+            "tier": tier,
+            "max_users": seats,
+            "status": "active",
+        }
         out.licenses.append(lic)
-        out.labels.append({"license_id": lic["license_id"], "label": "sharing" if share else "honest", "kind": kind})
+        out.labels.append(
+            {
+                "license_id": lic["license_id"],
+                "label": "sharing" if share else "honest",
+                "kind": kind,
+            }
+        )
         owner = f"{lic['license_id']}-u0"
         if kind == "team":
             members = int(rng.integers(3, seats + 1)) if seats == 10 else int(rng.integers(12, 40))
@@ -249,30 +352,78 @@ def simulate(
                     continue
                 begin, end = (10.0, 12.5) if kind == "class" else (9.0, 17.5)
                 for p in range(people):
-                    b.emit(lic, owner, f"{lic['license_id']}-{kind}{day}-{p}", room,
-                           b.day_us(day, begin, country), b.day_us(day, end, country), 90)
+                    b.emit(
+                        lic,
+                        owner,
+                        f"{lic['license_id']}-{kind}{day}-{p}",
+                        room,
+                        b.day_us(day, begin, country),
+                        b.day_us(day, end, country),
+                        90,
+                    )
         elif kind == "resale":
             buyers = int(rng.integers(6, 16))
             for k in range(buyers):
                 c = str(rng.choice(COUNTRIES))
                 home = b.place(c)
                 for day in range(days):
-                    b.emit(lic, owner, f"{lic['license_id']}-b{k}-{day}", home,
-                           b.day_us(day, 9, c), b.day_us(day, 19, c), 150)
+                    b.emit(
+                        lic,
+                        owner,
+                        f"{lic['license_id']}-b{k}-{day}",
+                        home,
+                        b.day_us(day, 9, c),
+                        b.day_us(day, 19, c),
+                        150,
+                    )
         elif kind == "bursts":
             bot = b.place(str(rng.choice(["US", "DE", "NL", "SG"])), rotating=4)
             for day in range(days):
                 for h in rng.choice(24, size=int(rng.integers(6, 14)), replace=False):
-                    t = b.start_us + day * 24 * HOUR + int(h) * HOUR + int(rng.integers(0, 20)) * 60 * US
+                    t = (
+                        b.start_us
+                        + day * 24 * HOUR
+                        + int(h) * HOUR
+                        + int(rng.integers(0, 20)) * 60 * US
+                    )
                     n = int(rng.integers(150, 900))
-                    b.emit(lic, owner, f"{lic['license_id']}-bot{day}-{h}", bot, t, t + int(n * 0.4 * US), 0.4, "python-requests/2.32")
+                    b.emit(
+                        lic,
+                        owner,
+                        f"{lic['license_id']}-bot{day}-{h}",
+                        bot,
+                        t,
+                        t + int(n * 0.4 * US),
+                        0.4,
+                        "python-requests/2.32",
+                    )
         elif kind == "friend_abroad":
-            far = [c for c in COUNTRIES if (distance_km(country, c) or 0) > 3000 and abs(_tz(c) - _tz(country)) <= 8]
+            far = [
+                c
+                for c in COUNTRIES
+                if (distance_km(country, c) or 0) > 3000 and abs(_tz(c) - _tz(country)) <= 8
+            ]
             friend = str(rng.choice(far or COUNTRIES))
             fhome, fphone = b.place(friend), b.place(friend, rotating=40)
             for day in range(days):
-                b.emit(lic, owner, f"{lic['license_id']}-f{day}", fhome, b.day_us(day, 9, friend), b.day_us(day, 23, friend), 200)
-                b.emit(lic, owner, f"{lic['license_id']}-fp{day}", fphone, b.day_us(day, 8, friend), b.day_us(day, 23, friend), 900)
+                b.emit(
+                    lic,
+                    owner,
+                    f"{lic['license_id']}-f{day}",
+                    fhome,
+                    b.day_us(day, 9, friend),
+                    b.day_us(day, 23, friend),
+                    200,
+                )
+                b.emit(
+                    lic,
+                    owner,
+                    f"{lic['license_id']}-fp{day}",
+                    fphone,
+                    b.day_us(day, 8, friend),
+                    b.day_us(day, 23, friend),
+                    900,
+                )
     out.columns = b.table_columns()
     return out
 
@@ -305,7 +456,9 @@ def write(traffic: Traffic, out: Path) -> dict[str, Any]:
     table = to_arrow(traffic)
     out.mkdir(parents=True, exist_ok=True)
     usage = out / "usage"
-    days = pc.strftime(table["ts"], format="%Y-%m-%d") if table.num_rows else pa.array([], pa.string())
+    days = (
+        pc.strftime(table["ts"], format="%Y-%m-%d") if table.num_rows else pa.array([], pa.string())
+    )
     for day in sorted(set(days.to_pylist())):
         part = table.filter(pc.equal(days, day))
         target = usage / f"date={day}"

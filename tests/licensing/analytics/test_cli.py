@@ -16,15 +16,34 @@ pytestmark = pytest.mark.slow
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120,
-        env={**os.environ}, stdin=subprocess.DEVNULL,
+        [str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+        stdin=subprocess.DEVNULL,
     )
 
 
 def test_simulate_then_scan(tmp_path: Path) -> None:
     out = tmp_path / "sim"
-    made = cli("simulate", "traffic", "--licenses", "25", "--days", "2", "--out", out,
-               "--seed", "4", "--start", "2026-03-02", "--sharing", "0.5", "--json")
+    made = cli(
+        "simulate",
+        "traffic",
+        "--licenses",
+        "25",
+        "--days",
+        "2",
+        "--out",
+        out,
+        "--seed",
+        "4",
+        "--start",
+        "2026-03-02",
+        "--sharing",
+        "0.5",
+        "--json",
+    )
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["licenses"] == 25
     scan = cli("antipiracy", "scan", "--since", "2026-03-01", "--data", out, "--json")

@@ -1,12 +1,11 @@
-"""Each detector on small hand-made event sets: what it flags, and the honest patterns it must not."""
+"""Each detector on small hand-made event sets: what it flags, and honest patterns it must not."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +29,9 @@ def by(findings: list[Finding], detector: str) -> list[Finding]:
     return [f for f in findings if f.detector == detector]
 
 
-def one_person(day: datetime = DAY, license_id: str = "L1", user: str = "u1") -> list[dict[str, Any]]:
+def one_person(
+    day: datetime = DAY, license_id: str = "L1", user: str = "u1"
+) -> list[dict[str, Any]]:
     """Home in the morning and evening, office by day, a phone whose carrier rotates
     addresses every few minutes, and CI runs from a cloud provider's rotating runners."""
     out = []
@@ -69,9 +70,7 @@ def test_multi_ip_flags_a_pro_key_used_from_many_networks() -> None:
 
 
 def test_multi_ip_reference_rule_without_grace() -> None:
-    events = [
-        event(DAY + 10 * H + i * M, ip=f"198.51.{i}.9", asn=64600 + i) for i in range(4)
-    ]
+    events = [event(DAY + 10 * H + i * M, ip=f"198.51.{i}.9", asn=64600 + i) for i in range(4)]
     assert by(run(events), "multi_ip") == []
     assert len(by(run(events, multi_ip_grace=1.0), "multi_ip")) == 1
 
@@ -113,7 +112,9 @@ def test_a_team_within_its_tier_is_not_flagged() -> None:
             e["tier"] = "BUSINESS"
             e["session_id"] = f"{member}-{e['session_id']}"
             e["ip"] = e["ip"] if e["asn"] in (64503, 64504) else f"10.{member}.{e['asn'] % 100}.1"
-            e["asn"] = e["asn"] if e["asn"] in (64503, 64504) else 65000 + member * 10 + e["asn"] % 10
+            e["asn"] = (
+                e["asn"] if e["asn"] in (64503, 64504) else 65000 + member * 10 + e["asn"] % 10
+            )
             e["country"] = "US" if member % 2 else "DE"  # half the team abroad
             events.append(e)
     assert run(events, [("B1", "BUSINESS", 10, "active")]) == []
@@ -179,13 +180,17 @@ def test_burst_flags_scripted_bursts_repeatedly() -> None:
 def test_burst_spares_a_busy_team_and_short_ci_jobs() -> None:
     # 60 people, each a request a minute: 3600/hour on the license, but no client bursts.
     team = [
-        event(DAY + h * H + i * M + u * timedelta(seconds=1), "E1", session=f"u{u}", tier="ENTERPRISE")
+        event(
+            DAY + h * H + i * M + u * timedelta(seconds=1), "E1", session=f"u{u}", tier="ENTERPRISE"
+        )
         for h in range(10)
         for i in range(60)
         for u in range(60)
     ]
     ci = [
-        event(DAY + h * H + i * timedelta(milliseconds=200), "E1", session=f"ci{h}", tier="ENTERPRISE")
+        event(
+            DAY + h * H + i * timedelta(milliseconds=200), "E1", session=f"ci{h}", tier="ENTERPRISE"
+        )
         for h in range(10)
         for i in range(60)
     ]
@@ -194,7 +199,7 @@ def test_burst_spares_a_busy_team_and_short_ci_jobs() -> None:
 
 def test_geographic_spread_flags_a_key_shared_with_a_friend_abroad() -> None:
     events = []
-    for i, t in enumerate(every(DAY + 14 * H, DAY + 18 * H, 10 * M)):
+    for t in every(DAY + 14 * H, DAY + 18 * H, 10 * M):
         events.append(event(t, ip="203.0.113.5", asn=64501, country="DE"))
         events.append(event(t + 3 * M, ip="198.51.100.9", asn=64801, country="US"))
     [finding] = by(run(events), "geographic_spread")
@@ -207,7 +212,10 @@ def test_geographic_spread_flags_a_key_shared_with_a_friend_abroad() -> None:
 def test_geographic_spread_spares_travel_at_plane_speed_and_neighbours() -> None:
     events = [event(t, country="DE") for t in every(DAY + 6 * H, DAY + 9 * H, 10 * M)]
     # lands in the US 9 h later (7,900 km between the centroids; 900 km/h plus margin)
-    events += [event(t, ip="198.51.100.9", asn=64801, country="US") for t in every(DAY + 16 * H, DAY + 20 * H, 10 * M)]
+    events += [
+        event(t, ip="198.51.100.9", asn=64801, country="US")
+        for t in every(DAY + 16 * H, DAY + 20 * H, 10 * M)
+    ]
     # a commuter across the French-German border, back and forth within minutes
     for t in every(DAY + 30 * H, DAY + 34 * H, 10 * M):
         events.append(event(t, ip="203.0.113.5", country="DE"))
@@ -219,14 +227,14 @@ def test_geographic_spread_is_per_user() -> None:
     events = []
     for t in every(DAY + 14 * H, DAY + 18 * H, 10 * M):
         events.append(event(t, "B1", country="DE", user="anna", tier="BUSINESS"))
-        events.append(event(t + 3 * M, "B1", "198.51.100.9", 64801, "US", user="bob", tier="BUSINESS"))
+        events.append(
+            event(t + 3 * M, "B1", "198.51.100.9", 64801, "US", user="bob", tier="BUSINESS")
+        )
     assert run(events, [("B1", "BUSINESS", 10, "active")]) == []
 
 
 def test_the_window_bounds_the_scan() -> None:
-    events = [
-        event(DAY + 10 * H + i * M, ip=f"198.51.{i}.9", asn=64600 + i) for i in range(8)
-    ]
+    events = [event(DAY + 10 * H + i * M, ip=f"198.51.{i}.9", asn=64600 + i) for i in range(8)]
     con = make_db(events, PRO)
     assert scan(con, DAY + 11 * H, DAY + 12 * H) == []
 

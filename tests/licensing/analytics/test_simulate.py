@@ -27,7 +27,10 @@ def test_writes_partitions_licenses_and_labels(tmp_path: Path) -> None:
     summary = write(traffic, tmp_path / "sim")
     parts = sorted(p.parent.name for p in (tmp_path / "sim" / "usage").rglob("*.parquet"))
     assert parts == ["date=2026-03-02", "date=2026-03-03", "date=2026-03-04"]
-    assert sum(pq.read_metadata(p).num_rows for p in (tmp_path / "sim" / "usage").rglob("*.parquet")) == summary["events"]
+    assert (
+        sum(pq.read_metadata(p).num_rows for p in (tmp_path / "sim" / "usage").rglob("*.parquet"))
+        == summary["events"]
+    )
     labels = read_labels(tmp_path / "sim" / "labels.csv")
     assert len(labels) == 40
     assert {v["label"] for v in labels.values()} == {"honest", "sharing"}

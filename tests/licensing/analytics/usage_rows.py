@@ -62,7 +62,8 @@ def make_db(
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE TABLE usage (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")")
     con.execute(
-        "CREATE TABLE licenses (license_id VARCHAR, tier VARCHAR, max_users INTEGER, status VARCHAR)"
+        "CREATE TABLE licenses"
+        " (license_id VARCHAR, tier VARCHAR, max_users INTEGER, status VARCHAR)"
     )
     events = list(events)
     if events:
@@ -74,4 +75,3 @@ def make_db(
     if lic:
         con.executemany("INSERT INTO licenses VALUES (?, ?, ?, ?)", lic)
     return con
-
