@@ -75,6 +75,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.serve:serve",
         "Run the API server; prints the address it listens on, stops on Ctrl-C or SIGTERM.",
     ),
+    "antipiracy": (
+        "connectsw.cli.antipiracy:antipiracy",
+        "Anti-piracy: run the detectors over the usage events; scores and recommendations.",
+    ),
+    "simulate": (
+        "connectsw.cli.simulate:simulate_group",
+        "Generate synthetic data: labelled usage traffic.",
+    ),
     "license": (
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",

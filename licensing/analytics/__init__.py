@@ -1,0 +1,1 @@
+"""Usage analytics and anti-piracy: DuckDB over the usage events (DESIGN.md)."""
