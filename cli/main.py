@@ -75,6 +75,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.serve:serve",
         "Run the API server; prints the address it listens on, stops on Ctrl-C or SIGTERM.",
     ),
+    "analytics": (
+        "connectsw.cli.analytics:analytics",
+        "Usage analytics: import events, read-only SQL over them, the documented views.",
+    ),
     "license": (
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",
