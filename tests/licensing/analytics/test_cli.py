@@ -15,11 +15,14 @@ from .conftest import event, write_csv, write_parquet
 def cli(tmp_path: Path, isolated: Path):
     """tests/cli's runner of the real console script (loaded from its file)."""
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location("cli_runner", Path(__file__).parents[2] / "cli" / "conftest.py")
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = sys.modules.get("cli_runner") or importlib.util.module_from_spec(spec)
+    if "cli_runner" not in sys.modules:
+        sys.modules["cli_runner"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
     return module.Cli(tmp_path, isolated)
 
 
