@@ -33,13 +33,15 @@ def analytics() -> None:
 )
 @json_option
 @pass_state
-def import_command(state: State, files: tuple[Path, ...], licenses: Path | None, as_json: bool) -> None:
+def import_command(
+    state: State, files: tuple[Path, ...], licenses: Path | None, as_json: bool
+) -> None:
     """Import usage events from CSV or Parquet FILEs (DESIGN.md's columns).
 
     Every row is validated first (one bad row and nothing is imported); events are
     deduplicated on event_id, so importing a file again changes nothing.
     """
-    from connectsw.licensing.analytics.ingest import InvalidImport, import_events, import_licenses
+    from connectsw.licensing.analytics.ingest import InvalidImport, import_licenses
 
     if not files and licenses is None:
         raise InvalidImport("nothing to import: give event FILEs and/or --licenses FILE")
@@ -54,7 +56,9 @@ def import_command(state: State, files: tuple[Path, ...], licenses: Path | None,
         return
     if "licenses" in report:
         got = report["licenses"]
-        console.print(f"Licenses: {got['rows']} row(s) loaded; {got['licenses']} imported license(s) in all.")
+        console.print(
+            f"Licenses: {got['rows']} row(s) loaded; {got['licenses']} imported license(s) in all."
+        )
     if "events" in report:
         got = report["events"]
         console.print(
@@ -91,8 +95,12 @@ def _import_events(state: State, files: list[Path], quiet: bool) -> Any:
 
 @analytics.command("sql")
 @click.argument("query", required=False)
-@click.option("--file", "sql_file", type=click.Path(path_type=Path), help="Read the SQL from a file.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True, help="Output format.")
+@click.option(
+    "--file", "sql_file", type=click.Path(path_type=Path), help="Read the SQL from a file."
+)
+@click.option(
+    "--format", "fmt", type=FORMATS, default="table", show_default=True, help="Output format."
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Output file (required for parquet).")
 @pass_state
 def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: Path | None) -> None:
@@ -107,7 +115,9 @@ def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: P
     from connectsw.licensing.analytics.views import connect
 
     if (query is None) == (sql_file is None):
-        raise QueryRefused('give the SQL as an argument or with --file, not both: analytics sql "SELECT ..."')
+        raise QueryRefused(
+            'give the SQL as an argument or with --file, not both: analytics sql "SELECT ..."'
+        )
     if sql_file is not None:
         try:
             query = textfiles.decode(textfiles.read_bytes(sql_file, 1_048_576))
@@ -157,7 +167,9 @@ def _output(table: Any, fmt: str, out: Path | None) -> None:
     for row in shown.to_pylist():
         grid.add_row(*[line("NULL" if v is None else str(v)) for v in row.values()])
     console.print(grid)
-    more = f" (first {TABLE_ROWS} shown; --format csv for all)" if table.num_rows > TABLE_ROWS else ""
+    more = (
+        f" (first {TABLE_ROWS} shown; --format csv for all)" if table.num_rows > TABLE_ROWS else ""
+    )
     err_console.print(f"{table.num_rows} row(s){more}")
 
 

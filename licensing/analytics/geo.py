@@ -20,7 +20,6 @@ Sources (README, "Usage analytics (analysts)"):
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,14 +52,12 @@ class Geo:
         self.asn_source = asn_db or None
 
     def lookup(self, ip: str) -> Place:
-        """The place of one address; an address that is not one, or private, is nowhere."""
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return Place(None, None)
-        if not address.is_global:
-            return Place(None, None)
-        return Place(self._country(str(address)), self._asn(str(address)))
+        """The place of one address; an address that is not one, or private, is nowhere.
+
+        (geoip2fast answers ``--`` for private and unknown networks; ``ipaddress``'s
+        ``is_global`` would cost several times the lookup itself.)
+        """
+        return Place(self._country(ip), self._asn(ip))
 
     def lookup_many(self, ips: Iterable[str]) -> dict[str, Place]:
         return {ip: self.lookup(ip) for ip in ips}
@@ -68,9 +65,7 @@ class Geo:
     def _country(self, ip: str) -> str | None:
         if self._country_reader is not None:
             record = self._country_reader.get(ip) or {}
-            code = (record.get("country") or record.get("registered_country") or {}).get(
-                "iso_code"
-            )
+            code = (record.get("country") or record.get("registered_country") or {}).get("iso_code")
         else:
             code = _geoip2fast().lookup(ip).country_code
         return code if isinstance(code, str) and len(code) == 2 and code.isalpha() else None

@@ -108,7 +108,9 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str, path: Path) -> dict[st
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     except duckdb.Error as exc:
-        raise InvalidImport(f"{path}: not readable as CSV or Parquet ({_first_line(exc)})") from None
+        raise InvalidImport(
+            f"{path}: not readable as CSV or Parquet ({_first_line(exc)})"
+        ) from None
     return {str(row[0]): str(row[1]) for row in described}
 
 
@@ -146,8 +148,7 @@ def _problems_sql(present: dict[str, str]) -> tuple[str, str]:
         else:
             not_blank = f"{raw} IS NOT NULL AND TRIM(CAST({raw} AS VARCHAR)) <> ''"
         checks.append(
-            f"CASE WHEN {not_blank} AND {cast} IS NULL"
-            f" THEN '{name}: not {TYPE_WORDS[kind]}' END"
+            f"CASE WHEN {not_blank} AND {cast} IS NULL THEN '{name}: not {TYPE_WORDS[kind]}' END"
         )
     return ", ".join(typed), ", ".join(checks)
 
@@ -245,7 +246,9 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], progress: Prog
             raise InvalidImport(f"{path}: not readable as events ({_first_line(exc)})") from None
     progress("reading", len(paths), len(paths))
     # Text addresses are checked by Python's ipaddress, once per distinct address.
-    ips = [r[0] for r in con.execute("SELECT DISTINCT ip FROM staged WHERE ip IS NOT NULL").fetchall()]
+    ips = [
+        r[0] for r in con.execute("SELECT DISTINCT ip FROM staged WHERE ip IS NOT NULL").fetchall()
+    ]
     bad = [ip for ip in ips if not _is_ip(ip)]
     con.execute("CREATE TEMP TABLE bad_ips (ip VARCHAR)")
     if bad:
@@ -264,7 +267,8 @@ def _refuse_bad_rows(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], tota
     rules = ", ".join(f"CASE WHEN {cond} THEN {_sql_text(reason)} END" for cond, reason in RULES)
     con.execute(
         "CREATE TEMP TABLE bad AS SELECT _file, _row, reasons FROM ("
-        f" SELECT _file, _row, list_concat(_problems, list_filter([{rules}], lambda x: x IS NOT NULL))"
+        " SELECT _file, _row, list_concat(_problems,"
+        f" list_filter([{rules}], lambda x: x IS NOT NULL))"
         " AS reasons FROM staged) WHERE len(reasons) > 0"
     )
     count = _count(con, "SELECT count(*) FROM bad")
@@ -277,9 +281,7 @@ def _refuse_bad_rows(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], tota
         f"{paths[f].name} row {row}: {', '.join(reasons)}" for f, row, reasons in first
     )
     more = f"; and {count - len(first)} more" if count > len(first) else ""
-    raise InvalidImport(
-        f"{count} invalid row(s) of {total}, nothing imported: {shown}{more}"
-    )
+    raise InvalidImport(f"{count} invalid row(s) of {total}, nothing imported: {shown}{more}")
 
 
 def _duck_path(storage: Storage, path: str) -> str:
@@ -295,10 +297,14 @@ def _dedupe(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
     """``fresh``: the first row of each event id that is not stored yet."""
     names = ", ".join(name for name, _ in COLUMNS)
     stored = storage.all_files()
-    con.execute(
-        f"CREATE TEMP TABLE fresh AS SELECT {names} FROM staged"
-        " QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _file, _row) = 1"
-    )
+    if _count(con, "SELECT count(*) - count(DISTINCT event_id) FROM staged"):
+        con.execute(
+            f"CREATE TEMP TABLE fresh AS SELECT {names} FROM staged"
+            " QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _file, _row) = 1"
+        )
+        con.execute("DROP TABLE staged")
+    else:  # the usual case: no repeats within the input, no copy
+        con.execute("ALTER TABLE staged RENAME TO fresh")
     if stored:
         _register(con, storage)
         files = "[" + ", ".join(_sql_text(_duck_path(storage, f)) for f in stored) + "]"
@@ -306,7 +312,6 @@ def _dedupe(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
             "DELETE FROM fresh WHERE event_id IN (SELECT event_id FROM"
             f" read_parquet({files}, hive_partitioning = false))"
         )
-    con.execute("DROP TABLE staged")
 
 
 def _fill_geo(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
@@ -316,7 +321,8 @@ def _fill_geo(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     ips = [
         r[0]
         for r in con.execute(
-            "SELECT DISTINCT ip FROM fresh WHERE ip IS NOT NULL AND (country IS NULL OR asn IS NULL)"
+            "SELECT DISTINCT ip FROM fresh"
+            " WHERE ip IS NOT NULL AND (country IS NULL OR asn IS NULL)"
         ).fetchall()
     ]
     if not ips:
@@ -479,11 +485,13 @@ def import_licenses(settings: Settings, path: Path) -> LicenseImport:
                 " list_filter(["
                 " CASE WHEN NULLIF(TRIM(CAST(license_id AS VARCHAR)), '') IS NULL"
                 "  THEN 'license_id: missing' END,"
-                f" CASE WHEN NOT coalesce(upper(TRIM(CAST(tier AS VARCHAR))) IN ({tiers}), false)"
+                " CASE WHEN NOT coalesce(upper(TRIM(CAST(tier AS VARCHAR)))"
+                f" IN ({tiers}), false)"
                 f"  THEN 'tier: not one of {', '.join(TIERS)}' END,"
                 " CASE WHEN coalesce(TRY_CAST(max_users AS INTEGER), 0) < 1"
                 "  THEN 'max_users: not an integer of at least 1' END,"
-                f" CASE WHEN NOT coalesce(lower(TRIM(CAST(status AS VARCHAR))) IN ({statuses}), false)"
+                " CASE WHEN NOT coalesce(lower(TRIM(CAST(status AS VARCHAR)))"
+                f" IN ({statuses}), false)"
                 f"  THEN 'status: not one of {', '.join(LICENSE_STATUSES)}' END"
                 f" ], lambda x: x IS NOT NULL) AS _problems FROM {source}"
             )

@@ -161,9 +161,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, timeout: float) -> pa.Table:
         assert result is not None
         return result
     except duckdb.InterruptException:
-        raise QueryTimeout(
-            f"query stopped after {timeout:g} s (analytics.sql_timeout)"
-        ) from None
+        raise QueryTimeout(f"query stopped after {timeout:g} s (analytics.sql_timeout)") from None
     except duckdb.PermissionException as exc:
         raise QueryRefused(
             f"refused: only the usage data may be read ({_first_line(exc).split(': ', 1)[-1]})"

@@ -17,7 +17,9 @@ def cli(tmp_path: Path, isolated: Path):
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location("cli_runner", Path(__file__).parents[2] / "cli" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "cli_runner", Path(__file__).parents[2] / "cli" / "conftest.py"
+    )
     assert spec is not None and spec.loader is not None
     module = sys.modules.get("cli_runner") or importlib.util.module_from_spec(spec)
     if "cli_runner" not in sys.modules:
@@ -33,11 +35,18 @@ def test_import_then_sql_in_every_format(cli, tmp_path: Path) -> None:
     assert first["events"]["imported"] == 3
     again = cli("analytics", "import", events, ok=True)
     assert "0 imported, 2 already stored" in again.stdout
-    table = cli("analytics", "sql", "SELECT country, count(*) AS n FROM usage GROUP BY 1 ORDER BY 1", ok=True)
+    table = cli(
+        "analytics",
+        "sql",
+        "SELECT country, count(*) AS n FROM usage GROUP BY 1 ORDER BY 1",
+        ok=True,
+    )
     assert "FR" in table.stdout and "US" in table.stdout
     as_csv = cli("analytics", "sql", "SELECT count(*) AS n FROM usage", "--format", "csv", ok=True)
     assert as_csv.stdout.splitlines() == ['"n"', "3"]
-    as_json = cli("analytics", "sql", "SELECT count(*) AS n FROM usage", "--format", "json", ok=True)
+    as_json = cli(
+        "analytics", "sql", "SELECT count(*) AS n FROM usage", "--format", "json", ok=True
+    )
     assert json.loads(as_json.stdout) == [{"n": 3}]
     query = tmp_path / "q.sql"
     query.write_text("SELECT license_id, count(*) AS n FROM usage GROUP BY 1")
@@ -50,7 +59,11 @@ def test_import_then_sql_in_every_format(cli, tmp_path: Path) -> None:
     ("args", "code", "text"),
     [
         (["analytics", "sql", "DROP VIEW usage"], 2, "refused: is DROP"),
-        (["analytics", "sql", "SELECT * FROM read_csv('/etc/passwd')"], 2, "only the usage data may be read"),
+        (
+            ["analytics", "sql", "SELECT * FROM read_csv('/etc/passwd')"],
+            2,
+            "only the usage data may be read",
+        ),
         (["analytics", "sql", "SELECT 1; COPY (SELECT 1) TO 'x.csv'"], 2, "statement 2 is COPY"),
         (["analytics", "sql", "SELECT nope"], 2, "nope"),
         (["analytics", "sql", "SELECT 1", "--format", "parquet"], 2, "needs --out"),
@@ -68,7 +81,10 @@ def test_errors_are_one_line_with_exit_codes(cli, args: list[str], code: int, te
 def test_a_bad_import_writes_nothing(cli, tmp_path: Path, isolated: Path) -> None:
     bad = write_csv(tmp_path / "bad.csv", [event(), event(ts="soon")])
     message = cli("analytics", "import", bad).error_line()
-    assert message == "Error: 1 invalid row(s) of 2, nothing imported: bad.csv row 2: ts: not a timestamp"
+    assert (
+        message
+        == "Error: 1 invalid row(s) of 2, nothing imported: bad.csv row 2: ts: not a timestamp"
+    )
     assert not list((isolated / "usage").rglob("*.parquet"))
 
 
@@ -80,13 +96,28 @@ def test_sql_time_limit(cli) -> None:
 
 
 def test_licenses_import_and_views(cli, tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "l.csv", [{"license_id": "CSFW-PRO-X", "tier": "PRO", "max_users": 3, "status": "active"}],
-                     ["license_id", "tier", "max_users", "status"])  # fmt: skip
+    path = write_csv(
+        tmp_path / "l.csv",
+        [{"license_id": "CSFW-PRO-X", "tier": "PRO", "max_users": 3, "status": "active"}],
+        ["license_id", "tier", "max_users", "status"],
+    )
     assert "1 row(s) loaded" in cli("analytics", "import", "--licenses", path, ok=True).stdout
     rows = cli("analytics", "sql", "SELECT * FROM licenses", "--format", "json", ok=True)
     assert json.loads(rows.stdout) == [
-        {"license_id": "CSFW-PRO-X", "tier": "PRO", "max_users": 3, "status": "active", "source": "imported"}
+        {
+            "license_id": "CSFW-PRO-X",
+            "tier": "PRO",
+            "max_users": 3,
+            "status": "active",
+            "source": "imported",
+        }
     ]
     listed = cli("analytics", "views", "--json", ok=True).json()
-    assert [v["name"] for v in listed] == ["usage", "usage_hourly", "license_ips_24h", "sessions_concurrent", "licenses"]
+    assert [v["name"] for v in listed] == [
+        "usage",
+        "usage_hourly",
+        "license_ips_24h",
+        "sessions_concurrent",
+        "licenses",
+    ]
     assert "license_ips_24h" in cli("analytics", "views", ok=True).stdout

@@ -30,14 +30,25 @@ def snapshot(usage: Path) -> dict[str, int]:
     return {str(p.relative_to(usage)): p.stat().st_mtime_ns for p in usage.rglob("*.parquet")}
 
 
-def test_csv_import_stores_typed_events_partitioned_by_date(settings: Settings, usage_dir: Path, tmp_path: Path) -> None:
-    rows = [event(ts="2026-05-01T23:59:59Z"), event(ts="2026-05-02T00:00:01+00:00"), event(ts="2026-05-02 08:00:00")]
+def test_csv_import_stores_typed_events_partitioned_by_date(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
+    rows = [
+        event(ts="2026-05-01T23:59:59Z"),
+        event(ts="2026-05-02T00:00:01+00:00"),
+        event(ts="2026-05-02 08:00:00"),
+    ]
     result = import_events(settings, [write_csv(tmp_path / "a.csv", rows)])
     assert (result.rows, result.imported, result.duplicates) == (3, 3, 0)
     assert result.dates == ["2026-05-01", "2026-05-02"]
-    assert sorted(p.parent.name for p in usage_dir.glob("date=*/*.parquet")) == ["date=2026-05-01", "date=2026-05-02"]
+    assert sorted(p.parent.name for p in usage_dir.glob("date=*/*.parquet")) == [
+        "date=2026-05-01",
+        "date=2026-05-02",
+    ]
     files = [str(f) for f in usage_dir.glob("date=*/*.parquet")]
-    schema = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({files}, hive_partitioning = false)").fetchall()
+    schema = duckdb.sql(
+        f"DESCRIBE SELECT * FROM read_parquet({files}, hive_partitioning = false)"
+    ).fetchall()
     assert [(r[0], r[1]) for r in schema] == list(COLUMNS)
     assert len(stored(usage_dir)) == 3
 
@@ -80,14 +91,18 @@ def test_a_bad_row_is_named_and_nothing_is_written(
     assert stored(usage_dir) == []
 
 
-def test_bad_rows_count_and_first_few_reasons(settings: Settings, usage_dir: Path, tmp_path: Path) -> None:
+def test_bad_rows_count_and_first_few_reasons(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
     rows = [event(status=0) for _ in range(8)] + [event()]
     with pytest.raises(InvalidImport, match=r"^8 invalid row\(s\) of 9, .* row 5: .*; and 3 more$"):
         import_events(settings, [write_csv(tmp_path / "a.csv", rows)])
     assert not list(usage_dir.rglob("*.parquet"))
 
 
-def test_one_bad_file_of_several_writes_nothing(settings: Settings, usage_dir: Path, tmp_path: Path) -> None:
+def test_one_bad_file_of_several_writes_nothing(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
     good = write_csv(tmp_path / "good.csv", [event()])
     bad = write_csv(tmp_path / "bad.csv", [event(ts="never")])
     with pytest.raises(InvalidImport, match="bad.csv row 1: ts: not a timestamp"):
@@ -103,7 +118,9 @@ def test_one_bad_file_of_several_writes_nothing(settings: Settings, usage_dir: P
         (["ts"], "no event_id column"),
     ],
 )
-def test_wrong_columns_are_refused(settings: Settings, tmp_path: Path, columns: list[str], message: str) -> None:
+def test_wrong_columns_are_refused(
+    settings: Settings, tmp_path: Path, columns: list[str], message: str
+) -> None:
     path = write_csv(tmp_path / "a.csv", [event(licence="x")], columns)
     with pytest.raises(InvalidImport, match=message):
         import_events(settings, [path])
@@ -118,7 +135,9 @@ def test_missing_or_unreadable_file(settings: Settings, tmp_path: Path) -> None:
         import_events(settings, [garbage])
 
 
-def test_reimporting_the_same_file_changes_nothing(settings: Settings, usage_dir: Path, tmp_path: Path) -> None:
+def test_reimporting_the_same_file_changes_nothing(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
     path = write_csv(tmp_path / "a.csv", [event(ts=f"2026-05-0{d}T10:00:00Z") for d in (1, 2, 3)])
     import_events(settings, [path])
     before, files = stored(usage_dir), snapshot(usage_dir)
@@ -128,7 +147,9 @@ def test_reimporting_the_same_file_changes_nothing(settings: Settings, usage_dir
     assert snapshot(usage_dir) == files
 
 
-def test_dedupe_within_and_across_files_csv_and_parquet(settings: Settings, usage_dir: Path, tmp_path: Path) -> None:
+def test_dedupe_within_and_across_files_csv_and_parquet(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
     a, b, c = event(), event(), event()
     first = import_events(settings, [write_csv(tmp_path / "a.csv", [a, b, {**a, "status": 500}])])
     assert (first.imported, first.duplicates) == (2, 1)
@@ -139,7 +160,9 @@ def test_dedupe_within_and_across_files_csv_and_parquet(settings: Settings, usag
     assert {r[0]: r[11] for r in rows}[a["event_id"]] == 200  # the first one wins
 
 
-def test_small_files_of_a_date_are_compacted(settings: Settings, usage_dir: Path, tmp_path: Path) -> None:
+def test_small_files_of_a_date_are_compacted(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
     for i in range(3):
         import_events(settings, [write_csv(tmp_path / f"{i}.csv", [event(), event()])])
     files = list((usage_dir / "date=2026-05-01").glob("*.parquet"))
@@ -148,8 +171,12 @@ def test_small_files_of_a_date_are_compacted(settings: Settings, usage_dir: Path
     assert not [p for p in usage_dir.rglob("*") if p.name.startswith(".") and p.suffix != ".lock"]
 
 
-def test_compaction_interrupted_after_the_move_is_finished_by_recovery(settings: Settings, usage_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings.model_copy(update={"analytics": settings.analytics.model_copy(update={"compact_below_bytes": 0})})
+def test_compaction_interrupted_after_the_move_is_finished_by_recovery(
+    settings: Settings, usage_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings.model_copy(
+        update={"analytics": settings.analytics.model_copy(update={"compact_below_bytes": 0})}
+    )
     for i in range(2):
         import_events(settings, [write_csv(tmp_path / f"{i}.csv", [event()])])
     storage = usage_storage(settings)
@@ -187,21 +214,38 @@ def test_geo_fill_from_the_ip(settings: Settings, usage_dir: Path, tmp_path: Pat
 
 def test_licenses_import_merges_and_validates(settings: Settings, tmp_path: Path) -> None:
     cols = ["license_id", "tier", "max_users", "status"]
-    first = write_csv(tmp_path / "l1.csv", [
-        {"license_id": "CSFW-PRO-X", "tier": "pro", "max_users": 3, "status": "active"},
-        {"license_id": "CSFW-FREE-Y", "tier": "FREE", "max_users": 1, "status": "Suspended"},
-    ], cols)  # fmt: skip
+    first = write_csv(
+        tmp_path / "l1.csv",
+        [
+            {"license_id": "CSFW-PRO-X", "tier": "pro", "max_users": 3, "status": "active"},
+            {"license_id": "CSFW-FREE-Y", "tier": "FREE", "max_users": 1, "status": "Suspended"},
+        ],
+        cols,
+    )
     assert import_licenses(settings, first).licenses == 2
-    second = write_csv(tmp_path / "l2.csv", [
-        {"license_id": "CSFW-PRO-X", "tier": "BUSINESS", "max_users": 10, "status": "active"},
-    ], cols)  # fmt: skip
+    second = write_csv(
+        tmp_path / "l2.csv",
+        [
+            {"license_id": "CSFW-PRO-X", "tier": "BUSINESS", "max_users": 10, "status": "active"},
+        ],
+        cols,
+    )
     assert import_licenses(settings, second).licenses == 2
     rows = duckdb.sql(f"SELECT * FROM '{licenses_file(settings)}' ORDER BY 1").fetchall()
-    assert rows == [("CSFW-FREE-Y", "FREE", 1, "suspended"), ("CSFW-PRO-X", "BUSINESS", 10, "active")]
-    bad = write_csv(tmp_path / "bad.csv", [
-        {"license_id": "CSFW-PRO-Z", "tier": "GOLD", "max_users": 0, "status": "active"},
-    ], cols)  # fmt: skip
-    with pytest.raises(InvalidImport, match="row 1: tier: not one of .*, max_users: not an integer"):
+    assert rows == [
+        ("CSFW-FREE-Y", "FREE", 1, "suspended"),
+        ("CSFW-PRO-X", "BUSINESS", 10, "active"),
+    ]
+    bad = write_csv(
+        tmp_path / "bad.csv",
+        [
+            {"license_id": "CSFW-PRO-Z", "tier": "GOLD", "max_users": 0, "status": "active"},
+        ],
+        cols,
+    )
+    with pytest.raises(
+        InvalidImport, match="row 1: tier: not one of .*, max_users: not an integer"
+    ):
         import_licenses(settings, bad)
     assert len(duckdb.sql(f"SELECT * FROM '{licenses_file(settings)}'").fetchall()) == 2
     with pytest.raises(InvalidImport, match="missing status"):

@@ -9,7 +9,13 @@ import pytest
 
 from connectsw.conf.settings import Settings
 from connectsw.licensing.analytics.ingest import import_events
-from connectsw.licensing.analytics.readonly import QueryError, QueryRefused, QueryTimeout, check, run
+from connectsw.licensing.analytics.readonly import (
+    QueryError,
+    QueryRefused,
+    QueryTimeout,
+    check,
+    run,
+)
 from connectsw.licensing.analytics.views import connect
 
 from .conftest import event, write_csv
@@ -17,7 +23,9 @@ from .conftest import event, write_csv
 
 @pytest.fixture
 def con(settings: Settings, tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    import_events(settings, [write_csv(tmp_path / "a.csv", [event(), event(ts="2026-05-02T01:00:00Z")])])
+    import_events(
+        settings, [write_csv(tmp_path / "a.csv", [event(), event(ts="2026-05-02T01:00:00Z")])]
+    )
     connection = connect(settings)
     yield connection
     connection.close()
@@ -87,15 +95,21 @@ def test_each_kind_of_change_is_refused_before_it_runs(
         "SELECT * FROM read_text('{usage}/../../a.csv')",
     ],
 )
-def test_files_outside_the_usage_data_are_refused(con: duckdb.DuckDBPyConnection, settings: Settings, sql: str) -> None:
+def test_files_outside_the_usage_data_are_refused(
+    con: duckdb.DuckDBPyConnection, settings: Settings, sql: str
+) -> None:
     usage = str(settings.data_dir / "usage")
     with pytest.raises(QueryRefused, match="^refused: only the usage data may be read"):
         run(con, sql.format(usage=usage), 10)
 
 
-def test_the_usage_files_themselves_are_readable(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+def test_the_usage_files_themselves_are_readable(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
     glob = f"{settings.data_dir}/usage/date=*/*.parquet"
-    assert run(con, f"SELECT count(*) AS n FROM read_parquet('{glob}')", 10).to_pylist() == [{"n": 2}]
+    assert run(con, f"SELECT count(*) AS n FROM read_parquet('{glob}')", 10).to_pylist() == [
+        {"n": 2}
+    ]
 
 
 def test_configuration_is_locked(con: duckdb.DuckDBPyConnection) -> None:
@@ -109,7 +123,9 @@ def test_configuration_is_locked(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_a_query_over_the_time_limit_is_interrupted(con: duckdb.DuckDBPyConnection) -> None:
-    with pytest.raises(QueryTimeout, match=r"^query stopped after 0.5 s \(analytics.sql_timeout\)$"):
+    with pytest.raises(
+        QueryTimeout, match=r"^query stopped after 0.5 s \(analytics.sql_timeout\)$"
+    ):
         run(con, "SELECT count(*) FROM range(1000000000000) a, range(10) b", 0.5)
     assert run(con, "SELECT 1 AS one", 5).to_pylist() == [{"one": 1}]
 
