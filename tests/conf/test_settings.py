@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from connectsw.conf import settings as settings_module
 from connectsw.conf.settings import (
     DEFAULT_FILE,
+    AnalyticsSettings,
     DaskSettings,
     EngineSettings,
     GateSettings,
@@ -33,6 +34,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "gates": GateSettings,
     "licensing": LicensingSettings,
     "server": ServerSettings,
+    "analytics": AnalyticsSettings,
 }
 
 
