@@ -77,11 +77,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "antipiracy": (
         "connectsw.cli.antipiracy:antipiracy",
-        "Anti-piracy: run the detectors over the usage events; scores and recommendations.",
+        "Anti-piracy: run the detectors of reference §3.2 over the usage events.",
     ),
     "simulate": (
         "connectsw.cli.simulate:simulate_group",
         "Generate synthetic data: labelled usage traffic.",
+    ),
+    "analytics": (
+        "connectsw.cli.analytics:analytics",
+        "Usage analytics: import events, read-only SQL over them, the documented views.",
     ),
     "license": (
         "connectsw.cli.license:license_group",

@@ -253,6 +253,30 @@ class AntipiracySettings(_Section):
         return self
 
 
+class AnalyticsSettings(_Section):
+    """Usage analytics (``connectsw analytics``): where events live, the analysts' SQL limits,
+    geography."""
+
+    usage_url: str = ""
+    """fsspec URL or path of the usage events' root (``date=YYYY-MM-DD/*.parquet`` under
+    it); empty: ``DATA_DIR/usage``."""
+    sql_memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    """Memory an analyst's query may use (DuckDB's ``memory_limit``), e.g. ``1GB``."""
+    sql_threads: int = Field(2, ge=1, le=256)
+    """Threads an analyst's query may use."""
+    sql_timeout: PositiveSeconds = Field(60.0, le=86_400)
+    """Seconds an analyst's query may run before it is interrupted; above 0, at most 86400."""
+    compact_below_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """After an import, a date partition's Parquet files smaller than this are merged into
+    one (0: never compact)."""
+    geo_country_db: str = ""
+    """A MaxMind database (``.mmdb``: GeoLite2-Country or -City) for ``country``; empty: the
+    ``geoip2fast`` package's bundled data. Needs the ``maxminddb`` package."""
+    geo_asn_db: str = ""
+    """A MaxMind GeoLite2-ASN database (``.mmdb``) for ``asn``; empty: ``asn`` is filled only
+    where the import gives it (the bundled data has AS names, not numbers)."""
+
+
 class Settings(BaseSettings):
     """All of ConnectSW's settings."""
 
@@ -269,6 +293,7 @@ class Settings(BaseSettings):
     licensing: LicensingSettings = Field(default_factory=LicensingSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod

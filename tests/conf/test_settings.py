@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from connectsw.conf import settings as settings_module
 from connectsw.conf.settings import (
     DEFAULT_FILE,
+    AnalyticsSettings,
+    AntipiracySettings,
     DaskSettings,
     EngineSettings,
     GateSettings,
@@ -33,6 +35,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "gates": GateSettings,
     "licensing": LicensingSettings,
     "server": ServerSettings,
+    "analytics": AnalyticsSettings,
+    "antipiracy": AntipiracySettings,
 }
 
 
