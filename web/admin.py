@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial, wraps
 from typing import Any, TypeVar
@@ -43,7 +44,7 @@ from connectsw.licensing.secrets import admin_token, signing_key
 from connectsw.licensing.service import Licenses
 from connectsw.licensing.tiers import Tier
 from connectsw.web import openapi
-from connectsw.web.errors import ApiError
+from connectsw.web.errors import ApiError, nul_path
 
 ADMIN_TOKEN_DIGEST = web.AppKey("admin_token_digest", bytes)
 SIGNING_KEY = web.AppKey("signing_key", Ed25519PrivateKey)
@@ -163,6 +164,12 @@ async def _body(request: web.Request, model: type[Body]) -> Body:
         raise _too_large() from None
     if len(data) > MAX_BODY:
         raise _too_large()
+    try:
+        where = nul_path(json.loads(data.strip() or b"{}"))
+    except (ValueError, RecursionError):
+        where = None  # not JSON: said below
+    if where:
+        raise ApiError("invalid_request", f"{where}: a NUL character is not allowed")
     try:
         return model.model_validate_json(data.strip() or b"{}")
     except ValidationError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -30,6 +31,7 @@ STATUS: dict[str, int] = {
     "suspended": 403,
     "revoked": 403,
     "too_many_sessions": 403,
+    "feature_not_included": 403,
     "rate_limited": 429,
     "no_such_resource": 404,
     "method_not_allowed": 405,
@@ -68,6 +70,29 @@ def error_response(
         status=status or STATUS.get(code, 400),
         headers={**(headers or {}), "X-Error-Code": code},
     )
+
+
+def nul_path(data: Any, path: str = "") -> str | None:
+    """Where a NUL character is in decoded JSON (``args.0``, ``email``...), if anywhere.
+
+    No store keeps one (PostgreSQL text cannot hold it): such a body is refused as
+    a bad request naming the field, before anything is written."""
+    if isinstance(data, str):
+        return path or "body" if "\x00" in data else None
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list)
+        else ()
+    )
+    for key, value in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path or "body"
+        found = nul_path(value, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
 
 
 class ApiError(Exception):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sys
 import tempfile
 from datetime import datetime
 from functools import partial
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from connectsw.core.errors import NotFound
 from connectsw.core.models import (
@@ -48,12 +49,14 @@ from connectsw.core.models import (
 from connectsw.core.states import FINISHED, RUNNABLE, STOPPED
 from connectsw.licensing.models import License
 from connectsw.web import openapi
-from connectsw.web.errors import ApiError
+from connectsw.web.errors import ApiError, nul_path
 from connectsw.web.sessions import authenticate_session
 
 T = TypeVar("T")
 
-Command = Literal["new product", "new feature", "fix", "run"]
+#: Not ``run``: a task-graph file names commands and paths, which the server never
+#: takes from a client (it would run them, and read its own files to plan them).
+Command = Literal["new product", "new feature", "fix"]
 COMMANDS: tuple[str, ...] = get_args(Command)
 #: Seconds between two looks at the store for new events of a followed execution.
 EVENT_POLL_SECONDS = 0.3
@@ -73,6 +76,12 @@ class CheckpointBody(ApiModel):
 
     decision: Literal["approve", "request_changes", "cancel"]
     feedback: str | None = Field(default=None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _changes_say_what(self) -> CheckpointBody:
+        if self.decision == "request_changes" and not (self.feedback or "").strip():
+            raise ValueError("request_changes needs feedback: what should change")
+        return self
 
 
 class ExecutionSummary(ApiModel):
@@ -133,6 +142,9 @@ async def _body(request: web.Request, model: type[T]) -> T:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError("bad_request", "the body is not JSON") from None
+    where = nul_path(data)
+    if where:
+        raise ApiError("bad_request", f"{where}: a NUL character is not allowed")
     try:
         return model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
@@ -161,7 +173,25 @@ def _view(request: web.Request, execution_id: str) -> dict[str, Any]:
     if checkpoint:
         for item in checkpoint["artifacts"]:
             item["url"] = f"/v1/execution/{execution_id}/artifacts/{item['path']}"
-    return view
+    server_side = view["workspace"]
+    view["workspace"] = f"on the server (`connectsw pull {execution_id}` brings it here)"
+    return scrub(view, server_side, request.app[RUNS].settings.data_dir)
+
+
+def scrub(data: Any, workspace: str, data_dir: Path) -> Any:
+    """``data`` (decoded JSON) without the server's paths: its workspace becomes ``.``,
+    its interpreter ``python``, its data dir ``DATA_DIR`` (found by the new-user
+    trial: gate details and messages showed them, a map of the server for clients)."""
+    text = json.dumps(data)
+    for path, shown in (
+        (workspace, "."),
+        (str(data_dir.expanduser()), "DATA_DIR"),
+        (sys.executable, "python"),
+        (sys.prefix, "PYTHON_PREFIX"),
+    ):
+        if path:
+            text = text.replace(json.dumps(path)[1:-1], shown)
+    return json.loads(text)
 
 
 async def execute(request: web.Request) -> web.Response:
@@ -285,6 +315,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     after = last_event_id(request)
     runs = request.app[RUNS]
     store = runs.engine.store
+    current_workspace = execution.workspace
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -300,7 +331,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         batch = await _blocking(store.events, execution.id, after=after)
         for event in batch:
             after = event.seq
-            data = json.dumps(event.to_api())
+            data = json.dumps(scrub(event.to_api(), current_workspace, runs.settings.data_dir))
             await response.write(f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode())
             quiet_since = loop.time()
         if stopped and not batch:

@@ -125,6 +125,12 @@ async def open_session(request: web.Request) -> web.Response:
     from connectsw.web.app import SESSIONS
 
     license = await authenticate(request)
+    if "server" not in license.entitlements.features:  # e.g. FREE: local mode only
+        raise ApiError(
+            "feature_not_included",
+            f"the {license.tier.value} tier does not include the server; upgrade to use it",
+            403,
+        )
     opened = await asyncio.get_running_loop().run_in_executor(
         None,
         request.app[SESSIONS].open,

@@ -34,6 +34,7 @@ class Client:
 
     def __init__(self, served: Served) -> None:
         self.url = served.url
+        self.data = served.data
         self.key = served.issue()
         status, _, body = http(
             "POST", self.url + "/v1/sessions", headers={"X-License-Key": self.key}
@@ -135,8 +136,8 @@ def test_a_session_of_another_license_is_refused(alice: Client, bob: Client, wai
 def test_artifact_paths_outside_the_workspace_are_refused(
     alice: Client, waiting: str, path: str
 ) -> None:
-    _, view = alice.call("GET", f"/v1/execution/{waiting}")
-    workspace = Path(view["workspace"])
+    license_id = alice.key.rsplit("-", 1)[0]
+    workspace = alice.data / "workspaces" / license_id / waiting
     link = workspace / "link-out"
     if not link.is_symlink():
         os.symlink("/etc/passwd", link)
@@ -287,3 +288,47 @@ def test_memory_context_answers_from_the_projects_executions(
     assert (status, body) == (200, {"context": []})  # another license's project is not there
     status, body = alice.call("GET", "/v1/memory/context?query=x")
     assert status == 400
+
+
+def test_a_task_graph_is_never_taken_from_a_client(alice: Client) -> None:
+    """Found by the new-user trial: `run` over the API read the server's files (its
+    errors told what they held) and ran a graph's shell commands on the server."""
+    for path in ("/etc/passwd", "graph.yaml", str(alice.data / "secrets" / "license-secret")):
+        status, body = alice.call("POST", "/v1/execute", {"command": "run", "args": [path]})
+        assert (status, body["error"]["code"]) == (400, "bad_request"), body
+        assert path not in body["error"]["message"]
+
+
+def test_request_changes_needs_feedback(alice: Client, waiting: str) -> None:
+    for body in ({"decision": "request_changes"}, {"decision": "request_changes", "feedback": " "}):
+        status, answer = alice.call("POST", f"/v1/execution/{waiting}/checkpoint", body)
+        assert (status, answer["error"]["code"]) == (400, "bad_request"), answer
+
+
+def test_a_nul_character_is_refused_naming_the_field(alice: Client, waiting: str) -> None:
+    status, body = alice.call("POST", "/v1/execute", {"command": "new product", "args": ["a\x00b"]})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert body["error"]["message"].startswith("args.0:")
+    status, body = alice.call(
+        "POST", f"/v1/execution/{waiting}/checkpoint", {"decision": "approve", "feedback": "\x00"}
+    )
+    assert (status, body["error"]["message"][:9]) == (400, "feedback:")
+
+
+def test_no_server_path_reaches_a_client(served: Served, alice: Client, waiting: str) -> None:
+    import sys
+
+    _, view = alice.call("GET", f"/v1/execution/{waiting}")
+    _, _, events = http(
+        "GET", f"{alice.url}/v1/execution/{waiting}/events", headers=alice.headers()
+    )
+    for text in (json.dumps(view), events.decode()):
+        assert str(served.data) not in text
+        assert sys.executable not in text
+    assert waiting in view["workspace"]  # says where it is: on the server, pull it
+
+
+def test_a_tier_without_the_server_feature_opens_no_session(served: Served) -> None:
+    key = served.issue("FREE")
+    status, _, raw = http("POST", served.url + "/v1/sessions", headers={"X-License-Key": key})
+    assert (status, json.loads(raw)["error"]["code"]) == (403, "feature_not_included")

@@ -74,6 +74,8 @@ def test_a_license_gets_its_tiers_requests_per_hour(
     monkeypatch.setenv("CONNECTSW_DATA_DIR", str(data))
     # Entitlements are the tier's at issue time: issue under the server's table.
     monkeypatch.setenv("CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR", str(FREE_PER_HOUR))
+    # FREE is local-only by default; here its small numbers are what is tested.
+    monkeypatch.setenv("CONNECTSW_LICENSING__TIERS__FREE__FEATURES", '["local", "server"]')
     settings = load_settings(data_dir=data)
     tiers = settings.licensing.tiers
     licenses = Licenses(open_store(settings.store_url), license_secret(settings), tiers)
