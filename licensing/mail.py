@@ -153,18 +153,21 @@ def send_unsent(
     on_delivery: Callable[[Delivery], None] = lambda d: None,
 ) -> list[Delivery]:
     """Deliver the unsent messages (oldest first, at most ``limit``); each is marked sent
-    once the server accepted it, or its failure is recorded. Returns what happened."""
+    once the server accepted it, or its failure is recorded. Returns what happened.
+
+    At least once: a message accepted by the server whose mark is then lost (the
+    store failing right after) is sent again by the next run."""
     mailer = Mailer(conf)
     results = []
     try:
         for message in store.outbox_messages(unsent=True, limit=limit):
+            error: str | None = None
             try:
                 mailer.send(message)
             except (smtplib.SMTPException, OSError, ValueError) as exc:
                 error = mailer.mask(describe_error(exc))
                 store.mark_failed(message.id, error)
             else:
-                error = None
                 store.mark_sent(message.id, utcnow())
             result = Delivery(message, error)
             results.append(result)
