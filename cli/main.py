@@ -75,6 +75,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.serve:serve",
         "Run the API server; prints the address it listens on, stops on Ctrl-C or SIGTERM.",
     ),
+    "antipiracy": (
+        "connectsw.cli.antipiracy:antipiracy",
+        "Anti-piracy: run the detectors of reference §3.2 over the usage events.",
+    ),
+    "simulate": (
+        "connectsw.cli.simulate:simulate_group",
+        "Generate synthetic data: labelled usage traffic.",
+    ),
+    "analytics": (
+        "connectsw.cli.analytics:analytics",
+        "Usage analytics: import events, read-only SQL over them, the documented views.",
+    ),
     "license": (
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",

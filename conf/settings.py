@@ -218,6 +218,100 @@ class SmtpSettings(_Section):
     """Seconds for each SMTP exchange; above 0, at most 600."""
 
 
+class AntipiracySettings(_Section):
+    """The anti-piracy detectors' thresholds (reference §3.2) and the score's cut-offs (§3.3).
+
+    A *place* is a network: the IP's autonomous system (ASN) in its country, or its
+    /24 (IPv4) or /48 (IPv6) when the ASN is unknown; a mobile carrier rotating
+    addresses, or a CI provider's runners, stay one place.
+    """
+
+    multi_ip_thresholds: dict[Tier, int] = Field(
+        default_factory=lambda: {Tier.FREE: 2, Tier.PRO: 3, Tier.BUSINESS: 10, Tier.ENTERPRISE: 50}
+    )
+    """Places per seat in one UTC day before the multi-IP detector flags (× max users)."""
+    multi_ip_grace: float = Field(1.5, ge=1.0, le=10.0)
+    """Grace on that threshold (as the session tracker's 50 %): one person's home, office,
+    phone and CI are 4 places on a PRO seat of 3; 1.0 is the reference's exact rule."""
+    sessions_per_user: float = Field(2.0, ge=1.0, le=100.0)
+    """Sessions one seat may hold at once (an interactive client and CI), before grace."""
+    session_grace: float = Field(1.5, ge=1.0, le=10.0)
+    """Concurrent sessions flag above max users × sessions_per_user × this."""
+    session_bucket_seconds: int = Field(300, ge=1, le=3600)
+    """Sessions are concurrent when they make requests in the same bucket of this many
+    seconds (the session heartbeat timeout)."""
+    session_min_buckets: int = Field(3, ge=1, le=10_000)
+    """Buckets above the allowance needed to flag: sustained or repeated, not one blip."""
+    round_the_clock_hours: int = Field(24, ge=1, le=24)
+    """Active hours in one UTC day that make it round-the-clock."""
+    round_the_clock_places: int = Field(5, ge=1, le=10_000)
+    """... together with at least this many places in one hour of that day."""
+    burst_min_requests: int = Field(100, ge=1)
+    """A burst hour: more than this many requests from one client (session, else IP) ..."""
+    burst_max_interval: PositiveSeconds = Field(1.0, le=3600)
+    """... at a mean interval below this many seconds."""
+    burst_min_hours: int = Field(5, ge=0, le=10_000)
+    """Bursts flag a license with more than this many burst hours in the window."""
+    geo_speed_kmh: float = Field(900.0, gt=0, le=10_000)
+    """Fastest believable travel between two uses (a plane), km/h."""
+    geo_margin_km: float = Field(1500.0, ge=0, le=20_000)
+    """Distance always believable: country centroids are approximate, borders are near."""
+    geo_min_jumps: int = Field(3, ge=1, le=10_000)
+    """Impossible jumps of one user in one UTC day needed to flag."""
+    automation_agents: list[str] = Field(default_factory=lambda: ["%(ci)%"])
+    """SQL LIKE patterns of user agents of automation (CI runners): the geographic
+    detector leaves them out (a CI region is not where the person is); every other
+    detector counts them."""
+    score_upgrade: float = Field(0.5, ge=0, le=1)
+    """Suspicion score from which the recommendation is a tier-1 upgrade prompt ..."""
+    score_throttle: float = Field(0.7, ge=0, le=1)
+    """... a tier-2 soft throttle ..."""
+    score_suspend: float = Field(0.9, ge=0, le=1)
+    """... a tier-3 suspension with appeal (only when two detectors or more agree)."""
+    escalate_confidence: float = Field(0.9, ge=0, le=1)
+    """A suspension whose strongest finding is more confident than this is escalated."""
+
+    @field_validator("multi_ip_thresholds", mode="before")
+    @classmethod
+    def _tier_names_any_case(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k.upper() if isinstance(k, str) else k: v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _complete_and_ordered(self) -> AntipiracySettings:
+        missing = [t.value for t in Tier if t not in self.multi_ip_thresholds]
+        if missing:
+            raise ValueError(f"antipiracy.multi_ip_thresholds: none for {', '.join(missing)}")
+        if not self.score_upgrade <= self.score_throttle <= self.score_suspend:
+            raise ValueError("antipiracy: score_upgrade <= score_throttle <= score_suspend")
+        return self
+
+
+class AnalyticsSettings(_Section):
+    """Usage analytics (``connectsw analytics``): where events live, the analysts' SQL limits,
+    geography."""
+
+    usage_url: str = ""
+    """fsspec URL or path of the usage events' root (``date=YYYY-MM-DD/*.parquet`` under
+    it); empty: ``DATA_DIR/usage``."""
+    sql_memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    """Memory an analyst's query may use (DuckDB's ``memory_limit``), e.g. ``1GB``."""
+    sql_threads: int = Field(2, ge=1, le=256)
+    """Threads an analyst's query may use."""
+    sql_timeout: PositiveSeconds = Field(60.0, le=86_400)
+    """Seconds an analyst's query may run before it is interrupted; above 0, at most 86400."""
+    compact_below_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """After an import, a date partition's Parquet files smaller than this are merged into
+    one (0: never compact)."""
+    geo_country_db: str = ""
+    """A MaxMind database (``.mmdb``: GeoLite2-Country or -City) for ``country``; empty: the
+    ``geoip2fast`` package's bundled data. Needs the ``maxminddb`` package."""
+    geo_asn_db: str = ""
+    """A MaxMind GeoLite2-ASN database (``.mmdb``) for ``asn``; empty: ``asn`` is filled only
+    where the import gives it (the bundled data has AS names, not numbers)."""
+
+
 class Settings(BaseSettings):
     """All of ConnectSW's settings."""
 
@@ -235,6 +329,9 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod

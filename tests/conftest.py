@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,14 @@ from connectsw.conf.settings import Settings, get_settings, load_settings
 from connectsw.core.cluster import quiet_dask_logs
 from connectsw.core.engine import Engine
 from connectsw.plugins.manager import reset_plugin_manager
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C is part of what is tested: a suite started in the background by a
+    non-interactive shell (``cmd &``) inherits SIGINT ignored, and so would every
+    command it starts, which then never sees a Ctrl-C. Take Python's default back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from connectsw.conf import settings as settings_module
 from connectsw.conf.settings import (
     DEFAULT_FILE,
+    AnalyticsSettings,
+    AntipiracySettings,
     DaskSettings,
     EngineSettings,
     GateSettings,
@@ -37,6 +39,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "server": ServerSettings,
     "responses": ResponsesSettings,
     "smtp": SmtpSettings,
+    "analytics": AnalyticsSettings,
+    "antipiracy": AntipiracySettings,
 }
 
 

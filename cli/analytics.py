@@ -1,0 +1,200 @@
+"""``connectsw analytics ...``: import usage events and licenses, read-only SQL, the views."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from connectsw.cli.context import State, console, err_console, json_option, pass_state, print_json
+from connectsw.cli.render import line
+
+FORMATS = click.Choice(["table", "csv", "json", "parquet"], case_sensitive=False)
+TABLE_ROWS = 1000
+"""At most this many rows are drawn as a table (CSV, JSON and Parquet give them all)."""
+
+
+@click.group("analytics")
+def analytics() -> None:
+    """Usage analytics: import events, read-only SQL over them, the documented views."""
+
+
+@analytics.command("import")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--licenses",
+    "licenses",
+    type=click.Path(path_type=Path),
+    help="A CSV or Parquet file of licenses kept elsewhere: license_id, tier, max_users, status.",
+)
+@json_option
+@pass_state
+def import_command(
+    state: State, files: tuple[Path, ...], licenses: Path | None, as_json: bool
+) -> None:
+    """Import usage events from CSV or Parquet FILEs (DESIGN.md's columns).
+
+    Every row is validated first (one bad row and nothing is imported); events are
+    deduplicated on event_id, so importing a file again changes nothing.
+    """
+    from connectsw.licensing.analytics.ingest import InvalidImport, import_licenses
+
+    if not files and licenses is None:
+        raise InvalidImport("nothing to import: give event FILEs and/or --licenses FILE")
+    report: dict[str, Any] = {}
+    if licenses is not None:
+        loaded = import_licenses(state.settings, licenses)
+        report["licenses"] = {"rows": loaded.rows, "licenses": loaded.licenses}
+    if files:
+        report["events"] = _import_events(state, list(files), quiet=as_json).as_dict()
+    if as_json:
+        print_json(report)
+        return
+    if "licenses" in report:
+        got = report["licenses"]
+        console.print(
+            f"Licenses: {got['rows']} row(s) loaded; {got['licenses']} imported license(s) in all."
+        )
+    if "events" in report:
+        got = report["events"]
+        console.print(
+            f"Events: {got['rows']} row(s): {got['imported']} imported, {got['duplicates']}"
+            f" already stored or repeated; {got['geo_filled']} geo-filled;"
+            f" {len(got['dates'])} date(s), {got['files_compacted']} small file(s) compacted."
+        )
+
+
+def _import_events(state: State, files: list[Path], quiet: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from connectsw.licensing.analytics.ingest import import_events
+
+    if quiet or not err_console.is_terminal:
+        return import_events(state.settings, files)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in bars:
+                bars[step] = progress.add_task(step, total=total)
+            progress.update(bars[step], completed=done, total=total)
+
+        return import_events(state.settings, files, report)
+
+
+@analytics.command("sql")
+@click.argument("query", required=False)
+@click.option(
+    "--file", "sql_file", type=click.Path(path_type=Path), help="Read the SQL from a file."
+)
+@click.option(
+    "--format", "fmt", type=FORMATS, default="table", show_default=True, help="Output format."
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Output file (required for parquet).")
+@pass_state
+def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: Path | None) -> None:
+    """Run read-only SQL over the usage views (see `connectsw analytics views`).
+
+    Only SELECT (WITH, DESCRIBE, SUMMARIZE, SHOW) and EXPLAIN run; only the usage data
+    can be read; memory, threads and time are limited ([analytics] settings). With
+    several statements, the last one's rows are printed.
+    """
+    from connectsw.core import textfiles
+    from connectsw.licensing.analytics.readonly import QueryRefused, run
+    from connectsw.licensing.analytics.views import connect
+
+    if (query is None) == (sql_file is None):
+        raise QueryRefused(
+            'give the SQL as an argument or with --file, not both: analytics sql "SELECT ..."'
+        )
+    if sql_file is not None:
+        try:
+            query = textfiles.decode(textfiles.read_bytes(sql_file, 1_048_576))
+        except textfiles.TextFileError as exc:
+            raise QueryRefused(f"{sql_file}: {exc}") from None
+    fmt = fmt.lower()
+    if fmt == "parquet" and out is None:
+        raise QueryRefused("--format parquet needs --out FILE")
+    settings = state.settings
+    con = connect(settings)
+    try:
+        assert query is not None
+        table = run(con, query, settings.analytics.sql_timeout)
+    finally:
+        con.close()
+    _output(table, fmt, out)
+
+
+def _output(table: Any, fmt: str, out: Path | None) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        assert out is not None
+        pq.write_table(table, out)
+        err_console.print(f"{table.num_rows} row(s) written to {out}")
+        return
+    if fmt == "csv":
+        if out is not None:
+            pacsv.write_csv(table, out)
+        else:
+            sink = sys.stdout.buffer
+            pacsv.write_csv(table, sink)
+            sink.flush()
+        return
+    if fmt == "json":
+        text = json.dumps(table.to_pylist(), indent=2, default=str)
+        if out is not None:
+            out.write_text(text + "\n")
+        else:
+            click.echo(text)
+        return
+    shown = table.slice(0, TABLE_ROWS)
+    grid = Table(box=None)
+    for name in table.column_names:
+        grid.add_column(header=line(name))
+    for row in shown.to_pylist():
+        grid.add_row(*[line("NULL" if v is None else str(v)) for v in row.values()])
+    console.print(grid)
+    more = (
+        f" (first {TABLE_ROWS} shown; --format csv for all)" if table.num_rows > TABLE_ROWS else ""
+    )
+    err_console.print(f"{table.num_rows} row(s){more}")
+
+
+@analytics.command("views")
+@json_option
+def views(as_json: bool) -> None:
+    """The views analysts can query, with their columns."""
+    from connectsw.licensing.analytics.views import VIEWS
+
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": v.name,
+                    "meaning": v.meaning,
+                    "columns": [{"name": n, "type": t, "meaning": m} for n, t, m in v.columns],
+                }
+                for v in VIEWS
+            ]
+        )
+        return
+    for view in VIEWS:
+        console.print(line((view.name, "bold"), ": ", view.meaning))
+        grid = Table("column", "type", "meaning", box=None, padding=(0, 2))
+        for name, kind, meaning in view.columns:
+            grid.add_row(name, kind, line(meaning))
+        console.print(grid)
+        console.print()

@@ -1,0 +1,480 @@
+"""The anti-piracy detectors of reference §3.2, as SQL over ``usage`` and ``licenses``.
+
+Each detector is one SELECT over two relations only: ``usage`` (DESIGN.md's
+columns, :data:`connectsw.licensing.usage.COLUMNS`) and ``licenses`` (license_id,
+tier, max_users, status), so it runs on the analytics views, on tables made in a
+test, and, unchanged, on PostgreSQL (the benchmark's baseline): the SQL keeps to
+what both dialects share (``EXTRACT(EPOCH ...)`` arithmetic instead of time-zone
+dependent ``date_trunc``, ``VALUES`` instead of a temporary table, no
+dialect-only aggregates). ``render(name, ...)`` gives the text; :func:`scan` runs
+all five and turns rows into :class:`Finding` objects.
+
+Windows are UTC days (``day_no``: days since the epoch) for the per-day rules
+(the reference's "24 hours"), hours for bursts, and the scan's window for
+concurrent sessions.
+
+Concurrent sessions count every CI (automation) session of a license in one bucket
+as one client: parallel CI jobs are one seat's work.
+
+A *place* is a network, not an address: ``country:ASN``, or the /24 (IPv4) or /48
+(IPv6) prefix when the ASN is unknown. A phone on a carrier that hands out a new
+address every hour, or CI runners of one cloud provider, are one place; the
+multi-IP detector counts places.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from connectsw.conf.settings import AntipiracySettings
+from connectsw.licensing.analytics.places import centroid_rows
+
+Severity = Literal["low", "medium", "high"]
+Dialect = Literal["duckdb", "postgres"]
+
+DETECTORS: tuple[str, ...] = (
+    "multi_ip",
+    "concurrent_sessions",
+    "round_the_clock",
+    "burst",
+    "geographic_spread",
+)
+#: The reference's severity of each detector, before it is adjusted by how far over.
+BASE_SEVERITY: dict[str, Severity] = {
+    "multi_ip": "high",
+    "concurrent_sessions": "medium",
+    "round_the_clock": "high",
+    "burst": "medium",
+    "geographic_spread": "high",
+}
+EVIDENCE_ITEMS = 10
+"""At most this many rows (places, jumps) in a finding's evidence."""
+
+
+class Connection(Protocol):
+    """A DuckDB connection or a psycopg one: ``execute(sql)`` then ``fetchall()``."""
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detector's flag on one license for one window, with its evidence."""
+
+    license_id: str
+    detector: str
+    severity: Severity
+    confidence: float
+    window_start: datetime
+    window_end: datetime
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["window_start"] = self.window_start.isoformat()
+        data["window_end"] = self.window_end.isoformat()
+        return data
+
+
+def confidence(ratio: float) -> float:
+    """How sure a flag is from how far over its threshold: 0.5 at the threshold, → 1."""
+    return round(max(0.0, min(0.99, 1.0 - 0.5 / ratio)) if ratio > 0 else 0.0, 3)
+
+
+def severity(detector: str, ratio: float) -> Severity:
+    """The reference's severity; a medium one is high at 3× its threshold, low below 1.25×."""
+    base = BASE_SEVERITY[detector]
+    if base == "medium" and ratio >= 3:
+        return "high"
+    if base == "medium" and ratio < 1.25:
+        return "low"
+    return base
+
+
+# -- SQL -------------------------------------------------------------------------------
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("detector windows are aware datetimes (UTC)")
+    return "TIMESTAMPTZ '" + value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00'"
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _base(since: datetime, until: datetime, config: AntipiracySettings) -> str:
+    """The window's events with their place, hour and day, and each license's seats."""
+    prefix = (
+        "CASE WHEN strpos(u.ip, ':') > 0 "
+        "THEN regexp_replace(u.ip, '^(([^:]*:){3}).*$', '\\1') "
+        "ELSE regexp_replace(u.ip, '[.][0-9]+$', '') END"
+    )
+    automation = " OR ".join(f"u.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
+    return f"""ev AS (
+  SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country,
+         CASE WHEN {automation or "FALSE"} THEN 1 ELSE 0 END AS automated,
+         COALESCE(u.country, '') || ':' || COALESCE(CAST(u.asn AS VARCHAR), {prefix}) AS place,
+         CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / 3600) AS BIGINT) AS hour_no,
+         CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / 86400) AS BIGINT) AS day_no
+  FROM usage u
+  WHERE u.ts >= {_ts(since)} AND u.ts < {_ts(until)} AND u.license_id IS NOT NULL
+),
+seats AS (
+  SELECT license_id, MAX(tier) AS tier, MAX(max_users) AS max_users
+  FROM licenses GROUP BY license_id
+)"""
+
+
+def _tier_threshold(config: AntipiracySettings, column: str) -> str:
+    cases = " ".join(
+        f"WHEN '{tier.value}' THEN {int(n)}" for tier, n in config.multi_ip_thresholds.items()
+    )
+    return f"(CASE {column} {cases} ELSE {min(config.multi_ip_thresholds.values())} END)"
+
+
+def _multi_ip(config: AntipiracySettings) -> str:
+    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
+    allowed = (
+        f"{_tier_threshold(config, 'COALESCE(s.tier, d.ev_tier)')} * {seats}"
+        f" * {_num(config.multi_ip_grace)}"
+    )
+    return f"""pd AS (
+  SELECT license_id, day_no, place, COUNT(*) AS n, COUNT(DISTINCT ip) AS ips, MAX(tier) AS ev_tier
+  FROM ev GROUP BY license_id, day_no, place
+),
+d AS (
+  SELECT license_id, day_no, COUNT(*) AS places, SUM(ips) AS ips, MAX(ev_tier) AS ev_tier
+  FROM pd GROUP BY license_id, day_no
+),
+flagged AS (
+  SELECT d.license_id, d.day_no, d.places, d.ips, COALESCE(s.tier, d.ev_tier) AS tier,
+         {seats} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed
+  FROM d LEFT JOIN seats s ON s.license_id = d.license_id
+  WHERE d.places > {allowed}
+)
+SELECT f.license_id, f.day_no, f.places, f.ips, f.tier, f.max_users, f.allowed,
+       pd.place, pd.n, pd.ips
+FROM flagged f JOIN pd ON pd.license_id = f.license_id AND pd.day_no = f.day_no
+ORDER BY f.license_id, f.day_no, pd.n DESC, pd.place"""
+
+
+def _concurrent(config: AntipiracySettings) -> str:
+    bucket = int(config.session_bucket_seconds)
+    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
+    allowed = f"{seats} * {_num(config.sessions_per_user)} * {_num(config.session_grace)}"
+    return f"""sb AS (
+  SELECT license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT) AS b,
+         COUNT(DISTINCT CASE WHEN automated = 0 THEN session_id END) + MAX(automated) AS sessions
+  FROM ev WHERE session_id IS NOT NULL
+  GROUP BY license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT)
+),
+over AS (
+  SELECT sb.license_id, sb.b, sb.sessions, {seats} AS max_users,
+         CAST({allowed} AS DOUBLE PRECISION) AS allowed
+  FROM sb LEFT JOIN seats s ON s.license_id = sb.license_id
+  WHERE sb.sessions > {allowed}
+)
+SELECT license_id, MAX(max_users), MAX(allowed), COUNT(*) AS buckets, MAX(sessions) AS peak,
+       MIN(b) AS first_b, MAX(b) AS last_b
+FROM over GROUP BY license_id
+HAVING COUNT(*) >= {int(config.session_min_buckets)}
+ORDER BY license_id"""
+
+
+def _round_the_clock(config: AntipiracySettings) -> str:
+    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
+    return f"""hp AS (
+  SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, COUNT(*) AS n
+  FROM ev GROUP BY license_id, day_no, hour_no
+),
+dd AS (
+  SELECT license_id, day_no, COUNT(*) AS hours, MAX(places) AS peak_places, SUM(n) AS n
+  FROM hp GROUP BY license_id, day_no
+  HAVING COUNT(*) >= {int(config.round_the_clock_hours)}
+)
+SELECT dd.license_id, dd.day_no, dd.hours, dd.peak_places, dd.n,
+       {int(config.round_the_clock_places)} * {seats} AS needed
+FROM dd LEFT JOIN seats s ON s.license_id = dd.license_id
+WHERE dd.peak_places >= {int(config.round_the_clock_places)} * {seats}
+ORDER BY dd.license_id, dd.day_no"""
+
+
+def _burst(config: AntipiracySettings) -> str:
+    return f"""bh AS (
+  SELECT license_id, hour_no, COALESCE(session_id, ip) AS client, COUNT(*) AS n,
+         CAST(EXTRACT(EPOCH FROM MAX(ts) - MIN(ts)) AS DOUBLE PRECISION) AS span
+  FROM ev GROUP BY license_id, hour_no, COALESCE(session_id, ip)
+),
+b AS (
+  SELECT * FROM bh
+  WHERE n > {int(config.burst_min_requests)}
+    AND span / (n - 1) < {_num(config.burst_max_interval)}
+)
+SELECT license_id, COUNT(DISTINCT hour_no) AS hours, MAX(n) AS peak, MIN(span / (n - 1)) AS fastest,
+       COUNT(DISTINCT client) AS clients, MIN(hour_no) AS first_h, MAX(hour_no) AS last_h
+FROM b GROUP BY license_id
+HAVING COUNT(DISTINCT hour_no) > {int(config.burst_min_hours)}
+ORDER BY license_id"""
+
+
+def _geographic(config: AntipiracySettings) -> str:
+    values = ", ".join(f"('{c}', {lat}, {lon})" for c, lat, lon in centroid_rows())
+    km = (
+        "2 * 6371.0 * ASIN(LEAST(1.0, SQRT("
+        "POWER(SIN(RADIANS(b.lat - a.lat) / 2), 2) + "
+        "COS(RADIANS(a.lat)) * COS(RADIANS(b.lat)) * POWER(SIN(RADIANS(b.lon - a.lon) / 2), 2))))"
+    )
+    return f"""centroids (country, lat, lon) AS (VALUES {values}),
+g AS (
+  SELECT license_id, COALESCE(user_id, '') AS who, country,
+         CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT) AS m, MIN(ts) AS t0, MAX(ts) AS t1
+  FROM ev WHERE country IS NOT NULL AND automated = 0
+  GROUP BY license_id, COALESCE(user_id, ''), country,
+           CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT)
+),
+s AS (
+  SELECT license_id, who, country, t0,
+         LAG(country) OVER w AS prev_country, LAG(t1) OVER w AS prev_t1
+  FROM g WINDOW w AS (PARTITION BY license_id, who ORDER BY t0, country)
+),
+j AS (
+  SELECT s.license_id, s.who, s.prev_country, s.country, s.t0,
+         CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no,
+         {km} AS km,
+         GREATEST(CAST(EXTRACT(EPOCH FROM s.t0 - s.prev_t1) AS DOUBLE PRECISION), 0)
+           / 3600.0 AS hours
+  FROM s JOIN centroids a ON a.country = s.prev_country JOIN centroids b ON b.country = s.country
+  WHERE s.prev_country <> s.country
+),
+v AS (
+  SELECT * FROM j WHERE km > {_num(config.geo_speed_kmh)} * hours + {_num(config.geo_margin_km)}
+),
+days AS (
+  SELECT license_id, who, day_no FROM v GROUP BY license_id, who, day_no
+  HAVING COUNT(*) >= {int(config.geo_min_jumps)}
+)
+SELECT v.license_id, v.who, v.day_no, v.prev_country, v.country, v.t0, v.km, v.hours
+FROM v JOIN days ON days.license_id = v.license_id AND days.who = v.who AND days.day_no = v.day_no
+ORDER BY v.license_id, v.who, v.day_no, v.t0"""
+
+
+_BODIES: dict[str, Callable[[AntipiracySettings], str]] = {
+    "multi_ip": _multi_ip,
+    "concurrent_sessions": _concurrent,
+    "round_the_clock": _round_the_clock,
+    "burst": _burst,
+    "geographic_spread": _geographic,
+}
+
+
+def render(
+    detector: str,
+    since: datetime,
+    until: datetime,
+    config: AntipiracySettings,
+    dialect: Dialect = "duckdb",
+) -> str:
+    """The SQL of one detector over ``[since, until)``; the same text for both dialects."""
+    del dialect  # one text serves DuckDB and PostgreSQL (module docstring)
+    return f"WITH {_base(since, until, config)},\n{_BODIES[detector](config)}"
+
+
+# -- rows → findings -------------------------------------------------------------------
+
+
+def _day(day_no: int) -> tuple[datetime, datetime]:
+    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day_no))
+    return start, start + timedelta(days=1)
+
+
+def _seconds(n: int, unit: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(n) * unit)
+
+
+def _finding(
+    license_id: str, detector: str, ratio: float, start: datetime, end: datetime, **evidence: Any
+) -> Finding:
+    return Finding(
+        license_id=license_id,
+        detector=detector,
+        severity=severity(detector, ratio),
+        confidence=confidence(ratio),
+        window_start=start,
+        window_end=end,
+        evidence=json.loads(json.dumps(evidence, default=str)),
+    )
+
+
+def _multi_ip_findings(rows: Sequence[Sequence[Any]], config: AntipiracySettings) -> list[Finding]:
+    groups: dict[tuple[str, int], list[Sequence[Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row[0], int(row[1]))].append(row)
+    findings = []
+    for (license_id, day_no), group in groups.items():
+        _, _, places, ips, tier, max_users, allowed = group[0][:7]
+        top = [
+            {"place": r[7], "requests": int(r[8]), "ips": int(r[9])} for r in group[:EVIDENCE_ITEMS]
+        ]
+        findings.append(
+            _finding(
+                license_id,
+                "multi_ip",
+                float(places) / float(allowed),
+                *_day(day_no),
+                places=int(places),
+                ips=int(ips),
+                tier=tier,
+                max_users=int(max_users),
+                allowed=float(allowed),
+                top_places=top,
+            )
+        )
+    return findings
+
+
+def _concurrent_findings(
+    rows: Sequence[Sequence[Any]], config: AntipiracySettings
+) -> list[Finding]:
+    unit = int(config.session_bucket_seconds)
+    return [
+        _finding(
+            license_id,
+            "concurrent_sessions",
+            float(peak) / float(allowed),
+            _seconds(first_b, unit),
+            _seconds(int(last_b) + 1, unit),
+            peak_sessions=int(peak),
+            allowed=float(allowed),
+            max_users=int(max_users),
+            buckets_over=int(buckets),
+            bucket_seconds=unit,
+        )
+        for license_id, max_users, allowed, buckets, peak, first_b, last_b in rows
+    ]
+
+
+def _round_the_clock_findings(
+    rows: Sequence[Sequence[Any]], config: AntipiracySettings
+) -> list[Finding]:
+    return [
+        _finding(
+            license_id,
+            "round_the_clock",
+            float(peak) / float(needed),
+            *_day(day_no),
+            active_hours=int(hours),
+            peak_places_in_an_hour=int(peak),
+            places_needed=int(needed),
+            requests=int(n),
+        )
+        for license_id, day_no, hours, peak, n, needed in rows
+    ]
+
+
+def _burst_findings(rows: Sequence[Sequence[Any]], config: AntipiracySettings) -> list[Finding]:
+    return [
+        _finding(
+            license_id,
+            "burst",
+            float(hours) / max(config.burst_min_hours, 1),
+            _seconds(first_h, 3600),
+            _seconds(int(last_h) + 1, 3600),
+            burst_hours=int(hours),
+            peak_requests_per_hour=int(peak),
+            fastest_mean_interval_s=round(float(fastest), 3),
+            clients=int(clients),
+        )
+        for license_id, hours, peak, fastest, clients, first_h, last_h in rows
+    ]
+
+
+def _geographic_findings(
+    rows: Sequence[Sequence[Any]], config: AntipiracySettings
+) -> list[Finding]:
+    groups: dict[tuple[str, str, int], list[Sequence[Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row[0], row[1], int(row[2]))].append(row)
+    findings = []
+    for (license_id, who, day_no), group in groups.items():
+        jumps = [
+            {
+                "from": r[3],
+                "to": r[4],
+                "at": r[5].astimezone(UTC).isoformat(),
+                "km": round(float(r[6])),
+                "hours": round(float(r[7]), 2),
+            }
+            for r in group[:EVIDENCE_ITEMS]
+        ]
+        findings.append(
+            _finding(
+                license_id,
+                "geographic_spread",
+                len(group) / config.geo_min_jumps,
+                *_day(day_no),
+                user_id=who or None,
+                impossible_jumps=len(group),
+                speed_kmh=config.geo_speed_kmh,
+                margin_km=config.geo_margin_km,
+                jumps=jumps,
+            )
+        )
+    return findings
+
+
+_CONVERT: dict[str, Callable[[Sequence[Sequence[Any]], AntipiracySettings], list[Finding]]] = {
+    "multi_ip": _multi_ip_findings,
+    "concurrent_sessions": _concurrent_findings,
+    "round_the_clock": _round_the_clock_findings,
+    "burst": _burst_findings,
+    "geographic_spread": _geographic_findings,
+}
+
+
+def run_detector(
+    con: Connection,
+    detector: str,
+    since: datetime,
+    until: datetime,
+    config: AntipiracySettings,
+    dialect: Dialect = "duckdb",
+) -> list[Finding]:
+    """One detector's findings over ``[since, until)`` on ``con``."""
+    rows = con.execute(render(detector, since, until, config, dialect)).fetchall()
+    return _CONVERT[detector](rows, config)
+
+
+def scan(
+    con: Connection,
+    since: datetime,
+    until: datetime,
+    config: AntipiracySettings | None = None,
+    dialect: Dialect = "duckdb",
+    detectors: Sequence[str] = DETECTORS,
+) -> list[Finding]:
+    """Every detector's findings over ``[since, until)``, by license then detector."""
+    config = config or AntipiracySettings()
+    findings: list[Finding] = []
+    for detector in detectors:
+        findings.extend(run_detector(con, detector, since, until, config, dialect))
+    findings.sort(key=lambda f: (f.license_id, DETECTORS.index(f.detector), f.window_start))
+    return findings
+
+
+def data_range(con: Connection) -> tuple[datetime, datetime] | None:
+    """``[first, last]`` event times of ``usage`` (UTC), or None when it is empty."""
+    first, last = con.execute("SELECT MIN(ts), MAX(ts) FROM usage").fetchall()[0]
+    if first is None:
+        return None
+    return first.astimezone(UTC), last.astimezone(UTC) + timedelta(microseconds=1)
