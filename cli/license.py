@@ -42,6 +42,14 @@ def _show(record: License) -> None:
     )
     if record.reason:
         console.print(line("Reason: ", record.reason))
+    if record.throttle is not None:
+        was = record.throttle.original.requests_per_hour
+        now = record.entitlements.requests_per_hour
+        since = f"{record.throttle.since:%Y-%m-%d %H:%M} UTC"
+        console.print(
+            line(f"Throttled since {since} ({now} requests per hour instead of {was}): ")
+            + line(record.throttle.reason)
+        )
 
 
 @click.group("license")
@@ -140,8 +148,12 @@ def suspend(state: State, license_id: str, reason: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def reinstate(state: State, license_id: str, as_json: bool) -> None:
-    """Reinstate a suspended license."""
-    _change(state, license_id, LicenseStatus.ACTIVE, None, as_json)
+    """Reinstate a suspended or throttled license: active again, with its original limits."""
+    record = _licenses(state).reinstate(license_id)
+    if as_json:
+        print_json(_json(record))
+    else:
+        _show(record)
 
 
 @license_group.command("revoke")

@@ -91,6 +91,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",
     ),
+    "outbox": (
+        "connectsw.cli.outbox:outbox_group",
+        "E-mails queued by the anti-piracy responses: list, show, send over SMTP.",
+    ),
 }
 """Built-in commands: name -> ("module:attribute", the first line of its help)."""
 

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -183,6 +184,40 @@ class ServerSettings(_Section):
         return networks
 
 
+class ResponsesSettings(_Section):
+    """The anti-piracy response tiers (reference §3.3; licensing/responses.py).
+
+    Links in the e-mails are these URLs with the license's public id (never its key)
+    added as ``license=``; the upgrade link also names the reason and recommended tier.
+    """
+
+    upgrade_url: str = Field("https://connectsw.ai/upgrade", min_length=1, max_length=2000)
+    resolve_url: str = Field("https://connectsw.ai/resolve", min_length=1, max_length=2000)
+    appeal_url: str = Field("https://connectsw.ai/appeal", min_length=1, max_length=2000)
+    support_email: str = Field("support@connectsw.ai", min_length=3, max_length=320)
+    escalation_confidence: float = Field(0.9, ge=0, le=1, allow_inf_nan=False)
+    """A suspension with a confidence above this is also escalated (a security event)."""
+
+
+class SmtpSettings(_Section):
+    """Where ``connectsw outbox send`` delivers e-mail.
+
+    The password comes from ``CONNECTSW_SMTP__PASSWORD`` or the file ``password_file``
+    (its first line); it is never printed. ``username`` empty: no login.
+    """
+
+    host: str = Field("localhost", min_length=1, max_length=253)
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    """``starttls`` (port 587), ``ssl`` (implicit TLS, port 465) or ``none`` (loopback only)."""
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    from_addr: str = Field("ConnectSW <noreply@connectsw.ai>", min_length=3, max_length=320)
+    timeout: PositiveSeconds = Field(30.0, le=600)
+    """Seconds for each SMTP exchange; above 0, at most 600."""
+
+
 class AntipiracySettings(_Section):
     """The anti-piracy detectors' thresholds (reference §3.2) and the score's cut-offs (§3.3).
 
@@ -292,6 +327,9 @@ class Settings(BaseSettings):
     gates: GateSettings = Field(default_factory=GateSettings)
     licensing: LicensingSettings = Field(default_factory=LicensingSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)

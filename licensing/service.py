@@ -19,7 +19,7 @@ from connectsw.core.stores import Store
 from connectsw.licensing.certificates import Certificate, sign_certificate
 from connectsw.licensing.errors import InvalidLicenseRequest, LicenseRefused
 from connectsw.licensing.keys import LicenseKey, key_digest, new_key, parse_key
-from connectsw.licensing.models import License, LicenseStatus, check_license
+from connectsw.licensing.models import License, LicenseStatus, check_license, reinstated
 from connectsw.licensing.tiers import Entitlements, Tier
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s.]{1,63}")
@@ -104,20 +104,41 @@ class Licenses:
     def change(self, license_id: str, status: LicenseStatus, reason: str | None = None) -> License:
         """Suspend, reinstate or revoke (the license state table decides what may happen).
 
+        Becoming ``active`` is :meth:`reinstate` (which also restores throttled limits).
         Raises NotFound, InvalidState (e.g. reinstating a revoked license) or
         Conflict (another operator changed it meanwhile).
         """
+        if status is LicenseStatus.ACTIVE:
+            return self.reinstate(license_id)
+        current = self.get(license_id)
+        new = self.changed(current, status, reason)
+        self.store.update_license(new, {current.status})
+        return new
+
+    @staticmethod
+    def changed(current: License, status: LicenseStatus, reason: str | None) -> License:
+        """``current`` suspended or revoked with ``reason`` (the state table's check);
+        nothing is written. Used by :meth:`change` and the anti-piracy tier 3."""
         if reason is not None and len(reason) > MAX_REASON:
             raise InvalidLicenseRequest(f"--reason: at most {MAX_REASON} characters")
-        current = self.get(license_id)
         check_license(current.status, status)
-        new = current.model_copy(
+        return current.model_copy(
             update={
                 "status": status,
                 "reason": reason if status is not LicenseStatus.ACTIVE else None,
                 "updated_at": utcnow(),
             }
         )
+
+    def reinstate(self, license_id: str) -> License:
+        """Undo the anti-piracy responses an admin overrides: restore throttled limits and
+        make a suspended license active (:func:`~connectsw.licensing.models.reinstated`).
+
+        Raises NotFound; InvalidState for a revoked license or an active one that is
+        not throttled; Conflict if its status changed meanwhile.
+        """
+        current = self.get(license_id)
+        new = reinstated(current, utcnow())
         self.store.update_license(new, {current.status})
         return new
 

@@ -51,13 +51,26 @@ class RateLimited(ApiError):
         self.quota = quota
 
 
+class _LicenseHour(RateLimitItemPerHour):
+    """Requests per hour of one license, counted under a key without the amount.
+
+    ``limits`` puts the amount in its keys, so a license whose limit changed (halved
+    by the anti-piracy tier 2, restored by ``license reinstate``) would start a new,
+    empty window: 1000 requests, then 500 more after the throttle. One key per
+    license keeps the hour's requests: the halved limit counts them.
+    """
+
+    def key_for(self, *identifiers: bytes | str | int | float) -> str:
+        return "/".join([self.namespace, *(str(i) for i in identifiers), "hour"])
+
+
 class RateLimits:
     """The server's limits: ``per_ip`` in ``limits`` notation (e.g. ``100/minute``)."""
 
     def __init__(self, per_ip: str) -> None:
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.per_ip = parse(per_ip)
-        self._tiers: dict[int, RateLimitItem] = {}
+        self._tiers: dict[int, RateLimitItem] = {}  # one item per requests_per_hour
 
     async def _hit(self, item: RateLimitItem, what: str, *ids: str) -> Quota:
         allowed = await self.limiter.hit(item, *ids)
@@ -76,9 +89,13 @@ class RateLimits:
         return await self._hit(self.per_ip, "from this address", "ip", ip)
 
     async def hit_license(self, license: License) -> Quota:
-        """The tier's ``requests_per_hour`` for this license (reference §3.1 step 5)."""
+        """The license's ``requests_per_hour`` (reference §3.1 step 5): its tier's, or
+        the halved limit of a throttled license, as the record the key cache holds says
+        (so a throttle or a reinstate takes effect within ``licensing.key_cache_seconds``)."""
         n = license.entitlements.requests_per_hour
-        item = self._tiers.setdefault(n, RateLimitItemPerHour(n))
+        item = self._tiers.get(n)
+        if item is None:
+            item = self._tiers[n] = _LicenseHour(n)
         return await self._hit(item, f"for license {license.id}", "license", license.id)
 
 

@@ -1,10 +1,10 @@
 """The relational store's interface: executions, task results, checkpoints, gates, events,
-licenses, sessions, audit records."""
+licenses, sessions, audit records, the outbox."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from connectsw.core.models import (
 
 if TYPE_CHECKING:
     from connectsw.core.stores.audit import AuditRecord
+    from connectsw.core.stores.outbox import Applied, OutboxMessage, Response
     from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
     from connectsw.licensing.models import License, LicenseStatus
 
@@ -251,6 +252,37 @@ class Store(ABC):
     @abstractmethod
     def audit_records(self, license_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Audit records of one license, or of every request, newest first."""
+
+    # -- the outbox of e-mails (core/stores/outbox.py) -----------------------------------
+    @abstractmethod
+    def queue_message(self, message: OutboxMessage) -> int | None:
+        """Queue an e-mail unless its ``dedupe_key`` is taken (UNIQUE); its id, or None."""
+
+    @abstractmethod
+    def apply_response(
+        self,
+        license_id: str,
+        dedupe_key: str,
+        decide: Callable[[License], Response | None],
+    ) -> Applied:
+        """One transaction under the license's row lock: nothing if ``dedupe_key`` is
+        queued; else ``decide``'s message, license record and security events, or nothing."""
+
+    @abstractmethod
+    def outbox_messages(self, *, unsent: bool = False, limit: int = 100) -> list[OutboxMessage]:
+        """Queued e-mails, oldest first (only those not sent yet with ``unsent``)."""
+
+    @abstractmethod
+    def outbox_message(self, message_id: int) -> OutboxMessage | None:
+        """One queued e-mail, or None."""
+
+    @abstractmethod
+    def mark_sent(self, message_id: int, at: datetime) -> bool:
+        """The server accepted it; False if it was marked sent already."""
+
+    @abstractmethod
+    def mark_failed(self, message_id: int, error: str) -> None:
+        """A failed delivery attempt: count it and keep ``error`` (one line)."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

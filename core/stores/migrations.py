@@ -187,6 +187,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS audit_log_license ON audit_log (license_id, ts)",
         ),
     ),
+    Migration(
+        9,
+        "outbox: e-mails queued by the anti-piracy response tiers (never a key)",
+        (
+            # dedupe_key names the finding and tier a message answers: applying the same
+            # action twice inserts nothing the second time (ON CONFLICT DO NOTHING).
+            """CREATE TABLE IF NOT EXISTS outbox (
+                id {serial_pk},
+                created_at {time} NOT NULL,
+                license_id TEXT NOT NULL,
+                to_addr TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                body TEXT NOT NULL,
+                dedupe_key TEXT NOT NULL UNIQUE,
+                sent_at {time},
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, id)",
+            "CREATE INDEX IF NOT EXISTS outbox_license ON outbox (license_id, id)",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

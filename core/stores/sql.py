@@ -40,6 +40,7 @@ from connectsw.core.stores.audit import AuditRecords
 from connectsw.core.stores.base import Lease, Store
 from connectsw.core.stores.dialects import Dialect
 from connectsw.core.stores.licenses import LicenseRecords
+from connectsw.core.stores.outbox import OutboxRecords
 from connectsw.core.stores.rows import (
     checkpoint_json,
     event_rows,
@@ -54,7 +55,7 @@ from connectsw.core.stores.sessions import SessionRecords
 _EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
 
 
-class SQLStore(LicenseRecords, SessionRecords, AuditRecords, Store):
+class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Store):
     """A :class:`Store` over a SQL database; subclasses supply connections and a dialect."""
 
     dialect: Dialect

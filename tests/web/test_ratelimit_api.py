@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,51 @@ def test_a_license_gets_its_tiers_requests_per_hour(
     assert results[0][0] == 201
     assert all(r == (403, "too_many_sessions") for r in results[1:FREE_PER_HOUR])
     assert results[FREE_PER_HOUR] == (429, "rate_limited")
+
+
+def test_a_throttled_license_gets_half_its_limit_on_the_running_server_until_reinstated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anti-piracy tier 2 halves requests_per_hour; the server applies it once the key
+    cache window has passed, counting the hour's requests already made; `license
+    reinstate` gives the whole limit back."""
+    from connectsw.licensing.responses import ResponseAction, apply
+
+    from .serving import run_cli
+
+    per_hour, window = 8, 0.5
+    limits = {"CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR": str(per_hour)}
+    server = start_server(
+        tmp_path / "data", CONNECTSW_LICENSING__KEY_CACHE_SECONDS=str(window), **limits
+    )
+    try:
+        for name, value in limits.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings(data_dir=server.data)
+        store = open_store(settings.store_url)
+        licenses = Licenses(store, license_secret(settings), settings.licensing.tiers)
+        record, key = licenses.issue(Tier.FREE, "a@b.io")
+
+        async def calls(n: int) -> list[int]:
+            out = []
+            async with aiohttp.ClientSession() as session:
+                for _ in range(n):
+                    async with session.post(
+                        f"{server.url}/v1/sessions", headers={"X-License-Key": key}
+                    ) as resp:
+                        out.append(resp.status)
+            return out
+
+        assert asyncio.run(calls(2)) == [201, 403]  # 2 of 8 used (403: FREE's one session)
+        action = ResponseAction(record.id, 2, "burst", 0.8, {"bursts": 4}, "w1")
+        assert apply(action, licenses=licenses, store=store, settings=settings).done
+        time.sleep(window + 0.3)
+        # 4 per hour now, 2 used this hour: 2 more, then refused.
+        assert asyncio.run(calls(3)) == [403, 403, 429]
+        out = run_cli(["license", "reinstate", record.id], server.data, tmp_path)
+        assert out.returncode == 0, out.stderr
+        time.sleep(window + 0.3)
+        assert asyncio.run(calls(5)) == [403, 403, 403, 403, 429]  # 8 again, 4 used
+        store.close()
+    finally:
+        assert server.stop(10) == 0
