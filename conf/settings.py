@@ -195,8 +195,6 @@ class ResponsesSettings(_Section):
     resolve_url: str = Field("https://connectsw.ai/resolve", min_length=1, max_length=2000)
     appeal_url: str = Field("https://connectsw.ai/appeal", min_length=1, max_length=2000)
     support_email: str = Field("support@connectsw.ai", min_length=3, max_length=320)
-    escalation_confidence: float = Field(0.9, ge=0, le=1, allow_inf_nan=False)
-    """A suspension with a confidence above this is also escalated (a security event)."""
 
 
 class SmtpSettings(_Section):

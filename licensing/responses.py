@@ -10,7 +10,7 @@ The detectors' scoring builds a :class:`ResponseAction` per finding and calls
   License usage limit") with the old and new limits;
 - tier 3: suspension (the license state table's rule) and the notice ("ConnectSW
   account suspended") with the evidence, an appeal link and the support address;
-  above ``responses.escalation_confidence`` also an ``escalation`` security event.
+  above ``antipiracy.escalate_confidence`` also an ``escalation`` security event.
 
 Each action is a security event (``response_tier1`` .. ``response_tier3``) and is
 applied once per finding and tier: the outbox's UNIQUE ``dedupe_key``
@@ -321,8 +321,9 @@ def apply(
         )
         new = licenses.changed(record, LicenseStatus.SUSPENDED, reason)
         events = [event(kind, record)]
-        if action.confidence > conf.escalation_confidence:
-            events.append(event("escalation", record, threshold=conf.escalation_confidence))
+        threshold = settings.antipiracy.escalate_confidence  # one rule with the scoring's
+        if action.confidence > threshold:
+            events.append(event("escalation", record, threshold=threshold))
             escalated.append(True)
         return Response(message(record, _tier3(action, record, conf)), new, tuple(events))
 

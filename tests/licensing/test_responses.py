@@ -126,10 +126,9 @@ def test_tier3_suspends_with_evidence_and_appeal_and_escalates_above_the_thresho
 def test_the_urls_and_threshold_come_from_the_settings(
     licenses: Licenses, store: Store, settings: Settings
 ) -> None:
-    conf = settings.responses.model_copy(
-        update={"upgrade_url": "https://shop.example/up?src=mail", "escalation_confidence": 0.5}
-    )
-    custom = settings.model_copy(update={"responses": conf})
+    conf = settings.responses.model_copy(update={"upgrade_url": "https://shop.example/up?src=mail"})
+    piracy = settings.antipiracy.model_copy(update={"escalate_confidence": 0.5})
+    custom = settings.model_copy(update={"responses": conf, "antipiracy": piracy})
     record, _ = issue(licenses, Tier.ENTERPRISE)
     run(action(record, 1), licenses, store, custom)
     (mail,) = store.outbox_messages()

@@ -112,7 +112,10 @@ def test_a_throttled_license_gets_half_its_limit_on_the_running_server_until_rei
     from .serving import run_cli
 
     per_hour, window = 8, 0.5
-    limits = {"CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR": str(per_hour)}
+    limits = {
+        "CONNECTSW_LICENSING__TIERS__FREE__REQUESTS_PER_HOUR": str(per_hour),
+        "CONNECTSW_LICENSING__TIERS__FREE__FEATURES": '["local", "server"]',
+    }
     server = start_server(
         tmp_path / "data", CONNECTSW_LICENSING__KEY_CACHE_SECONDS=str(window), **limits
     )
