@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
-from connectsw.cli.remote import Credentials, Remote
+from connectsw.cli.remote import Credentials, Remote, execution_path
 from connectsw.core.errors import ConnectSWError, ExitCode
 
 
@@ -26,16 +26,28 @@ class NotLoggedIn(ConnectSWError):
 @click.option(
     "--key",
     envvar="CONNECTSW_LICENSE_KEY",
-    prompt="License key",
-    hide_input=True,
-    help="Your license key (CSFW-...); asked for when not given (env CONNECTSW_LICENSE_KEY).",
+    help="Your license key (CSFW-...); asked for on a terminal when not given"
+    " (env CONNECTSW_LICENSE_KEY).",
 )
 @json_option
 @pass_state
-def login(state: State, server: str, key: str, as_json: bool) -> None:
+def login(state: State, server: str, key: str | None, as_json: bool) -> None:
     """Use a server from now on: check the key, open a session, store both (mode 0600)."""
+    from urllib.parse import urlsplit
+
+    from connectsw.cli.context import interactive
+
     if not server.startswith(("http://", "https://")):
         raise click.BadParameter("expected an http:// or https:// URL", param_hint="--server")
+    if "@" in urlsplit(server).netloc:  # never echoed back: it may hold a password
+        raise click.BadParameter(
+            "no user or password in the URL: the license key authenticates",
+            param_hint="--server",
+        )
+    if key is None:
+        if not interactive():
+            raise click.UsageError("--key is required without a terminal")
+        key = click.prompt("License key", hide_input=True)
     from connectsw.licensing.keys import check_shape
 
     key = check_shape(key)  # a mistyped key fails here, offline
@@ -103,7 +115,7 @@ def pull(state: State, execution_id: str, workspace: Path | None, as_json: bool)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "execution.bundle"
         with (
-            remote.stream(f"/v1/execution/{execution_id}/bundle") as response,
+            remote.stream(execution_path(execution_id, "/bundle")) as response,
             open(bundle, "wb") as fh,
         ):
             while chunk := response.read(1 << 20):

@@ -115,9 +115,10 @@ def resume(state: State, execution_id: str, yes: bool, as_json: bool) -> None:
     """Continue an interrupted or failed execution: only unfinished tasks run."""
     remote = state.remote
     if remote is not None:
+        from connectsw.cli.remote import execution_path
         from connectsw.cli.remote_drive import remote_drive
 
-        remote.call("POST", f"/v1/execution/{execution_id}/resume")
+        remote.call("POST", execution_path(execution_id, "/resume"))
         raise SystemExit(remote_drive(state, remote, execution_id, yes=yes, as_json=as_json))
     execution = state.engine.get(execution_id)
     if execution.status is ExecutionStatus.CANCELLED:

@@ -220,6 +220,7 @@ def _continue_hint(execution_id: str | None) -> str:
             "Interrupted; continue with `connectsw resume ID` (`connectsw status` lists executions)"
         )
     waiting = False
+    remote = None
     with contextlib.suppress(Exception):  # the hint must never fail the shutdown
         from connectsw.core.models import ExecutionStatus
 
@@ -237,6 +238,11 @@ def _continue_hint(execution_id: str | None) -> str:
             f"Interrupted; {execution_id} waits at a checkpoint: `connectsw approve"
             f' {execution_id}`, `connectsw request-changes {execution_id} --feedback "..."`'
             f" or `connectsw cancel {execution_id}`"
+        )
+    if remote is not None:  # the server goes on without this process
+        return (
+            f"Interrupted; the server goes on with {execution_id}: `connectsw watch"
+            f" {execution_id}` follows it, `connectsw status {execution_id}` shows it"
         )
     return f"Interrupted; continue with `connectsw resume {execution_id}`"
 

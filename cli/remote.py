@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -101,12 +103,33 @@ class Credentials:
         return existed
 
 
-def _error(status: int, body: bytes) -> ConnectSWError:
+class RateLimited(ConnectSWError):
+    """The server's rate limit held for longer than the client waits (429)."""
+
+    code = "rate_limited"
+    exit_code = ExitCode.ERROR
+    retry_after: float | None = None
+
+
+#: A 429 whose Retry-After is at most this many seconds is waited out (3 times at most).
+RETRY_AFTER_MAX = 10.0
+
+
+def execution_path(execution_id: str, suffix: str = "") -> str:
+    """``/v1/execution/{id}{suffix}`` with the id quoted: never another path."""
+    return f"/v1/execution/{urllib.parse.quote(execution_id, safe='')}{suffix}"
+
+
+def _error(status: int, body: bytes, base: str) -> ConnectSWError:
     try:
         error = json.loads(body)["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        code, message = "server_error", f"the server answered {status}"
+        return ConnectSWError(
+            f"{base} answered {status} without a ConnectSW error: is it a ConnectSW server?"
+        )
+    if status == 429:
+        return RateLimited(message)
     if status == 404:
         return NotFound(message)
     if status == 409:
@@ -168,18 +191,18 @@ class Remote:
         if not self.credentials.token:
             self.open_session()
         try:
-            return attempt()
+            return _patient(attempt)
         except LicenseRefused as exc:
             if not relogin or exc.reason not in RELOGIN:
                 raise
         self.open_session()
-        return attempt()
+        return _patient(attempt)
 
     def events(self, execution_id: str, after: int) -> Iterator[dict[str, Any]]:
         """The execution's events after seq ``after`` as they happen (server-sent
         events); ends when the execution stops."""
         response = self.stream(
-            f"/v1/execution/{execution_id}/events", {"Last-Event-ID": str(after)}
+            execution_path(execution_id, "/events"), {"Last-Event-ID": str(after)}
         )
         with response:
             data: list[str] = []
@@ -230,13 +253,31 @@ class Remote:
         try:
             return urllib.request.urlopen(request, timeout=TIMEOUT)
         except urllib.error.HTTPError as exc:
-            raise _error(exc.code, exc.read()) from None
+            error = _error(exc.code, exc.read(), self.base)
+            if isinstance(error, RateLimited):
+                with contextlib.suppress(TypeError, ValueError):
+                    error.retry_after = float(exc.headers.get("Retry-After", ""))
+            raise error from None
         except (TimeoutError, urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServerUnreachable(
                 f"the server at {self.base} does not answer ({reason});"
                 " is `connectsw serve` running? (`connectsw logout` works locally again)"
             ) from None
+
+
+def _patient(attempt: Callable[[], Any]) -> Any:
+    """``attempt()``, waiting out a short rate limit (Retry-After <= RETRY_AFTER_MAX s)
+    up to 3 times: one busy minute should not stop a run half way."""
+    for _ in range(3):
+        try:
+            return attempt()
+        except RateLimited as exc:
+            wait = exc.retry_after
+            if wait is None or wait > RETRY_AFTER_MAX:
+                raise
+            time.sleep(wait)
+    return attempt()
 
 
 def remote_for(data_dir: Path) -> Remote | None:

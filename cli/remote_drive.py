@@ -15,21 +15,21 @@ import click
 from connectsw.cli.context import State, console, interactive
 from connectsw.cli.output_json import event_json
 from connectsw.cli.progress import FINAL_TASK_EVENTS, QUIET, describe, new_progress
-from connectsw.cli.remote import Remote
+from connectsw.cli.remote import Remote, ServerUnreachable, execution_path
 from connectsw.cli.render import report
 from connectsw.core.models import Decision, Event, ExecutionStatus, ExecutionView
 
 
 def view(remote: Remote, execution_id: str) -> ExecutionView:
     """``GET /v1/execution/{id}`` as the model local mode shows."""
-    return ExecutionView.model_validate(remote.call("GET", f"/v1/execution/{execution_id}"))
+    return ExecutionView.model_validate(remote.call("GET", execution_path(execution_id)))
 
 
 def decide(
     remote: Remote, execution_id: str, decision: Decision, feedback: str | None
 ) -> dict[str, Any]:
     body = {"decision": decision.value, "feedback": feedback}
-    answer: dict[str, Any] = remote.call("POST", f"/v1/execution/{execution_id}/checkpoint", body)
+    answer: dict[str, Any] = remote.call("POST", execution_path(execution_id, "/checkpoint"), body)
     return answer
 
 
@@ -68,9 +68,29 @@ def remote_drive(
 ) -> int:
     """Follow the execution on the server until it stops; at each checkpoint approve
     (``yes``), ask a person, or stop. Returns the CLI exit code."""
+    state.current_execution = execution_id
+    try:
+        return _drive(state, remote, execution_id, yes=yes, as_json=as_json, after=after,
+                      follow_events=follow_events)  # fmt: skip
+    except ServerUnreachable as exc:  # say which execution, and what to run once it is back
+        raise ServerUnreachable(
+            f"{exc} — {execution_id} is kept on the server: `connectsw status {execution_id}`"
+            " once it answers"
+        ) from None
+
+
+def _drive(
+    state: State,
+    remote: Remote,
+    execution_id: str,
+    *,
+    yes: bool,
+    as_json: bool,
+    after: int,
+    follow_events: bool,
+) -> int:
     from connectsw.cli.drive import ask
 
-    state.current_execution = execution_id
     ask_person = not yes and not as_json and interactive()
     while True:
         if follow_events and not as_json:

@@ -132,6 +132,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(code, exc.reason, exc.status)
     except ConnectSWError as exc:  # the service's refusals: its code, 400 unless the table says
         return error_response(exc.code, str(exc), STATUS.get(exc.code, 400))
+    except ConnectionResetError:  # the client went away (Ctrl-C during watch): not a fault
+        log.info("client went away during %s %s", request.method, request.path)
+        raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response("internal", "internal error", 500)

@@ -291,6 +291,10 @@ async def resume(request: web.Request) -> web.Response:
 
     license, _ = await authenticate_session(request)
     execution = await _own(request, license)
+    if execution.status is ExecutionStatus.CANCELLED:  # as local mode: exit 8
+        raise ApiError(
+            "cancelled", f"execution {execution.id} was cancelled; nothing to resume", 409
+        )
     if execution.status in FINISHED:
         raise ApiError(
             "invalid_state", f"execution {execution.id} is already {execution.status.value}", 409

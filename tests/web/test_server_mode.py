@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -296,3 +297,97 @@ def test_a_session_the_server_ended_is_replaced_transparently(
     renewed = json.loads((client / "credentials.json").read_text())
     assert renewed["token"] != stored["token"]
     assert stat.S_IMODE((client / "credentials.json").stat().st_mode) == 0o600
+
+
+def test_login_without_a_key_and_without_a_terminal_is_one_line(tmp_path: Path) -> None:
+    out = run_cli(["login", "--server", "http://127.0.0.1:9"], tmp_path / "c", tmp_path)
+    assert out.returncode == 2  # a usage error, as click reports them
+    assert "Error: --key is required without a terminal" in out.stderr
+    assert "Warning" not in out.stderr and "aborted" not in out.stderr
+
+
+def test_a_server_url_with_a_password_is_refused_unechoed(tmp_path: Path) -> None:
+    url = "http://user:s3cret@127.0.0.1:9"
+    out = run_cli(["login", "--server", url, "--key", "CSFW-PRO-X"], tmp_path / "c", tmp_path)
+    assert out.returncode == 2 and "s3cret" not in out.stderr
+
+
+def test_resume_of_a_cancelled_execution_exits_8_as_in_local_mode(
+    served: Served, tmp_path: Path
+) -> None:
+    client = tmp_path / "client"
+    _login(served, client, tmp_path)
+    made = run_cli(["new", "product", TITLE, "--json"], client, tmp_path)
+    execution_id = json.loads(made.stdout)["executionId"]
+    assert run_cli(["cancel", execution_id], client, tmp_path).returncode == 0
+    out = run_cli(["resume", execution_id], client, tmp_path)
+    assert out.returncode == 8 and "cancelled" in out.stderr
+
+
+def test_odd_ids_name_no_other_path(served: Served, tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    _login(served, client, tmp_path)
+    for odd in ("exec_../../x", "../../v1/executions", "a/b"):
+        out = run_cli(["status", odd], client, tmp_path)
+        assert out.returncode == 4 and f"no execution {odd}" in out.stderr, out.stderr
+
+
+def test_something_else_than_a_connectsw_server_is_said_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        key = "CSFW-PRO-AAAAAAAAAAAAAAAA-AAAAAAAAAAAAAAAA"
+        out = run_cli(["login", "--server", f"http://127.0.0.1:{port}", "--key", key],
+                      tmp_path / "c", tmp_path)  # fmt: skip
+        assert out.returncode == 7, out.stderr
+        assert "is it a ConnectSW server?" in out.stderr and out.stderr.count("\n") == 1
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_short_rate_limit_is_waited_out(tmp_path: Path) -> None:
+    from connectsw.cli.remote import Credentials, Remote
+
+    server = start_server(tmp_path / "server", CONNECTSW_SERVER__IP_RATE_LIMIT="4/second")
+    try:
+        remote = Remote(Credentials(server=server.url, key=server.issue()), tmp_path / "c")
+        started = time.monotonic()
+        for _ in range(10):  # 2.5 times the limit of one second
+            assert remote.call("GET", "/v1/executions")["executions"] == []
+        assert time.monotonic() - started >= 1.0  # it waited rather than failed
+    finally:
+        server.stop()
+
+
+def test_ctrl_c_in_server_mode_says_the_server_goes_on(served: Served, tmp_path: Path) -> None:
+    client = tmp_path / "client"
+    _login(served, client, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connectsw.cli.main", "new", "product", TITLE, "--yes"],
+        cwd=tmp_path, env=clean_env(client), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    while "task.started" not in proc.stdout.readline():
+        assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "the server goes on with exec_" in err or "waits at a checkpoint" in err, err
+    assert "connectsw resume" not in err
