@@ -16,11 +16,7 @@ from connectsw.cli.render import line
 def usage_connection(state: State, data: Path | None = None) -> Any:
     """DuckDB with ``usage`` (the Parquet under ``DATA_DIR/usage``, hive-partitioned) and
     ``licenses`` (the relational store's); or a simulator's output directory."""
-    import duckdb
-    import pyarrow as pa
-
     from connectsw.licensing.analytics.evaluate import open_dir
-    from connectsw.licensing.usage import COLUMNS, USAGE_DIR
 
     if data is not None:
         if not (data / "licenses.csv").is_file():
@@ -30,31 +26,9 @@ def usage_connection(state: State, data: Path | None = None) -> Any:
                 f"--data {data}: no licenses.csv (expected `simulate traffic` output)"
             )
         return open_dir(data)
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    root = state.settings.data_dir.expanduser() / USAGE_DIR
-    if any(root.glob("**/*.parquet")):
-        pattern = str(root / "**" / "*.parquet").replace("'", "''")
-        cols = ", ".join(name for name, _ in COLUMNS)
-        con.execute(
-            f"CREATE VIEW usage AS SELECT {cols} FROM "
-            f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-        )
-    else:
-        con.execute("CREATE TABLE usage (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")")
-    records = state.store.list_licenses(1_000_000_000)
-    licenses = pa.table(
-        {
-            "license_id": pa.array([r.id for r in records], pa.string()),
-            "tier": pa.array([r.tier.value for r in records], pa.string()),
-            "max_users": pa.array([r.entitlements.max_users for r in records], pa.int32()),
-            "status": pa.array([r.status.value for r in records], pa.string()),
-        }
-    )
-    con.register("licenses_arrow", licenses)
-    con.execute("CREATE TABLE licenses AS SELECT * FROM licenses_arrow")
-    con.unregister("licenses_arrow")
-    return con
+    from connectsw.licensing.analytics.views import connect
+
+    return connect(state.settings, read_only=False)  # the detectors' own SQL, not an analyst's
 
 
 @click.group("antipiracy")
@@ -72,18 +46,43 @@ def antipiracy() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="A `simulate traffic` output directory instead of the data dir and the store.",
 )
+@click.option(
+    "--apply",
+    "apply_tiers",
+    is_flag=True,
+    help="Take the recommended response tier for each license (reference §3.3): e-mails"
+    " to the outbox, throttle, suspension; a finding is acted on once.",
+)
 @json_option
 @pass_state
 def scan(
-    state: State, since: str, license_id: str | None, data: Path | None, as_json: bool
+    state: State,
+    since: str,
+    license_id: str | None,
+    data: Path | None,
+    apply_tiers: bool,
+    as_json: bool,
 ) -> None:
-    """Score every license with findings: flags, evidence, recommendation (no action taken)."""
+    """Score every license with findings: flags, evidence, recommendation; with --apply,
+    take the recommended response tier."""
     from connectsw.licensing.analytics.report import parse_since, report, summary, to_json
 
+    if apply_tiers and data is not None:
+        raise click.UsageError("--apply acts on this data dir's licenses, not on --data")
     start = parse_since(since)
     until = datetime.now(UTC) + timedelta(seconds=1)
     con = usage_connection(state, data)
     found = report(con, start, until, license_id=license_id, config=state.settings.antipiracy)
+    if apply_tiers:
+        from connectsw.licensing.analytics.respond import respond
+
+        outcomes = respond(found, state.store, state.settings)
+        if as_json:
+            print_json({**to_json(found, start, until), "actions": outcomes})
+            return
+        for outcome in outcomes:
+            console.print(line(f"{outcome['licenseId']}: tier {outcome['tier']} {outcome['status']}"
+                               f" ({outcome['detail']})"))  # fmt: skip
     if as_json:
         print_json(to_json(found, start, until))
         return
