@@ -268,6 +268,14 @@ class AntipiracySettings(_Section):
     """... a tier-3 suspension with appeal (only when two detectors or more agree)."""
     escalate_confidence: float = Field(0.9, ge=0, le=1)
     """A suspension whose strongest finding is more confident than this is escalated."""
+    scan_interval: float = Field(3600.0, ge=0, le=604_800)
+    """Seconds between two scans while ``connectsw serve`` runs (0: never), in a thread
+    of its own: requests are not held up."""
+    scan_window: str = Field("7d", pattern=r"^\d+[hdw]$")
+    """The events each periodic scan reads: the last ``N`` hours, days or weeks."""
+    scan_apply: bool = False
+    """Whether a periodic scan takes the recommended response tiers (e-mails to the
+    outbox, throttle, suspension), as ``antipiracy scan --apply``; off: it reports only."""
 
     @field_validator("multi_ip_thresholds", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from connectsw.web.keys import KeyCache
 from connectsw.web.metrics import Metrics
 from connectsw.web.ratelimit import RateLimits, ratelimit_middleware
 from connectsw.web.runs import Runs, Uploads
+from connectsw.web.scans import scan_periodically
 from connectsw.web.session_cache import SessionCache
 from connectsw.web.usage import UsageWriter, usage_middleware, usage_resources
 from connectsw.web.view_cache import ViewCache
@@ -101,8 +102,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[VIEWS] = ViewCache()
     runs = app[RUNS] = Runs(settings, settings.server.run_workers, app[METRICS].run_ended)
     watcher = asyncio.create_task(_resume_interrupted(runs, settings.engine.lease_timeout / 2))
+    scanner = asyncio.create_task(scan_periodically(settings, store, app[METRICS].scanned))
     yield
     watcher.cancel()
+    scanner.cancel()
     await loop.run_in_executor(None, runs.close)
     await loop.run_in_executor(None, store.close)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as render
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -74,6 +74,27 @@ class Metrics:
             "Server runs that ended failed or stopped by a quality gate.",
             registry=self.registry,
         )
+        self._scan_metrics()
+
+    def _scan_metrics(self) -> None:
+        self.scans = Counter(
+            "connectsw_antipiracy_scans", "Anti-piracy scans run by the server.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.flagged = Gauge(
+            "connectsw_antipiracy_flagged", "Licenses the last scan flagged.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.actions = Counter(
+            "connectsw_antipiracy_actions", "Response-tier actions the scans took.",
+            registry=self.registry,
+        )  # fmt: skip
+
+    def scanned(self, flagged: int, taken: int) -> None:
+        """Count an anti-piracy scan: licenses it flagged, actions it took."""
+        self.scans.inc()
+        self.flagged.set(flagged)
+        self.actions.inc(taken)
 
     def count_licenses(self, active_by_tier: Callable[[], dict[str, int]]) -> None:
         """Expose ``connectsw_licenses_active{tier}``, asked of ``active_by_tier`` at
