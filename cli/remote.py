@@ -248,7 +248,7 @@ class Remote:
             self.base + path,
             data=data,
             method=method,
-            headers={**headers, "User-Agent": "connectsw-cli"},
+            headers={**headers, "User-Agent": user_agent()},
         )
         try:
             return urllib.request.urlopen(request, timeout=TIMEOUT)
@@ -278,6 +278,12 @@ def _patient(attempt: Callable[[], Any]) -> Any:
                 raise
             time.sleep(wait)
     return attempt()
+
+
+def user_agent() -> str:
+    """``connectsw-cli``, with `` (ci)`` when the ``CI`` variable is set: the geographic
+    detector leaves automation out (a CI region is not where the person is)."""
+    return "connectsw-cli (ci)" if os.environ.get("CI") else "connectsw-cli"
 
 
 def remote_for(data_dir: Path) -> Remote | None:

@@ -391,3 +391,12 @@ def test_ctrl_c_in_server_mode_says_the_server_goes_on(served: Served, tmp_path:
     assert proc.returncode == 130, err
     assert "the server goes on with exec_" in err or "waits at a checkpoint" in err, err
     assert "connectsw resume" not in err
+
+
+def test_the_client_says_when_it_runs_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectsw.cli.remote import user_agent
+
+    monkeypatch.delenv("CI", raising=False)
+    assert user_agent() == "connectsw-cli"
+    monkeypatch.setenv("CI", "true")
+    assert "(ci)" in user_agent()  # matches antipiracy.automation_agents' "%(ci)%"
