@@ -198,3 +198,15 @@ def views(as_json: bool) -> None:
             grid.add_row(name, kind, line(meaning))
         console.print(grid)
         console.print()
+
+
+@analytics.command("report")
+@click.option("--since", default="7d", show_default=True, help="Window: 7d, 12h, 2w, or a date.")
+@click.option("--license", "license_id", help="Only this license.")
+@json_option
+@pass_state
+def report(state: State, since: str, license_id: str | None, as_json: bool) -> None:
+    """Per license: suspicion score, flags, evidence, recommendation (reference §3.2)."""
+    from connectsw.cli.antipiracy import run_scan
+
+    run_scan(state, since, license_id, None, False, as_json)

@@ -65,6 +65,18 @@ def scan(
 ) -> None:
     """Score every license with findings: flags, evidence, recommendation; with --apply,
     take the recommended response tier."""
+    run_scan(state, since, license_id, data, apply_tiers, as_json)
+
+
+def run_scan(
+    state: State,
+    since: str,
+    license_id: str | None,
+    data: Path | None,
+    apply_tiers: bool,
+    as_json: bool,
+) -> None:
+    """``antipiracy scan`` (and ``analytics report``, which never applies)."""
     from connectsw.licensing.analytics.report import parse_since, report, summary, to_json
 
     if apply_tiers and data is not None:

@@ -76,3 +76,18 @@ def test_scan_apply_from_the_cli(tmp_path) -> None:  # type: ignore[no-untyped-d
         [*argv, "--data", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
     )
     assert refused.returncode == 2 and "--apply acts on this data dir" in refused.stderr
+
+
+def test_analytics_report_is_the_scan_without_actions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env["CONNECTSW_DATA_DIR"] = str(tmp_path / "data")
+    argv = [sys.executable, "-m", "connectsw.cli.main", "analytics", "report", "--json"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert "actions" not in body and body["licenses"] == []
