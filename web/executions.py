@@ -136,6 +136,16 @@ async def _blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args, **kwargs))
 
 
+async def _indexed_read(store: Any, read: Any, *args: Any) -> Any:
+    """One indexed read: on the event loop for the embedded SQLite store (about 20 µs,
+    less than the hop to a thread and back), in a thread for a server (a round trip)."""
+    from connectsw.core.stores.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        return read(*args)
+    return await _blocking(read, *args)
+
+
 async def _body(request: web.Request, model: type[T]) -> T:
     """The JSON body as ``model``; 400 ``bad_request`` naming the first problem."""
     try:
@@ -257,7 +267,8 @@ async def get_execution(request: web.Request) -> web.Response:
         views.remember_owner(execution_id, execution.license_id)
     elif owner != license.id:
         raise ApiError("no_such_resource", f"no execution {execution_id}", 404)
-    seq = await _blocking(request.app[RUNS].engine.store.last_event_seq, execution_id)
+    store = request.app[RUNS].engine.store
+    seq = await _indexed_read(store, store.last_event_seq, execution_id)
     body = views.get(execution_id, seq)
     if body is None:
         body = json.dumps(await _blocking(_view, request, execution_id)).encode()

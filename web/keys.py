@@ -36,12 +36,21 @@ class KeyCache:
         self.clock = clock
         self._entries: OrderedDict[str, tuple[float, License | None]] = OrderedDict()
         self.lookups = 0  # store reads, for tests and metrics
+        # Exact key text -> (when its license was read, the license, its public id).
+        self._by_text: dict[str, tuple[float, License, str]] = {}
 
     async def validate(self, key_text: str) -> License:
-        """The license of a valid key; raises LicenseRefused with the reference's reason."""
+        """The license of a valid key; raises LicenseRefused with the reference's reason.
+
+        A key seen within the window is matched by its exact text: its tag was checked
+        when it entered the cache, so the HMAC is not computed again (the cache holds
+        only keys that passed it)."""
+        now = self.clock()
+        seen = self._by_text.get(key_text)
+        if seen is not None and now - seen[0] < self.window:
+            return check_license_record(seen[1], seen[2])
         key = parse_key(key_text, self.licenses.secret)
         digest = key_digest(key)
-        now = self.clock()
         hit = self._entries.get(digest)
         if hit is not None and now - hit[0] < self.window:
             record = hit[1]
@@ -53,4 +62,8 @@ class KeyCache:
             self._entries.move_to_end(digest)
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.popitem(last=False)
+        if record is not None:
+            self._by_text[key_text] = (self._entries[digest][0], record, key.public_id)
+            while len(self._by_text) > MAX_ENTRIES:
+                self._by_text.pop(next(iter(self._by_text)))
         return check_license_record(record, key.public_id)
