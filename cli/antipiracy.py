@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
-from connectsw.cli.render import line
+from connectsw.cli.render import id_table, line
 
 
 def usage_connection(state: State, data: Path | None = None) -> Any:
@@ -101,7 +100,7 @@ def run_scan(
     if not found:
         console.print(f"No findings since {start:%Y-%m-%d %H:%M} UTC.")
         return
-    table = Table("license", "score", "recommendation", "flags", "evidence", box=None)
+    table = id_table("license", "score", "recommendation", "flags", "evidence")
     for v in found:
         best = {f.detector: f for f in v.findings}
         evidence = "; ".join(f"{d}: {summary(f.evidence)}" for d, f in best.items())

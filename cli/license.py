@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from connectsw.cli.context import State, console, err_console, json_option, pass_state, print_json
-from connectsw.cli.render import line
+from connectsw.cli.render import id_table, line
 from connectsw.core.errors import ConfigError
 from connectsw.licensing.models import License, LicenseStatus
 from connectsw.licensing.service import Licenses
@@ -96,7 +95,7 @@ def list_licenses(state: State, limit: int, as_json: bool) -> None:
     if not records:
         console.print("No licenses yet.")
         return
-    table = Table("license", "tier", "status", "users", "expires", "e-mail", box=None)
+    table = id_table("license", "tier", "status", "users", "expires", "e-mail")
     for r in records:
         expires = f"{r.expires_at:%Y-%m-%d}" if r.expires_at else "never"
         table.add_row(

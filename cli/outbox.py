@@ -6,10 +6,9 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from connectsw.cli.context import State, console, err_console, json_option, pass_state, print_json
-from connectsw.cli.render import line
+from connectsw.cli.render import id_table, line
 from connectsw.core.errors import ConnectSWError, ExitCode, NotFound
 from connectsw.core.stores.outbox import OutboxMessage
 
@@ -65,7 +64,7 @@ def list_messages(state: State, unsent: bool, limit: int, as_json: bool) -> None
     if not messages:
         console.print("No messages." if not unsent else "No unsent messages.")
         return
-    table = Table("id", "created", "license", "to", "subject", "state", "attempts", box=None)
+    table = id_table("id", "created", "license", "to", "subject", "state", "attempts")
     for m in messages:
         table.add_row(
             str(m.id),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.table import Table
 from rich.text import Text
 
 from connectsw.cli.context import console, print_json
 from connectsw.cli.output_json import stage_number
 from connectsw.cli.remote import Remote
-from connectsw.cli.render import report, status_text
+from connectsw.cli.render import id_table, report, status_text
 from connectsw.core.models import ExecutionStatus
 
 
@@ -37,7 +36,7 @@ def remote_status(remote: Remote, execution_id: str | None, limit: int, as_json:
             ]
         )
         return 0
-    table = Table("execution", "status", "plan", "stage", "updated", box=None, header_style="bold")
+    table = id_table("execution", "status", "plan", "stage", "updated", header_style="bold")
     for r in rows:
         table.add_row(
             r["executionId"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -11,6 +13,18 @@ from rich.text import Text
 from connectsw.cli.output_json import stage_number
 from connectsw.core.models import ExecutionStatus, ExecutionView
 from connectsw.core.states import EXECUTION_EXIT_CODES, EXECUTION_STYLES, TASK_STYLES
+
+
+def id_table(*headers: str, **options: Any) -> Table:
+    """A table whose first column (an id people copy) is never cut or wrapped, even on
+    an 80-column terminal (found by the new-user trial: ``exec_ba6443ecd1…``)."""
+    table = Table(box=None, **options)
+    for i, header in enumerate(headers):
+        if i == 0:
+            table.add_column(header, no_wrap=True, min_width=1, overflow="fold")
+        else:
+            table.add_column(header)
+    return table
 
 
 def line(*parts: str | tuple[str, str]) -> Text:

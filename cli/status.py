@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.output_json import event_json, stage_number
 from connectsw.cli.progress import Follower
-from connectsw.cli.render import report, show_view, status_text
+from connectsw.cli.render import id_table, report, show_view, status_text
 from connectsw.core.models import ExecutionStatus
 from connectsw.core.states import STOPPED
 
@@ -54,9 +53,7 @@ def status(
                 ]
             )
             return
-        table = Table(
-            "execution", "status", "plan", "stage", "updated", box=None, header_style="bold"
-        )
+        table = id_table("execution", "status", "plan", "stage", "updated", header_style="bold")
         for e in executions:
             table.add_row(
                 e.id,
