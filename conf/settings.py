@@ -102,6 +102,18 @@ class GateSettings(_Section):
     """Seconds for the test command, above 0; above 604800 (7 days) it is 7 days."""
 
 
+def _upper_tier_keys(cls: type, value: Any) -> Any:
+    """Tier names in any case: environment variable names reach settings lower-cased
+    (``CONNECTSW_LICENSING__TIERS__PRO__...``)."""
+    if isinstance(value, dict):
+        return {k.upper() if isinstance(k, str) else k: v for k, v in value.items()}
+    return value
+
+
+def _missing_tiers(by_tier: dict[Tier, Any]) -> list[str]:
+    return [t.value for t in Tier if t not in by_tier]
+
+
 class LicensingSettings(_Section):
     """License tiers and their entitlements: one table (``[licensing.tiers.NAME]``)."""
 
@@ -115,17 +127,11 @@ class LicensingSettings(_Section):
     """Seconds without a heartbeat after which a session is no longer active (reference:
     300); above 0, at most 86400."""
 
-    @field_validator("tiers", mode="before")
-    @classmethod
-    def _tier_names_any_case(cls, value: Any) -> Any:
-        # Environment variable names reach us lower-cased (CONNECTSW_LICENSING__TIERS__PRO__...).
-        if isinstance(value, dict):
-            return {k.upper() if isinstance(k, str) else k: v for k, v in value.items()}
-        return value
+    _tier_names_any_case = field_validator("tiers", mode="before")(_upper_tier_keys)
 
     @model_validator(mode="after")
     def _every_tier(self) -> LicensingSettings:
-        missing = [t.value for t in Tier if t not in self.tiers]
+        missing = _missing_tiers(self.tiers)
         if missing:
             raise ValueError(f"licensing.tiers: no entitlements for {', '.join(missing)}")
         return self
@@ -277,16 +283,13 @@ class AntipiracySettings(_Section):
     """Whether a periodic scan takes the recommended response tiers (e-mails to the
     outbox, throttle, suspension), as ``antipiracy scan --apply``; off: it reports only."""
 
-    @field_validator("multi_ip_thresholds", mode="before")
-    @classmethod
-    def _tier_names_any_case(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k.upper() if isinstance(k, str) else k: v for k, v in value.items()}
-        return value
+    _tier_names_any_case = field_validator("multi_ip_thresholds", mode="before")(
+        _upper_tier_keys
+    )
 
     @model_validator(mode="after")
     def _complete_and_ordered(self) -> AntipiracySettings:
-        missing = [t.value for t in Tier if t not in self.multi_ip_thresholds]
+        missing = _missing_tiers(self.multi_ip_thresholds)
         if missing:
             raise ValueError(f"antipiracy.multi_ip_thresholds: none for {', '.join(missing)}")
         if not self.score_upgrade <= self.score_throttle <= self.score_suspend:
