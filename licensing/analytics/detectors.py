@@ -25,6 +25,7 @@ multi-IP detector counts places.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -113,24 +114,74 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _base(since: datetime, until: datetime, config: AntipiracySettings) -> str:
-    """The window's events with their place, hour and day, and each license's seats."""
-    prefix = (
-        "CASE WHEN strpos(u.ip, ':') > 0 "
-        "THEN regexp_replace(u.ip, '^(([^:]*:){3}).*$', '\\1') "
-        "ELSE regexp_replace(u.ip, '[.][0-9]+$', '') END"
-    )
-    automation = " OR ".join(f"u.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
-    return f"""ev AS (
-  SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country,
-         CASE WHEN {automation or "FALSE"} THEN 1 ELSE 0 END AS automated,
-         COALESCE(u.country, '') || ':' || COALESCE(CAST(u.asn AS VARCHAR), {prefix}) AS place,
-         CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / 3600) AS BIGINT) AS hour_no,
-         CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / 86400) AS BIGINT) AS day_no
+#: The scan's shared stage, materialised once per :func:`scan` as temporary tables.
+TRAVELLERS = "antipiracy_scan_travellers"
+BASE = "antipiracy_scan_base"
+
+
+def _window(since: datetime, until: datetime) -> str:
+    return f"u.ts >= {_ts(since)} AND u.ts < {_ts(until)} AND u.license_id IS NOT NULL"
+
+
+def _automated(config: AntipiracySettings) -> str:
+    agents = " OR ".join(f"u.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
+    return agents or "FALSE"
+
+
+def _travellers(since: datetime, until: datetime, config: AntipiracySettings) -> str:
+    """Users (license, user) seen in two or more countries in the window, interactively:
+    the only ones who can jump between countries (the geographic detector)."""
+    return f"""SELECT u.license_id, COALESCE(u.user_id, '') AS who
   FROM usage u
-  WHERE u.ts >= {_ts(since)} AND u.ts < {_ts(until)} AND u.license_id IS NOT NULL
-),
-seats AS (
+  WHERE {_window(since, until)} AND u.country IS NOT NULL AND NOT ({_automated(config)})
+  GROUP BY u.license_id, COALESCE(u.user_id, '')
+  HAVING COUNT(DISTINCT u.country) > 1"""
+
+
+def _base(since: datetime, until: datetime, config: AntipiracySettings, travellers: str) -> str:
+    """The shared pre-aggregation: one row per license × UTC hour × user × session × IP ×
+    country × ASN × automated, with the request count, first and last time, the highest
+    tier seen, and ``buckets``, a bit mask of the session buckets of the hour it made
+    requests in. Interactive requests of the users in ``travellers`` (a relation or a
+    subquery) are kept per minute too (``m``, else NULL) for the geographic detector.
+    ``place`` and ``day_no`` are derived after grouping, on far fewer rows."""
+    bucket = int(config.session_bucket_seconds)
+    per_hour = 3600 // bucket
+    epoch = "EXTRACT(EPOCH FROM u.ts)"
+    prefix = (
+        "CASE WHEN strpos(a.ip, ':') = 0 "
+        "THEN left(a.ip, length(a.ip) - strpos(reverse(a.ip), '.')) "
+        "WHEN length(a.ip) - length(replace(a.ip, ':', '')) >= 3 "
+        "THEN split_part(a.ip, ':', 1) || ':' || split_part(a.ip, ':', 2) || ':' "
+        "|| split_part(a.ip, ':', 3) || ':' "
+        "ELSE a.ip END"
+    )
+    return f"""SELECT a.*,
+       CAST(FLOOR(a.hour_no / 24.0) AS BIGINT) AS day_no,
+       COALESCE(a.country, '') || ':' || COALESCE(CAST(a.asn AS VARCHAR), {prefix}) AS place
+FROM (
+  SELECT e.license_id, e.hour_no, e.user_id, e.session_id, e.ip, e.country, e.asn,
+         e.automated, e.m, MAX(e.tier) AS tier, COUNT(*) AS n, MIN(e.ts) AS t0,
+         MAX(e.ts) AS t1, BIT_OR(e.bit) AS buckets
+  FROM (
+    SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country, u.asn,
+           CASE WHEN {_automated(config)} THEN 1 ELSE 0 END AS automated,
+           CAST(FLOOR({epoch} / 3600) AS BIGINT) AS hour_no,
+           CASE WHEN x.who IS NOT NULL AND u.country IS NOT NULL AND NOT ({_automated(config)})
+                THEN CAST(FLOOR({epoch} / 60) AS BIGINT) END AS m,
+           CAST(1 AS BIGINT) << CAST(MOD(CAST(FLOOR({epoch} / {bucket}) AS BIGINT), {per_hour})
+                                     AS INTEGER) AS bit
+    FROM usage u
+    LEFT JOIN {travellers} x
+      ON x.license_id = u.license_id AND x.who = COALESCE(u.user_id, '')
+    WHERE {_window(since, until)}
+  ) e
+  GROUP BY e.license_id, e.hour_no, e.user_id, e.session_id, e.ip, e.country, e.asn,
+           e.automated, e.m
+) a"""
+
+
+_SEATS = """seats AS (
   SELECT license_id, MAX(tier) AS tier, MAX(max_users) AS max_users
   FROM licenses GROUP BY license_id
 )"""
@@ -150,7 +201,7 @@ def _multi_ip(config: AntipiracySettings) -> str:
         f" * {_num(config.multi_ip_grace)}"
     )
     return f"""pd AS (
-  SELECT license_id, day_no, place, COUNT(*) AS n, COUNT(DISTINCT ip) AS ips, MAX(tier) AS ev_tier
+  SELECT license_id, day_no, place, SUM(n) AS n, COUNT(DISTINCT ip) AS ips, MAX(tier) AS ev_tier
   FROM ev GROUP BY license_id, day_no, place
 ),
 d AS (
@@ -170,32 +221,50 @@ ORDER BY f.license_id, f.day_no, pd.n DESC, pd.place"""
 
 
 def _concurrent(config: AntipiracySettings) -> str:
-    bucket = int(config.session_bucket_seconds)
+    """Sessions per bucket from the hourly bit masks: per license and hour, one count
+    per bucket of the hour (``c0`` ...), compared with the allowance in SQL."""
+    per_hour = 3600 // int(config.session_bucket_seconds)
     seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     allowed = f"{seats} * {_num(config.sessions_per_user)} * {_num(config.session_grace)}"
-    return f"""sb AS (
-  SELECT license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT) AS b,
-         COUNT(DISTINCT CASE WHEN automated = 0 THEN session_id END) + MAX(automated) AS sessions
-  FROM ev WHERE session_id IS NOT NULL
-  GROUP BY license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT)
+    ks = range(per_hour)
+    counts = ",\n         ".join(f"CAST(SUM((mask >> {k}) & 1) AS BIGINT) AS c{k}" for k in ks)
+    over = " + ".join(f"CASE WHEN sh.c{k} > {allowed} THEN 1 ELSE 0 END" for k in ks)
+    peak = f"GREATEST({', '.join(f'sh.c{k}' for k in ks)})" if per_hour > 1 else "sh.c0"
+    first = " ".join(f"WHEN sh.c{k} > {allowed} THEN {k}" for k in ks)
+    last = " ".join(f"WHEN sh.c{k} > {allowed} THEN {k}" for k in reversed(ks))
+    return f"""ss AS (
+  SELECT license_id, hour_no, BIT_OR(buckets) AS mask
+  FROM ev WHERE session_id IS NOT NULL AND automated = 0
+  GROUP BY license_id, hour_no, session_id
+  UNION ALL
+  SELECT license_id, hour_no, BIT_OR(buckets) AS mask
+  FROM ev WHERE session_id IS NOT NULL AND automated = 1
+  GROUP BY license_id, hour_no
+),
+sh AS (
+  SELECT license_id, hour_no,
+         {counts}
+  FROM ss GROUP BY license_id, hour_no
 ),
 over AS (
-  SELECT sb.license_id, sb.b, sb.sessions, {seats} AS max_users,
-         CAST({allowed} AS DOUBLE PRECISION) AS allowed
-  FROM sb LEFT JOIN seats s ON s.license_id = sb.license_id
-  WHERE sb.sessions > {allowed}
+  SELECT sh.license_id, {seats} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed,
+         {over} AS buckets,
+         {peak} AS peak,
+         sh.hour_no * {per_hour} + CASE {first} END AS first_b,
+         sh.hour_no * {per_hour} + CASE {last} END AS last_b
+  FROM sh LEFT JOIN seats s ON s.license_id = sh.license_id
 )
-SELECT license_id, MAX(max_users), MAX(allowed), COUNT(*) AS buckets, MAX(sessions) AS peak,
-       MIN(b) AS first_b, MAX(b) AS last_b
+SELECT license_id, MAX(max_users), MAX(allowed), SUM(buckets) AS buckets, MAX(peak) AS peak,
+       MIN(first_b) AS first_b, MAX(last_b) AS last_b
 FROM over GROUP BY license_id
-HAVING COUNT(*) >= {int(config.session_min_buckets)}
+HAVING SUM(buckets) >= {int(config.session_min_buckets)}
 ORDER BY license_id"""
 
 
 def _round_the_clock(config: AntipiracySettings) -> str:
     seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     return f"""hp AS (
-  SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, COUNT(*) AS n
+  SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, SUM(n) AS n
   FROM ev GROUP BY license_id, day_no, hour_no
 ),
 dd AS (
@@ -212,8 +281,8 @@ ORDER BY dd.license_id, dd.day_no"""
 
 def _burst(config: AntipiracySettings) -> str:
     return f"""bh AS (
-  SELECT license_id, hour_no, COALESCE(session_id, ip) AS client, COUNT(*) AS n,
-         CAST(EXTRACT(EPOCH FROM MAX(ts) - MIN(ts)) AS DOUBLE PRECISION) AS span
+  SELECT license_id, hour_no, COALESCE(session_id, ip) AS client, SUM(n) AS n,
+         CAST(EXTRACT(EPOCH FROM MAX(t1) - MIN(t0)) AS DOUBLE PRECISION) AS span
   FROM ev GROUP BY license_id, hour_no, COALESCE(session_id, ip)
 ),
 b AS (
@@ -237,11 +306,9 @@ def _geographic(config: AntipiracySettings) -> str:
     )
     return f"""centroids (country, lat, lon) AS (VALUES {values}),
 g AS (
-  SELECT license_id, COALESCE(user_id, '') AS who, country,
-         CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT) AS m, MIN(ts) AS t0, MAX(ts) AS t1
-  FROM ev WHERE country IS NOT NULL AND automated = 0
-  GROUP BY license_id, COALESCE(user_id, ''), country,
-           CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT)
+  SELECT license_id, COALESCE(user_id, '') AS who, country, m, MIN(t0) AS t0, MAX(t1) AS t1
+  FROM ev WHERE m IS NOT NULL
+  GROUP BY license_id, COALESCE(user_id, ''), country, m
 ),
 s AS (
   SELECT license_id, who, country, t0,
@@ -284,10 +351,37 @@ def render(
     until: datetime,
     config: AntipiracySettings,
     dialect: Dialect = "duckdb",
+    *,
+    base: str | None = None,
 ) -> str:
-    """The SQL of one detector over ``[since, until)``; the same text for both dialects."""
+    """The SQL of one detector over ``[since, until)``: one SELECT, the same text for both
+    dialects. Standalone, it starts with the shared pre-aggregation (``ev``) over
+    ``usage``; with ``base`` (a table holding :func:`shared_stage`'s result, as
+    :func:`scan` makes), it reads that instead."""
     del dialect  # one text serves DuckDB and PostgreSQL (module docstring)
-    return f"WITH {_base(since, until, config)},\n{_BODIES[detector](config)}"
+    if base is None:
+        _ts(since), _ts(until)  # aware datetimes only
+        ev = _base(since, until, config, f"(\n{_travellers(since, until, config)}\n)")
+    else:
+        ev = f"SELECT * FROM {base}"
+    return f"WITH ev AS (\n{ev}\n),\n{_SEATS},\n{_BODIES[detector](config)}"
+
+
+def shared_stage(
+    since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect = "duckdb"
+) -> list[str]:
+    """The statements that materialise the scan's shared pre-aggregation as temporary
+    tables (:data:`TRAVELLERS`, then :data:`BASE`), the same for both dialects but for
+    PostgreSQL's ``ANALYZE`` (it has no statistics on a temporary table otherwise)."""
+    statements = [
+        f"DROP TABLE IF EXISTS {BASE}",
+        f"DROP TABLE IF EXISTS {TRAVELLERS}",
+        f"CREATE TEMPORARY TABLE {TRAVELLERS} AS\n{_travellers(since, until, config)}",
+        f"CREATE TEMPORARY TABLE {BASE} AS\n{_base(since, until, config, TRAVELLERS)}",
+    ]
+    if dialect == "postgres":
+        statements.append(f"ANALYZE {BASE}")
+    return statements
 
 
 # -- rows → findings -------------------------------------------------------------------
@@ -449,9 +543,11 @@ def run_detector(
     until: datetime,
     config: AntipiracySettings,
     dialect: Dialect = "duckdb",
+    *,
+    base: str | None = None,
 ) -> list[Finding]:
-    """One detector's findings over ``[since, until)`` on ``con``."""
-    rows = con.execute(render(detector, since, until, config, dialect)).fetchall()
+    """One detector's findings over ``[since, until)`` on ``con`` (``base``: see :func:`render`)."""
+    rows = con.execute(render(detector, since, until, config, dialect, base=base)).fetchall()
     return _CONVERT[detector](rows, config)
 
 
@@ -462,12 +558,30 @@ def scan(
     config: AntipiracySettings | None = None,
     dialect: Dialect = "duckdb",
     detectors: Sequence[str] = DETECTORS,
+    timings: dict[str, float] | None = None,
 ) -> list[Finding]:
-    """Every detector's findings over ``[since, until)``, by license then detector."""
+    """Every detector's findings over ``[since, until)``, by license then detector.
+
+    The shared pre-aggregation is made once (:func:`shared_stage`, temporary tables on
+    ``con``, dropped at the end) and every detector reads it. ``timings``, if given,
+    receives the seconds of the shared stage (``"shared"``) and of each detector."""
     config = config or AntipiracySettings()
+    _ts(since), _ts(until)  # aware datetimes only
+    clock = time.perf_counter()
     findings: list[Finding] = []
-    for detector in detectors:
-        findings.extend(run_detector(con, detector, since, until, config, dialect))
+    try:
+        for statement in shared_stage(since, until, config, dialect):
+            con.execute(statement)
+        if timings is not None:
+            timings["shared"] = time.perf_counter() - clock
+        for detector in detectors:
+            clock = time.perf_counter()
+            findings.extend(run_detector(con, detector, since, until, config, dialect, base=BASE))
+            if timings is not None:
+                timings[detector] = time.perf_counter() - clock
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {BASE}")
+        con.execute(f"DROP TABLE IF EXISTS {TRAVELLERS}")
     findings.sort(key=lambda f: (f.license_id, DETECTORS.index(f.detector), f.window_start))
     return findings
 
