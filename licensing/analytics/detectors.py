@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from connectsw.conf.settings import AntipiracySettings
-from connectsw.licensing.analytics.places import centroid_rows
+from connectsw.licensing.analytics.places import centroid_rows, distance_km
 
 Severity = Literal["low", "medium", "high"]
 Dialect = Literal["duckdb", "postgres"]
@@ -114,8 +114,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-#: The scan's shared stage, materialised once per :func:`scan` as temporary tables.
-TRAVELLERS = "antipiracy_scan_travellers"
+#: The scan's shared stage, materialised once per :func:`scan` as a temporary table.
 BASE = "antipiracy_scan_base"
 
 
@@ -128,26 +127,26 @@ def _automated(config: AntipiracySettings) -> str:
     return agents or "FALSE"
 
 
-def _travellers(since: datetime, until: datetime, config: AntipiracySettings) -> str:
-    """Users (license, user) seen in two or more countries in the window, interactively:
-    the only ones who can jump between countries (the geographic detector)."""
-    return f"""SELECT u.license_id, COALESCE(u.user_id, '') AS who
-  FROM usage u
-  WHERE {_window(since, until)} AND u.country IS NOT NULL AND NOT ({_automated(config)})
-  GROUP BY u.license_id, COALESCE(u.user_id, '')
-  HAVING COUNT(DISTINCT u.country) > 1"""
+def _unit(dialect: Dialect, seconds: int) -> str:
+    """Whole ``seconds`` since the epoch of ``u.ts``: integer arithmetic in DuckDB."""
+    if dialect == "duckdb":
+        return f"(epoch_us(u.ts) // {seconds * 1_000_000})"
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / {seconds}) AS BIGINT)"
 
 
-def _base(since: datetime, until: datetime, config: AntipiracySettings, travellers: str) -> str:
+def _base(since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect) -> str:
     """The shared pre-aggregation: one row per license × UTC hour × user × session × IP ×
     country × ASN × automated, with the request count, first and last time, the highest
-    tier seen, and ``buckets``, a bit mask of the session buckets of the hour it made
-    requests in. Interactive requests of the users in ``travellers`` (a relation or a
-    subquery) are kept per minute too (``m``, else NULL) for the geographic detector.
-    ``place`` and ``day_no`` are derived after grouping, on far fewer rows."""
+    tier seen, and two bit masks of the hour: ``buckets``, the session buckets it made
+    requests in, and ``minutes``, the minutes. ``place`` and ``day_no`` are derived after
+    grouping, on far fewer rows.
+
+    The two renderings differ only in how the strings are grouped: PostgreSQL groups by
+    the columns; DuckDB by their 64-bit hashes (one ``hash`` per dictionary entry of the
+    Parquet column, then integer keys), taking each column's ``ANY_VALUE``: the same
+    groups unless two values of one column hash alike within one license and hour."""
     bucket = int(config.session_bucket_seconds)
     per_hour = 3600 // bucket
-    epoch = "EXTRACT(EPOCH FROM u.ts)"
     prefix = (
         "CASE WHEN strpos(a.ip, ':') = 0 "
         "THEN left(a.ip, length(a.ip) - strpos(reverse(a.ip), '.')) "
@@ -156,28 +155,31 @@ def _base(since: datetime, until: datetime, config: AntipiracySettings, travelle
         "|| split_part(a.ip, ':', 3) || ':' "
         "ELSE a.ip END"
     )
+    strings = ("license_id", "user_id", "session_id", "ip")
+    if dialect == "duckdb":
+        keys = [f"hash(e.{c})" for c in strings]
+        values = [f"ANY_VALUE(e.{c}) AS {c}" for c in strings]
+    else:
+        keys = [f"e.{c}" for c in strings]
+        values = [f"e.{c}" for c in strings]
     return f"""SELECT a.*,
        CAST(FLOOR(a.hour_no / 24.0) AS BIGINT) AS day_no,
        COALESCE(a.country, '') || ':' || COALESCE(CAST(a.asn AS VARCHAR), {prefix}) AS place
 FROM (
-  SELECT e.license_id, e.hour_no, e.user_id, e.session_id, e.ip, e.country, e.asn,
-         e.automated, e.m, MAX(e.tier) AS tier, COUNT(*) AS n, MIN(e.ts) AS t0,
-         MAX(e.ts) AS t1, BIT_OR(e.bit) AS buckets
+  SELECT {", ".join(values)}, e.hour_no, e.country, e.asn, e.automated,
+         MAX(e.tier) AS tier, COUNT(*) AS n, MIN(e.ts) AS t0, MAX(e.ts) AS t1,
+         BIT_OR(e.bucket_bit) AS buckets, BIT_OR(e.minute_bit) AS minutes
   FROM (
     SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country, u.asn,
            CASE WHEN {_automated(config)} THEN 1 ELSE 0 END AS automated,
-           CAST(FLOOR({epoch} / 3600) AS BIGINT) AS hour_no,
-           CASE WHEN x.who IS NOT NULL AND u.country IS NOT NULL AND NOT ({_automated(config)})
-                THEN CAST(FLOOR({epoch} / 60) AS BIGINT) END AS m,
-           CAST(1 AS BIGINT) << CAST(MOD(CAST(FLOOR({epoch} / {bucket}) AS BIGINT), {per_hour})
-                                     AS INTEGER) AS bit
+           {_unit(dialect, 3600)} AS hour_no,
+           CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, bucket)}, {per_hour}) AS INTEGER)
+             AS bucket_bit,
+           CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, 60)}, 60) AS INTEGER) AS minute_bit
     FROM usage u
-    LEFT JOIN {travellers} x
-      ON x.license_id = u.license_id AND x.who = COALESCE(u.user_id, '')
     WHERE {_window(since, until)}
   ) e
-  GROUP BY e.license_id, e.hour_no, e.user_id, e.session_id, e.ip, e.country, e.asn,
-           e.automated, e.m
+  GROUP BY {keys[0]}, e.hour_no, {", ".join(keys[1:])}, e.country, e.asn, e.automated
 ) a"""
 
 
@@ -297,18 +299,49 @@ HAVING COUNT(DISTINCT hour_no) > {int(config.burst_min_hours)}
 ORDER BY license_id"""
 
 
+def _far_pairs(config: AntipiracySettings) -> str:
+    """``(a, b, km)`` rows: the ordered pairs of countries whose centroids are further
+    apart than the margin (the only pairs a jump can be impossible between)."""
+    rows = [
+        (a, b, km)
+        for a, _, _ in centroid_rows()
+        for b, _, _ in centroid_rows()
+        if a != b and (km := distance_km(a, b)) is not None and km > config.geo_margin_km
+    ]
+    return ", ".join(f"('{a}', '{b}', {km!r})" for a, b, km in rows) or "('', '', 0.0)"
+
+
 def _geographic(config: AntipiracySettings) -> str:
-    values = ", ".join(f"('{c}', {lat}, {lon})" for c, lat, lon in centroid_rows())
-    km = (
-        "2 * 6371.0 * ASIN(LEAST(1.0, SQRT("
-        "POWER(SIN(RADIANS(b.lat - a.lat) / 2), 2) + "
-        "COS(RADIANS(a.lat)) * COS(RADIANS(b.lat)) * POWER(SIN(RADIANS(b.lon - a.lon) / 2), 2))))"
-    )
-    return f"""centroids (country, lat, lon) AS (VALUES {values}),
+    """Impossible travel between one user's consecutive uses (per minute, by country).
+
+    Hours in which the user is in one country are one group (first and last use); in
+    an hour with two or more countries each minute of use is a group, its times the
+    minute's bounds clipped to the hour's first and last use. Only users seen in two
+    or more countries are ordered, and distances come from :func:`_far_pairs`."""
+    minutes = ", ".join(f"({k})" for k in range(60))
+    return f"""pairs (a, b, km) AS (VALUES {_far_pairs(config)}),
+minutes (k) AS (VALUES {minutes}),
+gh AS (
+  SELECT license_id, COALESCE(user_id, '') AS who, country, hour_no, MIN(t0) AS t0,
+         MAX(t1) AS t1, BIT_OR(minutes) AS minutes
+  FROM ev WHERE country IS NOT NULL AND automated = 0
+  GROUP BY license_id, COALESCE(user_id, ''), country, hour_no
+),
+travellers AS (
+  SELECT license_id, who FROM gh GROUP BY license_id, who HAVING COUNT(DISTINCT country) > 1
+),
+gc AS (
+  SELECT gh.*, COUNT(*) OVER (PARTITION BY gh.license_id, gh.who, gh.hour_no) AS countries
+  FROM gh JOIN travellers t ON t.license_id = gh.license_id AND t.who = gh.who
+),
 g AS (
-  SELECT license_id, COALESCE(user_id, '') AS who, country, m, MIN(t0) AS t0, MAX(t1) AS t1
-  FROM ev WHERE m IS NOT NULL
-  GROUP BY license_id, COALESCE(user_id, ''), country, m
+  SELECT license_id, who, country, t0, t1 FROM gc WHERE countries = 1
+  UNION ALL
+  SELECT gc.license_id, gc.who, gc.country,
+         GREATEST(gc.t0, TO_TIMESTAMP(gc.hour_no * 3600 + mm.k * 60)) AS t0,
+         LEAST(gc.t1, TO_TIMESTAMP(gc.hour_no * 3600 + mm.k * 60 + 60)) AS t1
+  FROM gc JOIN minutes mm ON ((gc.minutes >> mm.k) & 1) = 1
+  WHERE gc.countries > 1
 ),
 s AS (
   SELECT license_id, who, country, t0,
@@ -317,23 +350,28 @@ s AS (
 ),
 j AS (
   SELECT s.license_id, s.who, s.prev_country, s.country, s.t0,
-         CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no,
-         {km} AS km,
+         CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no, p.km,
          GREATEST(CAST(EXTRACT(EPOCH FROM s.t0 - s.prev_t1) AS DOUBLE PRECISION), 0)
            / 3600.0 AS hours
-  FROM s JOIN centroids a ON a.country = s.prev_country JOIN centroids b ON b.country = s.country
-  WHERE s.prev_country <> s.country
+  FROM s JOIN pairs p ON p.a = s.prev_country AND p.b = s.country
 ),
 v AS (
   SELECT * FROM j WHERE km > {_num(config.geo_speed_kmh)} * hours + {_num(config.geo_margin_km)}
 ),
 days AS (
-  SELECT license_id, who, day_no FROM v GROUP BY license_id, who, day_no
+  SELECT license_id, who, day_no, COUNT(*) AS jumps FROM v GROUP BY license_id, who, day_no
   HAVING COUNT(*) >= {int(config.geo_min_jumps)}
+),
+firsts AS (
+  SELECT v.*, days.jumps,
+         ROW_NUMBER() OVER (PARTITION BY v.license_id, v.who, v.day_no ORDER BY v.t0, v.country)
+           AS nth
+  FROM v JOIN days
+    ON days.license_id = v.license_id AND days.who = v.who AND days.day_no = v.day_no
 )
-SELECT v.license_id, v.who, v.day_no, v.prev_country, v.country, v.t0, v.km, v.hours
-FROM v JOIN days ON days.license_id = v.license_id AND days.who = v.who AND days.day_no = v.day_no
-ORDER BY v.license_id, v.who, v.day_no, v.t0"""
+SELECT license_id, who, day_no, prev_country, country, t0, km, hours, jumps
+FROM firsts WHERE nth <= {EVIDENCE_ITEMS}
+ORDER BY license_id, who, day_no, t0, country"""
 
 
 _BODIES: dict[str, Callable[[AntipiracySettings], str]] = {
@@ -358,10 +396,9 @@ def render(
     dialects. Standalone, it starts with the shared pre-aggregation (``ev``) over
     ``usage``; with ``base`` (a table holding :func:`shared_stage`'s result, as
     :func:`scan` makes), it reads that instead."""
-    del dialect  # one text serves DuckDB and PostgreSQL (module docstring)
     if base is None:
         _ts(since), _ts(until)  # aware datetimes only
-        ev = _base(since, until, config, f"(\n{_travellers(since, until, config)}\n)")
+        ev = _base(since, until, config, dialect)
     else:
         ev = f"SELECT * FROM {base}"
     return f"WITH ev AS (\n{ev}\n),\n{_SEATS},\n{_BODIES[detector](config)}"
@@ -370,14 +407,11 @@ def render(
 def shared_stage(
     since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect = "duckdb"
 ) -> list[str]:
-    """The statements that materialise the scan's shared pre-aggregation as temporary
-    tables (:data:`TRAVELLERS`, then :data:`BASE`), the same for both dialects but for
-    PostgreSQL's ``ANALYZE`` (it has no statistics on a temporary table otherwise)."""
+    """The statements that materialise the scan's shared pre-aggregation as the temporary
+    table :data:`BASE` (and, in PostgreSQL, give the planner its statistics)."""
     statements = [
         f"DROP TABLE IF EXISTS {BASE}",
-        f"DROP TABLE IF EXISTS {TRAVELLERS}",
-        f"CREATE TEMPORARY TABLE {TRAVELLERS} AS\n{_travellers(since, until, config)}",
-        f"CREATE TEMPORARY TABLE {BASE} AS\n{_base(since, until, config, TRAVELLERS)}",
+        f"CREATE TEMPORARY TABLE {BASE} AS\n{_base(since, until, config, dialect)}",
     ]
     if dialect == "postgres":
         statements.append(f"ANALYZE {BASE}")
@@ -515,10 +549,10 @@ def _geographic_findings(
             _finding(
                 license_id,
                 "geographic_spread",
-                len(group) / config.geo_min_jumps,
+                int(group[0][8]) / config.geo_min_jumps,
                 *_day(day_no),
                 user_id=who or None,
-                impossible_jumps=len(group),
+                impossible_jumps=int(group[0][8]),
                 speed_kmh=config.geo_speed_kmh,
                 margin_km=config.geo_margin_km,
                 jumps=jumps,
@@ -581,7 +615,6 @@ def scan(
                 timings[detector] = time.perf_counter() - clock
     finally:
         con.execute(f"DROP TABLE IF EXISTS {BASE}")
-        con.execute(f"DROP TABLE IF EXISTS {TRAVELLERS}")
     findings.sort(key=lambda f: (f.license_id, DETECTORS.index(f.detector), f.window_start))
     return findings
 
