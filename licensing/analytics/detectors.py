@@ -1,25 +1,32 @@
 """The anti-piracy detectors of reference §3.2, as SQL over ``usage`` and ``licenses``.
 
-Each detector is one SELECT over two relations only: ``usage`` (DESIGN.md's
-columns, :data:`connectsw.licensing.usage.COLUMNS`) and ``licenses`` (license_id,
-tier, max_users, status), so it runs on the analytics views, on tables made in a
-test, and, unchanged, on PostgreSQL (the benchmark's baseline): the SQL keeps to
-what both dialects share (``EXTRACT(EPOCH ...)`` arithmetic instead of time-zone
-dependent ``date_trunc``, ``VALUES`` instead of a temporary table, no
-dialect-only aggregates). ``render(name, ...)`` gives the text; :func:`scan` runs
-all five and turns rows into :class:`Finding` objects.
+Every detector reads one shared pre-aggregation of the window's events (``ev``,
+:func:`_base`): one row per license × UTC hour × user × session × IP × country × ASN
+× automated, with the request count, first and last time, the tier, and two bit masks
+of the hour (session buckets and minutes with requests). :func:`scan` materialises it
+once as a temporary table (:func:`shared_stage`) and runs the five detectors over it,
+so the events are read and grouped once per scan, not five times; ``render(name, ...)``
+alone gives one standalone SELECT (the pre-aggregation as its first CTE) for analysts
+and tests. The relations are ``usage`` (DESIGN.md's columns,
+:data:`connectsw.licensing.usage.COLUMNS`) and ``licenses`` (license_id, tier,
+max_users, status): the analytics views, tables made in a test, or PostgreSQL (the
+benchmark's baseline). The SQL keeps to what both dialects share (``VALUES`` instead
+of a temporary table for constants, no dialect-only aggregates); the one difference is
+in the pre-aggregation, which DuckDB groups by the strings' hashes and computes time
+units with integer arithmetic (see :func:`_base`); the rows are the same.
 
 Windows are UTC days (``day_no``: days since the epoch) for the per-day rules
-(the reference's "24 hours"), hours for bursts, and the scan's window for
-concurrent sessions.
+(the reference's "24 hours"), hours for bursts, the scan's window for concurrent
+sessions (buckets of ``session_bucket_seconds``, which divides an hour: a session's
+buckets of one hour are a bit mask), and minutes for impossible travel.
 
 Concurrent sessions count every CI (automation) session of a license in one bucket
 as one client: parallel CI jobs are one seat's work.
 
 A *place* is a network, not an address: ``country:ASN``, or the /24 (IPv4) or /48
-(IPv6) prefix when the ASN is unknown. A phone on a carrier that hands out a new
-address every hour, or CI runners of one cloud provider, are one place; the
-multi-IP detector counts places.
+(IPv6) prefix when the ASN is unknown (string functions, on the pre-aggregated rows).
+A phone on a carrier that hands out a new address every hour, or CI runners of one
+cloud provider, are one place; the multi-IP detector counts places.
 """
 
 from __future__ import annotations
