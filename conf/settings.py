@@ -241,9 +241,10 @@ class AntipiracySettings(_Section):
     """Sessions one seat may hold at once (an interactive client and CI), before grace."""
     session_grace: float = Field(1.5, ge=1.0, le=10.0)
     """Concurrent sessions flag above max users × sessions_per_user × this."""
-    session_bucket_seconds: int = Field(300, ge=1, le=3600)
+    session_bucket_seconds: int = Field(300, ge=60, le=3600)
     """Sessions are concurrent when they make requests in the same bucket of this many
-    seconds (the session heartbeat timeout)."""
+    seconds (the session heartbeat timeout). It divides an hour (60, 120, 300, 600, 900,
+    1800, 3600 ...): the scan keeps each session's buckets of an hour as a bit mask."""
     session_min_buckets: int = Field(3, ge=1, le=10_000)
     """Buckets above the allowance needed to flag: sustained or repeated, not one blip."""
     round_the_clock_hours: int = Field(24, ge=1, le=24)
@@ -286,6 +287,13 @@ class AntipiracySettings(_Section):
     _tier_names_any_case = field_validator("multi_ip_thresholds", mode="before")(
         _upper_tier_keys
     )
+
+    @field_validator("session_bucket_seconds")
+    @classmethod
+    def _divides_an_hour(cls, value: int) -> int:
+        if 3600 % value:
+            raise ValueError("antipiracy.session_bucket_seconds: must divide 3600 (an hour)")
+        return value
 
     @model_validator(mode="after")
     def _complete_and_ordered(self) -> AntipiracySettings:

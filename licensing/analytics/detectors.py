@@ -1,30 +1,38 @@
 """The anti-piracy detectors of reference §3.2, as SQL over ``usage`` and ``licenses``.
 
-Each detector is one SELECT over two relations only: ``usage`` (DESIGN.md's
-columns, :data:`connectsw.licensing.usage.COLUMNS`) and ``licenses`` (license_id,
-tier, max_users, status), so it runs on the analytics views, on tables made in a
-test, and, unchanged, on PostgreSQL (the benchmark's baseline): the SQL keeps to
-what both dialects share (``EXTRACT(EPOCH ...)`` arithmetic instead of time-zone
-dependent ``date_trunc``, ``VALUES`` instead of a temporary table, no
-dialect-only aggregates). ``render(name, ...)`` gives the text; :func:`scan` runs
-all five and turns rows into :class:`Finding` objects.
+Every detector reads one shared pre-aggregation of the window's events (``ev``,
+:func:`_base`): one row per license × UTC hour × user × session × IP × country × ASN
+× automated, with the request count, first and last time, the tier, and two bit masks
+of the hour (session buckets and minutes with requests). :func:`scan` materialises it
+once as a temporary table (:func:`shared_stage`) and runs the five detectors over it,
+so the events are read and grouped once per scan, not five times; ``render(name, ...)``
+alone gives one standalone SELECT (the pre-aggregation as its first CTE) for analysts
+and tests. The relations are ``usage`` (DESIGN.md's columns,
+:data:`connectsw.licensing.usage.COLUMNS`) and ``licenses`` (license_id, tier,
+max_users, status): the analytics views, tables made in a test, or PostgreSQL (the
+benchmark's baseline). The SQL keeps to what both dialects share (``VALUES`` instead
+of a temporary table for constants, no dialect-only aggregates); the one difference is
+in the pre-aggregation, which DuckDB groups by the strings' hashes and computes time
+units with integer arithmetic (see :func:`_base`); the rows are the same.
 
 Windows are UTC days (``day_no``: days since the epoch) for the per-day rules
-(the reference's "24 hours"), hours for bursts, and the scan's window for
-concurrent sessions.
+(the reference's "24 hours"), hours for bursts, the scan's window for concurrent
+sessions (buckets of ``session_bucket_seconds``, which divides an hour: a session's
+buckets of one hour are a bit mask), and minutes for impossible travel.
 
 Concurrent sessions count every CI (automation) session of a license in one bucket
 as one client: parallel CI jobs are one seat's work.
 
 A *place* is a network, not an address: ``country:ASN``, or the /24 (IPv4) or /48
-(IPv6) prefix when the ASN is unknown. A phone on a carrier that hands out a new
-address every hour, or CI runners of one cloud provider, are one place; the
-multi-IP detector counts places.
+(IPv6) prefix when the ASN is unknown (string functions, on the pre-aggregated rows).
+A phone on a carrier that hands out a new address every hour, or CI runners of one
+cloud provider, are one place; the multi-IP detector counts places.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from connectsw.conf.settings import AntipiracySettings
-from connectsw.licensing.analytics.places import centroid_rows
+from connectsw.licensing.analytics.places import centroid_rows, distance_km
 
 Severity = Literal["low", "medium", "high"]
 Dialect = Literal["duckdb", "postgres"]
@@ -113,24 +121,76 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _base(since: datetime, until: datetime, config: AntipiracySettings) -> str:
-    """The window's events with their place, hour and day, and each license's seats."""
+#: The scan's shared stage, materialised once per :func:`scan` as a temporary table.
+BASE = "antipiracy_scan_base"
+
+
+def _window(since: datetime, until: datetime) -> str:
+    return f"u.ts >= {_ts(since)} AND u.ts < {_ts(until)} AND u.license_id IS NOT NULL"
+
+
+def _automated(config: AntipiracySettings) -> str:
+    agents = " OR ".join(f"u.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
+    return agents or "FALSE"
+
+
+def _unit(dialect: Dialect, seconds: int) -> str:
+    """Whole ``seconds`` since the epoch of ``u.ts``: integer arithmetic in DuckDB."""
+    if dialect == "duckdb":
+        return f"(epoch_us(u.ts) // {seconds * 1_000_000})"
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / {seconds}) AS BIGINT)"
+
+
+def _base(since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect) -> str:
+    """The shared pre-aggregation: one row per license × UTC hour × user × session × IP ×
+    country × ASN × automated, with the request count, first and last time, the highest
+    tier seen, and two bit masks of the hour: ``buckets``, the session buckets it made
+    requests in, and ``minutes``, the minutes. ``place`` and ``day_no`` are derived after
+    grouping, on far fewer rows.
+
+    The two renderings differ only in how the strings are grouped: PostgreSQL groups by
+    the columns; DuckDB by their 64-bit hashes (one ``hash`` per dictionary entry of the
+    Parquet column, then integer keys), taking each column's ``ANY_VALUE``: the same
+    groups unless two values of one column hash alike within one license and hour."""
+    bucket = int(config.session_bucket_seconds)
+    per_hour = 3600 // bucket
     prefix = (
-        "CASE WHEN strpos(u.ip, ':') > 0 "
-        "THEN regexp_replace(u.ip, '^(([^:]*:){3}).*$', '\\1') "
-        "ELSE regexp_replace(u.ip, '[.][0-9]+$', '') END"
+        "CASE WHEN strpos(a.ip, ':') = 0 "
+        "THEN left(a.ip, length(a.ip) - strpos(reverse(a.ip), '.')) "
+        "WHEN length(a.ip) - length(replace(a.ip, ':', '')) >= 3 "
+        "THEN split_part(a.ip, ':', 1) || ':' || split_part(a.ip, ':', 2) || ':' "
+        "|| split_part(a.ip, ':', 3) || ':' "
+        "ELSE a.ip END"
     )
-    automation = " OR ".join(f"u.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
-    return f"""ev AS (
-  SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country,
-         CASE WHEN {automation or "FALSE"} THEN 1 ELSE 0 END AS automated,
-         COALESCE(u.country, '') || ':' || COALESCE(CAST(u.asn AS VARCHAR), {prefix}) AS place,
-         CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / 3600) AS BIGINT) AS hour_no,
-         CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / 86400) AS BIGINT) AS day_no
-  FROM usage u
-  WHERE u.ts >= {_ts(since)} AND u.ts < {_ts(until)} AND u.license_id IS NOT NULL
-),
-seats AS (
+    strings = ("license_id", "user_id", "session_id", "ip")
+    if dialect == "duckdb":
+        keys = [f"hash(e.{c})" for c in strings]
+        values = [f"ANY_VALUE(e.{c}) AS {c}" for c in strings]
+    else:
+        keys = [f"e.{c}" for c in strings]
+        values = [f"e.{c}" for c in strings]
+    return f"""SELECT a.*,
+       CAST(FLOOR(a.hour_no / 24.0) AS BIGINT) AS day_no,
+       COALESCE(a.country, '') || ':' || COALESCE(CAST(a.asn AS VARCHAR), {prefix}) AS place
+FROM (
+  SELECT {", ".join(values)}, e.hour_no, e.country, e.asn, e.automated,
+         MAX(e.tier) AS tier, COUNT(*) AS n, MIN(e.ts) AS t0, MAX(e.ts) AS t1,
+         BIT_OR(e.bucket_bit) AS buckets, BIT_OR(e.minute_bit) AS minutes
+  FROM (
+    SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country, u.asn,
+           CASE WHEN {_automated(config)} THEN 1 ELSE 0 END AS automated,
+           {_unit(dialect, 3600)} AS hour_no,
+           CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, bucket)}, {per_hour}) AS INTEGER)
+             AS bucket_bit,
+           CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, 60)}, 60) AS INTEGER) AS minute_bit
+    FROM usage u
+    WHERE {_window(since, until)}
+  ) e
+  GROUP BY {keys[0]}, e.hour_no, {", ".join(keys[1:])}, e.country, e.asn, e.automated
+) a"""
+
+
+_SEATS = """seats AS (
   SELECT license_id, MAX(tier) AS tier, MAX(max_users) AS max_users
   FROM licenses GROUP BY license_id
 )"""
@@ -150,7 +210,7 @@ def _multi_ip(config: AntipiracySettings) -> str:
         f" * {_num(config.multi_ip_grace)}"
     )
     return f"""pd AS (
-  SELECT license_id, day_no, place, COUNT(*) AS n, COUNT(DISTINCT ip) AS ips, MAX(tier) AS ev_tier
+  SELECT license_id, day_no, place, SUM(n) AS n, COUNT(DISTINCT ip) AS ips, MAX(tier) AS ev_tier
   FROM ev GROUP BY license_id, day_no, place
 ),
 d AS (
@@ -170,32 +230,50 @@ ORDER BY f.license_id, f.day_no, pd.n DESC, pd.place"""
 
 
 def _concurrent(config: AntipiracySettings) -> str:
-    bucket = int(config.session_bucket_seconds)
+    """Sessions per bucket from the hourly bit masks: per license and hour, one count
+    per bucket of the hour (``c0`` ...), compared with the allowance in SQL."""
+    per_hour = 3600 // int(config.session_bucket_seconds)
     seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     allowed = f"{seats} * {_num(config.sessions_per_user)} * {_num(config.session_grace)}"
-    return f"""sb AS (
-  SELECT license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT) AS b,
-         COUNT(DISTINCT CASE WHEN automated = 0 THEN session_id END) + MAX(automated) AS sessions
-  FROM ev WHERE session_id IS NOT NULL
-  GROUP BY license_id, CAST(FLOOR(EXTRACT(EPOCH FROM ts) / {bucket}) AS BIGINT)
+    ks = range(per_hour)
+    counts = ",\n         ".join(f"CAST(SUM((mask >> {k}) & 1) AS BIGINT) AS c{k}" for k in ks)
+    over = " + ".join(f"CASE WHEN sh.c{k} > {allowed} THEN 1 ELSE 0 END" for k in ks)
+    peak = f"GREATEST({', '.join(f'sh.c{k}' for k in ks)})" if per_hour > 1 else "sh.c0"
+    first = " ".join(f"WHEN sh.c{k} > {allowed} THEN {k}" for k in ks)
+    last = " ".join(f"WHEN sh.c{k} > {allowed} THEN {k}" for k in reversed(ks))
+    return f"""ss AS (
+  SELECT license_id, hour_no, BIT_OR(buckets) AS mask
+  FROM ev WHERE session_id IS NOT NULL AND automated = 0
+  GROUP BY license_id, hour_no, session_id
+  UNION ALL
+  SELECT license_id, hour_no, BIT_OR(buckets) AS mask
+  FROM ev WHERE session_id IS NOT NULL AND automated = 1
+  GROUP BY license_id, hour_no
+),
+sh AS (
+  SELECT license_id, hour_no,
+         {counts}
+  FROM ss GROUP BY license_id, hour_no
 ),
 over AS (
-  SELECT sb.license_id, sb.b, sb.sessions, {seats} AS max_users,
-         CAST({allowed} AS DOUBLE PRECISION) AS allowed
-  FROM sb LEFT JOIN seats s ON s.license_id = sb.license_id
-  WHERE sb.sessions > {allowed}
+  SELECT sh.license_id, {seats} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed,
+         {over} AS buckets,
+         {peak} AS peak,
+         sh.hour_no * {per_hour} + CASE {first} END AS first_b,
+         sh.hour_no * {per_hour} + CASE {last} END AS last_b
+  FROM sh LEFT JOIN seats s ON s.license_id = sh.license_id
 )
-SELECT license_id, MAX(max_users), MAX(allowed), COUNT(*) AS buckets, MAX(sessions) AS peak,
-       MIN(b) AS first_b, MAX(b) AS last_b
+SELECT license_id, MAX(max_users), MAX(allowed), SUM(buckets) AS buckets, MAX(peak) AS peak,
+       MIN(first_b) AS first_b, MAX(last_b) AS last_b
 FROM over GROUP BY license_id
-HAVING COUNT(*) >= {int(config.session_min_buckets)}
+HAVING SUM(buckets) >= {int(config.session_min_buckets)}
 ORDER BY license_id"""
 
 
 def _round_the_clock(config: AntipiracySettings) -> str:
     seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     return f"""hp AS (
-  SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, COUNT(*) AS n
+  SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, SUM(n) AS n
   FROM ev GROUP BY license_id, day_no, hour_no
 ),
 dd AS (
@@ -212,8 +290,8 @@ ORDER BY dd.license_id, dd.day_no"""
 
 def _burst(config: AntipiracySettings) -> str:
     return f"""bh AS (
-  SELECT license_id, hour_no, COALESCE(session_id, ip) AS client, COUNT(*) AS n,
-         CAST(EXTRACT(EPOCH FROM MAX(ts) - MIN(ts)) AS DOUBLE PRECISION) AS span
+  SELECT license_id, hour_no, COALESCE(session_id, ip) AS client, SUM(n) AS n,
+         CAST(EXTRACT(EPOCH FROM MAX(t1) - MIN(t0)) AS DOUBLE PRECISION) AS span
   FROM ev GROUP BY license_id, hour_no, COALESCE(session_id, ip)
 ),
 b AS (
@@ -228,20 +306,49 @@ HAVING COUNT(DISTINCT hour_no) > {int(config.burst_min_hours)}
 ORDER BY license_id"""
 
 
+def _far_pairs(config: AntipiracySettings) -> str:
+    """``(a, b, km)`` rows: the ordered pairs of countries whose centroids are further
+    apart than the margin (the only pairs a jump can be impossible between)."""
+    rows = [
+        (a, b, km)
+        for a, _, _ in centroid_rows()
+        for b, _, _ in centroid_rows()
+        if a != b and (km := distance_km(a, b)) is not None and km > config.geo_margin_km
+    ]
+    return ", ".join(f"('{a}', '{b}', {km!r})" for a, b, km in rows) or "('', '', 0.0)"
+
+
 def _geographic(config: AntipiracySettings) -> str:
-    values = ", ".join(f"('{c}', {lat}, {lon})" for c, lat, lon in centroid_rows())
-    km = (
-        "2 * 6371.0 * ASIN(LEAST(1.0, SQRT("
-        "POWER(SIN(RADIANS(b.lat - a.lat) / 2), 2) + "
-        "COS(RADIANS(a.lat)) * COS(RADIANS(b.lat)) * POWER(SIN(RADIANS(b.lon - a.lon) / 2), 2))))"
-    )
-    return f"""centroids (country, lat, lon) AS (VALUES {values}),
-g AS (
-  SELECT license_id, COALESCE(user_id, '') AS who, country,
-         CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT) AS m, MIN(ts) AS t0, MAX(ts) AS t1
+    """Impossible travel between one user's consecutive uses (per minute, by country).
+
+    Hours in which the user is in one country are one group (first and last use); in
+    an hour with two or more countries each minute of use is a group, its times the
+    minute's bounds clipped to the hour's first and last use. Only users seen in two
+    or more countries are ordered, and distances come from :func:`_far_pairs`."""
+    minutes = ", ".join(f"({k})" for k in range(60))
+    return f"""pairs (a, b, km) AS (VALUES {_far_pairs(config)}),
+minutes (k) AS (VALUES {minutes}),
+gh AS (
+  SELECT license_id, COALESCE(user_id, '') AS who, country, hour_no, MIN(t0) AS t0,
+         MAX(t1) AS t1, BIT_OR(minutes) AS minutes
   FROM ev WHERE country IS NOT NULL AND automated = 0
-  GROUP BY license_id, COALESCE(user_id, ''), country,
-           CAST(FLOOR(EXTRACT(EPOCH FROM ts) / 60) AS BIGINT)
+  GROUP BY license_id, COALESCE(user_id, ''), country, hour_no
+),
+travellers AS (
+  SELECT license_id, who FROM gh GROUP BY license_id, who HAVING COUNT(DISTINCT country) > 1
+),
+gc AS (
+  SELECT gh.*, COUNT(*) OVER (PARTITION BY gh.license_id, gh.who, gh.hour_no) AS countries
+  FROM gh JOIN travellers t ON t.license_id = gh.license_id AND t.who = gh.who
+),
+g AS (
+  SELECT license_id, who, country, t0, t1 FROM gc WHERE countries = 1
+  UNION ALL
+  SELECT gc.license_id, gc.who, gc.country,
+         GREATEST(gc.t0, TO_TIMESTAMP(gc.hour_no * 3600 + mm.k * 60)) AS t0,
+         LEAST(gc.t1, TO_TIMESTAMP(gc.hour_no * 3600 + mm.k * 60 + 60)) AS t1
+  FROM gc JOIN minutes mm ON ((gc.minutes >> mm.k) & 1) = 1
+  WHERE gc.countries > 1
 ),
 s AS (
   SELECT license_id, who, country, t0,
@@ -250,23 +357,28 @@ s AS (
 ),
 j AS (
   SELECT s.license_id, s.who, s.prev_country, s.country, s.t0,
-         CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no,
-         {km} AS km,
+         CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no, p.km,
          GREATEST(CAST(EXTRACT(EPOCH FROM s.t0 - s.prev_t1) AS DOUBLE PRECISION), 0)
            / 3600.0 AS hours
-  FROM s JOIN centroids a ON a.country = s.prev_country JOIN centroids b ON b.country = s.country
-  WHERE s.prev_country <> s.country
+  FROM s JOIN pairs p ON p.a = s.prev_country AND p.b = s.country
 ),
 v AS (
   SELECT * FROM j WHERE km > {_num(config.geo_speed_kmh)} * hours + {_num(config.geo_margin_km)}
 ),
 days AS (
-  SELECT license_id, who, day_no FROM v GROUP BY license_id, who, day_no
+  SELECT license_id, who, day_no, COUNT(*) AS jumps FROM v GROUP BY license_id, who, day_no
   HAVING COUNT(*) >= {int(config.geo_min_jumps)}
+),
+firsts AS (
+  SELECT v.*, days.jumps,
+         ROW_NUMBER() OVER (PARTITION BY v.license_id, v.who, v.day_no ORDER BY v.t0, v.country)
+           AS nth
+  FROM v JOIN days
+    ON days.license_id = v.license_id AND days.who = v.who AND days.day_no = v.day_no
 )
-SELECT v.license_id, v.who, v.day_no, v.prev_country, v.country, v.t0, v.km, v.hours
-FROM v JOIN days ON days.license_id = v.license_id AND days.who = v.who AND days.day_no = v.day_no
-ORDER BY v.license_id, v.who, v.day_no, v.t0"""
+SELECT license_id, who, day_no, prev_country, country, t0, km, hours, jumps
+FROM firsts WHERE nth <= {EVIDENCE_ITEMS}
+ORDER BY license_id, who, day_no, t0, country"""
 
 
 _BODIES: dict[str, Callable[[AntipiracySettings], str]] = {
@@ -284,10 +396,33 @@ def render(
     until: datetime,
     config: AntipiracySettings,
     dialect: Dialect = "duckdb",
+    *,
+    base: str | None = None,
 ) -> str:
-    """The SQL of one detector over ``[since, until)``; the same text for both dialects."""
-    del dialect  # one text serves DuckDB and PostgreSQL (module docstring)
-    return f"WITH {_base(since, until, config)},\n{_BODIES[detector](config)}"
+    """The SQL of one detector over ``[since, until)``: one SELECT, the same text for both
+    dialects. Standalone, it starts with the shared pre-aggregation (``ev``) over
+    ``usage``; with ``base`` (a table holding :func:`shared_stage`'s result, as
+    :func:`scan` makes), it reads that instead."""
+    if base is None:
+        _ts(since), _ts(until)  # aware datetimes only
+        ev = _base(since, until, config, dialect)
+    else:
+        ev = f"SELECT * FROM {base}"
+    return f"WITH ev AS (\n{ev}\n),\n{_SEATS},\n{_BODIES[detector](config)}"
+
+
+def shared_stage(
+    since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect = "duckdb"
+) -> list[str]:
+    """The statements that materialise the scan's shared pre-aggregation as the temporary
+    table :data:`BASE` (and, in PostgreSQL, give the planner its statistics)."""
+    statements = [
+        f"DROP TABLE IF EXISTS {BASE}",
+        f"CREATE TEMPORARY TABLE {BASE} AS\n{_base(since, until, config, dialect)}",
+    ]
+    if dialect == "postgres":
+        statements.append(f"ANALYZE {BASE}")
+    return statements
 
 
 # -- rows → findings -------------------------------------------------------------------
@@ -421,10 +556,10 @@ def _geographic_findings(
             _finding(
                 license_id,
                 "geographic_spread",
-                len(group) / config.geo_min_jumps,
+                int(group[0][8]) / config.geo_min_jumps,
                 *_day(day_no),
                 user_id=who or None,
-                impossible_jumps=len(group),
+                impossible_jumps=int(group[0][8]),
                 speed_kmh=config.geo_speed_kmh,
                 margin_km=config.geo_margin_km,
                 jumps=jumps,
@@ -449,9 +584,11 @@ def run_detector(
     until: datetime,
     config: AntipiracySettings,
     dialect: Dialect = "duckdb",
+    *,
+    base: str | None = None,
 ) -> list[Finding]:
-    """One detector's findings over ``[since, until)`` on ``con``."""
-    rows = con.execute(render(detector, since, until, config, dialect)).fetchall()
+    """One detector's findings over ``[since, until)`` on ``con`` (``base``: see :func:`render`)."""
+    rows = con.execute(render(detector, since, until, config, dialect, base=base)).fetchall()
     return _CONVERT[detector](rows, config)
 
 
@@ -462,12 +599,29 @@ def scan(
     config: AntipiracySettings | None = None,
     dialect: Dialect = "duckdb",
     detectors: Sequence[str] = DETECTORS,
+    timings: dict[str, float] | None = None,
 ) -> list[Finding]:
-    """Every detector's findings over ``[since, until)``, by license then detector."""
+    """Every detector's findings over ``[since, until)``, by license then detector.
+
+    The shared pre-aggregation is made once (:func:`shared_stage`, temporary tables on
+    ``con``, dropped at the end) and every detector reads it. ``timings``, if given,
+    receives the seconds of the shared stage (``"shared"``) and of each detector."""
     config = config or AntipiracySettings()
+    _ts(since), _ts(until)  # aware datetimes only
+    clock = time.perf_counter()
     findings: list[Finding] = []
-    for detector in detectors:
-        findings.extend(run_detector(con, detector, since, until, config, dialect))
+    try:
+        for statement in shared_stage(since, until, config, dialect):
+            con.execute(statement)
+        if timings is not None:
+            timings["shared"] = time.perf_counter() - clock
+        for detector in detectors:
+            clock = time.perf_counter()
+            findings.extend(run_detector(con, detector, since, until, config, dialect, base=BASE))
+            if timings is not None:
+                timings[detector] = time.perf_counter() - clock
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {BASE}")
     findings.sort(key=lambda f: (f.license_id, DETECTORS.index(f.detector), f.window_start))
     return findings
 
