@@ -284,9 +284,7 @@ class AntipiracySettings(_Section):
     """Whether a periodic scan takes the recommended response tiers (e-mails to the
     outbox, throttle, suspension), as ``antipiracy scan --apply``; off: it reports only."""
 
-    _tier_names_any_case = field_validator("multi_ip_thresholds", mode="before")(
-        _upper_tier_keys
-    )
+    _tier_names_any_case = field_validator("multi_ip_thresholds", mode="before")(_upper_tier_keys)
 
     @field_validator("session_bucket_seconds")
     @classmethod
