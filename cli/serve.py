@@ -12,6 +12,9 @@ import click
 from connectsw.cli.context import State, pass_state
 from connectsw.core.errors import ConfigError
 
+#: Longest request line or header the server parses, bytes.
+MAX_LINE = 65536
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -59,7 +62,15 @@ async def _serve(state: State, host: str, port: int, context: ssl.SSLContext | N
 
     from connectsw.web.app import make_app
 
-    runner = web.AppRunner(make_app(state.settings), access_log=None)
+    # Request lines and headers up to 64 KiB reach the app, which answers in its JSON
+    # error shape; aiohttp's own limit (8 KiB) answered plain text before any of it
+    # ran (found by the property-based run: a long, non-ASCII query string).
+    runner = web.AppRunner(
+        make_app(state.settings),
+        access_log=None,
+        max_line_size=MAX_LINE,
+        max_field_size=MAX_LINE,
+    )
     await runner.setup()  # opens the store, reads the secrets: refuses to start without
     try:
         site = web.TCPSite(runner, host, port, ssl_context=context)

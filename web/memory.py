@@ -103,7 +103,7 @@ async def context(request: web.Request) -> web.Response:
     query = request.query.get("query", "")
     if not project:
         raise ApiError("bad_request", "projectId: required (a plan name or an execution id)")
-    if len(project) > 200 or len(query) > 2000:
+    if len(project) > 100 or len(query) > 500:
         raise ApiError("bad_request", "projectId or query: too long")
     store = request.app[RUNS].engine.store
     items = await asyncio.get_running_loop().run_in_executor(
@@ -125,13 +125,13 @@ OPENAPI_PATHS: openapi.Paths = {
                     "in": "query",
                     "required": True,
                     "description": "A plan name (the product's slug) or an execution id.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
                 },
                 {
                     "name": "query",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "string", "maxLength": 2000},
+                    "schema": {"type": "string", "maxLength": 500},
                 },
             ],
             "responses": {

@@ -332,3 +332,14 @@ def test_a_tier_without_the_server_feature_opens_no_session(served: Served) -> N
     key = served.issue("FREE")
     status, _, raw = http("POST", served.url + "/v1/sessions", headers={"X-License-Key": key})
     assert (status, json.loads(raw)["error"]["code"]) == (403, "feature_not_included")
+
+
+def test_a_very_long_url_gets_the_json_error_shape(alice: Client) -> None:
+    """Found by the property-based run: aiohttp's 8 KiB request-line limit answered in
+    plain text, without X-Error-Code, before the app ran."""
+    query = "%F1%83%AE%A1" * 1500  # 6,000 characters, 18,000 bytes encoded
+    status, headers, raw = http(
+        "GET", f"{alice.url}/v1/memory/context?projectId=x&query={query}", headers=alice.headers()
+    )
+    assert status == 400 and headers.get("X-Error-Code") == "bad_request", raw[:200]
+    assert json.loads(raw)["error"]["code"] == "bad_request"
