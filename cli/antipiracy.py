@@ -12,10 +12,13 @@ from connectsw.cli.context import State, console, json_option, pass_state, print
 from connectsw.cli.render import id_table, line
 
 
-def usage_connection(state: State, data: Path | None = None) -> Any:
+def usage_connection(state: State, data: Path | None = None) -> tuple[Any, str | None]:
     """DuckDB with ``usage`` (the Parquet under ``DATA_DIR/usage``, hive-partitioned) and
-    ``licenses`` (the relational store's); or a simulator's output directory."""
+    ``licenses`` (the relational store's), or a simulator's output directory; and the
+    name of the hourly rollup's view (made current first)."""
     from connectsw.licensing.analytics.evaluate import open_dir
+    from connectsw.licensing.analytics.rollup import attach
+    from connectsw.licensing.analytics.storage import local_storage
 
     if data is not None:
         if not (data / "licenses.csv").is_file():
@@ -24,10 +27,11 @@ def usage_connection(state: State, data: Path | None = None) -> Any:
             raise ConfigError(
                 f"--data {data}: no licenses.csv (expected `simulate traffic` output)"
             )
-        return open_dir(data)
-    from connectsw.licensing.analytics.views import connect
+        con = open_dir(data)
+        return con, attach(local_storage(data / "usage"), con)
+    from connectsw.licensing.analytics.views import scan_connection
 
-    return connect(state.settings, read_only=False)  # the detectors' own SQL, not an analyst's
+    return scan_connection(state.settings)
 
 
 @click.group("antipiracy")
@@ -82,8 +86,10 @@ def run_scan(
         raise click.UsageError("--apply acts on this data dir's licenses, not on --data")
     start = parse_since(since)
     until = datetime.now(UTC) + timedelta(seconds=1)
-    con = usage_connection(state, data)
-    found = report(con, start, until, license_id=license_id, config=state.settings.antipiracy)
+    con, rollup = usage_connection(state, data)
+    found = report(
+        con, start, until, license_id=license_id, config=state.settings.antipiracy, rollup=rollup
+    )
     if apply_tiers:
         from connectsw.licensing.analytics.respond import respond
 

@@ -288,9 +288,13 @@ class AntipiracySettings(_Section):
 
     @field_validator("session_bucket_seconds")
     @classmethod
-    def _divides_an_hour(cls, value: int) -> int:
-        if 3600 % value:
-            raise ValueError("antipiracy.session_bucket_seconds: must divide 3600 (an hour)")
+    def _whole_minutes_dividing_an_hour(cls, value: int) -> int:
+        # The hourly rollup keeps a bit per minute; a bucket is a run of whole minutes.
+        if value % 60 or 3600 % value:
+            raise ValueError(
+                "antipiracy.session_bucket_seconds: must be whole minutes that divide an hour"
+                " (60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800 or 3600)"
+            )
         return value
 
     @model_validator(mode="after")

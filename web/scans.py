@@ -23,13 +23,13 @@ def scan_once(settings: Settings, store: Store) -> tuple[int, int]:
     """One scan: (licenses flagged, response actions taken). Blocking."""
     from connectsw.licensing.analytics.report import parse_since, report
     from connectsw.licensing.analytics.respond import respond
-    from connectsw.licensing.analytics.views import connect
+    from connectsw.licensing.analytics.views import scan_connection
 
     conf = settings.antipiracy
     until = datetime.now(UTC) + timedelta(seconds=1)
-    con = connect(settings, read_only=False)
+    con, rollup = scan_connection(settings)
     try:
-        found = report(con, parse_since(conf.scan_window), until, config=conf)
+        found = report(con, parse_since(conf.scan_window), until, config=conf, rollup=rollup)
     finally:
         con.close()
     flagged = [v for v in found if v.recommendation != "none"]

@@ -123,14 +123,16 @@ def _quote(text: str) -> str:
 
 #: The scan's shared stage, materialised once per :func:`scan` as a temporary table.
 BASE = "antipiracy_scan_base"
+#: Its license keys and ids (``lk``, ``license_id``), also made once per scan.
+NAMES = "antipiracy_scan_names"
 
 
 def _window(since: datetime, until: datetime) -> str:
     return f"u.ts >= {_ts(since)} AND u.ts < {_ts(until)} AND u.license_id IS NOT NULL"
 
 
-def _automated(config: AntipiracySettings) -> str:
-    agents = " OR ".join(f"u.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
+def _automated(config: AntipiracySettings, alias: str) -> str:
+    agents = " OR ".join(f"{alias}.user_agent LIKE {_quote(p)}" for p in config.automation_agents)
     return agents or "FALSE"
 
 
@@ -141,19 +143,26 @@ def _unit(dialect: Dialect, seconds: int) -> str:
     return f"CAST(FLOOR(EXTRACT(EPOCH FROM u.ts) / {seconds}) AS BIGINT)"
 
 
-def _base(since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect) -> str:
-    """The shared pre-aggregation: one row per license × UTC hour × user × session × IP ×
-    country × ASN × automated, with the request count, first and last time, the highest
-    tier seen, and two bit masks of the hour: ``buckets``, the session buckets it made
-    requests in, and ``minutes``, the minutes. ``place`` and ``day_no`` are derived after
-    grouping, on far fewer rows.
+#: The columns of :func:`hourly` (and of the stored rollup), in order.
+HOURLY_COLUMNS: tuple[str, ...] = (
+    "license_id", "user_id", "session_id", "ip", "country", "asn", "user_agent",
+    "hour_no", "day_no", "place", "tier", "n", "t0", "t1", "minutes",
+)  # fmt: skip
+
+
+def hourly(where: str, dialect: Dialect = "duckdb", source: str = "usage") -> str:
+    """The hourly pre-aggregation of the events of ``source`` (alias ``u``) that match
+    ``where``: one row per license × UTC hour × user × session × IP × country × ASN ×
+    user agent (:data:`HOURLY_COLUMNS`), with the highest tier seen, the request count
+    ``n``, first and last time ``t0``/``t1``, and ``minutes``, a bit mask (bit k: a
+    request in minute k of the hour). ``hour_no``/``day_no`` count hours/days since the
+    epoch; ``place`` is the network (see the module's docstring). Nothing in it depends
+    on the settings, so it is what :mod:`connectsw.licensing.analytics.rollup` stores.
 
     The two renderings differ only in how the strings are grouped: PostgreSQL groups by
     the columns; DuckDB by their 64-bit hashes (one ``hash`` per dictionary entry of the
     Parquet column, then integer keys), taking each column's ``ANY_VALUE``: the same
     groups unless two values of one column hash alike within one license and hour."""
-    bucket = int(config.session_bucket_seconds)
-    per_hour = 3600 // bucket
     prefix = (
         "CASE WHEN strpos(a.ip, ':') = 0 "
         "THEN left(a.ip, length(a.ip) - strpos(reverse(a.ip), '.')) "
@@ -162,38 +171,119 @@ def _base(since: datetime, until: datetime, config: AntipiracySettings, dialect:
         "|| split_part(a.ip, ':', 3) || ':' "
         "ELSE a.ip END"
     )
-    strings = ("license_id", "user_id", "session_id", "ip")
+    strings = ("license_id", "user_id", "session_id", "ip", "user_agent")
     if dialect == "duckdb":
-        keys = [f"hash(e.{c})" for c in strings]
-        values = [f"ANY_VALUE(e.{c}) AS {c}" for c in strings]
+        keys = [f"hash(u.{c})" for c in strings]
+        values = [f"ANY_VALUE(u.{c}) AS {c}" for c in strings]
     else:
-        keys = [f"e.{c}" for c in strings]
-        values = [f"e.{c}" for c in strings]
-    return f"""SELECT a.*,
-       CAST(FLOOR(a.hour_no / 24.0) AS BIGINT) AS day_no,
-       COALESCE(a.country, '') || ':' || COALESCE(CAST(a.asn AS VARCHAR), {prefix}) AS place
+        keys = [f"u.{c}" for c in strings]
+        values = [f"u.{c}" for c in strings]
+    return f"""SELECT a.license_id, a.user_id, a.session_id, a.ip, a.country, a.asn, a.user_agent,
+       a.hour_no, CAST(FLOOR(a.hour_no / 24.0) AS BIGINT) AS day_no,
+       COALESCE(a.country, '') || ':' || COALESCE(CAST(a.asn AS VARCHAR), {prefix}) AS place,
+       a.tier, a.n, a.t0, a.t1, a.minutes
 FROM (
-  SELECT {", ".join(values)}, e.hour_no, e.country, e.asn, e.automated,
-         MAX(e.tier) AS tier, COUNT(*) AS n, MIN(e.ts) AS t0, MAX(e.ts) AS t1,
-         BIT_OR(e.bucket_bit) AS buckets, BIT_OR(e.minute_bit) AS minutes
-  FROM (
-    SELECT u.license_id, u.tier, u.ts, u.user_id, u.session_id, u.ip, u.country, u.asn,
-           CASE WHEN {_automated(config)} THEN 1 ELSE 0 END AS automated,
-           {_unit(dialect, 3600)} AS hour_no,
-           CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, bucket)}, {per_hour}) AS INTEGER)
-             AS bucket_bit,
-           CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, 60)}, 60) AS INTEGER) AS minute_bit
-    FROM usage u
-    WHERE {_window(since, until)}
-  ) e
-  GROUP BY {keys[0]}, e.hour_no, {", ".join(keys[1:])}, e.country, e.asn, e.automated
+  SELECT {", ".join(values)}, {_unit(dialect, 3600)} AS hour_no, u.country, u.asn,
+         MAX(u.tier) AS tier, COUNT(*) AS n, MIN(u.ts) AS t0, MAX(u.ts) AS t1,
+         BIT_OR(CAST(1 AS BIGINT) << CAST(MOD({_unit(dialect, 60)}, 60) AS INTEGER)) AS minutes
+  FROM {source} u
+  WHERE {where}
+  GROUP BY {keys[0]}, {_unit(dialect, 3600)}, {", ".join(keys[1:])}, u.country, u.asn
 ) a"""
 
 
-_SEATS = """seats AS (
-  SELECT license_id, MAX(tier) AS tier, MAX(max_users) AS max_users
-  FROM licenses GROUP BY license_id
+def _hour_no(value: datetime, up: bool) -> int:
+    seconds = (value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
+    whole = int(seconds // 3600)
+    return whole + 1 if up and whole * 3600 < seconds else whole
+
+
+#: The keys :func:`keyed` adds (see :func:`_keys`); the stored rollup has them too.
+KEY_COLUMNS: tuple[str, ...] = ("lk", "uk", "sk", "ipk")
+#: What the detectors read of each hourly row (with ``automated``, made per scan).
+SCAN_COLUMNS: tuple[str, ...] = (
+    "license_id", "user_id", "country", "hour_no", "day_no", "place", "tier", "n", "t0", "t1",
+    "minutes", *KEY_COLUMNS,
+)  # fmt: skip
+
+
+def keyed(rows: str, dialect: Dialect = "duckdb") -> str:
+    """``rows`` (:func:`hourly` rows) with the group keys of :data:`KEY_COLUMNS`."""
+    return f"SELECT h.*, {_keys(dialect)}\nFROM (\n{rows}\n) h"
+
+
+def _base(
+    since: datetime,
+    until: datetime,
+    config: AntipiracySettings,
+    dialect: Dialect,
+    rollup: str | None = None,
+) -> str:
+    """The scan's shared stage: the :data:`SCAN_COLUMNS` of the window's :func:`keyed`
+    hourly rows, and ``automated`` (1 for a CI user agent, ``antipiracy.automation_agents``).
+
+    With ``rollup`` (a relation of stored hourly rows covering the window, see
+    :mod:`connectsw.licensing.analytics.rollup`), the whole hours of the window come
+    from it and only the partial hours at its ends from the events. DuckDB reads the
+    rollup's stored keys; PostgreSQL makes its own (its keys are the strings)."""
+    every = ", ".join((*HOURLY_COLUMNS, *KEY_COLUMNS))
+    rows = f"SELECT {every} FROM ({keyed(hourly(_window(since, until), dialect), dialect)}) r"
+    first, last = _hour_no(since, up=True), _hour_no(until, up=False)
+    if rollup is not None and first < last:
+        whole = (
+            f"SELECT {{}} FROM {rollup}"
+            f" WHERE hour_no >= {first} AND hour_no < {last} AND license_id IS NOT NULL"
+        )
+        if dialect == "duckdb":
+            stored = whole.format(every)
+        else:
+            own = keyed(whole.format(", ".join(HOURLY_COLUMNS)), dialect)
+            stored = f"SELECT {every} FROM ({own}) r"
+        edges = (
+            f"u.license_id IS NOT NULL AND ((u.ts >= {_ts(since)} AND u.ts < {_ts(_hour(first))})"
+            f" OR (u.ts >= {_ts(_hour(last))} AND u.ts < {_ts(until)}))"
+        )
+        rows = (
+            f"{stored}\nUNION ALL\nSELECT {every} FROM ({keyed(hourly(edges, dialect), dialect)}) e"
+        )
+    return (
+        f"SELECT {', '.join('h.' + c for c in SCAN_COLUMNS)},"
+        f" CASE WHEN {_automated(config, 'h')} THEN 1 ELSE 0 END AS automated"
+        f"\nFROM (\n{rows}\n) h"
+    )
+
+
+def _hour(hour_no: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(hours=hour_no)
+
+
+def _keys(dialect: Dialect) -> str:
+    """The integer keys the detectors group by: in DuckDB the 64-bit hashes of license,
+    user (NULL as ''), session and IP (NULL stays NULL), in PostgreSQL the strings."""
+    if dialect == "duckdb":
+        return (
+            "hash(h.license_id) AS lk, hash(COALESCE(h.user_id, '')) AS uk,"
+            " CASE WHEN h.session_id IS NOT NULL THEN hash(h.session_id) END AS sk,"
+            " CASE WHEN h.ip IS NOT NULL THEN hash(h.ip) END AS ipk"
+        )
+    return "h.license_id AS lk, COALESCE(h.user_id, '') AS uk, h.session_id AS sk, h.ip AS ipk"
+
+
+def _names(dialect: Dialect, source: str) -> str:
+    """``(lk, license_id)``: each license key's id."""
+    pick = "ANY_VALUE" if dialect == "duckdb" else "MIN"
+    return f"SELECT lk, {pick}(license_id) AS license_id FROM {source} GROUP BY lk"
+
+
+#: ``lic``: each license key of the scan with its id and, if known, tier and seats.
+_LIC = """lic AS (
+  SELECT nm.lk, nm.license_id, s.tier, s.max_users
+  FROM names nm LEFT JOIN (
+    SELECT license_id, MAX(tier) AS tier, MAX(max_users) AS max_users
+    FROM licenses GROUP BY license_id
+  ) s ON s.license_id = nm.license_id
 )"""
+_SEATS = "GREATEST(COALESCE(l.max_users, 1), 1)"
 
 
 def _tier_threshold(config: AntipiracySettings, column: str) -> str:
@@ -204,64 +294,69 @@ def _tier_threshold(config: AntipiracySettings, column: str) -> str:
 
 
 def _multi_ip(config: AntipiracySettings) -> str:
-    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     allowed = (
-        f"{_tier_threshold(config, 'COALESCE(s.tier, d.ev_tier)')} * {seats}"
+        f"{_tier_threshold(config, 'COALESCE(l.tier, d.ev_tier)')} * {_SEATS}"
         f" * {_num(config.multi_ip_grace)}"
     )
     return f"""pd AS (
-  SELECT license_id, day_no, place, SUM(n) AS n, COUNT(DISTINCT ip) AS ips, MAX(tier) AS ev_tier
-  FROM ev GROUP BY license_id, day_no, place
+  SELECT lk, day_no, place, SUM(n) AS n, COUNT(DISTINCT ipk) AS ips, MAX(tier) AS ev_tier
+  FROM ev GROUP BY lk, day_no, place
 ),
 d AS (
-  SELECT license_id, day_no, COUNT(*) AS places, SUM(ips) AS ips, MAX(ev_tier) AS ev_tier
-  FROM pd GROUP BY license_id, day_no
+  SELECT lk, day_no, COUNT(*) AS places, SUM(ips) AS ips, MAX(ev_tier) AS ev_tier
+  FROM pd GROUP BY lk, day_no
 ),
 flagged AS (
-  SELECT d.license_id, d.day_no, d.places, d.ips, COALESCE(s.tier, d.ev_tier) AS tier,
-         {seats} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed
-  FROM d LEFT JOIN seats s ON s.license_id = d.license_id
+  SELECT l.license_id, d.lk, d.day_no, d.places, d.ips, COALESCE(l.tier, d.ev_tier) AS tier,
+         {_SEATS} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed
+  FROM d JOIN lic l ON l.lk = d.lk
   WHERE d.places > {allowed}
 )
 SELECT f.license_id, f.day_no, f.places, f.ips, f.tier, f.max_users, f.allowed,
        pd.place, pd.n, pd.ips
-FROM flagged f JOIN pd ON pd.license_id = f.license_id AND pd.day_no = f.day_no
+FROM flagged f JOIN pd ON pd.lk = f.lk AND pd.day_no = f.day_no
 ORDER BY f.license_id, f.day_no, pd.n DESC, pd.place"""
 
 
 def _concurrent(config: AntipiracySettings) -> str:
-    """Sessions per bucket from the hourly bit masks: per license and hour, one count
-    per bucket of the hour (``c0`` ...), compared with the allowance in SQL."""
-    per_hour = 3600 // int(config.session_bucket_seconds)
-    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
-    allowed = f"{seats} * {_num(config.sessions_per_user)} * {_num(config.session_grace)}"
+    """Sessions per bucket from the hourly minute masks: per license and hour, one count
+    per bucket of the hour (``c0`` ...: sessions with a request in one of the bucket's
+    minutes), compared with the allowance in SQL."""
+    width = int(config.session_bucket_seconds) // 60
+    per_hour = 60 // width
+    allowed = f"{_SEATS} * {_num(config.sessions_per_user)} * {_num(config.session_grace)}"
     ks = range(per_hour)
-    counts = ",\n         ".join(f"CAST(SUM((mask >> {k}) & 1) AS BIGINT) AS c{k}" for k in ks)
+    bits = (1 << width) - 1
+    counts = ",\n         ".join(
+        f"CAST(SUM(CASE WHEN ((mask >> {k * width}) & {bits}) <> 0 THEN 1 ELSE 0 END) AS BIGINT)"
+        f" AS c{k}"
+        for k in ks
+    )
     over = " + ".join(f"CASE WHEN sh.c{k} > {allowed} THEN 1 ELSE 0 END" for k in ks)
     peak = f"GREATEST({', '.join(f'sh.c{k}' for k in ks)})" if per_hour > 1 else "sh.c0"
     first = " ".join(f"WHEN sh.c{k} > {allowed} THEN {k}" for k in ks)
     last = " ".join(f"WHEN sh.c{k} > {allowed} THEN {k}" for k in reversed(ks))
     return f"""ss AS (
-  SELECT license_id, hour_no, BIT_OR(buckets) AS mask
-  FROM ev WHERE session_id IS NOT NULL AND automated = 0
-  GROUP BY license_id, hour_no, session_id
+  SELECT lk, hour_no, BIT_OR(minutes) AS mask
+  FROM ev WHERE sk IS NOT NULL AND automated = 0
+  GROUP BY lk, hour_no, sk
   UNION ALL
-  SELECT license_id, hour_no, BIT_OR(buckets) AS mask
-  FROM ev WHERE session_id IS NOT NULL AND automated = 1
-  GROUP BY license_id, hour_no
+  SELECT lk, hour_no, BIT_OR(minutes) AS mask
+  FROM ev WHERE sk IS NOT NULL AND automated = 1
+  GROUP BY lk, hour_no
 ),
 sh AS (
-  SELECT license_id, hour_no,
+  SELECT lk, hour_no,
          {counts}
-  FROM ss GROUP BY license_id, hour_no
+  FROM ss GROUP BY lk, hour_no
 ),
 over AS (
-  SELECT sh.license_id, {seats} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed,
+  SELECT l.license_id, {_SEATS} AS max_users, CAST({allowed} AS DOUBLE PRECISION) AS allowed,
          {over} AS buckets,
          {peak} AS peak,
          sh.hour_no * {per_hour} + CASE {first} END AS first_b,
          sh.hour_no * {per_hour} + CASE {last} END AS last_b
-  FROM sh LEFT JOIN seats s ON s.license_id = sh.license_id
+  FROM sh JOIN lic l ON l.lk = sh.lk
 )
 SELECT license_id, MAX(max_users), MAX(allowed), SUM(buckets) AS buckets, MAX(peak) AS peak,
        MIN(first_b) AS first_b, MAX(last_b) AS last_b
@@ -271,39 +366,42 @@ ORDER BY license_id"""
 
 
 def _round_the_clock(config: AntipiracySettings) -> str:
-    seats = "GREATEST(COALESCE(s.max_users, 1), 1)"
     return f"""hp AS (
-  SELECT license_id, day_no, hour_no, COUNT(DISTINCT place) AS places, SUM(n) AS n
-  FROM ev GROUP BY license_id, day_no, hour_no
+  SELECT lk, day_no, hour_no, COUNT(DISTINCT place) AS places, SUM(n) AS n
+  FROM ev GROUP BY lk, day_no, hour_no
 ),
 dd AS (
-  SELECT license_id, day_no, COUNT(*) AS hours, MAX(places) AS peak_places, SUM(n) AS n
-  FROM hp GROUP BY license_id, day_no
+  SELECT lk, day_no, COUNT(*) AS hours, MAX(places) AS peak_places, SUM(n) AS n
+  FROM hp GROUP BY lk, day_no
   HAVING COUNT(*) >= {int(config.round_the_clock_hours)}
 )
-SELECT dd.license_id, dd.day_no, dd.hours, dd.peak_places, dd.n,
-       {int(config.round_the_clock_places)} * {seats} AS needed
-FROM dd LEFT JOIN seats s ON s.license_id = dd.license_id
-WHERE dd.peak_places >= {int(config.round_the_clock_places)} * {seats}
-ORDER BY dd.license_id, dd.day_no"""
+SELECT l.license_id, dd.day_no, dd.hours, dd.peak_places, dd.n,
+       {int(config.round_the_clock_places)} * {_SEATS} AS needed
+FROM dd JOIN lic l ON l.lk = dd.lk
+WHERE dd.peak_places >= {int(config.round_the_clock_places)} * {_SEATS}
+ORDER BY l.license_id, dd.day_no"""
 
 
 def _burst(config: AntipiracySettings) -> str:
     return f"""bh AS (
-  SELECT license_id, hour_no, COALESCE(session_id, ip) AS client, SUM(n) AS n,
+  SELECT lk, hour_no, COALESCE(sk, ipk) AS client, SUM(n) AS n,
          CAST(EXTRACT(EPOCH FROM MAX(t1) - MIN(t0)) AS DOUBLE PRECISION) AS span
-  FROM ev GROUP BY license_id, hour_no, COALESCE(session_id, ip)
+  FROM ev GROUP BY lk, hour_no, COALESCE(sk, ipk)
 ),
 b AS (
   SELECT * FROM bh
   WHERE n > {int(config.burst_min_requests)}
     AND span / (n - 1) < {_num(config.burst_max_interval)}
+),
+x AS (
+  SELECT lk, COUNT(DISTINCT hour_no) AS hours, MAX(n) AS peak, MIN(span / (n - 1)) AS fastest,
+         COUNT(DISTINCT client) AS clients, MIN(hour_no) AS first_h, MAX(hour_no) AS last_h
+  FROM b GROUP BY lk
+  HAVING COUNT(DISTINCT hour_no) > {int(config.burst_min_hours)}
 )
-SELECT license_id, COUNT(DISTINCT hour_no) AS hours, MAX(n) AS peak, MIN(span / (n - 1)) AS fastest,
-       COUNT(DISTINCT client) AS clients, MIN(hour_no) AS first_h, MAX(hour_no) AS last_h
-FROM b GROUP BY license_id
-HAVING COUNT(DISTINCT hour_no) > {int(config.burst_min_hours)}
-ORDER BY license_id"""
+SELECT l.license_id, x.hours, x.peak, x.fastest, x.clients, x.first_h, x.last_h
+FROM x JOIN lic l ON l.lk = x.lk
+ORDER BY l.license_id"""
 
 
 def _far_pairs(config: AntipiracySettings) -> str:
@@ -319,44 +417,33 @@ def _far_pairs(config: AntipiracySettings) -> str:
 
 
 def _geographic(config: AntipiracySettings) -> str:
-    """Impossible travel between one user's consecutive uses (per minute, by country).
+    """Impossible travel between one user's consecutive uses, by country and UTC hour.
 
-    Hours in which the user is in one country are one group (first and last use); in
-    an hour with two or more countries each minute of use is a group, its times the
-    minute's bounds clipped to the hour's first and last use. Only users seen in two
+    A user's uses in one country in one hour are one group (its first and last use);
+    groups are ordered by first use, and a jump is a change of country between
+    consecutive groups, its time the gap between the first group's last use and the
+    next one's first (0 when they overlap: two places at once). Only users seen in two
     or more countries are ordered, and distances come from :func:`_far_pairs`."""
-    minutes = ", ".join(f"({k})" for k in range(60))
     return f"""pairs (a, b, km) AS (VALUES {_far_pairs(config)}),
-minutes (k) AS (VALUES {minutes}),
-gh AS (
-  SELECT license_id, COALESCE(user_id, '') AS who, country, hour_no, MIN(t0) AS t0,
-         MAX(t1) AS t1, BIT_OR(minutes) AS minutes
-  FROM ev WHERE country IS NOT NULL AND automated = 0
-  GROUP BY license_id, COALESCE(user_id, ''), country, hour_no
-),
 travellers AS (
-  SELECT license_id, who FROM gh GROUP BY license_id, who HAVING COUNT(DISTINCT country) > 1
-),
-gc AS (
-  SELECT gh.*, COUNT(*) OVER (PARTITION BY gh.license_id, gh.who, gh.hour_no) AS countries
-  FROM gh JOIN travellers t ON t.license_id = gh.license_id AND t.who = gh.who
+  SELECT lk, uk FROM ev
+  WHERE country IS NOT NULL AND automated = 0
+  GROUP BY lk, uk HAVING MIN(country) <> MAX(country)
 ),
 g AS (
-  SELECT license_id, who, country, t0, t1 FROM gc WHERE countries = 1
-  UNION ALL
-  SELECT gc.license_id, gc.who, gc.country,
-         GREATEST(gc.t0, TO_TIMESTAMP(gc.hour_no * 3600 + mm.k * 60)) AS t0,
-         LEAST(gc.t1, TO_TIMESTAMP(gc.hour_no * 3600 + mm.k * 60 + 60)) AS t1
-  FROM gc JOIN minutes mm ON ((gc.minutes >> mm.k) & 1) = 1
-  WHERE gc.countries > 1
+  SELECT ev.lk, ev.uk, MIN(COALESCE(ev.user_id, '')) AS who, ev.country, ev.hour_no,
+         MIN(ev.t0) AS t0, MAX(ev.t1) AS t1
+  FROM ev JOIN travellers t ON t.lk = ev.lk AND t.uk = ev.uk
+  WHERE ev.country IS NOT NULL AND ev.automated = 0
+  GROUP BY ev.lk, ev.uk, ev.country, ev.hour_no
 ),
 s AS (
-  SELECT license_id, who, country, t0,
+  SELECT lk, uk, who, country, t0,
          LAG(country) OVER w AS prev_country, LAG(t1) OVER w AS prev_t1
-  FROM g WINDOW w AS (PARTITION BY license_id, who ORDER BY t0, country)
+  FROM g WINDOW w AS (PARTITION BY lk, uk ORDER BY t0, country)
 ),
 j AS (
-  SELECT s.license_id, s.who, s.prev_country, s.country, s.t0,
+  SELECT s.lk, s.uk, s.who, s.prev_country, s.country, s.t0,
          CAST(FLOOR(EXTRACT(EPOCH FROM s.t0) / 86400) AS BIGINT) AS day_no, p.km,
          GREATEST(CAST(EXTRACT(EPOCH FROM s.t0 - s.prev_t1) AS DOUBLE PRECISION), 0)
            / 3600.0 AS hours
@@ -366,19 +453,18 @@ v AS (
   SELECT * FROM j WHERE km > {_num(config.geo_speed_kmh)} * hours + {_num(config.geo_margin_km)}
 ),
 days AS (
-  SELECT license_id, who, day_no, COUNT(*) AS jumps FROM v GROUP BY license_id, who, day_no
+  SELECT lk, uk, day_no, COUNT(*) AS jumps FROM v GROUP BY lk, uk, day_no
   HAVING COUNT(*) >= {int(config.geo_min_jumps)}
 ),
 firsts AS (
   SELECT v.*, days.jumps,
-         ROW_NUMBER() OVER (PARTITION BY v.license_id, v.who, v.day_no ORDER BY v.t0, v.country)
-           AS nth
-  FROM v JOIN days
-    ON days.license_id = v.license_id AND days.who = v.who AND days.day_no = v.day_no
+         ROW_NUMBER() OVER (PARTITION BY v.lk, v.uk, v.day_no ORDER BY v.t0, v.country) AS nth
+  FROM v JOIN days ON days.lk = v.lk AND days.uk = v.uk AND days.day_no = v.day_no
 )
-SELECT license_id, who, day_no, prev_country, country, t0, km, hours, jumps
-FROM firsts WHERE nth <= {EVIDENCE_ITEMS}
-ORDER BY license_id, who, day_no, t0, country"""
+SELECT l.license_id, f.who, f.day_no, f.prev_country, f.country, f.t0, f.km, f.hours, f.jumps
+FROM firsts f JOIN lic l ON l.lk = f.lk
+WHERE f.nth <= {EVIDENCE_ITEMS}
+ORDER BY l.license_id, f.who, f.day_no, f.t0, f.country"""
 
 
 _BODIES: dict[str, Callable[[AntipiracySettings], str]] = {
@@ -398,6 +484,7 @@ def render(
     dialect: Dialect = "duckdb",
     *,
     base: str | None = None,
+    rollup: str | None = None,
 ) -> str:
     """The SQL of one detector over ``[since, until)``: one SELECT, the same text for both
     dialects. Standalone, it starts with the shared pre-aggregation (``ev``) over
@@ -405,23 +492,31 @@ def render(
     :func:`scan` makes), it reads that instead."""
     if base is None:
         _ts(since), _ts(until)  # aware datetimes only
-        ev = _base(since, until, config, dialect)
+        ev = "AS (\n" + _base(since, until, config, dialect, rollup)
+        names = _names(dialect, "ev")
     else:
-        ev = f"SELECT * FROM {base}"
-    return f"WITH ev AS (\n{ev}\n),\n{_SEATS},\n{_BODIES[detector](config)}"
+        ev = f"AS (\nSELECT * FROM {base}"
+        names = f"SELECT * FROM {NAMES}"
+    return f"WITH ev {ev}\n),\nnames AS (\n{names}\n),\n{_LIC},\n{_BODIES[detector](config)}"
 
 
 def shared_stage(
-    since: datetime, until: datetime, config: AntipiracySettings, dialect: Dialect = "duckdb"
+    since: datetime,
+    until: datetime,
+    config: AntipiracySettings,
+    dialect: Dialect = "duckdb",
+    rollup: str | None = None,
 ) -> list[str]:
     """The statements that materialise the scan's shared pre-aggregation as the temporary
     table :data:`BASE` (and, in PostgreSQL, give the planner its statistics)."""
     statements = [
         f"DROP TABLE IF EXISTS {BASE}",
-        f"CREATE TEMPORARY TABLE {BASE} AS\n{_base(since, until, config, dialect)}",
+        f"DROP TABLE IF EXISTS {NAMES}",
+        f"CREATE TEMPORARY TABLE {BASE} AS\n{_base(since, until, config, dialect, rollup)}",
+        f"CREATE TEMPORARY TABLE {NAMES} AS {_names(dialect, BASE)}",
     ]
     if dialect == "postgres":
-        statements.append(f"ANALYZE {BASE}")
+        statements += [f"ANALYZE {BASE}", f"ANALYZE {NAMES}"]
     return statements
 
 
@@ -600,6 +695,7 @@ def scan(
     dialect: Dialect = "duckdb",
     detectors: Sequence[str] = DETECTORS,
     timings: dict[str, float] | None = None,
+    rollup: str | None = None,
 ) -> list[Finding]:
     """Every detector's findings over ``[since, until)``, by license then detector.
 
@@ -611,7 +707,7 @@ def scan(
     clock = time.perf_counter()
     findings: list[Finding] = []
     try:
-        for statement in shared_stage(since, until, config, dialect):
+        for statement in shared_stage(since, until, config, dialect, rollup):
             con.execute(statement)
         if timings is not None:
             timings["shared"] = time.perf_counter() - clock
@@ -622,6 +718,7 @@ def scan(
                 timings[detector] = time.perf_counter() - clock
     finally:
         con.execute(f"DROP TABLE IF EXISTS {BASE}")
+        con.execute(f"DROP TABLE IF EXISTS {NAMES}")
     findings.sort(key=lambda f: (f.license_id, DETECTORS.index(f.detector), f.window_start))
     return findings
 

@@ -9,6 +9,7 @@ honest ones.
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from connectsw.conf.settings import AntipiracySettings
 from connectsw.licensing.analytics.detectors import DETECTORS, Connection, data_range, scan
 from connectsw.licensing.analytics.scoring import verdicts
+from connectsw.licensing.usage import COLUMNS
 
 GOAL_DETECTION = 0.95
 GOAL_FALSE_POSITIVE = 0.01
@@ -30,7 +32,7 @@ def open_dir(directory: Path, threads: int | None = None) -> Any:
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    pattern = str(directory / "usage" / "**" / "*.parquet").replace("'", "''")
+    pattern = str(directory / "usage" / "date=*" / "*.parquet").replace("'", "''")
     con.execute(
         "CREATE VIEW usage AS SELECT * EXCLUDE (date) FROM "
         f"read_parquet('{pattern}', hive_partitioning = true)"
@@ -40,6 +42,45 @@ def open_dir(directory: Path, threads: int | None = None) -> Any:
         "CREATE VIEW licenses AS SELECT license_id, tier, CAST(max_users AS INTEGER) AS max_users,"
         f" status FROM read_csv('{licenses}', header = true, all_varchar = true)"
     )
+    return con
+
+
+def load_postgres(url: str, data: Path) -> Any:
+    """PostgreSQL (``url``) with a simulator's output as ``usage`` and ``licenses`` tables
+    (dropped and made again): the same relations as :func:`open_dir`, for the detectors'
+    ``postgres`` dialect (the benchmark's baseline, and the dialects' equality test).
+    Events go in by COPY; ``usage`` is indexed on (license_id, ts) and analysed."""
+    import psycopg
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+
+    con = psycopg.connect(url, autocommit=True)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("DROP TABLE IF EXISTS usage; DROP TABLE IF EXISTS licenses")
+    cols = ", ".join(f"{n} {'DOUBLE PRECISION' if t == 'DOUBLE' else t}" for n, t in COLUMNS)
+    con.execute(f"CREATE TABLE usage ({cols})")
+    con.execute(
+        "CREATE TABLE licenses"
+        " (license_id VARCHAR, tier VARCHAR, max_users INTEGER, status VARCHAR)"
+    )
+    dataset = ds.dataset(data / "usage", format="parquet", partitioning="hive")
+    names = [n for n, _ in COLUMNS]
+    with (
+        con.cursor() as cur,
+        cur.copy(f"COPY usage ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        for batch in dataset.to_batches(columns=names, batch_size=200_000):
+            buf = io.BytesIO()
+            pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
+            copy.write(buf.getvalue())
+    with (
+        con.cursor() as cur,
+        cur.copy("COPY licenses FROM STDIN (FORMAT csv, HEADER true)") as copy,
+    ):
+        copy.write((data / "licenses.csv").read_bytes())
+    con.execute("CREATE INDEX ON usage (license_id, ts)")
+    con.execute("ANALYZE usage")
+    con.execute("ANALYZE licenses")
     return con
 
 

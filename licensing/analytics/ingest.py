@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectsw.core.errors import ConnectSWError, ExitCode
+from connectsw.licensing.analytics.rollup import refresh
 from connectsw.licensing.analytics.storage import Storage, licenses_file, usage_storage
 from connectsw.licensing.usage import COLUMNS
 
@@ -205,6 +206,9 @@ def import_events(
                         storage, date, settings.analytics.compact_below_bytes, con
                     )
                 progress("compacting", len(result.dates), len(result.dates))
+                progress("rolling up", 0, 1)
+                refresh(storage, con, result.dates)
+                progress("rolling up", 1, 1)
         return result
     finally:
         con.close()

@@ -44,11 +44,13 @@ def report(
     license_id: str | None = None,
     config: AntipiracySettings | None = None,
     dialect: Dialect = "duckdb",
+    rollup: str | None = None,
 ) -> list[Verdict]:
-    """Verdicts of the licenses with findings in ``[since, until)``, most suspicious first."""
+    """Verdicts of the licenses with findings in ``[since, until)``, most suspicious first
+    (``rollup``: the hourly rollup's relation, see :func:`detectors.scan`)."""
     config = config or AntipiracySettings()
     until = until or datetime.now(UTC) + timedelta(seconds=1)
-    findings = scan(con, since, until, config, dialect)
+    findings = scan(con, since, until, config, dialect, rollup=rollup)
     if license_id is not None:
         findings = [f for f in findings if f.license_id == license_id]
     return verdicts(findings, config)

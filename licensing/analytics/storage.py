@@ -134,6 +134,13 @@ def usage_storage(settings: Settings) -> Storage:
     return Storage(fs, str(root).rstrip("/") or "/")
 
 
+def local_storage(root: Path) -> Storage:
+    """Usage events in a local directory (e.g. ``simulate traffic``'s ``OUT/usage``)."""
+    import fsspec
+
+    return Storage(fsspec.filesystem("file"), str(root.resolve()))
+
+
 def licenses_file(settings: Settings) -> Path:
     """Where ``analytics import --licenses`` keeps the licenses it loaded."""
     return settings.data_dir.expanduser() / LICENSES_FILE

@@ -179,6 +179,20 @@ def connect(settings: Settings, read_only: bool = True) -> duckdb.DuckDBPyConnec
     return con
 
 
+def scan_connection(settings: Settings) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """The detectors' connection (not locked down: their own SQL, not an analyst's) and
+    the name of its hourly-rollup view, every date's rollup made current first, or None
+    (:func:`connectsw.licensing.analytics.rollup.attach`)."""
+    from connectsw.licensing.analytics.rollup import attach
+
+    con = connect(settings, read_only=False)
+    try:
+        return con, attach(usage_storage(settings), con)
+    except BaseException:
+        con.close()
+        raise
+
+
 def _licenses(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """The ``licenses`` view over an in-memory copy (so analysts read no store file)."""
     from connectsw.core.stores import get_store
