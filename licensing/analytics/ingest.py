@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectsw.core.errors import ConnectSWError, ExitCode
-from connectsw.licensing.analytics.rollup import refresh
+from connectsw.licensing.analytics.rollup import from_rows, refresh
 from connectsw.licensing.analytics.storage import Storage, licenses_file, usage_storage
 from connectsw.licensing.usage import COLUMNS
 
@@ -96,6 +96,15 @@ def _reader(path: Path) -> str:
     return f"read_csv({quoted}, header = true, all_varchar = true, auto_detect = true)"
 
 
+def _numbered(source: str) -> str:
+    """``source``'s rows with ``_row``, the 1-based row number in the file: Parquet's
+    own ``file_row_number`` (read in parallel), or a window over a CSV's rows."""
+    if source.startswith("read_parquet("):
+        numbered = source[:-1] + ", file_row_number = true)"
+        return f"(SELECT file_row_number + 1 AS _row, * EXCLUDE (file_row_number) FROM {numbered})"
+    return f"(SELECT row_number() OVER () AS _row, * FROM {source})"
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise InvalidImport(f"{path}: no such file")
@@ -129,6 +138,9 @@ def _problems_sql(present: dict[str, str]) -> tuple[str, str]:
             continue
         raw = f'"{name}"'
         source = present[name]
+        if source == kind and kind != "VARCHAR":  # typed already (Parquet): nothing to check
+            typed.append(f"{raw} AS {name}")
+            continue
         if name == "ts" and source.startswith("TIMESTAMP") and "TIME ZONE" not in source:
             cast = f"CAST({raw} AS TIMESTAMPTZ)"  # a naive time is UTC (the session's zone)
         elif kind in INTEGERS and source == "VARCHAR":  # no rounding of "1.5"
@@ -196,6 +208,7 @@ def import_events(
             result.duplicates = result.rows - result.imported
             progress("deduplicating", 1, 1)
             if result.imported:
+                before = set(storage.dates())
                 result.geo_filled = _fill_geo(con, settings)
                 written = _write(con, storage, progress)
                 result.dates = sorted(written)
@@ -207,7 +220,9 @@ def import_events(
                     )
                 progress("compacting", len(result.dates), len(result.dates))
                 progress("rolling up", 0, 1)
-                refresh(storage, con, result.dates)
+                new = [d for d in result.dates if d not in before]
+                made = from_rows(storage, con, "filled", new)
+                refresh(storage, con, [d for d in result.dates if d not in made])
                 progress("rolling up", 1, 1)
         return result
     finally:
@@ -241,7 +256,7 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], progress: Prog
         typed, checks = _problems_sql(present)
         sql = (
             f"SELECT {i} AS _file, _row, {typed}, list_filter([{checks}], lambda x: x IS NOT NULL)"
-            f" AS _problems FROM (SELECT row_number() OVER () AS _row, * FROM {source})"
+            f" AS _problems FROM {_numbered(source)}"
         )
         verb = "CREATE TEMP TABLE staged AS" if i == 0 else "INSERT INTO staged"
         try:
@@ -319,9 +334,12 @@ def _dedupe(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
 
 
 def _fill_geo(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
-    """Fill ``country`` and ``asn`` from ``ip`` where missing; the rows changed."""
+    """The view ``filled``: ``fresh`` with ``country`` and ``asn`` filled from ``ip`` where
+    missing (a join on the distinct addresses' look-ups, no rewrite of the rows); the
+    rows it fills."""
     from connectsw.licensing.analytics.geo import geo_for
 
+    names = ", ".join(name for name, _ in COLUMNS)
     ips = [
         r[0]
         for r in con.execute(
@@ -329,32 +347,37 @@ def _fill_geo(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
             " WHERE ip IS NOT NULL AND (country IS NULL OR asn IS NULL)"
         ).fetchall()
     ]
-    if not ips:
-        return 0
-    geo = geo_for(settings.analytics.geo_country_db, settings.analytics.geo_asn_db)
-    found = [(ip, p.country, p.asn) for ip, p in geo.lookup_many(ips).items()]
-    found = [row for row in found if row[1] is not None or row[2] is not None]
+    found: list[tuple[str, str | None, int | None]] = []
+    if ips:
+        geo = geo_for(settings.analytics.geo_country_db, settings.analytics.geo_asn_db)
+        found = [(ip, p.country, p.asn) for ip, p in geo.lookup_many(ips).items()]
+        found = [row for row in found if row[1] is not None or row[2] is not None]
     if not found:
+        con.execute(f"CREATE TEMP VIEW filled AS SELECT {names} FROM fresh")
         return 0
     con.execute("CREATE TEMP TABLE geo (ip VARCHAR, country VARCHAR, asn INTEGER)")
     con.executemany("INSERT INTO geo VALUES (?, ?, ?)", found)
-    changed = con.execute(
-        "UPDATE fresh SET country = coalesce(fresh.country, geo.country),"
-        " asn = coalesce(fresh.asn, geo.asn) FROM geo WHERE fresh.ip = geo.ip"
-        " AND ((fresh.country IS NULL AND geo.country IS NOT NULL)"
-        " OR (fresh.asn IS NULL AND geo.asn IS NOT NULL))"
-    ).fetchone()
-    return int(changed[0]) if changed else 0
+    own = ", ".join(f"f.{name}" for name, _ in COLUMNS if name not in ("country", "asn"))
+    con.execute(
+        f"CREATE TEMP VIEW filled AS SELECT {own}, coalesce(f.country, g.country) AS country,"
+        " coalesce(f.asn, g.asn) AS asn FROM fresh f LEFT JOIN geo g ON f.ip = g.ip"
+    )
+    return _count(
+        con,
+        "SELECT count(*) FROM fresh f JOIN geo g ON f.ip = g.ip"
+        " WHERE (f.country IS NULL AND g.country IS NOT NULL)"
+        " OR (f.asn IS NULL AND g.asn IS NOT NULL)",
+    )
 
 
 def _write(con: duckdb.DuckDBPyConnection, storage: Storage, progress: Progress) -> dict[str, int]:
-    """Write ``fresh`` as one new file per date; the files written per date."""
+    """Write ``filled`` as one new file per date; the files written per date."""
     names = ", ".join(name for name, _ in COLUMNS)
     staging = storage.staging()
     try:
         progress("writing", 0, 1)
         con.execute(
-            f"COPY (SELECT {names}, strftime(ts, '%Y-%m-%d') AS date FROM fresh)"
+            f"COPY (SELECT {names}, strftime(ts, '%Y-%m-%d') AS date FROM filled)"
             f" TO {_sql_text(str(staging))}"
             " (FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd,"
             " FILENAME_PATTERN 'part-{uuid}')"

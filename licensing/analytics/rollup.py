@@ -101,11 +101,61 @@ def build(storage: Storage, date: str, con: duckdb.DuckDBPyConnection) -> str | 
         storage.put(local, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _drop_others(storage, date, target)
+    return target
+
+
+def from_rows(
+    storage: Storage, con: duckdb.DuckDBPyConnection, table: str, dates: Iterable[str]
+) -> list[str]:
+    """Rollups of ``dates`` made in one pass from ``table`` (events just imported, the
+    usage columns) instead of from the files: for each date whose files hold exactly
+    those events (as many rows as ``table`` has of that date; an import's new dates).
+    The dates rolled up; the others are left to :func:`refresh`."""
+    wanted = sorted(dates)
+    if not wanted:
+        return []
+    mine = dict(
+        con.execute(
+            f"SELECT strftime(ts, '%Y-%m-%d') AS date, count(*) FROM {table} GROUP BY 1"
+        ).fetchall()
+    )
+    staging = storage.staging()
+    made = []
+    try:
+        rows = keyed(hourly("u.license_id IS NOT NULL", "duckdb", table))
+        con.execute(
+            f"COPY (SELECT {', '.join((*HOURLY_COLUMNS, *KEY_COLUMNS))},"
+            " strftime(make_timestamp(day_no * 86400000000), '%Y-%m-%d') AS date"
+            f" FROM ({rows}) r) TO {_text(str(staging))}"
+            " (FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd)"
+        )
+        for date in wanted:
+            built = sorted((staging / f"date={date}").glob("*.parquet"))
+            files = storage.files(date)
+            if len(built) != 1 or not files or _rows(storage, con, files) != mine.get(date):
+                continue  # another writer's events are there too: made from the files
+            target = f"{_folder(storage, date)}/hourly-{digest(files)}.parquet"
+            storage.put(built[0], target)
+            _drop_others(storage, date, target)
+            made.append(date)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return made
+
+
+def _rows(storage: Storage, con: duckdb.DuckDBPyConnection, files: dict[str, int]) -> int:
+    listed = "[" + ", ".join(_text(_path(storage, f)) for f in sorted(files)) + "]"
+    row = con.execute(f"SELECT count(*) FROM read_parquet({listed})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _drop_others(storage: Storage, date: str, keep: str) -> None:
+    folder = _folder(storage, date)
     if storage.fs.exists(folder):
         for old in storage.fs.ls(folder, detail=False):
-            if old.rstrip("/") != target and old.endswith(".parquet"):
+            if old.rstrip("/") != keep and old.endswith(".parquet"):
                 storage.remove(old)
-    return target
 
 
 def refresh(

@@ -70,11 +70,13 @@ def _day_events(day: int, n: int, **values: object) -> list[dict[str, object]]:
     base = datetime(2026, 5, day, 9, tzinfo=UTC)
     return [
         event(
-            ts=(base + i * M).isoformat().replace("+00:00", "Z"),
-            ip=f"198.51.{i % 200}.{day}",
-            asn=64600 + i,
-            session_id=f"s{day}-{i % 7}",
-            **values,
+            **{
+                "ts": (base + i * M).isoformat().replace("+00:00", "Z"),
+                "ip": f"198.51.{i % 200}.{day}",
+                "asn": 64600 + i,
+                "session_id": f"s{day}-{i % 7}",
+                **values,
+            }
         )
         for i in range(n)
     ]
@@ -152,3 +154,20 @@ def test_a_store_that_cannot_be_written_scans_the_events(tmp_path: Path, sim: Pa
         assert rollup.attach(local_storage(copy / "usage"), con) is None
     finally:
         (copy / "usage").chmod(0o755)
+
+
+def test_the_rollup_made_at_import_is_the_one_made_from_the_files(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rows = _day_events(3, 50) + _day_events(3, 20, user_id=None, country=None, asn=None)
+    import_events(settings, [write_csv(tmp_path / "a.csv", rows)])
+    storage = usage_storage(settings)
+    con, _ = scan_connection(settings)
+    [at_import] = rollup.refresh(storage, con, ["2026-05-03"])
+    query = "SELECT * FROM read_parquet('{}') ORDER BY ALL"
+    made_then = con.execute(query.format(at_import)).fetchall()
+    Path(at_import).unlink()
+    [again] = rollup.refresh(storage, con, ["2026-05-03"])
+    assert again == at_import
+    assert con.execute(query.format(again)).fetchall() == made_then
+    assert sum(r[11] for r in made_then) == 70  # n
