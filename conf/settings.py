@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -230,10 +231,9 @@ class AntipiracySettings(_Section):
     addresses, or a CI provider's runners, stay one place.
     """
 
-    multi_ip_thresholds: dict[Tier, int] = Field(
-        default_factory=lambda: {Tier.FREE: 2, Tier.PRO: 3, Tier.BUSINESS: 10, Tier.ENTERPRISE: 50}
+    _ip_thresholds: dict[Tier, int] = PrivateAttr(
+        default_factory=lambda: {t: e.ip_threshold for t, e in DEFAULT_TIERS.items()}
     )
-    """Places per seat in one UTC day before the multi-IP detector flags (× max users)."""
     multi_ip_grace: float = Field(1.5, ge=1.0, le=10.0)
     """Grace on that threshold (as the session tracker's 50 %): one person's home, office,
     phone and CI are 4 places on a PRO seat of 3; 1.0 is the reference's exact rule."""
@@ -284,8 +284,6 @@ class AntipiracySettings(_Section):
     """Whether a periodic scan takes the recommended response tiers (e-mails to the
     outbox, throttle, suspension), as ``antipiracy scan --apply``; off: it reports only."""
 
-    _tier_names_any_case = field_validator("multi_ip_thresholds", mode="before")(_upper_tier_keys)
-
     @field_validator("session_bucket_seconds")
     @classmethod
     def _whole_minutes_dividing_an_hour(cls, value: int) -> int:
@@ -297,11 +295,23 @@ class AntipiracySettings(_Section):
             )
         return value
 
+    @property
+    def multi_ip_thresholds(self) -> dict[Tier, int]:
+        """Places per seat in one UTC day before the multi-IP detector flags (× max users):
+        each tier's ``licensing.tiers.NAME.ip_threshold`` (reference §3.2: FREE 2, PRO 3,
+        BUSINESS 10, ENTERPRISE 50), the one rule the gateway's per-request flag
+        (licensing/ipwatch.py) reads too. Set by :class:`Settings` from its tiers; the
+        shipped table on a section made alone."""
+        return dict(self._ip_thresholds)
+
+    def with_tiers(self, tiers: dict[Tier, Entitlements]) -> AntipiracySettings:
+        """This section reading the multi-IP thresholds of ``tiers``."""
+        copy = self.model_copy()
+        copy._ip_thresholds = {t: e.ip_threshold for t, e in tiers.items()}
+        return copy
+
     @model_validator(mode="after")
-    def _complete_and_ordered(self) -> AntipiracySettings:
-        missing = _missing_tiers(self.multi_ip_thresholds)
-        if missing:
-            raise ValueError(f"antipiracy.multi_ip_thresholds: none for {', '.join(missing)}")
+    def _ordered(self) -> AntipiracySettings:
         if not self.score_upgrade <= self.score_throttle <= self.score_suspend:
             raise ValueError("antipiracy: score_upgrade <= score_throttle <= score_suspend")
         return self
@@ -352,6 +362,12 @@ class Settings(BaseSettings):
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_ip_threshold_per_tier(self) -> Settings:
+        # The detector reads the tiers' ip_threshold: one rule, in licensing.tiers.
+        self.antipiracy = self.antipiracy.with_tiers(self.licensing.tiers)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -55,3 +55,26 @@ def test_a_tier_value_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     tiers = load_settings().licensing.tiers
     assert tiers[Tier.FREE].requests_per_hour == 5
     assert tiers[Tier.FREE].max_users == 1  # the rest of the tier is kept
+
+
+def test_the_multi_ip_detector_reads_the_tiers_ip_threshold() -> None:
+    """One rule: the gateway's per-request flag and the detector read the same table."""
+    settings = load_settings(licensing={"tiers": {"PRO": {"ip_threshold": 7}}})
+    assert settings.licensing.tiers[Tier.PRO].ip_threshold == 7
+    assert settings.antipiracy.multi_ip_thresholds[Tier.PRO] == 7
+    assert settings.antipiracy.multi_ip_thresholds[Tier.FREE] == 2
+    with pytest.raises(ConfigError, match="multi_ip_thresholds"):
+        load_settings(antipiracy={"multi_ip_thresholds": {"PRO": 7}})
+
+
+@pytest.mark.parametrize("seconds", [90, 1000, 2400])
+def test_session_buckets_are_whole_minutes_dividing_an_hour(seconds: int) -> None:
+    with pytest.raises(ConfigError, match="whole minutes that divide an hour"):
+        load_settings(antipiracy={"session_bucket_seconds": seconds})
+
+
+def test_a_session_bucket_of_ten_minutes_is_taken() -> None:
+    assert (
+        load_settings(antipiracy={"session_bucket_seconds": 600}).antipiracy.session_bucket_seconds
+        == 600
+    )
