@@ -101,17 +101,13 @@ def pull(state: State, execution_id: str, workspace: Path | None, as_json: bool)
     remote = state.remote
     if remote is None:
         raise NotLoggedIn("pull needs a server: `connectsw login --server URL --key KEY` first")
-    listed = remote.call("GET", "/v1/executions?limit=1000")["executions"]
-    row = next((e for e in listed if e["executionId"] == execution_id), None)
     current = view(remote, execution_id)  # 404 for an unknown or foreign execution
-    if workspace is None:
-        name = current.workspace.rstrip("/").rsplit("/", 1)[-1]
-        plan = row["title"] if row else name
+    if workspace is None:  # as local mode: a new product in ./SLUG, other work here
         workspace = Path.cwd()
-        if row and row["command"] == "new product":
+        if current.command == "new product" and current.title:
             from connectsw.core.planner import slugify
 
-            workspace = Path.cwd() / slugify(plan)
+            workspace = Path.cwd() / slugify(current.title)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "execution.bundle"
         with (

@@ -338,6 +338,10 @@ class ExecutionView(ApiModel):
 
     execution_id: str
     status: ExecutionStatus
+    command: str | None = None
+    """The request's command (``new product``, ``new feature``, ``fix``, ``run``)."""
+    title: str | None = None
+    """The request's text (a product's title names its workspace, ``./SLUG``)."""
     stage: int
     round: int
     next_checkpoint: str | None = None

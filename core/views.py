@@ -66,6 +66,8 @@ class Views:
         return ExecutionView(
             execution_id=execution.id,
             status=self.status(execution),
+            command=execution.request.command,
+            title=execution.request.text,
             stage=execution.stage,
             round=execution.round,
             next_checkpoint=execution.next_checkpoint,

@@ -105,6 +105,8 @@ def test_new_product_yes_through_the_server(served: Served, tmp_path: Path) -> N
     view = json.loads(out.stdout)
     assert view["status"] == "completed"
     assert set(view["tasks"].values()) == {"succeeded"}
+    # the view names its request, so `pull` needs no listing to find ./SLUG
+    assert (view["command"], view["title"]) == ("new product", TITLE)
 
 
 def test_logout_returns_to_local_mode(served: Served, tmp_path: Path) -> None:
