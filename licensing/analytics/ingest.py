@@ -303,15 +303,6 @@ def _refuse_bad_rows(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], tota
     raise InvalidImport(f"{count} invalid row(s) of {total}, nothing imported: {shown}{more}")
 
 
-def _duck_path(storage: Storage, path: str) -> str:
-    return path if storage.local else storage.fs.unstrip_protocol(path)
-
-
-def _register(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
-    if not storage.local:
-        con.register_filesystem(storage.fs)
-
-
 def _dedupe(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
     """``fresh``: the first row of each event id that is not stored yet."""
     names = ", ".join(name for name, _ in COLUMNS)
@@ -325,8 +316,8 @@ def _dedupe(con: duckdb.DuckDBPyConnection, storage: Storage) -> None:
     else:  # the usual case: no repeats within the input, no copy
         con.execute("ALTER TABLE staged RENAME TO fresh")
     if stored:
-        _register(con, storage)
-        files = "[" + ", ".join(_sql_text(_duck_path(storage, f)) for f in stored) + "]"
+        storage.register(con)
+        files = "[" + ", ".join(_sql_text(storage.url(f)) for f in stored) + "]"
         con.execute(
             "DELETE FROM fresh WHERE event_id IN (SELECT event_id FROM"
             f" read_parquet({files}, hive_partitioning = false))"
@@ -417,9 +408,9 @@ def compact(
     con = con or connect_work()
     staging = storage.staging()
     try:
-        _register(con, storage)
+        storage.register(con)
         names = ", ".join(name for name, _ in COLUMNS)
-        files = "[" + ", ".join(_sql_text(_duck_path(storage, f)) for f in small) + "]"
+        files = "[" + ", ".join(_sql_text(storage.url(f)) for f in small) + "]"
         merged_name = f"compact-{uuid.uuid4().hex}.parquet"
         local = staging / merged_name
         con.execute(

@@ -41,10 +41,6 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _path(storage: Storage, path: str) -> str:
-    return path if storage.local else storage.fs.unstrip_protocol(path)
-
-
 FORMAT = 1
 """The rollup's format: part of every digest, so a new format makes every rollup again."""
 
@@ -84,7 +80,7 @@ def build(storage: Storage, date: str, con: duckdb.DuckDBPyConnection) -> str | 
     folder = _folder(storage, date)
     target = f"{folder}/hourly-{digest(files)}.parquet"
     names = ", ".join(name for name, _ in COLUMNS)
-    listed = "[" + ", ".join(_text(_path(storage, f)) for f in sorted(files)) + "]"
+    listed = "[" + ", ".join(_text(storage.url(f)) for f in sorted(files)) + "]"
     source = (
         f"(SELECT {names} FROM read_parquet({listed}, hive_partitioning = false,"
         " union_by_name = true))"
@@ -115,6 +111,7 @@ def from_rows(
     wanted = sorted(dates)
     if not wanted:
         return []
+    storage.register(con)
     mine = dict(
         con.execute(
             f"SELECT strftime(ts, '%Y-%m-%d') AS date, count(*) FROM {table} GROUP BY 1"
@@ -145,7 +142,7 @@ def from_rows(
 
 
 def _rows(storage: Storage, con: duckdb.DuckDBPyConnection, files: dict[str, int]) -> int:
-    listed = "[" + ", ".join(_text(_path(storage, f)) for f in sorted(files)) + "]"
+    listed = "[" + ", ".join(_text(storage.url(f)) for f in sorted(files)) + "]"
     row = con.execute(f"SELECT count(*) FROM read_parquet({listed})").fetchone()
     return int(row[0]) if row else 0
 
@@ -163,8 +160,7 @@ def refresh(
 ) -> list[str]:
     """Make every stale rollup of ``dates`` (default: all dates) current; the current
     rollup paths of those dates, in date order."""
-    if not storage.local:
-        con.register_filesystem(storage.fs)
+    storage.register(con)
     paths = []
     for date in sorted(dates if dates is not None else storage.dates()):
         path = current(storage, date) or build(storage, date, con)
@@ -184,7 +180,7 @@ def attach(storage: Storage, con: duckdb.DuckDBPyConnection) -> str | None:
         log.warning("hourly rollup not written (%s): the scan reads every event", exc)
         return None
     if paths:
-        listed = "[" + ", ".join(_text(_path(storage, p)) for p in paths) + "]"
+        listed = "[" + ", ".join(_text(storage.url(p)) for p in paths) + "]"
         source = f"SELECT * FROM read_parquet({listed}, hive_partitioning = false)"
     else:
         source = f"SELECT * FROM ({_EMPTY}) WHERE false"

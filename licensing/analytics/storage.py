@@ -37,10 +37,29 @@ class Storage:
     root: str
 
     @property
+    def protocols(self) -> tuple[str, ...]:
+        protocol = self.fs.protocol
+        return tuple(protocol) if isinstance(protocol, tuple | list) else (protocol,)
+
+    @property
     def local(self) -> bool:
         """True for the local file system (DuckDB then reads and writes the files itself)."""
-        protocol = self.fs.protocol
-        return "file" in (protocol if isinstance(protocol, tuple | list) else (protocol,))
+        return "file" in self.protocols
+
+    def register(self, con: Any) -> None:
+        """Let the DuckDB connection ``con`` read and write this file system (once: DuckDB
+        refuses a second registration; the local file system is DuckDB's own)."""
+        if self.local:
+            return
+        names = (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple | list) else (self.fs.protocol,)
+        )
+        if not set(names) & set(con.list_filesystems()):
+            con.register_filesystem(self.fs)
+
+    def url(self, path: str) -> str:
+        """``path`` as DuckDB opens it: as is on the local file system, else with its protocol."""
+        return path if self.local else self.fs.unstrip_protocol(path)
 
     def partition(self, date: str) -> str:
         return f"{self.root}/date={date}"

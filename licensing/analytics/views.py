@@ -135,11 +135,10 @@ def connect(settings: Settings, read_only: bool = True) -> duckdb.DuckDBPyConnec
     storage = usage_storage(settings)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    if not storage.local:
-        con.register_filesystem(storage.fs)
+    storage.register(con)
     names = ", ".join(name for name, _ in COLUMNS)
     if storage.all_files():
-        root = storage.glob() if storage.local else storage.fs.unstrip_protocol(storage.glob())
+        root = storage.url(storage.glob())
         source = (
             f"SELECT {names}, date FROM read_parquet({_text(root)}, hive_partitioning = true,"
             " hive_types = {'date': DATE}, union_by_name = true)"
