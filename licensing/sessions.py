@@ -117,17 +117,23 @@ class Sessions:
             raise LicenseRefused("session_expired", f"session {record.id} has expired")
         return record
 
-    def heartbeat(self, token: str, now: datetime | None = None) -> SessionRecord:
-        """Keep an active session alive (raises as :meth:`resolve`)."""
+    def heartbeat(
+        self, token: str, now: datetime | None = None, record: SessionRecord | None = None
+    ) -> SessionRecord:
+        """Keep an active session alive (raises as :meth:`resolve`); ``record``: the
+        token's session as :meth:`resolve` just gave it (not looked up again)."""
         now = now or datetime.now(UTC)
-        record = self.resolve(token, now)
+        record = record or self.resolve(token, now)
         if not self.store.touch_session(record.id, now):
             raise LicenseRefused("session_ended", f"session {record.id} has ended (logged out)")
         return record
 
-    def end(self, token: str, now: datetime | None = None) -> SessionRecord:
-        """Log out (raises as :meth:`resolve` for an unknown or ended session)."""
+    def end(
+        self, token: str, now: datetime | None = None, record: SessionRecord | None = None
+    ) -> SessionRecord:
+        """Log out (raises as :meth:`resolve` for an unknown or ended session); ``record``
+        as for :meth:`heartbeat`."""
         now = now or datetime.now(UTC)
-        record = self.resolve(token, now)
+        record = record or self.resolve(token, now)
         self.store.end_session(record.id, now)
         return record

@@ -162,14 +162,17 @@ async def _own(request: web.Request, action: str) -> SessionRecord:
 
     sessions = request.app[SESSIONS]
     token = session_token(request)
-    loop = asyncio.get_running_loop()
-    session = await loop.run_in_executor(None, sessions.resolve, token)
-    request[SESSION] = session
-    if session.id != request.match_info["id"]:
-        # Someone else's (or no such) session: indistinguishable from a missing one.
-        raise ApiError("no_such_resource", "no such session", 404)
-    call = sessions.heartbeat if action == "heartbeat" else sessions.end
-    record = await loop.run_in_executor(None, call, token)
+
+    def act() -> SessionRecord:  # one look-up of the token, in one worker thread
+        session = sessions.resolve(token)
+        request[SESSION] = session
+        if session.id != request.match_info["id"]:
+            # Someone else's (or no such) session: indistinguishable from a missing one.
+            raise ApiError("no_such_resource", "no such session", 404)
+        call = sessions.heartbeat if action == "heartbeat" else sessions.end
+        return call(token, record=session)
+
+    record = await asyncio.get_running_loop().run_in_executor(None, act)
     request.app[SESSION_CACHE].forget(token)  # a heartbeat or a logout is seen at once here
     return record
 
