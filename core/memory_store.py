@@ -17,6 +17,8 @@ indexes rebuilt, and every older version's files removed.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import threading
 import warnings
@@ -28,6 +30,8 @@ import pyarrow as pa
 
 from connectsw.core.errors import StoreError, one_line
 
+# LanceDB's Rust core logs warnings (e.g. k-means on few rows) to stderr: errors only.
+os.environ.setdefault("LANCE_LOG", "error")
 #: RRF's constant (LanceDB's default, as in Cormack et al. 2009).
 RRF_K = 60
 #: The best fused score possible: first in both searches.
@@ -173,7 +177,10 @@ class MemoryTable:
     def _build_indexes(table: Any) -> None:
         from lancedb.index import BTree, IvfPq
 
-        table.create_index("vector", config=IvfPq(distance_type="cosine"), name=VECTOR_INDEX)
+        # ~sqrt(rows) partitions (LanceDB's guidance), searched 20 at a time by default.
+        partitions = max(1, min(1024, int(math.sqrt(table.count_rows()))))
+        config = IvfPq(distance_type="cosine", num_partitions=partitions)
+        table.create_index("vector", config=config, name=VECTOR_INDEX)
         table.create_index("project", config=BTree(), name=PROJECT_INDEX)
 
     # -- reading -------------------------------------------------------------------
