@@ -342,6 +342,8 @@ class MemorySettings(_Section):
     index_threshold: int = Field(20_000, ge=256)
     """Rows of one project from which the vector (IVF_PQ) and scalar indexes are built;
     below it a search is exact (brute force). At least 256 (IVF training needs rows)."""
+    auto: bool = True
+    """Remember agents' documents at checkpoints and people's feedback by themselves."""
     context_items: int = Field(5, ge=0, le=50)
     """Memories given to each agent that reads memory (0: none)."""
     supersede_similarity: float = Field(0.97, gt=0, le=1)
