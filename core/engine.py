@@ -288,6 +288,8 @@ class Engine:
                     a for tid in stage.task_ids if tid in results for a in results[tid].artifacts
                 ],
             )
+            # Remembered first: once the checkpoint shows, its documents can be recalled.
+            remember_checkpoint(self.settings, execution, checkpoint)
             self._move(
                 execution,
                 lease,
@@ -298,7 +300,6 @@ class Engine:
                 checkpoint=checkpoint,
                 gate=(execution.round, gate) if stage.gates else None,
             )
-            remember_checkpoint(self.settings, execution, checkpoint)
             return True
         if execution.stage + 1 >= len(execution.plan.stages):
             self._move(
