@@ -124,25 +124,35 @@ def list_memories(state: State, project: str | None, superseded: bool, as_json: 
 
 @memory_group.command("forget")
 @click.argument("memory_id")
+@json_option
 @pass_state
-def forget(state: State, memory_id: str) -> None:
+def forget(state: State, memory_id: str, as_json: bool) -> None:
     """Remove one memory for good (its text and vector leave the disk)."""
     record = _memory(state).forget(memory_id)
+    if as_json:
+        print_json({"forgotten": record.to_api()})
+        return
     console.print(line("Forgot ", (record.id, "bold"), " (", record.project, ")"))
 
 
 @memory_group.command("export")
 @click.option("--user", required=True, help="The user whose memories are exported.")
+@json_option
 @pass_state
-def export(state: State, user: str) -> None:
-    """Print everything stored about a user as JSON (superseded memories too)."""
+def export(state: State, user: str, as_json: bool) -> None:
+    """Print everything stored about a user as JSON (superseded memories too; the output
+    is JSON with or without --json)."""
     print_json([r.to_api() for r in _memory(state).export(user)])
 
 
 @memory_group.command("purge")
 @click.option("--user", required=True, help="The user whose memories are removed.")
+@json_option
 @pass_state
-def purge(state: State, user: str) -> None:
+def purge(state: State, user: str, as_json: bool) -> None:
     """Remove every memory of a user for good: rows, vectors and old versions."""
     count = _memory(state).purge(user)
+    if as_json:
+        print_json({"user": user, "purged": count})
+        return
     console.print(line(f"Purged {count} memor{'y' if count == 1 else 'ies'} of ", user))

@@ -151,10 +151,14 @@ class Memory:
             raise InvalidInput("content: must not be empty")
         scope = f"project = {quote(project)} AND type = {quote(kind)} AND {LIVE}"
         with self._lock:
-            same = self.table.rows(f"{scope} AND content = {quote(content)}", limit=1)
-            if same:
-                return _record(same[0])
             vector = self.embedder.embed([content])[0]
+            near = self.table.nearest(vector, scope)
+            if near is not None and near[0]["content"] == content:
+                return _record(near[0])  # the same text again: the same memory
+            if not vector.any():  # nothing to embed: only an exact match is the same
+                same = self.table.rows(f"{scope} AND content = {quote(content)}", limit=1)
+                if same:
+                    return _record(same[0])
             replaced: list[str] = []
             if supersedes:
                 old = self.table.rows(f"{scope} AND id = {quote(supersedes)}", limit=1)
@@ -165,7 +169,6 @@ class Memory:
                 replaced += [
                     r["id"] for r in self.table.rows(f"{scope} AND source = {quote(source)}")
                 ]
-            near = self.table.nearest(vector, scope)
             if near is not None and near[1] >= self.settings.supersede_similarity:
                 replaced.append(near[0]["id"])
             now = utcnow()

@@ -32,6 +32,7 @@ from connectsw.core.errors import StoreError, one_line
 
 # LanceDB's Rust core logs warnings (e.g. k-means on few rows) to stderr: errors only.
 os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")
 #: RRF's constant (LanceDB's default, as in Cormack et al. 2009).
 RRF_K = 60
 #: The best fused score possible: first in both searches.
@@ -47,6 +48,8 @@ COLUMNS = (
     "updated_at",
     "superseded_by",
 )
+#: Data files a table may have before they are merged (``optimize``).
+MAX_FRAGMENTS = 32
 FTS_INDEX = "content_idx"
 VECTOR_INDEX = "vector_idx"
 PROJECT_INDEX = "project_idx"
@@ -152,17 +155,24 @@ class MemoryTable:
         return {i.name for i in table.list_indices()}
 
     def _maintain(self, table: Any, project: str) -> None:
-        """Full-text index from the first row; vector and scalar indexes past the threshold;
-        new rows folded into the indexes once they are a tenth of the threshold."""
+        """Full-text index from the first row; vector and scalar indexes once the project
+        passes the threshold; then, when new rows reach a tenth of the threshold or the
+        table has more than :data:`MAX_FRAGMENTS` files (every add writes one), LanceDB's
+        ``optimize`` merges the files and adds the new rows to the indexes."""
         names = self._indexes(table)
         if FTS_INDEX not in names:
             self._build_fts(table)
         if VECTOR_INDEX not in names:
             if table.count_rows(f"project = {quote(project)}") >= self.index_threshold:
                 self._build_indexes(table)
+                return
+            if table.stats()["fragment_stats"]["num_fragments"] > MAX_FRAGMENTS:
+                table.optimize()
             return
         stats = table.index_stats(VECTOR_INDEX)
-        if stats is not None and stats.num_unindexed_rows >= max(256, self.index_threshold // 10):
+        unindexed = stats.num_unindexed_rows if stats is not None else 0
+        fragments = table.stats()["fragment_stats"]["num_fragments"]
+        if unindexed >= max(256, self.index_threshold // 10) or fragments > MAX_FRAGMENTS:
             table.optimize()
 
     @staticmethod

@@ -26,7 +26,8 @@ def test_add_search_list_forget_export_purge(cli: Cli) -> None:
     exported = cli("memory", "export", "--user", "ann", ok=True).json()
     assert [m["content"] for m in exported] == ["We use PostgreSQL because we need JSONB."]
     assert "Purged 1 memory" in cli("memory", "purge", "--user", "bob", ok=True).stdout
-    assert cli("memory", "forget", added["id"], ok=True).returncode == 0
+    forgotten = cli("memory", "forget", added["id"], "--json", ok=True).json()
+    assert forgotten["forgotten"]["id"] == added["id"]
     assert cli("memory", "list", "--json", ok=True).json() == []
     assert "No memories." in cli("memory", "list", ok=True).stdout
 
