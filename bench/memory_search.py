@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from connectsw.conf.settings import load_settings
-from connectsw.core.memory import LIVE, Memory, open_memory
+from connectsw.core.memory import Memory, live, open_memory
 from connectsw.core.memory_store import quote
 
 GOAL_P95_MS = 20.0
@@ -91,7 +91,7 @@ def main() -> None:
             for _ in range(args.queries)
         ]
         vectors = memory.embedder.embed(queries)
-        where = f"project = {quote('big')} AND {LIVE}"
+        where = live("big")
         memory.search("big", queries[0])  # first query opens files
         memory.table.brute_force(vectors[0], where, 10)
         hybrid: list[float] = []

@@ -38,6 +38,13 @@ from connectsw.core.models import ApiModel, utcnow
 MemoryType = Literal["decision", "architecture", "pattern", "preference"]
 MEMORY_TYPES: tuple[str, ...] = get_args(MemoryType)
 LIVE = "superseded_by = ''"
+
+
+def live(project: str) -> str:
+    """The filter of ``project``'s live memories (one indexed column)."""
+    return f"live_project = {quote(project)}"
+
+
 #: Longest project, source and user names (characters).
 MAX_NAME = 200
 
@@ -149,7 +156,7 @@ class Memory:
         content = content.strip()[: self.settings.max_content_chars]
         if not content:
             raise InvalidInput("content: must not be empty")
-        scope = f"project = {quote(project)} AND type = {quote(kind)} AND {LIVE}"
+        scope = f"{live(project)} AND type = {quote(kind)}"
         with self._lock:
             vector = self.embedder.embed([content])[0]
             near = self.table.nearest(vector, scope)
@@ -182,13 +189,17 @@ class Memory:
                 "created_at": now,
                 "updated_at": now,
                 "superseded_by": "",
+                "live_project": project,
                 "vector": vector,
             }
             self.table.add([row], project)
             replaced = list(dict.fromkeys(replaced))
             if replaced:
                 ids = ", ".join(quote(i) for i in replaced)
-                self.table.update(f"id IN ({ids})", {"superseded_by": row["id"], "updated_at": now})
+                self.table.update(
+                    f"id IN ({ids})",
+                    {"superseded_by": row["id"], "live_project": "", "updated_at": now},
+                )
             return _record(row)
 
     def add_many(
@@ -214,6 +225,7 @@ class Memory:
                 "created_at": now,
                 "updated_at": now,
                 "superseded_by": "",
+                "live_project": project,
                 "vector": vector,
             }
             for kind, text, vector in zip(kinds, texts, vectors, strict=True)
@@ -228,7 +240,7 @@ class Memory:
 
         An empty query returns the newest memories (relevance 1).
         """
-        where = f"project = {quote(project)} AND {LIVE}"
+        where = live(project)
         if not query.strip():
             rows = sorted(self.table.rows(where), key=lambda r: r["updated_at"], reverse=True)
             for row in rows:

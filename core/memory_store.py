@@ -6,8 +6,9 @@ search is LanceDB's own hybrid query: a vector search and a full-text (BM25)
 search, both filtered by project *before* they run (``prefilter``), fused by
 LanceDB's reciprocal-rank-fusion reranker. Below ``memory.index_threshold`` rows of
 a project the vector search is exact; from there an IVF_PQ index (cosine) and a
-B-tree on ``project`` are built and kept up to date (DESIGN.md, "Measured": 100k
-vectors brute force ~263 ms, indexed ~9-16 ms).
+B-tree on ``live_project`` are built and kept up to date (DESIGN.md, "Measured": 100k
+vectors brute force ~263 ms, indexed ~9-16 ms). A search filters on ``live_project``
+(the project of a live memory, empty once superseded).
 
 Erasure (``forget``, GDPR ``purge``) leaves no byte of the erased rows on disk:
 LanceDB's delete only marks rows (and its compaction rewrites a file only when
@@ -47,12 +48,13 @@ COLUMNS = (
     "created_at",
     "updated_at",
     "superseded_by",
+    "live_project",
 )
 #: Data files a table may have before they are merged (``optimize``).
 MAX_FRAGMENTS = 32
 FTS_INDEX = "content_idx"
 VECTOR_INDEX = "vector_idx"
-PROJECT_INDEX = "project_idx"
+PROJECT_INDEX = "live_project_idx"
 
 
 def quote(value: str) -> str:
@@ -74,6 +76,9 @@ def schema(dim: int) -> pa.Schema:
             ("created_at", ts),
             ("updated_at", ts),
             ("superseded_by", pa.string()),  # "" while live
+            # The project while live, "" once superseded: a search's whole prefilter is
+            # one equality on one B-tree-indexed column (two conditions cost 2x).
+            ("live_project", pa.string()),
             ("vector", pa.list_(pa.float32(), dim)),
         ]
     )
@@ -191,7 +196,7 @@ class MemoryTable:
         partitions = max(1, min(1024, int(math.sqrt(table.count_rows()))))
         config = IvfPq(distance_type="cosine", num_partitions=partitions)
         table.create_index("vector", config=config, name=VECTOR_INDEX)
-        table.create_index("project", config=BTree(), name=PROJECT_INDEX)
+        table.create_index("live_project", config=BTree(), name=PROJECT_INDEX)
 
     # -- reading -------------------------------------------------------------------
     def rows(self, where: str, limit: int | None = None) -> list[dict[str, Any]]:

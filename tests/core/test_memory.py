@@ -123,6 +123,6 @@ def test_an_index_is_built_past_the_threshold(isolated: Path) -> None:
     assert {i.name for i in table.table().list_indices()} == {"content_idx"}
     memory.add_many("big", [("pattern", t) for t in rows[40:]])
     names = {i.name for i in table.table().list_indices()}
-    assert {"content_idx", "vector_idx", "project_idx"} <= names
+    assert {"content_idx", "vector_idx", "live_project_idx"} <= names
     assert memory.search("big", "memory number 77 about topic 9")[0].content == rows[77]
     assert memory.search("small", "memory number 7 about topic 7")[0].content == rows[7]
