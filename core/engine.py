@@ -436,7 +436,7 @@ class Engine:
             ) from None
         dispatch(written)
         if cp is not None:
-            remember_feedback(self.settings, new, cp, by)
+            remember_feedback(self.settings, new, cp)
         return new
 
     def cancel(

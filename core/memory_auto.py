@@ -91,15 +91,19 @@ def remember_checkpoint(
 
 
 def remember_feedback(
-    settings: Settings, execution: Execution, checkpoint: CheckpointState, by: str
+    settings: Settings, execution: Execution, checkpoint: CheckpointState
 ) -> bool:
-    """Remember a decided checkpoint's feedback as a preference; whether it was written."""
+    """Remember a decided checkpoint's feedback as a preference of the execution's
+    requester (:func:`requester`: whom GDPR export and purge find it under); whether
+    it was written."""
     feedback = (checkpoint.feedback or "").strip()
     if not settings.memory.auto or not feedback:
         return False
     source = f"{execution.id}:{checkpoint.type}:{checkpoint.round}"
     try:
-        _open(settings).remember(project_key(execution), "preference", feedback, source, by)
+        _open(settings).remember(
+            project_key(execution), "preference", feedback, source, requester(execution)
+        )
     except Exception as exc:
         log.warning("execution %s: feedback not remembered: %s", execution.id, exc)
         return False

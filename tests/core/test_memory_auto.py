@@ -6,7 +6,7 @@ from pathlib import Path
 
 from connectsw.core.engine import Engine
 from connectsw.core.memory import open_memory
-from connectsw.core.memory_auto import document_type, project_key
+from connectsw.core.memory_auto import document_type, project_key, requester
 from connectsw.core.models import Decision, ExecutionStatus, Request
 
 EARLIER = "We store recipes in PostgreSQL because people search them by ingredient."
@@ -30,7 +30,7 @@ def test_documents_feedback_and_earlier_decisions_flow_through_memory(
 
     engine.decide(ex.id, Decision.REQUEST_CHANGES, "Add a shopping list export", by="bob")
     pref = [r for r in memory.records(project) if r.type == "preference"]
-    assert [(p.content, p.user) for p in pref] == [("Add a shopping list export", "bob")]
+    assert [(p.content, p.user) for p in pref] == [("Add a shopping list export", requester(ex))]
     engine.run(ex.id)
     prds = [r for r in memory.records(project, superseded=True) if r.source == "docs/PRD.md"]
     assert len(prds) == 2 and sum(r.superseded_by is None for r in prds) == 1  # superseded
