@@ -281,33 +281,40 @@ class MemoryTable:
 
     # -- erasing -------------------------------------------------------------------
     def erase(self, where: str) -> int:
-        """Remove the rows matching ``where`` for good; the number removed.
+        """Remove the rows matching ``where`` for good, here and in the memory tables of
+        other embedders; the number removed from this table.
 
-        The table is rewritten from the remaining rows, its indexes rebuilt and
-        all older versions deleted, so no file under the database holds the rows'
-        text or vectors afterwards. Another process reading an older version at that
-        moment gets an error and must retry (LanceDB's cleanup rule).
+        A table holding such rows is rewritten from its remaining rows, its indexes
+        rebuilt and all its older versions deleted, so no file under the database
+        holds the rows' text or vectors afterwards. Another process reading an older
+        version at that moment gets an error and must retry (LanceDB's cleanup rule).
         """
         with self._lock:
+            for name in self.other_tables():
+                self._erase_in(self.db.open_table(name), name, where)
             table = self.table()
             if table is None:
                 return 0
-            try:
-                count = table.count_rows(where)
-                if not count:
-                    return 0
-                had_vector_index = VECTOR_INDEX in self._indexes(table)
-                table.delete(where)
-                remaining = table.to_arrow()
-                table = self.db.create_table(self.name, data=remaining, mode="overwrite")
-                self._table = table
-                if remaining.num_rows:
-                    self._build_fts(table)
-                    if had_vector_index and remaining.num_rows >= 256:
-                        self._build_indexes(table)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # "removes every version"
-                    table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
-            except Exception as exc:
-                raise StoreError(f"memory could not be erased: {one_line(exc)}") from None
+            count, table = self._erase_in(table, self.name, where)
+            self._table = table
             return count
+
+    def _erase_in(self, table: Any, name: str, where: str) -> tuple[int, Any]:
+        try:
+            count = table.count_rows(where)
+            if not count:
+                return 0, table
+            had_vector_index = VECTOR_INDEX in self._indexes(table)
+            table.delete(where)
+            remaining = table.to_arrow()
+            table = self.db.create_table(name, data=remaining, mode="overwrite")
+            if remaining.num_rows:
+                self._build_fts(table)
+                if had_vector_index and remaining.num_rows >= 256:
+                    self._build_indexes(table)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "removes every version"
+                table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+        except Exception as exc:
+            raise StoreError(f"memory could not be erased: {one_line(exc)}") from None
+        return count, table

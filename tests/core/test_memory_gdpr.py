@@ -41,3 +41,13 @@ def test_purge_removes_a_users_text_and_vectors_from_every_file() -> None:
     assert len(memory.records("shop")) == 400  # the others stay, and stay searchable
     assert memory.search("shop", "pattern 12 of bob")[0].content == "pattern 12 of bob"
     assert memory.purge("eve") == 0
+
+
+def test_purge_reaches_the_table_of_an_embedder_no_longer_used() -> None:
+    hashing = open_memory(load_settings(memory={"embedder": "hashing"}))
+    hashing.remember("shop", "preference", SECRET, user="eve")
+    settings = load_settings(memory={"embedder": "wordllama"})
+    wordllama = open_memory(settings)  # takes the memories over, embedded again
+    assert [r.content for r in wordllama.export("eve")] == [SECRET]
+    assert wordllama.purge("eve") == 1
+    assert files_with(Path(memory_uri(settings)), b"Zanzibar") == []
