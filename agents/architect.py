@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
 from connectsw.agents.text import (
     Product,
@@ -9,6 +11,7 @@ from connectsw.agents.text import (
     endpoint_names,
     endpoint_table,
     feedback_section,
+    memory_section,
     product_for,
     slugify,
 )
@@ -24,6 +27,7 @@ class ArchitectAgent(Agent):
     name = "architect"
     isolation = "thread"  # writes a few files: brief
     brief = True
+    uses_memory = True
     description = "Writes docs/architecture.md and an ADR for the product in docs/PRD.md."
 
     def run(self, ctx: TaskContext) -> AgentOutput:
@@ -32,7 +36,7 @@ class ArchitectAgent(Agent):
         artifacts = [
             ctx.write(
                 ARCHITECTURE_PATH,
-                render_architecture(product, ctx.feedback),
+                render_architecture(product, ctx.feedback, ctx.memories),
                 type="document",
                 description="Architecture",
             ),
@@ -47,7 +51,9 @@ class ArchitectAgent(Agent):
         )
 
 
-def render_architecture(product: Product, feedback: list[str]) -> str:
+def render_architecture(
+    product: Product, feedback: list[str], memories: list[dict[str, Any]] | None = None
+) -> str:
     """The architecture markdown; a pure function of its arguments."""
     components = [
         "`service/` — HTTP service on `http.server.ThreadingHTTPServer` and `json` (standard "
@@ -83,6 +89,7 @@ def render_architecture(product: Product, feedback: list[str]) -> str:
             "python -m unittest discover -s tests -t .\n```\n",
             "## Decisions\n",
             f"- [ADR 0001: {ADR_TITLE}](adr/{ADR_PATH.rsplit('/', 1)[1]})\n",
+            *([memory_section(memories)] if memories else []),
             feedback_section(feedback),
         ]
     )

@@ -51,6 +51,10 @@ class TaskContext:
     attempt: int = 1
     round: int = 0
     feedback: list[str] = field(default_factory=list)
+    #: The project's memories best matching this task, best first, when the agent
+    #: reads memory (``uses_memory``): dicts of type, content, relevance, source,
+    #: timestamp (the reference's ``/v1/memory/context`` items).
+    memories: list[dict[str, Any]] = field(default_factory=list)
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +113,9 @@ class Agent:
     #: group commit. Otherwise the start is durable before ``run`` begins, so that an
     #: attempt lost in a crash is recorded ``interrupted`` and never reuses its number.
     brief: ClassVar[bool] = False
+    #: True for an agent that reads project memory: the engine gives its tasks the
+    #: project's best-matching memories in ``TaskContext.memories`` (core/memory_auto.py).
+    uses_memory: ClassVar[bool] = False
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Do the task; raise :class:`connectsw.core.errors.TaskError` to fail it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
@@ -12,6 +14,7 @@ from connectsw.agents.text import (
     describe,
     endpoint_table,
     feedback_section,
+    memory_section,
     one_line,
     target_users,
     title_case,
@@ -34,6 +37,7 @@ class ProductManagerAgent(Agent):
     isolation = "thread"  # writes a few files: brief
     brief = True
     description = "Writes the product requirements document (docs/PRD.md) from the request."
+    uses_memory = True
     input_model = ProductManagerInput
 
     def run(self, ctx: TaskContext) -> AgentOutput:
@@ -49,7 +53,7 @@ class ProductManagerAgent(Agent):
         product = describe(text or title, title)
         if inputs.output:
             return self._document(ctx, inputs, product)
-        prd = render_prd(product, inputs.notes, ctx.feedback)
+        prd = render_prd(product, inputs.notes, ctx.feedback, ctx.memories)
         artifact = ctx.write(PRD_PATH, prd, type="document", description="Product requirements")
         return AgentOutput(
             summary=f"Wrote the PRD for {product.title} ({len(product.features)} features)",
@@ -105,7 +109,12 @@ def _article(noun: str) -> str:
     return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
-def render_prd(product: Product, notes: str | None, feedback: list[str]) -> str:
+def render_prd(
+    product: Product,
+    notes: str | None,
+    feedback: list[str],
+    memories: list[dict[str, Any]] | None = None,
+) -> str:
     """The PRD markdown; a pure function of its arguments."""
     users = target_users(product.request or product.title)
     stories = "\n".join(f"{i}. {s}" for i, s in enumerate(user_stories(product, users), 1))
@@ -158,6 +167,8 @@ def render_prd(product: Product, notes: str | None, feedback: list[str]) -> str:
     ]
     if notes:
         sections.append(f"## Notes\n\n{notes.strip()}\n")
+    if memories:
+        sections.append(memory_section(memories))
     sections.append(feedback_section(feedback))
     return "\n".join(sections)
 

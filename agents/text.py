@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from connectsw.agents.base import TaskContext
 from connectsw.core.errors import TaskError
@@ -187,6 +188,21 @@ def feedback_section(feedback: list[str]) -> str:
     """The ``## Feedback incorporated`` markdown section listing every feedback item."""
     body = bullets(feedback, "No feedback received yet.")
     return f"## Feedback incorporated\n\n{body}\n"
+
+
+def memory_section(memories: list[dict[str, Any]] | None) -> str:
+    """The ``## From project memory`` section citing the memories an agent was given
+    (their first line, type and source); empty when there are none."""
+    if not memories:
+        return ""
+    items = []
+    for m in memories:
+        first = next((ln.strip() for ln in m["content"].splitlines() if ln.strip()), "")
+        first = one_line(first.lstrip("#").strip())[:200]
+        source = f" (source: `{m['source']}`)" if m.get("source") else ""
+        items.append(f"{m['type'].capitalize()}: {first}{source}")
+    intro = "Earlier decisions and notes this builds on:"
+    return f"## From project memory\n\n{intro}\n\n{bullets(items)}\n"
 
 
 def endpoint_table() -> str:

@@ -91,6 +91,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",
     ),
+    "memory": (
+        "connectsw.cli.memory:memory_group",
+        "Project memory: add, search, list, forget; export or purge a user's (GDPR).",
+    ),
     "outbox": (
         "connectsw.cli.outbox:outbox_group",
         "E-mails queued by the anti-piracy responses: list, show, send over SMTP.",

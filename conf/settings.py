@@ -341,6 +341,32 @@ class AnalyticsSettings(_Section):
     where the import gives it (the bundled data has AS names, not numbers)."""
 
 
+class MemorySettings(_Section):
+    """Project memory (``connectsw memory``, agents' context, ``/v1/memory/context``):
+    where it lives, how text becomes vectors, when it is indexed. Issue 8, reference §2.2."""
+
+    url: str = ""
+    """LanceDB URI of the memory database (a directory, or an object-storage URL such as
+    ``s3://bucket/memory``); empty: ``DATA_DIR/memory``."""
+    embedder: str = Field("wordllama", pattern=r"^[a-z][a-z0-9_.-]*$")
+    """The registered embedder (``register_embedders``): ``wordllama``, ``hashing``,
+    ``sentence-transformers`` or a plugin's."""
+    sentence_transformers_model: str = ""
+    """A local sentence-transformers model (folder or cached name) for that embedder."""
+    index_threshold: int = Field(20_000, ge=256)
+    """Rows of one project from which the vector (IVF_PQ) and scalar indexes are built;
+    below it a search is exact (brute force). At least 256 (IVF training needs rows)."""
+    auto: bool = True
+    """Remember agents' documents at checkpoints and people's feedback by themselves."""
+    context_items: int = Field(5, ge=0, le=50)
+    """Memories given to each agent that reads memory (0: none)."""
+    supersede_similarity: float = Field(0.97, gt=0, le=1)
+    """Cosine similarity from which a new memory of the same project and type supersedes
+    a live one (a near duplicate is never a second row)."""
+    max_content_chars: int = Field(8000, ge=100, le=1_000_000)
+    """Longest text stored per memory (longer documents are cut there)."""
+
+
 class Settings(BaseSettings):
     """All of ConnectSW's settings."""
 
@@ -361,6 +387,7 @@ class Settings(BaseSettings):
 
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from connectsw.core.gate_run import GateRun
 from connectsw.core.lease import Lease
 from connectsw.core.leftovers import end_leftovers, record_never_run
 from connectsw.core.liveness import owner_alive, this_owner
+from connectsw.core.memory_auto import context_for_stage, remember_checkpoint, remember_feedback
 from connectsw.core.models import (
     CheckpointState,
     Decision,
@@ -230,8 +231,15 @@ class Engine:
 
         stage = execution.plan.stages[execution.stage]
         self._emit(execution, lease, EventKind.STAGE_STARTED, stage.name)
+        memories = context_for_stage(self.settings, execution, self.registries.agents.items)
         run = StageRun(
-            self.store, self.store_url, self.client, self.settings.engine, execution, lease
+            self.store,
+            self.store_url,
+            self.client,
+            self.settings.engine,
+            execution,
+            lease,
+            memories=memories,
         )
         lease.on_stop = run.cancel
         try:
@@ -280,6 +288,8 @@ class Engine:
                     a for tid in stage.task_ids if tid in results for a in results[tid].artifacts
                 ],
             )
+            # Remembered first: once the checkpoint shows, its documents can be recalled.
+            remember_checkpoint(self.settings, execution, checkpoint)
             self._move(
                 execution,
                 lease,
@@ -425,6 +435,8 @@ class Engine:
                 f"execution {execution_id} was already decided by someone else (now {shown})"
             ) from None
         dispatch(written)
+        if cp is not None:
+            remember_feedback(self.settings, new, cp)
         return new
 
     def cancel(

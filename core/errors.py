@@ -67,6 +67,13 @@ class PlanError(ConnectSWError):
     exit_code = ExitCode.INVALID_INPUT
 
 
+class InvalidInput(ConnectSWError):
+    """A value given on the command line or to the API is invalid (e.g. a memory's type)."""
+
+    code = "invalid_input"
+    exit_code = ExitCode.INVALID_INPUT
+
+
 class PluginError(ConnectSWError):
     """A plugin failed to load or registered something invalid."""
 

@@ -71,6 +71,8 @@ class TaskCall:
     default_timeout: float = 0.0
     reruns_marked: bool = False
     grant: Grant | None = None
+    #: Project memories for the agent (reference's context items), found by the engine.
+    memories: tuple[dict[str, Any], ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled once per task: positional fields only, no per-instance field names.
@@ -365,6 +367,7 @@ def _attempts(
                 attempt=attempt,
                 round=call.round,
                 feedback=list(execution.feedback),
+                memories=list(call.memories),
                 upstream=deps,
                 timeout=timeout,
                 deadline=deadline,

@@ -68,8 +68,11 @@ class StageRun:
         settings: EngineSettings,
         execution: Execution,
         lease: Lease,
+        memories: dict[str, tuple[dict[str, Any], ...]] | None = None,
     ) -> None:
         self.store = store
+        #: Task id -> project memories given to its agent (core/memory_auto.py).
+        self.memories = memories or {}
         self.store_url = store_url
         self.client = client
         self.settings = settings
@@ -138,6 +141,7 @@ class StageRun:
                 retry_backoff_max=self.settings.retry_backoff_max,
                 default_timeout=self.settings.default_timeout,
                 reruns_marked=marked,
+                memories=self.memories.get(tid, ()),
             )
             for tid, b in budgets.items()
         ]

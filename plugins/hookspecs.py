@@ -54,6 +54,19 @@ def register_gates(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_embedders(register: Callable[[Any], None]) -> None:
+    """Register embedders for project memory: call ``register(embedder)`` for each.
+
+    An embedder has a ``name`` (the setting ``memory.embedder`` picks one), a
+    ``dim`` (vector length) and ``embed(texts: Sequence[str]) -> numpy.ndarray``
+    of shape ``(len(texts), dim)``, float32, each row of L2 norm 1 (zeros for a
+    text with nothing to embed). It must give the same vector for the same text
+    in every process, and load its model lazily (on the first ``embed``) and
+    without the network. See :mod:`connectsw.core.memory_embedders`.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add commands to the ``connectsw`` CLI with ``cli.add_command``.
 

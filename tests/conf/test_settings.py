@@ -20,6 +20,7 @@ from connectsw.conf.settings import (
     EngineSettings,
     GateSettings,
     LicensingSettings,
+    MemorySettings,
     ResponsesSettings,
     ServerSettings,
     Settings,
@@ -41,6 +42,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "smtp": SmtpSettings,
     "analytics": AnalyticsSettings,
     "antipiracy": AntipiracySettings,
+    "memory": MemorySettings,
 }
 
 

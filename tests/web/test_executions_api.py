@@ -290,6 +290,18 @@ def test_memory_context_answers_from_the_projects_executions(
     assert status == 400
 
 
+def test_memory_context_is_the_semantic_memory(alice: Client, bob: Client, waiting: str) -> None:
+    """By an execution id too; ranked by meaning and words; typed as memory types."""
+    query = "what%20must%20the%20product%20do%20for%20its%20users"
+    status, body = alice.call("GET", f"/v1/memory/context?projectId={waiting}&query={query}")
+    assert status == 200, body
+    top = body["context"][0]
+    assert (top["source"], top["type"]) == ("docs/PRD.md", "decision")
+    assert 0 < top["relevance"] <= 1 and top["timestamp"].endswith(("Z", "+00:00"))
+    status, body = bob.call("GET", f"/v1/memory/context?projectId={waiting}&query={query}")
+    assert (status, body) == (200, {"context": []})  # not Bob's execution
+
+
 def test_a_task_graph_is_never_taken_from_a_client(alice: Client) -> None:
     """Found by the new-user trial: `run` over the API read the server's files (its
     errors told what they held) and ran a graph's shell commands on the server."""

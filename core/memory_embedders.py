@@ -1,0 +1,208 @@
+"""Embedders of project memory: text -> unit vectors, registered by plugins.
+
+An embedder is an object with a ``name``, a ``dim`` (vector length) and
+``embed(texts) -> numpy.ndarray`` of shape ``(len(texts), dim)``, float32, each
+row of L2 norm 1 (a row of zeros for a text with nothing to embed). It is
+registered through the ``register_embedders`` hook; the built-ins below are
+registered ``trylast`` so a third-party embedder of the same name is refused
+(a collision), never silently replaced. DESIGN.md, "Embedded by default".
+
+Built-ins:
+
+- ``wordllama`` (default): static token embeddings from the ``wordllama`` wheel
+  (256-d, MIT), loaded from the package's own folder with downloads disabled,
+  so it never touches the network.
+- ``hashing``: signed feature hashing of words and their character trigrams; no
+  model, no dependency beyond numpy; lexical only.
+- ``sentence-transformers``: a local model of the ``sentence-transformers``
+  package (optional extra), named by ``memory.sentence_transformers_model``;
+  never downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from connectsw import hookimpl
+from connectsw.core.errors import ConfigError, one_line
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What ``register_embedders`` registers (see the module docstring)."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 rows of L2 norm 1 (or 0 for an empty text)."""
+        ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to L2 norm 1 (rows of zeros stay zeros), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+class HashingEmbedder:
+    """Signed feature hashing (the "hashing trick") of words and character trigrams.
+
+    Each lower-cased word adds weight 1 to one of ``dim`` buckets and each of its
+    padded character trigrams 0.5 (so ``database`` and ``databases`` share most of
+    their weight); the sign and bucket come from BLAKE2b, stable across processes
+    and Python versions. Written here rather than taken from scikit-learn's
+    ``HashingVectorizer``: twenty lines against a large dependency.
+    """
+
+    name = "hashing"
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+
+    def _bucket(self, feature: str) -> tuple[int, float]:
+        digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
+        value = int.from_bytes(digest, "little")
+        return value % self.dim, 1.0 if value >> 63 else -1.0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                index, sign = self._bucket("w:" + word)
+                out[row, index] += sign
+                padded = f"<{word}>"
+                for i in range(len(padded) - 2):
+                    index, sign = self._bucket("c:" + padded[i : i + 3])
+                    out[row, index] += 0.5 * sign
+        return normalise(out)
+
+
+class WordLlamaEmbedder:
+    """``wordllama``'s 256-d static embeddings, loaded once per process, offline.
+
+    wordllama 0.4 looks for the tokenizer it ships under a folder name it does not
+    use and then tries to download it; ``cache_dir`` = the package's own folder
+    with ``disable_download=True`` loads exactly what the wheel ships. Loading
+    takes ~0.2 s after a ~0.35 s import (measured on these machines).
+    """
+
+    name = "wordllama"
+    dim = 256
+    # One model per process, whichever instance loads it (it is read-only).
+    _model: Any = None
+    _lock = threading.Lock()
+
+    def model(self) -> Any:
+        """The loaded ``WordLlama`` (raises :class:`ConfigError` if it cannot load)."""
+        cls = type(self)
+        with cls._lock:
+            if cls._model is None:
+                try:
+                    import wordllama
+                    from wordllama import WordLlama
+
+                    cls._model = WordLlama.load(
+                        dim=self.dim,
+                        cache_dir=Path(wordllama.__file__).parent,
+                        disable_download=True,
+                    )
+                except Exception as exc:  # an import or a missing shipped file
+                    raise ConfigError(
+                        f"embedder wordllama could not load its shipped model: {one_line(exc)}"
+                    ) from None
+            return cls._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model().embed(list(texts), norm=False)
+        return normalise(vectors)
+
+
+class SentenceTransformersEmbedder:
+    """A local ``sentence-transformers`` model (optional extra ``sentence-transformers``).
+
+    The model is ``memory.sentence_transformers_model`` (a folder or a name in the
+    Hugging Face cache); it is loaded with ``local_files_only`` and never
+    downloaded. ``dim`` is known once loaded.
+    """
+
+    name = "sentence-transformers"
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from connectsw.conf.settings import get_settings
+
+                name = get_settings().memory.sentence_transformers_model
+                if not name:
+                    raise ConfigError(
+                        "embedder sentence-transformers needs memory.sentence_transformers_model"
+                    )
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError:
+                    raise ConfigError(
+                        "embedder sentence-transformers needs the package: "
+                        "pip install 'connectsw[sentence-transformers]'"
+                    ) from None
+                try:
+                    self._model = SentenceTransformer(name, local_files_only=True)
+                except Exception as exc:
+                    raise ConfigError(
+                        f"embedder sentence-transformers could not load {name!r} "
+                        f"from local files: {type(exc).__name__}"
+                    ) from None
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model().get_sentence_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalise(self.model().encode(list(texts), convert_to_numpy=True))
+
+
+@hookimpl(trylast=True)
+def register_embedders(register: Any) -> None:
+    """Register the built-in embedders (their models load on first use)."""
+    register(WordLlamaEmbedder())
+    register(HashingEmbedder())
+    register(SentenceTransformersEmbedder())
+
+
+def get_embedder(name: str) -> Embedder:
+    """The registered embedder called ``name``.
+
+    Raises:
+        ConfigError: no plugin registered it (the message lists those that are).
+    """
+    from connectsw.plugins.registry import get_registries
+
+    regs = get_registries()
+    embedder = regs.embedders.get(name)
+    if embedder is None:
+        known = ", ".join(sorted(regs.embedders.items)) or "none"
+        hint = regs.unknown_hint("embedder", name)
+        raise ConfigError(
+            f"memory.embedder: no embedder called {name!r} (installed: {known})"
+            + (f"; {hint}" if hint else "")
+        )
+    return embedder
