@@ -103,12 +103,12 @@ def send(state: State, limit: int, as_json: bool) -> None:
 
     store, conf = state.store, state.settings.smtp
     if as_json:
-        report = deliveries_json(send_unsent(store, conf, limit=limit))
-        print_json(report)
-        if report["failed"]:
+        done = deliveries_json(send_unsent(store, conf, limit=limit))
+        print_json(done)
+        if done["failed"]:
             raise DeliveryFailed(
-                f"{report['failed']} of {len(report['deliveries'])} message(s) not delivered"
-                f" ({report['sent']} sent)"
+                f"{done['failed']} of {len(done['deliveries'])} message(s) not delivered"
+                f" ({done['sent']} sent)"
             )
         return
     total = len(store.outbox_messages(unsent=True, limit=limit))
