@@ -397,7 +397,7 @@ async def outbox_show(request: web.Request) -> web.Response:
     if text.isascii() and text.isdigit() and len(text) <= 18:
         found = await blocking(_store(request).outbox_message, int(text))
     if found is None:
-        raise NotFound(f"no outbox message {text[:40]!r}")
+        raise NotFound(f"no outbox message {text[:40]}")
     return web.json_response(message_json(found))
 
 
