@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,16 +40,14 @@ def import_command(
     Every row is validated first (one bad row and nothing is imported); events are
     deduplicated on event_id, so importing a file again changes nothing.
     """
-    from connectsw.licensing.analytics.ingest import InvalidImport, import_licenses
+    from connectsw.licensing.analytics.service import import_files
 
-    if not files and licenses is None:
-        raise InvalidImport("nothing to import: give event FILEs and/or --licenses FILE")
-    report: dict[str, Any] = {}
-    if licenses is not None:
-        loaded = import_licenses(state.settings, licenses)
-        report["licenses"] = {"rows": loaded.rows, "licenses": loaded.licenses}
-    if files:
-        report["events"] = _import_events(state, list(files), quiet=as_json).as_dict()
+    progress = None if as_json else _progress()
+    if progress is None:
+        report = import_files(state.settings, files, licenses)
+    else:
+        with progress as bars:
+            report = import_files(state.settings, files, licenses, bars)
     if as_json:
         print_json(report)
         return
@@ -68,29 +65,43 @@ def import_command(
         )
 
 
-def _import_events(state: State, files: list[Path], quiet: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class _Bars:
+    """A rich progress bar per import step, on stderr (``progress(step, done, total)``)."""
 
-    from connectsw.licensing.analytics.ingest import import_events
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    if quiet or not err_console.is_terminal:
-        return import_events(state.settings, files)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        bars: dict[str, Any] = {}
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.bars: dict[str, Any] = {}
 
-        def report(step: str, done: int, total: int) -> None:
-            if step not in bars:
-                bars[step] = progress.add_task(step, total=total)
-            progress.update(bars[step], completed=done, total=total)
+    def __enter__(self) -> _Bars:
+        self.progress.__enter__()
+        return self
 
-        return import_events(state.settings, files, report)
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step not in self.bars:
+            self.bars[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.bars[step], completed=done, total=total)
+
+
+def _progress() -> _Bars | None:
+    return _Bars() if err_console.is_terminal else None
 
 
 @analytics.command("sql")
@@ -111,8 +122,8 @@ def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: P
     several statements, the last one's rows are printed.
     """
     from connectsw.core import textfiles
-    from connectsw.licensing.analytics.readonly import QueryRefused, run
-    from connectsw.licensing.analytics.views import connect
+    from connectsw.licensing.analytics.readonly import QueryRefused
+    from connectsw.licensing.analytics.service import query as run_query
 
     if (query is None) == (sql_file is None):
         raise QueryRefused(
@@ -126,39 +137,22 @@ def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: P
     fmt = fmt.lower()
     if fmt == "parquet" and out is None:
         raise QueryRefused("--format parquet needs --out FILE")
-    settings = state.settings
-    con = connect(settings)
-    try:
-        assert query is not None
-        table = run(con, query, settings.analytics.sql_timeout)
-    finally:
-        con.close()
-    _output(table, fmt, out)
+    assert query is not None
+    _output(run_query(state.settings, query).table, fmt, out)
 
 
 def _output(table: Any, fmt: str, out: Path | None) -> None:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+    from connectsw.licensing.analytics.service import encode
 
-    if fmt == "parquet":
-        assert out is not None
-        pq.write_table(table, out)
-        err_console.print(f"{table.num_rows} row(s) written to {out}")
-        return
-    if fmt == "csv":
+    if fmt in ("parquet", "csv", "json"):
+        data = encode(table, fmt)  # type: ignore[arg-type]
         if out is not None:
-            pacsv.write_csv(table, out)
+            out.write_bytes(data)
+            if fmt == "parquet":
+                err_console.print(f"{table.num_rows} row(s) written to {out}")
         else:
-            sink = sys.stdout.buffer
-            pacsv.write_csv(table, sink)
-            sink.flush()
-        return
-    if fmt == "json":
-        text = json.dumps(table.to_pylist(), indent=2, default=str)
-        if out is not None:
-            out.write_text(text + "\n")
-        else:
-            click.echo(text)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
         return
     shown = table.slice(0, TABLE_ROWS)
     grid = Table(box=None)
@@ -177,19 +171,11 @@ def _output(table: Any, fmt: str, out: Path | None) -> None:
 @json_option
 def views(as_json: bool) -> None:
     """The views analysts can query, with their columns."""
+    from connectsw.licensing.analytics.service import views_json
     from connectsw.licensing.analytics.views import VIEWS
 
     if as_json:
-        print_json(
-            [
-                {
-                    "name": v.name,
-                    "meaning": v.meaning,
-                    "columns": [{"name": n, "type": t, "meaning": m} for n, t, m in v.columns],
-                }
-                for v in VIEWS
-            ]
-        )
+        print_json(views_json())
         return
     for view in VIEWS:
         console.print(line((view.name, "bold"), ": ", view.meaning))

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.render import id_table, line
-
-
-def usage_connection(state: State, data: Path | None = None) -> tuple[Any, str | None]:
-    """DuckDB with ``usage`` (the Parquet under ``DATA_DIR/usage``, hive-partitioned) and
-    ``licenses`` (the relational store's), or a simulator's output directory; and the
-    name of the hourly rollup's view (made current first)."""
-    from connectsw.licensing.analytics.evaluate import open_dir
-    from connectsw.licensing.analytics.rollup import attach
-    from connectsw.licensing.analytics.storage import local_storage
-
-    if data is not None:
-        if not (data / "licenses.csv").is_file():
-            from connectsw.core.errors import ConfigError
-
-            raise ConfigError(
-                f"--data {data}: no licenses.csv (expected `simulate traffic` output)"
-            )
-        con = open_dir(data)
-        return con, attach(local_storage(data / "usage"), con)
-    from connectsw.licensing.analytics.views import scan_connection
-
-    return scan_connection(state.settings)
 
 
 @click.group("antipiracy")
@@ -80,29 +56,26 @@ def run_scan(
     as_json: bool,
 ) -> None:
     """``antipiracy scan`` (and ``analytics report``, which never applies)."""
-    from connectsw.licensing.analytics.report import parse_since, report, summary, to_json
+    from connectsw.licensing.analytics.report import summary
+    from connectsw.licensing.analytics.service import scan as run
 
     if apply_tiers and data is not None:
         raise click.UsageError("--apply acts on this data dir's licenses, not on --data")
-    start = parse_since(since)
-    until = datetime.now(UTC) + timedelta(seconds=1)
-    con, rollup = usage_connection(state, data)
-    found = report(
-        con, start, until, license_id=license_id, config=state.settings.antipiracy, rollup=rollup
+    result = run(
+        state.settings,
+        state.store if apply_tiers else None,
+        since,
+        license_id,
+        apply=apply_tiers,
+        data=data,
     )
-    if apply_tiers:
-        from connectsw.licensing.analytics.respond import respond
-
-        outcomes = respond(found, state.store, state.settings)
-        if as_json:
-            print_json({**to_json(found, start, until), "actions": outcomes})
-            return
-        for outcome in outcomes:
-            console.print(line(f"{outcome['licenseId']}: tier {outcome['tier']} {outcome['status']}"
-                               f" ({outcome['detail']})"))  # fmt: skip
     if as_json:
-        print_json(to_json(found, start, until))
+        print_json(result.to_json())
         return
+    for outcome in result.actions or []:
+        console.print(line(f"{outcome['licenseId']}: tier {outcome['tier']} {outcome['status']}"
+                           f" ({outcome['detail']})"))  # fmt: skip
+    found, start = result.verdicts, result.since
     if not found:
         console.print(f"No findings since {start:%Y-%m-%d %H:%M} UTC.")
         return

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -11,26 +9,13 @@ from connectsw.cli.context import State, console, err_console, json_option, pass
 from connectsw.cli.render import id_table, line
 from connectsw.core.errors import ConnectSWError, ExitCode, NotFound
 from connectsw.core.stores.outbox import OutboxMessage
+from connectsw.licensing.mail import message_json
 
 
 class DeliveryFailed(ConnectSWError):
     """Some messages could not be delivered (each keeps its error)."""
 
     exit_code = ExitCode.ERROR
-
-
-def _json(m: OutboxMessage) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "created_at": m.created_at.isoformat(),
-        "license_id": m.license_id,
-        "to": m.to_addr,
-        "subject": m.subject,
-        "body": m.body,
-        "sent_at": m.sent_at.isoformat() if m.sent_at else None,
-        "attempts": m.attempts,
-        "last_error": m.last_error,
-    }
 
 
 def _state(m: OutboxMessage) -> str:
@@ -59,7 +44,7 @@ def list_messages(state: State, unsent: bool, limit: int, as_json: bool) -> None
     """List queued e-mails, oldest first."""
     messages = state.store.outbox_messages(unsent=unsent, limit=limit)
     if as_json:
-        print_json([_json(m) for m in messages])
+        print_json([message_json(m) for m in messages])
         return
     if not messages:
         console.print("No messages." if not unsent else "No unsent messages.")
@@ -88,7 +73,7 @@ def show(state: State, message_id: int, as_json: bool) -> None:
     if m is None:
         raise NotFound(f"no outbox message {message_id}")
     if as_json:
-        print_json(_json(m))
+        print_json(message_json(m))
         return
     console.print(
         line(("Message ", ""), (str(m.id), "bold"), f": {_state(m)}, ", f"{m.attempts} attempt(s)")
@@ -110,12 +95,22 @@ def show(state: State, message_id: int, as_json: bool) -> None:
     type=click.IntRange(1, 100_000),
     help="Messages sent at most in this run, oldest first.",
 )
+@json_option
 @pass_state
-def send(state: State, limit: int) -> None:
+def send(state: State, limit: int, as_json: bool) -> None:
     """Deliver the unsent messages over SMTP (settings in [smtp]); exit 7 if any failed."""
-    from connectsw.licensing.mail import Delivery, send_unsent
+    from connectsw.licensing.mail import Delivery, deliveries_json, send_unsent
 
     store, conf = state.store, state.settings.smtp
+    if as_json:
+        done = deliveries_json(send_unsent(store, conf, limit=limit))
+        print_json(done)
+        if done["failed"]:
+            raise DeliveryFailed(
+                f"{done['failed']} of {len(done['deliveries'])} message(s) not delivered"
+                f" ({done['sent']} sent)"
+            )
+        return
     total = len(store.outbox_messages(unsent=True, limit=limit))
     if total == 0:
         console.print("No unsent messages.")

@@ -154,6 +154,9 @@ class ServerSettings(_Section):
 
     max_bundle_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     """Largest git bundle ``new feature`` / ``fix`` may upload, bytes (413 above)."""
+    max_import_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    """Largest CSV or Parquet file ``POST /v1/admin/analytics/import`` (and ``.../licenses``)
+    accepts, bytes (413 ``payload_too_large`` above)."""
     run_workers: int = Field(default=2, ge=1)
     """Executions the server runs at once; more wait their turn."""
 
@@ -330,6 +333,9 @@ class AnalyticsSettings(_Section):
     """Threads an analyst's query may use."""
     sql_timeout: PositiveSeconds = Field(60.0, le=86_400)
     """Seconds an analyst's query may run before it is interrupted; above 0, at most 86400."""
+    sql_max_rows: int = Field(100_000, ge=1, le=100_000_000)
+    """Rows at most in one ``POST /v1/admin/analytics/sql`` answer (its ``max_rows`` may ask
+    fewer; the CLI prints them all)."""
     compact_below_bytes: int = Field(64 * 1024 * 1024, ge=0)
     """After an import, a date partition's Parquet files smaller than this are merged into
     one (0: never compact)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 from connectsw.conf.settings import SmtpSettings
 from connectsw.core.errors import ConfigError
@@ -175,3 +176,33 @@ def send_unsent(
     finally:
         mailer.close()
     return results
+
+
+def message_json(m: OutboxMessage) -> dict[str, Any]:
+    """One outbox message as ``outbox list|show --json`` and ``/v1/admin/outbox`` give it
+    (times ISO 8601, ``sent_at`` null until the server accepted it)."""
+    return {
+        "id": m.id,
+        "created_at": m.created_at.isoformat(),
+        "license_id": m.license_id,
+        "to": m.to_addr,
+        "subject": m.subject,
+        "body": m.body,
+        "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+        "attempts": m.attempts,
+        "last_error": m.last_error,
+    }
+
+
+def deliveries_json(results: list[Delivery]) -> dict[str, Any]:
+    """A :func:`send_unsent` run as ``outbox send --json`` and ``POST /v1/admin/outbox/send``
+    give it: ``{"sent": N, "failed": N, "deliveries": [{"id", "to", "error"}]}`` (``error``
+    null for a message the server accepted; the password is masked in it)."""
+    failed = sum(1 for d in results if d.error is not None)
+    return {
+        "sent": len(results) - failed,
+        "failed": failed,
+        "deliveries": [
+            {"id": d.message.id, "to": d.message.to_addr, "error": d.error} for d in results
+        ],
+    }

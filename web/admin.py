@@ -120,13 +120,13 @@ def admin_only(handler: Handler) -> Handler:
     return guarded
 
 
-class _Body(BaseModel):
+class StrictBody(BaseModel):
     """A request body: strict JSON types (``"5"`` is not a number, ``true`` not 1)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class IssueBody(_Body):
+class IssueBody(StrictBody):
     tier: Tier
     email: str
     users: int | None = None
@@ -138,15 +138,15 @@ class IssueBody(_Body):
         return value.upper() if isinstance(value, str) else value
 
 
-class SuspendBody(_Body):
+class SuspendBody(StrictBody):
     reason: str = Field(min_length=1)
 
 
-class RevokeBody(_Body):
+class RevokeBody(StrictBody):
     reason: str | None = None
 
 
-class EmptyBody(_Body):
+class EmptyBody(StrictBody):
     pass
 
 
@@ -154,7 +154,7 @@ def _too_large() -> ApiError:
     return ApiError("payload_too_large", f"the body is larger than {MAX_BODY} bytes")
 
 
-async def _body(request: web.Request, model: type[Body]) -> Body:
+async def json_body(request: web.Request, model: type[Body]) -> Body:
     """The request's JSON body as ``model``; raises ApiError (400/413) otherwise."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
@@ -182,7 +182,7 @@ def _view(record: License) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
-async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def blocking(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """A store-touching call, off the event loop."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, partial(function, *args, **kwargs))
@@ -205,15 +205,15 @@ async def list_licenses(request: web.Request) -> web.Response:
         limit = int(text) if ok else 0
         if not 1 <= limit <= MAX_LIST:
             raise ApiError("invalid_request", f"limit: a whole number from 1 to {MAX_LIST}")
-    records = await _call(_licenses(request).list, limit)
+    records = await blocking(_licenses(request).list, limit)
     return web.json_response({"licenses": [_view(r) for r in records]})
 
 
 @admin_only
 async def issue(request: web.Request) -> web.Response:
     """``POST /v1/admin/licenses``: 201 with the key, shown this once."""
-    body = await _body(request, IssueBody)
-    record, key = await _call(
+    body = await json_body(request, IssueBody)
+    record, key = await blocking(
         _licenses(request).issue, body.tier, body.email, users=body.users, days=body.days
     )
     return web.json_response(
@@ -226,33 +226,35 @@ async def issue(request: web.Request) -> web.Response:
 @admin_only
 async def show(request: web.Request) -> web.Response:
     """``GET /v1/admin/licenses/{id}``."""
-    return web.json_response(_view(await _call(_licenses(request).get, request.match_info["id"])))
+    return web.json_response(
+        _view(await blocking(_licenses(request).get, request.match_info["id"]))
+    )
 
 
 async def _change(request: web.Request, status: LicenseStatus, reason: str | None) -> web.Response:
     licenses = _licenses(request)
-    record = await _call(licenses.change, request.match_info["id"], status, reason)
+    record = await blocking(licenses.change, request.match_info["id"], status, reason)
     return web.json_response(_view(record))
 
 
 @admin_only
 async def suspend(request: web.Request) -> web.Response:
     """``POST /v1/admin/licenses/{id}/suspend`` ``{"reason": "..."}``."""
-    body = await _body(request, SuspendBody)
+    body = await json_body(request, SuspendBody)
     return await _change(request, LicenseStatus.SUSPENDED, body.reason)
 
 
 @admin_only
 async def reinstate(request: web.Request) -> web.Response:
     """``POST /v1/admin/licenses/{id}/reinstate``."""
-    await _body(request, EmptyBody)
+    await json_body(request, EmptyBody)
     return await _change(request, LicenseStatus.ACTIVE, None)
 
 
 @admin_only
 async def revoke(request: web.Request) -> web.Response:
     """``POST /v1/admin/licenses/{id}/revoke`` ``{"reason": "..."?}``."""
-    body = await _body(request, RevokeBody)
+    body = await json_body(request, RevokeBody)
     return await _change(request, LicenseStatus.REVOKED, body.reason)
 
 
@@ -260,7 +262,7 @@ async def revoke(request: web.Request) -> web.Response:
 async def certificate(request: web.Request) -> web.Response:
     """``GET /v1/admin/licenses/{id}/certificate``: ``text/plain``, one line."""
     try:
-        text = await _call(
+        text = await blocking(
             _licenses(request).certificate, request.match_info["id"], request.app[SIGNING_KEY]
         )
     except LicenseRefused as exc:  # not active: a state of the license, not of the caller

@@ -55,7 +55,7 @@ def make_app(settings: Settings) -> web.Application:
 
     Raises ConfigError at startup for a missing secret in production mode.
     """
-    from connectsw.web import admin, executions, memory, openapi, sessions
+    from connectsw.web import admin, admin_analytics, executions, memory, openapi, sessions
 
     metrics = Metrics()
     app = web.Application(
@@ -82,6 +82,7 @@ def make_app(settings: Settings) -> web.Application:
     executions.add_routes(app)
     memory.add_routes(app)
     admin.add_routes(app)
+    admin_analytics.add_routes(app)
     return app
 
 

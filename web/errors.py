@@ -44,6 +44,15 @@ STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "invalid_state": 409,  # e.g. reinstating a revoked license, a decision out of turn
     "conflict": 409,
+    # The analysts' SQL (licensing/analytics/readonly.py) and imports (web/admin_analytics.py):
+    "query_refused": 400,
+    "query_error": 400,
+    # Past analytics.sql_timeout: a property of the query under the server's limits, so a
+    # 4xx (retrying the same query fails again; 5xx would invite that), and 422 rather than
+    # 400 (the request was well-formed and allowed) or 408 (the client was not slow).
+    "query_timeout": 422,
+    "invalid_import": 400,
+    "smtp_unavailable": 503,  # the server's [smtp] settings cannot be used (password file)
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -80,9 +80,10 @@ ERROR_STATUSES: dict[int, str] = {
     404: "No such resource (another license's resources are answered 404 too).",
     409: "Not now: the execution is in another state.",
     413: "The body is over the size limit.",
+    422: "Allowed and well-formed, but could not be done within the server's limits (time).",
     429: "Rate limited: see Retry-After.",
     500: "Unexpected server error (a bug; logged on the server).",
-    503: "Not ready: the store does not answer.",
+    503: "Not ready: the store does not answer, or a service the request needs (SMTP).",
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 
 from connectsw.conf.settings import Settings
 from connectsw.core.stores import Store
@@ -20,20 +19,14 @@ log = logging.getLogger("connectsw.web.scans")
 
 
 def scan_once(settings: Settings, store: Store) -> tuple[int, int]:
-    """One scan: (licenses flagged, response actions taken). Blocking."""
-    from connectsw.licensing.analytics.report import parse_since, report
-    from connectsw.licensing.analytics.respond import respond
-    from connectsw.licensing.analytics.views import scan_connection
+    """One scan (the CLI's and the admin API's, licensing/analytics/service.py): (licenses
+    flagged, response actions taken). Blocking."""
+    from connectsw.licensing.analytics.service import scan
 
     conf = settings.antipiracy
-    until = datetime.now(UTC) + timedelta(seconds=1)
-    con, rollup = scan_connection(settings)
-    try:
-        found = report(con, parse_since(conf.scan_window), until, config=conf, rollup=rollup)
-    finally:
-        con.close()
-    flagged = [v for v in found if v.recommendation != "none"]
-    taken = respond(flagged, store, settings) if conf.scan_apply else []
+    result = scan(settings, store, conf.scan_window, apply=conf.scan_apply)
+    flagged = [v for v in result.verdicts if v.recommendation != "none"]
+    taken = result.actions or []
     return len(flagged), sum(1 for o in taken if o["status"] == "done")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectsw.conf.settings import Settings
+from connectsw.core.errors import NotFound
 from connectsw.core.stores import Store
 from connectsw.licensing.analytics.report import summary
 from connectsw.licensing.analytics.scoring import Verdict, strongest
@@ -39,14 +40,29 @@ def action_for(verdict: Verdict) -> ResponseAction | None:
 
 
 def respond(verdicts: list[Verdict], store: Store, settings: Settings) -> list[dict[str, Any]]:
-    """Apply each verdict's tier; one JSON-ready outcome per action taken or skipped."""
+    """Apply each verdict's tier; one JSON-ready outcome per action taken or skipped (a
+    license the store does not hold, such as one loaded by ``analytics import --licenses``
+    from another region, is skipped: the others are still acted on)."""
     licenses = Licenses(store, license_secret(settings), settings.licensing.tiers)
     outcomes = []
     for verdict in verdicts:
         action = action_for(verdict)
         if action is None:
             continue
-        done = apply(action, licenses=licenses, store=store, settings=settings)
+        try:
+            done = apply(action, licenses=licenses, store=store, settings=settings)
+        except NotFound:  # events of a license this store does not hold (another region's)
+            outcomes.append(
+                {
+                    "licenseId": action.license_id,
+                    "tier": action.tier,
+                    "detectionType": action.detection_type,
+                    "status": "skipped",
+                    "detail": f"license {action.license_id} is not in this store: no action",
+                    "escalated": False,
+                }
+            )
+            continue
         outcomes.append(
             {
                 "licenseId": action.license_id,

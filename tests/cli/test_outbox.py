@@ -210,3 +210,27 @@ def test_license_reinstate_restores_the_limits_of_a_throttled_license(
     outputs += [cli("outbox", "show", str(m.id), ok=True).stdout for m in store.outbox_messages()]
     outputs += [json.dumps(e.data) for e in store.security_events(record.id)]
     assert all(tag not in text for text in outputs)
+
+
+def test_send_json_reports_each_delivery(
+    cli: Cli,
+    licenses: Licenses,
+    store: Store,
+    settings: Settings,
+    smtp_server: tuple[Recorder, int],
+) -> None:
+    recorder, port = smtp_server
+    good, _ = licenses.issue(Tier.FREE, "owner@example.com")
+    bad, _ = licenses.issue(Tier.PRO, "refuse@example.com")
+    respond(licenses, store, settings, good, 1, "f-good")
+    respond(licenses, store, settings, bad, 1, "f-bad")
+    smtp_env(cli, port)
+    out = cli("outbox", "send", "--json")
+    assert out.returncode == 7 and out.error_line().startswith("Error: 1 of 2 message(s)")
+    report = json.loads(out.stdout)
+    assert (report["sent"], report["failed"]) == (1, 1)
+    first, second = report["deliveries"]
+    assert (first["to"], first["error"]) == ("owner@example.com", None)
+    assert second["to"] == "refuse@example.com" and "550" in second["error"]
+    assert PASSWORD not in out.stdout + out.stderr and len(recorder.received) == 1
+    assert cli("outbox", "send", "--json").json()["deliveries"][0]["to"] == "refuse@example.com"

@@ -91,3 +91,22 @@ def test_analytics_report_is_the_scan_without_actions(tmp_path) -> None:  # type
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert "actions" not in body and body["licenses"] == []
+
+
+def test_a_license_this_store_does_not_hold_is_skipped_and_the_others_acted_on(
+    store: Store, settings: Settings
+) -> None:
+    licenses = Licenses(store, license_secret(settings), settings.licensing.tiers)
+    record, _ = licenses.issue(Tier.PRO, "a@example.com")
+    elsewhere = "CSFW-PRO-ELSEWHEREXXXXXXX"
+    judged = [
+        verdict(elsewhere, [_finding(elsewhere, "multi_ip", 0.97)], settings.antipiracy),
+        verdict(record.id, [_finding(record.id, "multi_ip", 0.97)], settings.antipiracy),
+    ]
+    outcomes = respond(judged, store, settings)
+    assert [(o["licenseId"], o["status"]) for o in outcomes] == [
+        (elsewhere, "skipped"),
+        (record.id, "done"),
+    ]
+    assert "not in this store" in outcomes[0]["detail"]
+    assert [m.license_id for m in store.outbox_messages()] == [record.id]
