@@ -53,6 +53,7 @@ DEFAULT_PLUGINS = (
     "connectsw.agents.builtin",
     "connectsw.core.workflows",
     "connectsw.gates.rules",
+    "connectsw.agents.llm.builtin",
 )
 LOAD_ENV = "CONNECTSW_LOAD_PLUGINS"
 STRICT_ENV = "CONNECTSW_STRICT_PLUGINS"
@@ -477,6 +478,7 @@ def plugin_infos() -> list[dict[str, Any]]:
                 "agents": regs.agents.names_of(source.name),
                 "workflows": regs.workflows.names_of(source.name),
                 "gates": regs.gates.names_of(source.name),
+                "llm_providers": regs.llm_providers.names_of(source.name),
             }
         )
     return infos

@@ -1,4 +1,4 @@
-"""Registries of what plugins provide (agents, workflows, gate rules).
+"""Registries of what plugins provide (agents, workflows, gate rules, LLM providers).
 
 Discovery hooks are called one implementation at a time, in pluggy's call order,
 so every registered item is attributed to its plugin: a collision or an invalid
@@ -91,6 +91,9 @@ class Registries:
     agents: Registry[Any]
     workflows: Registry[Any]
     gates: Registry[Any]
+    llm_providers: Registry[Any] = field(
+        default_factory=lambda: Registry("LLM provider", ("complete", "stream"))
+    )
     failures: dict[str, str] = field(default_factory=dict)
     offered: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     broken: list[PluginSource] = field(default_factory=list)
@@ -104,6 +107,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("register_agents", "agents"),
     ("register_workflows", "workflows"),
     ("register_gates", "gates"),
+    ("register_llm_providers", "llm_providers"),
 )
 
 

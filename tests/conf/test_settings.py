@@ -20,6 +20,7 @@ from connectsw.conf.settings import (
     EngineSettings,
     GateSettings,
     LicensingSettings,
+    LLMSettings,
     ResponsesSettings,
     ServerSettings,
     Settings,
@@ -41,6 +42,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "smtp": SmtpSettings,
     "analytics": AnalyticsSettings,
     "antipiracy": AntipiracySettings,
+    "llm": LLMSettings,
 }
 
 
@@ -472,3 +474,30 @@ def test_environment_values_are_text_and_still_converted(monkeypatch: pytest.Mon
     settings = load_settings()
     assert settings.engine.lease_timeout == 40 and settings.engine.retry_backoff == 1.0
     assert settings.dask.processes is False
+
+
+def test_llm_defaults_to_no_provider() -> None:
+    llm = load_settings().llm
+    assert (llm.provider, llm.model, llm.agents, llm.prices) == ("", "", {}, {})
+    assert llm.openai.base_url == "" and llm.openai.api_key_file is None
+
+
+def test_llm_provider_needs_a_model() -> None:
+    with pytest.raises(ConfigError, match="llm.model: needed when llm.provider is set"):
+        load_settings(llm={"provider": "openai"})
+
+
+def test_llm_per_agent_overrides_and_prices_from_a_file() -> None:
+    write_user_file(
+        '[llm]\nprovider = "openai"\nmodel = "small"\n'
+        '[llm.agents.backend-engineer]\nmodel = "big"\n'
+        '[llm.prices."big"]\ninput = 3.0\noutput = 15.0\n'
+    )
+    llm = load_settings().llm
+    assert llm.agents["backend-engineer"].model == "big"
+    assert (llm.prices["big"].input, llm.prices["big"].output) == (3.0, 15.0)
+
+
+def test_llm_misspelled_agent_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="llm.agents.architect.modle: unknown key"):
+        load_settings(llm={"agents": {"architect": {"modle": "x"}}})
