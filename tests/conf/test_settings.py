@@ -501,3 +501,19 @@ def test_llm_per_agent_overrides_and_prices_from_a_file() -> None:
 def test_llm_misspelled_agent_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="llm.agents.architect.modle: unknown key"):
         load_settings(llm={"agents": {"architect": {"modle": "x"}}})
+
+
+def test_readme_llm_example_is_valid_settings() -> None:
+    import re
+
+    import connectsw
+
+    readme = (Path(connectsw.__file__).parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### A language model behind the agents", 1)[1]
+    match = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert match, "the README's model section has no toml example"
+    write_user_file(match.group(1))
+    llm = load_settings().llm
+    assert (llm.provider, llm.model) == ("openai", "gpt-4o-mini")
+    assert llm.agents["backend-engineer"].model == "gpt-4o"
+    assert llm.prices["gpt-4o-mini"].output == 0.6
