@@ -12,7 +12,7 @@ from connectsw.agents.llm.base import Message
 from connectsw.agents.llm.context import design_paths, documents, project_memory, section
 from connectsw.agents.llm.files import parse_files
 from connectsw.agents.llm.prompts import system_prompt
-from connectsw.agents.llm.session import ModelSession, open_session
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import (
     Product,
     bullets,
@@ -29,12 +29,11 @@ ADR_TITLE = "Use the Python standard library HTTP server"
 ADR_PATH = f"docs/adr/0001-{slugify(ADR_TITLE)}.md"
 
 
-class ArchitectAgent(Agent):
+class ArchitectAgent(ModelBrief, Agent):
     """Describes the components, API and data model the engineers then build."""
 
     name = "architect"
-    isolation = "thread"  # writes a few files: brief
-    brief = True
+    isolation = "thread"  # a few file writes, or model calls (each with a deadline)
     description = "Writes docs/architecture.md and an ADR for the product in docs/PRD.md."
 
     def run(self, ctx: TaskContext) -> AgentOutput:
@@ -63,7 +62,7 @@ class ArchitectAgent(Agent):
     def _with_model(self, ctx: TaskContext, product: Product, session: ModelSession) -> AgentOutput:
         """The model writes docs/architecture.md and docs/adr/*.md."""
         request = ctx.request.text or product.title
-        brief = "\n".join(
+        ask = "\n".join(
             [
                 "Write docs/architecture.md and the ADRs for this product.\n",
                 f"## Request\n\n{request}\n",
@@ -73,7 +72,7 @@ class ArchitectAgent(Agent):
             ]
         )
         system = system_prompt(self.name, ctx.workspace, files=True)
-        reply = session.complete([Message("system", system), Message("user", brief)])
+        reply = session.complete([Message("system", system), Message("user", ask)])
         files = parse_files(reply, ("docs/",))
         if ARCHITECTURE_PATH not in {f.path for f in files}:
             raise LLMBadResponse(f"the model's reply has no FILE: {ARCHITECTURE_PATH} block")

@@ -20,7 +20,7 @@ from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
 from connectsw.agents.llm.coding import write_and_fix
 from connectsw.agents.llm.context import design_paths, documents, project_memory, section, sources
 from connectsw.agents.llm.prompts import system_prompt
-from connectsw.agents.llm.session import ModelSession, model_configured, open_session
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, endpoint_table, feedback_section, product_for
 from connectsw.conf.settings import get_settings
 from connectsw.core.errors import TaskError, describe_validation_error
@@ -274,7 +274,7 @@ NO_MODEL = (
 )
 
 
-class BackendEngineerAgent(Agent):
+class BackendEngineerAgent(ModelBrief, Agent):
     """Writes service/ (standard library only) and tests/test_service.py."""
 
     name = "backend-engineer"
@@ -284,11 +284,6 @@ class BackendEngineerAgent(Agent):
         "a feature or bug fix (with.feature, with.bug) needs a model and fails without one."
     )
     input_model = BackendEngineerInput
-
-    @property
-    def brief(self) -> bool:  # type: ignore[override]
-        """Brief (a few file writes) only without a model; with one it calls it and runs tests."""
-        return not model_configured(self.name)
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Write the service, its README and its tests.
@@ -351,7 +346,7 @@ class BackendEngineerAgent(Agent):
         else:
             task = "Build the service and its tests."
         request = ctx.request.text or ctx.task.title
-        brief = "\n".join(
+        ask = "\n".join(
             [
                 task + "\n",
                 f"## Request\n\n{request}\n",
@@ -362,7 +357,7 @@ class BackendEngineerAgent(Agent):
         )
         system = system_prompt(self.name, ctx.workspace, files=True)
         rounds = get_settings().llm.fix_rounds
-        done = write_and_fix(ctx, session, system, brief, (), rounds)
+        done = write_and_fix(ctx, session, system, ask, (), rounds)
         return AgentOutput(
             summary=f"Wrote {len(done.artifacts)} files with {session.choice.model}; "
             f"{done.passed} tests pass after {done.fix_rounds} fix rounds",

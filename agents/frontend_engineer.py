@@ -13,7 +13,7 @@ from connectsw.agents.base import Agent, AgentOutput, TaskContext
 from connectsw.agents.llm.coding import write_and_fix
 from connectsw.agents.llm.context import design_paths, documents, project_memory, section
 from connectsw.agents.llm.prompts import system_prompt
-from connectsw.agents.llm.session import ModelSession, model_configured, open_session
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, one_line, product_for
 from connectsw.conf.settings import get_settings
 
@@ -137,17 +137,12 @@ if __name__ == "__main__":
 '''
 
 
-class FrontendEngineerAgent(Agent):
+class FrontendEngineerAgent(ModelBrief, Agent):
     """Writes web/index.html, web/app.js, web/style.css and tests/test_web.py."""
 
     name = "frontend-engineer"
     isolation = "thread"  # a few file writes, or model calls and tests under the supervisor
     description = "Writes a static web page in web/ that lists and adds items through the API."
-
-    @property
-    def brief(self) -> bool:  # type: ignore[override]
-        """Brief (a few file writes) only without a model; with one it calls it and runs tests."""
-        return not model_configured(self.name)
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Write the page, its script and style, and the page's tests."""
@@ -182,7 +177,7 @@ class FrontendEngineerAgent(Agent):
     def _with_model(self, ctx: TaskContext, session: ModelSession) -> AgentOutput:
         """The model writes web/ and its tests; tests are run and fixed."""
         request = ctx.request.text or ctx.task.title
-        brief = "\n".join(
+        ask = "\n".join(
             [
                 "Build the web page and its tests.\n",
                 f"## Request\n\n{request}\n",
@@ -193,7 +188,7 @@ class FrontendEngineerAgent(Agent):
         )
         system = system_prompt(self.name, ctx.workspace, files=True)
         rounds = get_settings().llm.fix_rounds
-        done = write_and_fix(ctx, session, system, brief, ("web/", "tests/"), rounds)
+        done = write_and_fix(ctx, session, system, ask, ("web/", "tests/"), rounds)
         return AgentOutput(
             summary=f"Wrote {len(done.artifacts)} files with {session.choice.model}; "
             f"{done.passed} tests pass after {done.fix_rounds} fix rounds",

@@ -14,7 +14,7 @@ from connectsw.agents.llm.base import Message
 from connectsw.agents.llm.context import documents, project_memory, section
 from connectsw.agents.llm.files import strip_fence
 from connectsw.agents.llm.prompts import load_prompt
-from connectsw.agents.llm.session import ModelSession, open_session
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import (
     PRD_PATH,
     Product,
@@ -39,12 +39,11 @@ class ProductManagerInput(AgentInput):
     notes: str | None = None
 
 
-class ProductManagerAgent(Agent):
+class ProductManagerAgent(ModelBrief, Agent):
     """Writes a product requirements document from the request text, deterministically."""
 
     name = "product-manager"
-    isolation = "thread"  # writes a few files: brief
-    brief = True
+    isolation = "thread"  # a few file writes, or model calls (each with a deadline)
     description = "Writes the product requirements document (docs/PRD.md) from the request."
     input_model = ProductManagerInput
 
@@ -118,7 +117,7 @@ class ProductManagerAgent(Agent):
             if inputs.output
             else "Write the product requirements document (docs/PRD.md)."
         )
-        brief = "\n".join(
+        ask = "\n".join(
             [
                 what + "\n",
                 f"## Request\n\n{request}\n",
@@ -132,7 +131,7 @@ class ProductManagerAgent(Agent):
         reply = session.complete(
             [
                 Message("system", load_prompt(self.name, ctx.workspace)),
-                Message("user", brief),
+                Message("user", ask),
             ]
         )
         text = strip_fence(reply)

@@ -180,7 +180,7 @@ class QAEngineerAgent(Agent):
         """The report: the measured header, then the model's reading of the output."""
         from connectsw.agents.llm.coding import tail
 
-        brief = "\n".join(
+        ask = "\n".join(
             [
                 f"Command: `{run.command}`; exit code {run.returncode}; "
                 f"{run.passed} passed, {run.failed} failed.\n",
@@ -189,7 +189,7 @@ class QAEngineerAgent(Agent):
             ]
         )
         reply = session.complete(
-            [Message("system", load_prompt(self.name, ctx.workspace)), Message("user", brief)]
+            [Message("system", load_prompt(self.name, ctx.workspace)), Message("user", ask)]
         )
         return (
             render_header(run) + "\n" + strip_fence(reply) + "\n" + feedback_section(ctx.feedback)

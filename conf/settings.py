@@ -342,6 +342,23 @@ class LLMEndpointSettings(_Section):
     api_key_file: Path | None = None
     """A file whose first line is the key (e.g. ``/run/secrets/openai``)."""
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            _ = parts.port  # raises for a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:  # the value is not quoted: it may hold credentials
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
 
 class LLMAgentSettings(_Section):
     """One agent type's overrides of the ``[llm]`` choices (``[llm.agents.NAME]``)."""

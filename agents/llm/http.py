@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 from connectsw.agents.llm.base import Completion, Message, Usage
 from connectsw.core.errors import (
@@ -42,6 +43,8 @@ from connectsw.core.errors import (
 T = TypeVar("T")
 #: Bytes of an error answer read to find its message.
 ERROR_BODY_LIMIT = 64 * 1024
+#: Bytes of a whole (not streamed) answer read at most.
+BODY_LIMIT = 16 * 1024 * 1024
 #: Characters of a server's error message kept in ours.
 MESSAGE_LIMIT = 300
 RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -184,10 +187,10 @@ class Call:
             wait: float | None = None
             try:
                 response = await self.within(session.post(url, json=body, headers=headers))
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                failure = f"cannot reach {ep.who} ({type(exc).__name__})"
             except aiohttp.InvalidURL:
                 raise LLMError(f"{ep.provider} provider: invalid base URL") from None
+            except aiohttp.ClientError as exc:  # refused, reset, not HTTP: worth a retry
+                failure = f"cannot reach {ep.who} ({type(exc).__name__})"
             else:
                 if response.status < 300:
                     return response
@@ -211,6 +214,23 @@ class Call:
             await asyncio.sleep(wait)
         tries = ep.retries + 1
         raise LLMError(f"{failure} ({tries} {'try' if tries == 1 else 'tries'}; gave up)")
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > BODY_LIMIT:
+                    raise LLMBadResponse(
+                        f"{self.endpoint.who} answered more than {BODY_LIMIT} bytes"
+                    )
+                chunks.append(chunk)
+        except aiohttp.ClientError as exc:
+            raise LLMError(
+                f"{self.endpoint.who} broke off its answer ({type(exc).__name__})"
+            ) from None
+        return b"".join(chunks)
 
     def _error_of(self, raw: bytes) -> tuple[str, str]:
         try:
@@ -236,9 +256,10 @@ class Call:
             raise LLMError(f"{ep.who} refused the request (HTTP {status}){detail}")
 
     async def json_body(self, response: aiohttp.ClientResponse) -> Any:
-        """The response's JSON; :class:`LLMBadResponse` if it is not JSON."""
+        """The response's JSON; :class:`LLMBadResponse` if it is not JSON or larger than
+        :data:`BODY_LIMIT`."""
         try:
-            raw = await self.within(response.read())
+            raw = await self.within(self._read(response))
         finally:
             response.release()
         try:
@@ -282,8 +303,12 @@ class Call:
                     ) from None
                 yield event or "message", parsed
                 event, data = "", []
-        except aiohttp.ClientPayloadError:
-            raise LLMError(f"{self.endpoint.who} ended the stream early") from None
+        except aiohttp.ClientError as exc:
+            raise LLMError(
+                f"{self.endpoint.who} broke off the stream ({type(exc).__name__})"
+            ) from None
+        except (LineTooLong, ValueError):  # aiohttp's readline refuses a line past its limit
+            raise LLMBadResponse(f"{self.endpoint.who} streamed a line too long") from None
         finally:
             response.release()
 

@@ -116,6 +116,20 @@ def model_configured(agent: str) -> bool:
         return True  # the task will fail with the message when it runs
 
 
+class ModelBrief:
+    """Mixin for built-in agents: ``brief`` (start recorded with the end) only without a
+    model; with one, the agent makes network calls and its start is recorded first."""
+
+    @property
+    def brief(self) -> bool:
+        """True when this agent type has no model configured (a few file writes)."""
+        return not model_configured(str(getattr(self, "name", "")))
+
+    @brief.setter
+    def brief(self, value: bool) -> None:
+        raise AttributeError("brief follows the [llm] settings")
+
+
 def open_session(agent: str, ctx: TaskContext) -> ModelSession | None:
     """The model session of agent type ``agent`` for this task, or None without a model.
 

@@ -517,3 +517,13 @@ def test_readme_llm_example_is_valid_settings() -> None:
     assert (llm.provider, llm.model) == ("openai", "gpt-4o-mini")
     assert llm.agents["backend-engineer"].model == "gpt-4o"
     assert llm.prices["gpt-4o-mini"].output == 0.6
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://h/v1", "http://", "http://h:port/v1"])
+def test_llm_base_url_must_be_http(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(llm={"openai": {"base_url": url}})
+    assert str(info.value) == (
+        "invalid settings: llm.openai.base_url: Value error, expected an http:// or https:// URL"
+        " with a host"
+    )

@@ -387,3 +387,38 @@ def test_retry_after_forms() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=20), usegmt=True)
     assert retry_after(later, now=now.timestamp()) == pytest.approx(20)
+
+
+def test_an_answer_past_the_size_limit(
+    server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectsw.agents.llm import http
+
+    monkeypatch.setattr(http, "BODY_LIMIT", 100_000)
+    server.script(Reply(raw=b"[" + b"1," * 100_000 + b"1]"))
+    with pytest.raises(LLMBadResponse, match="answered more than 100000 bytes"):
+        OpenAIProvider().complete(MESSAGES, **ARGS)  # type: ignore[arg-type]
+
+
+def test_a_streamed_line_too_long(server: ModelServer) -> None:
+    server.script(Reply(events=[(None, '"' + "a" * 2_000_000 + '"')]))
+    with pytest.raises(LLMBadResponse, match="streamed a line too long"):
+        list(OpenAIProvider().stream(MESSAGES, **ARGS))  # type: ignore[arg-type]
+
+
+def test_a_stream_error_event(server: ModelServer) -> None:
+    server.script(
+        Reply(
+            events=[
+                (
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                )
+            ]
+        )
+    )
+    with pytest.raises(LLMError, match="failed mid-stream: Overloaded$"):
+        list(AnthropicProvider().stream(MESSAGES, **ARGS))  # type: ignore[arg-type]

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from connectsw import hookimpl
+from connectsw.agents.architect import ArchitectAgent
 from connectsw.agents.base import TaskContext
 from connectsw.agents.llm.base import Completion, Message, Usage
 from connectsw.agents.llm.session import Choice, choice_for, model_configured, open_session
+from connectsw.agents.product_manager import ProductManagerAgent
 from connectsw.conf.settings import get_settings, load_settings
 from connectsw.core.errors import ConfigError, LLMError, TaskError, TaskTimeout
 from connectsw.core.models import LLMUsage, Request, TaskSpec
@@ -70,6 +72,16 @@ def test_no_provider_no_session(tmp_path: Path) -> None:
     assert choice_for("architect", load_settings().llm) is None
     assert open_session("architect", ctx(tmp_path)) is None
     assert not model_configured("architect")
+    assert ArchitectAgent().brief is True  # a few file writes: start recorded with the end
+
+
+def test_with_a_model_the_agents_are_not_brief(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTSW_LLM__PROVIDER", "openai")
+    monkeypatch.setenv("CONNECTSW_LLM__MODEL", "m")
+    monkeypatch.setenv("CONNECTSW_LLM__AGENTS", '{"architect": {"provider": ""}}')
+    get_settings.cache_clear()
+    assert ProductManagerAgent().brief is False
+    assert ArchitectAgent().brief is True  # this one keeps its template
 
 
 def test_per_agent_overrides() -> None:
