@@ -25,11 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.http_exceptions import LineTooLong
 
 from connectsw.agents.llm.base import Completion, Message, Usage
 from connectsw.core.errors import (
@@ -39,6 +36,10 @@ from connectsw.core.errors import (
     LLMModelNotFound,
     LLMTimeout,
 )
+
+if TYPE_CHECKING:
+    # Imported when a call is made: listing plugins must not import aiohttp (~50 ms).
+    import aiohttp
 
 T = TypeVar("T")
 #: Bytes of an error answer read to find its message.
@@ -180,6 +181,8 @@ class Call:
         headers: dict[str, str],
     ) -> aiohttp.ClientResponse:
         """POST ``body`` as JSON; the response once its status is 2xx (retrying 429/5xx)."""
+        import aiohttp
+
         ep = self.endpoint
         url = ep.url(path)
         failure = ""
@@ -216,6 +219,8 @@ class Call:
         raise LLMError(f"{failure} ({tries} {'try' if tries == 1 else 'tries'}; gave up)")
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        import aiohttp
+
         chunks: list[bytes] = []
         size = 0
         try:
@@ -272,6 +277,9 @@ class Call:
     async def events(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
         """The response's Server-Sent Events as (event name, parsed JSON data); a
         ``[DONE]`` data line ends them."""
+        import aiohttp
+        from aiohttp.http_exceptions import LineTooLong
+
         event, data = "", []
         try:
             while True:
@@ -319,6 +327,8 @@ class Call:
 
 def session(timeout: float) -> aiohttp.ClientSession:
     """A client session for one call (its own deadline is kept by :class:`Call`)."""
+    import aiohttp
+
     return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout + 5))
 
 
