@@ -143,9 +143,9 @@ def test_register_llm_providers_adds_a_provider_beside_the_builtins() -> None:
 
     get_plugin_manager().register(EchoPlugin(), name="echo-plugin")
     providers = get_registries().llm_providers
-    assert list(providers.items) == ["echo", "openai", "anthropic"]
+    assert list(providers.items) == ["echo", "openai", "anthropic", "llm"]
     assert providers.owners["echo"] == "echo-plugin"
     from connectsw.plugins.manager import plugin_infos
 
     info = {i["name"]: i for i in plugin_infos()}
-    assert info["connectsw.agents.llm.builtin"]["llm_providers"] == ["openai", "anthropic"]
+    assert info["connectsw.agents.llm.builtin"]["llm_providers"] == ["openai", "anthropic", "llm"]

@@ -74,7 +74,7 @@ def reply_of(kind: str, text: str, tokens_in: int = 10, tokens_out: int = 5) -> 
 
 def test_builtin_providers_are_registered_and_typed() -> None:
     providers = get_registries().llm_providers
-    assert [p.name for p in providers] == ["openai", "anthropic"]
+    assert [p.name for p in providers] == ["openai", "anthropic", "llm"]
     assert all(isinstance(p, LLMProvider) for p in providers)
     assert providers.owners["openai"] == "connectsw.agents.llm.builtin"
 

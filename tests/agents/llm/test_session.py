@@ -179,5 +179,5 @@ def test_an_unknown_provider_names_the_installed_ones(
     with pytest.raises(LLMError) as info:
         open_session("architect", ctx(tmp_path))
     assert str(info.value) == (
-        "no LLM provider 'opneai' (llm.provider; installed: anthropic, openai)"
+        "no LLM provider 'opneai' (llm.provider; installed: anthropic, llm, openai)"
     )
