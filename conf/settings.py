@@ -361,7 +361,8 @@ class LLMEndpointSettings(_Section):
 
 
 class LLMAgentSettings(_Section):
-    """One agent type's overrides of the ``[llm]`` choices (``[llm.agents.NAME]``)."""
+    """One agent type's overrides of the ``[llm]`` choices (``[llm.agents.NAME]``);
+    ``provider = ""`` keeps that agent on its built-in template."""
 
     provider: str | None = None
     model: str | None = None
