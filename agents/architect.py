@@ -1,10 +1,20 @@
-"""The architect agent: docs/architecture.md and the first ADR, from the PRD."""
+"""The architect agent: docs/architecture.md and the first ADR, from the PRD.
+
+With a model configured the model writes the architecture and its ADRs in the
+``FILE:`` format (prompts ``architect.md`` and ``file-format.md``), under docs/;
+without one they are the deterministic templates below.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
+from connectsw.agents.llm.base import Message
+from connectsw.agents.llm.context import design_paths, documents, project_memory, section
+from connectsw.agents.llm.files import parse_files
+from connectsw.agents.llm.prompts import system_prompt
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import (
     Product,
     bullets,
@@ -15,24 +25,27 @@ from connectsw.agents.text import (
     product_for,
     slugify,
 )
+from connectsw.core.errors import LLMBadResponse
 
 ARCHITECTURE_PATH = "docs/architecture.md"
 ADR_TITLE = "Use the Python standard library HTTP server"
 ADR_PATH = f"docs/adr/0001-{slugify(ADR_TITLE)}.md"
 
 
-class ArchitectAgent(Agent):
+class ArchitectAgent(ModelBrief, Agent):
     """Describes the components, API and data model the engineers then build."""
 
     name = "architect"
-    isolation = "thread"  # writes a few files: brief
-    brief = True
+    isolation = "thread"  # a few file writes, or model calls (each with a deadline)
     uses_memory = True
     description = "Writes docs/architecture.md and an ADR for the product in docs/PRD.md."
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Write the architecture document and ADR 0001."""
         product = product_for(ctx)
+        session = open_session(self.name, ctx)
+        if session is not None:
+            return self._with_model(ctx, product, session)
         artifacts = [
             ctx.write(
                 ARCHITECTURE_PATH,
@@ -47,6 +60,40 @@ class ArchitectAgent(Agent):
         return AgentOutput(
             summary=f"Wrote the architecture of {product.title} and ADR 0001",
             outputs={"endpoints": endpoint_names()},
+            artifacts=artifacts,
+        )
+
+    def _with_model(self, ctx: TaskContext, product: Product, session: ModelSession) -> AgentOutput:
+        """The model writes docs/architecture.md and docs/adr/*.md."""
+        request = ctx.request.text or product.title
+        ask = "\n".join(
+            [
+                "Write docs/architecture.md and the ADRs for this product.\n",
+                f"## Request\n\n{request}\n",
+                documents(ctx, design_paths(ctx)),
+                section("Project memory", project_memory(ctx, request)),
+                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
+            ]
+        )
+        system = system_prompt(self.name, ctx.workspace, files=True)
+        reply = session.complete([Message("system", system), Message("user", ask)])
+        files = parse_files(reply, ("docs/",))
+        if ARCHITECTURE_PATH not in {f.path for f in files}:
+            raise LLMBadResponse(f"the model's reply has no FILE: {ARCHITECTURE_PATH} block")
+        artifacts = [
+            ctx.write(
+                f.path,
+                f.text,
+                type="document",
+                description="Architecture" if f.path == ARCHITECTURE_PATH else "Decision record",
+            )
+            for f in files
+        ]
+        adrs = [f.path for f in files if f.path.startswith("docs/adr/")]
+        return AgentOutput(
+            summary=f"Wrote the architecture of {product.title} and {len(adrs)} ADRs "
+            f"with {session.choice.model}",
+            outputs={"documents": [f.path for f in files], "adrs": adrs},
             artifacts=artifacts,
         )
 

@@ -1,10 +1,15 @@
 """The backend-engineer agent: a runnable standard-library HTTP service and its tests.
 
-It generates the new-product scaffold deterministically. A change to existing
-code (``with: {feature: ...}`` or ``with: {bug: ...}``, as the new-feature and
-fix-bug workflows ask) needs a model, which the built-in agents do not have: the
-agent then fails the task, says so, and changes nothing, rather than rewriting
-the scaffold and reporting success.
+Without a model it generates the new-product scaffold deterministically; a change
+to existing code (``with: {feature: ...}`` or ``with: {bug: ...}``, as the
+new-feature and fix-bug workflows ask) needs a model: the agent then fails the
+task, says so, and changes nothing, rather than rewriting the scaffold and
+reporting success.
+
+With a model configured (``[llm]``) the model writes the service and its tests, or
+the change, from the PRD, architecture and ADRs (and the existing sources for a
+change), and gets its failing tests back up to ``llm.fix_rounds`` times
+(:mod:`connectsw.agents.llm.coding`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,12 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
+from connectsw.agents.llm.coding import write_and_fix
+from connectsw.agents.llm.context import design_paths, documents, project_memory, section, sources
+from connectsw.agents.llm.prompts import system_prompt
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, endpoint_table, feedback_section, product_for
+from connectsw.conf.settings import get_settings
 from connectsw.core.errors import TaskError, describe_validation_error
 
 APP_TEMPLATE = '''\
@@ -264,12 +274,11 @@ NO_MODEL = (
 )
 
 
-class BackendEngineerAgent(Agent):
+class BackendEngineerAgent(ModelBrief, Agent):
     """Writes service/ (standard library only) and tests/test_service.py."""
 
     name = "backend-engineer"
-    isolation = "thread"  # writes a few files: brief
-    brief = True
+    isolation = "thread"  # a few file writes, or model calls and tests under the supervisor
     description = (
         "Writes a standard-library Python HTTP service in service/ with unittest tests; "
         "a feature or bug fix (with.feature, with.bug) needs a model and fails without one."
@@ -286,6 +295,9 @@ class BackendEngineerAgent(Agent):
             inputs = BackendEngineerInput.model_validate(ctx.inputs)
         except ValidationError as exc:
             raise TaskError(f"invalid input: {describe_validation_error(exc)}") from None
+        session = open_session(self.name, ctx)
+        if session is not None:
+            return self._with_model(ctx, inputs, session)
         for verb, change in (("implement", inputs.feature), ("fix", inputs.bug)):
             if change is not None:
                 raise TaskError(
@@ -321,6 +333,41 @@ class BackendEngineerAgent(Agent):
                 "test_command": "python -m unittest discover -s tests -t .",
             },
             artifacts=artifacts,
+        )
+
+    def _with_model(
+        self, ctx: TaskContext, inputs: BackendEngineerInput, session: ModelSession
+    ) -> AgentOutput:
+        """The model writes (or changes) the service and its tests; tests are run and fixed."""
+        change = inputs.feature or inputs.bug
+        if change is not None:
+            verb = "Implement this feature" if inputs.feature else "Fix this bug"
+            task = f"{verb} in the existing code: {change}\n\n## Current sources\n\n{sources(ctx)}"
+        else:
+            task = "Build the service and its tests."
+        request = ctx.request.text or ctx.task.title
+        ask = "\n".join(
+            [
+                task + "\n",
+                f"## Request\n\n{request}\n",
+                documents(ctx, design_paths(ctx)),
+                section("Project memory", project_memory(ctx, request)),
+                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
+            ]
+        )
+        system = system_prompt(self.name, ctx.workspace, files=True)
+        rounds = get_settings().llm.fix_rounds
+        done = write_and_fix(ctx, session, system, ask, (), rounds)
+        return AgentOutput(
+            summary=f"Wrote {len(done.artifacts)} files with {session.choice.model}; "
+            f"{done.passed} tests pass after {done.fix_rounds} fix rounds",
+            outputs={
+                "files": [a.path for a in done.artifacts],
+                "tests": done.tests,
+                "fix_rounds": done.fix_rounds,
+                "test_command": "python -m unittest discover -s tests -t .",
+            },
+            artifacts=done.artifacts,
         )
 
 

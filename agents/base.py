@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectsw.core.models import Artifact, Request, TaskSpec
+from connectsw.core.models import Artifact, LLMUsage, Request, TaskSpec
 
 log = logging.getLogger("connectsw.agents")
 
@@ -31,6 +31,8 @@ class AgentOutput(BaseModel):
     summary: str = ""
     outputs: dict[str, Any] = Field(default_factory=dict)
     artifacts: list[Artifact] = Field(default_factory=list)
+    #: Language-model use of the attempt; None: the runner takes ``ctx.usage``.
+    usage: LLMUsage | None = None
 
 
 class AgentInput(BaseModel):
@@ -66,6 +68,11 @@ class TaskContext:
     #: Called with the process group of each command the agent starts, so that a
     #: resumed execution can end a crashed owner's leftovers (the supervisor calls it).
     on_spawn: Callable[[Any], None] | None = None
+    #: Language-model use so far in this attempt, added to by
+    #: :class:`connectsw.agents.llm.session.ModelSession`; recorded with the attempt's
+    #: result, failed or not (for an agent run in a child process, only what its
+    #: ``AgentOutput.usage`` returns).
+    usage: LLMUsage = field(default_factory=LLMUsage)
 
     @property
     def inputs(self) -> dict[str, Any]:

@@ -1,11 +1,21 @@
-"""The frontend-engineer agent: a static page in web/ that uses the service's API."""
+"""The frontend-engineer agent: a static page in web/ that uses the service's API.
+
+With a model configured the model writes the page and its tests (in web/ and
+tests/) from the PRD and architecture, and gets its failing tests back up to
+``llm.fix_rounds`` times (:mod:`connectsw.agents.llm.coding`).
+"""
 
 from __future__ import annotations
 
 import html
 
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
+from connectsw.agents.llm.coding import write_and_fix
+from connectsw.agents.llm.context import design_paths, documents, project_memory, section
+from connectsw.agents.llm.prompts import system_prompt
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, one_line, product_for
+from connectsw.conf.settings import get_settings
 
 APP_JS = """\
 "use strict";
@@ -127,17 +137,19 @@ if __name__ == "__main__":
 '''
 
 
-class FrontendEngineerAgent(Agent):
+class FrontendEngineerAgent(ModelBrief, Agent):
     """Writes web/index.html, web/app.js, web/style.css and tests/test_web.py."""
 
     name = "frontend-engineer"
-    isolation = "thread"  # writes a few files: brief
-    brief = True
+    isolation = "thread"  # a few file writes, or model calls and tests under the supervisor
     description = "Writes a static web page in web/ that lists and adds items through the API."
 
     def run(self, ctx: TaskContext) -> AgentOutput:
         """Write the page, its script and style, and the page's tests."""
         product = product_for(ctx)
+        session = open_session(self.name, ctx)
+        if session is not None:
+            return self._with_model(ctx, session)
         title = html.escape(one_line(product.title))
         artifacts = [
             ctx.write(
@@ -160,6 +172,32 @@ class FrontendEngineerAgent(Agent):
             summary=f"Wrote the {product.title} web page and its tests",
             outputs={"page": "web/index.html", "calls": ["/api/info", "/api/items"]},
             artifacts=artifacts,
+        )
+
+    def _with_model(self, ctx: TaskContext, session: ModelSession) -> AgentOutput:
+        """The model writes web/ and its tests; tests are run and fixed."""
+        request = ctx.request.text or ctx.task.title
+        ask = "\n".join(
+            [
+                "Build the web page and its tests.\n",
+                f"## Request\n\n{request}\n",
+                documents(ctx, design_paths(ctx)),
+                section("Project memory", project_memory(ctx, request)),
+                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
+            ]
+        )
+        system = system_prompt(self.name, ctx.workspace, files=True)
+        rounds = get_settings().llm.fix_rounds
+        done = write_and_fix(ctx, session, system, ask, ("web/", "tests/"), rounds)
+        return AgentOutput(
+            summary=f"Wrote {len(done.artifacts)} files with {session.choice.model}; "
+            f"{done.passed} tests pass after {done.fix_rounds} fix rounds",
+            outputs={
+                "files": [a.path for a in done.artifacts],
+                "tests": done.tests,
+                "fix_rounds": done.fix_rounds,
+            },
+            artifacts=done.artifacts,
         )
 
 

@@ -1,4 +1,9 @@
-"""The product-manager agent: turns a request into docs/PRD.md (or a generic document)."""
+"""The product-manager agent: turns a request into docs/PRD.md (or a generic document).
+
+With a model configured (``[llm]``) the model writes the document from the request,
+the project's memory and the checkpoint feedback (prompt ``product-manager.md``);
+without one the document is the deterministic template below.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
+from connectsw.agents.llm.base import Message
+from connectsw.agents.llm.context import documents, project_memory, section
+from connectsw.agents.llm.files import strip_fence
+from connectsw.agents.llm.prompts import load_prompt
+from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import (
     PRD_PATH,
     Product,
@@ -16,10 +26,12 @@ from connectsw.agents.text import (
     feedback_section,
     memory_section,
     one_line,
+    parse_prd,
+    slugify,
     target_users,
     title_case,
 )
-from connectsw.core.errors import TaskError, describe_validation_error
+from connectsw.core.errors import LLMBadResponse, TaskError, describe_validation_error
 
 
 class ProductManagerInput(AgentInput):
@@ -30,12 +42,11 @@ class ProductManagerInput(AgentInput):
     notes: str | None = None
 
 
-class ProductManagerAgent(Agent):
+class ProductManagerAgent(ModelBrief, Agent):
     """Writes a product requirements document from the request text, deterministically."""
 
     name = "product-manager"
-    isolation = "thread"  # writes a few files: brief
-    brief = True
+    isolation = "thread"  # a few file writes, or model calls (each with a deadline)
     description = "Writes the product requirements document (docs/PRD.md) from the request."
     uses_memory = True
     input_model = ProductManagerInput
@@ -51,6 +62,9 @@ class ProductManagerAgent(Agent):
         if not text and not title:
             raise TaskError("nothing to write about: the request text and task title are empty")
         product = describe(text or title, title)
+        session = open_session(self.name, ctx)
+        if session is not None:
+            return self._with_model(ctx, inputs, product, session)
         if inputs.output:
             return self._document(ctx, inputs, product)
         prd = render_prd(product, inputs.notes, ctx.feedback, ctx.memories)
@@ -85,6 +99,66 @@ class ProductManagerAgent(Agent):
                 "features": list(product.features),
                 "path": path,
             },
+            artifacts=[artifact],
+        )
+
+    def _with_model(
+        self,
+        ctx: TaskContext,
+        inputs: ProductManagerInput,
+        product: Product,
+        session: ModelSession,
+    ) -> AgentOutput:
+        """The model writes the PRD (or the ``output`` document)."""
+        path = inputs.output or PRD_PATH
+        try:
+            ctx.path(path)
+        except ValueError as exc:
+            raise TaskError(str(exc)) from None
+        request = ctx.request.text or ctx.task.title
+        what = (
+            f"Write the document `{path}` titled {inputs.title!r} for this project."
+            if inputs.output
+            else "Write the product requirements document (docs/PRD.md)."
+        )
+        ask = "\n".join(
+            [
+                what + "\n",
+                f"## Request\n\n{request}\n",
+                *([f"## Product name\n\n{inputs.title}\n"] if inputs.title else []),
+                *([f"## Notes\n\n{inputs.notes.strip()}\n"] if inputs.notes else []),
+                section("Project memory", project_memory(ctx, request)),
+                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
+                documents(ctx, [PRD_PATH] if inputs.output else []),
+            ]
+        )
+        reply = session.complete(
+            [
+                Message("system", load_prompt(self.name, ctx.workspace)),
+                Message("user", ask),
+            ]
+        )
+        text = strip_fence(reply)
+        if not text.strip():
+            raise LLMBadResponse("the model's reply is empty")
+        artifact = ctx.write(
+            path,
+            text,
+            type="document",
+            description=one_line(inputs.title or "Product requirements"),
+        )
+        title, features = parse_prd(text)
+        title = title or product.title
+        outputs = {
+            "product": title,
+            "slug": slugify(title),
+            "features": features or list(product.features),
+        }
+        if inputs.output:
+            outputs["path"] = path
+        return AgentOutput(
+            summary=f"Wrote {path} for {title} with {session.choice.model}",
+            outputs=outputs,
             artifacts=[artifact],
         )
 

@@ -1,4 +1,9 @@
-"""The QA-engineer agent: runs the workspace's tests and writes docs/QA-report.md."""
+"""The QA-engineer agent: runs the workspace's tests and writes docs/QA-report.md.
+
+With a model configured the report's body is the model's reading of the real test
+output (prompt ``qa-engineer.md``), under the same header of measured results;
+the task passes or fails on those results alone.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,16 @@ import importlib.util
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
+from connectsw.agents.llm.base import Message
+from connectsw.agents.llm.context import section
+from connectsw.agents.llm.files import strip_fence
+from connectsw.agents.llm.prompts import load_prompt
+from connectsw.agents.llm.session import ModelSession, open_session
 from connectsw.agents.text import feedback_section
 from connectsw.core import supervisor
 from connectsw.core.errors import TaskError, TaskTimeout
@@ -32,11 +43,17 @@ class RunResult:
     failed: int
 
 
-def build_command() -> list[str]:
-    """Arguments after the interpreter: pytest if importable here, else unittest discovery."""
+def build_command(paths: Sequence[str] = ()) -> list[str]:
+    """Arguments after the interpreter: pytest if importable here, else unittest discovery.
+
+    ``paths`` (workspace-relative ``.py`` files) runs only those tests.
+    """
     if importlib.util.find_spec("pytest") is not None:
         # No cache provider: running the tests must not leave .pytest_cache in the workspace.
-        return ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        return ["-m", "pytest", "-q", "-p", "no:cacheprovider", *paths]
+    if paths:
+        modules = [p.removesuffix(".py").replace("/", ".") for p in paths]
+        return ["-m", "unittest", "-v", *modules]
     return ["-m", "unittest", "discover", "-s", "tests", "-t", ".", "-v"]
 
 
@@ -65,15 +82,16 @@ def scrub(output: str) -> str:
     return re.sub(r"\bin \d+(?:\.\d+)?s\b(?: \([0-9:.]+\))?", "in <time>", output)
 
 
-def run_tests(ctx: TaskContext) -> RunResult:
+def run_tests(ctx: TaskContext, paths: Sequence[str] = ()) -> RunResult:
     """Run the tests under the supervisor in the workspace.
 
     The deadline, stop check and spawn hook come from ``ctx`` (else
     ``ctx.timeout`` or :data:`DEFAULT_TIMEOUT` seconds from now). Raises
     TaskTimeout past the deadline (the whole process group is ended first),
-    TaskError if stopped or if the interpreter cannot be started.
+    TaskError if stopped or if the interpreter cannot be started. ``paths``: only
+    those test files (see :func:`build_command`).
     """
-    args = build_command()
+    args = build_command(paths) if paths else build_command()
     display = " ".join(["python", *args])
     timeout = ctx.timeout if ctx.timeout is not None else DEFAULT_TIMEOUT
     extra: dict[str, Any] = {}
@@ -98,8 +116,20 @@ def run_tests(ctx: TaskContext) -> RunResult:
 
 def render_report(run: RunResult, feedback: list[str]) -> str:
     """docs/QA-report.md; no dates, so the same results give the same bytes."""
-    ok = run.returncode == 0 and run.passed > 0
     tail = "\n".join(run.output.rstrip().splitlines()[-TAIL_LINES:])
+    return "\n".join(
+        [
+            render_header(run),
+            f"## Output (last {TAIL_LINES} lines)\n",
+            f"```text\n{tail}\n```\n",
+            feedback_section(feedback),
+        ]
+    )
+
+
+def render_header(run: RunResult) -> str:
+    """The report's measured part: result, command, exit code, counts."""
+    ok = run.returncode == 0 and run.passed > 0
     return "\n".join(
         [
             "# QA report\n",
@@ -107,9 +137,6 @@ def render_report(run: RunResult, feedback: list[str]) -> str:
             "| Command | Exit code | Passed | Failed |",
             "| --- | --- | --- | --- |",
             f"| `{run.command}` | {run.returncode} | {run.passed} | {run.failed} |\n",
-            f"## Output (last {TAIL_LINES} lines)\n",
-            f"```text\n{tail}\n```\n",
-            feedback_section(feedback),
         ]
     )
 
@@ -126,10 +153,12 @@ class QAEngineerAgent(Agent):
         if not ctx.path("tests").is_dir():
             raise TaskError("no tests/ directory in the workspace")
         run = run_tests(ctx)
+        report = render_report(run, ctx.feedback)
+        session = open_session(self.name, ctx)
+        if session is not None:
+            report = self._with_model(ctx, run, session)
         # The report is written even on failure so a person can read why.
-        artifact = ctx.write(
-            REPORT_PATH, render_report(run, ctx.feedback), type="document", description="QA report"
-        )
+        artifact = ctx.write(REPORT_PATH, report, type="document", description="QA report")
         if run.returncode != 0:
             raise TaskError(
                 f"tests failed: {run.failed} failed, {run.passed} passed "
@@ -145,4 +174,23 @@ class QAEngineerAgent(Agent):
                 "command": run.command,
             },
             artifacts=[artifact],
+        )
+
+    def _with_model(self, ctx: TaskContext, run: RunResult, session: ModelSession) -> str:
+        """The report: the measured header, then the model's reading of the output."""
+        from connectsw.agents.llm.coding import tail
+
+        ask = "\n".join(
+            [
+                f"Command: `{run.command}`; exit code {run.returncode}; "
+                f"{run.passed} passed, {run.failed} failed.\n",
+                f"```text\n{tail(run.output)}\n```\n",
+                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
+            ]
+        )
+        reply = session.complete(
+            [Message("system", load_prompt(self.name, ctx.workspace)), Message("user", ask)]
+        )
+        return (
+            render_header(run) + "\n" + strip_fence(reply) + "\n" + feedback_section(ctx.feedback)
         )

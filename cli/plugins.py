@@ -24,7 +24,7 @@ def plugins(as_json: bool) -> None:
 
     JSON: a list of objects with name, builtin, distribution, version, status
     (loaded, failed, skipped), error, warnings, hint (how to leave it out), hooks,
-    agents, workflows, gates and embedders.
+    agents, workflows, gates, embedders and llm_providers.
     """
     infos = plugin_infos()
     if as_json:
@@ -35,7 +35,7 @@ def plugins(as_json: bool) -> None:
         source = "built-in" if info["builtin"] else f"{info['distribution']} {info['version']}"
         provides = "; ".join(
             f"{kind}: {', '.join(info[kind])}"
-            for kind in ("agents", "workflows", "gates", "embedders")
+            for kind in ("agents", "workflows", "gates", "embedders", "llm_providers")
             if info[kind]
         )
         status = info["status"]

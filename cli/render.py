@@ -59,6 +59,11 @@ def status_text(status: ExecutionStatus) -> str:
     return f"[{style}]{status.value}[/{style}]"
 
 
+def money(dollars: float) -> str:
+    """``$0.0123``: US dollars to four decimals (a call often costs under a cent)."""
+    return f"${dollars:.4f}"
+
+
 def show_view(console: Console, view: ExecutionView) -> None:
     """Print an execution: status, tasks, and what to do next."""
     eid = view.execution_id
@@ -70,10 +75,27 @@ def show_view(console: Console, view: ExecutionView) -> None:
     table = Table(show_header=True, header_style="bold", box=None)
     table.add_column("task")
     table.add_column("state")
+    usage = view.usage
+    if usage:  # columns of model use only when a model was called
+        for name in ("calls", "tokens in", "tokens out", "cost"):
+            table.add_column(name, justify="right")
     for tid, state in view.tasks.items():
         style = TASK_STYLES.get(state, "white")
-        table.add_row(Text(tid), f"[{style}]{state.value}[/{style}]")
+        cells: list[Text | str] = [Text(tid), f"[{style}]{state.value}[/{style}]"]
+        if usage:
+            u = usage.tasks.get(tid)
+            cells += (
+                [str(u.calls), str(u.tokens_in), str(u.tokens_out), money(u.cost)]
+                if u
+                else ["", "", "", ""]
+            )
+        table.add_row(*cells)
     console.print(table)
+    if usage:
+        console.print(
+            f"Model use: {usage.calls} calls, {usage.tokens_in} tokens in, "
+            f"{usage.tokens_out} tokens out, {money(usage.cost)}"
+        )
     if view.error:
         console.print(f"[red]{escape(view.error)}[/red]")
     if view.gate is not None and not view.gate.passed:

@@ -373,6 +373,97 @@ class MemorySettings(_Section):
     """Longest text stored per memory (longer documents are cut there)."""
 
 
+class LLMEndpointSettings(_Section):
+    """Where one built-in provider's API is and where its key comes from.
+
+    The key is read from the environment variable ``api_key_env`` or, when that is
+    unset or empty, from the first line of ``api_key_file``; neither set: no key is
+    sent (a local server such as Ollama or llama.cpp needs none). It is never logged.
+    """
+
+    base_url: str = Field("", max_length=2000)
+    """The API's root URL; empty: the provider's public API."""
+    api_key_env: str = Field("", max_length=200)
+    """Name of the environment variable holding the key; empty: the provider's usual one."""
+    api_key_file: Path | None = None
+    """A file whose first line is the key (e.g. ``/run/secrets/openai``)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            _ = parts.port  # raises for a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:  # the value is not quoted: it may hold credentials
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
+
+class LLMAgentSettings(_Section):
+    """One agent type's overrides of the ``[llm]`` choices (``[llm.agents.NAME]``);
+    ``provider = ""`` keeps that agent on its built-in template."""
+
+    provider: str | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class LLMPrice(_Section):
+    """A model's price in US dollars per million tokens (``[llm.prices."MODEL"]``)."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
+class LLMSettings(_Section):
+    """The language model behind the built-in agents (agents/llm/).
+
+    ``provider`` empty: no model; the agents keep their deterministic built-in
+    behaviour. Otherwise the name of a registered provider (``openai`` for any
+    OpenAI-compatible chat-completions server, ``anthropic``, or a plugin's).
+    """
+
+    provider: str = Field("", max_length=100)
+    model: str = Field("", max_length=200)
+    max_tokens: int = Field(4096, ge=1, le=1_000_000)
+    """Tokens a reply may have at most."""
+    temperature: float = Field(0.2, ge=0, le=2)
+    timeout: PositiveSeconds = Field(120.0, le=3600)
+    """Seconds one call may take (within the task's own deadline); above 0, at most 3600."""
+    retries: int = Field(4, ge=0, le=20)
+    """Calls repeated after HTTP 429, 5xx or a dropped connection."""
+    retry_backoff: Seconds = Field(1.0, le=600)
+    """Seconds before the first repeat, doubling each time; 0 to 600."""
+    retry_backoff_max: Seconds = Field(30.0, le=3600)
+    """Seconds, the longest wait between calls, a server's ``Retry-After`` included."""
+    fix_rounds: int = Field(3, ge=0, le=20)
+    """Times an engineer agent gets its failing tests' output back to fix its code."""
+    prompts_dir: str = ""
+    """A directory of prompt files (``NAME.md``) replacing the shipped ones; a project's
+    ``.connectsw/prompts/`` comes first."""
+    openai: LLMEndpointSettings = Field(default_factory=LLMEndpointSettings)
+    anthropic: LLMEndpointSettings = Field(default_factory=LLMEndpointSettings)
+    agents: dict[str, LLMAgentSettings] = Field(default_factory=dict)
+    """Per agent type (``product-manager``, ``backend-engineer`` ...): its own provider,
+    model, max_tokens or temperature."""
+    prices: dict[str, LLMPrice] = Field(default_factory=dict)
+    """Per model name: dollars per million input and output tokens (cost 0 when absent)."""
+
+    @model_validator(mode="after")
+    def _model_with_provider(self) -> LLMSettings:
+        if self.provider and not self.model:
+            raise ValueError("llm.model: needed when llm.provider is set")
+        return self
+
+
 class Settings(BaseSettings):
     """All of ConnectSW's settings."""
 
@@ -394,6 +485,8 @@ class Settings(BaseSettings):
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")

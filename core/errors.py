@@ -139,6 +139,40 @@ class TaskTimeout(TaskError):
     code = "task_timeout"
 
 
+class LLMError(TaskError):
+    """A language-model provider could not answer (agents/llm/).
+
+    The message is one line naming the provider, its host and what to fix; it
+    never holds an API key (keys are scrubbed from whatever a server answers).
+    """
+
+    code = "llm_error"
+
+
+class LLMAuthError(LLMError):
+    """The provider refused the API key (HTTP 401 or 403)."""
+
+    code = "llm_auth"
+
+
+class LLMModelNotFound(LLMError):
+    """The provider has no such model (HTTP 404, or an error code ``model_not_found``)."""
+
+    code = "llm_model_not_found"
+
+
+class LLMBadResponse(LLMError):
+    """The provider's answer is not the protocol's JSON (malformed, or fields missing)."""
+
+    code = "llm_bad_response"
+
+
+class LLMTimeout(LLMError):
+    """The provider did not answer within the call's timeout."""
+
+    code = "llm_timeout"
+
+
 def one_line(exc: BaseException, typed: bool = False) -> str:
     """The first line of an exception's message, for a user or a record.
 

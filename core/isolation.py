@@ -85,6 +85,8 @@ def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int) -> None:
         ctx.on_spawn = None
         try:
             output = normalise(agent.run(ctx))
+            if output.usage is None and ctx.usage:  # the parent cannot see ctx's
+                output.usage = ctx.usage
             payload: dict[str, Any] = {"ok": output.model_dump(mode="json")}
         except TaskError as exc:
             payload = {"error": one_line(exc), "type": type(exc).__name__}

@@ -205,6 +205,33 @@ class Artifact(ApiModel):
     url: str | None = None
 
 
+class LLMUsage(ApiModel):
+    """Language-model use: calls, tokens in and out, cost in US dollars (``llm.prices``)."""
+
+    calls: int = Field(0, ge=0)
+    tokens_in: int = Field(0, ge=0)
+    tokens_out: int = Field(0, ge=0)
+    cost: float = Field(0.0, ge=0)
+
+    def __add__(self, other: LLMUsage) -> LLMUsage:
+        return LLMUsage(
+            calls=self.calls + other.calls,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            cost=self.cost + other.cost,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.calls or self.tokens_in or self.tokens_out or self.cost)
+
+
+class ExecutionUsage(LLMUsage):
+    """An execution's language-model use: its total, and each task's over all its
+    attempts and rounds (a failed attempt's tokens were paid for too)."""
+
+    tasks: dict[str, LLMUsage] = Field(default_factory=dict)
+
+
 class TaskResult(ApiModel):
     """The persisted outcome of one attempt of one task."""
 
@@ -223,6 +250,8 @@ class TaskResult(ApiModel):
     #: The process group running this attempt (supervisor ProcessRef as a dict), if any:
     #: a resumed execution stops a crashed owner's leftovers through it.
     process: dict[str, Any] | None = None
+    #: The attempt's language-model use, if it called a model.
+    usage: LLMUsage | None = None
 
 
 class RuleResult(ApiModel):
@@ -350,3 +379,5 @@ class ExecutionView(ApiModel):
     tasks: dict[str, TaskStatus] = Field(default_factory=dict)
     workspace: str
     error: str | None = None
+    usage: ExecutionUsage = Field(default_factory=ExecutionUsage)
+    """Language-model calls, tokens and cost: the execution's total and per task."""

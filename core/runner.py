@@ -31,7 +31,15 @@ from connectsw.core.errors import (
     one_line,
 )
 from connectsw.core.isolation import AttemptStopped, normalise, run_isolated
-from connectsw.core.models import Event, Execution, TaskResult, TaskSpec, TaskStatus, utcnow
+from connectsw.core.models import (
+    Event,
+    Execution,
+    LLMUsage,
+    TaskResult,
+    TaskSpec,
+    TaskStatus,
+    utcnow,
+)
 from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
 from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
@@ -355,6 +363,7 @@ def _attempts(
             last += 1
             continue
         deadline = time.monotonic() + timeout if timeout else None  # starts with the attempt
+        ctx: TaskContext | None = None
         try:
             if agent is None:
                 raise ConnectSWError(f"agent {task.agent!r} is not installed on this worker")
@@ -390,6 +399,7 @@ def _attempts(
                     "artifacts": output.artifacts,
                     "commit": sha,
                     "finished_at": utcnow(),
+                    "usage": _usage(output.usage if output.usage is not None else ctx.usage),
                 }
             )
             return run.finish(done, EventKind.TASK_SUCCEEDED, output.summary)
@@ -402,6 +412,7 @@ def _attempts(
                     "status": status,
                     "error": f"stopped: {exc.reason}",
                     "finished_at": utcnow(),
+                    "usage": _usage(ctx.usage if ctx is not None else None),
                 }
             )
             return run.finish(stopped, TASK_EVENTS[status], f"stopped: {exc.reason}")
@@ -410,7 +421,12 @@ def _attempts(
             if not isinstance(exc, ConnectSWError):
                 log.exception("task %s attempt %d crashed", task.id, attempt)
             failed = run.started.model_copy(
-                update={"status": TaskStatus.FAILED, "error": error, "finished_at": utcnow()}
+                update={
+                    "status": TaskStatus.FAILED,
+                    "error": error,
+                    "finished_at": utcnow(),
+                    "usage": _usage(ctx.usage if ctx is not None else None),
+                }
             )
             reason = run.should_stop()
             if reason is not None:  # failed because it was being stopped
@@ -428,11 +444,21 @@ def _attempts(
                 if status is None:
                     return None
                 nxt = failed.model_copy(
-                    update={"attempt": attempt + 1, "status": status, "error": f"not run: {reason}"}
+                    update={
+                        "attempt": attempt + 1,
+                        "status": status,
+                        "error": f"not run: {reason}",
+                        "usage": None,
+                    }
                 )
                 return run.finish(nxt, TASK_EVENTS[status], f"not run: {reason}")
             return run.finish(failed, EventKind.TASK_FAILED, error)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _usage(usage: LLMUsage | None) -> LLMUsage | None:
+    """What an attempt records of its model use (None when it made no call)."""
+    return usage.model_copy() if usage else None
 
 
 def _may_be_rerun(call: TaskCall) -> bool:

@@ -76,4 +76,5 @@ class Views:
             tasks=self.task_states(execution),
             workspace=execution.workspace,
             error=execution.error,
+            usage=self.store.llm_usage(execution.id),
         )

@@ -67,6 +67,21 @@ def register_embedders(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_llm_providers(register: Callable[[Any], None]) -> None:
+    """Register language-model providers: call ``register(provider)`` for each.
+
+    A provider (:class:`connectsw.agents.llm.base.LLMProvider`) has a ``name`` (the
+    value of the ``llm.provider`` setting that selects it), a ``description``,
+    ``complete(messages, *, model, max_tokens, temperature, timeout) -> Completion``
+    (text, tokens in and out, cost or None) and ``stream(...)`` with the same
+    arguments, yielding text chunks then one :class:`~connectsw.agents.llm.base.Usage`.
+    It raises :class:`connectsw.core.errors.LLMError` (one line, never a key).
+    Built-ins: ``openai`` (any OpenAI-compatible chat-completions server) and
+    ``anthropic``. Called once per process, when a registry is first needed.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add commands to the ``connectsw`` CLI with ``cli.add_command``.
 

@@ -54,6 +54,7 @@ DEFAULT_PLUGINS = (
     "connectsw.core.workflows",
     "connectsw.gates.rules",
     "connectsw.core.memory_embedders",
+    "connectsw.agents.llm.builtin",
 )
 LOAD_ENV = "CONNECTSW_LOAD_PLUGINS"
 STRICT_ENV = "CONNECTSW_STRICT_PLUGINS"
@@ -479,6 +480,7 @@ def plugin_infos() -> list[dict[str, Any]]:
                 "workflows": regs.workflows.names_of(source.name),
                 "gates": regs.gates.names_of(source.name),
                 "embedders": regs.embedders.names_of(source.name),
+                "llm_providers": regs.llm_providers.names_of(source.name),
             }
         )
     return infos

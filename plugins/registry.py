@@ -1,4 +1,5 @@
-"""Registries of what plugins provide (agents, workflows, gate rules, embedders).
+"""Registries of what plugins provide (agents, workflows, gate rules, embedders,
+LLM providers).
 
 Discovery hooks are called one implementation at a time, in pluggy's call order,
 so every registered item is attributed to its plugin: a collision or an invalid
@@ -92,6 +93,9 @@ class Registries:
     workflows: Registry[Any]
     gates: Registry[Any]
     embedders: Registry[Any] = field(default_factory=lambda: Registry("embedder", ("embed",)))
+    llm_providers: Registry[Any] = field(
+        default_factory=lambda: Registry("LLM provider", ("complete", "stream"))
+    )
     failures: dict[str, str] = field(default_factory=dict)
     offered: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     broken: list[PluginSource] = field(default_factory=list)
@@ -106,6 +110,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("register_workflows", "workflows"),
     ("register_gates", "gates"),
     ("register_embedders", "embedders"),
+    ("register_llm_providers", "llm_providers"),
 )
 
 

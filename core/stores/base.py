@@ -14,6 +14,7 @@ from connectsw.core.models import (
     Event,
     Execution,
     ExecutionStatus,
+    ExecutionUsage,
     GateResult,
     TaskResult,
 )
@@ -148,6 +149,11 @@ class Store(ABC):
     @abstractmethod
     def task_attempts(self, execution_id: str, task_id: str) -> list[TaskResult]:
         """Every attempt of one task, oldest first (by round, then attempt)."""
+
+    @abstractmethod
+    def llm_usage(self, execution_id: str) -> ExecutionUsage:
+        """The execution's language-model use: per task, summed over every attempt and
+        round that called a model, and the total (zero when none did)."""
 
     @abstractmethod
     def running_attempts(self, execution_id: str) -> list[TaskResult]:

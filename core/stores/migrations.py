@@ -209,6 +209,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS outbox_license ON outbox (license_id, id)",
         ),
     ),
+    Migration(
+        10,
+        "language-model use of each task attempt (calls, tokens in and out, cost)",
+        (
+            # Columns beside the record's JSON so an execution's totals are one SUM.
+            "ALTER TABLE task_results ADD COLUMN llm_calls INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE task_results ADD COLUMN tokens_in BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE task_results ADD COLUMN tokens_out BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE task_results ADD COLUMN cost DOUBLE PRECISION NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 #: The schema version this code writes.

@@ -20,9 +20,16 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from connectsw.core.errors import UnwritableRecord, one_line
-from connectsw.core.models import CheckpointState, Event, Execution, GateResult, TaskResult
+from connectsw.core.models import (
+    CheckpointState,
+    Event,
+    Execution,
+    GateResult,
+    LLMUsage,
+    TaskResult,
+)
 
-TaskRow = tuple[str, str, int, int, str, str]
+TaskRow = tuple[str, str, int, int, str, int, int, int, float, str]
 
 # A JSON ``\u0000`` escape (not an escaped backslash followed by "u0000"):
 # PostgreSQL's JSONB cannot hold it, so no backend stores it.
@@ -61,18 +68,27 @@ def execution_from_row(
 
 
 def task_result_rows(results: Sequence[TaskResult]) -> list[TaskRow]:
-    """(execution_id, task_id, round, attempt, status, record) per result."""
-    return [
-        (
-            r.execution_id,
-            r.task_id,
-            r.round,
-            r.attempt,
-            r.status.value,
-            dump(r, f"the result of task {r.task_id} (execution {r.execution_id})"),
+    """(execution_id, task_id, round, attempt, status, llm_calls, tokens_in, tokens_out,
+    cost, record) per result."""
+    rows: list[TaskRow] = []
+    for r in results:
+        u = r.usage or LLMUsage()
+        record = dump(r, f"the result of task {r.task_id} (execution {r.execution_id})")
+        rows.append(
+            (
+                r.execution_id,
+                r.task_id,
+                r.round,
+                r.attempt,
+                r.status.value,
+                u.calls,
+                u.tokens_in,
+                u.tokens_out,
+                u.cost,
+                record,
+            )
         )
-        for r in results
-    ]
+    return rows
 
 
 def checkpoint_json(checkpoint: CheckpointState) -> str:

@@ -30,7 +30,9 @@ from connectsw.core.models import (
     Event,
     Execution,
     ExecutionStatus,
+    ExecutionUsage,
     GateResult,
+    LLMUsage,
     TaskResult,
     TaskStatus,
 )
@@ -393,7 +395,18 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Stor
     def _task_upsert(self) -> str:
         return self.dialect.upsert(
             "task_results",
-            ("execution_id", "task_id", "round", "attempt", "status", "data"),
+            (
+                "execution_id",
+                "task_id",
+                "round",
+                "attempt",
+                "status",
+                "llm_calls",
+                "tokens_in",
+                "tokens_out",
+                "cost",
+                "data",
+            ),
             ("execution_id", "task_id", "round", "attempt"),
             json=("data",),
             renumber=True,
@@ -426,6 +439,26 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Stor
                 (execution_id, task_id),
             ).fetchall()
         return [TaskResult.model_validate_json(r[0]) for r in rows]
+
+    def llm_usage(self, execution_id: str) -> ExecutionUsage:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                self.dialect.sql(
+                    "SELECT task_id, SUM(llm_calls), SUM(tokens_in), SUM(tokens_out), SUM(cost)"
+                    " FROM task_results WHERE execution_id = ?"
+                    " AND (llm_calls > 0 OR tokens_in > 0 OR tokens_out > 0 OR cost > 0)"
+                    " GROUP BY task_id ORDER BY task_id"
+                ),
+                (execution_id,),
+            ).fetchall()
+        tasks = {
+            str(task): LLMUsage(
+                calls=int(calls), tokens_in=int(t_in), tokens_out=int(t_out), cost=float(cost)
+            )
+            for task, calls, t_in, t_out, cost in rows
+        }
+        total = sum(tasks.values(), LLMUsage())
+        return ExecutionUsage(**total.model_dump(), tasks=tasks)
 
     def running_attempts(self, execution_id: str) -> list[TaskResult]:
         d = self.dialect

@@ -20,6 +20,7 @@ from connectsw.conf.settings import (
     EngineSettings,
     GateSettings,
     LicensingSettings,
+    LLMSettings,
     MemorySettings,
     ResponsesSettings,
     ServerSettings,
@@ -43,6 +44,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "analytics": AnalyticsSettings,
     "antipiracy": AntipiracySettings,
     "memory": MemorySettings,
+    "llm": LLMSettings,
 }
 
 
@@ -474,3 +476,56 @@ def test_environment_values_are_text_and_still_converted(monkeypatch: pytest.Mon
     settings = load_settings()
     assert settings.engine.lease_timeout == 40 and settings.engine.retry_backoff == 1.0
     assert settings.dask.processes is False
+
+
+def test_llm_defaults_to_no_provider() -> None:
+    llm = load_settings().llm
+    assert (llm.provider, llm.model, llm.agents, llm.prices) == ("", "", {}, {})
+    assert llm.openai.base_url == "" and llm.openai.api_key_file is None
+
+
+def test_llm_provider_needs_a_model() -> None:
+    with pytest.raises(ConfigError, match="llm.model: needed when llm.provider is set"):
+        load_settings(llm={"provider": "openai"})
+
+
+def test_llm_per_agent_overrides_and_prices_from_a_file() -> None:
+    write_user_file(
+        '[llm]\nprovider = "openai"\nmodel = "small"\n'
+        '[llm.agents.backend-engineer]\nmodel = "big"\n'
+        '[llm.prices."big"]\ninput = 3.0\noutput = 15.0\n'
+    )
+    llm = load_settings().llm
+    assert llm.agents["backend-engineer"].model == "big"
+    assert (llm.prices["big"].input, llm.prices["big"].output) == (3.0, 15.0)
+
+
+def test_llm_misspelled_agent_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="llm.agents.architect.modle: unknown key"):
+        load_settings(llm={"agents": {"architect": {"modle": "x"}}})
+
+
+def test_readme_llm_example_is_valid_settings() -> None:
+    import re
+
+    import connectsw
+
+    readme = (Path(connectsw.__file__).parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### A language model behind the agents", 1)[1]
+    match = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert match, "the README's model section has no toml example"
+    write_user_file(match.group(1))
+    llm = load_settings().llm
+    assert (llm.provider, llm.model) == ("openai", "gpt-4o-mini")
+    assert llm.agents["backend-engineer"].model == "gpt-4o"
+    assert llm.prices["gpt-4o-mini"].output == 0.6
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://h/v1", "http://", "http://h:port/v1"])
+def test_llm_base_url_must_be_http(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(llm={"openai": {"base_url": url}})
+    assert str(info.value) == (
+        "invalid settings: llm.openai.base_url: Value error, expected an http:// or https:// URL"
+        " with a host"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -114,3 +115,37 @@ def test_register_commands_adds_cli_commands(capsys: pytest.CaptureFixture[str])
 
         cli.commands.pop("hello", None)
     assert capsys.readouterr().out == "hello world\n"
+
+
+class EchoProvider:
+    """A third-party provider: answers with the last message, costs nothing."""
+
+    name = "echo"
+    description = "Echoes the last message"
+
+    def complete(self, messages: Any, **options: Any) -> Any:
+        from connectsw.agents.llm.base import Completion
+
+        return Completion(messages[-1].content, 1, 1, 0.0)
+
+    def stream(self, messages: Any, **options: Any) -> Any:
+        yield messages[-1].content
+
+
+class EchoPlugin:
+    @hookimpl
+    def register_llm_providers(self, register: Any) -> None:
+        register(EchoProvider())
+
+
+def test_register_llm_providers_adds_a_provider_beside_the_builtins() -> None:
+    from connectsw.plugins.registry import get_registries
+
+    get_plugin_manager().register(EchoPlugin(), name="echo-plugin")
+    providers = get_registries().llm_providers
+    assert list(providers.items) == ["echo", "openai", "anthropic", "llm"]
+    assert providers.owners["echo"] == "echo-plugin"
+    from connectsw.plugins.manager import plugin_infos
+
+    info = {i["name"]: i for i in plugin_infos()}
+    assert info["connectsw.agents.llm.builtin"]["llm_providers"] == ["openai", "anthropic", "llm"]

@@ -31,7 +31,9 @@ from connectsw.core.models import (
     Event,
     Execution,
     ExecutionStatus,
+    ExecutionUsage,
     GateResult,
+    LLMUsage,
     Plan,
     Request,
     RuleResult,
@@ -610,6 +612,29 @@ def test_task_attempts_oldest_first(store: Store) -> None:
         (1, 2),
     ]
     assert store.task_attempts(e.id, "zzz") == []
+
+
+def test_llm_usage_sums_every_attempt_and_round_per_task(store: Store) -> None:
+    e = make_execution()
+    store.create_execution(e)
+    assert store.llm_usage(e.id) == ExecutionUsage()
+    u = LLMUsage(calls=2, tokens_in=100, tokens_out=40, cost=0.25)
+    store.save_task_results(
+        [
+            result(e.id, "a", attempt=1, status=TaskStatus.FAILED, usage=u),
+            result(e.id, "a", attempt=2, usage=LLMUsage(calls=1, tokens_in=10, tokens_out=5)),
+            result(e.id, "a", round=1, usage=u),
+            result(e.id, "b"),  # no model call
+        ]
+    )
+    # Replacing an attempt's record replaces its usage (no double count).
+    store.save_task_results([result(e.id, "a", round=1, usage=u)])
+    usage = store.llm_usage(e.id)
+    assert usage.tasks == {"a": LLMUsage(calls=5, tokens_in=210, tokens_out=85, cost=0.5)}
+    assert (usage.calls, usage.tokens_in, usage.tokens_out) == (5, 210, 85)
+    assert usage.cost == pytest.approx(0.5)
+    assert store.task_attempts(e.id, "a")[0].usage == u
+    assert store.llm_usage("exec_000000000000") == ExecutionUsage()
 
 
 def test_running_attempts(store: Store) -> None:

@@ -1,0 +1,79 @@
+"""What the agents tell a model about the project beyond the request.
+
+Project memory comes from :mod:`connectsw.core.memory` when it is installed (its
+``agent_context(ctx, query, limit)`` returning short texts); until then, and when
+it has nothing, :func:`project_memory` is empty.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from connectsw.agents.base import TaskContext
+
+log = logging.getLogger("connectsw.llm")
+
+MEMORY_ITEMS = 8
+
+
+def project_memory(ctx: TaskContext, query: str, limit: int = MEMORY_ITEMS) -> list[str]:
+    """The project's remembered decisions and notes best matching this task, as lines
+    (``[type] content``): the engine's ``ctx.memories`` for an agent type with
+    ``uses_memory`` (core/memory_auto.py), [] otherwise. ``query`` is unused: the
+    engine ranked them for the task already."""
+    del query
+    return [f"[{m.get('type', 'note')}] {m.get('content', '')}" for m in ctx.memories[:limit]]
+
+
+def section(title: str, items: list[str], empty: str = "None.") -> str:
+    """A Markdown section for a prompt: ``## title`` then bullets (or ``empty``)."""
+    body = "\n".join(f"- {' '.join(i.split())}" for i in items) if items else empty
+    return f"## {title}\n\n{body}\n"
+
+
+def documents(ctx: TaskContext, paths: list[str]) -> str:
+    """The workspace's files at ``paths`` (those that exist), each under its path."""
+    parts = []
+    for path in paths:
+        text = ctx.read(path)
+        if text:
+            parts.append(f"## {path}\n\n````markdown\n{text.rstrip()}\n````\n")
+    return "\n".join(parts)
+
+
+def design_paths(ctx: TaskContext) -> list[str]:
+    """The PRD, the architecture and every ADR present in the workspace."""
+    adr = ctx.path("docs/adr")
+    adrs = sorted(f"docs/adr/{p.name}" for p in adr.glob("*.md")) if adr.is_dir() else []
+    return ["docs/PRD.md", "docs/architecture.md", *adrs]
+
+
+#: Source files shown to a model changing existing code, at most this many characters.
+SOURCE_BUDGET = 60_000
+SOURCE_SUFFIXES = (".py", ".js", ".html", ".css", ".toml", ".txt", ".cfg")
+
+
+def sources(ctx: TaskContext) -> str:
+    """The project's source files (not docs, not hidden), in ``FILE:`` form, bounded."""
+    root = ctx.workspace
+    parts: list[str] = []
+    used = 0
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if (
+            not path.is_file()
+            or any(part.startswith(".") for part in rel.split("/"))
+            or "__pycache__" in rel
+            or not rel.endswith(SOURCE_SUFFIXES)
+        ):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if used + len(text) > SOURCE_BUDGET:
+            parts.append(f"(more files not shown: {rel} ...)")
+            break
+        used += len(text)
+        parts.append(f"FILE: {rel}\n````\n{text.rstrip()}\n````\n")
+    return "\n".join(parts)
