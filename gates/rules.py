@@ -45,6 +45,8 @@ def find_tests(root: Path) -> bool:
 class TestsPassRule(GateRule):
     """The workspace's test suite passes."""
 
+    __test__ = False  # not a pytest test class
+    applies_to = ("tests",)
     name = "tests-pass"
     description = "The workspace's tests pass (pytest if installed, else unittest)."
 
@@ -110,7 +112,26 @@ class TestsPassRule(GateRule):
         )
 
 
+def builtin_rules() -> list[GateRule]:
+    """One instance of each built-in rule, in the order ``gates list`` shows them."""
+    from connectsw.gates.build import BuildRule
+    from connectsw.gates.history import TestFirstRule
+    from connectsw.gates.service import ServerStartRule, VisualRule
+    from connectsw.gates.testing import CoverageRule, SmokeTestsRule
+
+    return [
+        TestsPassRule(),
+        BuildRule(),
+        ServerStartRule(),
+        SmokeTestsRule(),
+        VisualRule(),
+        TestFirstRule(),
+        CoverageRule(),
+    ]
+
+
 @hookimpl(trylast=True)
 def register_gates(register: Any) -> None:
     """Register the built-in gate rules."""
-    register(TestsPassRule())
+    for rule in builtin_rules():
+        register(rule)

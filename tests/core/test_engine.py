@@ -239,8 +239,11 @@ def test_gate_failure_blocks_the_checkpoint_until_fixed(
         workspace=ws,
     )
     blocked = engine.run(ex.id)
+    # The stage went back to its agent with the remediation twice (gates.remediation_rounds),
+    # then stopped for a person.
     assert blocked.status is ExecutionStatus.GATE_FAILED
-    assert blocked.error == "quality gate failed: tests-pass"
+    assert blocked.error == "quality gate failed: tests-pass (after 2 remediation rounds)"
+    assert (blocked.round, blocked.remediations) == (2, 2)
     gate = engine.view(ex.id).gate
     assert gate is not None and not gate.passed and gate.rules[0].remediation
     with pytest.raises(InvalidState):
@@ -248,7 +251,8 @@ def test_gate_failure_blocks_the_checkpoint_until_fixed(
     test_file.write_text(test_file.read_text().replace("1, 2", "2, 2"))
     resumed = engine.run(ex.id)
     assert resumed.status is ExecutionStatus.AWAITING_CHECKPOINT
-    assert len(engine.store.task_attempts(ex.id, "work")) == 1
+    assert resumed.remediations == 0
+    assert len(engine.store.task_attempts(ex.id, "work")) == 3  # one per round
 
 
 def test_every_state_change_is_an_event(engine: Engine, submit_graph: Submit) -> None:
