@@ -38,7 +38,7 @@ def first_added(ctx: GateContext) -> tuple[dict[str, int], int] | str:
         "--no-renames",
         "--diff-filter=A",
         "--name-only",
-        "--format=%x00%H",
+        "--format=%x1e%H",
     ]
     env = supervisor.agent_env({"GIT_TERMINAL_PROMPT": "0"})
     outcome, why = run_step(ctx, argv, GIT_TIMEOUT, env=env)
@@ -50,8 +50,8 @@ def first_added(ctx: GateContext) -> tuple[dict[str, int], int] | str:
         return f"git log: exit {outcome.returncode}: {outcome.last_line()}"
     added: dict[str, int] = {}
     index = -1
-    for line in outcome.output.splitlines():
-        if line.startswith("\x00"):
+    for line in outcome.output.split("\n"):  # splitlines() would split at \x1e too
+        if line.startswith("\x1e"):
             index += 1
         elif line.strip() and index >= 0:
             added.setdefault(line.strip(), index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -35,10 +36,16 @@ OMIT = (
 NO_TESTS = 5
 
 
-def _env(tmp: str) -> dict[str, str]:
-    return supervisor.agent_env(
-        {"PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache"), "COVERAGE_FILE": str(Path(tmp) / "cov")}
-    )
+def _env(ctx: GateContext, tmp: str) -> dict[str, str]:
+    extra = {
+        "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache"),
+        "COVERAGE_FILE": str(Path(tmp) / "cov"),
+    }
+    if not ctx.config.get("pytest_plugins", False):
+        # Plugins installed beside ConnectSW (hypothesis, schemathesis, ...) cost seconds
+        # per run and are not the workspace's.
+        extra["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return supervisor.agent_env(extra)
 
 
 def _has(module: str) -> bool:
@@ -46,19 +53,20 @@ def _has(module: str) -> bool:
 
 
 class SmokeTestsRule(GateRule):
-    """Every test marked smoke passes (pytest: the ``smoke`` marker, or "smoke" in its name)."""
+    """Every test marked smoke passes: pytest's ``smoke`` marker or "smoke" in the test's
+    name (``pytest -k smoke``); without pytest, unittest tests with "smoke" in their names."""
 
     name = "smoke-tests"
     description = (
         "All tests marked smoke pass, 100 % (pytest -k smoke: the smoke marker or 'smoke' "
-        "in the test's name); no smoke test is a failure."
+        "in the test's name; unittest -k smoke without pytest); no smoke test is a failure."
     )
     applies_to = ("tests",)
 
     def evaluate(self, ctx: GateContext) -> RuleResult:
-        if not _has("pytest"):
-            return self.not_run("pytest not installed", "Install pytest for ConnectSW's gates.")
         timeout = float(ctx.config.get("test_timeout", DEFAULT_TIMEOUT))
+        if not _has("pytest"):
+            return self._unittest(ctx, timeout)
         with tempfile.TemporaryDirectory(prefix="connectsw-smoke-") as tmp:
             report = Path(tmp) / "smoke.xml"
             argv = [
@@ -74,7 +82,7 @@ class SmokeTestsRule(GateRule):
                 "smoke",
                 f"--junitxml={report}",
             ]
-            outcome, why = run_step(ctx, argv, timeout, env=_env(tmp))
+            outcome, why = run_step(ctx, argv, timeout, env=_env(ctx, tmp))
             if outcome is None:
                 return self.failed(why, "Make the smoke tests finish within gates.test_timeout.")
             if outcome.returncode == NO_TESTS:
@@ -89,11 +97,41 @@ class SmokeTestsRule(GateRule):
                 f"exit {outcome.returncode}, no test report\n{tail(outcome.output)}",
                 "Make the smoke tests importable and runnable with pytest.",
             )
+        return self._judge("pytest -k smoke", counts, outcome.output)
+
+    def _unittest(self, ctx: GateContext, timeout: float) -> RuleResult:
+        """Without pytest: unittest discovery of the tests with "smoke" in their names."""
+        with tempfile.TemporaryDirectory(prefix="connectsw-smoke-") as tmp:
+            argv = [sys.executable, "-m", "unittest", "discover", "-s", ".", "-t", "."]
+            outcome, why = run_step(ctx, [*argv, "-k", "smoke"], timeout, env=_env(ctx, tmp))
+        if outcome is None:
+            return self.failed(why, "Make the smoke tests finish within gates.test_timeout.")
+        text = outcome.output
+        ran = re.search(r"^Ran (\d+) tests? in", text, re.MULTILINE)
+        if ran is None:
+            return self.failed(
+                f"exit {outcome.returncode}, no test summary\n{tail(text)}",
+                "Make the smoke tests importable and runnable with unittest.",
+            )
+        if int(ran.group(1)) == 0:
+            return self.failed(
+                "no test is marked smoke (unittest -k smoke ran none)",
+                "Name the tests that show the product works end to end test_smoke_*.",
+            )
+
+        def count(key: str) -> int:
+            found = re.search(rf"\b{key}=(\d+)", text)
+            return int(found.group(1)) if found else 0
+
+        counts = (int(ran.group(1)), count("failures"), count("errors"), count("skipped"))
+        return self._judge("unittest -k smoke", counts, text)
+
+    def _judge(self, how: str, counts: tuple[int, int, int, int], output: str) -> RuleResult:
         total, failed, errors, skipped = counts
         passed = total - failed - errors - skipped
         evidence = (
-            f"$ pytest -k smoke: {passed} of {total} smoke tests passed"
-            f" ({failed} failed, {errors} errors, {skipped} skipped)\n{tail(outcome.output)}"
+            f"$ {how}: {passed} of {total} smoke tests passed"
+            f" ({failed} failed, {errors} errors, {skipped} skipped)\n{tail(output)}"
         )
         if total == 0 or passed != total:
             return self.failed(
@@ -140,7 +178,7 @@ class CoverageRule(GateRule):
             else ["-m", "unittest", "discover", "-s", ".", "-t", "."]
         )
         with tempfile.TemporaryDirectory(prefix="connectsw-coverage-") as tmp:
-            env = _env(tmp)
+            env = _env(ctx, tmp)
             cov = [sys.executable, "-m", "coverage"]
             argv = [*cov, "run", "--source=.", f"--omit={','.join(OMIT)}", *runner]
             outcome, why = run_step(ctx, argv, timeout, env=env)
