@@ -1,4 +1,4 @@
-"""smoke-tests and coverage on real workspaces: the tests really run, coverage.py really measures."""
+"""smoke-tests and coverage on real workspaces: the tests run, coverage.py measures."""
 
 from __future__ import annotations
 
