@@ -133,7 +133,7 @@ class GateSettings(_Section):
     visual_timeout: PositiveSeconds = Field(60.0, le=3600)
     """Seconds for Chromium to load the page and take its screenshot; above 0, at most 3600."""
     pytest_plugins: bool = False
-    """Load installed pytest plugins in the smoke and coverage runs (slower)."""
+    """Load installed pytest plugins in the rules' pytest runs (slower; not with test_command)."""
     coverage_threshold: float = Field(80.0, ge=0, le=100, allow_inf_nan=False)
     remediation_rounds: int = Field(2, ge=0, le=20)
     """Times a failed gate sends its stage back to the agents before a person decides."""

@@ -61,6 +61,13 @@ class TestsPassRule(GateRule):
     def applies(self, ctx: GateContext) -> bool:
         return bool(ctx.config.get("test_command")) or find_tests(ctx.workspace)
 
+    def _env(self, ctx: GateContext) -> dict[str, str]:
+        if ctx.config.get("test_command") or ctx.config.get("pytest_plugins", False):
+            return supervisor.agent_env()
+        # The pytest plugins installed beside ConnectSW are not the workspace's (and cost
+        # seconds per run): gates.pytest_plugins loads them.
+        return supervisor.agent_env({"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+
     def evaluate(self, ctx: GateContext) -> RuleResult:
         """Run the test command under the supervisor, at most ``test_timeout`` seconds.
 
@@ -76,7 +83,7 @@ class TestsPassRule(GateRule):
             outcome = supervisor.run_for(
                 ctx,
                 cmd,
-                env=supervisor.agent_env(),
+                env=self._env(ctx),
                 deadline=time.monotonic() + timeout,
                 output_limit=OUTPUT_LIMIT,
             )
