@@ -91,6 +91,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",
     ),
+    "gates": (
+        "connectsw.cli.gates:gates_group",
+        "Quality gates: the rules, the rule sets per checkpoint type, a check on demand.",
+    ),
     "outbox": (
         "connectsw.cli.outbox:outbox_group",
         "E-mails queued by the anti-piracy responses: list, show, send over SMTP.",
