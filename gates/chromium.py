@@ -263,10 +263,14 @@ def screenshot(
                     timeout=max(0.1, deadline - time.monotonic()),
                 )
             )
-        except TimeoutError:
-            raise ChromiumError("the page did not load in time") from None
-        except OSError as exc:
-            raise ChromiumError(f"cannot talk to chromium: {exc}") from None
+        except Exception as exc:  # the browser was stopped, timed out, or broke the protocol
+            if reason := ctx.stopped():
+                raise ChromiumError(f"stopped: {reason}") from None
+            if isinstance(exc, TimeoutError):
+                raise ChromiumError("the page did not load in time") from None
+            if isinstance(exc, ChromiumError):
+                raise
+            raise ChromiumError(f"cannot talk to chromium: {type(exc).__name__}: {exc}") from None
         shot.seconds = time.monotonic() - started
         return shot
     finally:

@@ -139,6 +139,8 @@ class VisualRule(GateRule):
         try:
             shot = screenshot(ctx, chromium, url, time.monotonic() + timeout)
         except ChromiumError as exc:
+            if str(exc).startswith("stopped: "):
+                return self.failed(f"{url}: {exc}", "")
             return self.failed(
                 f"{url}: {exc}", "Make the page load within gates.visual_timeout seconds."
             )

@@ -198,3 +198,26 @@ def test_without_chromium_the_rule_set_decides(ws: Path, allowed: list[str], pas
     assert result.details.startswith("not run: chromium not installed")
     assert not result.ran
     assert gate.score == (1.0 if passed else 0.0)
+
+
+def test_a_cancelled_gate_ends_the_browser_and_the_service(ws: Path) -> None:
+    # The page never finishes loading: the gate is cancelled meanwhile.
+    slow = SERVER.replace(
+        "def do_GET(self):",
+        "def do_GET(self):\n"
+        "        if self.path != '/health':\n"
+        "            __import__('time').sleep(60)",
+    )
+    write(ws, {"server.py": slow, "web/index.html": "<h1>x</h1>"})
+    ctx = context(ws, server_command="python server.py {port} cancel-me-313 200")
+    spawned: list[int] = []
+    start = time.monotonic()
+    ctx.on_spawn = lambda ref: spawned.append(ref.pgid)
+    ctx.should_stop = lambda: "cancelled" if time.monotonic() - start > 3 else None
+    result = VisualRule().evaluate(ctx)
+    assert not result.passed
+    assert result.details.endswith("stopped: cancelled")
+    assert time.monotonic() - start < 10
+    assert len(spawned) == 2  # the service, then Chromium: each recorded for a new owner
+    assert not group_members("cancel-me-313")
+    assert not group_members("connectsw-chromium-")
