@@ -121,11 +121,13 @@ def wait_http(
     """Poll ``url`` until it answers 2xx, ``alive()`` is False, ``stopped()`` gives a reason or
     the deadline passes. Returns (HTTP status or None, what happened)."""
     last = "no answer"
+    # Straight to the loopback service: an http_proxy in the environment is not asked.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while time.monotonic() < deadline:
         if stopped is not None and (reason := stopped()):
             return None, f"stopped: {reason}"
         try:
-            with urllib.request.urlopen(url, timeout=min(2.0, interval * 10)) as response:
+            with opener.open(url, timeout=min(2.0, interval * 10)) as response:
                 return int(response.status), f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
             exc.close()

@@ -423,12 +423,13 @@ def _service_graph(command: str) -> dict[str, object]:
 
 def _gated(engine: Engine, rounds: int) -> None:
     """The service_ready checkpoint runs server-start (a rule set from the settings)."""
-    gates = engine.settings.gates.model_copy(
-        update={
+    gates = type(engine.settings.gates).model_validate(
+        {
+            **engine.settings.gates.model_dump(),
             "server_command": "python server.py {port}",
             "server_timeout": 5.0,
             "remediation_rounds": rounds,
-            "rule_sets": {"service_ready": {"rules": ["server-start"], "not_run_passes": []}},
+            "rule_sets": {"service_ready": {"rules": ["server-start"]}},
         }
     )
     engine.settings = engine.settings.model_copy(update={"gates": gates})
