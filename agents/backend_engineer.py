@@ -216,7 +216,7 @@ class ServiceTest(unittest.TestCase):
             with exc:
                 return exc.code, json.loads(exc.read())
 
-    def test_health(self) -> None:
+    def test_smoke_health(self) -> None:  # "smoke" in the name: the smoke-tests gate runs it
         self.assertEqual(self.call("GET", "/health"), (200, {"status": "ok"}))
 
     def test_info(self) -> None:

@@ -91,6 +91,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.license:license_group",
         "Issue and manage license keys; sign and verify offline certificates (operators).",
     ),
+    "gates": (
+        "connectsw.cli.gates:gates_group",
+        "Quality gates: the rules, the rule sets per checkpoint type, a check on demand.",
+    ),
     "memory": (
         "connectsw.cli.memory:memory_group",
         "Project memory: add, search, list, forget; export or purge a user's (GDPR).",

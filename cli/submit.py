@@ -67,6 +67,11 @@ def submit(
 
 def show_plan(plan: Plan, execution_id: str | None) -> None:
     """Print a plan: stages, tasks, dependencies and checkpoints (no id: only planned)."""
+    from connectsw.conf.settings import get_settings
+    from connectsw.gates.engine import rules_for
+
+    # Each stage's own gates and its checkpoint type's rule set, as the gate will run them.
+    rule_sets = {"rule_sets": get_settings().gates.model_dump()["rule_sets"]}
     head = f"Execution [bold]{execution_id}[/bold]" if execution_id else "Planned (not run)"
     console.print(head, end="")
     console.print(
@@ -83,8 +88,9 @@ def show_plan(plan: Plan, execution_id: str | None) -> None:
             console.print(
                 line(f"    • {task.id} ", (f"({task.agent})", "dim"), f" {task.title}{needs}")
             )
-        if stage.gates:
-            console.print(line(f"    gates: {', '.join(stage.gates)}"))
+        gates = rules_for(stage, rule_sets)
+        if gates:
+            console.print(line(f"    gates: {', '.join(gates)}"))
         if stage.checkpoint:
             console.print(
                 line(

@@ -95,12 +95,51 @@ class EngineSettings(_Section):
         return self
 
 
+class RuleSet(_Section):
+    """The rules a checkpoint type runs (reference §2.3 ``QUALITY_RULES``)."""
+
+    rules: list[str] = Field(default_factory=list)
+    """Rule names, run in addition to the stage's own gates."""
+    not_run_passes: list[str] = Field(default_factory=list)
+    """Rules whose "not run" (a tool is missing, e.g. chromium) counts as passed here."""
+
+
+def _default_rule_sets() -> dict[str, RuleSet]:
+    # The new-product workflow's last checkpoint: reference §2.3 "zero-errors-on-first-run".
+    return {
+        "implementation_complete": RuleSet(
+            rules=["build", "server-start", "smoke-tests", "visual"],
+            not_run_passes=["visual"],
+        )
+    }
+
+
 class GateSettings(_Section):
-    """Options of the built-in gate rules."""
+    """Options of the built-in gate rules, the rule sets and the remediation loop."""
 
     test_command: str = ""
     test_timeout: Timeout = 600
     """Seconds for the test command, above 0; above 604800 (7 days) it is 7 days."""
+    build_command: str = ""
+    """Shell command that builds the workspace; empty: detected (compileall, pip, npm)."""
+    build_timeout: Timeout = 600
+    """Seconds for the build, above 0; above 604800 (7 days) it is 7 days."""
+    server_command: str = ""
+    """Command that starts the service, ``{port}`` where its port goes; empty: detected."""
+    health_path: str = Field("/health", pattern=r"^/")
+    page_path: str = Field("/", pattern=r"^/")
+    server_timeout: PositiveSeconds = Field(30.0, le=3600)
+    """Seconds for the service to answer its health URL; above 0, at most 3600."""
+    chromium: str = "/usr/bin/chromium"
+    visual_timeout: PositiveSeconds = Field(60.0, le=3600)
+    """Seconds for Chromium to load the page and take its screenshot; above 0, at most 3600."""
+    pytest_plugins: bool = False
+    """Load installed pytest plugins in the rules' pytest runs (slower; not with test_command)."""
+    coverage_threshold: float = Field(80.0, ge=0, le=100, allow_inf_nan=False)
+    remediation_rounds: int = Field(2, ge=0, le=20)
+    """Times a failed gate sends its stage back to the agents before a person decides."""
+    rule_sets: dict[str, RuleSet] = Field(default_factory=_default_rule_sets)
+    """Checkpoint type -> the rules it runs."""
 
 
 def _upper_tier_keys(cls: type, value: Any) -> Any:

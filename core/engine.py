@@ -261,20 +261,8 @@ class Engine:
         if self._cancelled(execution, lease):
             return True  # a gate stopped by cancel records nothing
         if not gate.passed:
-            names = ", ".join(r.rule for r in gate.rules if not r.passed)
-            error = f"quality gate failed: {names}"
-            self._move(
-                execution,
-                lease,
-                E.GATE_FAILED,
-                EventKind.GATE_FAILED,
-                error,
-                error=error,
-                data={"gate": gate.to_api()},
-                gate=(execution.round, gate),
-            )
-            return True
-        if stage.gates:
+            return self._gate_failed(execution, lease, gate)
+        if gate.rules:
             self._emit(execution, lease, EventKind.GATE_PASSED, f"score {gate.score}")
         if stage.checkpoint is not None:
             checkpoint = CheckpointState(
@@ -298,7 +286,8 @@ class Engine:
                 checkpoint.question,
                 data={"type": checkpoint.type},
                 checkpoint=checkpoint,
-                gate=(execution.round, gate) if stage.gates else None,
+                gate=(execution.round, gate) if gate.rules else None,
+                remediations=0,
             )
             return True
         if execution.stage + 1 >= len(execution.plan.stages):
@@ -308,7 +297,7 @@ class Engine:
                 E.COMPLETED,
                 EventKind.EXECUTION_COMPLETED,
                 "all stages done",
-                gate=(execution.round, gate) if stage.gates else None,
+                gate=(execution.round, gate) if gate.rules else None,
             )
             return True
         self._move(
@@ -318,9 +307,50 @@ class Engine:
             EventKind.EXECUTION_ADVANCED,
             f"stage {execution.stage + 1}",
             stage=execution.stage + 1,
-            gate=(execution.round, gate) if stage.gates else None,
+            gate=(execution.round, gate) if gate.rules else None,
+            remediations=0,
         )
         return False
+
+    def _gate_failed(self, execution: Execution, lease: Lease, gate: GateResult) -> bool:
+        """A failed gate: back to the stage's agents with the remediation as feedback (a new
+        round), up to ``gates.remediation_rounds`` times; then stop for a person
+        (``gate_failed``, the gate's evidence in the view). True when the execution stopped."""
+        from connectsw.gates.engine import remediation_feedback
+
+        names = ", ".join(r.rule for r in gate.rules if not r.passed)
+        error = f"quality gate failed: {names}"
+        rounds = self.settings.gates.remediation_rounds
+        done = execution.remediations
+        if done < rounds:
+            feedback = remediation_feedback(gate, done + 1, rounds)
+            self._move(
+                execution,
+                lease,
+                E.EXECUTING,
+                EventKind.GATE_FAILED,
+                f"{error}; the stage runs again with the remediation ({done + 1} of {rounds})",
+                data={"gate": gate.to_api(), "remediation": done + 1, "feedback": feedback},
+                gate=(execution.round, gate),
+                round=execution.round + 1,
+                feedback=[*execution.feedback, feedback],
+                remediations=done + 1,
+                error=None,
+            )
+            return False
+        if rounds:
+            error += f" (after {rounds} remediation round{'s' if rounds > 1 else ''})"
+        self._move(
+            execution,
+            lease,
+            E.GATE_FAILED,
+            EventKind.GATE_FAILED,
+            error,
+            error=error,
+            data={"gate": gate.to_api()},
+            gate=(execution.round, gate),
+        )
+        return True
 
     def _cancelled(self, execution: Execution, lease: Lease) -> bool:
         """True (and ``execution.status`` set) if the execution was cancelled meanwhile."""
@@ -346,6 +376,7 @@ class Engine:
                 config=self.settings.gates.model_dump(),
                 should_stop=run.should_stop,
                 on_spawn=run.on_spawn,
+                artifact_dir=self.settings.data_dir.expanduser() / "gates" / execution.id,
             )
             gate = evaluate_stage(ctx, self.registries)
             return gate, run.should_stop()
@@ -422,6 +453,7 @@ class Engine:
             kind, message = EventKind.EXECUTION_CHANGES_REQUESTED, feedback or ""
         check_execution(status, new.status)
         new.error = None
+        new.remediations = 0  # a person decided: the stage gets its remediation rounds again
         new.updated_at = utcnow()
         events.append(_event(new, kind, message))
         try:

@@ -25,7 +25,7 @@ class ExitCode(IntEnum):
     OK = 0
     """The command did what was asked (an execution completed or is waiting at a checkpoint)."""
     FAILED = 1
-    """An execution failed or a quality gate stopped it."""
+    """An execution failed or a quality gate stopped it (``gates check``: the gate failed)."""
     INVALID_INPUT = 2
     """An invalid plan, task graph, request or config (also click's usage errors)."""
     PLUGIN = 3

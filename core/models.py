@@ -261,7 +261,13 @@ class RuleResult(ApiModel):
     passed: bool
     score: float = 1.0
     details: str = ""
+    """The evidence: what was run and what it showed."""
     remediation: str = ""
+    """What to change so that the rule passes (sent to the stage's agents as feedback)."""
+    ran: bool = True
+    """False when the rule could not run (a tool is missing: ``details`` says "not run: ...")."""
+    artifacts: list[Artifact] = Field(default_factory=list)
+    """Files the rule kept as evidence (a screenshot); paths are absolute, outside the workspace."""
 
 
 class GateResult(ApiModel):
@@ -305,6 +311,9 @@ class Execution(ApiModel):
     stage: int = 0
     round: int = 0
     feedback: list[str] = Field(default_factory=list)
+    #: Rounds of the current stage started by a failed quality gate since a person last
+    #: decided (``gates.remediation_rounds`` bounds them).
+    remediations: int = 0
     error: str | None = None
     owner: str | None = None
     heartbeat_at: datetime | None = None

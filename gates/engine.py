@@ -1,24 +1,55 @@
-"""Evaluate the gate rules a stage names and combine their verdicts."""
+"""Evaluate a stage's gate: the applicable rules, their verdicts combined (reference §2.3).
+
+The reference's ``validateCheckpoint``: the rules of a checkpoint are the
+stage's own gates (from its workflow or task graph) and the rule set configured
+for its checkpoint type (``[gates.rule_sets.TYPE]``, the reference's
+``QUALITY_RULES``); each applicable rule runs; the gate passes when every rule
+passes, with each rule's evidence, a remediation text and a score.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from connectsw.core.models import GateResult, RuleResult
+from connectsw.core.models import GateResult, RuleResult, Stage
 from connectsw.gates.base import GateContext
 from connectsw.plugins.registry import Registries
 
 log = logging.getLogger("connectsw.gates")
 
+#: Lines of a rule's evidence repeated in the feedback sent to the agents.
+FEEDBACK_EVIDENCE_LINES = 6
+
+
+def rule_set(stage: Stage, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The configured rule set of the stage's checkpoint type (``{}`` if none)."""
+    if stage.checkpoint is None:
+        return {}
+    sets = config.get("rule_sets") or {}
+    found = sets.get(stage.checkpoint.type) or {}
+    return dict(found) if isinstance(found, Mapping) else dict(found.__dict__)
+
+
+def rules_for(stage: Stage, config: Mapping[str, Any]) -> list[str]:
+    """The stage's own gates, then its checkpoint type's rule set, each name once."""
+    names = list(stage.gates) + list(rule_set(stage, config).get("rules", []))
+    return list(dict.fromkeys(names))
+
 
 def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
-    """Run every rule named by the stage; the gate passes if all of them pass.
+    """Run every rule that applies to the stage; the gate passes if all of them pass.
 
-    Once ``ctx.stopped()`` gives a reason (cancel, lease lost), no further rule
-    runs and the gate fails; the engine then writes nothing of it.
+    A rule that could not run (``ran`` False, "not run: chromium not installed")
+    passes only where the rule set lists it in ``not_run_passes``; it then does
+    not count in the score. The score is the mean of the other rules' scores
+    (1.0 with none). Once ``ctx.stopped()`` gives a reason (cancel, lease lost),
+    no further rule runs and the gate fails; the engine then writes nothing of it.
     """
     results: list[RuleResult] = []
-    for name in ctx.stage.gates:
+    allowed = set(rule_set(ctx.stage, ctx.config).get("not_run_passes", []))
+    for name in rules_for(ctx.stage, ctx.config):
         reason = ctx.stopped()
         if reason is not None:
             results.append(RuleResult(rule=name, passed=False, details=f"not run: {reason}"))
@@ -39,21 +70,43 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
             if not rule.applies(ctx):
                 results.append(RuleResult(rule=name, passed=True, details="not applicable"))
                 continue
-            results.append(rule.evaluate(ctx))
+            result = rule.evaluate(ctx)
         except Exception as exc:  # a broken rule fails its gate, it does not crash the engine
             log.exception("gate rule %s crashed", name)
-            results.append(
-                RuleResult(
-                    rule=name,
-                    passed=False,
-                    score=0.0,
-                    details=f"rule crashed: {type(exc).__name__}: {exc}",
-                )
+            result = RuleResult(
+                rule=name,
+                passed=False,
+                score=0.0,
+                details=f"rule crashed: {type(exc).__name__}: {exc}",
             )
-    score = sum(r.score for r in results) / len(results) if results else 1.0
+        if not result.ran and name in allowed:
+            result = result.model_copy(
+                update={
+                    "passed": True,
+                    "details": f"{result.details} (passes: the rule set allows it)",
+                }
+            )
+        results.append(result)
+    scored = [r.score for r in results if r.ran or not r.passed]
+    score = sum(scored) / len(scored) if scored else 1.0
     return GateResult(
         stage=ctx.stage.index,
         passed=all(r.passed for r in results),
         score=round(score, 3),
         rules=results,
     )
+
+
+def remediation_feedback(gate: GateResult, round: int, rounds: int) -> str:
+    """The feedback a failed gate sends back to the stage's agents: each failed rule's
+    remediation and the first lines of its evidence."""
+    parts = [f"Quality gate failed (automatic remediation {round} of {rounds}):"]
+    for r in gate.rules:
+        if r.passed:
+            continue
+        evidence = [line for line in r.details.splitlines() if line.strip()]
+        shown = "\n    ".join(evidence[:FEEDBACK_EVIDENCE_LINES])
+        parts.append(f"- {r.rule}: {r.remediation or 'fix what the evidence shows'}")
+        if shown:
+            parts.append(f"    {shown}")
+    return "\n".join(parts)

@@ -45,6 +45,8 @@ def find_tests(root: Path) -> bool:
 class TestsPassRule(GateRule):
     """The workspace's test suite passes."""
 
+    __test__ = False  # not a pytest test class
+    applies_to = ("tests",)
     name = "tests-pass"
     description = "The workspace's tests pass (pytest if installed, else unittest)."
 
@@ -58,6 +60,13 @@ class TestsPassRule(GateRule):
 
     def applies(self, ctx: GateContext) -> bool:
         return bool(ctx.config.get("test_command")) or find_tests(ctx.workspace)
+
+    def _env(self, ctx: GateContext) -> dict[str, str]:
+        if ctx.config.get("test_command") or ctx.config.get("pytest_plugins", False):
+            return supervisor.agent_env()
+        # The pytest plugins installed beside ConnectSW are not the workspace's (and cost
+        # seconds per run): gates.pytest_plugins loads them.
+        return supervisor.agent_env({"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
 
     def evaluate(self, ctx: GateContext) -> RuleResult:
         """Run the test command under the supervisor, at most ``test_timeout`` seconds.
@@ -74,7 +83,7 @@ class TestsPassRule(GateRule):
             outcome = supervisor.run_for(
                 ctx,
                 cmd,
-                env=supervisor.agent_env(),
+                env=self._env(ctx),
                 deadline=time.monotonic() + timeout,
                 output_limit=OUTPUT_LIMIT,
             )
@@ -110,7 +119,26 @@ class TestsPassRule(GateRule):
         )
 
 
+def builtin_rules() -> list[GateRule]:
+    """One instance of each built-in rule, in the order ``gates list`` shows them."""
+    from connectsw.gates.build import BuildRule
+    from connectsw.gates.history import TestFirstRule
+    from connectsw.gates.service import ServerStartRule, VisualRule
+    from connectsw.gates.testing import CoverageRule, SmokeTestsRule
+
+    return [
+        TestsPassRule(),
+        BuildRule(),
+        ServerStartRule(),
+        SmokeTestsRule(),
+        VisualRule(),
+        TestFirstRule(),
+        CoverageRule(),
+    ]
+
+
 @hookimpl(trylast=True)
 def register_gates(register: Any) -> None:
     """Register the built-in gate rules."""
-    register(TestsPassRule())
+    for rule in builtin_rules():
+        register(rule)

@@ -48,8 +48,12 @@ def register_workflows(register: Callable[[Any], None]) -> None:
 def register_gates(register: Callable[[Any], None]) -> None:
     """Register quality-gate rules: call ``register(rule)`` for each.
 
-    A rule has a ``name``, a ``description``, ``applies(ctx) -> bool`` and
-    ``evaluate(ctx) -> RuleResult`` (see :mod:`connectsw.gates.base`).
+    A rule has a ``name``, a ``description``, ``applies_to`` (the workspace traits
+    it judges, :data:`connectsw.gates.detect.TRAITS`; shown by ``connectsw gates
+    list``), ``applies(ctx) -> bool`` and ``evaluate(ctx) -> RuleResult`` (see
+    :class:`connectsw.gates.base.GateRule`). A rule runs where a stage names it or
+    where the rule set of the stage's checkpoint type (``[gates.rule_sets.TYPE]``)
+    lists it; a rule that cannot run returns ``GateRule.not_run(reason)``.
     """
 
 

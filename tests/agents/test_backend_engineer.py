@@ -109,7 +109,7 @@ def test_generated_tests_catch_a_broken_service(tmp_path: Path) -> None:
     app.write_text(app.read_text().replace('{"status": "ok"}', '{"status": "down"}', 1))
     proc = unittest_run(tmp_path)
     assert proc.returncode != 0
-    assert "test_health" in proc.stderr
+    assert "test_smoke_health" in proc.stderr
 
 
 @pytest.mark.slow

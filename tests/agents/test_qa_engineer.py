@@ -119,7 +119,7 @@ def test_failing_tests_raise_task_error(
     assert "\n" not in str(err.value)
     report = (tmp_path / "docs/QA-report.md").read_text()
     assert "Result: **FAILED**" in report
-    assert "test_health" in report
+    assert "test_smoke_health" in report
 
 
 def test_missing_tests_dir_fails(tmp_path: Path) -> None:

@@ -239,8 +239,11 @@ def test_gate_failure_blocks_the_checkpoint_until_fixed(
         workspace=ws,
     )
     blocked = engine.run(ex.id)
+    # The stage went back to its agent with the remediation twice (gates.remediation_rounds),
+    # then stopped for a person.
     assert blocked.status is ExecutionStatus.GATE_FAILED
-    assert blocked.error == "quality gate failed: tests-pass"
+    assert blocked.error == "quality gate failed: tests-pass (after 2 remediation rounds)"
+    assert (blocked.round, blocked.remediations) == (2, 2)
     gate = engine.view(ex.id).gate
     assert gate is not None and not gate.passed and gate.rules[0].remediation
     with pytest.raises(InvalidState):
@@ -248,7 +251,8 @@ def test_gate_failure_blocks_the_checkpoint_until_fixed(
     test_file.write_text(test_file.read_text().replace("1, 2", "2, 2"))
     resumed = engine.run(ex.id)
     assert resumed.status is ExecutionStatus.AWAITING_CHECKPOINT
-    assert len(engine.store.task_attempts(ex.id, "work")) == 1
+    assert resumed.remediations == 0
+    assert len(engine.store.task_attempts(ex.id, "work")) == 3  # one per round
 
 
 def test_every_state_change_is_an_event(engine: Engine, submit_graph: Submit) -> None:
@@ -371,3 +375,113 @@ def test_engine_default_retries_apply_to_tasks_that_set_none(
     b = [(r.attempt, r.status) for r in engine.store.task_attempts(ex.id, "b")]
     assert a == [(1, TaskStatus.FAILED), (2, TaskStatus.FAILED), (3, TaskStatus.SUCCEEDED)]
     assert b == [(1, TaskStatus.FAILED)]  # its own retries: 0 wins
+
+
+# -- the remediation loop: a failed gate sends the stage back to its agents ------------------
+
+GOOD_SERVER = """\
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+# The agent: a broken service, until the gate's feedback names server-start; it keeps
+# the feedback it got beside the service.
+FIXING_AGENT = (
+    'printf "%s" "$CONNECTSW_FEEDBACK" > feedback.txt; '
+    'if grep -q "server-start" feedback.txt; then cp good.py server.py; '
+    "else echo 'raise SystemExit(\"no port configured\")' > server.py; fi"
+)
+
+
+def _service_graph(command: str) -> dict[str, object]:
+    return {
+        "name": "service",
+        "tasks": [
+            {
+                "id": "make",
+                "agent": "shell",
+                "with": {"command": command, "outputs": ["server.py", "feedback.txt"]},
+            }
+        ],
+        "checkpoints": [{"after": ["make"], "name": "service_ready", "question": "ok?"}],
+    }
+
+
+def _gated(engine: Engine, rounds: int) -> None:
+    """The service_ready checkpoint runs server-start (a rule set from the settings)."""
+    gates = type(engine.settings.gates).model_validate(
+        {
+            **engine.settings.gates.model_dump(),
+            "server_command": "python server.py {port}",
+            "server_timeout": 5.0,
+            "remediation_rounds": rounds,
+            "rule_sets": {"service_ready": {"rules": ["server-start"]}},
+        }
+    )
+    engine.settings = engine.settings.model_copy(update={"gates": gates})
+
+
+def test_a_failed_gate_sends_the_stage_back_with_the_remediation(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    _gated(engine, rounds=2)
+    ws = tmp_path / "fixes"
+    ws.mkdir()
+    (ws / "good.py").write_text(GOOD_SERVER)
+    ex = submit_graph(_service_graph(FIXING_AGENT), workspace=ws)
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert (done.round, done.remediations) == (1, 0)
+    # Round 0 failed the gate; its remediation and evidence reached the agent in round 1.
+    failed = engine.store.gate_result(ex.id, 0, 0)
+    assert failed is not None and not failed.passed
+    assert "no port configured" in failed.rules[0].details
+    feedback = (ws / "feedback.txt").read_text()
+    assert feedback.startswith("Quality gate failed (automatic remediation 1 of 2):")
+    assert "- server-start: Make the service start and answer its health URL" in feedback
+    assert "no port configured" in feedback
+    passed = engine.view(ex.id).gate
+    assert passed is not None and passed.passed and "HTTP 200" in passed.rules[0].details
+    gate_events = [e for e in engine.store.events(ex.id) if e.kind.startswith("gate.")]
+    assert [e.kind for e in gate_events] == ["gate.failed", "gate.passed"]
+    assert gate_events[0].data["remediation"] == 1
+    assert len(engine.store.task_attempts(ex.id, "make")) == 2
+
+
+def test_after_the_remediation_rounds_a_person_decides_with_the_evidence(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    _gated(engine, rounds=1)
+    ws = tmp_path / "never"
+    ws.mkdir()
+    never = "echo 'raise SystemExit(\"still broken\")' > server.py; : > feedback.txt"
+    ex = submit_graph(_service_graph(never), workspace=ws)
+    stopped = engine.run(ex.id)
+    assert stopped.status is ExecutionStatus.GATE_FAILED
+    assert stopped.error == "quality gate failed: server-start (after 1 remediation round)"
+    assert (stopped.round, stopped.remediations) == (1, 1)
+    view = engine.view(ex.id)
+    assert view.gate is not None and "still broken" in view.gate.rules[0].details
+    assert "Make the service start" in view.gate.remediation
+    # The person asks for a change: the stage runs again with their feedback, and a new
+    # failure gets its remediation rounds again.
+    engine.decide(ex.id, Decision.REQUEST_CHANGES, "use good.py")
+    assert engine.get(ex.id).remediations == 0
+    again = engine.run(ex.id)
+    assert again.status is ExecutionStatus.GATE_FAILED
+    assert (again.round, again.remediations) == (3, 1)
+    assert len(engine.store.task_attempts(ex.id, "make")) == 4

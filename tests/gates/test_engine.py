@@ -139,3 +139,91 @@ def test_tests_pass_failing_fails_the_gate(tmp_path: Path) -> None:
     assert not result.passed
     assert result.score == 0.0
     assert "Fix the failing tests" in result.rules[0].remediation
+
+
+# -- rule sets per checkpoint type (reference §2.3 QUALITY_RULES) ---------------------------
+
+
+def _cp_context(tmp_path: Path, gates: list[str], cp: str | None, **config: Any) -> GateContext:
+    from connectsw.core.models import CheckpointSpec
+
+    checkpoint = CheckpointSpec(type=cp, question="ok?") if cp else None
+    stage = Stage(index=1, name="s", task_ids=["a"], gates=gates, checkpoint=checkpoint)
+    plan = Plan(name="p", workflow="test", tasks=[TaskSpec(id="a", agent="noop")], stages=[stage])
+    execution = Execution(request=Request(command="run"), plan=plan, workspace=str(tmp_path))
+    return GateContext(execution=execution, stage=stage, workspace=tmp_path, config=config)
+
+
+def test_a_checkpoint_type_adds_its_rule_set(tmp_path: Path) -> None:
+    from connectsw.gates.engine import rules_for
+
+    sets = {"review": {"rules": ["b", "a", "c"], "not_run_passes": []}}
+    ctx = _cp_context(tmp_path, ["a"], "review", rule_sets=sets)
+    assert rules_for(ctx.stage, ctx.config) == ["a", "b", "c"]  # the stage's first, once each
+    regs = registries(Fixed("a"), Fixed("b"), Fixed("c", passed=False, score=0.0))
+    result = evaluate_stage(ctx, regs)
+    assert [r.rule for r in result.rules] == ["a", "b", "c"]
+    assert not result.passed and result.score == 0.667
+    other = _cp_context(tmp_path, ["a"], "other", rule_sets=sets)
+    assert [r.rule for r in evaluate_stage(other, regs).rules] == ["a"]
+    plain = _cp_context(tmp_path, [], None, rule_sets=sets)
+    assert evaluate_stage(plain, regs).rules == []
+
+
+class Absent(GateRule):
+    name = "needs-tool"
+
+    def evaluate(self, ctx: GateContext) -> RuleResult:
+        return self.not_run("tool not installed", "install the tool")
+
+
+def test_not_run_passes_only_where_the_rule_set_says(tmp_path: Path) -> None:
+    allowed = {"ui": {"rules": ["needs-tool", "ok"], "not_run_passes": ["needs-tool"]}}
+    ctx = _cp_context(tmp_path, [], "ui", rule_sets=allowed)
+    result = evaluate_stage(ctx, registries(Absent(), Fixed("ok", score=0.5)))
+    assert result.passed
+    assert result.rules[0].details == "not run: tool not installed (passes: the rule set allows it)"
+    assert result.score == 0.5  # the rule that did not run does not count
+    strict = _cp_context(tmp_path, ["needs-tool"], None)
+    failed = evaluate_stage(strict, registries(Absent()))
+    assert not failed.passed and failed.rules[0].remediation == "install the tool"
+
+
+class WantsPages(Fixed):
+    applies_to = ("page",)
+
+
+def test_applies_to_declares_the_traits_a_rule_judges(tmp_path: Path) -> None:
+    rule = WantsPages("pages")
+    regs = registries(rule)
+    assert evaluate_stage(context(tmp_path, ["pages"]), regs).rules[0].details == "not applicable"
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "index.html").write_text("<h1>x</h1>")
+    assert evaluate_stage(context(tmp_path, ["pages"]), regs).rules[0].details == ""
+    assert rule.calls == 1
+
+
+def test_remediation_feedback_names_rules_remediation_and_evidence() -> None:
+    from connectsw.core.models import GateResult
+    from connectsw.gates.engine import remediation_feedback
+
+    gate = GateResult(
+        stage=0,
+        passed=False,
+        score=0.5,
+        rules=[
+            RuleResult(rule="ok", passed=True),
+            RuleResult(
+                rule="build",
+                passed=False,
+                score=0.0,
+                details="$ python -m compileall .\n" + "".join(f"line {i}\n" for i in range(20)),
+                remediation="Fix the syntax error.",
+            ),
+        ],
+    )
+    text = remediation_feedback(gate, 1, 2)
+    assert text.splitlines()[0] == "Quality gate failed (automatic remediation 1 of 2):"
+    assert "- build: Fix the syntax error." in text
+    assert "$ python -m compileall ." in text and "line 4" in text and "line 5" not in text
+    assert "- ok" not in text

@@ -125,7 +125,15 @@ def test_builtins_listed(monkeypatch: pytest.MonkeyPatch) -> None:
         "fix-bug",
         "task-graph",
     }
-    assert by_name["connectsw.gates.rules"]["gates"] == ["tests-pass"]
+    assert by_name["connectsw.gates.rules"]["gates"] == [
+        "tests-pass",
+        "build",
+        "server-start",
+        "smoke-tests",
+        "visual",
+        "test-first",
+        "coverage",
+    ]
     json.dumps(infos)
 
 
