@@ -524,7 +524,6 @@ class Settings(BaseSettings):
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
-
     llm: LLMSettings = Field(default_factory=LLMSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
