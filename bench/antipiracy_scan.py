@@ -37,7 +37,7 @@ from typing import Any
 
 from connectsw.conf.settings import AntipiracySettings
 from connectsw.licensing.analytics import rollup
-from connectsw.licensing.analytics.detectors import Finding, data_range, scan
+from connectsw.licensing.analytics.detectors import HOURLY_COLUMNS, Finding, data_range, scan
 from connectsw.licensing.analytics.evaluate import load_postgres, open_dir
 from connectsw.licensing.analytics.simulate import simulate, write
 from connectsw.licensing.analytics.storage import local_storage
@@ -91,7 +91,8 @@ def load_rollup_into_postgres(pg: Any, data: Path) -> str:
     )
     files = sorted(str(f) for f in (data / "usage" / rollup.ROLLUP_DIR).glob("*/*.parquet"))
     with pg.cursor() as cur, cur.copy("COPY usage_rollup FROM STDIN (FORMAT csv)") as copy:
-        for batch in ds.dataset(files, format="parquet").to_batches(batch_size=200_000):
+        rows = ds.dataset(files, format="parquet")  # PostgreSQL's own keys are the strings
+        for batch in rows.to_batches(columns=list(HOURLY_COLUMNS), batch_size=200_000):
             buf = io.BytesIO()
             pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
             copy.write(buf.getvalue())
