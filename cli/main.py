@@ -130,7 +130,7 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self.add_plugin_commands()
-        return sorted(set(self.lazy_commands) | set(self.commands))
+        return sorted(set(self.lazy_commands) | set(self.commands) | set(self._workflow_words()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_commands:
@@ -139,8 +139,10 @@ class LazyGroup(click.Group):
         if command is None:
             self.add_plugin_commands()
             command = super().get_command(ctx, cmd_name)
+        if command is None:
+            command = self._workflow_command(cmd_name)
         if command is None and self.plugin_error:
-            raise PluginError(f"no command {cmd_name!r}: {self.plugin_error}")
+            raise self.plugin_error_for(cmd_name)
         return command
 
     def _load(self, name: str) -> click.Command:
@@ -148,7 +150,47 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attr)
         if not isinstance(command, click.Command):  # a broken table is a bug, not user input
             raise TypeError(f"{module_name}:{attr} is not a click command")
+        if isinstance(command, click.Group) and self._third_party():
+            from connectsw.cli.workflow_commands import add_workflow_commands
+
+            add_workflow_commands(command, [name])
         return command
+
+    @staticmethod
+    def _third_party() -> bool:
+        """True when plugins are loaded (``--help`` loads none without third-party ones)."""
+        from connectsw.plugins import manager
+
+        return manager.is_loaded()
+
+    def _workflow_words(self) -> list[str]:
+        """First words of the commands plugin workflows claim (for ``--help``)."""
+        if not self._third_party():
+            return []
+        from connectsw.cli.workflow_commands import first_words
+
+        return [w for w in first_words() if w not in self.lazy_commands]
+
+    def _workflow_command(self, name: str) -> click.Command | None:
+        """The command of a workflow claiming ``name`` (PlanError: a plugin that would)."""
+        from connectsw.cli.workflow_commands import workflow_command
+
+        return workflow_command(name)
+
+    def plugin_error_for(self, cmd_name: str) -> ConnectSWError:
+        """Why ``cmd_name`` is missing: a plugin's ``register_commands`` failed."""
+        from connectsw.plugins import manager
+
+        for source in manager.plugin_sources():
+            if source.command_error is not None:
+                error = manager.plugin_code_error(
+                    source.name, "register_commands", source.command_error
+                )
+                head, _, rest = str(error).partition("; ")
+                return PluginError(
+                    f"{head}, so its commands are missing ({cmd_name!r} is unknown); {rest}"
+                )
+        return PluginError(f"no command {cmd_name!r}: {self.plugin_error}")
 
     def add_plugin_commands(self) -> None:
         """Let plugins add their commands (once); a failure is recorded, not raised."""
@@ -168,6 +210,7 @@ class LazyGroup(click.Group):
             ]
             if failures:
                 self.plugin_error = "plugin commands are not available: " + "; ".join(failures)
+
         except Exception as exc:
             self.plugin_error = f"plugin commands are not available: {one_line(exc, typed=True)}"
 
@@ -182,6 +225,10 @@ class LazyGroup(click.Group):
                 entries.append((name, click.Command(name, help=self.lazy_commands[name][1])))
             elif name in self.commands and not self.commands[name].hidden:
                 entries.append((name, self.commands[name]))
+            elif name in self._workflow_words():
+                command = self._workflow_command(name)
+                if command is not None:
+                    entries.append((name, command))
         if entries:
             limit = formatter.width - 6 - max(len(name) for name, _ in entries)
             rows = [(name, command.get_short_help_str(limit)) for name, command in entries]

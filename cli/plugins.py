@@ -7,6 +7,8 @@ left out. It imports neither dask nor distributed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.markup import escape
 from rich.table import Table
@@ -19,13 +21,35 @@ STATUS_STYLE = {"loaded": "green", "failed": "red", "skipped": "dim"}
 
 @click.command("plugins")
 @json_option
-def plugins(as_json: bool) -> None:
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
     """List plugins: where they come from, whether they loaded, their hooks, what they provide.
 
-    JSON: a list of objects with name, builtin, distribution, version, status
-    (loaded, failed, skipped), error, warnings, hint (how to leave it out), hooks,
-    agents, workflows, gates, embedders and llm_providers.
+    \b
+    JSON (stable): a list, built-ins first, of one object per plugin:
+      name            entry-point name (a built-in: its module)
+      builtin         true for ConnectSW's own plugins
+      distribution    installed distribution's name, or null
+      version         distribution's version, or null
+      entry_point     the entry point's "module:attr", or null for a built-in
+      status          "loaded", "failed" (nothing of it is used) or "skipped"
+                      (left out by CONNECTSW_LOAD_PLUGINS, not imported)
+      error           why it failed, one line ("register_agents failed:
+                      KeyError: 'missing' (plugin.py:12)"), or null
+      warnings        problems that did not stop it loading (one line each)
+      hint            how to leave it out: the exact CONNECTSW_LOAD_PLUGINS value
+      hooks           the hooks it implements
+      agents, workflows, gates, embedders, llm_providers
+                      names of what it registered
+      registered      what it registered, described: {"agents": [{name,
+                      description}], "workflows": [{name, description,
+                      commands}], "gates": [...], "embedders": [...],
+                      "llm_providers": [...], "commands": [{name, help}]}
+                      (commands: the CLI commands its register_commands added)
     """
+    add_commands = getattr(ctx.find_root().command, "add_plugin_commands", None)
+    if callable(add_commands):  # the CLI commands plugins add are part of the listing
+        add_commands()
     infos = plugin_infos()
     if as_json:
         print_json(infos)
@@ -33,10 +57,11 @@ def plugins(as_json: bool) -> None:
     table = Table("plugin", "version", "status", "hooks", "provides", box=None, header_style="bold")
     for info in infos:
         source = "built-in" if info["builtin"] else f"{info['distribution']} {info['version']}"
+        registered = info["registered"]
         provides = "; ".join(
-            f"{kind}: {', '.join(info[kind])}"
-            for kind in ("agents", "workflows", "gates", "embedders", "llm_providers")
-            if info[kind]
+            f"{kind}: {', '.join(_item(kind, item) for item in registered[kind])}"
+            for kind in ("agents", "workflows", "gates", "embedders", "llm_providers", "commands")
+            if registered[kind]
         )
         status = info["status"]
         if info["warnings"] and status == "loaded":
@@ -54,9 +79,10 @@ def plugins(as_json: bool) -> None:
         console.print("\n[bold]Problems[/bold]")
     for info in problems:
         lines = ([f"failed to load: {info['error']}"] if info["error"] else []) + info["warnings"]
+        where = f" (entry point {info['entry_point']})" if info["entry_point"] else ""
         for line in lines:
             console.print(
-                f"  {info['name']}: {line}", markup=False, highlight=False, soft_wrap=True
+                f"  {info['name']}{where}: {line}", markup=False, highlight=False, soft_wrap=True
             )
         if info["hint"]:
             console.print(
@@ -65,6 +91,12 @@ def plugins(as_json: bool) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def _item(kind: str, item: dict[str, Any]) -> str:
+    """A registered item in the text view: a workflow shows its commands."""
+    commands = item.get("commands") if kind == "workflows" else None
+    return f"{item['name']} ({', '.join(commands)})" if commands else str(item["name"])
 
 
 @click.command("schema")

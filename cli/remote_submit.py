@@ -9,8 +9,9 @@ from connectsw.cli.context import State
 from connectsw.cli.remote import InvalidRequest, Remote
 from connectsw.core.models import ExecuteResponse, Request
 
-#: Commands that change an existing project: the local repository goes up as a bundle.
-WITH_BUNDLE = ("new feature", "fix")
+#: The command that starts a project: every other one (``new feature``, ``fix``, a
+#: plugin workflow's) changes an existing project, whose repository goes up as a bundle.
+WITHOUT_BUNDLE = ("new product",)
 
 
 def upload_workspace(remote: Remote, workspace: Path) -> str | None:
@@ -27,9 +28,17 @@ def upload_workspace(remote: Remote, workspace: Path) -> str | None:
 
 
 def submit_remote(
-    state: State, remote: Remote, request: Request, workspace: Path, *, yes: bool, as_json: bool
-) -> int:
-    """Submit to the server and drive the execution there; the CLI exit code."""
+    state: State,
+    remote: Remote,
+    request: Request,
+    workspace: Path,
+    *,
+    yes: bool,
+    as_json: bool,
+    run: bool = True,
+) -> tuple[str, int]:
+    """Submit to the server and (``run``) drive the execution there; its id and the
+    CLI exit code."""
     from connectsw.cli.remote_drive import remote_drive
     from connectsw.cli.submit import show_plan
 
@@ -38,15 +47,17 @@ def submit_remote(
             "a task-graph file runs in local mode: `connectsw logout`, then `connectsw run`"
         )
     body = request.to_api()
-    if request.command in WITH_BUNDLE:
+    if " ".join(request.command.lower().split()) not in WITHOUT_BUNDLE:
         body["bundleId"] = upload_workspace(remote, workspace)
     answer = ExecuteResponse.model_validate(remote.call("POST", "/v1/execute", body))
     if not as_json:
         show_plan(answer.plan, answer.execution_id)
+    if not run:
+        return answer.execution_id, 0
     code = remote_drive(state, remote, answer.execution_id, yes=yes, as_json=as_json)
     if as_json:
-        return code
+        return answer.execution_id, code
     from connectsw.cli.context import console
 
     console.print(f"Bring its commits here with `connectsw pull {answer.execution_id}`")
-    return code
+    return answer.execution_id, code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,7 @@ from connectsw.cli.context import (
 from connectsw.cli.drive import drive
 from connectsw.cli.output_json import plan_json, stage_number
 from connectsw.cli.render import line
+from connectsw.core.errors import ExitCode, InvalidInput
 from connectsw.core.models import Plan, Request
 from connectsw.core.planner import slugify
 
@@ -43,26 +45,61 @@ def submit(
     plan_only: bool,
 ) -> None:
     """Plan a request, show the plan, run it; exit with the outcome's code."""
+    execution_id, code = submit_request(
+        state, command, text, workspace, yes=yes, as_json=as_json, plan_only=plan_only
+    )
+    if execution_id is not None:
+        raise SystemExit(code)
+
+
+def submit_request(
+    state: State,
+    command: str,
+    text: str,
+    workspace: Path,
+    *,
+    yes: bool,
+    as_json: bool,
+    plan_only: bool,
+    run: bool = True,
+    options: dict[str, Any] | None = None,
+) -> tuple[str | None, int]:
+    """Plan a request, show the plan and (``run``) drive it as the CLI does.
+
+    Local mode plans here (``options`` go to the workflow's ``decompose``); server
+    mode submits to the server, which plans. Returns the execution's id (None with
+    ``plan_only``: nothing is persisted) and the CLI's exit code for its outcome.
+
+    Raises:
+        InvalidInput: ``options`` in server mode (a request to the server carries none).
+    """
     request = Request(command=command, args=[text], context=local_context())
     remote = state.remote
     if remote is not None and not plan_only:
         from connectsw.cli.remote_submit import submit_remote
 
-        raise SystemExit(submit_remote(state, remote, request, workspace, yes=yes, as_json=as_json))
+        if options:
+            raise InvalidInput(
+                f"workflow options ({', '.join(sorted(options))}) cannot be sent to a server;"
+                " `connectsw logout` to plan locally"
+            )
+        return submit_remote(state, remote, request, workspace, yes=yes, as_json=as_json, run=run)
     engine = state.engine
     if plan_only:  # nothing is persisted: no execution is left pending
-        planned = engine.plan(request, workspace)
+        planned = engine.plan(request, workspace, **(options or {}))
         if as_json:
             response = engine.execute_response(planned).to_api()
             plan_json(response["plan"])
             print_json({**response, "executionId": None})
         else:
             show_plan(planned.plan, None)
-        return
-    execution = engine.submit(request, workspace)
+        return None, ExitCode.OK
+    execution = engine.submit(request, workspace, **(options or {}))
     if not as_json:
         show_plan(execution.plan, execution.id)
-    raise SystemExit(drive(state, execution.id, yes=yes, as_json=as_json))
+    if not run:
+        return execution.id, ExitCode.OK
+    return execution.id, drive(state, execution.id, yes=yes, as_json=as_json)
 
 
 def show_plan(plan: Plan, execution_id: str | None) -> None:

@@ -29,7 +29,11 @@ class ExitCode(IntEnum):
     INVALID_INPUT = 2
     """An invalid plan, task graph, request or config (also click's usage errors)."""
     PLUGIN = 3
-    """A plugin failed to load or registered something invalid."""
+    """A plugin failed: to load, in a ``register_*`` hook, by registering something
+    invalid (a class instead of an instance), or in its code at run time (a workflow's
+    ``claims``/``decompose``, ``register_commands``, a plugin's command). The one-line
+    message names the plugin, its entry point, the exception's type, message and
+    ``file:line``, and the ``CONNECTSW_LOAD_PLUGINS`` value that leaves it out."""
     NOT_FOUND = 4
     """No such execution, task or checkpoint."""
     NOT_ALLOWED = 5
@@ -75,7 +79,7 @@ class InvalidInput(ConnectSWError):
 
 
 class PluginError(ConnectSWError):
-    """A plugin failed to load or registered something invalid."""
+    """A plugin failed to load, registered something invalid or raised at run time."""
 
     code = "plugin_error"
     exit_code = ExitCode.PLUGIN

@@ -1,5 +1,11 @@
 """Request → intent → plan: the first workflow that claims the intent decomposes it.
 
+Commands come from the workflows: each declares the command words it answers
+(``commands = ("release",)``) and its intent ``kind``; ``connectsw release v1.2``
+is then the intent ``release`` with subject ``v1.2``. An exception in a
+workflow's ``claims`` or ``decompose`` is a :class:`PluginError` naming the
+plugin, its entry point and how to leave it out (exit 3), never an internal error.
+
 Every plan, from a built-in workflow, a third-party one or a graph file, is
 validated here before anything runs: unique ids, known dependencies, no cycle,
 known agents with valid input, consistent stages and known gate rules. An
@@ -16,36 +22,45 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectsw.core.errors import PlanError, describe_validation_error
+from connectsw.core.errors import ConnectSWError, PlanError, describe_validation_error
 from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
-from connectsw.plugins.registry import Registries, get_registries
+from connectsw.plugins.manager import plugin_code_error
+from connectsw.plugins.registry import Registries, get_registries, workflow_kind
 
-# command words -> intent kind; longest match first
-COMMANDS: dict[str, str] = {
-    "new product": "new_product",
-    "new feature": "new_feature",
-    "fix bug": "fix_bug",
-    "fix": "fix_bug",
-    "run": "task_graph",
-}
-
+TASK_GRAPH = "task_graph"
+"""The intent kind whose subject is a task-graph file (``connectsw run FILE``)."""
 
 MAX_REQUEST_TEXT = 10_000
 """Characters: the longest request description (``new product "..."``, ``fix "..."``)."""
 
 
-def parse_intent(request: Request) -> Intent:
+def unknown_command(command: str, registries: Registries) -> PlanError:
+    """The error for a command no workflow claims: the known ones, and the plugins
+    (failed, or left out by ``CONNECTSW_LOAD_PLUGINS``) that may provide it."""
+    known = ", ".join(sorted(registries.workflow_commands()))
+    words = " ".join(command.lower().split())
+    return PlanError(
+        f"unknown command {command!r} (known: {known})" + registries.unknown_hint("command", words)
+    )
+
+
+def parse_intent(request: Request, registries: Registries | None = None) -> Intent:
     """Turn a request's command and text into an :class:`Intent`.
+
+    The command words (case and spacing aside) are looked up in the commands the
+    registered workflows declare; the intent's kind is that workflow's ``kind``
+    (see :func:`connectsw.plugins.registry.workflow_kind`).
 
     Raises:
         PlanError: an unknown command, an empty description, or one longer than
             :data:`MAX_REQUEST_TEXT` characters (the text is not repeated).
     """
+    registries = registries or get_registries()
     command = " ".join(request.command.lower().split())
-    kind = COMMANDS.get(command)
-    if kind is None:
-        known = ", ".join(sorted(COMMANDS))
-        raise PlanError(f"unknown command {request.command!r} (known: {known})")
+    workflow = registries.workflow_commands().get(command)
+    if workflow is None:
+        raise unknown_command(request.command, registries)
+    kind = workflow_kind(workflow)
     subject = request.text
     if not subject:
         raise PlanError(f"'{command}' needs a description, e.g. {command} \"...\"")
@@ -54,7 +69,7 @@ def parse_intent(request: Request) -> Intent:
             f"the description of '{command}' is {len(subject)} characters long; at most"
             f" {MAX_REQUEST_TEXT} are allowed (put the details in a file in the workspace)"
         )
-    if kind == "task_graph":
+    if kind == TASK_GRAPH:
         return Intent(kind=kind, subject=subject, request=request, source_file=subject)
     return Intent(kind=kind, subject=subject, request=request)
 
@@ -233,10 +248,10 @@ class Planner:
 
     def plan(self, request: Request, **options: Any) -> tuple[Intent, Plan]:
         """Decompose ``request``; ``options`` are passed to the workflow."""
-        intent = parse_intent(request)
+        intent = parse_intent(request, self.registries)
         for workflow in self.registries.workflows:
-            if workflow.claims(intent):
-                plan = workflow.decompose(intent, **options)
+            if self._call(workflow, "claims", intent):
+                plan = self._call(workflow, "decompose", intent, **options)
                 if not isinstance(plan, Plan):
                     raise PlanError(f"workflow {workflow.name!r} did not return a Plan")
                 try:
@@ -249,3 +264,13 @@ class Planner:
             f"no workflow handles {intent.kind!r} requests"
             + self.registries.unknown_hint("workflow", intent.kind)
         )
+
+    def _call(self, workflow: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``workflow.method(...)``; a non-ConnectSW exception names the workflow's plugin."""
+        try:
+            return getattr(workflow, method)(*args, **kwargs)
+        except ConnectSWError:
+            raise
+        except Exception as exc:
+            owner = self.registries.workflows.owners.get(workflow.name, "?")
+            raise plugin_code_error(owner, f'workflow "{workflow.name}" {method}', exc) from exc

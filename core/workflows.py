@@ -25,6 +25,9 @@ class Workflow:
     name = ""
     kind = ""
     description = ""
+    commands: tuple[str, ...] = ()
+    """The command words this workflow answers (``connectsw WORDS "text"``), e.g.
+    ``("release",)``; a request with one of them becomes an intent of ``kind``."""
 
     def claims(self, intent: Intent) -> bool:
         """True if this workflow decomposes ``intent``."""
@@ -51,6 +54,7 @@ class NewProductWorkflow(Workflow):
     """PM → PRD → checkpoint → architect → checkpoint → backend ∥ frontend → QA → checkpoint."""
 
     name = "new-product"
+    commands = ("new product",)
     kind = "new_product"
     description = "A new product from one sentence: PRD, architecture, service, page, QA."
 
@@ -95,6 +99,7 @@ class NewFeatureWorkflow(Workflow):
     """Feature spec → checkpoint → implementation ∥ QA under the tests gate → checkpoint."""
 
     name = "new-feature"
+    commands = ("new feature",)
     kind = "new_feature"
     description = "A feature in an existing product: spec, implementation, QA."
 
@@ -130,6 +135,7 @@ class FixBugWorkflow(Workflow):
     """Bug report → fix → verification under the tests gate → checkpoint."""
 
     name = "fix-bug"
+    commands = ("fix", "fix bug")
     kind = "fix_bug"
     description = "A bug fix: triage note, fix, verification."
 
@@ -153,6 +159,7 @@ class TaskGraphWorkflow(Workflow):
     """An explicit task-graph file (YAML or JSON), as written."""
 
     name = "task-graph"
+    commands = ("run",)
     kind = "task_graph"
     description = "Runs a task-graph file as written."
 

@@ -39,8 +39,13 @@ def register_workflows(register: Callable[[Any], None]) -> None:
     """Register workflows (decomposers): call ``register(workflow)`` for each.
 
     A workflow has a ``name``, ``claims(intent) -> bool`` and
-    ``decompose(intent, ctx) -> Plan``. The planner asks workflows in order and
+    ``decompose(intent, **options) -> Plan``. The planner asks workflows in order and
     the first that claims an intent decomposes it (see :mod:`connectsw.core.workflows`).
+    Commands come from the workflows: ``commands = ("release",)`` (lowercase words)
+    and ``kind = "release"`` make ``connectsw release v1.2`` a request planned by this
+    workflow (intent ``release``, subject ``v1.2``), on the CLI and through
+    ``POST /v1/execute``; a command another workflow has fails the later plugin.
+    Register an instance, not the class (a class fails the plugin at once).
     """
 
 

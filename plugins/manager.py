@@ -10,11 +10,21 @@ Environment:
 
 - ``CONNECTSW_LOAD_PLUGINS``: comma-separated entry-point or distribution names
   of the only third-party plugins to load (empty: none); the others are listed
-  as ``skipped`` and not imported.
+  as ``skipped`` and not imported. A name that no installed plugin has is a
+  warning on stderr naming it and the installed ones. When a plan needs an agent,
+  workflow, command or gate rule no loaded plugin has, the plugins left out are
+  asked (imported then) and the error names the one that provides it and the
+  value of ``CONNECTSW_LOAD_PLUGINS`` that includes it.
 - ``CONNECTSW_STRICT_PLUGINS=1``: any plugin problem (a failed plugin, a hook
-  function that is not marked ``@connectsw.hookimpl``) is a :class:`PluginError`
+  function that is not marked ``@connectsw.hookimpl``, an entry point with no
+  hooks, an unknown name in ``CONNECTSW_LOAD_PLUGINS``) is a :class:`PluginError`
   (exit 3) naming the plugin; for CI.
-- ``CONNECTSW_TRACE_PLUGINS=1``: trace every hook call on stderr.
+- ``CONNECTSW_TRACE_PLUGINS=1``: trace on stderr, one line per step, always
+  ``[connectsw trace] HOOK PLUGINS: WHAT``: each hook call (``call``, then
+  ``done in N ms`` or ``failed: ...``) and each thing a plugin registered
+  (``registered agent "x"``, ``registered workflow "x" (commands: ...)``,
+  ``registered command "x"``...). PLUGINS is one plugin name, or several joined
+  by commas (no space) for a hook called on every plugin at once.
 - ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``: seconds a third-party plugin's import may
   take (default :data:`DEFAULT_IMPORT_TIMEOUT`); one that takes longer is
   ``failed`` ("its import did not finish within N s") and the others load, so a
@@ -33,16 +43,19 @@ import importlib
 import inspect
 import math
 import os
+import re
 import sys
 import threading
-from collections.abc import Iterator
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from connectsw.core.errors import ConfigError, PluginError, one_line
+from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line
 from connectsw.plugins import hookspecs
 
 if TYPE_CHECKING:
@@ -82,6 +95,10 @@ class PluginSource:
     imported). ``warnings`` are problems that did not stop it loading.
     ``offered`` names what a plugin that failed in a ``register_*`` hook tried to
     register (``{"agent": [...]}``); empty when unknown (it failed earlier).
+    ``entry_point`` is the entry point's value (``module:attr``; None for a
+    built-in); ``commands`` the CLI commands its ``register_commands`` added, as
+    ``(name, first line of help)``; ``left_out`` is True when
+    ``CONNECTSW_LOAD_PLUGINS`` skipped it.
     """
 
     name: str
@@ -93,14 +110,31 @@ class PluginSource:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     offered: dict[str, list[str]] = field(default_factory=dict)
+    entry_point: str | None = None
+    commands: list[tuple[str, str]] = field(default_factory=list)
+    left_out: bool = False
+    command_error: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def hint(self) -> str:
-        """How to leave this plugin out (empty for a built-in)."""
+        """How to leave this plugin out: the exact setting (empty for a built-in).
+
+        ``set CONNECTSW_LOAD_PLUGINS=a,b`` names every other third-party plugin this
+        process loads (``CONNECTSW_LOAD_PLUGINS=`` when there is none).
+        """
         if self.builtin:
             return ""
+        others = included_plugins() - {self.name}
         uninstall = f", or `pip uninstall {self.distribution}`" if self.distribution else ""
-        return f"set {LOAD_ENV} to the plugins you want{uninstall}"
+        return f"set {LOAD_ENV}={','.join(sorted(others))}{uninstall}"
+
+    @property
+    def origin(self) -> str:
+        """``entry point NAME = module:attr, distribution VERSION`` (empty for a built-in)."""
+        if self.builtin or self.entry_point is None:
+            return ""
+        dist = f", {self.distribution} {self.version}" if self.distribution else ""
+        return f"entry point {self.name} = {self.entry_point}{dist}"
 
     def problems(self) -> list[str]:
         """The error and warnings of this plugin, each one line."""
@@ -108,6 +142,15 @@ class PluginSource:
 
 
 _sources: dict[str, PluginSource] = {}
+_skipped_eps: dict[str, EntryPoint] = {}
+_unknown_allowed: list[str] = []
+"""The warning about names in CONNECTSW_LOAD_PLUGINS no plugin has (none or one)."""
+_probed: dict[str, dict[str, list[str]]] = {}
+
+
+def included_plugins() -> set[str]:
+    """Names of the third-party plugins this process did not leave out (loaded or failed)."""
+    return {s.name for s in _sources.values() if not s.builtin and not s.left_out}
 
 
 def _flag(name: str) -> bool:
@@ -124,10 +167,43 @@ def strict_enabled() -> bool:
     return _flag(STRICT_ENV)
 
 
-def trace(message: str) -> None:
-    """Write one trace line to stderr (only when tracing is enabled)."""
+def trace(hook: str, plugins: str, what: str) -> None:
+    """Write ``[connectsw trace] HOOK PLUGINS: WHAT`` to stderr (only when tracing).
+
+    The one trace format: ``plugins`` is a plugin name, or names joined by commas.
+    """
     if tracing_enabled():
-        print(f"[connectsw trace] {message}", file=sys.stderr, flush=True)
+        print(f"[connectsw trace] {hook} {plugins}: {what}", file=sys.stderr, flush=True)
+
+
+def _trace_summary(kwargs: Mapping[str, Any]) -> str:
+    """What a hook call is about, for its trace line (an event's kind)."""
+    event = kwargs.get("event")
+    kind = getattr(event, "kind", None)
+    return f" ({getattr(kind, 'value', kind)})" if kind is not None else ""
+
+
+def _monitor(pm: pluggy.PluginManager) -> None:
+    """Trace every call made through ``pm.hook`` (the event hooks) in the one format."""
+    started: list[float] = []
+
+    def before(hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+        started.append(time.perf_counter())
+        names = ",".join(i.plugin_name for i in reversed(impls)) or "-"
+        trace(hook, names, f"call{_trace_summary(kwargs)}")
+
+    def after(
+        outcome: Any, hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+    ) -> None:
+        elapsed = (time.perf_counter() - started.pop()) * 1000 if started else 0.0
+        names = ",".join(i.plugin_name for i in reversed(impls)) or "-"
+        exc = getattr(outcome, "exception", None)
+        if exc is not None:
+            trace(hook, names, f"failed: {describe_error(exc)}")
+        else:
+            trace(hook, names, f"done in {elapsed:.2f} ms")
+
+    pm.add_hookcall_monitoring(before, after)
 
 
 def import_timeout() -> float:
@@ -193,18 +269,42 @@ def _allow_list() -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, where: bool = False) -> str:
     """``Type: first line`` of an exception, on one line.
 
     A :class:`PluginError`'s message is kept as it is; pluggy's validation errors
     spread the reason over several lines, so those are joined with ``; ``.
+    ``where`` adds `` (file.py:LINE)``, the innermost frame of the traceback: a
+    bare ``assert`` in plugin code reads ``AssertionError (plugin.py:12)``.
     """
     if isinstance(exc, PluginError | _ImportTimeout):
         return one_line(exc)
     if isinstance(exc, pluggy.PluginValidationError):
         lines = [" ".join(line.split()) for line in str(exc).splitlines()]
         return f"{type(exc).__name__}: {'; '.join(line for line in lines if line)}"
-    return one_line(exc, typed=True)
+    text = one_line(exc, typed=True)
+    frames = traceback.extract_tb(exc.__traceback__) if where else []
+    if frames:
+        text += f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+    return text
+
+
+def plugin_code_error(plugin: str, what: str, exc: BaseException) -> PluginError:
+    """The one-line error for an exception raised by a plugin's code at run time.
+
+    ``plugin "p" failed: WHAT raised Type: message (file.py:LINE); entry point p =
+    module, dist 1.0; to leave it out, set CONNECTSW_LOAD_PLUGINS=...`` (exit 3,
+    :attr:`ExitCode.PLUGIN`). ``what`` says which code: ``workflow "x" decompose``,
+    ``command "x"``, ``register_commands``.
+    """
+    with _lock:
+        source = _sources.get(plugin)
+    parts = [f'plugin "{plugin}" failed: {what} raised {describe_error(exc, where=True)}']
+    if source is not None and source.origin:
+        parts.append(source.origin)
+    if source is not None and source.hint:
+        parts.append(f"to leave it out, {source.hint}")
+    return PluginError("; ".join(parts))
 
 
 def _unmarked_hooks(plugin: Any, project: str) -> list[str]:
@@ -244,6 +344,11 @@ def _register(pm: pluggy.PluginManager, plugin: Any, source: PluginSource) -> No
         source.status, source.error = "failed", describe_error(exc)
         return
     source.warnings.extend(_unmarked_hooks(plugin, pm.project_name))
+    if not source.builtin and not pm.get_hookcallers(plugin):
+        source.warnings.append(
+            f"entry point {source.entry_point} provides no hooks (no function marked "
+            "@connectsw.hookimpl); it does nothing"
+        )
 
 
 def _check_pending(pm: pluggy.PluginManager, sources: dict[str, PluginSource]) -> None:
@@ -274,7 +379,13 @@ def _entry_point_source(ep: EntryPoint, status: Status = "loaded") -> PluginSour
         distribution=dist.name if dist else None,
         version=dist.version if dist else None,
         status=status,
+        entry_point=ep.value,
     )
+
+
+def _normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _load() -> pluggy.PluginManager:
@@ -296,12 +407,17 @@ def _load_all(timeout: float) -> pluggy.PluginManager:
             continue
         _register(pm, module, source)
     allow = _allow_list()
+    wanted = {_normalize(name) for name in allow or ()}
+    known: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else None
+        known.update(_normalize(n) for n in (ep.name, dist) if n)
         if ep.name in sources:
             continue  # a second entry point of the same name: the first one wins
-        if allow is not None and ep.name not in allow and dist not in allow:
+        if allow is not None and not {_normalize(ep.name), _normalize(dist or "")} & wanted:
             sources[ep.name] = _entry_point_source(ep, "skipped")
+            sources[ep.name].left_out = True
+            _skipped_eps[ep.name] = ep
             continue
         source = sources[ep.name] = _entry_point_source(ep)
         try:
@@ -318,11 +434,14 @@ def _load_all(timeout: float) -> pluggy.PluginManager:
         if plugin is not None:
             source.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
     if tracing_enabled():
-        pm.add_hookcall_monitoring(
-            lambda hook, impls, kwargs: trace(
-                f"call {hook} -> {[i.plugin_name for i in impls]} {sorted(kwargs)}"
-            ),
-            lambda outcome, hook, impls, kwargs: trace(f"done {hook}"),
+        _monitor(pm)
+    unknown = sorted(n for n in allow or () if _normalize(n) not in known)
+    _unknown_allowed[:] = []
+    if unknown:
+        installed = sorted(s.name for s in sources.values() if not s.builtin)
+        _unknown_allowed.append(
+            f"{LOAD_ENV} names no installed plugin: {', '.join(unknown)} "
+            f"(installed: {', '.join(installed) or 'none'})"
         )
     _sources.clear()
     _sources.update(sources)
@@ -337,7 +456,7 @@ def check_strict() -> None:
         f'plugin "{s.name}" {p}' if p.startswith("failed") else f'plugin "{s.name}": {p}'
         for s in sorted(_sources.values(), key=lambda s: s.name)
         for p in s.problems()
-    ]
+    ] + list(_unknown_allowed)
     if problems:
         raise PluginError(
             f"{'; '.join(problems)} ({STRICT_ENV} is set; to leave a plugin out, set "
@@ -357,6 +476,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
         if _pm is None:
             pm = _load()
             check_strict()
+            for warning in _unknown_allowed:
+                print(f"Warning: {warning}", file=sys.stderr, flush=True)
             _pm = pm
         return _pm
 
@@ -392,22 +513,59 @@ def add_plugin_commands(cli: click.Group) -> None:
         return
     pm = get_plugin_manager()
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        plugin = impl.plugin_name
         before = dict(cli.commands)
-        trace(f"call register_commands -> {impl.plugin_name}")
+        trace("register_commands", plugin, "call")
         try:
             with plugin_output_to_stderr():
                 impl.function(cli=cli)
         except Exception as exc:
             cli.commands.clear()
             cli.commands.update(before)
-            warning = f"register_commands failed: {describe_error(exc)}"
+            warning = f"register_commands failed: {describe_error(exc, where=True)}"
+            trace("register_commands", plugin, f"failed: {describe_error(exc, where=True)}")
             with _lock:
-                source = _sources.setdefault(
-                    impl.plugin_name, PluginSource(impl.plugin_name, builtin=False)
-                )
+                source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
                 if warning not in source.warnings:
                     source.warnings.append(warning)
+                    source.command_error = exc
+            continue
+        added = {n: c for n, c in cli.commands.items() if before.get(n) is not c}
+        with _lock:
+            source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
+            source.commands = [(name, _short_help(command)) for name, command in added.items()]
+        for name, command in added.items():
+            _attribute_failures(command, plugin, name)
+            trace("register_commands", plugin, f'registered command "{name}"')
     check_strict()
+
+
+def _short_help(command: click.Command) -> str:
+    """The first line of a command's help (empty when it has none)."""
+    text = (command.short_help or command.help or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _attribute_failures(command: click.Command, plugin: str, name: str) -> None:
+    """Make an exception in a plugin command's own code a :class:`PluginError` naming it.
+
+    Click's exceptions, ConnectSW's errors, ``SystemExit`` and Ctrl-C pass unchanged.
+    """
+    import click
+
+    invoke = command.invoke
+
+    def guarded(ctx: click.Context) -> Any:
+        try:
+            return invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConnectSWError:
+            raise
+        except Exception as exc:
+            raise plugin_code_error(plugin, f'command "{name}"', exc) from exc
+
+    command.invoke = guarded  # type: ignore[method-assign]
 
 
 def reset_plugin_manager() -> None:
@@ -416,6 +574,9 @@ def reset_plugin_manager() -> None:
     with _lock:
         _pm = None
         _sources.clear()
+        _skipped_eps.clear()
+        _unknown_allowed.clear()
+        _probed.clear()
     from connectsw.plugins import registry
 
     registry.reset_registries()
@@ -440,11 +601,19 @@ def failed_plugins() -> list[PluginSource]:
     return [s for s in plugin_sources() if s.status == "failed"]
 
 
-def broken_plugin_hint(kind: str, name: str, failed: list[PluginSource]) -> str:
+def broken_plugin_hint(
+    kind: str,
+    name: str,
+    failed: list[PluginSource],
+    left_out: Sequence[PluginSource] = (),
+) -> str:
     """``; plugin "x" failed to load (...); it may provide this agent; set ...``.
 
     Names the failed plugins that may provide ``name`` (a plugin that failed in a
-    ``register_*`` hook only if it tried to register it); empty if none.
+    ``register_*`` hook only if it tried to register it), then the plugins
+    ``CONNECTSW_LOAD_PLUGINS`` left out that provide it (asked through
+    :func:`probe_left_out`) with the value that includes them; empty if none.
+    ``kind`` is a registry's kind (``agent``, ``gate rule``...) or ``command``.
     """
     parts = []
     for source in failed:
@@ -455,22 +624,83 @@ def broken_plugin_hint(kind: str, name: str, failed: list[PluginSource]) -> str:
             f'plugin "{source.name}" failed to load ({source.error}); '
             f"it may provide this {kind}{leave_out}"
         )
+    for source in left_out:
+        if name not in probe_left_out(source.name).get(kind, []):
+            continue
+        dist = f" ({source.distribution} {source.version})" if source.distribution else ""
+        include = ",".join(sorted(included_plugins() | {source.name}))
+        parts.append(
+            f'plugin "{source.name}"{dist} provides it but {LOAD_ENV} leaves it out; '
+            f"to include it, set {LOAD_ENV}={include}"
+        )
     return "".join(f"; {p}" for p in parts)
+
+
+def left_out_plugins() -> list[PluginSource]:
+    """The plugins ``CONNECTSW_LOAD_PLUGINS`` left out (not imported by the load)."""
+    return [s for s in plugin_sources() if s.left_out]
+
+
+def probe_left_out(name: str) -> dict[str, list[str]]:
+    """What the left-out plugin ``name`` would register, by kind (imported only now).
+
+    For an error message only: the plugin is imported, registered on a scratch
+    plugin manager and its ``register_*`` hooks are called with a callback that
+    records names; nothing of it is used. Kinds are the registries' (``agent``,
+    ``workflow``, ``gate rule``, ``embedder``, ``LLM provider``) and ``command``
+    (workflow commands). A plugin that fails while asked gives what it gave so far.
+    """
+    with _lock:
+        if name in _probed:
+            return _probed[name]
+        ep = _skipped_eps.get(name)
+    found: dict[str, list[str]] = {}
+    if ep is not None:
+        try:
+            with plugin_output_to_stderr():
+                plugin = _load_entry_point(ep, import_timeout())
+                scratch = pluggy.PluginManager("connectsw")
+                scratch.add_hookspecs(hookspecs)
+                scratch.register(plugin, name=name)
+                from connectsw.plugins.registry import HOOKS, KINDS
+
+                for hook_name, attr in HOOKS:
+                    for impl in getattr(scratch.hook, hook_name).get_hookimpls():
+
+                        def register(item: Any, kind: str = KINDS[attr]) -> None:
+                            found.setdefault(kind, []).append(str(getattr(item, "name", "")))
+                            for command in getattr(item, "commands", None) or ():
+                                found.setdefault("command", []).append(" ".join(command.split()))
+
+                        with contextlib.suppress(Exception):
+                            impl.function(register=register)
+        except BaseException as exc:  # an import may even sys.exit()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+    with _lock:
+        _probed[name] = found
+    return found
 
 
 def plugin_infos() -> list[dict[str, Any]]:
     """JSON-ready description of each plugin: source, status, problems, what it provides."""
-    from connectsw.plugins.registry import get_registries
+    from connectsw.plugins.registry import HOOKS, get_registries
 
     regs = get_registries()
     infos = []
     for source in plugin_sources():
+        registered: dict[str, list[dict[str, Any]]] = {
+            attr: [describe_item(i, attr) for i in getattr(regs, attr).items_of(source.name)]
+            for _hook, attr in HOOKS
+        }
+        registered["commands"] = [{"name": n, "help": h} for n, h in source.commands]
         infos.append(
             {
                 "name": source.name,
                 "builtin": source.builtin,
                 "distribution": source.distribution,
                 "version": source.version,
+                "entry_point": source.entry_point,
                 "status": source.status,
                 "error": source.error,
                 "warnings": list(source.warnings),
@@ -481,6 +711,27 @@ def plugin_infos() -> list[dict[str, Any]]:
                 "gates": regs.gates.names_of(source.name),
                 "embedders": regs.embedders.names_of(source.name),
                 "llm_providers": regs.llm_providers.names_of(source.name),
+                "registered": registered,
             }
         )
     return infos
+
+
+def _text(value: Any) -> str:
+    """A plugin-provided attribute as one line of text (empty when it is not a string)."""
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def describe_item(item: Any, attr: str) -> dict[str, Any]:
+    """``{"name", "description"}`` of a registered item of registry ``attr`` (a
+    workflow, ``attr == "workflows"``, adds its ``commands``)."""
+    described: dict[str, Any] = {"name": item.name}
+    try:
+        described["description"] = _text(getattr(item, "description", ""))
+    except Exception:  # a plugin's property: listing must not fail on it
+        described["description"] = ""
+    if attr == "workflows":
+        from connectsw.plugins.registry import workflow_commands
+
+        described["commands"] = workflow_commands(item)
+    return described

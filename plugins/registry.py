@@ -25,6 +25,7 @@ from connectsw.plugins.manager import (
     describe_error,
     fail_plugin,
     get_plugin_manager,
+    left_out_plugins,
     plugin_output_to_stderr,
     plugin_sources,
     trace,
@@ -32,6 +33,47 @@ from connectsw.plugins.manager import (
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
+COMMAND_RE = re.compile(r"^[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)*$")
+"""A workflow's command: lowercase words of letters, digits and '-', one space apart."""
+
+
+def workflow_commands(workflow: Any, plugin: str | None = None) -> list[str]:
+    """The command words a workflow claims (its ``commands`` attribute), normalised.
+
+    ``commands`` is an optional sequence of strings such as ``("release",)`` or
+    ``("fix", "fix bug")``: ``connectsw release v1.2`` becomes a request with command
+    ``release``, planned by that workflow. Words are lower-cased and single-spaced.
+
+    Raises:
+        PluginError: (only when ``plugin`` is given, at registration) ``commands``
+            is not a list or tuple of such words.
+    """
+    raw = getattr(workflow, "commands", None) or ()
+    if isinstance(raw, str) or not isinstance(raw, list | tuple):
+        if plugin is None:
+            return []
+        raise PluginError(
+            f'Plugin "{plugin}" registered workflow "{workflow.name}" whose commands is not a '
+            f'list or tuple of strings (e.g. commands = ("release",))'
+        )
+    commands = []
+    for command in raw:
+        words = " ".join(command.lower().split()) if isinstance(command, str) else ""
+        if not COMMAND_RE.match(words):
+            if plugin is None:
+                continue
+            raise PluginError(
+                f'Plugin "{plugin}" registered workflow "{workflow.name}" with an invalid '
+                f"command {command!r} (lowercase words of letters, digits and '-')"
+            )
+        commands.append(words)
+    return list(dict.fromkeys(commands))
+
+
+def workflow_kind(workflow: Any) -> str:
+    """The intent kind a workflow's commands produce: its ``kind``, else its ``name``."""
+    kind = getattr(workflow, "kind", "")
+    return kind if isinstance(kind, str) and kind else str(workflow.name)
 
 
 @dataclass
@@ -44,7 +86,19 @@ class Registry(Generic[T]):
     owners: dict[str, str] = field(default_factory=dict)
 
     def add(self, item: T, plugin: str) -> None:
-        """Validate and add ``item``, registered by ``plugin``."""
+        """Validate and add ``item``, registered by ``plugin``.
+
+        Raises:
+            PluginError: one line naming the plugin: a class given instead of an
+                instance, an invalid name, a missing method, a name (or, for a
+                workflow, a command) another item already has.
+        """
+        if isinstance(item, type):
+            article = "an" if self.kind[0] in "aeiouAEIOUL" else "a"
+            raise PluginError(
+                f'Plugin "{plugin}" registered the class {item.__name__} as {article} '
+                f"{self.kind}; register an instance: register({item.__name__}())"
+            )
         name = getattr(item, "name", None)
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise PluginError(
@@ -61,6 +115,16 @@ class Registry(Generic[T]):
                 f'{self.kind.capitalize()} "{name}" from plugin "{plugin}" collides with the one '
                 f'from plugin "{self.owners[name]}"'
             )
+        if self.kind == "workflow":
+            commands = workflow_commands(item, plugin)
+            for other_name, other in self.items.items():
+                taken = set(commands) & set(workflow_commands(other))
+                if taken:
+                    raise PluginError(
+                        f'Command "{min(taken)}" of workflow "{name}" from plugin "{plugin}" '
+                        f'collides with workflow "{other_name}" from plugin '
+                        f'"{self.owners[other_name]}"'
+                    )
         self.items[name] = item
         self.owners[name] = plugin
 
@@ -71,6 +135,10 @@ class Registry(Generic[T]):
     def names_of(self, plugin: str) -> list[str]:
         """Names registered by ``plugin``."""
         return [n for n, p in self.owners.items() if p == plugin]
+
+    def items_of(self, plugin: str) -> list[T]:
+        """Items registered by ``plugin``, in registration order."""
+        return [self.items[n] for n in self.names_of(plugin)]
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.items.values())
@@ -101,8 +169,16 @@ class Registries:
     broken: list[PluginSource] = field(default_factory=list)
 
     def unknown_hint(self, kind: str, name: str) -> str:
-        """What to tell a user about an unknown ``kind`` called ``name`` (may be empty)."""
-        return broken_plugin_hint(kind, name, self.broken)
+        """What to tell a user about an unknown ``kind`` called ``name`` (may be empty).
+
+        Names the failed plugins that may provide it and the plugins
+        ``CONNECTSW_LOAD_PLUGINS`` left out that do, with the setting that includes them.
+        """
+        return broken_plugin_hint(kind, name, self.broken, left_out_plugins())
+
+    def workflow_commands(self) -> dict[str, Any]:
+        """Every command a registered workflow claims -> that workflow (no two share one)."""
+        return {c: wf for wf in self.workflows for c in workflow_commands(wf)}
 
 
 HOOKS: tuple[tuple[str, str], ...] = (
@@ -112,6 +188,14 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("register_embedders", "embedders"),
     ("register_llm_providers", "llm_providers"),
 )
+KINDS = {
+    "agents": "agent",
+    "workflows": "workflow",
+    "gates": "gate rule",
+    "embedders": "embedder",
+    "llm_providers": "LLM provider",
+}
+"""Registries' attribute -> the kind of item (as messages name it)."""
 
 
 def build_registries(pm: pluggy.PluginManager) -> Registries:
@@ -123,9 +207,9 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
     recorded in :attr:`Registries.failures` and none of its items are kept.
     """
     regs = Registries(
-        agents=Registry("agent", ("run",)),
-        workflows=Registry("workflow", ("claims", "decompose")),
-        gates=Registry("gate rule", ("applies", "evaluate")),
+        agents=Registry(KINDS["agents"], ("run",)),
+        workflows=Registry(KINDS["workflows"], ("claims", "decompose")),
+        gates=Registry(KINDS["gates"], ("applies", "evaluate")),
     )
     # 1. ask each plugin, checking each item on its own (scratch registries)
     offered: dict[str, dict[str, list[Any]]] = {}
@@ -141,24 +225,38 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
             scratch: Registry[Any] = Registry(
                 getattr(regs, attr).kind, getattr(regs, attr).required
             )
-            trace(f"call {hook_name} -> {plugin}")
+            trace(hook_name, plugin, "call")
 
-            def register(item: Any, scratch: Registry[Any] = scratch, plugin: str = plugin) -> None:
+            def register(
+                item: Any,
+                scratch: Registry[Any] = scratch,
+                plugin: str = plugin,
+                hook: str = hook_name,
+            ) -> None:
                 scratch.add(item, plugin)
+                commands = workflow_commands(item) if scratch.kind == "workflow" else []
+                also = f" (commands: {', '.join(commands)})" if commands else ""
+                trace(hook, plugin, f'registered {scratch.kind} "{item.name}"{also}')
 
             try:
                 with plugin_output_to_stderr():
                     impl.function(register=register)
             except PluginError as exc:
                 regs.failures.setdefault(plugin, one_line(exc))
+                trace(hook_name, plugin, f"failed: {one_line(exc)}")
             except Exception as exc:
-                regs.failures.setdefault(plugin, f"{hook_name} failed: {describe_error(exc)}")
+                error = describe_error(exc, where=True)
+                regs.failures.setdefault(plugin, f"{hook_name} failed: {error}")
+                trace(hook_name, plugin, f"failed: {error}")
+            else:
+                trace(hook_name, plugin, f"done ({len(scratch.items)} registered)")
             items.extend(scratch)
     # 2. collisions: built-ins claim their names first, then the others in call order
     plugins = list(dict.fromkeys(p for attr in order for p in order[attr]))
     builtin = set(DEFAULT_PLUGINS)
     plugins.sort(key=lambda p: p not in builtin)
     claimed: dict[str, dict[str, str]] = {attr: {} for _h, attr in HOOKS}
+    commands: dict[str, tuple[str, str]] = {}  # command -> (workflow, plugin)
     for plugin in plugins:
         if plugin in regs.failures:
             continue
@@ -179,9 +277,28 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
                 f'from plugin "{claimed[attr][name]}"'
             )
             continue
+        taken = next(
+            (
+                (command, wf.name)
+                for wf in offered.get(plugin, {}).get("workflows", [])
+                for command in workflow_commands(wf)
+                if command in commands
+            ),
+            None,
+        )
+        if taken is not None:
+            command, name = taken
+            regs.failures[plugin] = (
+                f'Command "{command}" of workflow "{name}" from plugin "{plugin}" collides with '
+                f'workflow "{commands[command][0]}" from plugin "{commands[command][1]}"'
+            )
+            continue
         for attr, items in offered.get(plugin, {}).items():
             for item in items:
                 claimed[attr][item.name] = plugin
+        for wf in offered.get(plugin, {}).get("workflows", []):
+            for command in workflow_commands(wf):
+                commands[command] = (wf.name, plugin)
     # 3. keep the items of the plugins that did not fail, in call order
     for _hook, attr in HOOKS:
         registry = getattr(regs, attr)
@@ -194,6 +311,11 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
             getattr(regs, attr).kind: [i.name for i in items]
             for attr, items in offered.get(plugin, {}).items()
         }
+        offered_commands = [
+            c for wf in offered.get(plugin, {}).get("workflows", []) for c in workflow_commands(wf)
+        ]
+        if offered_commands:
+            regs.offered[plugin]["command"] = offered_commands
     return regs
 
 

@@ -30,7 +30,7 @@ import tempfile
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import Field, ValidationError, model_validator
@@ -54,10 +54,22 @@ from connectsw.web.sessions import authenticate_session
 
 T = TypeVar("T")
 
-#: Not ``run``: a task-graph file names commands and paths, which the server never
-#: takes from a client (it would run them, and read its own files to plan them).
-Command = Literal["new product", "new feature", "fix"]
-COMMANDS: tuple[str, ...] = get_args(Command)
+
+def server_commands() -> list[str]:
+    """The commands ``POST /v1/execute`` takes: every registered workflow's (a plugin
+    workflow's too, when the plugin is installed on the server), sorted.
+
+    Not ``run`` (the task-graph workflow): a task-graph file names commands and
+    paths, which the server never takes from a client (it would run them, and read
+    its own files to plan them).
+    """
+    from connectsw.core.planner import TASK_GRAPH
+    from connectsw.plugins.registry import get_registries, workflow_kind
+
+    table = get_registries().workflow_commands()
+    return sorted(c for c, wf in table.items() if workflow_kind(wf) != TASK_GRAPH)
+
+
 #: Seconds between two looks at the store for new events of a followed execution.
 EVENT_POLL_SECONDS = 0.3
 #: Seconds of silence after which the event stream sends a keep-alive comment.
@@ -67,7 +79,10 @@ KEEPALIVE_SECONDS = 15.0
 class ExecuteBody(Request):
     """``POST /v1/execute``: the reference's request, plus an uploaded bundle's id."""
 
-    command: Command
+    command: str = Field(
+        max_length=200,
+        description="A workflow's command words: new product, new feature, fix, or a plugin's",
+    )
     bundle_id: str | None = None
 
 
@@ -209,8 +224,9 @@ async def execute(request: web.Request) -> web.Response:
 
     license, _ = await authenticate_session(request)
     body = await _body(request, ExecuteBody)
-    if body.command not in COMMANDS:
-        raise ApiError("bad_request", f"command: expected one of {', '.join(COMMANDS)}")
+    known = await _blocking(server_commands)
+    if " ".join(body.command.lower().split()) not in known:
+        raise ApiError("bad_request", f"command: expected one of {', '.join(known)}")
     bundle = None
     if body.bundle_id is not None:
         bundle = request.app[UPLOADS].path(license.id, body.bundle_id)

@@ -163,9 +163,13 @@ def test_trace_in_process(
     get_registries()
     get_plugin_manager().hook.on_task_event(event=Event(execution_id="e", kind="task.started"))
     err = capsys.readouterr().err
-    assert "[connectsw trace] call register_agents -> connectsw.agents.builtin" in err
-    assert "[connectsw trace] call on_task_event" in err
-    assert "[connectsw trace] done on_task_event" in err
+    assert "[connectsw trace] register_agents connectsw.agents.builtin: call" in err
+    assert (
+        '[connectsw trace] register_agents connectsw.agents.builtin: registered agent "shell"'
+        in err
+    )
+    assert "[connectsw trace] on_task_event -: call (task.started)" in err
+    assert re.search(r"\[connectsw trace\] on_task_event -: done in [\d.]+ ms", err), err
 
 
 def test_no_trace_by_default(capsys: pytest.CaptureFixture[str]) -> None:
@@ -225,11 +229,11 @@ def test_trace_plugins_writes_to_stderr(sample_site: Path) -> None:
     assert "sample" in infos
     trace = [line for line in proc.stderr.splitlines() if line.startswith("[connectsw trace] ")]
     assert trace, proc.stderr
-    assert "[connectsw trace] call register_agents -> sample" in trace
-    assert "[connectsw trace] call register_agents -> connectsw.agents.builtin" in trace
+    assert "[connectsw trace] register_agents sample: call" in trace
+    assert "[connectsw trace] register_agents connectsw.agents.builtin: call" in trace
     # the third-party agent is asked before the built-in one
-    assert trace.index("[connectsw trace] call register_agents -> sample") < trace.index(
-        "[connectsw trace] call register_agents -> connectsw.agents.builtin"
+    assert trace.index("[connectsw trace] register_agents sample: call") < trace.index(
+        "[connectsw trace] register_agents connectsw.agents.builtin: call"
     )
 
 
@@ -367,6 +371,7 @@ def test_entry_point_import_error_names_it(monkeypatch: pytest.MonkeyPatch) -> N
     assert text.startswith('plugin "missing" failed to load: ModuleNotFoundError: ')
     assert "connectsw_no_such_module_xyz" in text
     assert info.value.__cause__ is None and info.value.__context__ is None
+    monkeypatch.delenv("CONNECTSW_STRICT_PLUGINS")  # strict: "someone-else" is unknown
     monkeypatch.setenv("CONNECTSW_LOAD_PLUGINS", "someone-else")
     reset_plugin_manager()
     assert get_plugin_manager().get_plugin("missing") is None  # not allowed: not imported

@@ -1,0 +1,116 @@
+"""A workflow plugin as an author would write it: ``connectsw release VERSION``.
+
+It claims the new command ``release`` (a workflow's ``commands``), adds its own
+CLI command ``release-notes`` that submits through the public submit function,
+and registers an agent. ``RELEASE_PLUGIN_FAULT`` makes it fail the ways plugin
+authors' code did (the tests set it): ``decompose-keyerror``,
+``decompose-assert``, ``claims-error``, ``commands-keyerror``,
+``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
+``workflow-class``, ``gate-class``, ``builtin-command``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from connectsw import hookimpl
+from connectsw.core.models import Intent, Plan, TaskSpec
+from connectsw.core.planner import build_plan
+
+FAULT = os.environ.get("RELEASE_PLUGIN_FAULT", "")
+
+
+class ChangelogAgent:
+    """Writes the changelog line of a release."""
+
+    name = "release-changelog"
+    description = "Writes CHANGELOG.md for a release (release plugin)."
+
+    def run(self, ctx: Any) -> dict[str, Any]:
+        version = ctx.inputs.get("version", "")
+        return {"summary": f"changelog for {version}", "outputs": {"version": version}}
+
+
+class ReleaseWorkflow:
+    """``connectsw release v1.2``: a changelog, then a tag note."""
+
+    name = "release"
+    kind = "release"
+    commands = ("release",)
+    description = "Cut a release: changelog and tag note."
+
+    def claims(self, intent: Intent) -> bool:
+        if FAULT == "claims-error":
+            raise RuntimeError("claims exploded")
+        return intent.kind == self.kind
+
+    def decompose(self, intent: Intent, **options: Any) -> Plan:
+        if FAULT == "decompose-keyerror":
+            return {}["missing"]  # type: ignore[no-any-return]
+        if FAULT == "decompose-assert":
+            assert intent.subject.startswith("release-")
+        version = intent.subject
+        tasks = [
+            TaskSpec(id="changelog", agent="release-changelog", with_={"version": version}),
+            TaskSpec(id="tag", agent="noop", needs=["changelog"]),
+        ]
+        return build_plan(f"release-{version}", self.name, tasks)
+
+
+class NoopGate:
+    name = "release-ready"
+    description = "Always passes (release plugin)."
+
+    def applies(self, ctx: Any) -> bool:
+        return True
+
+    def evaluate(self, ctx: Any) -> Any:
+        raise NotImplementedError
+
+
+@hookimpl
+def register_agents(register: Any) -> None:
+    if FAULT == "agents-keyerror":
+        {}["missing"]
+    register(ChangelogAgent if FAULT == "agent-class" else ChangelogAgent())
+
+
+@hookimpl
+def register_workflows(register: Any) -> None:
+    register(ReleaseWorkflow if FAULT == "workflow-class" else ReleaseWorkflow())
+    if FAULT == "builtin-command":
+
+        class Hijack(ReleaseWorkflow):
+            name = "hijack"
+            kind = "hijack"
+            commands = ("fix",)
+
+        register(Hijack())
+
+
+@hookimpl
+def register_gates(register: Any) -> None:
+    register(NoopGate if FAULT == "gate-class" else NoopGate())
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    if FAULT == "commands-keyerror":
+        {}["missing"]
+    if FAULT == "commands-assert":
+        assert cli.name == "not-connectsw"
+
+    @cli.command("release-notes")
+    @click.argument("version")
+    @click.option("--workspace", "-w", default=".", help="The project's directory.")
+    def release_notes(version: str, workspace: str) -> None:
+        """Cut a release through the public submit function."""
+        if FAULT == "command-body":
+            raise KeyError("missing")
+        from connectsw.submission import submit
+
+        execution_id = submit("release", version, workspace=workspace, yes=True)
+        click.echo(f"release execution {execution_id}")

@@ -1,0 +1,465 @@
+"""What a plugin author tried and could not do (issue 9, part B items 5 and 6).
+
+Each fault is fixed as a kind; each case here failed before the change. The
+``release-plugin`` and ``empty-plugin`` distributions are pip-installed once for
+this module into a target folder and found through their ``connectsw`` entry
+points, as a user's would be; the CLI runs in new processes.
+``RELEASE_PLUGIN_FAULT`` makes the release plugin fail as authors' code did.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectsw import hookimpl
+from connectsw.core.errors import ExitCode, PlanError, PluginError
+from connectsw.core.models import Request
+from connectsw.core.planner import Planner, parse_intent
+from connectsw.plugins import manager
+from connectsw.plugins.manager import plugin_sources, reset_plugin_manager
+from connectsw.plugins.registry import Registry, get_registries
+
+HERE = Path(__file__).parent
+FAST_DASK = {"CONNECTSW_DASK__PROCESSES": "false", "CONNECTSW_DASK__N_WORKERS": "1"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both fixture distributions, installed by pip in one call."""
+    work = tmp_path_factory.mktemp("authors")
+    sources = []
+    for name in ("release-plugin", "empty-plugin"):
+        shutil.copytree(HERE / name, work / name)
+        sources.append(str(work / name))
+    target = work / "site"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--disable-pip-version-check", "--no-cache-dir"),
+            *("--target", str(target), *sources),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    return target
+
+
+def cli(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``connectsw ARGS`` in a new process with the installed plugins on its path."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    environ.pop("RELEASE_PLUGIN_FAULT", None)
+    environ["CONNECTSW_DATA_DIR"] = os.environ["CONNECTSW_DATA_DIR"]
+    environ.update(FAST_DASK)
+    environ.update(env)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        [str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "connectsw.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+def infos(proc: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    assert proc.returncode == 0, proc.stderr
+    return {info["name"]: info for info in json.loads(proc.stdout)}
+
+
+@pytest.fixture
+def on_path(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The installed plugins on this process's path (the release module is forgotten after)."""
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    reset_plugin_manager()
+    yield
+    for name in ("connectsw_release", "connectsw_empty"):
+        sys.modules.pop(name, None)
+
+
+# -- 1. a workflow claims a new command ---------------------------------------------------
+
+
+def test_commands_come_from_the_workflows(on_path: None) -> None:
+    table = get_registries().workflow_commands()
+    assert {c: w.name for c, w in table.items()} == {
+        "new product": "new-product",
+        "new feature": "new-feature",
+        "fix": "fix-bug",
+        "fix bug": "fix-bug",
+        "run": "task-graph",
+        "release": "release",
+    }
+    intent, plan = Planner().plan(Request(command="release", args=["v1.2"]))
+    assert intent.kind == "release" and intent.subject == "v1.2"
+    assert plan.workflow == "release" and plan.name == "release-v1.2"
+    with pytest.raises(PlanError) as info:
+        parse_intent(Request(command="deploy", args=["it"]))
+    assert "known: fix, fix bug, new feature, new product, release, run" in str(info.value)
+
+
+def test_a_plugin_workflow_runs_as_a_cli_command(site: Path, tmp_path: Path) -> None:
+    proc = cli(site, "release", "v1.2", "--yes", "--json", "-w", str(tmp_path / "ws"))
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["status"] == "completed"
+    assert answer["command"] == "release" and answer["title"] == "v1.2"
+    assert answer["tasks"] == {"changelog": "succeeded", "tag": "succeeded"}
+    help_text = cli(site, "--help").stdout
+    assert re.search(r"release\s+Cut a release: changelog and tag note\.", help_text), help_text
+
+
+def test_a_workflow_cannot_take_a_command_another_has(site: Path) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="builtin-command"))
+    assert found["release"]["status"] == "failed"
+    assert found["release"]["error"] == (
+        'Command "fix" of workflow "hijack" from plugin "release" collides with workflow '
+        '"fix-bug" from plugin "connectsw.core.workflows"'
+    )
+
+
+def test_a_plugin_command_submits_through_the_public_function(site: Path, tmp_path: Path) -> None:
+    proc = cli(site, "release-notes", "v2.0", "-w", str(tmp_path / "ws"))
+    assert proc.returncode == 0, proc.stderr
+    execution_id = re.findall(r"release execution (\S+)", proc.stdout)[-1]
+    status = cli(site, "status", execution_id, "--json")
+    assert status.returncode == 0, status.stderr
+    view = json.loads(status.stdout)
+    assert view["status"] == "completed"
+    assert view["command"] == "release" and view["title"] == "v2.0"
+
+
+def test_submit_in_process_returns_the_execution_id(on_path: None, tmp_path: Path) -> None:
+    from connectsw.submission import submit
+
+    os.environ.update(FAST_DASK)
+    try:
+        execution_id = submit("release", "v3.0", workspace=tmp_path / "ws", yes=True)
+    finally:
+        for key in FAST_DASK:
+            os.environ.pop(key)
+    from connectsw.conf.settings import get_settings
+    from connectsw.core.stores import get_store
+
+    execution = get_store(get_settings().store_url).get_execution(execution_id)
+    assert execution.plan.workflow == "release"
+    assert execution.status.value == "completed"
+    with pytest.raises(PlanError, match="unknown command 'nope'"):
+        submit("nope", "x", workspace=tmp_path / "ws")
+
+
+# -- 2. a plugin's exception names the plugin, its entry point and how to leave it out ----
+
+ENTRY = "entry point release = connectsw_release, connectsw-release 1.4.0"
+LEAVE_OUT = "to leave it out, set CONNECTSW_LOAD_PLUGINS=empty"
+
+
+@pytest.mark.parametrize(
+    ("fault", "args", "what", "error"),
+    [
+        ("decompose-keyerror", ("release", "v1"), 'workflow "release" decompose', "KeyError: 'm"),
+        ("decompose-assert", ("release", "v1"), 'workflow "release" decompose', "AssertionError"),
+        ("claims-error", ("fix", "x"), 'workflow "release" claims', "RuntimeError: claims explo"),
+        ("commands-keyerror", ("release-notes", "v1"), "register_commands", "KeyError: 'missing'"),
+        ("commands-assert", ("release-notes", "v1"), "register_commands", "AssertionError"),
+        ("command-body", ("release-notes", "v1"), 'command "release-notes"', "KeyError: 'missing'"),
+    ],
+)
+def test_plugin_code_failing_names_the_plugin(
+    site: Path, tmp_path: Path, fault: str, args: tuple[str, ...], what: str, error: str
+) -> None:
+    if args[0] == "release-notes":
+        proc = cli(site, *args, "-w", str(tmp_path), RELEASE_PLUGIN_FAULT=fault)
+    else:
+        proc = cli(site, *args, "--plan-only", "-w", str(tmp_path), RELEASE_PLUGIN_FAULT=fault)
+    assert proc.returncode == ExitCode.PLUGIN, proc.stderr
+    line = one_error_line(proc)
+    assert "internal error" not in line
+    assert line.startswith('Error: plugin "release" failed: '), line
+    assert what in line and error in line
+    assert re.search(r"\(connectsw_release\.py:\d+\)", line), line
+    assert ENTRY in line and LEAVE_OUT in line
+    # the hint works, and other commands kept working all along
+    assert cli(site, "status", RELEASE_PLUGIN_FAULT=fault).returncode == 0
+    assert cli(site, "plugins", RELEASE_PLUGIN_FAULT=fault).returncode == 0
+    left_out = cli(
+        site, "plugins", "--json", RELEASE_PLUGIN_FAULT=fault, CONNECTSW_LOAD_PLUGINS="empty"
+    )
+    assert infos(left_out)["release"]["status"] == "skipped"
+
+
+def test_a_register_hook_failing_keeps_the_type_and_place(site: Path, tmp_path: Path) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="agents-keyerror"))
+    error = found["release"]["error"]
+    assert re.fullmatch(
+        r"register_agents failed: KeyError: 'missing' \(connectsw_release\.py:\d+\)", error
+    ), error
+    proc = cli(site, "release", "v1", "--plan-only", RELEASE_PLUGIN_FAULT="agents-keyerror")
+    assert proc.returncode == ExitCode.INVALID_INPUT
+    line = one_error_line(proc)
+    assert "unknown command 'release'" in line
+    assert 'plugin "release" failed to load (register_agents failed: KeyError' in line
+    assert LEAVE_OUT in line
+
+
+def test_plugins_text_view_shows_the_leave_out_setting(site: Path) -> None:
+    text = cli(site, "plugins", RELEASE_PLUGIN_FAULT="agents-keyerror").stdout
+    assert "CONNECTSW_LOAD_PLUGINS=empty" in text
+    assert "connectsw_release" in text  # the entry point
+
+
+# -- 3. invalid registrations are refused at once; an entry point without hooks is reported --
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("agent-class", "registered the class ChangelogAgent as an agent"),
+        ("workflow-class", "registered the class ReleaseWorkflow as a workflow"),
+        ("gate-class", "registered the class NoopGate as a gate rule"),
+    ],
+)
+def test_registering_a_class_fails_the_plugin(site: Path, fault: str, expected: str) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT=fault))
+    assert found["release"]["status"] == "failed"
+    error = found["release"]["error"]
+    assert error.startswith(f'Plugin "release" {expected}'), error
+    assert "register an instance" in error and "\n" not in error
+
+
+class Provider:
+    name = "klass-llm"
+    description = "a provider class"
+
+    def complete(self, messages: Any, **options: Any) -> Any:
+        raise NotImplementedError
+
+    def stream(self, messages: Any, **options: Any) -> Any:
+        raise NotImplementedError
+
+
+class Embedder:
+    name = "klass-embedder"
+    dim = 3
+
+    def embed(self, texts: Any) -> Any:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("hook", "item", "kind"),
+    [
+        ("register_llm_providers", Provider, "an LLM provider"),
+        ("register_embedders", Embedder, "an embedder"),
+    ],
+)
+def test_registering_a_class_fails_for_every_kind(
+    monkeypatch: pytest.MonkeyPatch, hook: str, item: type, kind: str
+) -> None:
+    def register_things(register: Any) -> None:
+        register(item)
+
+    module = types.ModuleType("klass_plugin")
+    setattr(module, hook, hookimpl(register_things))
+    monkeypatch.setitem(sys.modules, "klass_plugin", module)
+    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", (*manager.DEFAULT_PLUGINS, "klass_plugin"))
+    regs = get_registries()
+    assert item.name not in regs.llm_providers and item.name not in regs.embedders  # type: ignore[attr-defined]
+    source = {s.name: s for s in plugin_sources()}["klass_plugin"]
+    assert source.error == (
+        f'Plugin "klass_plugin" registered the class {item.__name__} as {kind}; register an '
+        f"instance: register({item.__name__}())"
+    )
+    with pytest.raises(PluginError):
+        Registry("agent", ("run",)).add(Provider, "x")
+
+
+def test_an_entry_point_without_hooks_is_reported(site: Path) -> None:
+    found = infos(cli(site, "plugins", "--json"))
+    assert found["empty"]["status"] == "loaded"
+    assert found["empty"]["warnings"] == [
+        "entry point connectsw_empty:plugin provides no hooks (no function marked "
+        "@connectsw.hookimpl); it does nothing"
+    ]
+    proc = cli(site, "plugins", CONNECTSW_STRICT_PLUGINS="1")
+    assert proc.returncode == ExitCode.PLUGIN
+    assert 'plugin "empty": entry point connectsw_empty:plugin provides no hooks' in one_error_line(
+        proc
+    )
+
+
+# -- 4. CONNECTSW_LOAD_PLUGINS: unknown names, filtered-out providers ---------------------------
+
+
+def test_unknown_names_in_the_allow_list_are_reported(site: Path) -> None:
+    proc = cli(site, "plugins", "--json", CONNECTSW_LOAD_PLUGINS="releese,empty,nope")
+    assert infos(proc)["release"]["status"] == "skipped"  # stdout is still JSON
+    assert (
+        "Warning: CONNECTSW_LOAD_PLUGINS names no installed plugin: nope, releese "
+        "(installed: empty, release)"
+    ) in proc.stderr
+    strict = cli(site, "plugins", CONNECTSW_LOAD_PLUGINS="releese", CONNECTSW_STRICT_PLUGINS="1")
+    assert strict.returncode == ExitCode.PLUGIN
+    assert "names no installed plugin: releese" in one_error_line(strict)
+    assert (
+        "names no installed plugin"
+        not in cli(site, "plugins", CONNECTSW_LOAD_PLUGINS="empty").stderr
+    )
+
+
+INCLUDE = (
+    'plugin "release" (connectsw-release 1.4.0) provides it but CONNECTSW_LOAD_PLUGINS leaves '
+    "it out; to include it, set CONNECTSW_LOAD_PLUGINS=empty,release"
+)
+
+
+@pytest.mark.parametrize(
+    ("graph", "unknown"),
+    [
+        ("tasks:\n  - {id: a, agent: release-changelog}\n", "unknown agent 'release-changelog'"),
+        (
+            "tasks:\n  - {id: a, agent: noop}\ngates: [release-ready]\n",
+            "unknown gate rule 'release-ready'",
+        ),
+    ],
+)
+def test_unknown_name_says_which_filtered_plugin_provides_it(
+    site: Path, tmp_path: Path, graph: str, unknown: str
+) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("name: g\n" + graph, encoding="utf-8")
+    proc = cli(site, "run", str(path), "--plan-only", CONNECTSW_LOAD_PLUGINS="empty")
+    assert proc.returncode == ExitCode.INVALID_INPUT
+    line = one_error_line(proc)
+    assert unknown in line and INCLUDE in line
+
+
+def test_a_filtered_workflow_command_says_how_to_include_it(site: Path) -> None:
+    proc = cli(site, "release", "v1", "--plan-only", CONNECTSW_LOAD_PLUGINS="empty")
+    assert proc.returncode == ExitCode.INVALID_INPUT
+    line = one_error_line(proc)
+    assert "unknown command 'release'" in line and INCLUDE in line
+
+
+# -- 5. one trace format: each hook call and what each plugin registered ------------------------
+
+TRACE = re.compile(r"\[connectsw trace\] (?P<hook>[a-z_]+) (?P<plugin>\S+): (?P<what>.+)")
+
+
+def test_trace_has_one_format_and_shows_registrations(site: Path, tmp_path: Path) -> None:
+    proc = cli(
+        site,
+        "release",
+        "v1",
+        "--yes",
+        "--json",
+        "-w",
+        str(tmp_path / "ws"),
+        CONNECTSW_TRACE_PLUGINS="1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("[connectsw trace]")]
+    assert lines, proc.stderr
+    bad = [line for line in lines if not TRACE.fullmatch(line)]
+    assert not bad, bad
+    assert "[connectsw trace] register_agents release: call" in lines
+    assert (
+        '[connectsw trace] register_agents release: registered agent "release-changelog"' in lines
+    )
+    assert (
+        '[connectsw trace] register_workflows release: registered workflow "release" '
+        "(commands: release)" in lines
+    )
+    assert '[connectsw trace] register_gates release: registered gate rule "release-ready"' in lines
+    assert (
+        '[connectsw trace] register_commands release: registered command "release-notes"' in lines
+    )
+    assert any(
+        re.fullmatch(r"\[connectsw trace\] on_task_event \S+: call \(task\.\w+\)", x) for x in lines
+    )
+    assert any(
+        re.fullmatch(r"\[connectsw trace\] on_task_event \S+: done in [\d.]+ ms", x) for x in lines
+    )
+
+
+# -- 6. connectsw plugins --json: version, entry point, hooks, what was registered --------
+
+
+def test_plugins_json_shows_what_each_plugin_registered(site: Path) -> None:
+    found = infos(cli(site, "plugins", "--json"))
+    release = found["release"]
+    assert release["version"] == "1.4.0"
+    assert release["entry_point"] == "connectsw_release"
+    assert release["hooks"] == [
+        "register_agents",
+        "register_commands",
+        "register_gates",
+        "register_workflows",
+    ]
+    assert release["registered"] == {
+        "agents": [
+            {
+                "name": "release-changelog",
+                "description": "Writes CHANGELOG.md for a release (release plugin).",
+            }
+        ],
+        "workflows": [
+            {
+                "name": "release",
+                "description": "Cut a release: changelog and tag note.",
+                "commands": ["release"],
+            }
+        ],
+        "gates": [{"name": "release-ready", "description": "Always passes (release plugin)."}],
+        "embedders": [],
+        "llm_providers": [],
+        "commands": [
+            {"name": "release-notes", "help": "Cut a release through the public submit function."}
+        ],
+    }
+    assert release["agents"] == ["release-changelog"]  # the name lists stay
+    workflows = found["connectsw.core.workflows"]["registered"]["workflows"]
+    assert {w["name"]: w["commands"] for w in workflows}["fix-bug"] == ["fix", "fix bug"]
+    providers = found["connectsw.agents.llm.builtin"]["registered"]["llm_providers"]
+    assert {"openai", "anthropic"} <= {p["name"] for p in providers}
+    assert all(p["description"] for p in providers)
+    assert found["connectsw.agents.builtin"]["entry_point"] is None
+    help_text = cli(site, "plugins", "--help").stdout
+    for key in ("entry_point", "registered", "commands", "description", "llm_providers"):
+        assert key in help_text
+
+
+def test_plugins_json_for_a_broken_plugin_names_its_entry_point(site: Path) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="commands-keyerror"))
+    release = found["release"]
+    assert release["entry_point"] == "connectsw_release"
+    assert release["warnings"][0].startswith(
+        "register_commands failed: KeyError: 'missing' (connectsw_release.py:"
+    )
+    assert release["registered"]["commands"] == []
+    text = cli(site, "plugins", RELEASE_PLUGIN_FAULT="commands-keyerror").stdout
+    assert "release (entry point connectsw_release): register_commands failed: KeyError" in text
