@@ -150,26 +150,36 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attr)
         if not isinstance(command, click.Command):  # a broken table is a bug, not user input
             raise TypeError(f"{module_name}:{attr} is not a click command")
-        if isinstance(command, click.Group) and self._third_party():
+        if name == "new" and isinstance(command, click.Group) and self._third_party(scan=True):
             from connectsw.cli.workflow_commands import add_workflow_commands
 
-            add_workflow_commands(command, [name])
+            add_workflow_commands(command, [name])  # a plugin workflow's "new release"
         return command
 
     @staticmethod
-    def _third_party() -> bool:
-        """True when plugins are loaded (``--help`` loads none without third-party ones)."""
+    def _third_party(scan: bool = False) -> bool:
+        """True when plugins are loaded (``--help`` loads none without third-party ones);
+        with ``scan``, also when a third-party plugin is installed."""
         from connectsw.plugins import manager
 
-        return manager.is_loaded()
+        if manager.is_loaded():
+            return True
+        return scan and bool(manager.entry_points(group=manager.ENTRY_POINT_GROUP))
 
     def _workflow_words(self) -> list[str]:
-        """First words of the commands plugin workflows claim (for ``--help``)."""
+        """First words of the commands plugin workflows claim (for ``--help``).
+
+        Empty when asking fails (strict mode with a plugin problem): the problem is
+        already shown as :attr:`plugin_error`, and ``--help`` must still work.
+        """
         if not self._third_party():
             return []
         from connectsw.cli.workflow_commands import first_words
 
-        return [w for w in first_words() if w not in self.lazy_commands]
+        try:
+            return [w for w in first_words() if w not in self.lazy_commands]
+        except Exception:
+            return []
 
     def _workflow_command(self, name: str) -> click.Command | None:
         """The command of a workflow claiming ``name`` (PlanError: a plugin that would)."""

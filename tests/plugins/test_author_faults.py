@@ -463,3 +463,47 @@ def test_plugins_json_for_a_broken_plugin_names_its_entry_point(site: Path) -> N
     assert release["registered"]["commands"] == []
     text = cli(site, "plugins", RELEASE_PLUGIN_FAULT="commands-keyerror").stdout
     assert "release (entry point connectsw_release): register_commands failed: KeyError" in text
+
+
+# -- 1b. a workflow command under the built-in group `new` ----------------------------------
+
+
+class NewReleaseWorkflow:
+    name = "new-release"
+    kind = "new_release"
+    commands = ("new release",)
+    description = "A release of a new kind."
+
+    def claims(self, intent: Any) -> bool:
+        return bool(intent.kind == self.kind)
+
+    def decompose(self, intent: Any, **options: Any) -> Any:
+        from connectsw.core.models import TaskSpec
+        from connectsw.core.planner import build_plan
+
+        return build_plan("new-release", self.name, [TaskSpec(id="a", agent="noop")])
+
+
+def test_a_workflow_command_under_new_joins_the_new_group(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from connectsw.cli.main import cli as main_cli
+    from connectsw.cli.submit import new
+
+    module = types.ModuleType("new_release_plugin")
+    module.register_workflows = hookimpl(lambda register: register(NewReleaseWorkflow()))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "new_release_plugin", module)
+    monkeypatch.setattr(
+        manager, "DEFAULT_PLUGINS", (*manager.DEFAULT_PLUGINS, "new_release_plugin")
+    )
+    manager.get_plugin_manager()
+    try:
+        result = CliRunner().invoke(
+            main_cli, ["new", "release", "v1", "--plan-only", "--json", "-w", str(tmp_path)]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["plan"]["workflow"] == "new-release"
+    finally:
+        new.commands.pop("release", None)
