@@ -96,7 +96,11 @@ def register_commands(cli: click.Group) -> None:
 
     Each implementation is called on its own
     (:func:`connectsw.plugins.manager.add_plugin_commands`): one that raises keeps
-    none of its commands and is reported by ``connectsw plugins``.
+    none of its commands and is reported by ``connectsw plugins``; using one of its
+    commands is then a :class:`~connectsw.core.errors.PluginError` (exit 3) naming
+    the plugin, its entry point, the exception and how to leave the plugin out. An
+    exception in a command's own code is reported the same way. A command submits
+    work with :func:`connectsw.submission.submit` (local and server mode).
     """
 
 
