@@ -152,15 +152,14 @@ def test_a_plugin_command_submits_through_the_public_function(site: Path, tmp_pa
     assert view["command"] == "release" and view["title"] == "v2.0"
 
 
-def test_submit_in_process_returns_the_execution_id(on_path: None, tmp_path: Path) -> None:
+def test_submit_in_process_returns_the_execution_id(
+    on_path: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from connectsw.submission import submit
 
-    os.environ.update(FAST_DASK)
-    try:
-        execution_id = submit("release", "v3.0", workspace=tmp_path / "ws", yes=True)
-    finally:
-        for key in FAST_DASK:
-            os.environ.pop(key)
+    for key, value in FAST_DASK.items():
+        monkeypatch.setenv(key, value)
+    execution_id = submit("release", "v3.0", workspace=tmp_path / "ws", yes=True)
     from connectsw.conf.settings import get_settings
     from connectsw.core.stores import get_store
 
