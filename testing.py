@@ -294,7 +294,13 @@ def connectsw_dask_client() -> Iterator[Client]:
             threads_per_worker=4,
             processes=False,
             dashboard_address=None,
-            scheduler_kwargs={"allowed_failures": 0},  # as the engine's own clusters
+            # As the engine's own clusters (core/cluster.py): no web dashboard (it would
+            # bind port 8787 and warn when taken), Dask never re-runs a task by itself.
+            scheduler_kwargs={
+                "dashboard": False,
+                "dashboard_address": "127.0.0.1:0",
+                "allowed_failures": 0,
+            },
         ) as cluster,
         Client(cluster) as client,
     ):

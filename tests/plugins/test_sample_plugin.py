@@ -6,11 +6,14 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 
 RunTests = Callable[[Path, Path], subprocess.CompletedProcess[str]]
 
 
+@pytest.mark.slow
 def test_sample_plugin_tests_pass(
     pip_install: Callable[[Path], Path], run_plugin_tests: RunTests
 ) -> None:
