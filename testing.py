@@ -184,12 +184,36 @@ def _registered(kind: str, thing: Any) -> Any:
     return found
 
 
+#: Environment variables that choose which plugins load: kept (the plugin manager is
+#: loaded once per process anyway); every other ``CONNECTSW_*`` setting is not.
+PLUGIN_ENV = frozenset(
+    {
+        "CONNECTSW_LOAD_PLUGINS",
+        "CONNECTSW_STRICT_PLUGINS",
+        "CONNECTSW_TRACE_PLUGINS",
+        "CONNECTSW_PLUGIN_IMPORT_TIMEOUT",
+        "CONNECTSW_DEBUG",
+    }
+)
+
+
 @pytest.fixture
 def _connectsw_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A data dir of the test's own, and settings read afresh from it."""
+    """Settings of the test's own: the shipped defaults on a data dir in ``tmp_path``.
+
+    The environment's ``CONNECTSW_*`` settings and a ``connectsw.toml`` in the current
+    directory are ignored (an empty config file is used instead), so that a test gives
+    the same result on every machine; ``run_graph(settings=...)`` overrides sections.
+    """
     from connectsw.conf.settings import get_settings
 
+    for name in list(os.environ):
+        if name.startswith("CONNECTSW_") and name not in PLUGIN_ENV:
+            monkeypatch.delenv(name)
     data = tmp_path / "connectsw-data"
+    config = tmp_path / "connectsw-test.toml"
+    config.write_text("", encoding="utf-8")
+    monkeypatch.setenv("CONNECTSW_CONFIG", str(config))
     monkeypatch.setenv("CONNECTSW_DATA_DIR", str(data))
     get_settings.cache_clear()
     yield data

@@ -224,3 +224,19 @@ def test_no_fixture_is_autouse(request: pytest.FixtureRequest) -> None:
     fixtures = {n for n, v in vars(testing).items() if type(v).__name__.startswith("Fixture")}
     assert {"run_agent", "run_graph", "check_gate", "recorded_events"} <= fixtures
     assert not fixtures & set(request.fixturenames)
+
+
+@pytest.fixture
+def developer_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shell and a project directory with settings of their own (set up before run_graph)."""
+    (tmp_path / "connectsw.toml").write_text('[store]\nurl = "postgresql://nowhere/x"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONNECTSW_ENGINE__DEFAULT_RETRIES", "not a number")
+
+
+def test_settings_from_the_environment_and_cwd_are_ignored(
+    developer_settings: None, run_graph: Callable[..., GraphRun]
+) -> None:
+    """A developer's shell or project settings must not change a plugin's test results."""
+    run = run_graph({"name": "plain", "tasks": [{"id": "a", "agent": "noop"}]})
+    assert run.status == "completed", run.error
