@@ -35,13 +35,23 @@ class PluginNames:
     kind_id: str  # an Intent kind for a workflow: "my_agent"
 
 
+def _reserved() -> set[str]:
+    """Names a generated module or test uses: a plugin class must not hide them."""
+    import builtins
+    import keyword
+
+    import connectsw
+
+    return {*connectsw.__all__, *keyword.kwlist, *dir(builtins), "Any", "Callable"}
+
+
 def plugin_names(name: str) -> PluginNames:
     """Check ``name`` and derive the others from it.
 
     Raises:
         InvalidInput: not lowercase words of letters and digits joined by ``-``,
-            longer than :data:`MAX_NAME`, or a class name that would hide one of
-            ``connectsw``'s public names (``agent`` -> ``Agent``).
+            longer than :data:`MAX_NAME`, or a class name that would hide a name the
+            generated code uses (``agent`` -> ``Agent``, ``none`` -> ``None``).
     """
     if len(name) > MAX_NAME or not NAME_RE.match(name):
         raise InvalidInput(
@@ -52,11 +62,10 @@ def plugin_names(name: str) -> PluginNames:
     base = name.removeprefix("connectsw-") or name
     words = base.split("-")
     cls = "".join(w.capitalize() for w in words)
-    import connectsw
-
-    if cls in connectsw.__all__ or not cls[0].isalpha():
+    if cls in _reserved():
         raise InvalidInput(
-            f"invalid plugin name {name!r}: its class {cls} would hide connectsw.{cls}"
+            f"invalid plugin name {name!r}: its class {cls} would hide Python's or "
+            f"connectsw's {cls}"
         )
     return PluginNames(
         name=base,

@@ -7,7 +7,6 @@ The done-when of issue 9's kit: from an empty directory, ``plugin new my-agent``
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +128,9 @@ def test_directory_option_and_an_empty_existing_directory(cli: Cli, tmp_path: Pa
         (["My_Agent"], "invalid plugin name 'My_Agent': lowercase letters and digits"),
         (["-x"], "No such option"),
         (["a" * 41], "at most 40 characters"),
-        (["agent"], "its class Agent would hide connectsw.Agent"),
+        (["agent"], "its class Agent would hide Python's or connectsw's Agent"),
+        (["none"], "its class None would hide"),
+        (["any"], "its class Any would hide"),
         (["shell"], "already registers an agent called 'shell'"),
         (["tests-pass", "--kind", "gate"], "already registers a gate rule called 'tests-pass'"),
         (["x", "--kind", "nope"], "Invalid value for '--kind'"),
@@ -147,6 +148,4 @@ def test_refuses_a_directory_that_is_not_empty(cli: Cli, tmp_path: Path) -> None
     (tmp_path / "my-agent" / "keep.txt").write_text("mine")
     line = cli("plugin", "new", "my-agent").error_line()
     assert line == "Error: my-agent already exists and is not empty: choose another --directory"
-    assert json.loads(json.dumps(sorted(p.name for p in (tmp_path / "my-agent").iterdir()))) == [
-        "keep.txt"
-    ]
+    assert [p.name for p in (tmp_path / "my-agent").iterdir()] == ["keep.txt"]
