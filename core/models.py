@@ -418,3 +418,7 @@ class ExecutionView(ApiModel):
     error: str | None = None
     usage: ExecutionUsage = Field(default_factory=ExecutionUsage)
     """Language-model calls, tokens and cost: the execution's total and per task."""
+    estimated_duration: str | None = None
+    """The plan's ``estimatedDuration`` (p50 to p90, for people), if it was estimated."""
+    estimated_seconds: float | None = None
+    """The plan's p50 estimate, seconds (:mod:`connectsw.core.learning`)."""

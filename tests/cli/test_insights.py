@@ -34,6 +34,8 @@ def test_insights_and_the_learned_plan(cli: Cli, tmp_path: Path) -> None:
 
     first = cli("run", "g.yaml", "-w", "ws1").execution_id  # stops at the checkpoint
     cli("request-changes", first, "-f", "Add a Security section", ok=True)  # round 2 waits
+    view = cli.view(first)  # status --json shows the plan's estimate (no history then)
+    assert (view["estimatedSeconds"], view["estimatedDuration"]) == (60.0, "about 60 s")
     cli("run", "g.yaml", "--yes", "-w", "ws2", ok=True)  # approved: completed
 
     after = cli("run", "g.yaml", "--plan-only", "--json", "-w", "ws9", ok=True).json()["plan"]
