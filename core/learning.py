@@ -20,9 +20,10 @@ workflow, task and agent). :func:`learn_plan` uses them when a plan is made:
 - **Preferences** (feedback loop): feedback given at a checkpoint is a
   ``preference`` memory of the project (:func:`connectsw.core.memory_auto.remember_feedback`,
   source ``EXECUTION:CHECKPOINT_TYPE:ROUND``). The next plan of the same project
-  gives each task of the stage that ends at a checkpoint of that type those
-  preferences (``learned.preferences``), so its agents apply them the first time.
-  A preference forgotten or purged from memory is no longer applied.
+  gives each task of the stage that ends at a checkpoint of that type the
+  preferences that were change requests (``learned.preferences``), so its agents
+  apply them the first time. A preference forgotten or purged from memory is no
+  longer applied.
 
 Learning never stops a plan: a failure to read the history or memory is logged
 and the plan goes on without it.
@@ -118,25 +119,37 @@ def _stage_of_checkpoints(plan: Plan) -> dict[str, int]:
     return {s.checkpoint.type: s.index for s in plan.stages if s.checkpoint is not None}
 
 
-def checkpoint_of(source: str) -> str | None:
-    """The checkpoint type of a feedback memory's source (``EXECUTION:TYPE:ROUND``)."""
+def checkpoint_of(source: str) -> tuple[str, str, int] | None:
+    """(execution id, checkpoint type, round) of a feedback memory's source
+    (``EXECUTION:TYPE:ROUND``, :func:`connectsw.core.memory_auto.remember_feedback`)."""
     parts = source.split(":")
     if len(parts) == 3 and parts[0].startswith("exec_") and parts[2].isdigit():
-        return parts[1]
+        return parts[0], parts[1], int(parts[2])
     return None
 
 
-def project_preferences(settings: Settings, project: str) -> list[tuple[str, str]]:
-    """(checkpoint type, text) of the project's live feedback preferences, oldest first;
-    empty when no memory was ever written (no database is opened then)."""
+def project_preferences(settings: Settings, project: str, store: Store) -> list[tuple[str, str]]:
+    """(checkpoint type, text) of the project's live preferences that were change requests
+    (the store's checkpoint named by the memory's source was decided ``request_changes``;
+    a note given with an approval is not), oldest first. Empty when no memory was ever
+    written (no database is opened then)."""
     from connectsw.core.memory import memory_exists, open_memory
 
     if not memory_exists(settings):
         return []
+    decided: dict[str, dict[tuple[str, int], str | None]] = {}
     found = []
     for record in open_memory(settings).records(project):
-        checkpoint = checkpoint_of(record.source)
-        if record.type == "preference" and checkpoint is not None:
+        where = checkpoint_of(record.source)
+        if record.type != "preference" or where is None:
+            continue
+        execution_id, checkpoint, round = where
+        if execution_id not in decided:
+            decided[execution_id] = {
+                (cp.type, cp.round): cp.decision.value if cp.decision else None
+                for cp in store.checkpoints(execution_id)
+            }
+        if decided[execution_id].get((checkpoint, round)) == "request_changes":
             found.append((checkpoint, record.content.strip()))
     return found
 
@@ -177,7 +190,7 @@ def learn_plan(execution: Execution, store: Store, settings: Settings) -> Plan:
     preferences: dict[str, list[str]] = {}
     if learning.preferences and learning.max_preferences:
         try:
-            found = project_preferences(settings, project_key(execution))
+            found = project_preferences(settings, project_key(execution), store)
             preferences = _preferences_by_task(plan, found, learning.max_preferences)
         except Exception as exc:
             log.warning("plan %s: preferences not read: %s", plan.name, exc)

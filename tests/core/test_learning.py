@@ -157,6 +157,11 @@ def test_a_change_request_is_applied_up_front_in_the_next_plan_of_the_project(
     assert "\n## Security\n" in prd2  # ...has the section asked for last time
     assert "## Project preferences applied" in prd2 and "Add a Security section" in prd2
 
+    # A note given with an approval is passed on in its execution, not a change request.
+    engine.decide(second.id, Decision.APPROVE, "Looks good, proceed")
+    third = submit("Recipe planner", "ws5").plan.task("prd").learned
+    assert third is not None and third.preferences == ["Add a Security section"]
+
     other = submit("Team chat", "ws3")  # another project: nothing of Recipe planner's
     assert other.plan.task("prd").learned.preferences == []  # type: ignore[union-attr]
     engine.run(other.id)
