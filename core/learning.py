@@ -91,14 +91,27 @@ def task_learning(
 
 
 def critical_path(plan: Plan, seconds: dict[str, float]) -> float:
-    """Seconds: over stages, the sum of each stage's longest chain of ``seconds``."""
+    """Seconds: over stages, the sum of each stage's longest chain of ``seconds`` (tasks
+    of a stage in any order; ``needs`` outside the stage ran in an earlier one)."""
     total = 0.0
     for stage in plan.stages:
         members = set(stage.task_ids)
         finish: dict[str, float] = {}
-        for task in plan.stage_tasks(stage.index):  # plan order respects needs within a stage
-            before = [finish.get(n, 0.0) for n in task.needs if n in members]
-            finish[task.id] = max(before, default=0.0) + seconds.get(task.id, 0.0)
+        for root in stage.task_ids:
+            stack = [root]
+            while stack:  # depth first, without recursion (a stage may be long chains)
+                tid = stack[-1]
+                if tid in finish:
+                    stack.pop()
+                    continue
+                needs = [n for n in plan.task(tid).needs if n in members]
+                todo = [n for n in needs if n not in finish]
+                if todo:
+                    stack.extend(todo)  # the plan was validated: no cycle
+                    continue
+                stack.pop()
+                before = max((finish[n] for n in needs), default=0.0)
+                finish[tid] = before + seconds.get(tid, 0.0)
         total += max(finish.values(), default=0.0)
     return total
 

@@ -177,9 +177,9 @@ def test_a_change_request_is_applied_up_front_in_the_next_plan_of_the_project(
 
 
 def test_critical_path_and_human_durations() -> None:
-    tasks = [
-        TaskSpec(id="a", agent="x"),
+    tasks = [  # b is listed before the task it needs: the order must not matter
         TaskSpec(id="b", agent="x", needs=["a"]),
+        TaskSpec(id="a", agent="x"),
         TaskSpec(id="c", agent="x"),
         TaskSpec(id="d", agent="x", needs=["b", "c"], stage=1),
     ]
@@ -188,7 +188,7 @@ def test_critical_path_and_human_durations() -> None:
         workflow="w",
         tasks=tasks,
         stages=[
-            Stage(index=0, name="one", task_ids=["a", "b", "c"]),
+            Stage(index=0, name="one", task_ids=["b", "a", "c"]),
             Stage(index=1, name="two", task_ids=["d"]),
         ],
     )
