@@ -103,6 +103,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.memory:memory_group",
         "Project memory: add, search, list, forget; export or purge a user's (GDPR).",
     ),
+    "insights": (
+        "connectsw.cli.insights:insights",
+        "Success rates, durations, approval rates and weak spots from the execution history.",
+    ),
     "outbox": (
         "connectsw.cli.outbox:outbox_group",
         "E-mails queued by the anti-piracy responses: list, show, send over SMTP.",
