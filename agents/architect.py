@@ -11,7 +11,7 @@ from typing import Any
 
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
 from connectsw.agents.llm.base import Message
-from connectsw.agents.llm.context import design_paths, documents, project_memory, section
+from connectsw.agents.llm.context import brief
 from connectsw.agents.llm.files import parse_files
 from connectsw.agents.llm.prompts import system_prompt
 from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
@@ -65,15 +65,10 @@ class ArchitectAgent(ModelBrief, Agent):
 
     def _with_model(self, ctx: TaskContext, product: Product, session: ModelSession) -> AgentOutput:
         """The model writes docs/architecture.md and docs/adr/*.md."""
-        request = ctx.request.text or product.title
-        ask = "\n".join(
-            [
-                "Write docs/architecture.md and the ADRs for this product.\n",
-                f"## Request\n\n{request}\n",
-                documents(ctx, design_paths(ctx)),
-                section("Project memory", project_memory(ctx, request)),
-                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
-            ]
+        ask = brief(
+            ctx,
+            "Write docs/architecture.md and the ADRs for this product.",
+            ctx.request.text or product.title,
         )
         system = system_prompt(self.name, ctx.workspace, files=True)
         reply = session.complete([Message("system", system), Message("user", ask)])

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
 from connectsw.agents.llm.coding import write_and_fix
-from connectsw.agents.llm.context import design_paths, documents, project_memory, section, sources
+from connectsw.agents.llm.context import brief, sources
 from connectsw.agents.llm.prompts import system_prompt
 from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, endpoint_table, feedback_section, product_for
@@ -345,29 +345,13 @@ class BackendEngineerAgent(ModelBrief, Agent):
             task = f"{verb} in the existing code: {change}\n\n## Current sources\n\n{sources(ctx)}"
         else:
             task = "Build the service and its tests."
-        request = ctx.request.text or ctx.task.title
-        ask = "\n".join(
-            [
-                task + "\n",
-                f"## Request\n\n{request}\n",
-                documents(ctx, design_paths(ctx)),
-                section("Project memory", project_memory(ctx, request)),
-                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
-            ]
-        )
+        ask = brief(ctx, task)
         system = system_prompt(self.name, ctx.workspace, files=True)
         rounds = get_settings().llm.fix_rounds
         done = write_and_fix(ctx, session, system, ask, (), rounds)
-        return AgentOutput(
-            summary=f"Wrote {len(done.artifacts)} files with {session.choice.model}; "
-            f"{done.passed} tests pass after {done.fix_rounds} fix rounds",
-            outputs={
-                "files": [a.path for a in done.artifacts],
-                "tests": done.tests,
-                "fix_rounds": done.fix_rounds,
-                "test_command": "python -m unittest discover -s tests -t .",
-            },
-            artifacts=done.artifacts,
+        return done.output(
+            session.choice.model,
+            test_command="python -m unittest discover -s tests -t .",
         )
 
 

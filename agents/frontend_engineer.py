@@ -11,7 +11,7 @@ import html
 
 from connectsw.agents.base import Agent, AgentOutput, TaskContext
 from connectsw.agents.llm.coding import write_and_fix
-from connectsw.agents.llm.context import design_paths, documents, project_memory, section
+from connectsw.agents.llm.context import brief
 from connectsw.agents.llm.prompts import system_prompt
 from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, one_line, product_for
@@ -176,29 +176,11 @@ class FrontendEngineerAgent(ModelBrief, Agent):
 
     def _with_model(self, ctx: TaskContext, session: ModelSession) -> AgentOutput:
         """The model writes web/ and its tests; tests are run and fixed."""
-        request = ctx.request.text or ctx.task.title
-        ask = "\n".join(
-            [
-                "Build the web page and its tests.\n",
-                f"## Request\n\n{request}\n",
-                documents(ctx, design_paths(ctx)),
-                section("Project memory", project_memory(ctx, request)),
-                section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
-            ]
-        )
+        ask = brief(ctx, "Build the web page and its tests.")
         system = system_prompt(self.name, ctx.workspace, files=True)
         rounds = get_settings().llm.fix_rounds
         done = write_and_fix(ctx, session, system, ask, ("web/", "tests/"), rounds)
-        return AgentOutput(
-            summary=f"Wrote {len(done.artifacts)} files with {session.choice.model}; "
-            f"{done.passed} tests pass after {done.fix_rounds} fix rounds",
-            outputs={
-                "files": [a.path for a in done.artifacts],
-                "tests": done.tests,
-                "fix_rounds": done.fix_rounds,
-            },
-            artifacts=done.artifacts,
-        )
+        return done.output(session.choice.model)
 
 
 def _python_string_safe(text: str) -> str:

@@ -27,6 +27,9 @@ from connectsw.agents.text import (
     memory_section,
     one_line,
     parse_prd,
+    preferences_section,
+    requested_section,
+    requested_sections,
     slugify,
     target_users,
     title_case,
@@ -67,7 +70,7 @@ class ProductManagerAgent(ModelBrief, Agent):
             return self._with_model(ctx, inputs, product, session)
         if inputs.output:
             return self._document(ctx, inputs, product)
-        prd = render_prd(product, inputs.notes, ctx.feedback, ctx.memories)
+        prd = render_prd(product, inputs.notes, ctx.feedback, ctx.memories, preferences(ctx))
         artifact = ctx.write(PRD_PATH, prd, type="document", description="Product requirements")
         return AgentOutput(
             summary=f"Wrote the PRD for {product.title} ({len(product.features)} features)",
@@ -128,6 +131,11 @@ class ProductManagerAgent(ModelBrief, Agent):
                 *([f"## Product name\n\n{inputs.title}\n"] if inputs.title else []),
                 *([f"## Notes\n\n{inputs.notes.strip()}\n"] if inputs.notes else []),
                 section("Project memory", project_memory(ctx, request)),
+                *(
+                    [section("Project preferences (asked for before: apply them now)", prefs)]
+                    if (prefs := preferences(ctx))
+                    else []
+                ),
                 section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
                 documents(ctx, [PRD_PATH] if inputs.output else []),
             ]
@@ -163,6 +171,12 @@ class ProductManagerAgent(ModelBrief, Agent):
         )
 
 
+def preferences(ctx: TaskContext) -> list[str]:
+    """The project's preferences the plan gave this task (``TaskSpec.learned``)."""
+    learned = ctx.task.learned
+    return list(learned.preferences) if learned is not None else []
+
+
 def user_stories(product: Product, users: list[str]) -> list[str]:
     """One story per feature (at least three), cycling through the target users."""
     goals = list(product.features)
@@ -188,8 +202,15 @@ def render_prd(
     notes: str | None,
     feedback: list[str],
     memories: list[dict[str, Any]] | None = None,
+    preferences: list[str] | None = None,
 ) -> str:
-    """The PRD markdown; a pure function of its arguments."""
+    """The PRD markdown; a pure function of its arguments.
+
+    A section that the project's ``preferences`` (applied up front) or this round's
+    ``feedback`` ask for (``"add a Security section"``) is written as its own
+    ``## Security`` section (:func:`connectsw.agents.text.requested_sections`).
+    """
+    preferences = preferences or []
     users = target_users(product.request or product.title)
     stories = "\n".join(f"{i}. {s}" for i, s in enumerate(user_stories(product, users), 1))
     requirements = [f"FR-{i}: {f}." for i, f in enumerate(product.features, 1)]
@@ -239,8 +260,12 @@ def render_prd(
         )
         + "\n",
     ]
+    asked = [*preferences, *feedback]
+    sections += [requested_section(name, asked) for name in requested_sections(asked)]
     if notes:
         sections.append(f"## Notes\n\n{notes.strip()}\n")
+    if preferences:
+        sections.append(preferences_section(preferences))
     if memories:
         sections.append(memory_section(memories))
     sections.append(feedback_section(feedback))

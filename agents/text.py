@@ -214,3 +214,71 @@ def endpoint_table() -> str:
 def endpoint_names() -> list[str]:
     """The API endpoints as ``"METHOD /path"`` strings."""
     return [f"{m} {p}" for m, p, _d in ENDPOINTS]
+
+
+# "add a Security section", "include an Accessibility section", "with a 'Risks' section".
+_SECTION_REQUEST = re.compile(
+    r"\b(?:add|include|needs?|want|with)\s+(?:a|an|the|one)?\s*[\"'`“]?"
+    r"([A-Za-z][A-Za-z0-9 &/-]{0,40}?)[\"'`”]?\s+section\b",
+    re.IGNORECASE,
+)
+
+# What a requested section says for a few common names; any other name gets a
+# section that states the request and what the product does about it.
+_SECTION_BODIES: dict[str, list[str]] = {
+    "security": [
+        "Every input of the HTTP API is validated; bad input gets a JSON 400, never a trace.",
+        "No secret is stored in the repository or written to a log.",
+        "Dependencies are limited to the Python standard library (no supply-chain risk).",
+        "The service listens on loopback by default; exposing it is a deployment decision.",
+    ],
+    "accessibility": [
+        "The page uses semantic HTML: headings, labels for every input, buttons not divs.",
+        "Everything works with the keyboard alone; focus is always visible.",
+        "Text contrast meets WCAG 2.1 AA.",
+    ],
+    "performance": [
+        "`GET /health` answers within 100 ms on a developer laptop.",
+        "Listing items answers within 200 ms for 10,000 items.",
+    ],
+    "privacy": [
+        "Items live in memory only: nothing personal is kept after the service stops.",
+        "No analytics or third-party requests are made by the page.",
+    ],
+    "risks": [
+        "Scope creep beyond the listed features: changes go through the PRD checkpoint.",
+        "In-memory storage loses data on restart (a non-goal of this release).",
+    ],
+}
+
+
+def requested_sections(texts: list[str]) -> list[str]:
+    """Section names that feedback or preferences ask for (``"add a Security section"``
+    gives ``"Security"``), in order, each once (case-insensitive)."""
+    names: list[str] = []
+    for text in texts:
+        for match in _SECTION_REQUEST.finditer(text):
+            name = " ".join(match.group(1).split())
+            name = name[:1].upper() + name[1:]
+            if name and name.lower() not in {n.lower() for n in names}:
+                names.append(name)
+    return names
+
+
+def requested_section(name: str, asked: list[str]) -> str:
+    """The markdown of a requested section: ``## NAME``, its body, and who asked for it."""
+    body = _SECTION_BODIES.get(name.lower()) or [
+        f"This product addresses {name.lower()} explicitly; the details are settled with the"
+        " project's reviewers before implementation."
+    ]
+    why = [one_line(t) for t in asked if name.lower() in t.lower()]
+    source = f"\n_Asked for: {'; '.join(why)}_\n" if why else ""
+    return f"## {name}\n\n{bullets(body)}\n{source}"
+
+
+def preferences_section(preferences: list[str]) -> str:
+    """The ``## Project preferences applied`` section (empty when there are none)."""
+    if not preferences:
+        return ""
+    intro = "Asked for at this checkpoint in earlier executions of this project, applied up front:"
+    return f"## Project preferences applied\n\n{intro}\n\n{bullets(preferences)}\n"

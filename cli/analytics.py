@@ -193,6 +193,9 @@ def views(as_json: bool) -> None:
 @pass_state
 def report(state: State, since: str, license_id: str | None, as_json: bool) -> None:
     """Per license: suspicion score, flags, evidence, recommendation (reference §3.2)."""
-    from connectsw.cli.antipiracy import run_scan
+    from connectsw.cli.antipiracy import scan
 
-    run_scan(state, since, license_id, None, False, as_json)
+    del state  # the scan command takes it from the context itself
+    click.get_current_context().invoke(
+        scan, since=since, license_id=license_id, data=None, apply_tiers=False, as_json=as_json
+    )

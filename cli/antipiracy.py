@@ -44,18 +44,7 @@ def scan(
 ) -> None:
     """Score every license with findings: flags, evidence, recommendation; with --apply,
     take the recommended response tier."""
-    run_scan(state, since, license_id, data, apply_tiers, as_json)
-
-
-def run_scan(
-    state: State,
-    since: str,
-    license_id: str | None,
-    data: Path | None,
-    apply_tiers: bool,
-    as_json: bool,
-) -> None:
-    """``antipiracy scan`` (and ``analytics report``, which never applies)."""
+    # ``analytics report`` invokes this command too, never with --apply.
     from connectsw.licensing.analytics.report import summary
     from connectsw.licensing.analytics.service import scan as run
 

@@ -70,6 +70,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connectsw.cli.plugins:plugins",
         "List plugins: where they come from, whether they loaded, their hooks, what they provide.",
     ),
+    "plugin": (
+        "connectsw.cli.plugin:plugin_group",
+        "Plugin authors: start a new plugin distribution (`plugin new NAME`).",
+    ),
     "schema": ("connectsw.cli.plugins:schema", "Print the JSON Schema of task-graph files."),
     "serve": (
         "connectsw.cli.serve:serve",
@@ -98,6 +102,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "memory": (
         "connectsw.cli.memory:memory_group",
         "Project memory: add, search, list, forget; export or purge a user's (GDPR).",
+    ),
+    "insights": (
+        "connectsw.cli.insights:insights",
+        "Success rates, durations, approval rates and weak spots from the execution history.",
     ),
     "outbox": (
         "connectsw.cli.outbox:outbox_group",

@@ -21,7 +21,7 @@ from connectsw.cli.drive import drive
 from connectsw.cli.output_json import plan_json, stage_number
 from connectsw.cli.render import line
 from connectsw.core.errors import ExitCode, InvalidInput
-from connectsw.core.models import Plan, Request
+from connectsw.core.models import Plan, Request, TaskSpec
 from connectsw.core.planner import slugify
 
 YES = click.option("--yes", "-y", is_flag=True, help="Approve every checkpoint; ask nothing.")
@@ -118,13 +118,22 @@ def show_plan(plan: Plan, execution_id: str | None) -> None:
             f" ({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)",
         )
     )
+    if plan.estimated_duration:
+        console.print(line(f"  estimated {plan.estimated_duration} (without checkpoint waits)"))
     for stage in plan.stages:
         console.print(line(f"  stage {stage_number(stage.index)}: {stage.name}"))
         for task in plan.stage_tasks(stage.index):
             needs = f" ← {', '.join(task.needs)}" if task.needs else ""
             console.print(
-                line(f"    • {task.id} ", (f"({task.agent})", "dim"), f" {task.title}{needs}")
+                line(
+                    f"    • {task.id} ",
+                    (f"({task.agent})", "dim"),
+                    f" {task.title}{needs}",
+                    *_learned(task),
+                )
             )
+            for preference in task.learned.preferences if task.learned else []:
+                console.print(line(("      preference applied: ", "cyan"), preference))
         gates = rules_for(stage, rule_sets)
         if gates:
             console.print(line(f"    gates: {', '.join(gates)}"))
@@ -135,6 +144,21 @@ def show_plan(plan: Plan, execution_id: str | None) -> None:
                     f": {stage.checkpoint.question}",
                 )
             )
+
+
+def _learned(task: TaskSpec) -> list[tuple[str, str]]:
+    """What the history changed in a task, for the plan view."""
+    learned = task.learned
+    if learned is None:
+        return []
+    seconds = learned.estimated_seconds
+    shown = f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    basis = "history" if learned.basis == "history" else "no history"
+    parts = [(f"  ~{shown} ({basis})", "dim")]
+    if learned.extra_retries:
+        n = learned.extra_retries
+        parts.append((f"  +{n} retr{'y' if n == 1 else 'ies'} (failure-prone)", "yellow"))
+    return parts
 
 
 def submit_options(f: Callable[..., None]) -> Callable[..., None]:

@@ -412,6 +412,29 @@ class MemorySettings(_Section):
     """Longest text stored per memory (longer documents are cut there)."""
 
 
+class LearningSettings(_Section):
+    """What the execution history changes in new plans (issue 8 part 3, reference §2.4's
+    "Estimate generator" and "Error prediction"; the thresholds are ConnectSW's own:
+    the reference gives none). ``connectsw insights`` shows the same statistics."""
+
+    enabled: bool = True
+    """Apply the history to new plans (estimates, extra retries, preferences)."""
+    min_runs: int = Field(3, ge=1, le=10_000)
+    """Runs of a task (same workflow, task id and agent) before its history is used:
+    below it the estimate is ``default_task_seconds`` and no retries are added."""
+    default_task_seconds: PositiveSeconds = Field(60.0, le=604_800)
+    """Seconds: the estimate of a task without enough history."""
+    failure_rate: float = Field(0.3, gt=0, le=1, allow_inf_nan=False)
+    """Failed attempts / attempts at or above which a task is failure-prone."""
+    extra_retries: int = Field(1, ge=0, le=10)
+    """Retries added to a failure-prone task's own (never fewer than it asked for;
+    at most 20 in all)."""
+    preferences: bool = True
+    """Give each task the project's preferences from earlier checkpoints of its stage."""
+    max_preferences: int = Field(10, ge=0, le=100)
+    """The newest this many preferences per task are applied."""
+
+
 class LLMEndpointSettings(_Section):
     """Where one built-in provider's API is and where its key comes from.
 
@@ -524,6 +547,7 @@ class Settings(BaseSettings):
     antipiracy: AntipiracySettings = Field(default_factory=AntipiracySettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

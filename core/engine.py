@@ -135,10 +135,20 @@ class Engine:
         return self.views.current_checkpoint(execution)
 
     # -- submitting ------------------------------------------------------------
-    def plan(self, request: Request, workspace: Path, **options: Any) -> Execution:
-        """Plan ``request`` as an execution that is not persisted (``--plan-only``)."""
+    def plan(
+        self, request: Request, workspace: Path, *, license_id: str | None = None, **options: Any
+    ) -> Execution:
+        """Plan ``request`` as an execution that is not persisted (``--plan-only``), with
+        what the history says applied (:func:`connectsw.core.learning.learn_plan`:
+        estimates, extra retries, the project's preferences)."""
+        from connectsw.core.learning import learn_plan
+
         _, plan = Planner(self.registries).plan(request, **options)
-        return Execution(request=request, plan=plan, workspace=str(workspace.resolve()))
+        execution = Execution(
+            request=request, plan=plan, workspace=str(workspace.resolve()), license_id=license_id
+        )
+        execution.plan = learn_plan(execution, self.store, self.settings)
+        return execution
 
     def submit(
         self,
@@ -152,8 +162,7 @@ class Engine:
         """Plan ``request`` and persist it as a pending execution (nothing runs yet);
         ``license_id`` names the license that owns it (server mode), ``execution_id``
         the id to use (default: a new one)."""
-        execution = self.plan(request, workspace, **options)
-        execution.license_id = license_id
+        execution = self.plan(request, workspace, license_id=license_id, **options)
         if execution_id is not None:
             execution.id = execution_id
         plan = execution.plan

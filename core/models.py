@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -78,6 +78,27 @@ class Intent(ApiModel):
 # -- plan -------------------------------------------------------------------
 
 
+class TaskLearning(ApiModel):
+    """What the execution history changed in a task's plan (:mod:`connectsw.core.learning`,
+    reference §2.4): its estimate, extra retries, and the project's preferences."""
+
+    estimated_seconds: float = Field(ge=0)
+    """Expected duration of one attempt, seconds: the p50 of its succeeded attempts in
+    this workflow (``basis`` "history"), else ``learning.default_task_seconds``."""
+    p90_seconds: float = Field(ge=0)
+    """The p90 of the same durations (the estimate again when there is no history)."""
+    runs: int = Field(0, ge=0)
+    """Runs of this task (workflow, task id and agent) in the history."""
+    basis: Literal["history", "default"] = "default"
+    failure_rate: float | None = Field(None, ge=0, le=1)
+    """Failed attempts / attempts in the history (None: fewer than ``learning.min_runs``)."""
+    extra_retries: int = Field(0, ge=0)
+    """Retries added to what the task asked for, because it is failure-prone."""
+    preferences: list[str] = Field(default_factory=list)
+    """The project's preferences from earlier checkpoints of this task's stage, oldest
+    first: applied from the start (the product manager's PRD honours them)."""
+
+
 class TaskSpec(ApiModel):
     """One task of a plan: which agent runs it, with what input, after what."""
 
@@ -93,6 +114,8 @@ class TaskSpec(ApiModel):
     """Seconds per attempt, finite (NaN and infinity refused); above 604800 (7 days)
     it is 7 days; 0 or None: the engine's default (core/durations.py)."""
     stage: int = 0
+    learned: TaskLearning | None = None
+    """Set by the learning engine when the plan is made (None: not applied)."""
 
 
 class CheckpointSpec(ApiModel):
@@ -121,6 +144,11 @@ class Plan(ApiModel):
     tasks: list[TaskSpec]
     stages: list[Stage]
     estimated_duration: str | None = None
+    """The reference's ``estimatedDuration``, for people: e.g. ``"2-4 min"`` (p50 to p90
+    of the whole plan), without the time spent waiting at checkpoints."""
+    estimated_seconds: float | None = Field(None, ge=0)
+    """The p50 estimate of the whole plan, seconds: the sum over stages of the longest
+    chain of estimated tasks in each (a stage's tasks run in parallel)."""
     # id -> task, built on first use and rebuilt when ``tasks`` is another list or
     # another length (a plan of 10,000 tasks is looked up 10,000 times per stage).
     _index: tuple[list[TaskSpec], dict[str, TaskSpec]] | None = PrivateAttr(default=None)
@@ -390,3 +418,7 @@ class ExecutionView(ApiModel):
     error: str | None = None
     usage: ExecutionUsage = Field(default_factory=ExecutionUsage)
     """Language-model calls, tokens and cost: the execution's total and per task."""
+    estimated_duration: str | None = None
+    """The plan's ``estimatedDuration`` (p50 to p90, for people), if it was estimated."""
+    estimated_seconds: float | None = None
+    """The plan's p50 estimate, seconds (:mod:`connectsw.core.learning`)."""

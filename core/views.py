@@ -77,4 +77,6 @@ class Views:
             workspace=execution.workspace,
             error=execution.error,
             usage=self.store.llm_usage(execution.id),
+            estimated_duration=execution.plan.estimated_duration,
+            estimated_seconds=execution.plan.estimated_seconds,
         )

@@ -28,9 +28,12 @@ hookspec = pluggy.HookspecMarker("connectsw")
 def register_agents(register: Callable[[Any], None]) -> None:
     """Register agent types: call ``register(agent)`` for each.
 
-    An agent has a ``name`` (the ``agent:`` of a task), a ``description``, an
-    optional pydantic ``input_model`` validating the task's ``with`` block, and
-    ``run(ctx) -> AgentOutput`` (see :mod:`connectsw.agents.base`).
+    An agent (:class:`connectsw.plugins.contracts.AgentProtocol`) has a ``name``
+    (the ``agent:`` of a task), a ``description``, an optional pydantic
+    ``input_model`` validating the task's ``with`` block when the plan is made, and
+    ``run(ctx: TaskContext) -> AgentOutput`` (see :mod:`connectsw.agents.base`),
+    which raises :class:`connectsw.core.errors.TaskError` to fail its attempt.
+    Called once per process, when a registry is first needed.
     """
 
 
@@ -38,14 +41,17 @@ def register_agents(register: Callable[[Any], None]) -> None:
 def register_workflows(register: Callable[[Any], None]) -> None:
     """Register workflows (decomposers): call ``register(workflow)`` for each.
 
-    A workflow has a ``name``, ``claims(intent) -> bool`` and
-    ``decompose(intent, **options) -> Plan``. The planner asks workflows in order and
-    the first that claims an intent decomposes it (see :mod:`connectsw.core.workflows`).
-    Commands come from the workflows: ``commands = ("release",)`` (lowercase words)
-    and ``kind = "release"`` make ``connectsw release v1.2`` a request planned by this
-    workflow (intent ``release``, subject ``v1.2``), on the CLI and through
-    ``POST /v1/execute``; a command another workflow has fails the later plugin.
-    Register an instance, not the class (a class fails the plugin at once).
+    A workflow (:class:`connectsw.plugins.contracts.WorkflowProtocol`) has a
+    ``name``, ``claims(intent) -> bool`` and ``decompose(intent, **options) ->
+    Plan`` (it may raise :class:`connectsw.core.errors.PlanError`). The planner
+    asks workflows in order, third-party ones first, and the first that claims an
+    intent decomposes it (see :mod:`connectsw.core.workflows`). Called once per
+    process, when a registry is first needed. Commands come from the workflows:
+    ``commands = ("release",)`` (lowercase words) and ``kind = "release"`` make
+    ``connectsw release v1.2`` a request planned by this workflow (intent
+    ``release``, subject ``v1.2``), on the CLI and through ``POST /v1/execute``; a
+    command another workflow has fails the later plugin. Register an instance, not
+    the class (a class fails the plugin at once).
     """
 
 
@@ -56,7 +62,7 @@ def register_gates(register: Callable[[Any], None]) -> None:
     A rule has a ``name``, a ``description``, ``applies_to`` (the workspace traits
     it judges, :data:`connectsw.gates.detect.TRAITS`; shown by ``connectsw gates
     list``), ``applies(ctx) -> bool`` and ``evaluate(ctx) -> RuleResult`` (see
-    :class:`connectsw.gates.base.GateRule`). A rule runs where a stage names it or
+    :class:`connectsw.plugins.contracts.GateRuleProtocol`). A rule runs where a stage names it or
     where the rule set of the stage's checkpoint type (``[gates.rule_sets.TYPE]``)
     lists it; a rule that cannot run returns ``GateRule.not_run(reason)``.
     """

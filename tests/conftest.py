@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -127,3 +130,95 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield f"{postgres_server}?options=-csearch_path%3D{schema}"
     with psycopg.connect(postgres_server, autocommit=True) as db:
         db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# -- plugin distributions ------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ConnectSW's settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def pip_install(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]:
+    """``pip_install(source) -> site``: the distribution at ``source`` installed (once per
+    session and source) into a target folder of its own, as ``pip install`` would.
+
+    The source is copied first (builds write into it); the copy is ``site.parent / "src"``.
+    """
+    installed: dict[Path, Path] = {}
+
+    def install(source: Path) -> Path:
+        key = source.resolve()
+        if key not in installed:
+            work = tmp_path_factory.mktemp(f"pip-{source.name}")
+            src = work / "src"
+            shutil.copytree(
+                source, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+            )
+            target = work / "site"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    "--disable-pip-version-check",
+                    "--no-cache-dir",
+                    "--target",
+                    str(target),
+                    str(src),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=180,
+            )
+            installed[key] = target
+        return installed[key]
+
+    return install
+
+
+@pytest.fixture
+def run_plugin_tests(tmp_path: Path) -> Callable[[Path, Path], subprocess.CompletedProcess[str]]:
+    """``run_plugin_tests(source, site)``: pytest on ``source/tests`` in a new process, with
+    ``site`` (where the plugin is installed) on its path.
+
+    The plugin's own tests find its entry point in ``site`` and ConnectSW's fixtures
+    (``connectsw.testing``) through ConnectSW's ``pytest11`` entry point.
+    """
+    return lambda source, site: _run_plugin_tests(source, site, tmp_path)
+
+
+def _run_plugin_tests(source: Path, site: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = clean_env(
+        PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        PYTHONDONTWRITEBYTECODE="1",
+        CONNECTSW_DATA_DIR=str(tmp_path / "plugin-tests-data"),
+        # Dask's own tmp files (worker dirs) stay in the test's folder.
+        TMPDIR=str(tmp_path),
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            str(source / "tests"),
+        ],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )

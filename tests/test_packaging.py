@@ -177,6 +177,9 @@ def test_wheel_contents(wheel: Path) -> None:
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "connectsw = connectsw.cli.main:main" in text
+    assert "[pytest11]\nconnectsw = connectsw.testing" in text  # plugin authors' fixtures
+    templates = {f"connectsw/{p}" for p in tracked if p.startswith("plugins/templates/")}
+    assert templates and not templates - names, f"templates not in the wheel: {templates - names}"
 
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
@@ -246,3 +249,7 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel: Path, tmp_path: Path) ->
     (elsewhere / "g.yaml").write_text("name: tiny\ntasks:\n  - {id: only, agent: noop}\n")
     view = json.loads(fresh_run(script, "run", "g.yaml", "--yes", "--json").stdout)
     assert view["status"] == "completed", view
+
+    # `plugin new` finds its templates in the installed package.
+    made = json.loads(fresh_run(script, "plugin", "new", "demo-agent", "--json").stdout)
+    assert (Path(made["directory"]) / "connectsw_demo_agent.py").is_file()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from connectsw.agents.base import TaskContext
+from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.agents.llm.base import Message
 from connectsw.agents.llm.files import FileBlock, parse_files
 from connectsw.agents.llm.prompts import load_prompt
@@ -33,6 +34,21 @@ class Written:
     fix_rounds: int
     tests: list[str]
     passed: int = 0
+
+    def output(self, model: str, **outputs: Any) -> AgentOutput:
+        """The engineer's result: a summary naming ``model``, the files, tests and
+        rounds in ``outputs`` (plus the agent's own ``outputs``), the artifacts."""
+        return AgentOutput(
+            summary=f"Wrote {len(self.artifacts)} files with {model}; "
+            f"{self.passed} tests pass after {self.fix_rounds} fix rounds",
+            outputs={
+                "files": [a.path for a in self.artifacts],
+                "tests": self.tests,
+                "fix_rounds": self.fix_rounds,
+                **outputs,
+            },
+            artifacts=self.artifacts,
+        )
 
 
 def artifact_type(path: str) -> str:

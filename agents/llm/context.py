@@ -25,6 +25,22 @@ def project_memory(ctx: TaskContext, query: str, limit: int = MEMORY_ITEMS) -> l
     return [f"[{m.get('type', 'note')}] {m.get('content', '')}" for m in ctx.memories[:limit]]
 
 
+def brief(ctx: TaskContext, task: str, request: str | None = None) -> str:
+    """The user message an agent sends a model: ``task``, the request (``request`` or
+    the execution's text, else the task's title), the PRD/architecture/ADRs in the
+    workspace, the project's memory and the checkpoint feedback, as Markdown."""
+    request = request or ctx.request.text or ctx.task.title
+    return "\n".join(
+        [
+            task + "\n",
+            f"## Request\n\n{request}\n",
+            documents(ctx, design_paths(ctx)),
+            section("Project memory", project_memory(ctx, request)),
+            section("Feedback to incorporate", ctx.feedback, "No feedback received yet."),
+        ]
+    )
+
+
 def section(title: str, items: list[str], empty: str = "None.") -> str:
     """A Markdown section for a prompt: ``## title`` then bullets (or ``empty``)."""
     body = "\n".join(f"- {' '.join(i.split())}" for i in items) if items else empty

@@ -21,6 +21,13 @@ from connectsw.core.models import (
 
 if TYPE_CHECKING:
     from connectsw.core.stores.audit import AuditRecord
+    from connectsw.core.stores.learning import (
+        ChangeRequest,
+        CheckpointStats,
+        LearnedPattern,
+        TaskStats,
+        WorkflowStats,
+    )
     from connectsw.core.stores.outbox import Applied, OutboxMessage, Response
     from connectsw.core.stores.sessions import SecurityEvent, SessionRecord
     from connectsw.licensing.models import License, LicenseStatus
@@ -289,6 +296,31 @@ class Store(ABC):
     @abstractmethod
     def mark_failed(self, message_id: int, error: str) -> None:
         """A failed delivery attempt: count it and keep ``error`` (one line)."""
+
+    # -- the execution history's statistics (core/stores/learning.py) --------------------
+    @abstractmethod
+    def task_stats(self, workflow: str | None = None) -> list[TaskStats]:
+        """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds."""
+
+    @abstractmethod
+    def workflow_stats(self, workflow: str | None = None) -> list[WorkflowStats]:
+        """Per workflow: finished executions by outcome."""
+
+    @abstractmethod
+    def checkpoint_stats(self, workflow: str | None = None) -> list[CheckpointStats]:
+        """Per workflow and checkpoint type: decisions, approvals, change requests."""
+
+    @abstractmethod
+    def change_requests(self, workflow: str | None = None, limit: int = 10) -> list[ChangeRequest]:
+        """The most requested changes (same trimmed text), most frequent first."""
+
+    @abstractmethod
+    def learned_patterns(self, limit: int = 1_000_000) -> list[LearnedPattern]:
+        """Rows of the ``learned_patterns`` view."""
+
+    @abstractmethod
+    def workflows_seen(self) -> list[str]:
+        """The workflows of every stored execution."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

@@ -49,9 +49,24 @@ class Dialect:
             out = self._cache[text] = out.replace("\0", self.json_param)
         return out
 
-    def json_text(self, column: str, key: str) -> str:
-        """An expression: the text of a top-level key of a JSON column (NULL if absent)."""
-        return f"json_extract({column}, '$.{key}')"
+    def json_text(self, column: str, *keys: str) -> str:
+        """An expression: the text at ``keys`` (a path of object keys) of a JSON column
+        (NULL if absent)."""
+        return f"json_extract({column}, '$.{'.'.join(keys)}')"
+
+    def json_elements(self, column: str, keys: Sequence[str], alias: str) -> str:
+        """A FROM-clause item (to follow a comma or JOIN ... ON): one row per element of
+        the JSON array at ``keys`` of ``column``, each element as ``{alias}.value``."""
+        return f"json_each({column}, '$.{'.'.join(keys)}') AS {alias}"
+
+    def seconds_between(self, start: str, end: str) -> str:
+        """An expression: seconds (float) from ISO-8601 text ``start`` to ``end`` (NULL if
+        either is NULL). SQLite's ``julianday`` reads milliseconds."""
+        return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+    def create_view(self, name: str, select: str) -> str:
+        """A statement creating the view ``name`` as ``select`` (PostgreSQL: or replacing it)."""
+        return f"CREATE VIEW IF NOT EXISTS {name} AS {select}"
 
     def upsert(
         self,
@@ -123,8 +138,22 @@ class PostgresDialect(Dialect):
     #: Advisory lock key serializing migrations ("conn").
     SCHEMA_LOCK = 0x636F6E6E
 
-    def json_text(self, column: str, key: str) -> str:
-        return f"{column}->>'{key}'"
+    def json_text(self, column: str, *keys: str) -> str:
+        path = "".join(f"->'{k}'" for k in keys[:-1])
+        return f"{column}{path}->>'{keys[-1]}'"
+
+    def json_elements(self, column: str, keys: Sequence[str], alias: str) -> str:
+        path = "".join(f"->'{k}'" for k in keys)
+        return f"LATERAL jsonb_array_elements({column}{path}) AS {alias}(value)"
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return (
+            f"CAST(EXTRACT(EPOCH FROM (CAST({end} AS TIMESTAMPTZ) - CAST({start} AS TIMESTAMPTZ)))"
+            " AS DOUBLE PRECISION)"
+        )
+
+    def create_view(self, name: str, select: str) -> str:
+        return f"CREATE OR REPLACE VIEW {name} AS {select}"
 
     def upsert(
         self,

@@ -41,6 +41,89 @@ class Migration:
         return [s(dialect) if callable(s) else s.format(**dialect.types) for s in self.statements]
 
 
+# -- migration 11: the learning engine's views (reference §2.4, issue 8 part 3) ----------
+# Plain views over the executions' records, so that they are never out of date and
+# SQL analysts can read them on the store itself; core/stores/learning.py queries them.
+
+
+def _plan(d: Dialect, key: str) -> str:
+    return d.json_text("e.data", "plan", key)
+
+
+def _execution_history(d: Dialect) -> str:
+    return d.create_view(
+        "execution_history",
+        f"SELECT e.id AS execution_id, {_plan(d, 'workflow')} AS workflow,"
+        f" {_plan(d, 'name')} AS plan_name, e.license_id, e.status, e.updated_at"
+        " FROM executions e",
+    )
+
+
+def _task_history(d: Dialect) -> str:
+    # One row per attempt, with the agent its plan gave the task; duration_seconds is
+    # NULL until the attempt has both a start and an end.
+    duration = d.seconds_between(
+        d.json_text("tr.data", "started_at"), d.json_text("tr.data", "finished_at")
+    )
+    return d.create_view(
+        "task_history",
+        f"SELECT tr.execution_id, {_plan(d, 'workflow')} AS workflow,"
+        f" {_plan(d, 'name')} AS plan_name, e.license_id, tr.task_id,"
+        f" {d.json_text('pt.value', 'agent')} AS agent, tr.round, tr.attempt, tr.status,"
+        f" {duration} AS duration_seconds"
+        f" FROM executions e CROSS JOIN {d.json_elements('e.data', ('plan', 'tasks'), 'pt')}"
+        " JOIN task_results tr ON tr.execution_id = e.id"
+        f" AND tr.task_id = {d.json_text('pt.value', 'id')}",
+    )
+
+
+def _checkpoint_history(d: Dialect) -> str:
+    return d.create_view(
+        "checkpoint_history",
+        f"SELECT c.execution_id, {_plan(d, 'workflow')} AS workflow,"
+        f" {_plan(d, 'name')} AS plan_name, e.license_id, c.stage, c.round,"
+        f" {d.json_text('c.data', 'type')} AS checkpoint, c.decision,"
+        f" {d.json_text('c.data', 'feedback')} AS feedback"
+        " FROM checkpoints c JOIN executions e ON e.id = c.execution_id",
+    )
+
+
+def _rate(condition: str) -> str:
+    """Percent of the group's rows meeting ``condition``, two decimals (DECIMAL(5,2))."""
+    return f"ROUND(100.0 * SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) / COUNT(*), 2)"
+
+
+def _learned_patterns(d: Dialect) -> str:
+    # The reference's learned_patterns (pattern_type, frequency, success_rate in percent),
+    # derived from the history: its JSONB pattern_data is spelled out as columns.
+    completed = _rate("status = 'completed'")
+    succeeded = _rate("status = 'succeeded'")
+    approved = _rate("decision = 'approve'")
+    return d.create_view(
+        "learned_patterns",
+        "SELECT 'workflow_outcome' AS pattern_type, workflow, workflow AS subject,"
+        " NULL AS agent, COUNT(*) AS frequency,"
+        f" {completed} AS success_rate, NULL AS detail"
+        " FROM execution_history"
+        " WHERE status IN ('completed', 'failed', 'gate_failed', 'cancelled')"
+        " GROUP BY workflow"
+        " UNION ALL"
+        " SELECT 'task_outcome', workflow, task_id, agent, COUNT(*),"
+        f" {succeeded}, NULL"
+        " FROM task_history WHERE status IN ('succeeded', 'failed')"
+        " GROUP BY workflow, task_id, agent"
+        " UNION ALL"
+        " SELECT 'checkpoint_approval', workflow, checkpoint, NULL, COUNT(*),"
+        f" {approved}, NULL"
+        " FROM checkpoint_history WHERE decision IS NOT NULL"
+        " GROUP BY workflow, checkpoint"
+        " UNION ALL"
+        " SELECT 'change_request', workflow, checkpoint, NULL, COUNT(*), NULL, TRIM(feedback)"
+        " FROM checkpoint_history WHERE decision = 'request_changes' AND feedback IS NOT NULL"
+        " GROUP BY workflow, checkpoint, TRIM(feedback)",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     # The schema every store had before versions were recorded: a database made
     # then has these tables already and no schema_version (version 0).
@@ -219,6 +302,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE task_results ADD COLUMN tokens_out BIGINT NOT NULL DEFAULT 0",
             "ALTER TABLE task_results ADD COLUMN cost DOUBLE PRECISION NOT NULL DEFAULT 0",
         ),
+    ),
+    Migration(
+        11,
+        "learning views: execution, task and checkpoint history; learned_patterns",
+        (_execution_history, _task_history, _checkpoint_history, _learned_patterns),
     ),
 )
 

@@ -41,6 +41,7 @@ from connectsw.core.stores import migrations
 from connectsw.core.stores.audit import AuditRecords
 from connectsw.core.stores.base import Lease, Store
 from connectsw.core.stores.dialects import Dialect
+from connectsw.core.stores.learning import LearningRecords
 from connectsw.core.stores.licenses import LicenseRecords
 from connectsw.core.stores.outbox import OutboxRecords
 from connectsw.core.stores.rows import (
@@ -57,7 +58,7 @@ from connectsw.core.stores.sessions import SessionRecords
 _EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
 
 
-class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Store):
+class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, LearningRecords, Store):
     """A :class:`Store` over a SQL database; subclasses supply connections and a dialect."""
 
     dialect: Dialect

@@ -116,6 +116,30 @@ VIEWS: tuple[View, ...] = (
             ("source", "VARCHAR", "local (the relational store) or imported"),
         ),
     ),
+    View(
+        "learned_patterns",
+        "What the execution history taught (reference §2.4's learned_patterns), read from"
+        " the relational store's view of that name: per workflow, the outcome of its"
+        " executions, of each task (by agent), the approvals at each checkpoint type, and"
+        " the changes people requested there.",
+        (
+            (
+                "pattern_type",
+                "VARCHAR",
+                "workflow_outcome, task_outcome, checkpoint_approval or change_request",
+            ),
+            ("workflow", "VARCHAR", "the workflow (new-product, task-graph, ...)"),
+            ("subject", "VARCHAR", "the workflow, task id or checkpoint type"),
+            ("agent", "VARCHAR", "the task's agent (task_outcome), else NULL"),
+            ("frequency", "BIGINT", "executions, attempts, decisions or requests counted"),
+            (
+                "success_rate",
+                "DECIMAL(5,2)",
+                "percent completed, succeeded or approved; NULL for change_request",
+            ),
+            ("detail", "VARCHAR", "the requested change (change_request), else NULL"),
+        ),
+    ),
 )
 
 
@@ -163,6 +187,7 @@ def connect(settings: Settings, read_only: bool = True) -> duckdb.DuckDBPyConnec
         " FROM usage, bounds WHERE ts > window_end - INTERVAL 24 HOUR GROUP BY license_id"
     )
     _licenses(con, settings)
+    _learned_patterns(con, settings)
     con.execute(
         "CREATE VIEW sessions_concurrent AS SELECT u.hour, u.license_id, u.sessions, u.users,"
         " u.ips, l.max_users FROM (SELECT date_trunc('hour', ts) AS hour, license_id,"
@@ -190,6 +215,28 @@ def scan_connection(settings: Settings) -> tuple[duckdb.DuckDBPyConnection, str 
     except BaseException:
         con.close()
         raise
+
+
+PATTERNS_READ = 1_000_000
+"""At most this many rows of the store's learned_patterns are read into the view."""
+
+
+def _learned_patterns(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """The ``learned_patterns`` view over an in-memory copy of the store's rows."""
+    from connectsw.core.stores import get_store
+
+    rows = [
+        (p.pattern_type, p.workflow, p.subject, p.agent, p.frequency, p.success_rate, p.detail)
+        for p in get_store(settings.store_url).learned_patterns(PATTERNS_READ)
+    ]
+    con.execute(
+        "CREATE TABLE learned_pattern_rows (pattern_type VARCHAR, workflow VARCHAR,"
+        " subject VARCHAR, agent VARCHAR, frequency BIGINT, success_rate DECIMAL(5,2),"
+        " detail VARCHAR)"
+    )
+    if rows:
+        con.executemany("INSERT INTO learned_pattern_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute("CREATE VIEW learned_patterns AS SELECT * FROM learned_pattern_rows")
 
 
 def _licenses(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

@@ -129,3 +129,37 @@ def test_output_outside_workspace_is_refused(tmp_path: Path) -> None:
 def test_empty_request_fails(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="nothing to write about"):
         ProductManagerAgent().run(make_ctx(tmp_path, text=""))
+
+
+def test_sections_asked_for_by_preferences_and_feedback(tmp_path: Path) -> None:
+    from connectsw.core.models import TaskLearning
+
+    learned = TaskLearning(
+        estimated_seconds=1, p90_seconds=1, preferences=["Please add a Security section."]
+    )
+    ctx = TaskContext(
+        execution_id="exec_000000000001",
+        task=TaskSpec(id="prd", agent="product-manager", learned=learned),
+        workspace=tmp_path,
+        request=Request(command="new product", args=["Recipe planner"]),
+        feedback=["include an 'Onboarding' section", "and add a security section too"],
+    )
+    ProductManagerAgent().run(ctx)
+    prd = (tmp_path / "docs" / "PRD.md").read_text()
+    headings = [ln for ln in prd.splitlines() if ln.startswith("## ")]
+    assert headings.count("## Security") == 1  # asked twice, written once
+    assert "## Onboarding" in headings and "## Project preferences applied" in headings
+    security = prd.split("## Security\n", 1)[1].split("\n## ", 1)[0]
+    assert "validated" in security and "Please add a Security section." in security
+    # Without preferences or such feedback, no extra section.
+    plain = tmp_path / "plain"
+    ProductManagerAgent().run(
+        TaskContext(
+            execution_id="exec_000000000002",
+            task=TaskSpec(id="prd", agent="product-manager"),
+            workspace=plain,
+            request=Request(command="new product", args=["Recipe planner"]),
+        )
+    )
+    text = (plain / "docs" / "PRD.md").read_text()
+    assert "## Security" not in text and "preferences applied" not in text

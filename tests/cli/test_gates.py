@@ -5,24 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-SERVER = """\
-import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-
-HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
+from tests.gates.workspaces import OK_SERVER
 
 GRAPH = """\
 name: svc
@@ -90,7 +73,7 @@ def test_check_a_workspace_passes_and_fails_with_exit_codes(cli, tmp_path: Path)
 
 def test_check_runs_a_checkpoint_rule_set(cli, tmp_path: Path) -> None:
     (tmp_path / "connectsw.toml").write_text(CONFIG)
-    (tmp_path / "server.py").write_text(SERVER)
+    (tmp_path / "server.py").write_text(OK_SERVER)
     res = cli("gates", "check", "--checkpoint", "service_ready", "--json", ok=True).json()
     assert [r["rule"] for r in res["rules"]] == ["server-start", "build"]
     assert "HTTP 200" in res["rules"][0]["details"]
@@ -100,7 +83,7 @@ def test_check_an_executions_stage(cli, tmp_path: Path) -> None:
     (tmp_path / "connectsw.toml").write_text(CONFIG)
     ws = tmp_path / "ws"
     ws.mkdir()
-    (ws / "good.py").write_text(SERVER)
+    (ws / "good.py").write_text(OK_SERVER)
     (tmp_path / "svc.yaml").write_text(GRAPH)
     eid = cli("run", "svc.yaml", "--workspace", ws, "--json", ok=True).execution_id
     assert cli.view(eid)["status"] == "awaiting_checkpoint"

@@ -58,15 +58,63 @@ Status: accepted
 ```
 """
 
-SERVICE = """FILE: service/__init__.py
+#: service/app.py as the model writes it: ``add`` (with ``{op}``) and a small HTTP
+#: service on --port that answers /health and serves web/ at /, so that the
+#: implementation checkpoint's real rule set (build, server-start, smoke tests,
+#: visual in headless Chromium) passes on what the model wrote.
+APP = """import argparse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+TYPES = {{".html": "text/html", ".js": "text/javascript"}}
+
+
+def add(a: int, b: int) -> int:
+    return a {op} b
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self.answer(200, b"ok", "text/plain")
+            return
+        name = "index.html" if self.path == "/" else self.path.lstrip("/")
+        file = WEB / name
+        if "/" in name or not file.is_file():
+            self.answer(404, b"", "text/plain")
+            return
+        self.answer(200, file.read_bytes(), TYPES.get(file.suffix, "text/plain"))
+
+    def answer(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8000)
+    port = parser.parse_args().port
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+SERVICE = f"""FILE: service/__init__.py
 ```python
 ```
 
 FILE: service/app.py
 ```python
-def add(a: int, b: int) -> int:
-    return a - b
-```
+{APP.format(op="-")}```
 
 FILE: tests/__init__.py
 ```python
@@ -80,28 +128,30 @@ from service.app import add
 
 
 class AddTest(unittest.TestCase):
-    def test_add(self) -> None:
+    def test_add_smoke(self) -> None:
         self.assertEqual(add(2, 3), 5)
 ```
 """
 
-FIXED = """The subtraction was the bug.
+FIXED = f"""The subtraction was the bug.
 
 FILE: service/app.py
 ```python
-def add(a: int, b: int) -> int:
-    return a + b
-```
+{APP.format(op="+")}```
 """
 
 PAGE = """FILE: web/index.html
 ```html
-<!DOCTYPE html><title>Tiny Adder</title><script src="app.js"></script>
+<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Tiny Adder</title><script src="app.js" defer></script></head>
+<body><h1>Tiny Adder</h1><p id="sum">2 + 3 = ?</p></body>
+</html>
 ```
 
 FILE: web/app.js
 ```javascript
-fetch("/api/add");
+document.getElementById("sum").textContent = "2 + 3 = 5";
 ```
 
 FILE: tests/__init__.py
@@ -163,9 +213,6 @@ def with_model(cli: Cli, server: ModelServer) -> Cli:
         CONNECTSW_LLM__OPENAI__API_KEY_ENV="ADDER_TEST_KEY",
         CONNECTSW_LLM__PRICES=json.dumps(PRICES),
         ADDER_TEST_KEY="sk-adder-SECRET",
-        # The scripted model writes an adder, not the service the checkpoint's rule set
-        # (build, server-start, smoke-tests, visual) checks: that is tests/gates' subject.
-        CONNECTSW_GATES__RULE_SETS__IMPLEMENTATION_COMPLETE__RULES="[]",
     )
     return cli
 
@@ -187,9 +234,7 @@ def test_new_product_with_a_model_writes_what_it_returned_and_counts_tokens(
     architecture = (ws / "docs/architecture.md").read_text()
     assert architecture.startswith("# Architecture: Tiny Adder") and "```sh" in architecture
     assert (ws / "docs/adr/0001-standard-library.md").is_file()
-    assert (
-        ws / "service/app.py"
-    ).read_text() == "def add(a: int, b: int) -> int:\n    return a + b\n"
+    assert (ws / "service/app.py").read_text() == APP.format(op="+")
     assert (ws / "web/index.html").is_file()
     report = (ws / "docs/QA-report.md").read_text()
     assert "Result: **PASSED**" in report and "The scripted model read the test output." in report
@@ -208,7 +253,7 @@ def test_new_product_with_a_model_writes_what_it_returned_and_counts_tokens(
     assert len(backend) == 2
     fix = backend[1].body["messages"]
     assert [m["role"] for m in fix] == ["system", "user", "assistant", "user"]
-    assert "test_add" in fix[3]["content"] and "AssertionError" in fix[3]["content"]
+    assert "test_add_smoke" in fix[3]["content"] and "AssertionError" in fix[3]["content"]
     assert fix[2]["content"] == SERVICE
     assert all(s.headers["Authorization"] == "Bearer sk-adder-SECRET" for s in model.requests)
     assert all(s.body["model"] == MODEL for s in model.requests)
@@ -222,6 +267,15 @@ def test_new_product_with_a_model_writes_what_it_returned_and_counts_tokens(
 
     view = cli.view(eid)
     assert view["status"] == "completed", view
+    # The implementation checkpoint's rule set ran for real on what the model wrote.
+    gate = view["gate"]
+    assert gate["passed"] and {r["rule"]: r["ran"] and r["passed"] for r in gate["rules"]} == {
+        "tests-pass": True,
+        "build": True,
+        "server-start": True,
+        "smoke-tests": True,
+        "visual": True,
+    }, gate
     usage = view["usage"]
     expected = {
         task: {

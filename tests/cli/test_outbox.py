@@ -95,6 +95,17 @@ def respond(
     assert apply(action, licenses=licenses, store=store, settings=settings).done
 
 
+@pytest.fixture
+def two_messages(licenses: Licenses, store: Store, settings: Settings) -> License:
+    """Two warning e-mails in the outbox: to owner@ (delivered) and refuse@ (refused
+    by the test server); the first one's license."""
+    good, _ = licenses.issue(Tier.FREE, "owner@example.com")
+    bad, _ = licenses.issue(Tier.PRO, "refuse@example.com")
+    respond(licenses, store, settings, good, 1, "f-good")
+    respond(licenses, store, settings, bad, 1, "f-bad")
+    return good
+
+
 def smtp_env(cli: Cli, port: int, **extra: str) -> None:
     cli.env.update(
         CONNECTSW_SMTP__HOST="127.0.0.1",
@@ -107,17 +118,10 @@ def smtp_env(cli: Cli, port: int, **extra: str) -> None:
 
 
 def test_send_delivers_and_a_refused_recipient_stays_unsent_with_its_error(
-    cli: Cli,
-    licenses: Licenses,
-    store: Store,
-    settings: Settings,
-    smtp_server: tuple[Recorder, int],
+    cli: Cli, two_messages: License, smtp_server: tuple[Recorder, int]
 ) -> None:
     recorder, port = smtp_server
-    good, _ = licenses.issue(Tier.FREE, "owner@example.com")
-    bad, _ = licenses.issue(Tier.PRO, "refuse@example.com")
-    respond(licenses, store, settings, good, 1, "f-good")
-    respond(licenses, store, settings, bad, 1, "f-bad")
+    good = two_messages
     listed = cli("outbox", "list", "--json", ok=True).json()
     assert [(m["to"], m["sent_at"]) for m in listed] == [
         ("owner@example.com", None),
@@ -213,17 +217,10 @@ def test_license_reinstate_restores_the_limits_of_a_throttled_license(
 
 
 def test_send_json_reports_each_delivery(
-    cli: Cli,
-    licenses: Licenses,
-    store: Store,
-    settings: Settings,
-    smtp_server: tuple[Recorder, int],
+    cli: Cli, two_messages: License, smtp_server: tuple[Recorder, int]
 ) -> None:
     recorder, port = smtp_server
-    good, _ = licenses.issue(Tier.FREE, "owner@example.com")
-    bad, _ = licenses.issue(Tier.PRO, "refuse@example.com")
-    respond(licenses, store, settings, good, 1, "f-good")
-    respond(licenses, store, settings, bad, 1, "f-bad")
+    del two_messages  # in the outbox
     smtp_env(cli, port)
     out = cli("outbox", "send", "--json")
     assert out.returncode == 7 and out.error_line().startswith("Error: 1 of 2 message(s)")

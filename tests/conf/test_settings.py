@@ -19,6 +19,7 @@ from connectsw.conf.settings import (
     DaskSettings,
     EngineSettings,
     GateSettings,
+    LearningSettings,
     LicensingSettings,
     LLMSettings,
     MemorySettings,
@@ -44,6 +45,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "analytics": AnalyticsSettings,
     "antipiracy": AntipiracySettings,
     "memory": MemorySettings,
+    "learning": LearningSettings,
     "llm": LLMSettings,
 }
 

@@ -18,6 +18,7 @@ from connectsw.core import workspace as git
 from connectsw.core.engine import Engine
 from connectsw.core.errors import Cancelled, InvalidState
 from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
+from tests.gates.workspaces import OK_SERVER
 
 Submit = Callable[..., Execution]
 
@@ -379,24 +380,6 @@ def test_engine_default_retries_apply_to_tasks_that_set_none(
 
 # -- the remediation loop: a failed gate sends the stage back to its agents ------------------
 
-GOOD_SERVER = """\
-import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-
-HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 
 # The agent: a broken service, until the gate's feedback names server-start; it keeps
 # the feedback it got beside the service.
@@ -441,7 +424,7 @@ def test_a_failed_gate_sends_the_stage_back_with_the_remediation(
     _gated(engine, rounds=2)
     ws = tmp_path / "fixes"
     ws.mkdir()
-    (ws / "good.py").write_text(GOOD_SERVER)
+    (ws / "good.py").write_text(OK_SERVER)
     ex = submit_graph(_service_graph(FIXING_AGENT), workspace=ws)
     done = engine.run(ex.id)
     assert done.status is ExecutionStatus.AWAITING_CHECKPOINT

@@ -79,6 +79,7 @@ def test_execute_response_matches_reference_shape() -> None:
         "tasks",
         "stages",
         "estimatedDuration",
+        "estimatedSeconds",  # the learning engine's p50, beside the reference's text
         "checkpoints",
     }
     assert body["plan"]["estimatedDuration"] == "5m"
@@ -90,7 +91,17 @@ def test_execute_response_matches_reference_shape() -> None:
     assert set(stage) == {"index", "name", "taskIds", "checkpoint", "gates"}
     assert stage["taskIds"] == ["collect"]
     task = body["plan"]["tasks"][0]
-    assert set(task) == {"id", "agent", "title", "with", "needs", "retries", "timeout", "stage"}
+    assert set(task) == {
+        "id",
+        "agent",
+        "title",
+        "with",
+        "needs",
+        "retries",
+        "timeout",
+        "stage",
+        "learned",  # what the history changed (core/learning.py), None until planned
+    }
     assert task["with"] == {"command": "git log"}
     json.dumps(body)  # JSON-ready
 

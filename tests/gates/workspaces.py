@@ -13,6 +13,26 @@ from connectsw.gates.base import GateContext
 
 Make = Callable[..., GateContext]
 
+#: A service that answers 200 "ok" to every GET on the port in its argv[1].
+OK_SERVER = """\
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
 
 def git(ws: Path, *args: str) -> str:
     """Run git in ``ws`` with a fixed identity; its stdout."""

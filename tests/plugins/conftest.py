@@ -19,6 +19,10 @@ import pytest
 
 HERE = Path(__file__).parent
 
+# The fixture distributions' own tests run against the installed distribution, in a
+# process of their own (test_sample_plugin.py), never in this session.
+collect_ignore_glob = ["*-plugin/tests/*"]
+
 
 def write_site(target: Path, *fixtures: str) -> Path:
     """Copy each fixture distribution's modules to ``target`` with a dist-info folder."""

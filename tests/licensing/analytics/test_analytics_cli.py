@@ -119,5 +119,6 @@ def test_licenses_import_and_views(cli, tmp_path: Path) -> None:
         "license_ips_24h",
         "sessions_concurrent",
         "licenses",
+        "learned_patterns",
     ]
     assert "license_ips_24h" in cli("analytics", "views", ok=True).stdout

@@ -1,12 +1,25 @@
-"""A sample third-party ConnectSW plugin: one agent, one workflow, a task-event listener."""
+"""A sample third-party ConnectSW plugin: one agent, one workflow, a task-event listener.
+
+Everything comes from the public surface, ``from connectsw import ...``; its own
+tests (``tests/``) use the fixtures of ``connectsw.testing``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from connectsw import hookimpl
+from connectsw import (
+    Event,
+    Intent,
+    Plan,
+    TaskContext,
+    TaskSpec,
+    build_plan,
+    hookimpl,
+    slugify,
+)
 
-EVENTS: list[Any] = []
+EVENTS: list[Event] = []
 
 
 class EchoAgent:
@@ -15,21 +28,22 @@ class EchoAgent:
     name = "sample-echo"
     description = "Echoes with.text (sample plugin)."
 
-    def run(self, ctx: Any) -> dict[str, Any]:
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
         text = ctx.inputs.get("text", "")
         return {"summary": f"echo: {text}", "outputs": {"text": text}}
 
 
 class EchoWorkflow:
-    """Claims no built-in intent; present to show workflow registration."""
+    """Claims ``sample_echo`` intents: one task echoing the request's text."""
 
     name = "sample-echo-workflow"
 
-    def claims(self, intent: Any) -> bool:
+    def claims(self, intent: Intent) -> bool:
         return intent.kind == "sample_echo"
 
-    def decompose(self, intent: Any, **options: Any) -> Any:
-        raise NotImplementedError
+    def decompose(self, intent: Intent, **options: Any) -> Plan:
+        task = TaskSpec(id="echo", agent="sample-echo", **{"with": {"text": intent.subject}})
+        return build_plan(f"echo-{slugify(intent.subject)}", self.name, [task])
 
 
 @hookimpl
@@ -43,5 +57,5 @@ def register_workflows(register: Any) -> None:
 
 
 @hookimpl
-def on_task_event(event: Any) -> None:
+def on_task_event(event: Event) -> None:
     EVENTS.append(event)

@@ -1,0 +1,200 @@
+"""The learning engine changes plans: estimates, extra retries, the project's preferences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectsw.core.engine import Engine
+from connectsw.core.learning import critical_path, human_duration, insights
+from connectsw.core.memory import open_memory
+from connectsw.core.memory_auto import project_key
+from connectsw.core.models import (
+    Decision,
+    Execution,
+    ExecutionStatus,
+    Plan,
+    Request,
+    Stage,
+    TaskResult,
+    TaskSpec,
+    TaskStatus,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def learning(engine: Engine, **values: Any) -> None:
+    """Change the engine's ``[learning]`` settings."""
+    s = engine.settings
+    engine.settings = s.model_copy(update={"learning": s.learning.model_copy(update=values)})
+
+
+def nap_graph(seconds: float) -> dict[str, Any]:
+    nap = {"id": "nap", "agent": "sleep", "with": {"seconds": seconds}}
+    return {"name": "naps", "tasks": [nap]}
+
+
+@pytest.mark.both_stores
+def test_the_estimate_moves_with_history(
+    engine: Engine, submit_graph: Callable[..., Execution]
+) -> None:
+    learning(engine, min_runs=1, default_task_seconds=60.0)
+    first = submit_graph(nap_graph(0.1))
+    nap = first.plan.task("nap").learned
+    assert nap is not None and (nap.basis, nap.estimated_seconds, nap.runs) == ("default", 60, 0)
+    assert first.plan.estimated_seconds == 60 and first.plan.estimated_duration == "about 60 s"
+    assert engine.run(first.id).status is ExecutionStatus.COMPLETED
+
+    after_short = submit_graph(nap_graph(0.8))
+    nap = after_short.plan.task("nap").learned
+    assert nap is not None and (nap.basis, nap.runs) == ("history", 1)
+    assert 0.1 <= nap.estimated_seconds < 0.6
+    assert after_short.plan.estimated_seconds == nap.estimated_seconds
+    assert after_short.plan.estimated_duration == "about 1 s"
+    for _ in range(2):  # three slow runs beside one fast: the median is a slow one
+        engine.run(after_short.id)
+        after_short = submit_graph(nap_graph(0.8))
+    engine.run(after_short.id)
+
+    later = submit_graph(nap_graph(0.8)).plan.task("nap").learned
+    assert later is not None and later.runs == 4
+    assert 0.8 <= later.estimated_seconds < 1.5
+    assert later.p90_seconds >= later.estimated_seconds
+
+
+def record(engine: Engine, plan: Plan, task: str, outcomes: list[TaskStatus]) -> None:
+    """A finished execution of ``plan`` whose ``task`` had these attempts (1 s each)."""
+    ex = Execution(request=Request(command="run", args=["g"]), plan=plan, workspace="/w")
+    ex.status = ExecutionStatus.FAILED
+    engine.store.create_execution(ex)
+    engine.store.save_task_results(
+        [
+            TaskResult(
+                execution_id=ex.id,
+                task_id=task,
+                attempt=n,
+                status=status,
+                started_at=T0,
+                finished_at=T0 + timedelta(seconds=1),
+            )
+            for n, status in enumerate(outcomes, 1)
+        ]
+    )
+
+
+def test_failure_prone_tasks_get_extra_retries(
+    engine: Engine, submit_graph: Callable[..., Execution]
+) -> None:
+    graph = {
+        "name": "flaky",
+        "tasks": [
+            {"id": "flaky", "agent": "flaky", "retries": 1},
+            {"id": "fragile", "agent": "flaky"},
+            {"id": "greedy", "agent": "flaky", "retries": 20},
+            {"id": "steady", "agent": "sleep", "retries": 2},
+        ],
+    }
+    learning(engine, min_runs=2, failure_rate=0.3, extra_retries=2)
+    plan = submit_graph(graph).plan
+    assert [t.retries for t in plan.tasks] == [1, None, 20, 2]  # no history yet
+    F, S = TaskStatus.FAILED, TaskStatus.SUCCEEDED
+    for _ in range(2):
+        record(engine, plan, "flaky", [F, S])  # half its attempts fail
+        record(engine, plan, "fragile", [F])
+        record(engine, plan, "greedy", [F, S])
+        record(engine, plan, "steady", [S])
+    record(engine, plan, "steady", [F])
+    record(engine, plan, "steady", [S])  # 1 of 4 attempts failed (0.25 < 0.3): not prone
+
+    learned = submit_graph(graph).plan
+    by_id = {t.id: t for t in learned.tasks}
+    assert by_id["flaky"].retries == 3  # its own 1 + 2
+    assert by_id["fragile"].retries == 2  # engine.default_retries (0) + 2
+    assert by_id["greedy"].retries == 20  # never above 20, never below what it asked
+    assert by_id["steady"].retries == 2
+    flaky = by_id["flaky"].learned
+    assert flaky is not None and (flaky.extra_retries, flaky.failure_rate) == (2, 0.5)
+    steady = by_id["steady"].learned
+    assert steady is not None and (steady.extra_retries, steady.failure_rate) == (0, 0.25)
+    greedy = by_id["greedy"].learned
+    assert greedy is not None and greedy.extra_retries == 0
+
+    # The same history through `insights`: weak spots name the failure-prone tasks.
+    report = insights(engine.store, engine.settings, "task-graph")
+    weak = {w.subject for w in report.weak_spots if w.kind == "failure_prone_task"}
+    assert weak == {"flaky", "fragile", "greedy"}
+
+    learning(engine, enabled=False)
+    assert [t.retries for t in submit_graph(graph).plan.tasks] == [1, None, 20, 2]
+
+
+def test_a_change_request_is_applied_up_front_in_the_next_plan_of_the_project(
+    engine: Engine, tmp_path: Path
+) -> None:
+    def submit(title: str, ws: str) -> Execution:
+        return engine.submit(Request(command="new product", args=[title]), tmp_path / ws)
+
+    first = submit("Recipe planner", "ws1")
+    assert first.plan.task("prd").learned is not None
+    assert first.plan.task("prd").learned.preferences == []  # type: ignore[union-attr]
+    engine.run(first.id)
+    prd1 = (tmp_path / "ws1" / "docs" / "PRD.md").read_text()
+    assert "## Security" not in prd1
+    engine.decide(first.id, Decision.REQUEST_CHANGES, "Add a Security section")
+
+    second = submit("Recipe planner", "ws2")
+    prd_task = second.plan.task("prd").learned
+    assert prd_task is not None and prd_task.preferences == ["Add a Security section"]
+    assert second.plan.task("architecture").learned.preferences == []  # type: ignore[union-attr]
+    assert engine.run(second.id).status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert engine.get(second.id).round == 0  # the first PRD of this execution...
+    prd2 = (tmp_path / "ws2" / "docs" / "PRD.md").read_text()
+    assert "\n## Security\n" in prd2  # ...has the section asked for last time
+    assert "## Project preferences applied" in prd2 and "Add a Security section" in prd2
+
+    # A note given with an approval is passed on in its execution, not a change request.
+    engine.decide(second.id, Decision.APPROVE, "Looks good, proceed")
+    third = submit("Recipe planner", "ws5").plan.task("prd").learned
+    assert third is not None and third.preferences == ["Add a Security section"]
+
+    other = submit("Team chat", "ws3")  # another project: nothing of Recipe planner's
+    assert other.plan.task("prd").learned.preferences == []  # type: ignore[union-attr]
+    engine.run(other.id)
+    assert "## Security" not in (tmp_path / "ws3" / "docs" / "PRD.md").read_text()
+
+    # A preference forgotten (GDPR, or changed mind) is no longer applied.
+    memory = open_memory(engine.settings)
+    for record in memory.records(project_key(first)):
+        if record.type == "preference":
+            memory.forget(record.id)
+    again = submit("Recipe planner", "ws4")
+    assert again.plan.task("prd").learned.preferences == []  # type: ignore[union-attr]
+
+
+def test_critical_path_and_human_durations() -> None:
+    tasks = [  # b is listed before the task it needs: the order must not matter
+        TaskSpec(id="b", agent="x", needs=["a"]),
+        TaskSpec(id="a", agent="x"),
+        TaskSpec(id="c", agent="x"),
+        TaskSpec(id="d", agent="x", needs=["b", "c"], stage=1),
+    ]
+    plan = Plan(
+        name="p",
+        workflow="w",
+        tasks=tasks,
+        stages=[
+            Stage(index=0, name="one", task_ids=["b", "a", "c"]),
+            Stage(index=1, name="two", task_ids=["d"]),
+        ],
+    )
+    # Stage one: a then b (3 + 4 s) beside c (5 s): 7 s; stage two: 2 s.
+    assert critical_path(plan, {"a": 3, "b": 4, "c": 5, "d": 2}) == 9
+    assert human_duration(40, 40) == "about 40 s"
+    assert human_duration(100, 230) == "2-4 min"
+    assert human_duration(3 * 3600, 5 * 3600) == "3-5 h"
+    assert human_duration(2 * 86400, 2.5 * 86400) == "2-3 days"
