@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from connectsw.core.workflows import Workflow
     from connectsw.gates.base import GateContext, GateRule
     from connectsw.plugins.contracts import AgentProtocol, GateRuleProtocol, WorkflowProtocol
+    from connectsw.submission import ExecutionNotCompleted, submit
 
 _EXPORTS: dict[str, str] = {
     # agents
@@ -68,6 +69,9 @@ _EXPORTS: dict[str, str] = {
     "TaskError": "connectsw.core.errors",
     "PlanError": "connectsw.core.errors",
     "PluginError": "connectsw.core.errors",
+    # submitting work from a plugin's own command
+    "submit": "connectsw.submission",
+    "ExecutionNotCompleted": "connectsw.submission",
 }
 """Public name -> the module that defines it (imported on first access)."""
 
@@ -124,4 +128,6 @@ __all__ = [
     "TaskError",
     "PlanError",
     "PluginError",
+    "submit",
+    "ExecutionNotCompleted",
 ]

@@ -55,6 +55,13 @@ class WorkflowProtocol(Protocol):
     plan is then validated against the registered agents and gate rules.
     ``options`` are the submitter's keyword options (none from the CLI today);
     accept and ignore what you do not know.
+
+    Optional attributes: ``kind`` (the intent kind it claims; the
+    :class:`~connectsw.core.workflows.Workflow` base claims intents of its
+    ``kind``) and ``commands`` (a tuple of command words, e.g. ``("release",)``
+    or ``("new release",)``: ``connectsw release v1.2`` then becomes an intent of
+    ``kind``). A command word another workflow or a built-in command already has
+    fails the later plugin at registration.
     """
 
     @property
