@@ -233,6 +233,26 @@ class MemoryTable:
             return None
         return found[0], 1.0 - float(found[0]["_distance"])
 
+    def vector_search(self, vector: np.ndarray, where: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` rows matching ``where`` nearest to ``vector`` (cosine; the vector
+        index once built), each with ``relevance`` = cosine similarity clipped to 0..1."""
+        table = self.table()
+        if table is None or not np.any(vector):
+            return []
+        try:
+            rows = (
+                table.search(vector, vector_column_name="vector")
+                .distance_type("cosine")
+                .where(where, prefilter=True)
+                .limit(limit)
+                .to_list()
+            )
+        except Exception as exc:
+            raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+        for row in rows:
+            row["relevance"] = min(1.0, max(0.0, 1.0 - float(row.pop("_distance"))))
+        return rows
+
     def hybrid(self, vector: np.ndarray, text: str, where: str, limit: int) -> list[dict[str, Any]]:
         """The best ``limit`` rows matching ``where`` for ``text`` (full text) and ``vector``,
         fused by RRF; each with ``relevance`` in 0..1 (1: first in both searches)."""
