@@ -405,6 +405,9 @@ class MemorySettings(_Section):
     on tests/core/test_memory_retrieval.py (62 paraphrased questions), hit@1/hit@5:
     minilm 0.63/0.89 vector vs 0.42/0.87 hybrid; wordllama 0.40/0.61 vs 0.24/0.58;
     hashing 0.11/0.32 vs 0.15/0.34: word overlap misleads on paraphrases."""
+    nprobes: int = Field(64, ge=1, le=4096)
+    """IVF partitions a vector search visits once the index is built (there are
+    ~sqrt(rows)/8 of them: 39 for 100k rows, so 64 visits every one up to ~260k rows)."""
     embed_threads: int = Field(1, ge=1, le=256)
     """BLAS threads of the ``minilm`` encoder. 1 suits a shared or small machine
     (OpenBLAS's waiting threads spin: on a busy 2-core machine 2 threads were 6x slower);

@@ -109,7 +109,9 @@ class Memory:
     def __init__(self, uri: str, embedder: Embedder, settings: MemorySettings) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.table = MemoryTable(uri, embedder.name, embedder.dim, settings.index_threshold)
+        self.table = MemoryTable(
+            uri, embedder.name, embedder.dim, settings.index_threshold, settings.nprobes
+        )
         self._lock = threading.Lock()
         self._adopt_other_tables()
 
