@@ -55,8 +55,6 @@ COLUMNS = (
 RESULT_COLUMNS = ("id", "type", "content", "source", "updated_at")
 #: Data files a table may have before they are merged (``optimize``).
 MAX_FRAGMENTS = 32
-#: Vector index segments (one per ``optimize`` that added rows) before it is rebuilt.
-MAX_INDEX_SEGMENTS = 4
 FTS_INDEX = "content_idx"
 VECTOR_INDEX = "vector_idx"
 PROJECT_INDEX = "live_project_idx"
@@ -198,12 +196,7 @@ class MemoryTable:
         stats = table.index_stats(VECTOR_INDEX)
         unindexed = stats.num_unindexed_rows if stats is not None else 0
         fragments = table.stats()["fragment_stats"]["num_fragments"]
-        if stats is not None and (stats.num_indices or 1) > MAX_INDEX_SEGMENTS:
-            # optimize() adds new rows as further index segments, each searched on its
-            # own, with partitions trained on the rows of the first build: train again.
-            table.optimize()
-            self._build_indexes(table)
-        elif unindexed >= max(256, self.index_threshold // 10) or fragments > MAX_FRAGMENTS:
+        if unindexed >= max(256, self.index_threshold // 10) or fragments > MAX_FRAGMENTS:
             table.optimize()
 
     @staticmethod
