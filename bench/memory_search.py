@@ -17,8 +17,8 @@ What is timed:
   embed plus the search.
 
 The 100,000 memories are embedded with ``--embedder`` (default ``hashing``, 384-d like
-minilm): minilm embeds ~20-50 memories/s on these 2-core machines, so 100,000 would take
-about an hour. Texts are synthetic sentences over a 3,000-word vocabulary (so full-text
+minilm): minilm embeds ~10-25 memories/s on these shared 2-core machines, so 100,000
+would take hours. Texts are synthetic sentences over a 3,000-word vocabulary (so full-text
 search has real postings); a second project of 2,000 memories checks that the prefilter
 holds. The load average is printed: the machine is shared. Usage::
 

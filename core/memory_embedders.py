@@ -140,8 +140,10 @@ class WordLlamaEmbedder:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384-d), loaded once per process on first use, offline.
 
-    Loading reads ~90 MB of weights (~0.4 s); a short query takes ~10-20 ms on one
-    core of these machines, a bulk add ~20-50 memories/s (measured: bench/). The
+    Loading reads ~90 MB of weights (~0.4-0.5 s); on one core of these 2-core machines
+    at load average 5-6 (shared), a short query took 17-45 ms (p50) and a bulk embed of
+    synthetic sentences ~11-24 memories/s (bench/memory_search.py); a quiet core is
+    about twice as fast. The
     forward pass runs with ``threads`` BLAS threads (``memory.embed_threads``):
     OpenBLAS's threads spin while they wait, and on a busy two-core machine two of them
     made a query six times slower than one (measured).
