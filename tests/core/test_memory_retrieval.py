@@ -2,14 +2,27 @@
 
 Each question (tests/core/memory_corpus.py) asks for one memory in other words.
 hit@1: the expected memory is first; hit@5: it is in the first five. The figures
-are printed (``pytest -s``). Measured here (deterministic): hashing hit@1 0.15,
-hit@5 0.34; wordllama hit@1 0.24, hit@5 0.58 (hybrid, RRF). The issue's goal for
-the default embedder (hit@1 >= 0.8, hit@5 >= 0.95) is NOT reached by wordllama's
-static token embeddings on real paraphrases (its vector search alone: 0.40 / 0.61);
-the assertions below hold the measured level so a regression fails.
+are printed (``pytest -s``) for each embedder and ``memory.search`` mode. Measured
+here (deterministic), hit@1 / hit@5:
+
+=========  ===========  ===========
+embedder   vector       hybrid (RRF)
+=========  ===========  ===========
+minilm     0.63 / 0.89  0.42 / 0.87
+wordllama  0.40 / 0.61  0.24 / 0.58
+hashing    0.11 / 0.32  0.15 / 0.34
+=========  ===========  ===========
+
+The default (minilm, vector) is what ships. The issue's goal for the default
+embedder (hit@1 >= 0.8, hit@5 >= 0.95) is NOT reached: the questions that miss need
+knowledge a 22M-parameter sentence model lacks (that Playwright drives a browser,
+that PagerDuty wakes the on-call person). The assertions hold the measured level,
+rounded down, so a regression fails; :data:`GOAL` is printed beside them.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 
@@ -18,20 +31,35 @@ from connectsw.core.memory import open_memory
 
 from .memory_corpus import CORPUS
 
-#: (hit@1, hit@5) each embedder must keep (measured level, rounded down).
-FLOORS = {"hashing": (0.12, 0.3), "wordllama": (0.2, 0.55)}
+#: The issue's goal for the default embedder (hit@1, hit@5).
+GOAL = (0.8, 0.95)
+#: (hit@1, hit@5) each embedder must keep, per search mode (measured level, rounded down).
+FLOORS = {
+    ("minilm", "vector"): (0.6, 0.85),
+    ("minilm", "hybrid"): (0.4, 0.85),
+    ("wordllama", "vector"): (0.38, 0.6),
+    ("wordllama", "hybrid"): (0.2, 0.55),
+    ("hashing", "vector"): (0.1, 0.3),
+    ("hashing", "hybrid"): (0.12, 0.3),
+}
 
 
-def hits(embedder: str) -> tuple[float, float]:
+@functools.cache  # deterministic: measured once per run
+def hits(embedder: str) -> dict[str, tuple[float, float]]:
+    """(hit@1, hit@5) of ``embedder`` for each search mode."""
     memory = open_memory(load_settings(memory={"embedder": embedder}))
     ids = [memory.remember("proj", kind, text, user="u").id for kind, text, _ in CORPUS]
     assert len(set(ids)) == len(CORPUS)  # none superseded another
-    at1 = at5 = 0
-    for expected, (_, _, query) in zip(ids, CORPUS, strict=True):
-        found = [h.id for h in memory.search("proj", query, limit=5)]
-        at1 += found[:1] == [expected]
-        at5 += expected in found
-    return at1 / len(CORPUS), at5 / len(CORPUS)
+    figures = {}
+    for mode in ("vector", "hybrid"):
+        memory.settings = memory.settings.model_copy(update={"search": mode})
+        at1 = at5 = 0
+        for expected, (_, _, query) in zip(ids, CORPUS, strict=True):
+            found = [h.id for h in memory.search("proj", query, limit=5)]
+            at1 += found[:1] == [expected]
+            at5 += expected in found
+        figures[mode] = (at1 / len(CORPUS), at5 / len(CORPUS))
+    return figures
 
 
 def test_the_corpus_has_enough_paraphrases() -> None:
@@ -40,14 +68,22 @@ def test_the_corpus_has_enough_paraphrases() -> None:
         assert query.lower() not in text.lower()
 
 
-@pytest.mark.parametrize("embedder", ["hashing", "wordllama"])
+@pytest.mark.parametrize("embedder", ["hashing", "wordllama", "minilm"])
 def test_hit_at_1_and_at_5(embedder: str) -> None:
-    at1, at5 = hits(embedder)
-    print(f"\n{embedder}: hit@1 {at1:.2f}, hit@5 {at5:.2f} over {len(CORPUS)} queries")
-    floor1, floor5 = FLOORS[embedder]
-    assert at1 >= floor1 and at5 >= floor5, (at1, at5)
+    figures = hits(embedder)
+    default = load_settings().memory
+    for mode, (at1, at5) in figures.items():
+        shipped = " (the default)" if (embedder, mode) == (default.embedder, default.search) else ""
+        print(f"\n{embedder} {mode}{shipped}: hit@1 {at1:.2f}, hit@5 {at5:.2f} over "
+              f"{len(CORPUS)} queries; goal {GOAL[0]} / {GOAL[1]}")  # fmt: skip
+        floor1, floor5 = FLOORS[(embedder, mode)]
+        assert at1 >= floor1 and at5 >= floor5, (mode, at1, at5)
 
 
-def test_the_default_embedder_beats_hashing() -> None:
-    assert load_settings().memory.embedder == "wordllama"
-    assert hits("wordllama") > hits("hashing")
+def test_the_default_is_the_best_measured() -> None:
+    """minilm's vector search beats every other embedder and mode measured here."""
+    default = load_settings().memory
+    assert (default.embedder, default.search) == ("minilm", "vector")
+    best = hits("minilm")["vector"]
+    for embedder in ("hashing", "wordllama"):
+        assert all(best[0] > at1 and best[1] > at5 for at1, at5 in hits(embedder).values())

@@ -282,7 +282,7 @@ def test_memory_context_answers_from_the_projects_executions(
     assert status == 200, body
     items = body["context"]
     assert items and items[0]["source"] == "docs/PRD.md"
-    assert items[0]["relevance"] == 1.0 and items[0]["content"].startswith("# ")
+    assert 0 < items[0]["relevance"] <= 1 and items[0]["content"].startswith("# ")
     assert set(items[0]) == {"type", "content", "relevance", "source", "timestamp"}
     status, body = bob.call("GET", "/v1/memory/context?projectId=recipe-planner&query=product")
     assert (status, body) == (200, {"context": []})  # another license's project is not there
