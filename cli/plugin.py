@@ -107,6 +107,14 @@ def _not_taken(kind: str, name: str) -> None:
             f'invalid plugin name {name!r}: plugin "{registry.owners[name]}" already registers '
             f"{'an' if registry.kind[0] in 'aeiou' else 'a'} {registry.kind} called {name!r}"
         )
+    if kind == "workflow":
+        from connectsw.plugins.registry import cli_command_words
+
+        if name in cli_command_words() or name in get_registries().workflow_commands():
+            raise InvalidInput(
+                f"invalid plugin name {name!r}: `connectsw {name}` is already a command, and a"
+                " workflow plugin claims its name as its command"
+            )
 
 
 def render(kind: str, names: PluginNames) -> dict[str, str]:

@@ -37,6 +37,15 @@ COMMAND_RE = re.compile(r"^[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)*$")
 """A workflow's command: lowercase words of letters, digits and '-', one space apart."""
 
 
+def cli_command_words() -> frozenset[str]:
+    """The CLI's built-in top-level command names (``status``, ``fix``, ``new``...): a
+    plugin workflow's command may not start with one (the built-in command would
+    answer), but for ``new``, whose group workflow commands join."""
+    from connectsw.cli.main import COMMANDS
+
+    return frozenset(COMMANDS)
+
+
 def workflow_commands(workflow: Any, plugin: str | None = None) -> list[str]:
     """The command words a workflow claims (its ``commands`` attribute), normalised.
 
@@ -291,6 +300,27 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
             regs.failures[plugin] = (
                 f'Command "{command}" of workflow "{name}" from plugin "{plugin}" collides with '
                 f'workflow "{commands[command][0]}" from plugin "{commands[command][1]}"'
+            )
+            continue
+        shadowed = (
+            None
+            if plugin in builtin
+            else next(
+                (
+                    (command, wf.name)
+                    for wf in offered.get(plugin, {}).get("workflows", [])
+                    for command in workflow_commands(wf)
+                    if command.split()[0] in cli_command_words() and command.split()[0] != "new"
+                ),
+                None,
+            )
+        )
+        if shadowed is not None:
+            command, name = shadowed
+            regs.failures[plugin] = (
+                f'Command "{command}" of workflow "{name}" from plugin "{plugin}" starts with the'
+                f' built-in command "{command.split()[0]}" (only "new ..." can be added to a'
+                " built-in command)"
             )
             continue
         for attr, items in offered.get(plugin, {}).items():

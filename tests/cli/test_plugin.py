@@ -134,6 +134,7 @@ def test_directory_option_and_an_empty_existing_directory(cli: Cli, tmp_path: Pa
         (["shell"], "already registers an agent called 'shell'"),
         (["tests-pass", "--kind", "gate"], "already registers a gate rule called 'tests-pass'"),
         (["x", "--kind", "nope"], "Invalid value for '--kind'"),
+        (["status", "--kind", "workflow"], "`connectsw status` is already a command"),
     ],
 )
 def test_refuses_bad_names(cli: Cli, args: list[str], message: str) -> None:

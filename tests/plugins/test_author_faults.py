@@ -141,6 +141,18 @@ def test_a_workflow_cannot_take_a_command_another_has(site: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("words", ["status", "fix something", "memory search"])
+def test_a_workflow_cannot_claim_a_built_in_cli_command(site: Path, words: str) -> None:
+    # The built-in command would answer first: the workflow's command could never run.
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT=f"cli-command:{words}"))
+    assert found["release"]["status"] == "failed"
+    first = words.split()[0]
+    assert found["release"]["error"] == (
+        f'Command "{words}" of workflow "shadow" from plugin "release" starts with the'
+        f' built-in command "{first}" (only "new ..." can be added to a built-in command)'
+    )
+
+
 def test_a_plugin_command_submits_through_the_public_function(site: Path, tmp_path: Path) -> None:
     proc = cli(site, "release-notes", "v2.0", "-w", str(tmp_path / "ws"))
     assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,8 @@ and registers an agent. ``RELEASE_PLUGIN_FAULT`` makes it fail the ways plugin
 authors' code did (the tests set it): ``decompose-keyerror``,
 ``decompose-assert``, ``claims-error``, ``commands-keyerror``,
 ``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
-``workflow-class``, ``gate-class``, ``builtin-command``.
+``workflow-class``, ``gate-class``, ``builtin-command``, ``cli-command:WORDS`` (a workflow claiming
+``WORDS``, e.g. a built-in CLI command's).
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ def register_workflows(register: Any) -> None:
             commands = ("fix",)
 
         register(Hijack())
+    if FAULT.startswith("cli-command:"):
+
+        class Shadow(ReleaseWorkflow):
+            name = "shadow"
+            kind = "shadow"
+            commands = (FAULT.split(":", 1)[1],)
+
+        register(Shadow())
 
 
 @hookimpl
