@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from connectsw.conf.settings import Settings, get_settings, load_settings
 from connectsw.core.cluster import quiet_dask_logs
 from connectsw.core.engine import Engine
 from connectsw.plugins.manager import reset_plugin_manager
+from tests.pip_target import pip_install as install_into
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -155,31 +155,7 @@ def pip_install(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Pa
         key = source.resolve()
         if key not in installed:
             work = tmp_path_factory.mktemp(f"pip-{source.name}")
-            src = work / "src"
-            shutil.copytree(
-                source, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-            )
-            target = work / "site"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-build-isolation",
-                    "--disable-pip-version-check",
-                    "--no-cache-dir",
-                    "--target",
-                    str(target),
-                    str(src),
-                ],
-                check=True,
-                capture_output=True,
-                timeout=180,
-            )
-            installed[key] = target
+            installed[key] = install_into([source], work)
         return installed[key]
 
     return install

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pip_target import PIP_INSTALL
+
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.M | re.S)
@@ -88,15 +90,7 @@ class Reader:
             args = [w for w in words[2:] if w not in ("-e", "--editable")]
             return shlex.join(
                 [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-build-isolation",
-                    "--disable-pip-version-check",
-                    "--no-cache-dir",
+                    *PIP_INSTALL,
                     "--upgrade",
                     "--target",
                     str(self.site),

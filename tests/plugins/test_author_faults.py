@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -30,6 +29,7 @@ from connectsw.core.planner import Planner, parse_intent
 from connectsw.plugins import manager
 from connectsw.plugins.manager import plugin_sources, reset_plugin_manager
 from connectsw.plugins.registry import Registry, get_registries
+from tests.pip_target import pip_install
 
 HERE = Path(__file__).parent
 FAST_DASK = {"CONNECTSW_DASK__PROCESSES": "false", "CONNECTSW_DASK__N_WORKERS": "1"}
@@ -39,22 +39,7 @@ FAST_DASK = {"CONNECTSW_DASK__PROCESSES": "false", "CONNECTSW_DASK__N_WORKERS": 
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Both fixture distributions, installed by pip in one call."""
     work = tmp_path_factory.mktemp("authors")
-    sources = []
-    for name in ("release-plugin", "empty-plugin"):
-        shutil.copytree(HERE / name, work / name)
-        sources.append(str(work / name))
-    target = work / "site"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"),
-            *("--no-build-isolation", "--disable-pip-version-check", "--no-cache-dir"),
-            *("--target", str(target), *sources),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    return target
+    return pip_install([HERE / "release-plugin", HERE / "empty-plugin"], work)
 
 
 def cli(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -36,6 +35,7 @@ from connectsw.plugins.manager import (
     tracing_enabled,
 )
 from connectsw.plugins.registry import get_registries
+from tests.pip_target import pip_install as install_into
 
 HERE = Path(__file__).parent
 
@@ -46,29 +46,7 @@ def normalize(name: str | None) -> str:
 
 def pip_install(source: Path, work: Path) -> Path:
     """Install the distribution at ``source`` (copied, so no build files land here)."""
-    src = work / "src"
-    shutil.copytree(source, src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    target = work / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    return target
+    return install_into([source], work)
 
 
 @pytest.fixture(scope="module")
