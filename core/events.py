@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from collections.abc import Iterable
 
 from connectsw.core.models import Event
-from connectsw.plugins.manager import get_plugin_manager
+from connectsw.plugins.manager import describe_error, get_plugin_manager, plugin_code_error, trace
 
 log = logging.getLogger("connectsw.events")
+_lock = threading.Lock()
+_reported: set[tuple[str, str]] = set()  # (plugin, hook) already reported in this process
 
 
 def dispatch(events: Iterable[Event]) -> None:
-    """Call the event hook matching each event's kind; a failing plugin is only logged."""
+    """Call the event hook matching each event's kind, each plugin's listener on its own.
+
+    A listener that raises does not stop the others: it is reported once per plugin
+    and hook, in one line naming the plugin (its traceback with ``CONNECTSW_DEBUG=1``).
+    """
     hook = get_plugin_manager().hook
     for event in events:
         prefix = event.kind.split(".", 1)[0]
@@ -23,7 +32,27 @@ def dispatch(events: Iterable[Event]) -> None:
             if prefix == "checkpoint"
             else hook.on_execution_event
         )
-        try:
-            caller(event=event)
-        except Exception:
-            log.exception("plugin hook failed for event %s", event.kind)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's own order: last first
+            trace(caller.name, impl.plugin_name, f"call ({event.kind})")
+            started = time.perf_counter()
+            try:
+                impl.function(*[{"event": event}[arg] for arg in impl.argnames])
+            except Exception as exc:
+                trace(caller.name, impl.plugin_name, f"failed: {describe_error(exc)}")
+                _report(impl.plugin_name, caller.name, exc)
+            else:
+                elapsed = (time.perf_counter() - started) * 1000
+                trace(caller.name, impl.plugin_name, f"done in {elapsed:.2f} ms")
+
+
+def _report(plugin: str, hook: str, exc: Exception) -> None:
+    key = (plugin, hook)
+    with _lock:
+        if key in _reported:
+            return
+        _reported.add(key)
+    error = plugin_code_error(plugin, hook, exc)
+    if os.environ.get("CONNECTSW_DEBUG"):
+        log.warning("%s; later failures of this listener are not shown", error, exc_info=exc)
+    else:
+        log.warning("%s; later failures of this listener are not shown", error)

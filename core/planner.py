@@ -15,6 +15,7 @@ may provide it, and how to leave them out.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectsw.core.errors import ConnectSWError, PlanError, describe_validation_error
+from connectsw.core.errors import ConnectSWError, PlanError, PluginError, describe_validation_error
 from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
 from connectsw.plugins.manager import plugin_code_error
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
+
+log = logging.getLogger("connectsw.planner")
 
 TASK_GRAPH = "task_graph"
 """The intent kind whose subject is a task-graph file (``connectsw run FILE``)."""
@@ -249,8 +252,18 @@ class Planner:
     def plan(self, request: Request, **options: Any) -> tuple[Intent, Plan]:
         """Decompose ``request``; ``options`` are passed to the workflow."""
         intent = parse_intent(request, self.registries)
+        broken: PluginError | None = None
         for workflow in self.registries.workflows:
-            if self._call(workflow, "claims", intent):
+            try:
+                claimed = self._call(workflow, "claims", intent)
+            except PluginError as exc:
+                # A workflow whose claims() raises cannot answer: the others still may
+                # (one broken plugin fails only the requests it would have taken).
+                broken = broken or exc
+                continue
+            if claimed:
+                if broken is not None:
+                    log.warning("%s; the request went to the next workflow", broken)
                 plan = self._call(workflow, "decompose", intent, **options)
                 if not isinstance(plan, Plan):
                     raise PlanError(f"workflow {workflow.name!r} did not return a Plan")
@@ -260,6 +273,8 @@ class Planner:
                     if intent.source_file:
                         raise PlanError(f"{intent.source_file}: {exc}") from None
                     raise
+        if broken is not None:
+            raise broken
         raise PlanError(
             f"no workflow handles {intent.kind!r} requests"
             + self.registries.unknown_hint("workflow", intent.kind)

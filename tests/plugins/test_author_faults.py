@@ -178,7 +178,7 @@ LEAVE_OUT = "to leave it out, set CONNECTSW_LOAD_PLUGINS=empty"
     [
         ("decompose-keyerror", ("release", "v1"), 'workflow "release" decompose', "KeyError: 'm"),
         ("decompose-assert", ("release", "v1"), 'workflow "release" decompose', "AssertionError"),
-        ("claims-error", ("fix", "x"), 'workflow "release" claims', "RuntimeError: claims explo"),
+        ("claims-error", ("release", "v1"), 'workflow "release" claims', "RuntimeError: claims ex"),
         ("commands-keyerror", ("release-notes", "v1"), "register_commands", "KeyError: 'missing'"),
         ("commands-assert", ("release-notes", "v1"), "register_commands", "AssertionError"),
         ("command-body", ("release-notes", "v1"), 'command "release-notes"', "KeyError: 'missing'"),
@@ -205,6 +205,34 @@ def test_plugin_code_failing_names_the_plugin(
         site, "plugins", "--json", RELEASE_PLUGIN_FAULT=fault, CONNECTSW_LOAD_PLUGINS="empty"
     )
     assert infos(left_out)["release"]["status"] == "skipped"
+
+
+def test_a_workflow_whose_claims_raises_fails_only_the_requests_it_would_take(
+    site: Path, tmp_path: Path
+) -> None:
+    # The plugin's workflow is asked first; its claims() raising must not stop the
+    # built-in workflows from planning requests that are theirs.
+    proc = cli(
+        site, "fix", "x", "--plan-only", "-w", str(tmp_path), RELEASE_PLUGIN_FAULT="claims-error"
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "claims raised" in line]
+    assert len(warnings) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'plugin "release" failed: workflow "release" claims raised RuntimeError' in warnings[0]
+    assert LEAVE_OUT in warnings[0]
+
+
+def test_a_failing_event_listener_is_one_line_once_and_the_run_goes_on(
+    site: Path, tmp_path: Path
+) -> None:
+    args = ("release", "v1", "--yes", "--json", "-w", str(tmp_path))
+    proc = cli(site, *args, RELEASE_PLUGIN_FAULT="event-error")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "listener broke" in x]
+    assert 'plugin "release" failed: on_task_event raised ValueError: listener broke' in line
+    assert re.search(r"\(connectsw_release\.py:\d+\)", line) and LEAVE_OUT in line
 
 
 def test_a_register_hook_failing_keeps_the_type_and_place(site: Path, tmp_path: Path) -> None:
@@ -411,6 +439,7 @@ def test_plugins_json_shows_what_each_plugin_registered(site: Path) -> None:
     assert release["version"] == "1.4.0"
     assert release["entry_point"] == "connectsw_release"
     assert release["hooks"] == [
+        "on_task_event",
         "register_agents",
         "register_commands",
         "register_gates",

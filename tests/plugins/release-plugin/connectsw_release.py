@@ -6,8 +6,8 @@ and registers an agent. ``RELEASE_PLUGIN_FAULT`` makes it fail the ways plugin
 authors' code did (the tests set it): ``decompose-keyerror``,
 ``decompose-assert``, ``claims-error``, ``commands-keyerror``,
 ``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
-``workflow-class``, ``gate-class``, ``builtin-command``, ``cli-command:WORDS`` (a workflow claiming
-``WORDS``, e.g. a built-in CLI command's).
+``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``,
+``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's).
 """
 
 from __future__ import annotations
@@ -123,3 +123,9 @@ def register_commands(cli: click.Group) -> None:
 
         execution_id = submit("release", version, workspace=workspace, yes=True)
         click.echo(f"release execution {execution_id}")
+
+
+@hookimpl
+def on_task_event(event: Any) -> None:
+    if FAULT == "event-error":
+        raise ValueError(f"listener broke on {event.kind}")
