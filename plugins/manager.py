@@ -531,6 +531,23 @@ def add_plugin_commands(cli: click.Group) -> None:
                     source.command_error = exc
             continue
         added = {n: c for n, c in cli.commands.items() if before.get(n) is not c}
+        for name in sorted(added):
+            taken = _command_taken(name, before)
+            if taken is None:
+                continue
+            # The name is another's: the built-in (or earlier) command answers it, so the
+            # plugin's would never run. It is not added; the plugin gets a warning.
+            del added[name]
+            if name in before:
+                cli.commands[name] = before[name]
+            else:
+                del cli.commands[name]
+            warning = f'register_commands: command "{name}" collides with {taken}; not added'
+            trace("register_commands", plugin, f"failed: {warning}")
+            with _lock:
+                source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
+                if warning not in source.warnings:
+                    source.warnings.append(warning)
         with _lock:
             source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
             source.commands = [(name, _short_help(command)) for name, command in added.items()]
@@ -538,6 +555,25 @@ def add_plugin_commands(cli: click.Group) -> None:
             _attribute_failures(command, plugin, name)
             trace("register_commands", plugin, f'registered command "{name}"')
     check_strict()
+
+
+def _command_taken(name: str, before: Mapping[str, click.Command]) -> str | None:
+    """What already answers the CLI command ``name`` (None: nothing): a built-in
+    command, another plugin's command, or a workflow's command words."""
+    from connectsw.plugins.registry import cli_command_words, get_registries
+
+    if name in cli_command_words():
+        return f'the built-in command "{name}"'
+    if name in before:
+        owner = next(
+            (s.name for s in plugin_sources() if name in {c for c, _h in s.commands}), None
+        )
+        return f'the command of plugin "{owner}"' if owner else f'the command "{name}"'
+    workflows = get_registries().workflow_commands()
+    for words, workflow in workflows.items():
+        if words.split()[0] == name:
+            return f'the command "{words}" of workflow "{workflow.name}"'
+    return None
 
 
 def _short_help(command: click.Command) -> str:

@@ -235,6 +235,29 @@ def test_a_failing_event_listener_is_one_line_once_and_the_run_goes_on(
     assert re.search(r"\(connectsw_release\.py:\d+\)", line) and LEAVE_OUT in line
 
 
+def test_a_plugin_command_with_a_taken_name_is_refused_with_a_warning(
+    site: Path, tmp_path: Path
+) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="command-clash"))
+    release = found["release"]
+    assert release["status"] == "loaded"
+    assert [c["name"] for c in release["registered"]["commands"]] == ["release-notes"]
+    assert release["warnings"] == [
+        'register_commands: command "release" collides with the command "release" of'
+        ' workflow "release"; not added',
+        'register_commands: command "status" collides with the built-in command "status";'
+        " not added",
+    ]
+    # The built-in and the workflow's commands still answer.
+    status = cli(site, "status", RELEASE_PLUGIN_FAULT="command-clash")
+    assert status.returncode == 0 and "plugin status" not in status.stdout
+    clash = {"RELEASE_PLUGIN_FAULT": "command-clash"}
+    run = cli(site, "release", "v1", "--plan-only", "-w", str(tmp_path), **clash)
+    assert run.returncode == 0 and "plugin release" not in run.stdout, run.stderr
+    strict = cli(site, "plugins", CONNECTSW_STRICT_PLUGINS="1", **clash)
+    assert strict.returncode == ExitCode.PLUGIN
+
+
 def test_a_register_hook_failing_keeps_the_type_and_place(site: Path, tmp_path: Path) -> None:
     found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="agents-keyerror"))
     error = found["release"]["error"]

@@ -6,7 +6,7 @@ and registers an agent. ``RELEASE_PLUGIN_FAULT`` makes it fail the ways plugin
 authors' code did (the tests set it): ``decompose-keyerror``,
 ``decompose-assert``, ``claims-error``, ``commands-keyerror``,
 ``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
-``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``,
+``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``, ``command-clash``,
 ``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's).
 """
 
@@ -111,6 +111,18 @@ def register_commands(cli: click.Group) -> None:
         {}["missing"]
     if FAULT == "commands-assert":
         assert cli.name == "not-connectsw"
+
+    if FAULT == "command-clash":
+
+        @cli.command("status")
+        def status() -> None:
+            """Shadows the built-in status (refused)."""
+            click.echo("plugin status")
+
+        @cli.command("release")
+        def release() -> None:
+            """Shadows this plugin's own workflow command (refused)."""
+            click.echo("plugin release")
 
     @cli.command("release-notes")
     @click.argument("version")
