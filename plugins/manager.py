@@ -45,6 +45,7 @@ import math
 import os
 import re
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -285,8 +286,24 @@ def describe_error(exc: BaseException, where: bool = False) -> str:
     text = one_line(exc, typed=True)
     frames = traceback.extract_tb(exc.__traceback__) if where else []
     if frames:
-        text += f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+        frame = next((f for f in reversed(frames) if not _library_file(f.filename)), frames[-1])
+        text += f" ({os.path.basename(frame.filename)}:{frame.lineno})"
     return text
+
+
+def _library_file(filename: str) -> bool:
+    """True for Python's standard library and ConnectSW's own files: the place an
+    error is shown at is the innermost frame of the plugin's code, not of what it
+    called (``json.loads`` raising in decoder.py is the plugin's line that called it)."""
+    path = os.path.realpath(filename)
+    if filename.startswith("<") or path.startswith(_PACKAGE + os.sep):
+        return True
+    installed = ("site-packages", "dist-packages")
+    return path.startswith(_STDLIB + os.sep) and not any(p in path for p in installed)
+
+
+_STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"])
+_PACKAGE = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def plugin_code_error(plugin: str, what: str, exc: BaseException) -> PluginError:

@@ -178,6 +178,7 @@ LEAVE_OUT = "to leave it out, set CONNECTSW_LOAD_PLUGINS=empty"
     [
         ("decompose-keyerror", ("release", "v1"), 'workflow "release" decompose', "KeyError: 'm"),
         ("decompose-assert", ("release", "v1"), 'workflow "release" decompose', "AssertionError"),
+        ("decompose-json", ("release", "v1"), 'workflow "release" decompose', "JSONDecodeError"),
         ("claims-error", ("release", "v1"), 'workflow "release" claims', "RuntimeError: claims ex"),
         ("commands-keyerror", ("release-notes", "v1"), "register_commands", "KeyError: 'missing'"),
         ("commands-assert", ("release-notes", "v1"), "register_commands", "AssertionError"),

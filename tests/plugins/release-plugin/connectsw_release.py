@@ -6,12 +6,14 @@ and registers an agent. ``RELEASE_PLUGIN_FAULT`` makes it fail the ways plugin
 authors' code did (the tests set it): ``decompose-keyerror``,
 ``decompose-assert``, ``claims-error``, ``commands-keyerror``,
 ``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
-``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``, ``command-clash``,
+``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``,
+``command-clash``, ``decompose-json``,
 ``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -22,6 +24,11 @@ from connectsw.core.models import Intent, Plan, TaskSpec
 from connectsw.core.planner import build_plan
 
 FAULT = os.environ.get("RELEASE_PLUGIN_FAULT", "")
+
+
+def parse_manifest(text: str) -> Any:
+    """A helper of the plugin's whose library call raises deep inside the library."""
+    return json.loads(text)
 
 
 class ChangelogAgent:
@@ -51,6 +58,8 @@ class ReleaseWorkflow:
     def decompose(self, intent: Intent, **options: Any) -> Plan:
         if FAULT == "decompose-keyerror":
             return {}["missing"]  # type: ignore[no-any-return]
+        if FAULT == "decompose-json":
+            parse_manifest("{bad")
         if FAULT == "decompose-assert":
             assert intent.subject.startswith("release-")
         version = intent.subject
