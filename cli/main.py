@@ -378,6 +378,11 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ConnectSWError as exc:
+        if debug and isinstance(exc, PluginError) and exc.__cause__ is not None:
+            # A plugin's code raised: its author gets the traceback of the cause.
+            import traceback
+
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         _fail(one_line(exc), exc.exit_code)
     except SystemExit:
         raise

@@ -208,6 +208,17 @@ def test_plugin_code_failing_names_the_plugin(
     assert infos(left_out)["release"]["status"] == "skipped"
 
 
+def test_connectsw_debug_shows_the_plugin_code_traceback(site: Path, tmp_path: Path) -> None:
+    args = ("release", "v1", "--plan-only", "-w", str(tmp_path))
+    quiet = cli(site, *args, RELEASE_PLUGIN_FAULT="decompose-json")
+    assert quiet.returncode == ExitCode.PLUGIN and "Traceback" not in quiet.stderr
+    loud = cli(site, *args, RELEASE_PLUGIN_FAULT="decompose-json", CONNECTSW_DEBUG="1")
+    assert loud.returncode == ExitCode.PLUGIN
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert "in parse_manifest" in loud.stderr and "json.decoder.JSONDecodeError" in loud.stderr
+    assert loud.stderr.rstrip().splitlines()[-1].startswith('Error: plugin "release" failed')
+
+
 def test_a_workflow_whose_claims_raises_fails_only_the_requests_it_would_take(
     site: Path, tmp_path: Path
 ) -> None:
