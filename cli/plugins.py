@@ -47,6 +47,13 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                       "llm_providers": [...], "commands": [{name, help}]}
                       (commands: the CLI commands its register_commands added)
     """
+    from connectsw.plugins.manager import strict_deferred
+
+    with strict_deferred():  # in strict mode: the whole listing, then the error (exit 3)
+        _list(ctx, as_json)
+
+
+def _list(ctx: click.Context, as_json: bool) -> None:
     add_commands = getattr(ctx.find_root().command, "add_plugin_commands", None)
     if callable(add_commands):  # the CLI commands plugins add are part of the listing
         add_commands()

@@ -164,8 +164,24 @@ def tracing_enabled() -> bool:
 
 
 def strict_enabled() -> bool:
-    """True when ``CONNECTSW_STRICT_PLUGINS`` makes any plugin problem an error."""
-    return _flag(STRICT_ENV)
+    """True when ``CONNECTSW_STRICT_PLUGINS`` makes any plugin problem an error
+    (not inside :func:`strict_deferred`)."""
+    return _flag(STRICT_ENV) and not _strict_deferred.is_set()
+
+
+_strict_deferred = threading.Event()
+
+
+@contextlib.contextmanager
+def strict_deferred() -> Iterator[None]:
+    """Load and list plugins without strict mode's error, then raise it on leaving
+    (``connectsw plugins`` shows every problem before it exits 3 in strict mode)."""
+    _strict_deferred.set()
+    try:
+        yield
+    finally:
+        _strict_deferred.clear()
+    check_strict()
 
 
 def trace(hook: str, plugins: str, what: str) -> None:
@@ -493,7 +509,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         if _pm is None:
             pm = _load()
             check_strict()
-            for warning in _unknown_allowed:
+            for warning in [] if _flag(STRICT_ENV) else _unknown_allowed:  # else: the error
                 print(f"Warning: {warning}", file=sys.stderr, flush=True)
             _pm = pm
         return _pm
