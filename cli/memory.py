@@ -10,6 +10,7 @@ import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.render import id_table, line
+from connectsw.core.wording import counted
 
 if TYPE_CHECKING:
     from connectsw.core.memory import Memory, MemoryRecord
@@ -155,4 +156,4 @@ def purge(state: State, user: str, as_json: bool) -> None:
     if as_json:
         print_json({"user": user, "purged": count})
         return
-    console.print(line(f"Purged {count} memor{'y' if count == 1 else 'ies'} of ", user))
+    console.print(line(f"Purged {counted(count, 'memory', 'memories', zero='0')} of ", user))

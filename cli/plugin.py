@@ -110,11 +110,26 @@ def _not_taken(kind: str, name: str) -> None:
     if kind == "workflow":
         from connectsw.plugins.registry import cli_command_words
 
-        if name in cli_command_words() or name in get_registries().workflow_commands():
+        if (
+            name in cli_command_words()
+            or name in get_registries().workflow_commands()
+            or name in _plugin_cli_commands()
+        ):
             raise InvalidInput(
                 f"invalid plugin name {name!r}: `connectsw {name}` is already a command, and a"
                 " workflow plugin claims its name as its command"
             )
+
+
+def _plugin_cli_commands() -> set[str]:
+    """The CLI commands installed plugins add (``register_commands``), when run from the CLI."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().command if ctx is not None else None
+    add = getattr(root, "add_plugin_commands", None)
+    if not isinstance(root, click.Group) or not callable(add):
+        return set()
+    add()
+    return set(root.commands)
 
 
 def render(kind: str, names: PluginNames) -> dict[str, str]:

@@ -7,11 +7,11 @@ left out. It imports neither dask nor distributed.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from connectsw.cli.context import console, json_option, print_json
 from connectsw.plugins.manager import plugin_infos
@@ -61,26 +61,34 @@ def _list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(infos)
         return
-    table = Table("plugin", "version", "status", "hooks", "provides", box=None, header_style="bold")
+    # One block per plugin, wrapped to the terminal: a table would cut the long
+    # names of built-in plugins at 80 columns.
     for info in infos:
         source = "built-in" if info["builtin"] else f"{info['distribution']} {info['version']}"
-        registered = info["registered"]
-        provides = "; ".join(
-            f"{kind}: {', '.join(_item(kind, item) for item in registered[kind])}"
-            for kind in ("agents", "workflows", "gates", "embedders", "llm_providers", "commands")
-            if registered[kind]
-        )
         status = info["status"]
         if info["warnings"] and status == "loaded":
             status = "loaded, warnings"
-        table.add_row(
-            escape(info["name"]),
-            escape(source),
+        console.print(
+            f"[bold]{escape(info['name'])}[/bold]  {escape(source)}  "
             f"[{STATUS_STYLE[info['status']]}]{status}[/]",
-            ", ".join(info["hooks"]),
-            escape(provides),
+            soft_wrap=True,
         )
-    console.print(table)
+        registered = info["registered"]
+        lines = [("hooks", ", ".join(info["hooks"]))] if info["hooks"] else []
+        lines += [
+            (kind.replace("_", " "), ", ".join(_item(kind, item) for item in registered[kind]))
+            for kind in ("agents", "workflows", "gates", "embedders", "llm_providers", "commands")
+            if registered[kind]
+        ]
+        for label, text in lines:  # wrapped lines keep an indent
+            wrapped = textwrap.fill(
+                f"{label}: {text}",
+                width=max(console.width, 40),
+                initial_indent="  ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+            console.print(wrapped, markup=False, highlight=False, soft_wrap=True)
     problems = [i for i in infos if i["error"] or i["warnings"]]
     if problems:
         console.print("\n[bold]Problems[/bold]")

@@ -23,6 +23,7 @@ from connectsw.cli.render import line
 from connectsw.core.errors import ExitCode, InvalidInput
 from connectsw.core.models import Plan, Request, TaskSpec
 from connectsw.core.planner import slugify
+from connectsw.core.wording import counted
 
 YES = click.option("--yes", "-y", is_flag=True, help="Approve every checkpoint; ask nothing.")
 WORKSPACE = click.option(
@@ -115,7 +116,8 @@ def show_plan(plan: Plan, execution_id: str | None) -> None:
         line(
             ": plan ",
             (plan.name, "bold"),
-            f" ({plan.workflow}, {len(plan.tasks)} tasks, {len(plan.checkpoints)} checkpoints)",
+            f" ({plan.workflow}, {counted(len(plan.tasks), 'task')},"
+            f" {counted(len(plan.checkpoints), 'checkpoint')})",
         )
     )
     if plan.estimated_duration:
@@ -157,7 +159,7 @@ def _learned(task: TaskSpec) -> list[tuple[str, str]]:
     parts = [(f"  ~{shown} ({basis})", "dim")]
     if learned.extra_retries:
         n = learned.extra_retries
-        parts.append((f"  +{n} retr{'y' if n == 1 else 'ies'} (failure-prone)", "yellow"))
+        parts.append((f"  +{counted(n, 'retry', 'retries')} (failure-prone)", "yellow"))
     return parts
 
 

@@ -44,6 +44,7 @@ from connectsw.core.planner import Planner
 from connectsw.core.states import DECIDABLE, FINISHED, RUNNABLE, EventKind, check_execution
 from connectsw.core.stores import Store, get_store
 from connectsw.core.views import Views
+from connectsw.core.wording import counted
 from connectsw.plugins.registry import Registries, get_registries
 
 if TYPE_CHECKING:
@@ -166,9 +167,8 @@ class Engine:
         if execution_id is not None:
             execution.id = execution_id
         plan = execution.plan
-        event = _event(
-            execution, EventKind.EXECUTION_CREATED, f"plan {plan.name}: {len(plan.tasks)} tasks"
-        )
+        message = f"plan {plan.name}: {counted(len(plan.tasks), 'task')}"
+        event = _event(execution, EventKind.EXECUTION_CREATED, message)
         dispatch(self.store.create_execution(execution, [event]))
         return execution
 

@@ -9,7 +9,14 @@ import time
 from collections.abc import Iterable
 
 from connectsw.core.models import Event
-from connectsw.plugins.manager import describe_error, get_plugin_manager, plugin_code_error, trace
+from connectsw.plugins.manager import (
+    describe_error,
+    get_plugin_manager,
+    plugin_code_error,
+    trace,
+    trace_done,
+)
+from connectsw.plugins.output import plugin_output_to_stderr
 
 log = logging.getLogger("connectsw.events")
 _lock = threading.Lock()
@@ -36,13 +43,13 @@ def dispatch(events: Iterable[Event]) -> None:
             trace(caller.name, impl.plugin_name, f"call ({event.kind})")
             started = time.perf_counter()
             try:
-                impl.function(*[{"event": event}[arg] for arg in impl.argnames])
+                with plugin_output_to_stderr():
+                    impl.function(*[{"event": event}[arg] for arg in impl.argnames])
             except Exception as exc:
                 trace(caller.name, impl.plugin_name, f"failed: {describe_error(exc)}")
                 _report(impl.plugin_name, caller.name, exc)
             else:
-                elapsed = (time.perf_counter() - started) * 1000
-                trace(caller.name, impl.plugin_name, f"done in {elapsed:.2f} ms")
+                trace_done(caller.name, impl.plugin_name, started)
 
 
 def _report(plugin: str, hook: str, exc: Exception) -> None:

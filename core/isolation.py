@@ -25,6 +25,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,9 @@ def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int) -> None:
             os._exit(1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # What the agent prints goes to stderr: stdout holds only the command's output.
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
         ctx.should_stop = None  # the parent watches; nested commands die with this group
         ctx.on_spawn = None
         try:

@@ -293,10 +293,11 @@ def get_embedder(name: str) -> Embedder:
     embedder = regs.embedders.get(name)
     if embedder is None:
         known = ", ".join(sorted(regs.embedders.items)) or "none"
-        hint = regs.unknown_hint("embedder", name)
-        raise ConfigError(
-            f"memory.embedder: no embedder called {name!r} (installed: {known})"
-            + (f"; {hint}" if hint else "")
+        raise regs.unknown_error(
+            "embedder",
+            name,
+            f"memory.embedder: no embedder called {name!r} (installed: {known})",
+            ConfigError,
         )
     missing = getattr(embedder, "missing", None)
     reason = missing() if callable(missing) else None

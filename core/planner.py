@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from connectsw.core.errors import ConnectSWError, PlanError, PluginError, describe_validation_error
 from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
 from connectsw.plugins.manager import plugin_code_error
+from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
 
 log = logging.getLogger("connectsw.planner")
@@ -37,13 +38,14 @@ MAX_REQUEST_TEXT = 10_000
 """Characters: the longest request description (``new product "..."``, ``fix "..."``)."""
 
 
-def unknown_command(command: str, registries: Registries) -> PlanError:
+def unknown_command(command: str, registries: Registries) -> ConnectSWError:
     """The error for a command no workflow claims: the known ones, and the plugins
-    (failed, or left out by ``CONNECTSW_LOAD_PLUGINS``) that may provide it."""
+    (failed, or left out by ``CONNECTSW_LOAD_PLUGINS``) that may provide it; a
+    :class:`PluginError` when a failed plugin may, else a :class:`PlanError`."""
     known = ", ".join(sorted(registries.workflow_commands()))
     words = " ".join(command.lower().split())
-    return PlanError(
-        f"unknown command {command!r} (known: {known})" + registries.unknown_hint("command", words)
+    return registries.unknown_error(
+        "command", words, f"unknown command {command!r} (known: {known})"
     )
 
 
@@ -214,9 +216,10 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
     for t in plan.tasks:
         agent = registries.agents.get(t.agent)
         if agent is None:
-            raise PlanError(
-                f"task {t.id!r}: unknown agent {t.agent!r} (known: {known_agents})"
-                + registries.unknown_hint("agent", t.agent)
+            raise registries.unknown_error(
+                "agent",
+                t.agent,
+                f"task {t.id!r}: unknown agent {t.agent!r} (known: {known_agents})",
             )
         input_model = getattr(agent, "input_model", None)
         if input_model is not None:
@@ -236,9 +239,10 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
         for gate in s.gates:
             if gate not in registries.gates:
                 known = ", ".join(sorted(registries.gates.items)) or "none"
-                raise PlanError(
-                    f"stage {s.name!r}: unknown gate rule {gate!r} (known: {known})"
-                    + registries.unknown_hint("gate rule", gate)
+                raise registries.unknown_error(
+                    "gate rule",
+                    gate,
+                    f"stage {s.name!r}: unknown gate rule {gate!r} (known: {known})",
                 )
     return plan
 
@@ -275,15 +279,15 @@ class Planner:
                     raise
         if broken is not None:
             raise broken
-        raise PlanError(
-            f"no workflow handles {intent.kind!r} requests"
-            + self.registries.unknown_hint("workflow", intent.kind)
+        raise self.registries.unknown_error(
+            "workflow", intent.kind, f"no workflow handles {intent.kind!r} requests"
         )
 
     def _call(self, workflow: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         """``workflow.method(...)``; a non-ConnectSW exception names the workflow's plugin."""
         try:
-            return getattr(workflow, method)(*args, **kwargs)
+            with plugin_output_to_stderr():
+                return getattr(workflow, method)(*args, **kwargs)
         except ConnectSWError:
             raise
         except Exception as exc:

@@ -45,6 +45,7 @@ from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import task_log
+from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import get_registries
 
 if TYPE_CHECKING:
@@ -486,7 +487,8 @@ def _backoff(call: TaskCall, attempt: int, run: _Attempt) -> bool:
 def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:
     """Run the agent where it can be stopped; its JSON output is checked here."""
     if getattr(agent, "isolation", "process") == "thread":
-        output = normalise(agent.run(ctx))
+        with plugin_output_to_stderr():  # --json's stdout holds only the answer
+            output = normalise(agent.run(ctx))
         reason = run.should_stop()
         if reason is not None:
             raise AttemptStopped(reason, f"stopped: {reason}")

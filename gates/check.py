@@ -28,9 +28,8 @@ def _known(names: list[str], registries: Registries) -> None:
     unknown = [n for n in names if n not in registries.gates]
     if unknown:
         known = ", ".join(sorted(registries.gates.items)) or "none"
-        raise PlanError(
-            f"unknown gate rule {unknown[0]!r} (known: {known})"
-            + registries.unknown_hint("gate rule", unknown[0])
+        raise registries.unknown_error(
+            "gate rule", unknown[0], f"unknown gate rule {unknown[0]!r} (known: {known})"
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from connectsw.core.models import GateResult, RuleResult, Stage
 from connectsw.gates.base import GateContext
+from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries
 
 log = logging.getLogger("connectsw.gates")
@@ -67,10 +68,11 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
             )
             continue
         try:
-            if not rule.applies(ctx):
-                results.append(RuleResult(rule=name, passed=True, details="not applicable"))
-                continue
-            result = rule.evaluate(ctx)
+            with plugin_output_to_stderr():
+                if not rule.applies(ctx):
+                    results.append(RuleResult(rule=name, passed=True, details="not applicable"))
+                    continue
+                result = rule.evaluate(ctx)
         except Exception as exc:  # a broken rule fails its gate, it does not crash the engine
             log.exception("gate rule %s crashed", name)
             result = RuleResult(

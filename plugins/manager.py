@@ -20,8 +20,10 @@ Environment:
   hooks, an unknown name in ``CONNECTSW_LOAD_PLUGINS``) is a :class:`PluginError`
   (exit 3) naming the plugin; for CI.
 - ``CONNECTSW_TRACE_PLUGINS=1``: trace on stderr, one line per step, always
-  ``[connectsw trace] HOOK PLUGINS: WHAT``: each hook call (``call``, then
-  ``done in N ms`` or ``failed: ...``) and each thing a plugin registered
+  ``[connectsw trace] HOOK PLUGINS: WHAT``: each plugin's ``import`` and
+  ``register`` (``done in N ms`` or ``failed: ...``, an unknown hook included),
+  each hook call (``call``, then ``done in N ms`` or ``failed: ...``; a
+  ``register_*`` hook adds ``(N registered)``) and each thing a plugin registered
   (``registered agent "x"``, ``registered workflow "x" (commands: ...)``,
   ``registered command "x"``...). PLUGINS is one plugin name, or several joined
   by commas (no space) for a hook called on every plugin at once.
@@ -32,8 +34,9 @@ Environment:
   The import runs in a daemon thread that is then abandoned (Python cannot stop
   it); it ends with the process.
 
-What plugin code prints to stdout while it is imported or asked what it provides
-(``register_*`` hooks) goes to stderr: with ``--json``, stdout holds only the JSON.
+What plugin code prints to stdout (at import, in hooks, agents, workflows and gate
+rules) goes to stderr (:mod:`connectsw.plugins.output`): with ``--json``, stdout
+holds only the JSON.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ import pluggy
 
 from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line
 from connectsw.plugins import hookspecs
+from connectsw.plugins.output import plugin_output_to_stderr
 
 if TYPE_CHECKING:
     import click
@@ -121,11 +125,13 @@ class PluginSource:
         """How to leave this plugin out: the exact setting (empty for a built-in).
 
         ``set CONNECTSW_LOAD_PLUGINS=a,b`` names every other third-party plugin this
-        process loads (``CONNECTSW_LOAD_PLUGINS=`` when there is none).
+        process loads, leaving out the failed ones too (nothing of those is used), so
+        the setting leaves no failed plugin (``CONNECTSW_LOAD_PLUGINS=`` when none is left).
         """
         if self.builtin:
             return ""
-        others = included_plugins() - {self.name}
+        failed = {s.name for s in _sources.values() if s.status == "failed"}
+        others = included_plugins() - {self.name} - failed
         uninstall = f", or `pip uninstall {self.distribution}`" if self.distribution else ""
         return f"set {LOAD_ENV}={','.join(sorted(others))}{uninstall}"
 
@@ -241,17 +247,6 @@ def import_timeout() -> float:
     return seconds
 
 
-@contextlib.contextmanager
-def plugin_output_to_stderr() -> Iterator[None]:
-    """Send what Python code prints to ``sys.stdout`` to stderr meanwhile (plugin code)."""
-    sys.stdout.flush()
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-
-
 class _ImportTimeout(Exception):
     """A plugin's import did not finish in time (recorded as its error)."""
 
@@ -265,7 +260,8 @@ def _load_entry_point(ep: EntryPoint, timeout: float) -> Any:
 
     def target() -> None:
         try:
-            outcome["plugin"] = ep.load()
+            with plugin_output_to_stderr():  # this thread's prints: the import's
+                outcome["plugin"] = ep.load()
         except BaseException as exc:  # an import may even sys.exit()
             outcome["error"] = exc
 
@@ -366,8 +362,15 @@ def _unmarked_hooks(plugin: Any, project: str) -> list[str]:
     return warnings
 
 
+def trace_done(hook: str, plugin: str, started: float, what: str = "") -> None:
+    """Trace ``done in N ms`` (and ``what``) for a step that began at ``started``."""
+    elapsed = (time.perf_counter() - started) * 1000
+    trace(hook, plugin, f"done in {elapsed:.2f} ms{what}")
+
+
 def _register(pm: pluggy.PluginManager, plugin: Any, source: PluginSource) -> None:
     """Register one plugin; on failure leave nothing of it registered and record why."""
+    started = time.perf_counter()
     try:
         pm.register(plugin, name=source.name)
     except Exception as exc:
@@ -375,7 +378,9 @@ def _register(pm: pluggy.PluginManager, plugin: Any, source: PluginSource) -> No
         if pm.get_plugin(source.name) is not None:
             pm.unregister(name=source.name)
         source.status, source.error = "failed", describe_error(exc)
+        trace("register", source.name, f"failed: {source.error}")
         return
+    trace_done("register", source.name, started)
     source.warnings.extend(_unmarked_hooks(plugin, pm.project_name))
     if not source.builtin and not pm.get_hookcallers(plugin):
         source.warnings.append(
@@ -399,6 +404,7 @@ def _check_pending(pm: pluggy.PluginManager, sources: dict[str, PluginSource]) -
             source.error = (
                 f"implements unknown hook {hook_name} (known: {', '.join(sorted(HOOK_NAMES))})"
             )
+            trace("register", source.name, f"failed: {source.error}")
     for source in sources.values():
         if source.status == "failed" and pm.get_plugin(source.name) is not None:
             pm.unregister(name=source.name)
@@ -433,11 +439,14 @@ def _load_all(timeout: float) -> pluggy.PluginManager:
     sources: dict[str, PluginSource] = {}
     for modname in DEFAULT_PLUGINS:
         source = sources[modname] = PluginSource(modname, builtin=True)
+        started = time.perf_counter()
         try:
             module = importlib.import_module(modname)
         except Exception as exc:
             source.status, source.error = "failed", describe_error(exc)
+            trace("import", modname, f"failed: {source.error}")
             continue
+        trace_done("import", modname, started)
         _register(pm, module, source)
     allow = _allow_list()
     wanted = {_normalize(name) for name in allow or ()}
@@ -453,13 +462,16 @@ def _load_all(timeout: float) -> pluggy.PluginManager:
             _skipped_eps[ep.name] = ep
             continue
         source = sources[ep.name] = _entry_point_source(ep)
+        started = time.perf_counter()
         try:
             plugin = _load_entry_point(ep, timeout)
         except BaseException as exc:  # an import may even sys.exit()
             if isinstance(exc, KeyboardInterrupt):
                 raise
             source.status, source.error = "failed", describe_error(exc)
+            trace("import", ep.name, f"failed: {source.error}")
             continue
+        trace_done("import", ep.name, started)
         _register(pm, plugin, source)
     _check_pending(pm, sources)
     for name, source in sources.items():
@@ -545,10 +557,14 @@ def add_plugin_commands(cli: click.Group) -> None:
         # is nothing to ask, and `--help` need not import every agent to say so.
         return
     pm = get_plugin_manager()
+    from connectsw.plugins.registry import get_registries
+
+    get_registries()  # a plugin that failed to load adds no command (it is unregistered)
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
         plugin = impl.plugin_name
         before = dict(cli.commands)
         trace("register_commands", plugin, "call")
+        started = time.perf_counter()
         try:
             with plugin_output_to_stderr():
                 impl.function(cli=cli)
@@ -587,6 +603,7 @@ def add_plugin_commands(cli: click.Group) -> None:
         for name, command in added.items():
             _attribute_failures(command, plugin, name)
             trace("register_commands", plugin, f'registered command "{name}"')
+        trace_done("register_commands", plugin, started, f" ({len(added)} registered)")
     check_strict()
 
 
@@ -670,29 +687,40 @@ def failed_plugins() -> list[PluginSource]:
     return [s for s in plugin_sources() if s.status == "failed"]
 
 
-def broken_plugin_hint(
-    kind: str,
-    name: str,
-    failed: list[PluginSource],
-    left_out: Sequence[PluginSource] = (),
-) -> str:
-    """``; plugin "x" failed to load (...); it may provide this agent; set ...``.
+def failed_may_provide(kind: str, name: str, failed: Sequence[PluginSource]) -> list[str]:
+    """One clause per failed plugin that may provide ``kind`` ``name``:
+    ``plugin "x" failed to load (...); it may provide this agent; to leave it out, ...``.
 
-    Names the failed plugins that may provide ``name`` (a plugin that failed in a
-    ``register_*`` hook only if it tried to register it), then the plugins
-    ``CONNECTSW_LOAD_PLUGINS`` left out that provide it (asked through
-    :func:`probe_left_out`) with the value that includes them; empty if none.
-    ``kind`` is a registry's kind (``agent``, ``gate rule``...) or ``command``.
+    A plugin that failed in a ``register_*`` hook is left out of the answer only when
+    it registered every item of ``kind`` it had (:attr:`PluginSource.offered`) and
+    ``name`` is not among them; one that failed at import may provide anything.
     """
     parts = []
     for source in failed:
-        if source.offered and name not in source.offered.get(kind, []):
+        if kind in source.offered and name not in source.offered[kind]:
             continue
         leave_out = f"; to leave it out, {source.hint}" if source.hint else ""
         parts.append(
             f'plugin "{source.name}" failed to load ({source.error}); '
             f"it may provide this {kind}{leave_out}"
         )
+    return parts
+
+
+def broken_plugin_hint(
+    kind: str,
+    name: str,
+    failed: Sequence[PluginSource],
+    left_out: Sequence[PluginSource] = (),
+) -> str:
+    """``; plugin "x" failed to load (...); it may provide this agent; set ...``.
+
+    Names the failed plugins that may provide ``name`` (:func:`failed_may_provide`),
+    then the plugins ``CONNECTSW_LOAD_PLUGINS`` left out that provide it (asked
+    through :func:`probe_left_out`) with the value that includes them; empty if none.
+    ``kind`` is a registry's kind (``agent``, ``gate rule``...) or ``command``.
+    """
+    parts = failed_may_provide(kind, name, failed)
     for source in left_out:
         if name not in probe_left_out(source.name).get(kind, []):
             continue

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from connectsw.core.errors import PluginError, one_line
+from connectsw.core.errors import ConnectSWError, PlanError, PluginError, one_line
 from connectsw.plugins.manager import (
     DEFAULT_PLUGINS,
     PluginSource,
@@ -24,11 +25,13 @@ from connectsw.plugins.manager import (
     check_strict,
     describe_error,
     fail_plugin,
+    failed_may_provide,
     get_plugin_manager,
     left_out_plugins,
     plugin_output_to_stderr,
     plugin_sources,
     trace,
+    trace_done,
 )
 
 T = TypeVar("T")
@@ -177,6 +180,19 @@ class Registries:
     offered: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     broken: list[PluginSource] = field(default_factory=list)
 
+    def unknown_error(
+        self, kind: str, name: str, message: str, error: type[ConnectSWError] = PlanError
+    ) -> ConnectSWError:
+        """The error for an unknown ``kind`` called ``name``: ``message`` and the hint.
+
+        A :class:`PluginError` (exit 3) when a plugin that failed to load may provide
+        it (the fault is that plugin's); else ``error`` (e.g. :class:`PlanError`, exit 2).
+        """
+        hint = self.unknown_hint(kind, name)
+        if failed_may_provide(kind, name, self.broken):
+            return PluginError(message + hint)
+        return error(message + hint)
+
     def unknown_hint(self, kind: str, name: str) -> str:
         """What to tell a user about an unknown ``kind`` called ``name`` (may be empty).
 
@@ -222,6 +238,7 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
     )
     # 1. ask each plugin, checking each item on its own (scratch registries)
     offered: dict[str, dict[str, list[Any]]] = {}
+    unfinished: dict[str, set[str]] = {}  # plugin -> registries whose hook raised
     order: dict[str, list[str]] = {}
     for hook_name, attr in HOOKS:
         caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
@@ -235,6 +252,7 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
                 getattr(regs, attr).kind, getattr(regs, attr).required
             )
             trace(hook_name, plugin, "call")
+            started = time.perf_counter()
 
             def register(
                 item: Any,
@@ -253,12 +271,14 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
             except PluginError as exc:
                 regs.failures.setdefault(plugin, one_line(exc))
                 trace(hook_name, plugin, f"failed: {one_line(exc)}")
+                unfinished.setdefault(plugin, set()).add(attr)
             except Exception as exc:
                 error = describe_error(exc, where=True)
                 regs.failures.setdefault(plugin, f"{hook_name} failed: {error}")
                 trace(hook_name, plugin, f"failed: {error}")
+                unfinished.setdefault(plugin, set()).add(attr)
             else:
-                trace(hook_name, plugin, f"done ({len(scratch.items)} registered)")
+                trace_done(hook_name, plugin, started, f" ({len(scratch.items)} registered)")
             items.extend(scratch)
     # 2. collisions: built-ins claim their names first, then the others in call order
     plugins = list(dict.fromkeys(p for attr in order for p in order[attr]))
@@ -337,16 +357,35 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
                 for item in offered[plugin][attr]:
                     registry.add(item, plugin)
     for plugin in regs.failures:
-        regs.offered[plugin] = {
-            getattr(regs, attr).kind: [i.name for i in items]
-            for attr, items in offered.get(plugin, {}).items()
-        }
-        offered_commands = [
-            c for wf in offered.get(plugin, {}).get("workflows", []) for c in workflow_commands(wf)
-        ]
-        if offered_commands:
-            regs.offered[plugin]["command"] = offered_commands
+        regs.offered[plugin] = _offered(pm, plugin, offered.get(plugin, {}), unfinished)
     return regs
+
+
+def _offered(
+    pm: pluggy.PluginManager,
+    plugin: str,
+    items: dict[str, list[Any]],
+    unfinished: dict[str, set[str]],
+) -> dict[str, list[str]]:
+    """What a failed plugin registered, by kind, for the kinds whose list is complete.
+
+    A kind whose hook raised is missing (the plugin may have had more of it); so is
+    ``command`` when its workflows are unfinished or it adds CLI commands of its own
+    (``register_commands`` is not asked once a plugin failed).
+    """
+    raised = unfinished.get(plugin, set())
+    known = {
+        KINDS[attr]: [i.name for i in items.get(attr, [])]
+        for _h, attr in HOOKS
+        if attr not in raised
+    }
+    module = pm.get_plugin(plugin)
+    adds_commands = module is not None and any(
+        h.name == "register_commands" for h in pm.get_hookcallers(module) or []
+    )
+    if "workflows" not in raised and not adds_commands:
+        known["command"] = [c for wf in items.get("workflows", []) for c in workflow_commands(wf)]
+    return known
 
 
 _lock = threading.Lock()

@@ -145,8 +145,10 @@ def open_session(agent: str, ctx: TaskContext) -> ModelSession | None:
     provider = regs.llm_providers.get(choice.provider)
     if provider is None:
         known = ", ".join(sorted(regs.llm_providers.items)) or "none"
-        hint = regs.unknown_hint("LLM provider", choice.provider)
-        raise LLMError(
-            f"no LLM provider {choice.provider!r} (llm.provider; installed: {known}){hint}"
+        raise regs.unknown_error(
+            "LLM provider",
+            choice.provider,
+            f"no LLM provider {choice.provider!r} (llm.provider; installed: {known})",
+            LLMError,
         )
     return ModelSession(ctx, provider, choice, llm)

@@ -42,15 +42,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pip_install([HERE / "release-plugin", HERE / "empty-plugin"], work)
 
 
-def cli(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``connectsw ARGS`` in a new process with the installed plugins on its path."""
+@pytest.fixture(scope="module")
+def more(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two more broken distributions (fails at import; implements an unknown hook)."""
+    work = tmp_path_factory.mktemp("more-authors")
+    return pip_install([HERE / "broken-plugin", HERE / "typo-plugin"], work)
+
+
+def cli(
+    site: Path, *args: str, also: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``connectsw ARGS`` in a new process with the installed plugins on its path
+    (``also``: a second site, e.g. :func:`more`)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
     environ.pop("RELEASE_PLUGIN_FAULT", None)
     environ["CONNECTSW_DATA_DIR"] = os.environ["CONNECTSW_DATA_DIR"]
     environ.update(FAST_DASK)
     environ.update(env)
     environ["PYTHONPATH"] = os.pathsep.join(
-        [str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+        [str(site)] + [str(p) for p in [also, os.environ.get("PYTHONPATH")] if p]
     )
     return subprocess.run(
         [sys.executable, "-m", "connectsw.cli.main", *args],
@@ -277,7 +287,7 @@ def test_a_register_hook_failing_keeps_the_type_and_place(site: Path, tmp_path: 
         r"register_agents failed: KeyError: 'missing' \(connectsw_release\.py:\d+\)", error
     ), error
     proc = cli(site, "release", "v1", "--plan-only", RELEASE_PLUGIN_FAULT="agents-keyerror")
-    assert proc.returncode == ExitCode.INVALID_INPUT
+    assert proc.returncode == ExitCode.PLUGIN  # the plugin's fault, not the input's
     line = one_error_line(proc)
     assert "unknown command 'release'" in line
     assert 'plugin "release" failed to load (register_agents failed: KeyError' in line
@@ -567,3 +577,151 @@ def test_a_workflow_command_under_new_joins_the_new_group(
         assert json.loads(result.stdout)["plan"]["workflow"] == "new-release"
     finally:
         new.commands.pop("release", None)
+
+
+# -- 7. what a second new-user trial found --------------------------------------------------
+
+
+def test_trace_times_imports_and_registrations_and_shows_every_failure(
+    site: Path, more: Path
+) -> None:
+    proc = cli(site, "plugins", "--json", also=more, CONNECTSW_TRACE_PLUGINS="1")
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("[connectsw trace]")]
+    bad = [line for line in lines if not TRACE.fullmatch(line)]
+    assert not bad, bad
+    text = "\n".join(lines)
+    assert re.search(r"^\[connectsw trace\] import release: done in [\d.]+ ms$", text, re.M), text
+    assert (
+        "[connectsw trace] import broken: failed: ImportError: "
+        "No module named 'connectsw_broken_dependency'" in lines
+    )
+    assert re.search(
+        r"^\[connectsw trace\] register typo: failed: implements unknown hook register_agentz",
+        text,
+        re.M,
+    ), text
+    assert re.search(
+        r"^\[connectsw trace\] register_agents release: done in [\d.]+ ms \(1 registered\)$",
+        text,
+        re.M,
+    ), text
+    assert re.search(
+        r"^\[connectsw trace\] register_commands release: done in [\d.]+ ms \(1 registered\)$",
+        text,
+        re.M,
+    ), text
+
+
+def write_graph(tmp_path: Path, agent: str) -> Path:
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(f"name: g\ntasks:\n  - {{id: a, agent: {agent}}}\n")
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("fault", "args", "unknown"),
+    [
+        ("agent-class", ("run", "GRAPH"), "unknown agent 'release-changelog'"),
+        ("agents-keyerror", ("run", "GRAPH"), "unknown agent 'release-changelog'"),
+        ("workflow-class", ("release", "v1"), "unknown command 'release'"),
+        # the workflow was registered, but the plugin also adds CLI commands of its own
+        ("gate-class", ("release", "v1"), "unknown command 'release'"),
+    ],
+)
+def test_what_a_failed_plugin_may_provide_is_a_plugin_error_naming_it(
+    site: Path, tmp_path: Path, fault: str, args: tuple[str, ...], unknown: str
+) -> None:
+    graph = str(write_graph(tmp_path, "release-changelog"))
+    argv = [graph if a == "GRAPH" else a for a in args]
+    proc = cli(site, *argv, "--plan-only", "-w", str(tmp_path / "ws"), RELEASE_PLUGIN_FAULT=fault)
+    assert proc.returncode == ExitCode.PLUGIN, proc.stderr
+    line = one_error_line(proc)
+    assert unknown in line, line
+    assert 'plugin "release" failed to load (' in line and "it may provide this" in line, line
+    assert LEAVE_OUT in line
+
+
+def test_a_failed_plugin_keeps_none_of_its_cli_commands(site: Path, tmp_path: Path) -> None:
+    fault = {"RELEASE_PLUGIN_FAULT": "agents-keyerror"}
+    found = infos(cli(site, "plugins", "--json", **fault))
+    assert found["release"]["status"] == "failed"
+    assert found["release"]["registered"]["commands"] == []
+    assert "release-notes" not in cli(site, "--help", **fault).stdout
+    proc = cli(site, "release-notes", "v1", "-w", str(tmp_path), **fault)
+    assert proc.returncode == ExitCode.PLUGIN, proc.stderr
+    line = one_error_line(proc)
+    assert "'release-notes'" in line and 'plugin "release" failed to load' in line, line
+    assert "it may provide this command" in line and LEAVE_OUT in line
+
+
+def test_the_leave_out_hint_leaves_out_every_failed_plugin(
+    site: Path, more: Path, tmp_path: Path
+) -> None:
+    fault = {"RELEASE_PLUGIN_FAULT": "agents-keyerror"}
+    found = infos(cli(site, "plugins", "--json", also=more, **fault))
+    assert {n for n, i in found.items() if i["status"] == "failed"} == {"release", "broken", "typo"}
+    for name in ("release", "broken", "typo"):
+        assert found[name]["hint"].startswith("set CONNECTSW_LOAD_PLUGINS=empty,"), found[name]
+    # following the hint leaves no failed plugin
+    value = found["broken"]["hint"].split("=", 1)[1].split(",", 1)[0]
+    after = infos(cli(site, "plugins", "--json", also=more, CONNECTSW_LOAD_PLUGINS=value, **fault))
+    assert not [n for n, i in after.items() if i["status"] == "failed"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "printed"),
+    [
+        ("event-print", "listener saw task."),
+        ("agent-print", "changelog agent writes v1"),
+        ("decompose-print", "planning release v1"),
+    ],
+)
+def test_what_plugin_code_prints_does_not_break_json(
+    site: Path, tmp_path: Path, fault: str, printed: str
+) -> None:
+    args = ("release", "v1", "--yes", "--json", "-w", str(tmp_path))
+    proc = cli(site, *args, RELEASE_PLUGIN_FAULT=fault)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"
+    assert printed in proc.stderr
+
+
+def test_plugin_new_refuses_a_name_a_plugin_command_has(site: Path, tmp_path: Path) -> None:
+    proc = cli(
+        site,
+        "plugin",
+        "new",
+        "release-notes",
+        "--kind",
+        "workflow",
+        "--directory",
+        str(tmp_path / "p"),
+    )
+    assert proc.returncode == ExitCode.INVALID_INPUT, proc.stderr
+    line = one_error_line(proc)
+    assert "`connectsw release-notes` is already a command" in line
+    assert not (tmp_path / "p").exists()
+
+
+def test_plugins_table_keeps_whole_names_at_80_columns(site: Path) -> None:
+    proc = cli(site, "plugins", COLUMNS="80")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("connectsw.agents.llm.builtin", "connectsw.core.memory_embedders", "release"):
+        assert name in proc.stdout, proc.stdout
+    assert "\u2026" not in proc.stdout
+
+
+def test_the_plan_line_counts_in_words_that_agree(site: Path, tmp_path: Path) -> None:
+    proc = cli(site, "release", "v1", "--plan-only", "-w", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "(release, 2 tasks, no checkpoints)" in proc.stdout, proc.stdout
+    graph = tmp_path / "one.yaml"
+    graph.write_text(
+        "name: one\ntasks:\n  - {id: a, agent: noop}\n"
+        "checkpoints: [{after: [a], question: Go on}]\n"
+    )
+    one = cli(site, "run", str(graph), "--plan-only", "-w", str(tmp_path / "ws"))
+    assert one.returncode == 0, one.stderr
+    assert "1 task, 1 checkpoint)" in one.stdout, one.stdout

@@ -107,7 +107,7 @@ def test_graph_needing_an_unknown_agent_names_the_broken_plugin(
     plugin_site: Site, tmp_path: Path
 ) -> None:
     plugin_site("broken-plugin")
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(PluginError) as info:  # exit 3: the plugin's fault
         plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: broken-writer}\n")
     text = str(info.value)
     assert "\n" not in text
@@ -120,7 +120,7 @@ def test_graph_needing_an_unknown_gate_names_the_broken_plugin(
     plugin_site: Site, tmp_path: Path
 ) -> None:
     plugin_site("broken-plugin")
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(PluginError) as info:
         plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: noop}\ngates: [lint-clean]\n")
     text = str(info.value)
     assert "unknown gate rule 'lint-clean'" in text
@@ -204,7 +204,7 @@ def test_unknown_hook_fails_only_its_plugin(plugin_site: Site, tmp_path: Path) -
     assert sources()["sample"].status == "loaded"
     assert get_plugin_manager().get_plugin("typo") is None  # not half-registered
     assert "typo-writer" not in get_registries().agents
-    with pytest.raises(PlanError, match='plugin "typo" failed to load'):
+    with pytest.raises(PluginError, match='plugin "typo" failed to load'):
         plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: typo-writer}\n")
     plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: sample-echo}\n")
 
@@ -281,7 +281,7 @@ def test_collision_with_a_builtin_fails_the_third_party_plugin(
     )
     assert sources()["connectsw.agents.builtin"].status == "loaded"
     # we know what it tried to register: only that names it
-    with pytest.raises(PlanError, match='plugin "shell_clash_plugin" failed to load'):
+    with pytest.raises(PluginError, match='plugin "shell_clash_plugin" failed to load'):
         plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: clash-own}\n")
     with pytest.raises(PlanError) as info:
         plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: other}\n")

@@ -116,7 +116,17 @@ def test_collision_between_plugins_names_both() -> None:
         "acme": 'Agent "writer" from plugin "acme" collides with the one from plugin "globex"'
     }
     assert regs.agents.owners == {"writer": "globex", "other": "globex"}
-    assert regs.offered == {"acme": {"agent": ["writer"]}}
+    # every kind's list is complete (nothing raised): it provides no other agent
+    assert regs.offered == {
+        "acme": {
+            "agent": ["writer"],
+            "workflow": [],
+            "gate rule": [],
+            "embedder": [],
+            "LLM provider": [],
+            "command": [],
+        }
+    }
 
 
 def test_invalid_item_from_plugin_names_it() -> None:

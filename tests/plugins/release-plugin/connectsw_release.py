@@ -7,7 +7,8 @@ authors' code did (the tests set it): ``decompose-keyerror``,
 ``decompose-assert``, ``claims-error``, ``commands-keyerror``,
 ``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
 ``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``,
-``command-clash``, ``decompose-json``,
+``command-clash``, ``decompose-json``, ``event-print``, ``agent-print``,
+``decompose-print`` (plugin code that prints),
 ``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's).
 """
 
@@ -39,6 +40,8 @@ class ChangelogAgent:
 
     def run(self, ctx: Any) -> dict[str, Any]:
         version = ctx.inputs.get("version", "")
+        if FAULT == "agent-print":
+            print(f"changelog agent writes {version}")
         return {"summary": f"changelog for {version}", "outputs": {"version": version}}
 
 
@@ -56,6 +59,8 @@ class ReleaseWorkflow:
         return intent.kind == self.kind
 
     def decompose(self, intent: Intent, **options: Any) -> Plan:
+        if FAULT == "decompose-print":
+            print(f"planning release {intent.subject}")
         if FAULT == "decompose-keyerror":
             return {}["missing"]  # type: ignore[no-any-return]
         if FAULT == "decompose-json":
@@ -150,3 +155,5 @@ def register_commands(cli: click.Group) -> None:
 def on_task_event(event: Any) -> None:
     if FAULT == "event-error":
         raise ValueError(f"listener broke on {event.kind}")
+    if FAULT == "event-print":
+        print(f"listener saw {event.kind}")
