@@ -35,20 +35,9 @@ WORKSPACE = click.option(
 PLAN_ONLY = click.option("--plan-only", is_flag=True, help="Show the plan and stop; run nothing.")
 
 
-def submit(
-    state: State,
-    command: str,
-    text: str,
-    workspace: Path,
-    *,
-    yes: bool,
-    as_json: bool,
-    plan_only: bool,
-) -> None:
-    """Plan a request, show the plan, run it; exit with the outcome's code."""
-    execution_id, code = submit_request(
-        state, command, text, workspace, yes=yes, as_json=as_json, plan_only=plan_only
-    )
+def submit(state: State, command: str, text: str, workspace: Path, **flags: Any) -> None:
+    """:func:`submit_request` (same arguments), then exit with the outcome's code."""
+    execution_id, code = submit_request(state, command, text, workspace, **flags)
     if execution_id is not None:
         raise SystemExit(code)
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from connectsw.conf.settings import Settings, get_settings, load_settings
-from connectsw.core.cluster import quiet_dask_logs
 from connectsw.core.engine import Engine
 from connectsw.plugins.manager import reset_plugin_manager
 from tests.pip_target import pip_install as install_into
@@ -47,21 +46,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def dask_client() -> Iterator[Client]:
-    """A real in-process LocalCluster (threads) shared by the engine tests."""
-    quiet_dask_logs()
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=4,
-            processes=False,
-            dashboard_address=None,
-            # As the engine's own clusters: Dask never re-runs a task by itself.
-            scheduler_kwargs={"allowed_failures": 0},
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+def dask_client(connectsw_dask_client: Client) -> Client:
+    """The engine tests' shared in-process cluster: the one ``connectsw.testing`` gives
+    plugin authors (one cluster per session, configured as the engine's own)."""
+    return connectsw_dask_client
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
