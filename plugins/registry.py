@@ -44,7 +44,7 @@ def cli_command_words() -> frozenset[str]:
     """The CLI's built-in top-level command names (``status``, ``fix``, ``new``...): a
     plugin workflow's command may not start with one (the built-in command would
     answer), but for ``new``, whose group workflow commands join."""
-    from connectsw.cli.main import COMMANDS
+    from connectsw.cli.commands import COMMANDS
 
     return frozenset(COMMANDS)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
-from connectsw.cli.main import COMMANDS
+from connectsw.cli.commands import COMMANDS
 from connectsw.cli.main import cli as group
 from connectsw.core.errors import ExitCode
 
