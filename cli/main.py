@@ -54,6 +54,7 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_commands:
+            self._strict_check(cmd_name)
             return self._load(cmd_name)
         command = super().get_command(ctx, cmd_name)
         if command is None:
@@ -64,6 +65,18 @@ class LazyGroup(click.Group):
         if command is None and self.plugin_error:
             raise self.plugin_error_for(cmd_name)
         return command
+
+    def _strict_check(self, cmd_name: str) -> None:
+        """With ``CONNECTSW_STRICT_PLUGINS``, a plugin whose ``register_commands``
+        fails is an error for every command, built-in ones too (exit 3)."""
+        from connectsw.plugins import manager
+
+        if cmd_name == "plugins" or not manager.strict_enabled():
+            return  # `plugins` lists everything first, then raises
+        manager.get_plugin_manager()  # a problem found while loading: its own error
+        self.add_plugin_commands()
+        if self.plugin_error:
+            raise PluginError(f"{self.plugin_error} ({manager.STRICT_ENV} is set)")
 
     def _load(self, name: str) -> click.Command:
         module_name, attr = self.lazy_commands[name][0].split(":")

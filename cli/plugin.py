@@ -88,8 +88,9 @@ USAGE = {
         "`connectsw gates check --rule $name` runs it on the current directory."
     ),
     "workflow": (
-        "The workflow claims requests whose intent kind is `$kind_id`; its plan is\n"
-        "a note (product-manager), a checkpoint, then a check."
+        '`connectsw $name "..." [--yes] [--plan-only] [--json]` submits a request to it\n'
+        "(its `commands`); it claims requests whose intent kind is `$kind_id`, and its\n"
+        "plan is a note (product-manager), a checkpoint, then a check."
     ),
 }
 

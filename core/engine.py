@@ -391,6 +391,27 @@ class Engine:
             return gate, run.should_stop()
 
     # -- deciding ---------------------------------------------------------------
+    def _check_installed(self, execution: Execution, first: int) -> None:
+        """Refuse a decision whose next stages need an agent or gate rule that is not
+        installed (a plugin uninstalled while the execution waited): nothing is
+        decided. Raises :class:`PluginError` (exit 3) naming a plugin that failed to
+        load and may provide it, else :class:`InvalidState`."""
+        plan = execution.plan
+        later = {s.index for s in plan.stages if s.index >= first}
+        missing = [("agent", t.agent) for t in plan.tasks if t.stage in later]
+        missing += [("gate rule", g) for s in plan.stages if s.index in later for g in s.gates]
+        registry = {"agent": self.registries.agents, "gate rule": self.registries.gates}
+        for kind, name in missing:
+            if name not in registry[kind]:
+                raise self.registries.unknown_error(
+                    kind,
+                    name,
+                    f"execution {execution.id}: the next stages need {kind} {name!r}, which is"
+                    " not installed (was its plugin uninstalled?); nothing was decided:"
+                    " reinstall it, then decide again",
+                    InvalidState,
+                )
+
     def decide(
         self, execution_id: str, decision: Decision, feedback: str | None = None, by: str = "user"
     ) -> Execution:
@@ -426,6 +447,8 @@ class Engine:
             )
         if decision is Decision.REQUEST_CHANGES and not (feedback or "").strip():
             raise InvalidState("request_changes needs feedback saying what to change")
+        first = execution.stage + (1 if decision is Decision.APPROVE else 0)
+        self._check_installed(execution, first)
         new = execution.model_copy(deep=True)
         events: list[Event] = []
         cp = self.current_checkpoint(execution) if status is E.AWAITING_CHECKPOINT else None

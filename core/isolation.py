@@ -33,6 +33,7 @@ from typing import Any
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core.errors import ConnectSWError, TaskError, TaskTimeout, one_line
 from connectsw.core.supervisor import ProcessRef, stop_group
+from connectsw.plugins.manager import describe_error
 
 #: Largest result (JSON bytes) a child may send back.
 MAX_RESULT_BYTES = 16 * 1024 * 1024
@@ -95,7 +96,11 @@ def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int) -> None:
         except TaskError as exc:
             payload = {"error": one_line(exc), "type": type(exc).__name__}
         except BaseException as exc:  # report everything the agent raises, as a line
-            payload = {"error": one_line(exc, typed=True), "type": type(exc).__name__}
+            payload = {
+                "error": describe_error(exc, where=True),  # Type: message (file.py:LINE)
+                "type": type(exc).__name__,
+                "crashed": True,
+            }
         data = json.dumps(payload).encode()
         view = memoryview(data)
         while view:
@@ -207,4 +212,11 @@ def _result(data: bytes, status: int | None) -> AgentOutput:
     payload = json.loads(data)
     if "ok" in payload:
         return AgentOutput.model_validate(payload["ok"])
+    if payload.get("crashed"):
+        raise AgentCrashed(payload.get("error") or "agent failed")
     raise TaskError(payload.get("error") or "agent failed")
+
+
+class AgentCrashed(TaskError):
+    """The agent's code raised something other than a :class:`TaskError` (a bug of
+    the agent, not a failure it reported); the message is ``Type: message (file.py:LINE)``."""

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from connectsw.core.errors import ConnectSWError, PlanError, PluginError, describe_validation_error
 from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
-from connectsw.plugins.manager import plugin_code_error
+from connectsw.plugins.manager import plugin_code_error, strict_enabled
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
 
@@ -228,6 +228,9 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
             except ValidationError as exc:
                 detail = describe_validation_error(exc, prefix="with.")
                 raise PlanError(f"task {t.id!r} ({t.agent}): {detail}") from None
+            except Exception as exc:  # the plugin's validator itself broke
+                owner = registries.agents.owners.get(t.agent, "?")
+                raise plugin_code_error(owner, f'agent "{t.agent}" input_model', exc) from exc
         if staged.get(t.id) != t.stage:
             raise PlanError(f"task {t.id!r} is not in exactly its stage {t.stage}")
         for dep in t.needs:
@@ -262,7 +265,10 @@ class Planner:
                 claimed = self._call(workflow, "claims", intent)
             except PluginError as exc:
                 # A workflow whose claims() raises cannot answer: the others still may
-                # (one broken plugin fails only the requests it would have taken).
+                # (one broken plugin fails only the requests it would have taken),
+                # unless CONNECTSW_STRICT_PLUGINS makes any plugin problem an error.
+                if strict_enabled():
+                    raise
                 broken = broken or exc
                 continue
             if claimed:
@@ -270,7 +276,12 @@ class Planner:
                     log.warning("%s; the request went to the next workflow", broken)
                 plan = self._call(workflow, "decompose", intent, **options)
                 if not isinstance(plan, Plan):
-                    raise PlanError(f"workflow {workflow.name!r} did not return a Plan")
+                    owner = self.registries.workflows.owners.get(workflow.name, "?")
+                    raise plugin_code_error(
+                        owner,
+                        f'workflow "{workflow.name}" decompose',
+                        TypeError(f"returned {type(plan).__name__}, not a Plan"),
+                    )
                 try:
                     return intent, validate_plan(plan, self.registries)
                 except PlanError as exc:
@@ -279,6 +290,14 @@ class Planner:
                     raise
         if broken is not None:
             raise broken
+        owner_wf = self.registries.workflow_commands().get(" ".join(request.command.split()))
+        if owner_wf is not None:  # its own command, and it turned the request down
+            owner = self.registries.workflows.owners.get(owner_wf.name, "?")
+            raise PluginError(
+                f'plugin "{owner}": workflow "{owner_wf.name}" claims the command '
+                f"{request.command!r} but its claims() refused the request (intent kind "
+                f"{intent.kind!r}: set the workflow's kind, or make claims() accept it)"
+            )
         raise self.registries.unknown_error(
             "workflow", intent.kind, f"no workflow handles {intent.kind!r} requests"
         )

@@ -14,6 +14,7 @@ as JSON inside the attempt, so a bad value fails that task only.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from connectsw.core.errors import (
     TaskTimeout,
     one_line,
 )
-from connectsw.core.isolation import AttemptStopped, normalise, run_isolated
+from connectsw.core.isolation import AgentCrashed, AttemptStopped, normalise, run_isolated
 from connectsw.core.models import (
     Event,
     Execution,
@@ -45,6 +46,7 @@ from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import task_log
+from connectsw.plugins.manager import DEFAULT_PLUGINS, describe_error
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import get_registries
 
@@ -367,7 +369,10 @@ def _attempts(
         ctx: TaskContext | None = None
         try:
             if agent is None:
-                raise ConnectSWError(f"agent {task.agent!r} is not installed on this worker")
+                raise ConnectSWError(
+                    f"agent {task.agent!r} is not installed where the task ran (was its plugin"
+                    " uninstalled? reinstall it, then `connectsw resume`)"
+                )
             ctx = TaskContext(
                 execution_id=execution.id,
                 task=task,
@@ -418,9 +423,7 @@ def _attempts(
             )
             return run.finish(stopped, TASK_EVENTS[status], f"stopped: {exc.reason}")
         except Exception as exc:
-            error = one_line(exc, typed=True)
-            if not isinstance(exc, ConnectSWError):
-                log.exception("task %s attempt %d crashed", task.id, attempt)
+            error = _attempt_error(exc, task.agent, task.id, attempt)
             failed = run.started.model_copy(
                 update={
                     "status": TaskStatus.FAILED,
@@ -482,6 +485,26 @@ def _backoff(call: TaskCall, attempt: int, run: _Attempt) -> bool:
         if left <= 0:
             return True
         time.sleep(min(left, 0.1))
+
+
+def _attempt_error(exc: Exception, agent: str, task_id: str, attempt: int) -> str:
+    """The one-line error of a failed attempt. An agent's code that raised something
+    other than a :class:`TaskError` (a bug) gives its type and place, ``KeyError: 'x'
+    (agent.py:12)``, and a third-party agent's names its plugin; the traceback is
+    logged only with ``CONNECTSW_DEBUG=1``."""
+    if isinstance(exc, AgentCrashed):
+        error = one_line(exc)
+    elif isinstance(exc, ConnectSWError):
+        return one_line(exc, typed=True)
+    else:
+        error = describe_error(exc, where=True)
+        if os.environ.get("CONNECTSW_DEBUG"):
+            log.warning("task %s attempt %d crashed", task_id, attempt, exc_info=exc)
+    regs = get_registries()
+    owner = regs.agents.owners.get(agent)
+    if owner is not None and owner not in DEFAULT_PLUGINS:
+        error = f'agent "{agent}" of plugin "{owner}" raised {error}'
+    return error
 
 
 def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:

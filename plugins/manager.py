@@ -17,8 +17,9 @@ Environment:
   value of ``CONNECTSW_LOAD_PLUGINS`` that includes it.
 - ``CONNECTSW_STRICT_PLUGINS=1``: any plugin problem (a failed plugin, a hook
   function that is not marked ``@connectsw.hookimpl``, an entry point with no
-  hooks, an unknown name in ``CONNECTSW_LOAD_PLUGINS``) is a :class:`PluginError`
-  (exit 3) naming the plugin; for CI.
+  hooks, an unknown name in ``CONNECTSW_LOAD_PLUGINS``; then a ``register_commands``
+  or a workflow's ``claims`` that raises) is a :class:`PluginError` (exit 3) naming
+  the plugin; for CI.
 - ``CONNECTSW_TRACE_PLUGINS=1``: trace on stderr, one line per step, always
   ``[connectsw trace] HOOK PLUGINS: WHAT``: each plugin's ``import`` and
   ``register`` (``done in N ms`` or ``failed: ...``, an unknown hook included),
@@ -30,7 +31,8 @@ Environment:
 - ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``: seconds a third-party plugin's import may
   take (default :data:`DEFAULT_IMPORT_TIMEOUT`); one that takes longer is
   ``failed`` ("its import did not finish within N s") and the others load, so a
-  plugin that hangs at import delays ``--help`` or ``cancel`` by at most that long.
+  plugin that hangs at import delays ``--help`` or ``cancel`` by at most that long
+  (each Dask worker process loads plugins too, and waits as long once more).
   The import runs in a daemon thread that is then abandoned (Python cannot stop
   it); it ends with the process.
 
@@ -745,7 +747,8 @@ def probe_left_out(name: str) -> dict[str, list[str]]:
     plugin manager and its ``register_*`` hooks are called with a callback that
     records names; nothing of it is used. Kinds are the registries' (``agent``,
     ``workflow``, ``gate rule``, ``embedder``, ``LLM provider``) and ``command``
-    (workflow commands). A plugin that fails while asked gives what it gave so far.
+    (workflow commands and the CLI commands its ``register_commands`` adds). A
+    plugin that fails while asked gives what it gave so far.
     """
     with _lock:
         if name in _probed:
@@ -771,6 +774,13 @@ def probe_left_out(name: str) -> dict[str, list[str]]:
 
                         with contextlib.suppress(Exception):
                             impl.function(register=register)
+                import click
+
+                scratch_cli = click.Group("connectsw")
+                for impl in scratch.hook.register_commands.get_hookimpls():
+                    with contextlib.suppress(Exception):
+                        impl.function(cli=scratch_cli)
+                found.setdefault("command", []).extend(scratch_cli.commands)
         except BaseException as exc:  # an import may even sys.exit()
             if isinstance(exc, KeyboardInterrupt):
                 raise

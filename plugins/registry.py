@@ -122,6 +122,8 @@ class Registry(Generic[T]):
             raise PluginError(
                 f'Plugin "{plugin}" registered {self.kind} "{name}" without {", ".join(missing)}()'
             )
+        if self.kind == "agent":
+            _check_agent(item, name, plugin)
         if name in self.items:
             raise PluginError(
                 f'{self.kind.capitalize()} "{name}" from plugin "{plugin}" collides with the one '
@@ -159,6 +161,35 @@ class Registry(Generic[T]):
         return name in self.items
 
 
+ISOLATIONS = ("process", "thread")
+"""Where an agent runs: a forked process (default) or a thread of the worker."""
+
+
+def _check_agent(item: Any, name: str, plugin: str) -> None:
+    """Refuse an agent that would fail only at run time (one line naming the plugin).
+
+    Raises:
+        PluginError: ``isolation`` is not one of :data:`ISOLATIONS`; ``input_model``
+            is not a pydantic model class; ``run`` is the ``Agent`` base class's own.
+    """
+    from pydantic import BaseModel
+
+    from connectsw.agents.base import Agent
+
+    where = f'Plugin "{plugin}" registered agent "{name}"'
+    isolation = getattr(item, "isolation", "process")
+    if isolation not in ISOLATIONS:
+        raise PluginError(f"{where} with isolation {isolation!r} (one of: {', '.join(ISOLATIONS)})")
+    model = getattr(item, "input_model", None)
+    if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise PluginError(
+            f"{where} whose input_model is {model!r}, not a pydantic model class "
+            "(subclass connectsw.AgentInput)"
+        )
+    if isinstance(item, Agent) and type(item).run is Agent.run:
+        raise PluginError(f"{where} without its own run(ctx) (Agent.run only raises)")
+
+
 @dataclass
 class Registries:
     """Everything the loaded plugins registered.
@@ -189,17 +220,20 @@ class Registries:
         it (the fault is that plugin's); else ``error`` (e.g. :class:`PlanError`, exit 2).
         """
         hint = self.unknown_hint(kind, name)
-        if failed_may_provide(kind, name, self.broken):
+        if failed_may_provide(kind, name, self.broken) or _unmarked(kind):
             return PluginError(message + hint)
         return error(message + hint)
 
     def unknown_hint(self, kind: str, name: str) -> str:
         """What to tell a user about an unknown ``kind`` called ``name`` (may be empty).
 
-        Names the failed plugins that may provide it and the plugins
-        ``CONNECTSW_LOAD_PLUGINS`` left out that do, with the setting that includes them.
+        Names the failed plugins that may provide it, the loaded plugins whose hook
+        function for that kind is not marked ``@connectsw.hookimpl`` (so never called),
+        and the plugins ``CONNECTSW_LOAD_PLUGINS`` left out that do provide it, with
+        the setting that includes them.
         """
-        return broken_plugin_hint(kind, name, self.broken, left_out_plugins())
+        unmarked = "".join(f"; {clause} {kind}" for clause in _unmarked(kind))
+        return broken_plugin_hint(kind, name, self.broken, left_out_plugins()) + unmarked
 
     def workflow_commands(self) -> dict[str, Any]:
         """Every command a registered workflow claims -> that workflow (no two share one)."""
@@ -301,10 +335,23 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
         if clash is not None:
             attr, name = clash
             kind = getattr(regs, attr).kind
+            other = claimed[attr][name]
             regs.failures[plugin] = (
                 f'{kind.capitalize()} "{name}" from plugin "{plugin}" collides with the one '
-                f'from plugin "{claimed[attr][name]}"'
+                f'from plugin "{other}"'
             )
+            if other not in builtin:
+                # Neither third-party plugin may take the name: the one asked first is
+                # not more right than the other, and a new install must not silently
+                # replace what a plan used.
+                regs.failures.setdefault(
+                    other,
+                    f'{kind.capitalize()} "{name}" from plugin "{other}" collides with the one '
+                    f'from plugin "{plugin}"',
+                )
+            trace("register", plugin, f"failed: {regs.failures[plugin]}")
+            if other in regs.failures:
+                trace("register", other, f"failed: {regs.failures[other]}")
             continue
         taken = next(
             (
@@ -317,10 +364,18 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
         )
         if taken is not None:
             command, name = taken
+            other_workflow, other = commands[command]
             regs.failures[plugin] = (
                 f'Command "{command}" of workflow "{name}" from plugin "{plugin}" collides with '
-                f'workflow "{commands[command][0]}" from plugin "{commands[command][1]}"'
+                f'workflow "{other_workflow}" from plugin "{other}"'
             )
+            if other not in builtin:  # as for names: neither third-party plugin takes it
+                regs.failures.setdefault(
+                    other,
+                    f'Command "{command}" of workflow "{other_workflow}" from plugin "{other}" '
+                    f'collides with workflow "{name}" from plugin "{plugin}"',
+                )
+            trace("register", plugin, f"failed: {regs.failures[plugin]}")
             continue
         shadowed = (
             None
@@ -386,6 +441,27 @@ def _offered(
     if "workflows" not in raised and not adds_commands:
         known["command"] = [c for wf in items.get("workflows", []) for c in workflow_commands(wf)]
     return known
+
+
+KIND_HOOKS = {
+    **{KINDS[attr]: (hook,) for hook, attr in HOOKS},
+    "command": ("register_workflows", "register_commands"),
+}
+"""The kind of an item -> the hooks that register it."""
+
+
+def _unmarked(kind: str) -> list[str]:
+    """``plugin "x" has a function register_agents that is not marked ...; it may
+    provide this`` for each loaded plugin whose hook for ``kind`` pluggy ignored."""
+    clauses = []
+    for source in plugin_sources():
+        for hook in KIND_HOOKS.get(kind, ()):
+            if any(w.startswith(f"function {hook} is ") for w in source.warnings):
+                clauses.append(
+                    f'plugin "{source.name}" has a function {hook} that is not marked '
+                    "@connectsw.hookimpl, so it was never called; it may provide this"
+                )
+    return clauses
 
 
 _lock = threading.Lock()

@@ -725,3 +725,126 @@ def test_the_plan_line_counts_in_words_that_agree(site: Path, tmp_path: Path) ->
     one = cli(site, "run", str(graph), "--plan-only", "-w", str(tmp_path / "ws"))
     assert one.returncode == 0, one.stderr
     assert "1 task, 1 checkpoint)" in one.stdout, one.stdout
+
+
+# -- 8. what a third new-user trial found ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("input-model-raises", 'failed: agent "release-changelog" input_model raised KeyError'),
+        ("decompose-none", 'failed: workflow "release" decompose raised TypeError: returned'),
+    ],
+)
+def test_plugin_code_that_breaks_while_planning_is_exit_3_naming_it(
+    site: Path, tmp_path: Path, fault: str, expected: str
+) -> None:
+    proc = cli(
+        site, "release", "v1", "--plan-only", "-w", str(tmp_path), RELEASE_PLUGIN_FAULT=fault
+    )
+    assert proc.returncode == ExitCode.PLUGIN, proc.stderr
+    line = one_error_line(proc)
+    assert "internal error" not in line
+    assert line.startswith('Error: plugin "release" ') and expected in line, line
+    assert LEAVE_OUT in line
+
+
+def test_an_input_model_that_is_not_a_pydantic_model_is_refused_at_registration(
+    site: Path,
+) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="input-model-dict"))
+    assert found["release"]["status"] == "failed"
+    assert "whose input_model is <class 'dict'>, not a pydantic model" in found["release"]["error"]
+
+
+def test_an_agent_that_raises_names_its_plugin_and_place(site: Path, tmp_path: Path) -> None:
+    args = ("release", "v1", "--yes", "--json", "-w", str(tmp_path))
+    proc = cli(site, *args, RELEASE_PLUGIN_FAULT="agent-keyerror")
+    assert proc.returncode == ExitCode.FAILED, proc.stderr
+    assert "Traceback" not in proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["tasks"]["changelog"] == "failed"
+    assert re.fullmatch(
+        r"task 'changelog' failed: agent \"release-changelog\" of plugin \"release\" raised "
+        r"KeyError: 'agent-missing' \(connectsw_release\.py:\d+\)",
+        answer["error"],
+    ), answer["error"]
+
+
+class ThreadAgent:
+    name = "bad-isolation"
+    isolation = "proces"
+
+    def run(self, ctx: Any) -> Any:
+        return {"summary": "x"}
+
+
+def test_an_agent_with_an_unknown_isolation_is_refused() -> None:
+    with pytest.raises(PluginError, match="with isolation 'proces' \\(one of: process, thread\\)"):
+        Registry("agent", ("run",)).add(ThreadAgent(), "acme")
+
+
+def test_an_agent_subclass_without_run_is_refused() -> None:
+    from connectsw import Agent
+
+    class NoRun(Agent):
+        name = "no-run"
+
+    with pytest.raises(PluginError, match="without its own run"):
+        Registry("agent", ("run",)).add(NoRun(), "acme")
+
+
+def test_a_left_out_plugins_cli_command_says_how_to_include_it(site: Path, tmp_path: Path) -> None:
+    proc = cli(site, "release-notes", "v1", CONNECTSW_LOAD_PLUGINS="empty")
+    assert proc.returncode == ExitCode.INVALID_INPUT, proc.stderr
+    line = one_error_line(proc)
+    assert "'release-notes'" in line
+    assert 'plugin "release" (connectsw-release 1.4.0) provides it' in line, line
+    assert "set CONNECTSW_LOAD_PLUGINS=empty,release" in line
+
+
+@pytest.mark.parametrize(
+    ("fault", "args"),
+    [
+        ("claims-error", ("fix", "x", "--plan-only", "-w", "WS")),
+        ("commands-keyerror", ("fix", "x", "--plan-only", "-w", "WS")),
+        ("commands-keyerror", ("status",)),
+    ],
+)
+def test_strict_mode_makes_a_plugin_failing_at_run_time_an_error(
+    site: Path, tmp_path: Path, fault: str, args: tuple[str, ...]
+) -> None:
+    argv = [str(tmp_path) if a == "WS" else a for a in args]
+    env = {"RELEASE_PLUGIN_FAULT": fault, "CONNECTSW_LOAD_PLUGINS": "release"}
+    loose = cli(site, *argv, **env)
+    assert loose.returncode == 0, loose.stderr
+    proc = cli(site, *argv, **env, CONNECTSW_STRICT_PLUGINS="1")
+    assert proc.returncode == ExitCode.PLUGIN, proc.stderr
+    line = one_error_line(proc)
+    assert 'plugin "release"' in line, line
+
+
+def test_approve_refuses_when_the_next_stage_needs_an_uninstalled_plugin(
+    site: Path, more: Path, tmp_path: Path
+) -> None:
+    graph = tmp_path / "cp.yaml"
+    graph.write_text(
+        "name: cp\ntasks:\n  - {id: a, agent: noop}\n"
+        "  - {id: b, agent: release-changelog, needs: [a]}\n"
+        "checkpoints: [{after: [a], question: Go on}]\n"
+    )
+    ws = str(tmp_path / "ws")
+    waiting = cli(site, "run", str(graph), "--json", "-w", ws)
+    answer = json.loads(waiting.stdout)
+    assert answer["status"] == "awaiting_checkpoint", waiting.stderr
+    execution = answer["executionId"]
+    # the plugin is gone (a site without it): the decision is refused, nothing is decided
+    gone = cli(more, "approve", execution, CONNECTSW_LOAD_PLUGINS="")
+    assert gone.returncode == ExitCode.NOT_ALLOWED, gone.stderr
+    line = one_error_line(gone)
+    assert "the next stages need agent 'release-changelog', which is not installed" in line
+    assert "nothing was decided" in line
+    back = cli(site, "approve", execution, "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["status"] == "completed"

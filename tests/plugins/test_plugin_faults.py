@@ -406,3 +406,17 @@ def test_listing_plugins_imports_no_heavy_library(plugin_site: Site) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_unknown_agent_names_the_plugin_whose_hook_is_not_marked(
+    plugin_site: Site, tmp_path: Path
+) -> None:
+    plugin_site("unmarked-plugin")
+    with pytest.raises(PluginError) as info:  # exit 3: the plugin's fault
+        plan_graph(tmp_path, "name: x\ntasks:\n  - {id: a, agent: unmarked-echo}\n")
+    text = str(info.value)
+    assert "unknown agent 'unmarked-echo'" in text
+    assert (
+        'plugin "unmarked" has a function register_agents that is not marked '
+        "@connectsw.hookimpl, so it was never called; it may provide this agent" in text
+    )

@@ -111,21 +111,18 @@ def test_collision_between_plugins_names_both() -> None:
         acme=AgentPlugin(Agent("writer")), globex=AgentPlugin(Agent("writer"), Agent("other"))
     )
     regs = build_registries(pm)
-    # the second in call order (last registered is asked first) fails, whole
+    # neither third-party plugin takes the name: both fail, whole (a newly installed
+    # plugin must not silently replace the agent a plan used)
     assert regs.failures == {
-        "acme": 'Agent "writer" from plugin "acme" collides with the one from plugin "globex"'
+        "acme": 'Agent "writer" from plugin "acme" collides with the one from plugin "globex"',
+        "globex": 'Agent "writer" from plugin "globex" collides with the one from plugin "acme"',
     }
-    assert regs.agents.owners == {"writer": "globex", "other": "globex"}
+    assert regs.agents.owners == {}
     # every kind's list is complete (nothing raised): it provides no other agent
+    empty = {"workflow": [], "gate rule": [], "embedder": [], "LLM provider": [], "command": []}
     assert regs.offered == {
-        "acme": {
-            "agent": ["writer"],
-            "workflow": [],
-            "gate rule": [],
-            "embedder": [],
-            "LLM provider": [],
-            "command": [],
-        }
+        "acme": {"agent": ["writer"], **empty},
+        "globex": {"agent": ["writer", "other"], **empty},
     }
 
 

@@ -8,7 +8,8 @@ authors' code did (the tests set it): ``decompose-keyerror``,
 ``commands-assert``, ``command-body``, ``agents-keyerror``, ``agent-class``,
 ``workflow-class``, ``gate-class``, ``builtin-command``, ``event-error``,
 ``command-clash``, ``decompose-json``, ``event-print``, ``agent-print``,
-``decompose-print`` (plugin code that prints),
+``decompose-print`` (plugin code that prints), ``input-model-raises``,
+``input-model-dict``, ``agent-keyerror``, ``decompose-none``,
 ``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's).
 """
 
@@ -19,6 +20,7 @@ import os
 from typing import Any
 
 import click
+from pydantic import BaseModel, field_validator
 
 from connectsw import hookimpl
 from connectsw.core.models import Intent, Plan, TaskSpec
@@ -32,13 +34,29 @@ def parse_manifest(text: str) -> Any:
     return json.loads(text)
 
 
+class ReleaseInput(BaseModel):
+    """The changelog agent's ``with`` block."""
+
+    version: str = ""
+
+    @field_validator("version")
+    @classmethod
+    def known(cls, value: str) -> str:
+        if FAULT == "input-model-raises":
+            return {"v0": value}[value]  # a validator that itself breaks
+        return value
+
+
 class ChangelogAgent:
     """Writes the changelog line of a release."""
 
     name = "release-changelog"
     description = "Writes CHANGELOG.md for a release (release plugin)."
+    input_model: Any = dict if FAULT == "input-model-dict" else ReleaseInput
 
     def run(self, ctx: Any) -> dict[str, Any]:
+        if FAULT == "agent-keyerror":
+            return {}["agent-missing"]  # type: ignore[no-any-return]
         version = ctx.inputs.get("version", "")
         if FAULT == "agent-print":
             print(f"changelog agent writes {version}")
@@ -61,6 +79,8 @@ class ReleaseWorkflow:
     def decompose(self, intent: Intent, **options: Any) -> Plan:
         if FAULT == "decompose-print":
             print(f"planning release {intent.subject}")
+        if FAULT == "decompose-none":
+            return None  # type: ignore[return-value]
         if FAULT == "decompose-keyerror":
             return {}["missing"]  # type: ignore[no-any-return]
         if FAULT == "decompose-json":
