@@ -431,8 +431,10 @@ def check_gate(tmp_path: Path, _connectsw_data_dir: Path) -> Callable[..., RuleR
 
     Runs ``rule`` on the workspace (default: a new temporary folder holding
     ``files``) as a stage's gate does (:func:`connectsw.gates.engine.evaluate_stage`):
-    a rule that does not apply passes as "not applicable", an exception in it is a
-    failed result "rule crashed: Type: message". ``config`` overrides the
+    a rule that does not apply passes as "not applicable", an exception in it (or a
+    result that is not a RuleResult) is a failed result "rule crashed: Type: message
+    (file.py:LINE); ...". Raises PluginError for a rule the registry refuses (an
+    unknown ``applies_to`` trait). ``config`` overrides the
     ``[gates]`` settings the rule sees in ``ctx.config``.
     """
     from connectsw.conf.settings import get_settings

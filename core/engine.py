@@ -324,14 +324,21 @@ class Engine:
     def _gate_failed(self, execution: Execution, lease: Lease, gate: GateResult) -> bool:
         """A failed gate: back to the stage's agents with the remediation as feedback (a new
         round), up to ``gates.remediation_rounds`` times; then stop for a person
-        (``gate_failed``, the gate's evidence in the view). True when the execution stopped."""
-        from connectsw.gates.engine import remediation_feedback
+        (``gate_failed``, the gate's evidence in the view). True when the execution stopped.
+
+        A rule that crashed (a plugin's bug) or is not installed stops for a person at
+        once: no round of the stage's agents can fix it (issue 9, B6)."""
+        from connectsw.gates.engine import remediation_feedback, unfixable
 
         names = ", ".join(r.rule for r in gate.rules if not r.passed)
         error = f"quality gate failed: {names}"
         rounds = self.settings.gates.remediation_rounds
         done = execution.remediations
-        if done < rounds:
+        broken = unfixable(gate)
+        if broken:
+            why = ", ".join(f"{rule} {reason}" for rule, reason in broken.items())
+            error += f" ({why}: a plugin's fault, which remediation rounds cannot fix)"
+        elif done < rounds:
             feedback = remediation_feedback(gate, done + 1, rounds)
             self._move(
                 execution,
@@ -347,7 +354,7 @@ class Engine:
                 error=None,
             )
             return False
-        if rounds:
+        elif rounds:
             error += f" (after {rounds} remediation round{'s' if rounds > 1 else ''})"
         self._move(
             execution,

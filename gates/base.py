@@ -13,6 +13,11 @@ from connectsw.core.supervisor import ProcessRef
 #: Prefix of a result's details when its rule could not run (a tool is missing); the
 #: rule set of the checkpoint says whether that passes (``not_run_passes``).
 NOT_RUN = "not run: "
+#: Prefix of a result's details when its rule raised or returned no RuleResult: a
+#: plugin's bug, which the stage's agents cannot fix (no remediation round).
+CRASHED = "rule crashed: "
+#: Details of a result whose rule no loaded plugin provides.
+NOT_INSTALLED = "rule is not installed"
 
 
 @dataclass

@@ -9,12 +9,15 @@ passes, with each rule's evidence, a remediation text and a score.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from connectsw.core.models import GateResult, RuleResult, Stage
-from connectsw.gates.base import GateContext
+from connectsw.gates.base import CRASHED, NOT_INSTALLED, GateContext
+from connectsw.plugins.manager import describe_error
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries
 
@@ -62,7 +65,7 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
                     rule=name,
                     passed=False,
                     score=0.0,
-                    details="rule is not installed",
+                    details=NOT_INSTALLED,
                     remediation=f"install the plugin providing {name!r}",
                 )
             )
@@ -74,13 +77,14 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
                     continue
                 result = rule.evaluate(ctx)
         except Exception as exc:  # a broken rule fails its gate, it does not crash the engine
-            log.exception("gate rule %s crashed", name)
-            result = RuleResult(
-                rule=name,
-                passed=False,
-                score=0.0,
-                details=f"rule crashed: {type(exc).__name__}: {exc}",
-            )
+            result = _crashed(name, registries, describe_error(exc, where=True), exc)
+        else:
+            if not isinstance(result, RuleResult):
+                place = _place(rule)
+                what = f"returned {type(result).__name__}, not RuleResult" + (
+                    f" ({place})" if place else ""
+                )
+                result = _crashed(name, registries, what)
         if not result.ran and name in allowed:
             result = result.model_copy(
                 update={
@@ -97,6 +101,42 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
         score=round(score, 3),
         rules=results,
     )
+
+
+def _crashed(
+    name: str, registries: Registries, what: str, exc: Exception | None = None
+) -> RuleResult:
+    """The failed result of rule ``name`` that raised or returned no RuleResult (``what``:
+    ``KeyError: 'x' (rule.py:12)``), logged on one line naming its plugin; the
+    traceback only with ``CONNECTSW_DEBUG`` set (as plugin listeners' failures are)."""
+    plugin = registries.gates.owners.get(name, "?")
+    details = f'{CRASHED}{what}; a bug in plugin "{plugin}" (gate rule "{name}")'
+    debug = exc is not None and bool(os.environ.get("CONNECTSW_DEBUG"))
+    shown = exc if debug else None
+    log.warning('gate rule "%s" of plugin "%s" crashed: %s', name, plugin, what, exc_info=shown)
+    return RuleResult(rule=name, passed=False, score=0.0, details=details)
+
+
+def _place(rule: Any) -> str:
+    """``file.py:LINE`` of a rule's ``evaluate`` (empty when Python cannot tell)."""
+    try:
+        fn = inspect.unwrap(type(rule).evaluate)
+        return f"{os.path.basename(inspect.getsourcefile(fn) or '')}:{fn.__code__.co_firstlineno}"
+    except (AttributeError, TypeError):
+        return ""
+
+
+def unfixable(gate: GateResult) -> dict[str, str]:
+    """The failed rules of ``gate`` that no remediation round of the stage's agents can
+    fix, each with why: ``"crashed"`` (a plugin's bug: it raised or returned no
+    RuleResult) or ``"is not installed"`` (no loaded plugin provides it)."""
+    found = {}
+    for r in gate.rules:
+        if not r.passed and r.details.startswith(CRASHED):
+            found[r.rule] = "crashed"
+        elif not r.passed and r.details == NOT_INSTALLED:
+            found[r.rule] = "is not installed"
+    return found
 
 
 def remediation_feedback(gate: GateResult, round: int, rounds: int) -> str:

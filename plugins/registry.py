@@ -82,6 +82,32 @@ def workflow_commands(workflow: Any, plugin: str | None = None) -> list[str]:
     return list(dict.fromkeys(commands))
 
 
+def check_applies_to(rule: Any, name: str, plugin: str) -> None:
+    """Refuse a gate rule whose ``applies_to`` is not a list or tuple of known traits.
+
+    The traits are a closed set (:data:`connectsw.gates.detect.TRAITS`): a misspelt one
+    (``"pyhton"``) would make the rule "not applicable", so pass, on every workspace.
+
+    Raises:
+        PluginError: one line naming the plugin, the rule and the known traits.
+    """
+    from connectsw.gates.detect import TRAITS
+
+    raw = getattr(rule, "applies_to", ())
+    known = ", ".join(TRAITS)
+    if isinstance(raw, str) or not isinstance(raw, list | tuple | frozenset | set):
+        raise PluginError(
+            f'Plugin "{plugin}" registered gate rule "{name}" whose applies_to is not a '
+            f'tuple of traits (e.g. applies_to = ("python",); known: {known})'
+        )
+    unknown = [t for t in raw if not isinstance(t, str) or t not in TRAITS]
+    if unknown:
+        raise PluginError(
+            f'Plugin "{plugin}" registered gate rule "{name}" with unknown applies_to '
+            f"{unknown[0]!r} (known: {known})"
+        )
+
+
 def workflow_kind(workflow: Any) -> str:
     """The intent kind a workflow's commands produce: its ``kind``, else its ``name``."""
     kind = getattr(workflow, "kind", "")
@@ -124,6 +150,8 @@ class Registry(Generic[T]):
             )
         if self.kind == "agent":
             _check_agent(item, name, plugin)
+        if self.kind == "gate rule":
+            check_applies_to(item, name, plugin)
         if name in self.items:
             raise PluginError(
                 f'{self.kind.capitalize()} "{name}" from plugin "{plugin}" collides with the one '

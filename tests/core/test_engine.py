@@ -468,3 +468,27 @@ def test_after_the_remediation_rounds_a_person_decides_with_the_evidence(
     assert again.status is ExecutionStatus.GATE_FAILED
     assert (again.round, again.remediations) == (3, 1)
     assert len(engine.store.task_attempts(ex.id, "make")) == 4
+
+
+def test_a_rule_that_is_not_installed_goes_to_a_person_without_remediation_rounds(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    _gated(engine, rounds=2)
+    gates = type(engine.settings.gates).model_validate(
+        {
+            **engine.settings.gates.model_dump(),
+            "rule_sets": {"service_ready": {"rules": ["no-such-rule"]}},
+        }
+    )
+    engine.settings = engine.settings.model_copy(update={"gates": gates})
+    ws = tmp_path / "missing"
+    ws.mkdir()
+    ex = submit_graph(_service_graph(": > server.py; : > feedback.txt"), workspace=ws)
+    stopped = engine.run(ex.id)
+    assert stopped.status is ExecutionStatus.GATE_FAILED
+    assert (stopped.round, stopped.remediations) == (0, 0)
+    assert stopped.error is not None and "no-such-rule" in stopped.error
+    assert "remediation rounds cannot fix" in stopped.error, stopped.error
+    assert len(engine.store.task_attempts(ex.id, "make")) == 1
+    view = engine.view(ex.id)
+    assert view.gate is not None and "not installed" in view.gate.rules[0].details

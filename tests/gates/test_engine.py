@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectsw.core.errors import PluginError
 from connectsw.core.models import Execution, Plan, Request, RuleResult, Stage, TaskSpec
 from connectsw.gates.base import GateContext, GateRule
-from connectsw.gates.engine import evaluate_stage
+from connectsw.gates.detect import TRAITS
+from connectsw.gates.engine import evaluate_stage, unfixable
 from connectsw.gates.rules import TestsPassRule
 from connectsw.plugins.registry import Registries, Registry, get_registries
 
@@ -227,3 +230,82 @@ def test_remediation_feedback_names_rules_remediation_and_evidence() -> None:
     assert "- build: Fix the syntax error." in text
     assert "$ python -m compileall ." in text and "line 4" in text and "line 5" not in text
     assert "- ok" not in text
+
+
+class ForgetsReturn(GateRule):
+    name = "forgets-return"
+
+    def evaluate(self, ctx: GateContext) -> RuleResult:
+        self.passed("looks fine")  # the author forgot the return
+        return None  # type: ignore[return-value]
+
+
+class ReturnsTrue(GateRule):
+    name = "returns-true"
+
+    def evaluate(self, ctx: GateContext) -> RuleResult:
+        return True  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("rule", "kind"), [(ForgetsReturn(), "NoneType"), (ReturnsTrue(), "bool")])
+def test_a_rule_that_returns_no_rule_result_crashed(
+    tmp_path: Path, rule: GateRule, kind: str
+) -> None:
+    after = Fixed("after")
+    result = evaluate_stage(context(tmp_path, [rule.name, "after"]), registries(rule, after))
+    assert not result.passed
+    crashed = result.rules[0]
+    assert crashed.rule == rule.name and not crashed.passed and crashed.score == 0.0
+    assert crashed.details.startswith(f"rule crashed: returned {kind}, not RuleResult")
+    assert 'plugin "test"' in crashed.details
+    assert f"test_engine.py:{type(rule).evaluate.__code__.co_firstlineno}" in crashed.details
+    assert unfixable(result) == {rule.name: "crashed"}
+    assert after.calls == 1
+
+
+def test_a_crash_logs_one_line_naming_the_plugin_and_place(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONNECTSW_DEBUG", raising=False)
+    with caplog.at_level("WARNING", logger="connectsw.gates"):
+        result = evaluate_stage(context(tmp_path, ["crashes"]), registries(Crashing()))
+    assert "RuntimeError: boom" in result.rules[0].details
+    assert re.search(r"test_engine\.py:\d+", result.rules[0].details), result.rules[0].details
+    [record] = caplog.records
+    assert record.exc_info is None
+    message = record.getMessage()
+    assert "\n" not in message and 'plugin "test"' in message and '"crashes"' in message
+    assert "RuntimeError: boom" in message and re.search(r"test_engine\.py:\d+", message)
+    caplog.clear()
+    monkeypatch.setenv("CONNECTSW_DEBUG", "1")
+    with caplog.at_level("WARNING", logger="connectsw.gates"):
+        evaluate_stage(context(tmp_path, ["crashes"]), registries(Crashing()))
+    assert caplog.records[0].exc_info is not None
+
+
+def test_unfixable_names_crashed_and_missing_rules_only(tmp_path: Path) -> None:
+    regs = registries(Crashing(), Fixed("bad", passed=False, score=0.0))
+    result = evaluate_stage(context(tmp_path, ["crashes", "bad", "no-such-rule"]), regs)
+    assert unfixable(result) == {"crashes": "crashed", "no-such-rule": "is not installed"}
+    ordinary = evaluate_stage(context(tmp_path, ["bad"]), regs)
+    assert not ordinary.passed and unfixable(ordinary) == {}
+
+
+def test_applies_to_must_name_known_traits() -> None:
+    class Typo(GateRule):
+        name = "typo-rule"
+        applies_to = ("python", "pyhton")
+
+    with pytest.raises(PluginError) as raised:
+        registries(Typo())
+    message = str(raised.value)
+    assert "\n" not in message
+    assert 'Plugin "test"' in message and '"typo-rule"' in message and "'pyhton'" in message
+    assert all(trait in message for trait in TRAITS)
+
+    class NotATuple(GateRule):
+        name = "str-rule"
+        applies_to = "python"  # type: ignore[assignment]
+
+    with pytest.raises(PluginError, match="applies_to"):
+        registries(NotATuple())

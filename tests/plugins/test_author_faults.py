@@ -848,3 +848,84 @@ def test_approve_refuses_when_the_next_stage_needs_an_uninstalled_plugin(
     back = cli(site, "approve", execution, "--json")
     assert back.returncode == 0, back.stderr
     assert json.loads(back.stdout)["status"] == "completed"
+
+
+# -- a plugin's gate rule that crashes or returns no RuleResult (issue 9, B6) ---------------
+
+GATED_GRAPH = "name: g\ntasks:\n  - {id: a, agent: noop}\ngates: [release-ready]\n"
+RULE_PLACE = re.compile(r"connectsw_release\.py:\d+")
+
+
+def run_gated(site: Path, tmp_path: Path, fault: str, **env: str) -> tuple[str, Any, str]:
+    """``connectsw run`` of a graph gated by the release plugin's rule; the execution's
+    id, its ``status --json`` and the run's stderr."""
+    tmp_path.mkdir(exist_ok=True)
+    graph = tmp_path / "g.yaml"
+    graph.write_text(GATED_GRAPH, encoding="utf-8")
+    proc = cli(
+        site, "run", str(graph), "-w", str(tmp_path / "ws"), RELEASE_PLUGIN_FAULT=fault, **env
+    )
+    assert proc.returncode != ExitCode.INTERNAL, proc.stderr
+    assert "Traceback" not in proc.stderr or env.get("CONNECTSW_DEBUG")
+    found = re.search(r"\b(exec_[0-9a-f]+)\b", proc.stdout)
+    assert found, proc.stdout + proc.stderr
+    status = cli(site, "status", found.group(1), "--json", RELEASE_PLUGIN_FAULT=fault)
+    assert status.returncode == ExitCode.FAILED, status.stderr  # never a crash
+    return found.group(1), json.loads(status.stdout), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "details"),
+    [
+        ("gate-none", "rule crashed: returned NoneType, not RuleResult"),
+        ("gate-true", "rule crashed: returned bool, not RuleResult"),
+        ("gate-raise", "rule crashed: JSONDecodeError: Expecting property name"),
+    ],
+)
+def test_a_crashed_gate_rule_fails_its_gate_at_once_naming_the_plugin(
+    site: Path, tmp_path: Path, fault: str, details: str
+) -> None:
+    execution_id, view, stderr = run_gated(site, tmp_path, fault)
+    assert view["status"] == "gate_failed", view
+    rule = view["gate"]["rules"][0]
+    assert rule["rule"] == "release-ready" and not rule["passed"]
+    assert details in rule["details"] and 'plugin "release"' in rule["details"], rule
+    assert RULE_PLACE.search(rule["details"]), rule
+    # no remediation round: the agents cannot fix a plugin's bug
+    assert view["round"] == 0, view
+    assert "plugin" in view["error"], view
+    # status keeps working; the on-demand check fails the rule, it does not crash
+    again = cli(site, "status", execution_id, RELEASE_PLUGIN_FAULT=fault)
+    assert again.returncode == ExitCode.FAILED and not again.stderr, again.stderr
+    check = cli(
+        site,
+        "gates",
+        "check",
+        "--rule",
+        "release-ready",
+        "--workspace",
+        str(tmp_path / "ws"),
+        RELEASE_PLUGIN_FAULT=fault,
+    )
+    assert check.returncode == ExitCode.FAILED, check.stderr
+    assert details in check.stdout + check.stderr and "Traceback" not in check.stderr
+
+
+def test_a_raising_gate_rule_logs_one_line_and_the_traceback_only_in_debug(
+    site: Path, tmp_path: Path
+) -> None:
+    _, _, stderr = run_gated(site, tmp_path / "quiet", "gate-raise")
+    crashed = [line for line in stderr.splitlines() if "release-ready" in line and "crash" in line]
+    assert len(crashed) == 1, stderr
+    assert 'plugin "release"' in crashed[0] and "JSONDecodeError" in crashed[0], crashed
+    assert RULE_PLACE.search(crashed[0]) and "Traceback" not in stderr, stderr
+    _, _, loud = run_gated(site, tmp_path / "loud", "gate-raise", CONNECTSW_DEBUG="1")
+    assert "Traceback (most recent call last)" in loud and "in parse_manifest" in loud, loud
+
+
+def test_a_gate_rule_with_an_unknown_applies_to_is_refused_at_registration(site: Path) -> None:
+    found = infos(cli(site, "plugins", "--json", RELEASE_PLUGIN_FAULT="gate-applies-typo"))
+    assert found["release"]["status"] == "failed"
+    error = found["release"]["error"]
+    assert 'Plugin "release"' in error and '"release-ready"' in error, error
+    assert "'pyhton'" in error and "python" in error and "page" in error, error

@@ -10,7 +10,9 @@ authors' code did (the tests set it): ``decompose-keyerror``,
 ``command-clash``, ``decompose-json``, ``event-print``, ``agent-print``,
 ``decompose-print`` (plugin code that prints), ``input-model-raises``,
 ``input-model-dict``, ``agent-keyerror``, ``decompose-none``,
-``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's).
+``cli-command:WORDS`` (a workflow claiming ``WORDS``, e.g. a built-in command's);
+gate-rule faults: ``gate-none`` (``evaluate`` forgets ``return``), ``gate-true``
+(returns True), ``gate-raise``, ``gate-applies-typo`` (``applies_to`` misspelt).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import click
 from pydantic import BaseModel, field_validator
 
 from connectsw import hookimpl
-from connectsw.core.models import Intent, Plan, TaskSpec
+from connectsw.core.models import Intent, Plan, RuleResult, TaskSpec
 from connectsw.core.planner import build_plan
 
 FAULT = os.environ.get("RELEASE_PLUGIN_FAULT", "")
@@ -98,12 +100,20 @@ class ReleaseWorkflow:
 class NoopGate:
     name = "release-ready"
     description = "Always passes (release plugin)."
+    applies_to = ("pyhton",) if FAULT == "gate-applies-typo" else ()
 
     def applies(self, ctx: Any) -> bool:
         return True
 
     def evaluate(self, ctx: Any) -> Any:
-        raise NotImplementedError
+        if FAULT == "gate-none":
+            RuleResult(rule=self.name, passed=True)  # forgot the return
+            return None
+        if FAULT == "gate-true":
+            return True
+        if FAULT == "gate-raise":
+            return parse_manifest("{bad")
+        return RuleResult(rule=self.name, passed=True, details="ready")
 
 
 @hookimpl
