@@ -62,17 +62,18 @@ COLUMNS = (
 )
 #: What a search returns of each row (what ``/v1/memory/context`` shows, and the id).
 RESULT_COLUMNS = ("id", "type", "content", "source", "updated_at")
-#: Data files a table may have before they are merged (``optimize``): every add writes
-#: one, and a search visits each (~0.35 ms a file on 100k rows, bench/).
-MAX_FRAGMENTS = 8
-#: Rows not yet in the vector or full-text index from which ``optimize`` adds them: a
-#: search compares each of them exactly (~3 us a row) and the full-text half of a
-#: hybrid search tokenizes each (~15 us a row, bench/).
-MAX_UNINDEXED = 256
+# The upkeep's limits (bench/memory_search.py, 100k rows, 2 busy cores): a search pays
+# ~0.35 ms per data file, ~3 us per unindexed row (~15 us in a hybrid search's full-text
+# half) and ~0.6 ms per part of the vector index; a write that crosses a limit pays
+# LanceDB's optimize (~2-5 s) or a new vector index (~8-15 s).
+#: Data files a table may have before they are merged (``optimize``): every add writes one.
+MAX_FRAGMENTS = 16
+#: Rows not yet in the vector or full-text index from which ``optimize`` adds them
+#: (until then a search compares each exactly).
+MAX_UNINDEXED = 1000
 #: Parts of the vector index from which it is built again as one: LanceDB's
-#: ``optimize`` may index new rows as a new part, never merges parts, and a search
-#: opens and searches each (~0.6 ms a part, bench/).
-MAX_INDEX_PARTS = 4
+#: ``optimize`` may index new rows as a new part and never merges parts.
+MAX_INDEX_PARTS = 6
 #: Rows per IVF partition when the vector index is built (LanceDB's default for IVF_RQ).
 ROWS_PER_PARTITION = 8192
 FTS_INDEX = "content_idx"
