@@ -179,21 +179,25 @@ class MemoryTable:
         background event loop and wait for it; None if the table does not exist."""
         from lancedb.background_loop import LOOP
 
-        with self._lock:
-            if self._reader is None:
-                if self.table() is None:
-                    return None
+        reader = self._reader  # no lock once open: a write's upkeep may take seconds
+        if reader is None:
+            with self._lock:
+                if self._reader is None:
+                    if self.table() is None:
+                        return None
 
-                async def open_reader() -> Any:
-                    import lancedb
+                    async def open_reader() -> Any:
+                        import lancedb
 
-                    db = await lancedb.connect_async(
-                        self.uri, read_consistency_interval=timedelta(0), session=self._session
-                    )
-                    return await db.open_table(self.name)
+                        db = await lancedb.connect_async(
+                            self.uri,
+                            read_consistency_interval=timedelta(0),
+                            session=self._session,
+                        )
+                        return await db.open_table(self.name)
 
-                self._reader = LOOP.run(open_reader())
-            reader = self._reader
+                    self._reader = LOOP.run(open_reader())
+                reader = self._reader
         result: list[Any] = LOOP.run(query(reader))
         return result
 
