@@ -16,6 +16,8 @@ What is timed:
   after incremental adds ("after adds": ``--adds`` memories by ``remember`` and small
   ``add_many`` batches, a quarter of them sharing the queries' words so that new rows
   belong in the answers). Goal (issue 8): p95 < 20 ms;
+- LanceDB's floor: the same vector search on a table of 100 memories (its fixed cost
+  per query at this machine's load);
 - the query embedder (``--query-embedder``, default ``minilm``): model load time,
   ms per query (p50/p95) and memories/s for a bulk embed; so a whole search is the
   embed plus the search.
@@ -171,6 +173,19 @@ def report(title: str, found: dict[str, Any], queries: int) -> None:
           f"rows of another project returned: {found['leaked']}")  # fmt: skip
 
 
+def lancedb_floor(folder: Path, vectors: Any, embedder: str) -> list[float]:
+    """The same vector search (product path) on a table of 100 memories: LanceDB's fixed
+    cost per query on this machine at this load, whatever the table's size."""
+    settings = load_settings(data_dir=folder, memory={"embedder": embedder})
+    memory = Memory(str(folder / "tiny"), open_memory(settings).embedder, settings.memory)
+    rng = random.Random(1)
+    words = vocabulary(rng, 300)
+    memory.add_many("big", [("pattern", sentence(rng, words, i)) for i in range(100)])
+    where = live("big")
+    memory.table.vector_search(vectors[0], where, 10)
+    return timed([lambda v=v: memory.table.vector_search(v, where, 10) for v in vectors])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="memories in the big project")
@@ -214,6 +229,7 @@ def main() -> None:
         big_ids = {r["id"] for r in memory.table.rows(f"project = {quote('big')}", limit=5)}
         assert not big_ids & {h.id for h in small}, "prefilter leaked another project"
         indexes = sorted(i.name for i in memory.table.table().list_indices())
+        floor = lancedb_floor(Path(folder), vectors, args.embedder)
     cost = embedder_cost(args.query_embedder, queries[:50], texts[:256])
     load_after = os.getloadavg()
 
@@ -226,6 +242,7 @@ def main() -> None:
     print(f"add (bulk, batches of {args.batch:,}): {add_rate:,.0f} memories/s")
     print(f"add (remember, one at a time, supersede checks): {single_rate:,.1f} memories/s")
     print(f"add (batches of 100, {len(rest):,} memories): {small_batch_rate:,.0f} memories/s")
+    print(f"LanceDB's floor: the same vector search on a table of 100 memories: {figures(floor)}")
     report("fresh", fresh, len(queries))
     report(f"after {args.adds:,} incremental adds", after, len(queries))
     print(cost)
