@@ -110,7 +110,12 @@ class Memory:
         self.settings = settings
         self.embedder = embedder
         self.table = MemoryTable(
-            uri, embedder.name, embedder.dim, settings.index_threshold, settings.nprobes
+            uri,
+            embedder.name,
+            embedder.dim,
+            settings.index_threshold,
+            settings.nprobes,
+            settings.refine_factor,
         )
         self._lock = threading.Lock()
         self._adopt_other_tables()
@@ -126,7 +131,7 @@ class Memory:
                 vectors = self.embedder.embed([r["content"] for r in mine])
                 for row, vector in zip(mine, vectors, strict=True):
                     row["vector"] = vector
-                self.table.add(mine, project)
+                self.table.add(mine)
             return
 
     # -- writing -------------------------------------------------------------------
@@ -195,7 +200,7 @@ class Memory:
                 "live_project": project,
                 "vector": vector,
             }
-            self.table.add([row], project)
+            self.table.add([row])
             replaced = list(dict.fromkeys(replaced))
             if replaced:
                 ids = ", ".join(quote(i) for i in replaced)
@@ -234,7 +239,7 @@ class Memory:
             for kind, text, vector in zip(kinds, texts, vectors, strict=True)
         ]
         with self._lock:
-            self.table.add(rows, project)
+            self.table.add(rows)
         return len(rows)
 
     # -- reading -------------------------------------------------------------------

@@ -4,11 +4,18 @@ The table ``memories_<embedder>`` holds one row per memory (the columns of
 :data:`COLUMNS` and ``vector``, the embedder's ``dim`` float32s of norm 1). A
 search is LanceDB's vector search alone (``memory.search`` vector) or hybrid: that
 and LanceDB's full-text (BM25) search, fused by reciprocal rank; both are filtered
-by project *before* they run (``prefilter``). Below ``memory.index_threshold`` rows of
-a project the vector search is exact; from there an IVF_HNSW_SQ index (cosine) and a
-bitmap index on ``live_project`` are built and kept up to date (DESIGN.md, "Measured": 100k
-vectors brute force ~263 ms, indexed ~9-16 ms). A search filters on ``live_project``
+by project *before* they run (``prefilter``). A search filters on ``live_project``
 (the project of a live memory, empty once superseded).
+
+Below ``memory.index_threshold`` rows in the table the vector search is exact; from
+there an IVF_RQ index (cosine, 2-bit RaBitQ codes, every partition probed, the best
+``refine_factor`` x limit candidates re-ranked by their exact distance) and a bitmap
+index on ``live_project`` are built and kept fresh by :meth:`MemoryTable._maintain`
+(the figures: bench/memory_search.py and DESIGN.md's "Measured").
+
+Searches run as one coroutine on LanceDB's own background event loop (its async
+API): one thread hand-off per search instead of six with the sync API, and the two
+halves of a hybrid search run at once.
 
 Erasure (``forget``, GDPR ``purge``) leaves no byte of the erased rows on disk:
 LanceDB's delete only marks rows (and its compaction rewrites a file only when
@@ -23,7 +30,7 @@ import os
 import re
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +42,8 @@ from connectsw.core.errors import StoreError, one_line
 # LanceDB's Rust core logs warnings (e.g. k-means on few rows) to stderr: errors only.
 os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("LANCEDB_LOG", "error")
+# index_stats() without the IVF centroids (LanceDB's coming default; silences its warning).
+os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 #: RRF's constant (LanceDB's default, as in Cormack et al. 2009).
 RRF_K = 60
 #: The best fused score possible: first in both searches.
@@ -53,24 +62,23 @@ COLUMNS = (
 )
 #: What a search returns of each row (what ``/v1/memory/context`` shows, and the id).
 RESULT_COLUMNS = ("id", "type", "content", "source", "updated_at")
-#: Data files a table may have before they are merged (``optimize``).
-MAX_FRAGMENTS = 32
+# The upkeep's limits (bench/memory_search.py, 100k rows, 2 busy cores): a search pays
+# ~0.35 ms per data file, ~3 us per unindexed row (~15 us in a hybrid search's full-text
+# half) and ~0.6 ms per part of the vector index; a write that crosses a limit pays
+# LanceDB's optimize (~2-5 s) or a new vector index (~8-15 s).
+#: Data files a table may have before they are merged (``optimize``): every add writes one.
+MAX_FRAGMENTS = 16
+#: Rows not yet in the vector or full-text index from which ``optimize`` adds them
+#: (until then a search compares each exactly).
+MAX_UNINDEXED = 1000
+#: Parts of the vector index from which it is built again as one: LanceDB's
+#: ``optimize`` may index new rows as a new part and never merges parts.
+MAX_INDEX_PARTS = 6
+#: Rows per IVF partition when the vector index is built (LanceDB's default for IVF_RQ).
+ROWS_PER_PARTITION = 8192
 FTS_INDEX = "content_idx"
 VECTOR_INDEX = "vector_idx"
 PROJECT_INDEX = "live_project_idx"
-
-
-_pool_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The process's threads for a hybrid search's full-text half (made on first use)."""
-    global _executor
-    with _pool_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memory-fts")
-        return _executor
 
 
 def quote(value: str) -> str:
@@ -104,12 +112,20 @@ class MemoryTable:
     """The memory rows of one LanceDB database for one embedder (thread-safe writes).
 
     ``uri``: a directory or an object-storage URL (LanceDB's); ``name``: the
-    embedder's name; ``dim``: its vector length. Errors reading or writing are
-    :class:`StoreError` naming the operation.
+    embedder's name; ``dim``: its vector length; ``index_threshold``: rows in the table
+    from which the vector index is built; ``nprobes``: IVF partitions a search visits;
+    ``refine_factor``: candidates per result re-ranked by their exact distance. Errors
+    reading or writing are :class:`StoreError` naming the operation.
     """
 
     def __init__(
-        self, uri: str, name: str, dim: int, index_threshold: int, nprobes: int = 64
+        self,
+        uri: str,
+        name: str,
+        dim: int,
+        index_threshold: int,
+        nprobes: int = 64,
+        refine_factor: int = 5,
     ) -> None:
         import lancedb
 
@@ -118,14 +134,21 @@ class MemoryTable:
         self.dim = dim
         self.index_threshold = index_threshold
         self.nprobes = nprobes
+        self.refine_factor = refine_factor
         self._lock = threading.RLock()
+        # One cache of indexes and file metadata for the writing (sync) and the
+        # searching (async) connection.
+        self._session = lancedb.Session()
         try:
             # Every read sees what other processes committed (the server reads what
-            # the engine wrote): one manifest check per query, local.
-            self.db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+            # the engine wrote): one manifest check per query, local (~0.3 ms, bench/).
+            self.db = lancedb.connect(
+                uri, read_consistency_interval=timedelta(0), session=self._session
+            )
         except Exception as exc:
             raise StoreError(f"memory database could not be opened: {one_line(exc)}") from None
         self._table: Any = None
+        self._reader: Any = None  # the table's async handle, for searches
 
     # -- table -------------------------------------------------------------------
     def table(self, create: bool = False) -> Any:
@@ -151,8 +174,35 @@ class MemoryTable:
         """Memory tables of other embedders in the same database."""
         return [n for n in self._names() if n.startswith("memories_") and n != self.name]
 
+    def _read(self, query: Callable[[Any], Awaitable[list[Any]]]) -> list[Any] | None:
+        """Run ``query`` (a coroutine function of the table's async handle) on LanceDB's
+        background event loop and wait for it; None if the table does not exist."""
+        from lancedb.background_loop import LOOP
+
+        reader = self._reader  # no lock once open: a write's upkeep may take seconds
+        if reader is None:
+            with self._lock:
+                if self._reader is None:
+                    if self.table() is None:
+                        return None
+
+                    async def open_reader() -> Any:
+                        import lancedb
+
+                        db = await lancedb.connect_async(
+                            self.uri,
+                            read_consistency_interval=timedelta(0),
+                            session=self._session,
+                        )
+                        return await db.open_table(self.name)
+
+                    self._reader = LOOP.run(open_reader())
+                reader = self._reader
+        result: list[Any] = LOOP.run(query(reader))
+        return result
+
     # -- writing -------------------------------------------------------------------
-    def add(self, rows: list[dict[str, Any]], project: str) -> None:
+    def add(self, rows: list[dict[str, Any]]) -> None:
         """Append rows (dicts of :data:`COLUMNS` and ``vector``), then keep indexes fresh."""
         if not rows:
             return
@@ -160,44 +210,54 @@ class MemoryTable:
             table = self.table(create=True)
             try:
                 table.add(pa.Table.from_pylist(rows, schema=schema(self.dim)))
-                self._maintain(table, project)
+                self._maintain(table)
             except Exception as exc:
                 raise StoreError(f"memory could not be written: {one_line(exc)}") from None
 
     def update(self, where: str, values: dict[str, Any]) -> None:
-        """Set ``values`` on the rows matching ``where``."""
+        """Set ``values`` on the rows matching ``where`` (then keep indexes fresh: LanceDB
+        writes updated rows anew)."""
         with self._lock:
             table = self.table()
             if table is None:
                 return
             try:
                 table.update(where=where, values=values)
+                self._maintain(table)
             except Exception as exc:
                 raise StoreError(f"memory could not be updated: {one_line(exc)}") from None
 
     def _indexes(self, table: Any) -> set[str]:
         return {i.name for i in table.list_indices()}
 
-    def _maintain(self, table: Any, project: str) -> None:
-        """Full-text index from the first row; vector and scalar indexes once the project
-        passes the threshold; then, when new rows reach a tenth of the threshold or the
-        table has more than :data:`MAX_FRAGMENTS` files (every add writes one), LanceDB's
-        ``optimize`` merges the files and adds the new rows to the indexes."""
+    def _maintain(self, table: Any) -> None:
+        """Keep the indexes fresh after a write (the rule measured in bench/):
+
+        - the full-text index from the first row;
+        - the vector and ``live_project`` indexes once the table has
+          ``index_threshold`` rows (below it an exact search is fast enough);
+        - LanceDB's ``optimize`` (merges the data files and indexes the new rows) once
+          :data:`MAX_UNINDEXED` rows are not in the full-text or vector index or the
+          table has more than :data:`MAX_FRAGMENTS` files;
+        - the vector index built again as one once it has more than
+          :data:`MAX_INDEX_PARTS` parts (``optimize`` may add one each time).
+        """
         names = self._indexes(table)
         if FTS_INDEX not in names:
             self._build_fts(table)
-        if VECTOR_INDEX not in names:
-            if table.count_rows(f"project = {quote(project)}") >= self.index_threshold:
-                self._build_indexes(table)
-                return
-            if table.stats()["fragment_stats"]["num_fragments"] > MAX_FRAGMENTS:
-                table.optimize()
-            return
-        stats = table.index_stats(VECTOR_INDEX)
-        unindexed = stats.num_unindexed_rows if stats is not None else 0
         fragments = table.stats()["fragment_stats"]["num_fragments"]
-        if unindexed >= max(256, self.index_threshold // 10) or fragments > MAX_FRAGMENTS:
+        if VECTOR_INDEX not in names and table.count_rows() >= self.index_threshold:
+            if fragments > 1:
+                table.optimize()  # one file first: the index is built over it
+            self._build_indexes(table)
+            return
+        indexed = [table.index_stats(name) for name in (FTS_INDEX, VECTOR_INDEX)]
+        unindexed = max((s.num_unindexed_rows for s in indexed if s is not None), default=0)
+        if unindexed >= MAX_UNINDEXED or fragments > MAX_FRAGMENTS:
             table.optimize()
+            indexed[1] = table.index_stats(VECTOR_INDEX)
+        if indexed[1] is not None and (indexed[1].num_indices or 1) > MAX_INDEX_PARTS:
+            self._build_vector_index(table)
 
     @staticmethod
     def _build_fts(table: Any) -> None:
@@ -207,21 +267,35 @@ class MemoryTable:
         config = FTS(stem=True, remove_stop_words=True, language="English")
         table.create_index("content", config=config, name=FTS_INDEX, replace=True)
 
-    @staticmethod
-    def _build_indexes(table: Any) -> None:
-        from lancedb.index import Bitmap, IvfHnswSq
+    def _build_indexes(self, table: Any) -> None:
+        from lancedb.index import Bitmap
 
-        # IVF_HNSW_SQ: an HNSW graph per partition over int8-quantised vectors. Measured
-        # on 100k 384-d vectors (bench/, busy 2-core machine), top-10 recall against the
-        # exact search and p50: IVF_PQ 0.31 at ~22 ms, IVF_FLAT 0.40 at ~8 ms (nprobes
-        # 20) and 0.75 at ~23 ms (160), IVF_HNSW_SQ 0.84 at ~12 ms with every partition
-        # probed. Few partitions (~sqrt(rows)/8): each graph is searched, not scanned.
-        partitions = max(1, min(256, int(math.sqrt(table.count_rows())) // 8))
-        config = IvfHnswSq(distance_type="cosine", num_partitions=partitions)
-        table.create_index("vector", config=config, name=VECTOR_INDEX, replace=True)
+        self._build_vector_index(table)
         # A bitmap (few distinct projects, many rows each): the prefilter of 100k rows
         # took ~14 ms p50 with it against ~21 ms with a B-tree (bench/, same run).
         table.create_index("live_project", config=Bitmap(), name=PROJECT_INDEX, replace=True)
+
+    def _build_vector_index(self, table: Any) -> None:
+        """The vector index over every row, as one part (replacing any older one).
+
+        IVF_RQ: RaBitQ codes of 2 bits a dimension, scanned in every partition, the best
+        candidates re-ranked exactly (``refine_factor``). Measured on 100k 384-d hashing
+        vectors (bench/, same run, 2 busy cores), top-10 recall against the exact search
+        and p50: IVF_RQ 2-bit, refine 5: 0.99 at ~14 ms (built in ~8 s); 1-bit, refine
+        10: 0.92 at ~13 ms (~3 s); IVF_SQ: 0.93 at ~18 ms (~8 s); IVF_HNSW_SQ: 0.84 at
+        ~19 ms (~72 s), and LanceDB's ``optimize`` after more rows took minutes on it
+        and left 0.42. IVF_RQ needs a length divisible by 8; else IVF_SQ (8-bit codes).
+        """
+        from lancedb.index import IvfRq, IvfSq
+
+        partitions = max(1, min(256, math.ceil(table.count_rows() / ROWS_PER_PARTITION)))
+        dim = table.schema.field("vector").type.list_size  # another embedder's table too
+        config: Any
+        if dim % 8 == 0:
+            config = IvfRq(distance_type="cosine", num_partitions=partitions, num_bits=2)
+        else:
+            config = IvfSq(distance_type="cosine", num_partitions=partitions)
+        table.create_index("vector", config=config, name=VECTOR_INDEX, replace=True)
 
     # -- reading -------------------------------------------------------------------
     def rows(self, where: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -241,20 +315,9 @@ class MemoryTable:
 
     def nearest(self, vector: np.ndarray, where: str) -> tuple[dict[str, Any], float] | None:
         """The row matching ``where`` most similar to ``vector``, and its cosine similarity."""
-        table = self.table()
-        if table is None or not np.any(vector):
+        if not np.any(vector):
             return None
-        try:
-            found = (
-                table.search(vector, vector_column_name="vector")
-                .distance_type("cosine")
-                .where(where, prefilter=True)
-                .nprobes(self.nprobes)
-                .limit(1)
-                .to_list()
-            )
-        except Exception as exc:
-            raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+        found = self._vector_rows(vector, where, 1, list(COLUMNS))
         if not found:
             return None
         return found[0], 1.0 - float(found[0]["_distance"])
@@ -262,24 +325,38 @@ class MemoryTable:
     def vector_search(self, vector: np.ndarray, where: str, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` rows matching ``where`` nearest to ``vector`` (cosine; the vector
         index once built), each with ``relevance`` = cosine similarity clipped to 0..1."""
-        table = self.table()
-        if table is None or not np.any(vector):
+        if not np.any(vector):
             return []
-        try:
-            rows = self._vector_query(table, vector, where, limit).to_arrow().to_pylist()
-        except Exception as exc:
-            raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+        rows = self._vector_rows(vector, where, limit, list(RESULT_COLUMNS))
         for row in rows:
             row["relevance"] = min(1.0, max(0.0, 1.0 - float(row.pop("_distance"))))
         return rows
 
-    def _vector_query(self, table: Any, vector: np.ndarray, where: str, limit: int) -> Any:
+    def _vector_rows(
+        self, vector: np.ndarray, where: str, limit: int, columns: list[str]
+    ) -> list[dict[str, Any]]:
+        async def query(table: Any) -> list[Any]:
+            found = await self._vector_query(table, vector, where, limit, columns).to_arrow()
+            return list(found.to_pylist())
+
+        try:
+            return self._read(query) or []
+        except Exception as exc:
+            raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+
+    def _vector_query(
+        self, table: Any, vector: np.ndarray, where: str, limit: int, columns: list[str]
+    ) -> Any:
+        """The async vector query (prefiltered: LanceDB's async queries filter first)."""
         return (
-            table.search(vector, vector_column_name="vector")
+            table.query()
+            .nearest_to(vector)
+            .column("vector")
             .distance_type("cosine")
-            .where(where, prefilter=True)
+            .where(where)
             .nprobes(self.nprobes)
-            .select([*RESULT_COLUMNS, "_distance"])
+            .refine_factor(self.refine_factor)
+            .select([*columns, "_distance"])
             .limit(limit)
         )
 
@@ -288,30 +365,36 @@ class MemoryTable:
         fused by RRF; each with ``relevance`` in 0..1 (1: first in both searches).
 
         LanceDB's vector and full-text (BM25) queries, each prefiltered, each of
-        ``limit`` rows, fused here by reciprocal rank (RRF, k = :data:`RRF_K`, as
-        LanceDB's ``RRFReranker``): LanceDB's own hybrid query fuses the same way but
-        in Python over pyarrow rows, and cost ~2x the two queries (bench/)."""
-        table = self.table()
-        if table is None:
-            return []
-        fts_query = (
-            table.search(text, query_type="fts", fts_columns="content")
-            .where(where, prefilter=True)
-            .select([*RESULT_COLUMNS, "_score"])
-            .limit(limit)
-        )
+        ``limit`` rows, run at once in one coroutine and fused here by reciprocal rank
+        (RRF, k = :data:`RRF_K`, as LanceDB's ``RRFReranker``): LanceDB's own hybrid
+        query fuses the same way but in Python over pyarrow rows, and cost ~2x the two
+        queries (bench/)."""
+        import asyncio
+
+        columns = list(RESULT_COLUMNS)
+
+        async def query(table: Any) -> list[Any]:
+            fts = (
+                table.query()
+                .nearest_to_text(text, columns="content")
+                .where(where)
+                .select([*columns, "_score"])
+                .limit(limit)
+                .to_arrow()
+            )
+            if not np.any(vector):  # nothing the embedder knows: the full text alone
+                return [[], (await fts).to_pylist()]
+            near = self._vector_query(table, vector, where, limit, columns).to_arrow()
+            return [found.to_pylist() for found in await asyncio.gather(near, fts)]
+
         try:
-            # The two queries at once: LanceDB runs each in its Rust runtime while the
-            # calling thread waits (p50 ~16 ms against ~37 ms one after the other, bench/).
-            fts = _pool().submit(lambda: fts_query.to_arrow().to_pylist())
-            near = []
-            if np.any(vector):  # else nothing the embedder knows: the full text alone
-                near = self._vector_query(table, vector, where, limit).to_arrow().to_pylist()
-            fts_rows = fts.result()
+            found = self._read(query)
         except Exception as exc:
             raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+        if not found:
+            return []
         fused: dict[str, tuple[float, dict[str, Any]]] = {}
-        for ranked in (near, fts_rows):
+        for ranked in found:
             for rank, row in enumerate(ranked, 1):
                 score, _ = fused.get(row["id"], (0.0, row))
                 fused[row["id"]] = (score + 1 / (rank + RRF_K), row)
@@ -325,16 +408,24 @@ class MemoryTable:
         return rows
 
     def brute_force(self, vector: np.ndarray, where: str, limit: int) -> list[dict[str, Any]]:
-        """Exact vector search (no index), prefiltered: the baseline of ``bench/``."""
-        table = self.table()
-        return (
-            table.search(vector, vector_column_name="vector")
-            .distance_type("cosine")
-            .where(where, prefilter=True)
-            .bypass_vector_index()
-            .limit(limit)
-            .to_list()
-        )
+        """Exact vector search (no index), prefiltered, by the same path as
+        :meth:`vector_search`: the baseline of ``bench/`` and of recall."""
+
+        async def query(table: Any) -> list[Any]:
+            found = await (
+                table.query()
+                .nearest_to(vector)
+                .column("vector")
+                .distance_type("cosine")
+                .where(where)
+                .bypass_vector_index()
+                .select([*RESULT_COLUMNS, "_distance"])
+                .limit(limit)
+                .to_arrow()
+            )
+            return list(found.to_pylist())
+
+        return self._read(query) or []
 
     # -- erasing -------------------------------------------------------------------
     def erase(self, where: str) -> int:
@@ -354,6 +445,7 @@ class MemoryTable:
                 return 0
             count, table = self._erase_in(table, self.name, where)
             self._table = table
+            self._reader = None  # the table was written anew: a new handle
             return count
 
     def _erase_in(self, table: Any, name: str, where: str) -> tuple[int, Any]:

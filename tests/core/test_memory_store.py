@@ -1,0 +1,116 @@
+"""The memory table's index upkeep (core/memory_store.py): the vector index stays one
+fresh part as rows come in, and its answers stay close to the exact search's."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from connectsw.conf.settings import load_settings
+from connectsw.core.memory import live, open_memory
+from connectsw.core.memory_store import (
+    MAX_FRAGMENTS,
+    MAX_INDEX_PARTS,
+    MAX_UNINDEXED,
+    VECTOR_INDEX,
+    MemoryTable,
+)
+
+WORDS = [f"w{i:03d}x" for i in range(400)]
+
+
+def text(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 12)))
+
+
+def recall(table: MemoryTable, vectors: np.ndarray, where: str) -> float:
+    """Mean top-10 overlap of the indexed search with the exact one."""
+    found = []
+    for vector in vectors:
+        exact = {r["id"] for r in table.brute_force(vector, where, 10)}
+        near = {r["id"] for r in table.vector_search(vector, where, 10)}
+        found.append(len(exact & near) / max(1, len(exact)))
+    return float(np.mean(found))
+
+
+def test_the_index_stays_fresh_and_exact_enough_after_incremental_adds(isolated: Path) -> None:
+    rng = random.Random(3)
+    memory = open_memory(load_settings(memory={"embedder": "hashing", "index_threshold": 256}))
+    table = memory.table
+    memory.add_many("big", [("pattern", text(rng)) for _ in range(400)])
+    memory.add_many("other", [("pattern", text(rng)) for _ in range(50)])
+    lance = table.table()
+    assert lance.index_stats(VECTOR_INDEX).num_unindexed_rows < MAX_UNINDEXED
+    queries = memory.embedder.embed([text(rng) for _ in range(15)])
+    assert recall(table, queries, live("big")) >= 0.9  # fresh
+
+    # Rows one at a time and in small batches, some close to the queries.
+    for i in range(2 * MAX_FRAGMENTS + 4):  # past the merge of data files twice
+        memory.remember("big", "decision", text(rng) + f" note {i}")
+    for _ in range(4):
+        memory.add_many("big", [("pattern", text(rng)) for _ in range(90)])
+    stats = lance.index_stats(VECTOR_INDEX)
+    assert stats.num_indices <= MAX_INDEX_PARTS
+    assert stats.num_unindexed_rows < MAX_UNINDEXED
+    assert lance.stats()["fragment_stats"]["num_fragments"] <= MAX_FRAGMENTS
+    assert stats.num_indexed_rows + stats.num_unindexed_rows == lance.count_rows()
+    assert recall(table, queries, live("big")) >= 0.9  # after the adds
+    # A new memory is found at once, indexed or not.
+    rec = memory.remember("big", "decision", "zz unique words only here qq")
+    assert memory.search("big", "zz unique words only here qq")[0].id == rec.id
+
+
+def test_the_parts_of_the_vector_index_are_merged_past_the_limit(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    table = MemoryTable(str(tmp_path / "db"), "plain", 16, index_threshold=256)
+
+    def rows(n: int) -> list[dict[str, object]]:
+        vectors = rng.standard_normal((n, 16)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        now = np.datetime64("2026-01-01T00:00:00", "us").item()
+        return [
+            {"id": f"r{rng.integers(1 << 62)}", "project": "p", "type": "pattern",
+             "content": "row", "source": "", "user": "", "created_at": now,
+             "updated_at": now, "superseded_by": "", "live_project": "p", "vector": v}
+            for v in vectors
+        ]  # fmt: skip
+
+    table.add(rows(300))
+    lance = table.table()
+    assert lance.index_stats(VECTOR_INDEX).num_indices == 1
+    for _ in range(3 * MAX_INDEX_PARTS):  # each batch is indexed by LanceDB's optimize
+        table.add(rows(MAX_UNINDEXED))
+        assert lance.index_stats(VECTOR_INDEX).num_indices <= MAX_INDEX_PARTS
+    assert lance.index_stats(VECTOR_INDEX).num_unindexed_rows == 0
+
+
+def test_a_vector_length_not_divisible_by_8_gets_a_scalar_quantized_index(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(7)
+    table = MemoryTable(str(tmp_path / "db"), "odd", 12, index_threshold=256)
+    vectors = rng.standard_normal((300, 12)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = np.datetime64("2026-01-01T00:00:00", "us").item()
+    table.add(
+        [
+            {
+                "id": f"r{i}",
+                "project": "p",
+                "type": "pattern",
+                "content": f"row {i}",
+                "source": "",
+                "user": "",
+                "created_at": now,
+                "updated_at": now,
+                "superseded_by": "",
+                "live_project": "p",
+                "vector": v,
+            }
+            for i, v in enumerate(vectors)
+        ]  # fmt: skip
+    )
+    assert table.table().index_stats(VECTOR_INDEX).index_type == "IVF_SQ"
+    assert table.vector_search(vectors[42], "live_project = 'p'", 1)[0]["id"] == "r42"
