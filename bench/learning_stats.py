@@ -57,6 +57,7 @@ WORKFLOW = "bench-flow"
 TASKS = (("spec", "writer"), ("design", "architect"), ("build", "coder"), ("flaky", "coder"))
 TASKS += (("review", "reviewer"),)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+HEADS = ("learn ms", "insights", "base ms")
 
 
 def plan() -> Plan:
@@ -220,13 +221,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0,2000,20000", help="past executions, ascending")
     parser.add_argument("--repeat", type=int, default=7, help="timed rounds (median)")
+    parser.add_argument("--window", type=int, help="learning.window (default: the setting's)")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"{'backend':10} {'history':>7} {'learn ms':>10} {'insights':>10} {'base ms':>10} ratio")
     with tempfile.TemporaryDirectory() as folder:
         os.environ["CONNECTSW_DATA_DIR"] = str(Path(folder) / "data")
         settings = load_settings()
+        if args.window is not None:  # an older connectsw has no learning.window
+            learning = settings.learning.model_copy(update={"window": args.window})
+            settings = settings.model_copy(update={"learning": learning})
+        print(f"learning.window: {getattr(settings.learning, 'window', 'none (all history)')}")
+        print(f"{'backend':10} {'history':>7}", *(f"{c:>10}" for c in HEADS), "ratio")
         with sqlite_store(Path(folder)) as history:
             run("SQLite", history, settings, sizes, args.repeat)
         server = os.environ.get("CONNECTSW_TEST_POSTGRES_URL", "")
