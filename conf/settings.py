@@ -452,6 +452,10 @@ class LearningSettings(_Section):
     """Give each task the project's preferences from earlier checkpoints of its stage."""
     max_preferences: int = Field(10, ge=0, le=100)
     """The newest this many preferences per task are applied."""
+    window: int = Field(200, ge=0, le=1_000_000)
+    """The statistics (estimates, extra retries, insights) read the latest this many
+    executions of each workflow (most recently updated first), so a plan's cost stays
+    flat as the history grows and old behaviour fades out; 0: the whole history."""
 
 
 class LLMEndpointSettings(_Section):

@@ -25,6 +25,10 @@ workflow, task and agent). :func:`learn_plan` uses them when a plan is made:
   apply them the first time. A preference forgotten or purged from memory is no
   longer applied.
 
+The history read is the latest ``learning.window`` executions of the plan's workflow
+(0: all of them), so a plan costs the same at 200 or 200,000 past executions and the
+statistics follow what the tasks do now; ``connectsw insights`` reads the same window.
+
 Learning never stops a plan: a failure to read the history or memory is logged
 and the plan goes on without it.
 """
@@ -196,7 +200,7 @@ def learn_plan(execution: Execution, store: Store, settings: Settings) -> Plan:
     if not learning.enabled:
         return plan
     try:
-        stats = {(s.task_id, s.agent): s for s in store.task_stats(plan.workflow)}
+        stats = {(s.task_id, s.agent): s for s in store.task_stats(plan.workflow, learning.window)}
     except Exception as exc:
         log.warning("plan %s: history not read: %s", plan.name, exc)
         stats = {}
@@ -304,9 +308,11 @@ class Insights(ApiModel):
 
 
 def insights(store: Store, settings: Settings, workflow: str | None = None) -> Insights:
-    """The statistics of the history (of one workflow), with its weak spots."""
+    """The statistics of the history (of one workflow; the latest ``learning.window``
+    executions of each), with its weak spots."""
     learning = settings.learning
-    stats = store.task_stats(workflow)
+    window = learning.window
+    stats = store.task_stats(workflow, window)
     tasks = [
         TaskInsight(
             workflow=s.workflow,
@@ -332,7 +338,7 @@ def insights(store: Store, settings: Settings, workflow: str | None = None) -> I
             cancelled=c.cancelled,
             approval_rate=round(c.approval_rate, 4),
         )
-        for c in store.checkpoint_stats(workflow)
+        for c in store.checkpoint_stats(workflow, window)
     ]
     weak = [
         WeakSpot(
@@ -372,7 +378,7 @@ def insights(store: Store, settings: Settings, workflow: str | None = None) -> I
                 cancelled=w.cancelled,
                 success_rate=round(w.success_rate, 4),
             )
-            for w in store.workflow_stats(workflow)
+            for w in store.workflow_stats(workflow, window)
         ],
         tasks=tasks,
         checkpoints=checkpoints,
@@ -380,7 +386,7 @@ def insights(store: Store, settings: Settings, workflow: str | None = None) -> I
             ChangeRequestInsight(
                 workflow=c.workflow, checkpoint=c.checkpoint, feedback=c.feedback, count=c.count
             )
-            for c in store.change_requests(workflow)
+            for c in store.change_requests(workflow, window=window)
         ],
         weak_spots=weak,
     )

@@ -299,19 +299,26 @@ class Store(ABC):
 
     # -- the execution history's statistics (core/stores/learning.py) --------------------
     @abstractmethod
-    def task_stats(self, workflow: str | None = None) -> list[TaskStats]:
-        """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds."""
+    def task_stats(self, workflow: str | None = None, window: int = 0) -> list[TaskStats]:
+        """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds.
+
+        Every statistic reads the latest ``window`` executions of each workflow (most
+        recently updated first; 0: all of them)."""
 
     @abstractmethod
-    def workflow_stats(self, workflow: str | None = None) -> list[WorkflowStats]:
+    def workflow_stats(self, workflow: str | None = None, window: int = 0) -> list[WorkflowStats]:
         """Per workflow: finished executions by outcome."""
 
     @abstractmethod
-    def checkpoint_stats(self, workflow: str | None = None) -> list[CheckpointStats]:
+    def checkpoint_stats(
+        self, workflow: str | None = None, window: int = 0
+    ) -> list[CheckpointStats]:
         """Per workflow and checkpoint type: decisions, approvals, change requests."""
 
     @abstractmethod
-    def change_requests(self, workflow: str | None = None, limit: int = 10) -> list[ChangeRequest]:
+    def change_requests(
+        self, workflow: str | None = None, limit: int = 10, window: int = 0
+    ) -> list[ChangeRequest]:
         """The most requested changes (same trimmed text), most frequent first."""
 
     @abstractmethod

@@ -68,6 +68,12 @@ class Dialect:
         """A statement creating the view ``name`` as ``select`` (PostgreSQL: or replacing it)."""
         return f"CREATE VIEW IF NOT EXISTS {name} AS {select}"
 
+    def replace_view(self, name: str, select: str) -> list[str]:
+        """Statements giving the existing view ``name`` a new ``select`` with the same
+        columns. SQLite has no CREATE OR REPLACE VIEW: drop and create (its views are
+        kept as text, so a view reading this one reads the new one)."""
+        return [f"DROP VIEW IF EXISTS {name}", f"CREATE VIEW {name} AS {select}"]
+
     def upsert(
         self,
         table: str,
@@ -76,12 +82,15 @@ class Dialect:
         *,
         json: Sequence[str] = (),
         renumber: bool = False,
+        expressions: Mapping[str, str] | None = None,
     ) -> str:
         """Insert a row or replace the one with the same ``keys``.
 
-        ``renumber`` moves the replaced row to the end of the write order.
+        ``renumber`` moves the replaced row to the end of the write order;
+        ``expressions`` gives some columns an SQL expression (with its own ``?``
+        parameters, in the row's order) instead of one parameter.
         """
-        params = ", ".join("?json" if c in json else "?" for c in columns)
+        params = _params(columns, json, expressions)
         cols = ", ".join(columns)
         if renumber:  # a replaced row gets a new rowid
             return self.sql(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({params})")
@@ -155,6 +164,10 @@ class PostgresDialect(Dialect):
     def create_view(self, name: str, select: str) -> str:
         return f"CREATE OR REPLACE VIEW {name} AS {select}"
 
+    def replace_view(self, name: str, select: str) -> list[str]:
+        # Same column names and types: views (and analysts' own) reading it are kept.
+        return [self.create_view(name, select)]
+
     def upsert(
         self,
         table: str,
@@ -163,8 +176,9 @@ class PostgresDialect(Dialect):
         *,
         json: Sequence[str] = (),
         renumber: bool = False,
+        expressions: Mapping[str, str] | None = None,
     ) -> str:
-        params = ", ".join("?json" if c in json else "?" for c in columns)
+        params = _params(columns, json, expressions)
         sql = _on_conflict(table, columns, keys, params)
         if renumber:  # a new identity value: the replaced row moves to the end
             sql += ", written = DEFAULT"
@@ -211,6 +225,13 @@ class PostgresDialect(Dialect):
                 if not cur.nextset():
                     break
         return keys
+
+
+def _params(
+    columns: Sequence[str], json: Sequence[str], expressions: Mapping[str, str] | None
+) -> str:
+    given = expressions or {}
+    return ", ".join(given.get(c) or ("?json" if c in json else "?") for c in columns)
 
 
 def _on_conflict(table: str, columns: Sequence[str], keys: Sequence[str], params: str) -> str:

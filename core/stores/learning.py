@@ -1,12 +1,20 @@
 """What the execution history says, in SQL, for every backend (reference §2.4, issue 8 part 3).
 
-A mixin of :class:`~connectsw.core.stores.sql.SQLStore`. Every statement reads the
-views of migration 11 (``execution_history``, ``task_history``,
-``checkpoint_history``, ``learned_patterns``), which derive from the executions'
-records and so are never stale. Definitions, used by :mod:`connectsw.core.learning`:
+A mixin of :class:`~connectsw.core.stores.sql.SQLStore`. The statistics read the
+columns written beside each record as it is stored (migration 12: an execution's
+``workflow``, each attempt's ``agent`` and ``duration_seconds``, each checkpoint's
+``checkpoint_type`` and ``feedback``), through the index on executions' (workflow,
+updated_at) and the records' primary keys: no JSON is parsed on a read. The views
+``execution_history``, ``task_history``, ``checkpoint_history`` and
+``learned_patterns`` (migrations 11 and 12) show the same columns to SQL analysts,
+over the whole history. Definitions, used by :mod:`connectsw.core.learning`:
 
+- The **window**: every statistic but :meth:`LearningRecords.learned_patterns` reads
+  the latest ``window`` executions of each workflow (most recently updated first;
+  ``learning.window``), so its cost stays flat as the history grows; 0: all of them.
 - An **attempt** counts once it ended ``succeeded`` or ``failed`` (an attempt
-  interrupted by a crash, cancelled or skipped says nothing about the task).
+  interrupted by a crash, cancelled or skipped says nothing about the task), and
+  only for a task its execution's plan has (its agent is the plan's).
 - A **run** is one round of one execution in which the task had such an attempt;
   it **succeeded** if one of its attempts did. ``retries`` = attempts - runs.
 - Durations are seconds from an attempt's start to its end, of succeeded attempts;
@@ -118,20 +126,43 @@ class LearnedPattern:
     detail: str | None
 
 
-def _where(workflow: str | None, extra: str = "") -> tuple[str, tuple[Any, ...]]:
-    clauses = [c for c in (extra, "workflow = ?" if workflow is not None else "") if c]
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    return where, (workflow,) if workflow is not None else ()
+def _recent(workflow: str | None, window: int) -> tuple[str, tuple[Any, ...]]:
+    """A SELECT of (id, workflow, status) of the executions the statistics read: the
+    latest ``window`` (0: all) of ``workflow``, or of each workflow; and its arguments."""
+    if workflow is not None:
+        select = "SELECT id, workflow, status FROM executions WHERE workflow = ?"
+        if not window:
+            return select, (workflow,)
+        return select + " ORDER BY updated_at DESC, id DESC LIMIT ?", (workflow, window)
+    if not window:
+        return "SELECT id, workflow, status FROM executions WHERE workflow IS NOT NULL", ()
+    return (
+        "SELECT id, workflow, status FROM (SELECT id, workflow, status, ROW_NUMBER() OVER"
+        " (PARTITION BY workflow ORDER BY updated_at DESC, id DESC) AS latest"
+        " FROM executions WHERE workflow IS NOT NULL) w WHERE latest <= ?",
+        (window,),
+    )
 
 
 def _placeholders(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v + "'" for v in values)  # constants of this module only
 
 
-_TASK_STATS = """
-WITH a AS (
-  SELECT workflow, task_id, agent, execution_id, round, status, duration_seconds
-  FROM task_history{where}
+_TASK_STATS = f"""
+WITH e AS ({{recent}}), a AS (
+  SELECT e.workflow, tr.task_id, tr.agent, tr.execution_id, tr.round, tr.status,
+    tr.duration_seconds
+  FROM e JOIN task_results tr ON tr.execution_id = e.id
+  WHERE tr.agent IS NOT NULL AND tr.status IN ({_placeholders(OUTCOMES)})
+), runs AS (
+  SELECT workflow, task_id, agent, COUNT(*) AS attempts,
+    SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+    MAX(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded
+  FROM a GROUP BY workflow, task_id, agent, execution_id, round
+), r AS (
+  SELECT workflow, task_id, agent, COUNT(*) AS runs, SUM(succeeded) AS succeeded_runs,
+    SUM(attempts) AS attempts, SUM(failed) AS failed_attempts
+  FROM runs GROUP BY workflow, task_id, agent
 ), d AS (
   SELECT workflow, task_id, agent, duration_seconds,
     ROW_NUMBER() OVER (PARTITION BY workflow, task_id, agent ORDER BY duration_seconds) AS rn,
@@ -142,20 +173,19 @@ WITH a AS (
     MIN(CASE WHEN rn * 2 >= n THEN duration_seconds END) AS p50,
     MIN(CASE WHEN rn * 10 >= n * 9 THEN duration_seconds END) AS p90
   FROM d GROUP BY workflow, task_id, agent
-), r AS (
-  SELECT workflow, task_id, agent,
-    COUNT(DISTINCT execution_id || '/' || CAST(round AS TEXT)) AS runs,
-    COUNT(DISTINCT CASE WHEN status = 'succeeded'
-      THEN execution_id || '/' || CAST(round AS TEXT) END) AS succeeded_runs,
-    COUNT(*) AS attempts,
-    SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed_attempts
-  FROM a GROUP BY workflow, task_id, agent
 )
 SELECT r.workflow, r.task_id, r.agent, r.runs, r.succeeded_runs, r.attempts,
   r.failed_attempts, p.p50, p.p90
 FROM r LEFT JOIN p ON p.workflow = r.workflow AND p.task_id = r.task_id AND p.agent = r.agent
 ORDER BY r.workflow, r.task_id, r.agent
 """
+
+#: The decided checkpoints of the window's executions.
+_DECIDED = (
+    "WITH e AS ({recent}), c AS (SELECT e.workflow, cp.checkpoint_type AS checkpoint,"
+    " cp.decision, cp.feedback FROM e JOIN checkpoints cp ON cp.execution_id = e.id"
+    " WHERE cp.decision IS NOT NULL) "
+)
 
 
 class LearningRecords:
@@ -171,10 +201,11 @@ class LearningRecords:
         with self._tx(write=False) as db:
             return list(db.execute(self.dialect.sql(sql), args).fetchall())
 
-    def task_stats(self, workflow: str | None = None) -> list[TaskStats]:
-        """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds."""
-        where, args = _where(workflow, f"status IN ({_placeholders(OUTCOMES)})")
-        rows = self._rows(_TASK_STATS.format(where=where), args)
+    def task_stats(self, workflow: str | None = None, window: int = 0) -> list[TaskStats]:
+        """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds, over
+        the latest ``window`` executions of each workflow (0: all)."""
+        recent, args = _recent(workflow, window)
+        rows = self._rows(_TASK_STATS.format(recent=recent), args)
         return [
             TaskStats(
                 workflow=str(r[0]),
@@ -190,39 +221,47 @@ class LearningRecords:
             for r in rows
         ]
 
-    def workflow_stats(self, workflow: str | None = None) -> list[WorkflowStats]:
-        """Per workflow: finished executions by outcome."""
-        where, args = _where(workflow, f"status IN ({_placeholders(FINISHED)})")
+    def workflow_stats(self, workflow: str | None = None, window: int = 0) -> list[WorkflowStats]:
+        """Per workflow: finished executions (of the latest ``window``) by outcome."""
+        recent, args = _recent(workflow, window)
         rows = self._rows(
-            "SELECT workflow, COUNT(*),"
+            f"WITH e AS ({recent}) SELECT workflow, COUNT(*),"
             " SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN status IN ('failed', 'gate_failed') THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END)"
-            f" FROM execution_history{where} GROUP BY workflow ORDER BY workflow",
+            f" FROM e WHERE status IN ({_placeholders(FINISHED)})"
+            " GROUP BY workflow ORDER BY workflow",
             args,
         )
         return [WorkflowStats(str(r[0]), *(int(v) for v in r[1:])) for r in rows]
 
-    def checkpoint_stats(self, workflow: str | None = None) -> list[CheckpointStats]:
-        """Per workflow and checkpoint type: decisions, approvals, change requests."""
-        where, args = _where(workflow, "decision IS NOT NULL")
+    def checkpoint_stats(
+        self, workflow: str | None = None, window: int = 0
+    ) -> list[CheckpointStats]:
+        """Per workflow and checkpoint type: decisions, approvals, change requests (in the
+        latest ``window`` executions)."""
+        recent, args = _recent(workflow, window)
         rows = self._rows(
-            "SELECT workflow, checkpoint, COUNT(*),"
+            _DECIDED.format(recent=recent) + "SELECT workflow, checkpoint, COUNT(*),"
             " SUM(CASE WHEN decision = 'approve' THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN decision = 'request_changes' THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN decision = 'cancel' THEN 1 ELSE 0 END)"
-            f" FROM checkpoint_history{where}"
-            " GROUP BY workflow, checkpoint ORDER BY workflow, checkpoint",
+            " FROM c GROUP BY workflow, checkpoint ORDER BY workflow, checkpoint",
             args,
         )
         return [CheckpointStats(str(r[0]), str(r[1]), *(int(v) for v in r[2:])) for r in rows]
 
-    def change_requests(self, workflow: str | None = None, limit: int = 10) -> list[ChangeRequest]:
-        """The most requested changes (same trimmed text), most frequent first."""
-        where, args = _where(workflow, "decision = 'request_changes' AND feedback IS NOT NULL")
+    def change_requests(
+        self, workflow: str | None = None, limit: int = 10, window: int = 0
+    ) -> list[ChangeRequest]:
+        """The most requested changes (same trimmed text), most frequent first (in the
+        latest ``window`` executions)."""
+        recent, args = _recent(workflow, window)
         rows = self._rows(
-            "SELECT workflow, checkpoint, TRIM(feedback) AS text, COUNT(*) AS n"
-            f" FROM checkpoint_history{where} GROUP BY workflow, checkpoint, TRIM(feedback)"
+            _DECIDED.format(recent=recent)
+            + "SELECT workflow, checkpoint, TRIM(feedback) AS text, COUNT(*) AS n FROM c"
+            " WHERE decision = 'request_changes' AND feedback IS NOT NULL"
+            " GROUP BY workflow, checkpoint, TRIM(feedback)"
             " ORDER BY n DESC, workflow, checkpoint, text LIMIT ?",
             (*args, limit),
         )
@@ -252,8 +291,7 @@ class LearningRecords:
     def workflows_seen(self) -> list[str]:
         """The workflows of every stored execution."""
         rows = self._rows(
-            "SELECT DISTINCT workflow FROM execution_history"
-            " WHERE workflow IS NOT NULL ORDER BY workflow",
+            "SELECT DISTINCT workflow FROM executions WHERE workflow IS NOT NULL ORDER BY workflow",
             (),
         )
         return [str(r[0]) for r in rows]

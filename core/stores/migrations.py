@@ -25,7 +25,7 @@ from typing import Any
 from connectsw.core.errors import StoreError
 from connectsw.core.stores.dialects import Dialect
 
-Statement = str | Callable[[Dialect], str]
+Statement = str | Callable[[Dialect], str | list[str]]
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,12 @@ class Migration:
     statements: tuple[Statement, ...]
 
     def sql(self, dialect: Dialect) -> list[str]:
-        """The statements in ``dialect``'s text."""
-        return [s(dialect) if callable(s) else s.format(**dialect.types) for s in self.statements]
+        """The statements in ``dialect``'s text (a function may give several)."""
+        out: list[str] = []
+        for s in self.statements:
+            text = s(dialect) if callable(s) else s.format(**dialect.types)
+            out += [text] if isinstance(text, str) else text
+        return out
 
 
 # -- migration 11: the learning engine's views (reference §2.4, issue 8 part 3) ----------
@@ -122,6 +126,61 @@ def _learned_patterns(d: Dialect) -> str:
         " FROM checkpoint_history WHERE decision = 'request_changes' AND feedback IS NOT NULL"
         " GROUP BY workflow, checkpoint, TRIM(feedback)",
     )
+
+
+# -- migration 12: the history's statistics read columns, not the plans' JSON -----------
+# Migration 11's views parsed every execution's plan to find each task's agent, on every
+# read: 0.5 s per new plan at 2,000 executions (bench/learning_stats.py). What they need
+# is now written beside each record as it is stored (core/stores/sql.py): the workflow and
+# plan name of an execution, one plan_tasks row per planned task (its agent), the agent
+# and duration of each attempt, the type and feedback of each checkpoint. Rows written
+# before are filled here once, from the same JSON; the views keep their names and columns.
+
+
+def _backfill_plan_tasks(d: Dialect) -> str:
+    task_id, agent = d.json_text("pt.value", "id"), d.json_text("pt.value", "agent")
+    return (
+        "INSERT INTO plan_tasks (execution_id, task_id, agent)"
+        f" SELECT e.id, {task_id}, {agent}"
+        f" FROM executions e CROSS JOIN {d.json_elements('e.data', ('plan', 'tasks'), 'pt')}"
+        f" WHERE {task_id} IS NOT NULL AND {agent} IS NOT NULL"
+        " ON CONFLICT (execution_id, task_id) DO NOTHING"
+    )
+
+
+def _backfill_attempts(d: Dialect) -> str:
+    start, end = d.json_text("data", "started_at"), d.json_text("data", "finished_at")
+    duration = d.seconds_between(start, end)
+    return (
+        "UPDATE task_results SET agent = (SELECT p.agent FROM plan_tasks p"
+        " WHERE p.execution_id = task_results.execution_id AND p.task_id = task_results.task_id),"
+        f" duration_seconds = {duration}"
+    )
+
+
+def _history_views(d: Dialect) -> list[str]:
+    # The same columns as migration 11's, from columns. An attempt of a task its plan
+    # does not have (no agent) is not history, as before.
+    execution = " e.workflow, e.plan_name, e.license_id,"
+    return [
+        *d.replace_view(
+            "execution_history",
+            f"SELECT e.id AS execution_id,{execution} e.status, e.updated_at FROM executions e",
+        ),
+        *d.replace_view(
+            "task_history",
+            f"SELECT tr.execution_id,{execution} tr.task_id, tr.agent, tr.round, tr.attempt,"
+            " tr.status, tr.duration_seconds"
+            " FROM task_results tr JOIN executions e ON e.id = tr.execution_id"
+            " WHERE tr.agent IS NOT NULL",
+        ),
+        *d.replace_view(
+            "checkpoint_history",
+            f"SELECT c.execution_id,{execution} c.stage, c.round,"
+            " c.checkpoint_type AS checkpoint, c.decision, c.feedback"
+            " FROM checkpoints c JOIN executions e ON e.id = c.execution_id",
+        ),
+    ]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -308,6 +367,48 @@ MIGRATIONS: tuple[Migration, ...] = (
         "learning views: execution, task and checkpoint history; learned_patterns",
         (_execution_history, _task_history, _checkpoint_history, _learned_patterns),
     ),
+    Migration(
+        12,
+        "learning history as columns: workflow, plan tasks' agents, attempt durations",
+        (
+            "ALTER TABLE executions ADD COLUMN workflow TEXT",
+            "ALTER TABLE executions ADD COLUMN plan_name TEXT",
+            lambda d: (
+                "UPDATE executions SET"
+                f" workflow = {d.json_text('data', 'plan', 'workflow')},"
+                f" plan_name = {d.json_text('data', 'plan', 'name')}"
+            ),
+            # The statistics read a workflow's latest executions (learning.window).
+            "CREATE INDEX IF NOT EXISTS executions_workflow"
+            " ON executions (workflow, updated_at, id)",
+            # One row per task of a plan (plans never change once stored): an attempt's
+            # agent is looked up here by key when the attempt is written.
+            """CREATE TABLE IF NOT EXISTS plan_tasks (
+                execution_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                PRIMARY KEY (execution_id, task_id)
+            )""",
+            _backfill_plan_tasks,
+            "ALTER TABLE task_results ADD COLUMN agent TEXT",
+            # Seconds from the attempt's start to its end; NULL until it has both.
+            "ALTER TABLE task_results ADD COLUMN duration_seconds DOUBLE PRECISION",
+            _backfill_attempts,
+            # What the statistics read of an execution's attempts, without reading the
+            # records (SQLite keeps the added columns after the JSON, on overflow pages
+            # when a record is large).
+            "CREATE INDEX IF NOT EXISTS task_results_history ON task_results"
+            " (execution_id, status, task_id, agent, round, duration_seconds)",
+            "ALTER TABLE checkpoints ADD COLUMN checkpoint_type TEXT",
+            "ALTER TABLE checkpoints ADD COLUMN feedback TEXT",
+            lambda d: (
+                "UPDATE checkpoints SET"
+                f" checkpoint_type = {d.json_text('data', 'type')},"
+                f" feedback = {d.json_text('data', 'feedback')}"
+            ),
+            _history_views,
+        ),
+    ),
 )
 
 #: The schema version this code writes.
@@ -337,15 +438,16 @@ def check_known(version: int, where: str) -> None:
         )
 
 
-def migrate(db: Any, dialect: Dialect, where: str) -> list[int]:
-    """Apply the missing migrations in ``db``'s open write transaction; returns their versions.
+def migrate(db: Any, dialect: Dialect, where: str, to: int = LATEST) -> list[int]:
+    """Apply the missing migrations (up to version ``to``) in ``db``'s open write
+    transaction; returns their versions.
 
     The caller holds the backend's write lock, so the version read here is final.
     """
     dialect.lock_schema(db)
     version = current_version(db, dialect)
     check_known(version, where)
-    todo = [m for m in MIGRATIONS if m.version > version]
+    todo = [m for m in MIGRATIONS if version < m.version <= to]
     if not todo:
         return []
     db.execute(_VERSION_TABLE.format(**dialect.types))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
@@ -29,7 +29,7 @@ from connectsw.core.models import (
     TaskResult,
 )
 
-TaskRow = tuple[str, str, int, int, str, int, int, int, float, str]
+TaskRow = tuple[str, str, int, int, str, str, str, float | None, int, int, int, float, str]
 
 # A JSON ``\u0000`` escape (not an escaped backslash followed by "u0000"):
 # PostgreSQL's JSONB cannot hold it, so no backend stores it.
@@ -68,12 +68,18 @@ def execution_from_row(
 
 
 def task_result_rows(results: Sequence[TaskResult]) -> list[TaskRow]:
-    """(execution_id, task_id, round, attempt, status, llm_calls, tokens_in, tokens_out,
-    cost, record) per result."""
+    """(execution_id, task_id, round, attempt, status, execution_id, task_id (the key of
+    its plan task, whose agent the row gets), duration_seconds, llm_calls, tokens_in,
+    tokens_out, cost, record) per result.
+
+    ``duration_seconds``: seconds from ``started_at`` to ``finished_at``, None unless
+    the attempt has both (the learning statistics' durations, core/stores/learning.py).
+    """
     rows: list[TaskRow] = []
     for r in results:
         u = r.usage or LLMUsage()
         record = dump(r, f"the result of task {r.task_id} (execution {r.execution_id})")
+        seconds = _seconds(r.started_at, r.finished_at)
         rows.append(
             (
                 r.execution_id,
@@ -81,6 +87,9 @@ def task_result_rows(results: Sequence[TaskResult]) -> list[TaskRow]:
                 r.round,
                 r.attempt,
                 r.status.value,
+                r.execution_id,
+                r.task_id,
+                seconds,
                 u.calls,
                 u.tokens_in,
                 u.tokens_out,
@@ -89,6 +98,17 @@ def task_result_rows(results: Sequence[TaskResult]) -> list[TaskRow]:
             )
         )
     return rows
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from ``start`` to ``end``; a time without zone is UTC (as SQL reads it)."""
+    if start is None or end is None:
+        return None
+    return (_aware(end) - _aware(start)).total_seconds()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def checkpoint_json(checkpoint: CheckpointState) -> str:

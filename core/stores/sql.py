@@ -114,12 +114,18 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
     # -- executions ---------------------------------------------------------
     def create_execution(self, execution: Execution, events: Sequence[Event] = ()) -> list[Event]:
         d = self.dialect
+        plan = execution.plan
         row = (
             execution.id,
             execution.status.value,
             d.dump_time(execution.updated_at),
             execution_json(execution),
+            execution.license_id,
+            plan.workflow,
+            plan.name,
         )
+        # Its plan's tasks: the agent of each attempt written later is looked up here.
+        plan_rows = [(execution.id, t.id, t.agent) for t in plan.tasks]
         ev_rows = event_rows(events)
         with self._tx() as db:
             d.lock_events(db, [e.execution_id for e in events])
@@ -127,11 +133,19 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
                 raise Conflict(f"execution {execution.id} already exists")
             db.execute(
                 d.sql(
-                    "INSERT INTO executions"
-                    " (id, status, owner, heartbeat_at, updated_at, lease_token, data, license_id)"
-                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json, ?)"
+                    "INSERT INTO executions (id, status, owner, heartbeat_at, updated_at,"
+                    " lease_token, data, license_id, workflow, plan_name)"
+                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json, ?, ?, ?)"
                 ),
-                (*row, execution.license_id),
+                row,
+            )
+            d.executemany(
+                db,
+                d.sql(
+                    "INSERT INTO plan_tasks (execution_id, task_id, agent) VALUES (?, ?, ?)"
+                    " ON CONFLICT (execution_id, task_id) DO NOTHING"
+                ),
+                plan_rows,
             )
             return self._append(db, events, ev_rows)
 
@@ -254,19 +268,28 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
             db.execute(
                 d.upsert(
                     "checkpoints",
-                    ("execution_id", "stage", "round", "decision", "data"),
+                    (
+                        "execution_id",
+                        "stage",
+                        "round",
+                        "decision",
+                        "checkpoint_type",
+                        "feedback",
+                        "data",
+                    ),
                     ("execution_id", "stage", "round"),
                     json=("data",),
                 ),
-                (*key, decision, data),
+                (*key, decision, cp.type, cp.feedback, data),
             )
             return
         cur = db.execute(
             d.sql(
-                "UPDATE checkpoints SET decision = ?, data = ?json"
+                "UPDATE checkpoints SET decision = ?, checkpoint_type = ?, feedback = ?,"
+                " data = ?json"
                 " WHERE execution_id = ? AND stage = ? AND round = ? AND decision IS NULL"
             ),
-            (decision, data, *key),
+            (decision, cp.type, cp.feedback, data, *key),
         )
         if cur.rowcount == 1:
             return
@@ -402,6 +425,8 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
                 "round",
                 "attempt",
                 "status",
+                "agent",
+                "duration_seconds",
                 "llm_calls",
                 "tokens_in",
                 "tokens_out",
@@ -411,6 +436,10 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
             ("execution_id", "task_id", "round", "attempt"),
             json=("data",),
             renumber=True,
+            # The agent its plan gave the task (NULL for a task its plan does not have).
+            expressions={
+                "agent": "(SELECT agent FROM plan_tasks WHERE execution_id = ? AND task_id = ?)"
+            },
         )
 
     def task_results(self, execution_id: str, round: int | None = None) -> list[TaskResult]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import Cli
@@ -24,7 +25,12 @@ GRAPH = {
 }
 
 
-def test_insights_and_the_learned_plan(cli: Cli, tmp_path: Path) -> None:
+@pytest.mark.both_stores
+def test_insights_and_the_learned_plan(
+    cli: Cli, tmp_path: Path, store_backend: str, request: pytest.FixtureRequest
+) -> None:
+    if store_backend == "postgresql":
+        cli.env["CONNECTSW_STORE__URL"] = request.getfixturevalue("postgres_url")
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(GRAPH))
     cli.env["CONNECTSW_LEARNING__MIN_RUNS"] = "2"
     before = cli("run", "g.yaml", "--plan-only", "--json", "-w", "ws0", ok=True).json()["plan"]
@@ -79,3 +85,5 @@ def test_insights_and_the_learned_plan(cli: Cli, tmp_path: Path) -> None:
     assert rows == [{"pattern_type": "change_request", "subject": "checkpoint_1", "frequency": 1}]
     views = cli("analytics", "views", "--json", ok=True).json()
     assert "learned_patterns" in [v["name"] for v in views]
+    sqlite_file = Path(cli.env["CONNECTSW_DATA_DIR"]) / "connectsw.db"
+    assert sqlite_file.exists() is (store_backend == "sqlite")

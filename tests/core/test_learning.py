@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,13 @@ from connectsw.core.models import (
     Plan,
     Request,
     Stage,
-    TaskResult,
     TaskSpec,
     TaskStatus,
 )
+from tests.core.history import attempt, past_execution
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# Every test with an engine runs on the embedded store and on a real PostgreSQL.
+pytestmark = pytest.mark.both_stores
 
 
 def learning(engine: Engine, **values: Any) -> None:
@@ -39,7 +39,6 @@ def nap_graph(seconds: float) -> dict[str, Any]:
     return {"name": "naps", "tasks": [nap]}
 
 
-@pytest.mark.both_stores
 def test_the_estimate_moves_with_history(
     engine: Engine, submit_graph: Callable[..., Execution]
 ) -> None:
@@ -67,23 +66,27 @@ def test_the_estimate_moves_with_history(
     assert later.p90_seconds >= later.estimated_seconds
 
 
+def test_the_estimate_reads_the_latest_executions_of_the_workflow(
+    engine: Engine, submit_graph: Callable[..., Execution]
+) -> None:
+    learning(engine, min_runs=2, window=3)
+    plan = submit_graph(nap_graph(0.1)).plan
+    for seconds in (100.0, 100.0, 100.0, 2.0, 2.0):  # three slow runs, then two fast ones
+        ex = past_execution(engine.store, plan)
+        engine.store.save_task_results([attempt(ex, "nap", seconds)])
+
+    latest = submit_graph(nap_graph(0.1)).plan.task("nap").learned
+    assert latest is not None and (latest.runs, latest.estimated_seconds) == (3, 2.0)
+    learning(engine, window=0)  # the whole history: the slow runs are most
+    every = submit_graph(nap_graph(0.1)).plan.task("nap").learned
+    assert every is not None and (every.runs, every.estimated_seconds) == (5, 100.0)
+
+
 def record(engine: Engine, plan: Plan, task: str, outcomes: list[TaskStatus]) -> None:
     """A finished execution of ``plan`` whose ``task`` had these attempts (1 s each)."""
-    ex = Execution(request=Request(command="run", args=["g"]), plan=plan, workspace="/w")
-    ex.status = ExecutionStatus.FAILED
-    engine.store.create_execution(ex)
+    ex = past_execution(engine.store, plan, ExecutionStatus.FAILED)
     engine.store.save_task_results(
-        [
-            TaskResult(
-                execution_id=ex.id,
-                task_id=task,
-                attempt=n,
-                status=status,
-                started_at=T0,
-                finished_at=T0 + timedelta(seconds=1),
-            )
-            for n, status in enumerate(outcomes, 1)
-        ]
+        [attempt(ex, task, 1.0, status, attempt=n) for n, status in enumerate(outcomes, 1)]
     )
 
 

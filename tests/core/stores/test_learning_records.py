@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,15 +13,13 @@ from connectsw.core.models import (
     Execution,
     ExecutionStatus,
     Plan,
-    Request,
     Stage,
-    TaskResult,
     TaskSpec,
     TaskStatus,
 )
 from connectsw.core.stores import Store
+from tests.core.history import T0, attempt, past_execution
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 E = ExecutionStatus
 
 
@@ -45,30 +43,12 @@ def plan(workflow: str = "wf", name: str = "proj") -> Plan:
     )
 
 
-def execution(store: Store, status: E = E.COMPLETED, workflow: str = "wf") -> Execution:
-    ex = Execution(request=Request(command="run", args=["x"]), plan=plan(workflow), workspace="/w")
-    ex.status = status
-    store.create_execution(ex)
-    return ex
-
-
-def attempt(
-    ex: Execution,
-    task: str,
-    seconds: float | None,
-    status: TaskStatus = TaskStatus.SUCCEEDED,
-    round: int = 0,
-    attempt: int = 1,
-) -> TaskResult:
-    return TaskResult(
-        execution_id=ex.id,
-        task_id=task,
-        round=round,
-        attempt=attempt,
-        status=status,
-        started_at=T0,
-        finished_at=T0 + timedelta(seconds=seconds) if seconds is not None else None,
-    )
+def execution(
+    store: Store, status: E = E.COMPLETED, workflow: str = "wf", at: int | None = None
+) -> Execution:
+    """A past execution, last updated ``at`` minutes after T0 (None: now)."""
+    when = T0 + timedelta(minutes=at) if at is not None else None
+    return past_execution(store, plan(workflow), status, when)
 
 
 def decide(
@@ -178,3 +158,57 @@ def test_learned_patterns_view(store: Store) -> None:
     assert rows["checkpoint_approval", "written", None].success_rate == pytest.approx(50.0)
     change = rows["change_request", "written", "Add a Security section"]
     assert (change.frequency, change.success_rate) == (1, None)
+
+
+def test_the_window_reads_the_latest_executions_of_each_workflow(store: Store) -> None:
+    # Five executions of "wf", a minute apart: "write" ran 1..5 s, the oldest two after a
+    # failed attempt; changes were requested at the oldest three's checkpoint.
+    for i in range(5):
+        ex = execution(store, E.FAILED if i < 2 else E.COMPLETED, at=i)
+        first = [attempt(ex, "write", 0.5, TaskStatus.FAILED)] if i < 2 else []
+        store.save_task_results([*first, attempt(ex, "write", i + 1.0, attempt=len(first) + 1)])
+        if i < 3:
+            decide(store, ex, Decision.REQUEST_CHANGES, 0, f"change {i}")
+        else:
+            decide(store, ex, Decision.APPROVE, 0)
+    for i in range(3):  # another workflow's, all newer than wf's: they take none of its window
+        other = execution(store, workflow="other", at=10 + i)
+        store.save_task_results([attempt(other, "write", 50.0)])
+
+    [write] = store.task_stats("wf", window=2)
+    assert (write.runs, write.attempts, write.failed_attempts) == (2, 2, 0)
+    assert (write.p50_seconds, write.p90_seconds) == pytest.approx((4.0, 5.0), abs=0.01)
+    [write] = store.task_stats("wf", window=0)  # 0: the whole history
+    assert (write.runs, write.attempts, write.failed_attempts) == (5, 7, 2)
+    assert store.task_stats("wf", window=100) == store.task_stats("wf")
+    each = {s.workflow: s.runs for s in store.task_stats(None, window=2)}
+    assert each == {"wf": 2, "other": 2}
+
+    [flow] = store.workflow_stats("wf", window=3)
+    assert (flow.executions, flow.completed, flow.failed) == (3, 3, 0)
+    assert [(w.workflow, w.executions) for w in store.workflow_stats(None, window=4)] == [
+        ("other", 3),
+        ("wf", 4),
+    ]
+    [cp] = store.checkpoint_stats("wf", window=3)
+    assert (cp.decisions, cp.approved, cp.changes_requested) == (3, 2, 1)
+    assert [c.feedback for c in store.change_requests("wf", window=3)] == ["change 2"]
+    assert len(store.change_requests("wf")) == 3
+
+    # An execution updated last is the latest, whenever it started.
+    oldest = store.list_executions(limit=100)[-1]
+    oldest.updated_at = T0 + timedelta(hours=1)
+    store.transition(oldest, {oldest.status})
+    [write] = store.task_stats("wf", window=1)
+    assert (write.attempts, write.failed_attempts) == (2, 1)
+
+
+def test_only_the_tasks_of_its_plan_are_history_with_the_agent_of_the_plan(store: Store) -> None:
+    ex = execution(store)
+    store.save_task_results([attempt(ex, "write", 1.0), attempt(ex, "ghost", 1.0)])
+    orphan = past_execution(None, plan())  # results of an execution the store never had
+    store.save_task_results([attempt(orphan, "write", 1.0)])
+    assert [(s.task_id, s.agent, s.runs) for s in store.task_stats()] == [("write", "writer", 1)]
+    assert [p.subject for p in store.learned_patterns() if p.pattern_type == "task_outcome"] == [
+        "write"
+    ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from connectsw.core.models import (
     ExecutionStatus,
     Plan,
     Request,
+    Stage,
     TaskResult,
+    TaskSpec,
     TaskStatus,
 )
 from connectsw.core.stores import Store, open_store
@@ -302,3 +305,214 @@ def _race_module() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# -- migration 12: the learning history becomes columns, filled from the JSON once ----------
+
+LEARNING_VIEWS = {
+    "execution_history": "execution_id",
+    "task_history": "execution_id, task_id, round, attempt",
+    "checkpoint_history": "execution_id, stage, round",
+    "learned_patterns": "pattern_type, workflow, subject, agent, detail",
+}
+
+
+def learning_history() -> tuple[list[Execution], list[TaskResult], list[CheckpointState]]:
+    """Executions of two workflows with retries, failures, an interrupted and a running
+    attempt, an attempt of a task the plan lacks, and decisions with feedback."""
+    E, S, F = ExecutionStatus, TaskStatus.SUCCEEDED, TaskStatus.FAILED
+    runs = [  # workflow, status, license, [(task, status, seconds, round, attempt)], decisions
+        ("wf", E.COMPLETED, None, [("write", S, 2.0, 0, 1), ("check", S, 1.0, 0, 1)]),
+        ("wf", E.FAILED, None, [("write", F, 0.5, 0, 1), ("write", S, 3.25, 0, 2)]),
+        ("wf", E.FAILED, None, [("check", F, 1.5, 0, 1), ("ghost", S, 1.0, 0, 1)]),
+        ("wf", E.FAILED, None, [("check", TaskStatus.INTERRUPTED, None, 0, 2)]),
+        ("wf", E.EXECUTING, None, [("write", TaskStatus.RUNNING, None, 1, 1)]),
+        ("other", E.COMPLETED, "lic_1", [("write", S, 9.0, 0, 1), ("write", S, 7.0, 1, 1)]),
+    ]
+    decisions = [
+        (0, 0, Decision.REQUEST_CHANGES, "Add tests"),
+        (0, 1, Decision.APPROVE, None),
+        (1, 0, Decision.CANCEL, None),
+        (4, 0, None, None),  # waiting
+        (5, 0, Decision.REQUEST_CHANGES, "  Add tests "),
+    ]
+    executions, results = [], []
+    for i, (workflow, status, license_id, attempts) in enumerate(runs):
+        plan = Plan(
+            name=f"proj-{workflow}",
+            workflow=workflow,
+            tasks=[TaskSpec(id="write", agent="writer"), TaskSpec(id="check", agent="checker")],
+            stages=[Stage(index=0, name="one", task_ids=["write", "check"])],
+        )
+        ex = Execution(
+            request=Request(command="run"),
+            plan=plan,
+            workspace="/w",
+            status=status,
+            license_id=license_id,
+            updated_at=datetime(2026, 1, 1, 12, i, tzinfo=UTC),
+        )
+        executions.append(ex)
+        for task, outcome, seconds, round, n in attempts:
+            start = datetime(2026, 1, 1, 12, i, tzinfo=UTC)
+            end = start + timedelta(seconds=seconds) if seconds is not None else None
+            results.append(
+                TaskResult(
+                    execution_id=ex.id,
+                    task_id=task,
+                    round=round,
+                    attempt=n,
+                    status=outcome,
+                    started_at=start,
+                    finished_at=end,
+                )
+            )
+    checkpoints = [
+        CheckpointState(
+            execution_id=executions[i].id,
+            stage=0,
+            round=round,
+            type="written",
+            question="ok?",
+            decision=decision,
+            feedback=feedback,
+        )
+        for i, round, decision, feedback in decisions
+    ]
+    return executions, results, checkpoints
+
+
+def write_as_v11(
+    backend: Backend,
+    executions: list[Execution],
+    results: list[TaskResult],
+    checkpoints: list[CheckpointState],
+) -> None:
+    """The rows as the code of schema version 11 wrote them."""
+    p = "?" if backend.name == "sqlite" else "%s"
+    with backend.connect() as db:
+        for ex in executions:
+            db.execute(
+                "INSERT INTO executions (id, status, owner, heartbeat_at, updated_at,"
+                f" lease_token, data, license_id) VALUES ({p}, {p}, NULL, NULL, {p}, 0, {p}, {p})",
+                (
+                    ex.id,
+                    ex.status.value,
+                    backend.dialect.dump_time(ex.updated_at),
+                    json(ex, exclude={"owner", "heartbeat_at", "lease_token"}),
+                    ex.license_id,
+                ),
+            )
+        for r in results:
+            db.execute(
+                "INSERT INTO task_results (execution_id, task_id, round, attempt, status, data)"
+                f" VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                (r.execution_id, r.task_id, r.round, r.attempt, r.status.value, json(r)),
+            )
+        for cp in checkpoints:
+            db.execute(
+                "INSERT INTO checkpoints (execution_id, stage, round, decision, data)"
+                f" VALUES ({p}, {p}, {p}, {p}, {p})",
+                (
+                    cp.execution_id,
+                    cp.stage,
+                    cp.round,
+                    cp.decision.value if cp.decision else None,
+                    json(cp),
+                ),
+            )
+        if backend.name == "sqlite":
+            db.commit()
+
+
+def views(backend: Backend) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    """Each learning view's column names and rows."""
+    out = {}
+    db = backend.connect()
+    try:
+        for name, order in LEARNING_VIEWS.items():
+            cur = db.execute(f"SELECT * FROM {name} ORDER BY {order}")
+            rows = [tuple(r) for r in cur.fetchall()]
+            out[name] = ([d[0] for d in cur.description], rows)
+    finally:
+        db.close()
+    return out
+
+
+def statistics(store: Store) -> dict[str, Any]:
+    """Everything the learning engine reads, durations to the millisecond."""
+
+    def ms(value: float | None) -> float | None:
+        return round(value, 3) if value is not None else None
+
+    return {
+        "tasks": [
+            replace(s, p50_seconds=ms(s.p50_seconds), p90_seconds=ms(s.p90_seconds))
+            for s in store.task_stats()
+        ],
+        "latest": store.task_stats("wf", window=2),
+        "workflows": store.workflow_stats(),
+        "checkpoints": store.checkpoint_stats(),
+        "changes": store.change_requests(),
+        "patterns": store.learned_patterns(),
+        "seen": store.workflows_seen(),
+    }
+
+
+@pytest.fixture
+def fresh_url(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another empty store of the backend."""
+    if backend.name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh' / 'connectsw.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+    yield f"{server}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(server, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_migration_12_fills_the_learning_columns_from_the_history_written_before(
+    backend: Backend, opened: Callable[[str], Store], fresh_url: str
+) -> None:
+    with backend.connect() as db:  # a store at schema version 11
+        if backend.name == "sqlite":
+            db.execute("BEGIN IMMEDIATE")
+            assert migrate(db, backend.dialect, "x", to=11) == list(range(1, 12))
+            db.execute("COMMIT")
+        else:
+            with db.transaction():
+                assert migrate(db, backend.dialect, "x", to=11) == list(range(1, 12))
+    executions, results, checkpoints = learning_history()
+    write_as_v11(backend, executions, results, checkpoints)
+    before = views(backend)
+    assert len(before["task_history"][1]) == 9  # the ghost task's attempt is no history
+
+    migrated = opened(backend.url)  # migration 12 runs
+    assert backend.rows("SELECT MAX(version) FROM schema_version") == [(12,)]
+    assert views(backend) == before  # the same columns and rows, now read from columns
+
+    # The same history written through the store after migration 12 gives the same
+    # statistics as the history the migration filled in.
+    fresh = opened(fresh_url)
+    for ex in executions:
+        fresh.create_execution(ex)
+    fresh.save_task_results(results)
+    for cp in checkpoints:
+        ex = next(e for e in executions if e.id == cp.execution_id)
+        fresh.transition(ex, {ex.status}, checkpoint=cp)
+    assert statistics(migrated) == statistics(fresh)
+    tasks = {(s.workflow, s.task_id): s for s in migrated.task_stats()}
+    assert (tasks["wf", "write"].runs, tasks["wf", "write"].attempts) == (2, 3)
+    assert tasks["wf", "write"].p50_seconds == pytest.approx(2.0, abs=0.001)
+    assert (tasks["other", "write"].agent, tasks["other", "write"].runs) == ("writer", 2)
+
+    # An attempt written now for an execution planned before gets its plan's agent.
+    again = results[0].model_copy(update={"round": 1})
+    migrated.save_task_results([again])
+    assert {(s.task_id, s.agent, s.runs) for s in migrated.task_stats("wf")} == {
+        ("write", "writer", 3),
+        ("check", "checker", 2),
+    }
