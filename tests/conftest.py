@@ -29,6 +29,18 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pytest-xdist worker (scripts/test runs the suite on 2), the tests marked ``slow``
+    come first, in their order: the workers take tests one at a time in collection
+    order (``--dist loadgroup``), so the long ones start early and the many short ones
+    fill the gaps, instead of one worker finishing a long test alone at the end. A run
+    in one process keeps pytest's order. The last of the hooks: the sort is stable, so
+    the order the others gave stays within the slow tests and within the others."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own data dir and freshly read settings and plugins."""

@@ -93,13 +93,17 @@ def copy_tracked(root: Path, dest: Path) -> Path:
 
 
 def build_wheel(src: Path, out: Path) -> Path:
-    """The wheel pip builds from ``src`` (no dependencies, no build isolation)."""
-    run(
+    """The wheel pip builds from ``src`` (no dependencies, no build isolation).
+
+    setuptools builds it without warning that a data folder (prompts, templates) looks
+    like a package missing from pyproject's ``packages`` (``-v`` shows its warnings)."""
+    built = run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
+            "-v",
             "--no-deps",
             "--no-build-isolation",
             "--disable-pip-version-check",
@@ -108,6 +112,12 @@ def build_wheel(src: Path, out: Path) -> Path:
             src,
         ]
     )
+    absent = [
+        line.strip()
+        for line in (built.stdout + built.stderr).splitlines()
+        if "is absent from the `packages` configuration" in line
+    ]
+    assert not absent, "\n".join(absent)
     wheels = list(out.glob("connectsw-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]

@@ -28,7 +28,9 @@ GRAPH = {
         {
             "id": "long",
             "agent": "shell",
-            "with": {"command": "echo started > started.txt; sleep 8; date > after.txt"},
+            # Far longer than a cancel takes, even on a loaded machine: the task must still
+            # be running when the cancel arrives. Its shell's pid goes to started.txt.
+            "with": {"command": "echo $$ > started.txt; sleep 60; date > after.txt"},
         },
         {"id": "later", "agent": "noop", "needs": ["long"]},
     ],
@@ -56,7 +58,7 @@ def test_cancel_stops_the_running_command_and_returns_once_it_stopped(tmp_path: 
     )
     try:
         deadline = time.monotonic() + 60
-        while not (ws / "started.txt").exists():
+        while (shell := _pid_in(ws / "started.txt")) is None:
             assert owner.poll() is None, owner.communicate()
             assert time.monotonic() < deadline, "the command never started"
             time.sleep(0.1)
@@ -74,6 +76,7 @@ def test_cancel_stops_the_running_command_and_returns_once_it_stopped(tmp_path: 
             timeout=60,
         )
         took = time.monotonic() - start
+        shell_alive = _alive(shell)
         assert cancel.returncode == 0, cancel.stderr
         view = json.loads(cancel.stdout)
         assert view["status"] == "cancelled"
@@ -86,9 +89,28 @@ def test_cancel_stops_the_running_command_and_returns_once_it_stopped(tmp_path: 
     # Cancelled by another process while it ran: not a success (exit 8, README).
     assert owner.returncode == ExitCode.CANCELLED == 8, err
     assert json.loads(out)["status"] == "cancelled"
-    assert took < 7  # it returned when the command stopped, not when it would have ended
-    time.sleep(max(0.0, 8.5 - took))
+    # It returned when the command had stopped (its shell is gone, so after.txt will never
+    # be written), not when the command would have ended (60 s).
+    assert not shell_alive
+    assert took < 30
     assert not (ws / "after.txt").exists()
+
+
+def _pid_in(path: Path) -> int | None:
+    """The pid written to ``path``, or None while it is not (completely) written."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 CHECKPOINTED = {

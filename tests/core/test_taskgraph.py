@@ -401,21 +401,23 @@ def test_truncated_utf16_is_refused(tmp_path: Path) -> None:
 
 
 # -- bounds: size, depth, alias expansion (issue 5, fault 10) -----------------------
+# "Fast" is measured in this thread's CPU time, which a busy machine (other tests running
+# beside this one) does not stretch as it stretches wall time.
 
 
 def test_file_over_one_mib_is_refused_before_parsing(tmp_path: Path) -> None:
     path = write(tmp_path, "g.yaml", "name: x\n#" + "x" * (1 << 20) + "\n")
-    started = time.perf_counter()
+    started = time.thread_time()
     assert "larger than 1048576 bytes" in one_line_error(path)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 @pytest.mark.parametrize("name", ["g.yaml", "g.json"])
 def test_very_deep_nesting_is_refused_without_recursion_error(tmp_path: Path, name: str) -> None:
     path = write(tmp_path, name, "[" * 100_000)
-    started = time.perf_counter()
+    started = time.thread_time()
     assert "line 1: nested deeper than 32 levels" in one_line_error(path)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 @pytest.mark.parametrize("name", ["g.yaml", "g.json"])
@@ -459,10 +461,10 @@ def test_yaml_alias_bomb_is_refused_fast_and_small(tmp_path: Path) -> None:
     path = write(tmp_path, "g.yaml", ALIAS_BOMB)
     assert path.stat().st_size < 520
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         text = one_line_error(path)
-        elapsed = time.perf_counter() - started
+        elapsed = time.thread_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -476,9 +478,9 @@ def test_merge_key_bomb_is_refused(tmp_path: Path) -> None:
     for i in range(1, 12):
         lines.append(f"x{i}: &x{i} {{<<: [{', '.join([f'*x{i - 1}'] * 8)}]}}")
     path = write(tmp_path, "g.yaml", "\n".join(lines) + "\n")
-    started = time.perf_counter()
+    started = time.thread_time()
     assert "aliases expand to more than 10000 values" in one_line_error(path)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 def test_recursive_alias_is_refused(tmp_path: Path) -> None:

@@ -117,11 +117,20 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_document(served: Serve
                 except Unsatisfiable:
                     pass  # nothing to negate (an operation without parameters or body)
                 except Exception as exc:
-                    failures.append(f"{label}: {exc}")
+                    failures.append(f"{label}: {_explained(exc)}")
     total = sum(cases.values())
     print(f"\nschemathesis: {total} cases in {time.monotonic() - started:.0f} s: {cases}")
     assert not failures, "\n\n".join(failures)
     assert total >= MIN_CASES, cases
+
+
+def _explained(exc: BaseException) -> str:
+    """The error and, for a group (Hypothesis's FlakyFailure is one), each error in it:
+    the summary alone ("Failed on the first call but did not on a subsequent one")
+    does not say what failed."""
+    if isinstance(exc, BaseExceptionGroup):
+        return f"{exc}: " + "; ".join(_explained(sub) for sub in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _wait_for(url: str, execution_id: str, auth: dict[str, str], status: str) -> None:

@@ -660,6 +660,10 @@ def test_running_attempts(store: Store) -> None:
 class Opaque:
     """Something JSON cannot represent."""
 
+    def __repr__(self) -> str:
+        # A test id the same in every process (pytest-xdist's workers collect alike).
+        return "Opaque()"
+
 
 @pytest.mark.parametrize(
     "outputs", [{"x": Opaque()}, {"x": "nul \x00 byte"}, {"x": "\udcff"}], ids=str
