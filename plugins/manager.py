@@ -573,13 +573,7 @@ def add_plugin_commands(cli: click.Group) -> None:
         except Exception as exc:
             cli.commands.clear()
             cli.commands.update(before)
-            warning = f"register_commands failed: {describe_error(exc, where=True)}"
-            trace("register_commands", plugin, f"failed: {describe_error(exc, where=True)}")
-            with _lock:
-                source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
-                if warning not in source.warnings:
-                    source.warnings.append(warning)
-                    source.command_error = exc
+            _command_warning(plugin, f"failed: {describe_error(exc, where=True)}", exc)
             continue
         added = {n: c for n, c in cli.commands.items() if before.get(n) is not c}
         for name in sorted(added):
@@ -593,12 +587,7 @@ def add_plugin_commands(cli: click.Group) -> None:
                 cli.commands[name] = before[name]
             else:
                 del cli.commands[name]
-            warning = f'register_commands: command "{name}" collides with {taken}; not added'
-            trace("register_commands", plugin, f"failed: {warning}")
-            with _lock:
-                source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
-                if warning not in source.warnings:
-                    source.warnings.append(warning)
+            _command_warning(plugin, f': command "{name}" collides with {taken}; not added')
         with _lock:
             source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
             source.commands = [(name, _short_help(command)) for name, command in added.items()]
@@ -607,6 +596,20 @@ def add_plugin_commands(cli: click.Group) -> None:
             trace("register_commands", plugin, f'registered command "{name}"')
         trace_done("register_commands", plugin, started, f" ({len(added)} registered)")
     check_strict()
+
+
+def _command_warning(plugin: str, what: str, exc: BaseException | None = None) -> None:
+    """Record ``register_commands`` + ``what`` as a warning of ``plugin`` (once) and trace
+    it; ``exc`` (the hook raised) is kept to explain a missing command later."""
+    raised = what.startswith("failed")
+    warning = f"register_commands{' ' if raised else ''}{what}"
+    trace("register_commands", plugin, what if raised else f"failed: {warning}")
+    with _lock:
+        source = _sources.setdefault(plugin, PluginSource(plugin, builtin=False))
+        if warning not in source.warnings:
+            source.warnings.append(warning)
+            if exc is not None:
+                source.command_error = exc
 
 
 def _command_taken(name: str, before: Mapping[str, click.Command]) -> str | None:
