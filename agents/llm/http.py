@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from connectsw.agents.llm.base import Completion, Message, Usage
+from connectsw.core import textfiles
 from connectsw.core.errors import (
     LLMAuthError,
     LLMBadResponse,
@@ -90,22 +91,27 @@ class Endpoint:
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
 
+MAX_KEY_FILE_BYTES = 65_536
+"""An API key file is at most this many bytes."""
+
+
 def read_key(env_name: str, key_file: Path | None) -> tuple[str | None, str]:
     """The API key from ``$env_name``, else the first line of ``key_file``; and where
     it came from, for messages (``environment variable X`` / ``file F``).
 
-    Raises :class:`LLMError` when the file cannot be read (never quoting it).
+    The file is read as every user file is (core/textfiles.py), at most
+    :data:`MAX_KEY_FILE_BYTES`. Raises :class:`LLMError` when it cannot be read, is
+    larger or is not text (never quoting it).
     """
     value = os.environ.get(env_name, "").strip()
     if value:
         return value, f"the environment variable {env_name}"
     if key_file is not None:
         path = Path(key_file).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
-            raise LLMError(f"cannot read the API key file {path}: {reason}") from None
+        try:  # as every user file (UTF-8 or a byte-order mark's); a bad byte is not quoted
+            lines = textfiles.read_text(path, MAX_KEY_FILE_BYTES, show_bytes=False).splitlines()
+        except textfiles.TextFileError as exc:
+            raise LLMError(f"cannot read the API key file {path}: {exc}") from None
         first = lines[0].strip() if lines else ""
         if first:
             return first, f"the file {path}"
