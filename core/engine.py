@@ -37,6 +37,7 @@ from connectsw.core.models import (
     Request,
     TaskResult,
     TaskStatus,
+    check_user_text,
     utcnow,
 )
 from connectsw.core.monitor import LEASE_LOST
@@ -427,7 +428,11 @@ class Engine:
         One conditional update: of two decisions at once, one wins and the
         other raises :class:`~connectsw.core.errors.Conflict` (exit 5, "already
         decided"). Event hooks run after the commit.
+
+        Raises:
+            InvalidInput: ``feedback`` longer than :data:`MAX_USER_TEXT` characters.
         """
+        check_user_text("feedback", feedback)
         if decision is Decision.CANCEL:
             return self.cancel(execution_id, feedback, by=by, wait=False)
         execution = self.get(execution_id)
@@ -519,8 +524,10 @@ class Engine:
         stopped by their workers (process groups ended) and recorded ``cancelled``;
         a dead owner's leftovers are ended here. Cancelling a cancelled execution
         returns it (waiting, with ``wait``). Raises :class:`InvalidState` if the
-        execution completed or failed.
+        execution completed or failed, :class:`InvalidInput` if ``reason`` is longer
+        than :data:`MAX_USER_TEXT` characters.
         """
+        check_user_text("reason", reason)
         for _ in range(20):  # the status may move on between the read and the update
             execution = self.get(execution_id)
             status = execution.status

@@ -24,7 +24,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectsw.core.errors import ConnectSWError, PlanError, PluginError, describe_validation_error
-from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
+from connectsw.core.models import (
+    MAX_USER_TEXT,
+    CheckpointSpec,
+    Intent,
+    Plan,
+    Request,
+    Stage,
+    TaskSpec,
+)
 from connectsw.plugins.manager import plugin_code_error, strict_enabled
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
@@ -34,7 +42,7 @@ log = logging.getLogger("connectsw.planner")
 TASK_GRAPH = "task_graph"
 """The intent kind whose subject is a task-graph file (``connectsw run FILE``)."""
 
-MAX_REQUEST_TEXT = 10_000
+MAX_REQUEST_TEXT = MAX_USER_TEXT
 """Characters: the longest request description (``new product "..."``, ``fix "..."``)."""
 
 
