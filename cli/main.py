@@ -160,7 +160,15 @@ class LazyGroup(click.Group):
     # -- help -------------------------------------------------------------------------------
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list, with built-in help from the table (no command is imported)."""
+        """The command list, with built-in help from the table (no command is imported).
+
+        Plugins are waited for only briefly (``manager.wait_briefly``): a plugin that
+        hangs at import delays ``--help`` by about a second, and its commands are
+        named as not listed.
+        """
+        from connectsw.plugins import manager
+
+        manager.wait_briefly()
         entries: list[tuple[str, click.Command]] = []
         for name in self.list_commands(ctx):
             if name in self.lazy_commands:
@@ -180,6 +188,15 @@ class LazyGroup(click.Group):
         if self.plugin_error:
             err_console.print(
                 Text.assemble(("Warning:", "yellow"), " ", self.plugin_error), soft_wrap=True
+            )
+        for source in manager.cut_short():
+            err_console.print(
+                Text.assemble(
+                    ("Warning:", "yellow"),
+                    f' plugin "{source.name}": {source.error}; its commands are not listed'
+                    " (`connectsw plugins` waits longer)",
+                ),
+                soft_wrap=True,
             )
 
     # -- Ctrl-C -----------------------------------------------------------------------------
