@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from pathlib import Path
 
@@ -134,12 +135,7 @@ class ShellAgent(Agent):
             )
         artifacts = []
         for rel in spec.outputs:
-            try:
-                path = ctx.path(rel)
-            except ValueError as exc:  # a symlink out of the workspace
-                raise TaskError(f"declared output {rel!r}: {exc}") from None
-            if not path.exists():
-                raise TaskError(f"command did not write declared output {rel!r}")
+            path = _declared_output(ctx, rel)
             artifacts.append({"type": "file", "path": rel, "preview": _preview(path)})
         return AgentOutput.model_validate(
             {
@@ -148,6 +144,27 @@ class ShellAgent(Agent):
                 "artifacts": artifacts,
             }
         )
+
+
+def _declared_output(ctx: TaskContext, rel: str) -> Path:
+    """The file a declared output names; TaskError when the command did not write it,
+    or wrote a symbolic link that is broken or leads out of the workspace (named so:
+    "did not write" was the message for a link the command did write)."""
+    given = ctx.workspace / rel
+    link = os.readlink(given) if given.is_symlink() else None
+    try:
+        path = ctx.path(rel)
+    except ValueError as exc:  # resolved outside the workspace: through a link
+        if link is not None:
+            raise TaskError(
+                f"declared output {rel!r} is a symbolic link to {link}, outside the workspace"
+            ) from None
+        raise TaskError(f"declared output {rel!r}: {exc}") from None
+    if not path.exists():
+        if link is not None:
+            raise TaskError(f"declared output {rel!r} is a broken symbolic link to {link}")
+        raise TaskError(f"command did not write declared output {rel!r}")
+    return path
 
 
 def _preview(path: Path) -> str:

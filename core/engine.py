@@ -142,9 +142,12 @@ class Engine:
     ) -> Execution:
         """Plan ``request`` as an execution that is not persisted (``--plan-only``), with
         what the history says applied (:func:`connectsw.core.learning.learn_plan`:
-        estimates, extra retries, the project's preferences)."""
+        estimates, extra retries, the project's preferences). Raises WorkspaceError for
+        a workspace that is, or lies under, a broken symbolic link."""
         from connectsw.core.learning import learn_plan
+        from connectsw.core.workspace import check_links
 
+        check_links(workspace)  # before it is resolved: a broken link is not followed
         _, plan = Planner(self.registries).plan(request, **options)
         execution = Execution(
             request=request, plan=plan, workspace=str(workspace.resolve()), license_id=license_id
