@@ -69,10 +69,14 @@ class LazyGroup(click.Group):
     def _strict_check(self, cmd_name: str) -> None:
         """With ``CONNECTSW_STRICT_PLUGINS``, a plugin whose ``register_commands``
         fails is an error for every command, built-in ones too (exit 3)."""
+        from connectsw.plugins.environment import STRICT_ENV, flag
+
+        if cmd_name == "plugins" or not flag(STRICT_ENV):
+            return  # `plugins` lists everything first, then raises (no plugin imported here)
         from connectsw.plugins import manager
 
-        if cmd_name == "plugins" or not manager.strict_enabled():
-            return  # `plugins` lists everything first, then raises
+        if not manager.strict_enabled():
+            return
         manager.get_plugin_manager()  # a problem found while loading: its own error
         self.add_plugin_commands()
         if self.plugin_error:

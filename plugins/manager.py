@@ -70,6 +70,8 @@ import pluggy
 
 from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line
 from connectsw.plugins import hookspecs
+from connectsw.plugins.environment import IMPORT_TIMEOUT_ENV, LOAD_ENV, STRICT_ENV, TRACE_ENV
+from connectsw.plugins.environment import flag as _flag
 from connectsw.plugins.output import plugin_output_to_stderr
 
 if TYPE_CHECKING:
@@ -83,10 +85,6 @@ DEFAULT_PLUGINS = (
     "connectsw.core.memory_embedders",
     "connectsw.agents.llm.builtin",
 )
-LOAD_ENV = "CONNECTSW_LOAD_PLUGINS"
-STRICT_ENV = "CONNECTSW_STRICT_PLUGINS"
-TRACE_ENV = "CONNECTSW_TRACE_PLUGINS"
-IMPORT_TIMEOUT_ENV = "CONNECTSW_PLUGIN_IMPORT_TIMEOUT"
 DEFAULT_IMPORT_TIMEOUT = 10.0
 """Seconds a third-party plugin's import may take before it counts as failed."""
 LIGHT_IMPORT_WAIT = 1.0
@@ -175,10 +173,6 @@ _probed: dict[str, dict[str, list[str]]] = {}
 def included_plugins() -> set[str]:
     """Names of the third-party plugins this process did not leave out (loaded or failed)."""
     return {s.name for s in _sources.values() if not s.builtin and not s.left_out}
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def tracing_enabled() -> bool:

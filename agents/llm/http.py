@@ -15,7 +15,6 @@ The Server-Sent Events parser is our own (a few lines, the WHATWG rules for
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import math
@@ -174,6 +173,8 @@ class Call:
 
     async def within(self, awaitable: Awaitable[T]) -> T:
         """``awaitable``, or :class:`LLMTimeout` at the deadline."""
+        import asyncio  # here: listing plugins (this module is a built-in's) skips it
+
         try:
             return await asyncio.wait_for(awaitable, self.left())
         except TimeoutError:
@@ -220,6 +221,8 @@ class Call:
             wait = min(wait, ep.retry_backoff_max)
             if time.monotonic() + wait >= self.deadline:
                 raise LLMError(f"{failure}; no time left for a retry within {self.timeout:g} s")
+            import asyncio
+
             await asyncio.sleep(wait)
         tries = ep.retries + 1
         raise LLMError(f"{failure} ({tries} {'try' if tries == 1 else 'tries'}; gave up)")
@@ -341,6 +344,8 @@ def session(timeout: float) -> aiohttp.ClientSession:
 def run_sync(coro: Awaitable[T]) -> T:
     """Run a provider coroutine to its end from synchronous code (an agent's thread)."""
 
+    import asyncio
+
     async def main() -> T:
         return await coro
 
@@ -349,6 +354,8 @@ def run_sync(coro: Awaitable[T]) -> T:
 
 def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
     """Iterate an async generator from synchronous code, on an event loop of its own."""
+    import asyncio
+
     loop = asyncio.new_event_loop()
     try:
         while True:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectsw.conf.settings import get_settings
 from connectsw.core import textfiles
 from connectsw.core.errors import ConfigError
 
@@ -22,6 +21,8 @@ def prompt_dirs(workspace: Path | None) -> list[Path]:
     dirs = []
     if workspace is not None:
         dirs.append(workspace / PROJECT_DIR)
+    from connectsw.conf.settings import get_settings
+
     configured = get_settings().llm.prompts_dir
     if configured:
         dirs.append(Path(configured).expanduser())
