@@ -9,10 +9,11 @@ which the CLI's start-up time depends on (bench/cli_startup.py).
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+if TYPE_CHECKING:
+    import pluggy
 
-hookimpl = pluggy.HookimplMarker("connectsw")
-"""Marker plugin authors decorate their hook implementations with."""
+    hookimpl: pluggy.HookimplMarker
+    """Marker plugin authors decorate their hook implementations with."""
 
 if TYPE_CHECKING:
     from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
@@ -77,6 +78,11 @@ _EXPORTS: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "hookimpl":  # made on first use: light commands never import pluggy
+        import pluggy
+
+        value = globals()["hookimpl"] = pluggy.HookimplMarker("connectsw")
+        return value
     module = _EXPORTS.get(name)
     if module is not None:
         value = getattr(import_module(module), name)
@@ -95,7 +101,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})
+    return sorted(set(globals()) | set(_EXPORTS) | {"__version__", "hookimpl"})
 
 
 __all__ = [

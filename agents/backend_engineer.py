@@ -22,7 +22,6 @@ from connectsw.agents.llm.context import brief, sources
 from connectsw.agents.llm.prompts import system_prompt
 from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, endpoint_table, feedback_section, product_for
-from connectsw.conf.settings import get_settings
 from connectsw.core.errors import TaskError, describe_validation_error
 
 APP_TEMPLATE = '''\
@@ -347,6 +346,8 @@ class BackendEngineerAgent(ModelBrief, Agent):
             task = "Build the service and its tests."
         ask = brief(ctx, task)
         system = system_prompt(self.name, ctx.workspace, files=True)
+        from connectsw.conf.settings import get_settings
+
         rounds = get_settings().llm.fix_rounds
         done = write_and_fix(ctx, session, system, ask, (), rounds)
         return done.output(

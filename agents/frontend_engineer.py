@@ -15,7 +15,6 @@ from connectsw.agents.llm.context import brief
 from connectsw.agents.llm.prompts import system_prompt
 from connectsw.agents.llm.session import ModelBrief, ModelSession, open_session
 from connectsw.agents.text import Product, one_line, product_for
-from connectsw.conf.settings import get_settings
 
 APP_JS = """\
 "use strict";
@@ -178,6 +177,8 @@ class FrontendEngineerAgent(ModelBrief, Agent):
         """The model writes web/ and its tests; tests are run and fixed."""
         ask = brief(ctx, "Build the web page and its tests.")
         system = system_prompt(self.name, ctx.workspace, files=True)
+        from connectsw.conf.settings import get_settings
+
         rounds = get_settings().llm.fix_rounds
         done = write_and_fix(ctx, session, system, ask, ("web/", "tests/"), rounds)
         return done.output(session.choice.model)

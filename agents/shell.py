@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from connectsw.core.errors import TaskError, TaskTimeout
 OUTPUT_LIMIT = 4096
 #: Bytes of a declared output file read for its preview.
 PREVIEW_BYTES = 4096
+#: Bytes (UTF-8) of the command, and of each ``env`` value, at most: Linux refuses to
+#: start a program with one argument or variable over 128 KiB (MAX_ARG_STRLEN), so a
+#: longer one is refused when the plan is made, not when the task runs.
+MAX_ARGUMENT_BYTES = 100_000
+#: Bytes (UTF-8) of ``CONNECTSW_FEEDBACK`` at most: the newest rounds' feedback that
+#: fits (each one is at most 10,000 characters: core/models.py ``MAX_USER_TEXT``).
+FEEDBACK_ENV_BYTES = 65_536
 
 
 class ShellInput(AgentInput):
@@ -32,6 +40,19 @@ class ShellInput(AgentInput):
         description="Names of the engine's environment variables to pass through, e.g. "
         "PGPASSWORD (by default a command gets no libpq or CONNECTSW_* variable).",
     )
+
+    @field_validator("command")
+    @classmethod
+    def _command_fits(cls, command: str) -> str:
+        _check_size("the command", command)
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _values_fit(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            _check_size(f"env {name!r}", value)
+        return env
 
     @field_validator("outputs")
     @classmethod
@@ -51,6 +72,28 @@ class ShellInput(AgentInput):
                 raise ValueError(f"output {raw!r} is the workspace itself; name a file")
             clean.append(norm)
         return clean
+
+
+def _check_size(what: str, text: str) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_ARGUMENT_BYTES:
+        raise ValueError(
+            f"{what} is {size} bytes long; at most {MAX_ARGUMENT_BYTES} bytes"
+            " (put a longer script in a file in the workspace)"
+        )
+
+
+def feedback_env(feedback: list[str]) -> str:
+    """The feedback for ``CONNECTSW_FEEDBACK``: the newest rounds first kept, one per
+    line, at most :data:`FEEDBACK_ENV_BYTES` bytes in all."""
+    kept: list[str] = []
+    size = 0
+    for text in reversed(feedback):
+        size += len(text.encode("utf-8", "surrogatepass")) + 1
+        if size > FEEDBACK_ENV_BYTES and kept:
+            break
+        kept.append(text)
+    return "\n".join(reversed(kept))
 
 
 class ShellAgent(Agent):
@@ -73,7 +116,7 @@ class ShellAgent(Agent):
             }
         )
         if ctx.feedback:
-            env["CONNECTSW_FEEDBACK"] = "\n".join(ctx.feedback)
+            env["CONNECTSW_FEEDBACK"] = feedback_env(ctx.feedback)
         try:
             outcome = supervisor.run_for(
                 ctx, spec.command, shell=True, env=env, output_limit=OUTPUT_LIMIT
@@ -92,12 +135,7 @@ class ShellAgent(Agent):
             )
         artifacts = []
         for rel in spec.outputs:
-            try:
-                path = ctx.path(rel)
-            except ValueError as exc:  # a symlink out of the workspace
-                raise TaskError(f"declared output {rel!r}: {exc}") from None
-            if not path.exists():
-                raise TaskError(f"command did not write declared output {rel!r}")
+            path = _declared_output(ctx, rel)
             artifacts.append({"type": "file", "path": rel, "preview": _preview(path)})
         return AgentOutput.model_validate(
             {
@@ -106,6 +144,27 @@ class ShellAgent(Agent):
                 "artifacts": artifacts,
             }
         )
+
+
+def _declared_output(ctx: TaskContext, rel: str) -> Path:
+    """The file a declared output names; TaskError when the command did not write it,
+    or wrote a symbolic link that is broken or leads out of the workspace (named so:
+    "did not write" was the message for a link the command did write)."""
+    given = ctx.workspace / rel
+    link = os.readlink(given) if given.is_symlink() else None
+    try:
+        path = ctx.path(rel)
+    except ValueError as exc:  # resolved outside the workspace: through a link
+        if link is not None:
+            raise TaskError(
+                f"declared output {rel!r} is a symbolic link to {link}, outside the workspace"
+            ) from None
+        raise TaskError(f"declared output {rel!r}: {exc}") from None
+    if not path.exists():
+        if link is not None:
+            raise TaskError(f"declared output {rel!r} is a broken symbolic link to {link}")
+        raise TaskError(f"command did not write declared output {rel!r}")
+    return path
 
 
 def _preview(path: Path) -> str:

@@ -35,6 +35,10 @@ def _decide(
             _show_status(view(remote, execution_id), execution_id, as_json)
             return
         raise SystemExit(remote_drive(state, remote, execution_id, yes=yes, as_json=as_json))
+    if not run:  # plugins are needed only for the event hooks: wait for them briefly
+        from connectsw.plugins.manager import wait_briefly
+
+        wait_briefly()
     execution = state.engine.decide(execution_id, decision, feedback)
     if not run or execution.status.finished:
         _show_status(state.engine.view(execution_id), execution_id, as_json)
@@ -102,6 +106,9 @@ def cancel(state: State, execution_id: str, reason: str | None, as_json: bool) -
         wait_until_stopped(remote, execution_id)
         _show_status(view(remote, execution_id), execution_id, as_json)
         return
+    from connectsw.plugins.manager import wait_briefly
+
+    wait_briefly()  # plugins are needed only for the event hooks: a hanging one waits ~1 s
     state.engine.cancel(execution_id, reason, wait=True)
     _show_status(state.engine.view(execution_id), execution_id, as_json)
 

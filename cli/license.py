@@ -218,15 +218,14 @@ def verify(certificate_file: Path, public_key_file: Path, as_json: bool) -> None
 
 
 def _read_small(path: Path, what: str, limit: int = 65_536) -> str:
-    """A small text file given by the user, as text (ConfigError naming it otherwise)."""
+    """A small ASCII text file given by the user, read as every user file is
+    (core/textfiles.py: UTF-8, or a byte-order mark's); ConfigError naming it otherwise."""
+    from connectsw.core import textfiles
+
     try:
-        with path.open("rb") as fh:
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise ConfigError(f"{what} file {path}: {exc.strerror or 'cannot be read'}") from None
-    if len(data) > limit:
-        raise ConfigError(f"{what} file {path}: larger than {limit} bytes")
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} file {path}: not a {what} (not ASCII text)") from None
+        text = textfiles.read_text(path, limit)
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"{what} file {path}: {exc}") from None
+    if not text.isascii():
+        raise ConfigError(f"{what} file {path}: not a {what} (not ASCII text)")
+    return text

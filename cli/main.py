@@ -69,10 +69,14 @@ class LazyGroup(click.Group):
     def _strict_check(self, cmd_name: str) -> None:
         """With ``CONNECTSW_STRICT_PLUGINS``, a plugin whose ``register_commands``
         fails is an error for every command, built-in ones too (exit 3)."""
+        from connectsw.plugins.environment import STRICT_ENV, flag
+
+        if cmd_name == "plugins" or not flag(STRICT_ENV):
+            return  # `plugins` lists everything first, then raises (no plugin imported here)
         from connectsw.plugins import manager
 
-        if cmd_name == "plugins" or not manager.strict_enabled():
-            return  # `plugins` lists everything first, then raises
+        if not manager.strict_enabled():
+            return
         manager.get_plugin_manager()  # a problem found while loading: its own error
         self.add_plugin_commands()
         if self.plugin_error:
@@ -160,7 +164,15 @@ class LazyGroup(click.Group):
     # -- help -------------------------------------------------------------------------------
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list, with built-in help from the table (no command is imported)."""
+        """The command list, with built-in help from the table (no command is imported).
+
+        Plugins are waited for only briefly (``manager.wait_briefly``): a plugin that
+        hangs at import delays ``--help`` by about a second, and its commands are
+        named as not listed.
+        """
+        from connectsw.plugins import manager
+
+        manager.wait_briefly()
         entries: list[tuple[str, click.Command]] = []
         for name in self.list_commands(ctx):
             if name in self.lazy_commands:
@@ -180,6 +192,15 @@ class LazyGroup(click.Group):
         if self.plugin_error:
             err_console.print(
                 Text.assemble(("Warning:", "yellow"), " ", self.plugin_error), soft_wrap=True
+            )
+        for source in manager.cut_short():
+            err_console.print(
+                Text.assemble(
+                    ("Warning:", "yellow"),
+                    f' plugin "{source.name}": {source.error}; its commands are not listed'
+                    " (`connectsw plugins` waits longer)",
+                ),
+                soft_wrap=True,
             )
 
     # -- Ctrl-C -----------------------------------------------------------------------------

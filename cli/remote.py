@@ -19,9 +19,7 @@ import contextlib
 import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -244,6 +242,10 @@ class Remote:
             headers = {**headers, "Content-Type": "application/json"}
         elif data is not None:
             headers = {**headers, "Content-Type": "application/octet-stream"}
+        # Imported here: every local-mode command asks whether it is in server mode.
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(
             self.base + path,
             data=data,

@@ -9,7 +9,6 @@ from rich.text import Text
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.output_json import event_json, stage_number
-from connectsw.cli.progress import Follower
 from connectsw.cli.render import id_table, report, show_view, status_text
 from connectsw.core.models import ExecutionStatus
 from connectsw.core.states import STOPPED
@@ -108,5 +107,7 @@ def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> N
                 continue
             time.sleep(0.2)
         return
+    from connectsw.cli.progress import Follower  # rich's progress bars: for watch only
+
     Follower(engine.store, execution, console, after=after).follow_until(stopped)
     show_view(console, engine.view(execution_id))

@@ -177,10 +177,14 @@ class LicensingSettings(_Section):
         return self
 
 
+DEFAULT_IP_RATE_LIMIT = "100/minute"
+"""The reference's edge limit per client IP (``limits`` notation; checked by the tests)."""
+
+
 class ServerSettings(_Section):
     """The API server (``connectsw serve``)."""
 
-    ip_rate_limit: str = "100/minute"
+    ip_rate_limit: str = DEFAULT_IP_RATE_LIMIT
     """Requests per client IP (reference: 100 per minute at the edge), in the ``limits``
     library's notation: ``N/second|minute|hour|day``."""
     usage_flush_seconds: PositiveSeconds = Field(1.0, le=3600)
@@ -202,6 +206,8 @@ class ServerSettings(_Section):
     @field_validator("ip_rate_limit")
     @classmethod
     def _parses(cls, value: str) -> str:
+        if value == DEFAULT_IP_RATE_LIMIT:
+            return value  # every command reads settings: importing `limits` costs ~40 ms
         from limits import parse
 
         try:

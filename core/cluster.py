@@ -33,6 +33,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -189,20 +190,52 @@ def _tls_handshake(
         raise ConfigError(f"{plain} ({reason}){hint}") from None
 
 
+TLS_FILES = ("ca-file", "client.cert", "client.key")
+"""Dask's TLS client settings that name files (under ``distributed.comm.tls.``)."""
+
+
+def _check_tls_files() -> None:
+    """Each of Dask's TLS files that is set names a readable file (or is PEM text).
+
+    distributed takes a value that is no file for the PEM text itself, so a missing
+    file read "IsADirectoryError: Is a directory"; the setting is named instead.
+
+    Raises:
+        ConfigError: ``distributed.comm.tls.KEY PATH: not found`` (or unreadable, a
+            directory), as core/textfiles.py words it.
+    """
+    import dask
+
+    from connectsw.core import textfiles
+
+    for key in TLS_FILES:
+        value = dask.config.get(f"distributed.comm.tls.{key}", None)
+        if not value or "-----BEGIN" in str(value):
+            continue
+        path = Path(str(value)).expanduser()
+        try:
+            textfiles.read_bytes(path, 0)
+        except textfiles.TextFileError as exc:
+            raise ConfigError(f"distributed.comm.tls.{key} {path}: {exc}") from None
+
+
 def tls_client_context() -> ssl.SSLContext:
     """The TLS context Dask's configuration gives clients (``distributed.comm.tls.*``).
 
     Raises:
         ConfigError: no TLS configuration (a ``tls://`` address needs at least
-            ``distributed.comm.tls.ca-file``), or one that cannot be loaded.
+            ``distributed.comm.tls.ca-file``), a file it names that cannot be read
+            (:func:`_check_tls_files`), or one that cannot be loaded.
     """
     from distributed.security import Security
 
+    _check_tls_files()
     try:
         context = Security().get_connection_args("client")["ssl_context"]
-    except Exception as exc:  # a missing or invalid certificate file
+    except Exception as exc:  # an invalid certificate or key file
         raise ConfigError(
-            f"the Dask TLS configuration cannot be used: {one_line(exc, typed=True)}"
+            "the Dask TLS configuration (distributed.comm.tls.ca-file, .client.cert,"
+            f" .client.key) cannot be used: {one_line(exc, typed=True)}"
         ) from None
     if not isinstance(context, ssl.SSLContext):
         raise ConfigError(

@@ -37,6 +37,7 @@ from connectsw.core.models import (
     Request,
     TaskResult,
     TaskStatus,
+    check_user_text,
     utcnow,
 )
 from connectsw.core.monitor import LEASE_LOST
@@ -141,9 +142,12 @@ class Engine:
     ) -> Execution:
         """Plan ``request`` as an execution that is not persisted (``--plan-only``), with
         what the history says applied (:func:`connectsw.core.learning.learn_plan`:
-        estimates, extra retries, the project's preferences)."""
+        estimates, extra retries, the project's preferences). Raises WorkspaceError for
+        a workspace that is, or lies under, a broken symbolic link."""
         from connectsw.core.learning import learn_plan
+        from connectsw.core.workspace import check_links
 
+        check_links(workspace)  # before it is resolved: a broken link is not followed
         _, plan = Planner(self.registries).plan(request, **options)
         execution = Execution(
             request=request, plan=plan, workspace=str(workspace.resolve()), license_id=license_id
@@ -427,7 +431,11 @@ class Engine:
         One conditional update: of two decisions at once, one wins and the
         other raises :class:`~connectsw.core.errors.Conflict` (exit 5, "already
         decided"). Event hooks run after the commit.
+
+        Raises:
+            InvalidInput: ``feedback`` longer than :data:`MAX_USER_TEXT` characters.
         """
+        check_user_text("feedback", feedback)
         if decision is Decision.CANCEL:
             return self.cancel(execution_id, feedback, by=by, wait=False)
         execution = self.get(execution_id)
@@ -519,8 +527,10 @@ class Engine:
         stopped by their workers (process groups ended) and recorded ``cancelled``;
         a dead owner's leftovers are ended here. Cancelling a cancelled execution
         returns it (waiting, with ``wait``). Raises :class:`InvalidState` if the
-        execution completed or failed.
+        execution completed or failed, :class:`InvalidInput` if ``reason`` is longer
+        than :data:`MAX_USER_TEXT` characters.
         """
+        check_user_text("reason", reason)
         for _ in range(20):  # the status may move on between the read and the update
             execution = self.get(execution_id)
             status = execution.status

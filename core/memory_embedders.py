@@ -32,12 +32,15 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from connectsw import hookimpl
 from connectsw.core.errors import ConfigError, one_line
+
+if TYPE_CHECKING:
+    # numpy is imported where vectors are made: listing plugins (the module registers
+    # the embedders) must not pay ~100 ms for it.
+    import numpy as np
 
 log = logging.getLogger("connectsw.memory")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -57,6 +60,8 @@ class Embedder(Protocol):
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to L2 norm 1 (rows of zeros stay zeros), as float32."""
+    import numpy as np
+
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
@@ -83,6 +88,8 @@ class HashingEmbedder:
         return value % self.dim, 1.0 if value >> 63 else -1.0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
@@ -131,6 +138,8 @@ class WordLlamaEmbedder:
             return cls._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self.model().embed(list(texts), norm=False)
@@ -196,6 +205,8 @@ class MiniLMEmbedder:
         return get_settings().memory.embed_threads
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model()
@@ -261,6 +272,8 @@ class SentenceTransformersEmbedder:
         return int(self.model().get_sentence_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalise(self.model().encode(list(texts), convert_to_numpy=True))

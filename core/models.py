@@ -215,6 +215,25 @@ class TaskStatus(StrEnum):
     INTERRUPTED = "interrupted"  # its process died before it ended; a new attempt runs
 
 
+MAX_USER_TEXT = 10_000
+"""Characters: the longest text a person gives to be kept and passed on: a request's
+description, checkpoint feedback, a cancel reason (CLI and API alike)."""
+
+
+def check_user_text(what: str, text: str | None) -> None:
+    """Refuse ``text`` longer than :data:`MAX_USER_TEXT` characters (never repeating it).
+
+    Raises:
+        InvalidInput: ``the WHAT is N characters long; at most 10000 are allowed``.
+    """
+    if text is not None and len(text) > MAX_USER_TEXT:
+        from connectsw.core.errors import InvalidInput
+
+        raise InvalidInput(
+            f"the {what} is {len(text)} characters long; at most {MAX_USER_TEXT} are allowed"
+        )
+
+
 class Decision(StrEnum):
     """The answers a person can give at a checkpoint."""
 

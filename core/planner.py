@@ -15,6 +15,7 @@ may provide it, and how to leave them out.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -24,7 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectsw.core.errors import ConnectSWError, PlanError, PluginError, describe_validation_error
-from connectsw.core.models import CheckpointSpec, Intent, Plan, Request, Stage, TaskSpec
+from connectsw.core.models import (
+    MAX_USER_TEXT,
+    CheckpointSpec,
+    Intent,
+    Plan,
+    Request,
+    Stage,
+    TaskSpec,
+)
 from connectsw.plugins.manager import plugin_code_error, strict_enabled
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
@@ -34,7 +43,7 @@ log = logging.getLogger("connectsw.planner")
 TASK_GRAPH = "task_graph"
 """The intent kind whose subject is a task-graph file (``connectsw run FILE``)."""
 
-MAX_REQUEST_TEXT = 10_000
+MAX_REQUEST_TEXT = MAX_USER_TEXT
 """Characters: the longest request description (``new product "..."``, ``fix "..."``)."""
 
 
@@ -208,7 +217,11 @@ def _ancestors(ids: Sequence[str], by_id: dict[str, TaskSpec]) -> set[str]:
 
 
 def validate_plan(plan: Plan, registries: Registries) -> Plan:
-    """Check a plan against the registered agents and gate rules; return it unchanged."""
+    """Check a plan against the registered agents and gate rules; return it unchanged.
+
+    Each task's ``with`` is validated by its agent's ``input_model`` strictly, as JSON
+    is: ``count: "5"`` is not an integer (YAML's quotes are kept, not coerced away).
+    """
     by_id = _index(plan.tasks)
     _topological_order(plan.tasks, by_id)
     known_agents = ", ".join(sorted(registries.agents.items))
@@ -224,7 +237,10 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
         input_model = getattr(agent, "input_model", None)
         if input_model is not None:
             try:
-                input_model.model_validate(t.with_)
+                # Strict as JSON is (the graph's values are JSON values): a quoted number
+                # is not a number, and 2.5 is not an integer; text is still a path or
+                # an enum's value.
+                input_model.model_validate_json(json.dumps(t.with_, default=str), strict=True)
             except ValidationError as exc:
                 detail = describe_validation_error(exc, prefix="with.")
                 raise PlanError(f"task {t.id!r} ({t.agent}): {detail}") from None

@@ -14,12 +14,20 @@ Secrets are found by parsing, never by a pattern over the text:
 - anything else, or a string either parser refuses, becomes :data:`UNPARSABLE`:
   a string we cannot parse is never echoed, since we cannot tell where its secret is.
 
-Where the two parsers could disagree, the URL is refused instead (:func:`ambiguous_userinfo`):
+Where the two parsers could disagree, the URL is refused instead (:func:`ambiguous`):
 libpq ends the userinfo at the *first* ``@`` and the host at a ``/``, so with
 ``postgresql://u:p@ss#w@h/db`` it reads the password ``p`` and the host ``ss#w@h``,
 and its messages then quote a piece of the password that no masking of ``p@ss#w``
 finds. A store URL may therefore hold one ``@``, and its user name and password no
 ``/ ? # [ ]``, spaces or stray ``%``: they are percent-encoded (``%40`` for ``@``).
+Likewise in the query: libpq splits ``?password=Qz&Kx;Vw`` at the ``&`` and quotes
+the piece ``Kx;Vw`` ("missing key/value separator"), so a secret parameter may hold
+no ``&`` or ``=``, and each part after it must be ``NAME=VALUE`` with a name libpq
+knows (:func:`ambiguous_query`).
+
+Secrets are masked by parts: a query part anywhere after a secret parameter that is
+not ``NAME=VALUE`` with a libpq parameter name is taken as a piece of a secret (its
+text, its name and its value are masked, and :func:`redact` leaves it out).
 
 A parameter is secret when its name (any case) contains ``password``, ``passwd``,
 ``secret``, ``token`` or ``key`` (``password``, ``sslpassword``, ``sslkey``...).
@@ -29,6 +37,8 @@ it count as userinfo.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from urllib.parse import unquote, unquote_plus
 
 MASK = "***"
@@ -67,12 +77,13 @@ def redact(url_or_conninfo: str) -> str:
 
 
 AMBIGUOUS = (
-    "the user name or password in the store URL has characters that must be"
-    " percent-encoded: '@' (%40), '#' (%23), '/' (%2F), '?' (%3F), '[' (%5B), ']' (%5D),"
+    "the user name or password in the store URL (or a secret query parameter such as"
+    " password= or sslpassword=) has characters that must be percent-encoded: '@' (%40),"
+    " '#' (%23), '/' (%2F), '?' (%3F), '&' (%26), '=' (%3D), '[' (%5B), ']' (%5D),"
     " '%' (%25) or spaces (%20); or keep the password out of the URL (PGPASSWORD or"
     " ~/.pgpass). The URL is not shown"
 )
-"""Why a URL with an ambiguous user name or password is refused (it is not quoted)."""
+"""Why a URL libpq may split elsewhere than we do is refused (it is not quoted)."""
 
 _USERINFO_DELIMITERS = frozenset("@/?#[]")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -96,18 +107,46 @@ def ambiguous_userinfo(url: str) -> bool:
     return any(len(e) < 2 or any(h not in _HEX for h in e[:2]) for e in escapes)
 
 
+def ambiguous_query(url: str) -> bool:
+    """Whether libpq could cut a secret query parameter of ``url`` into pieces it quotes.
+
+    True for a ``scheme://`` URL whose secret parameter's value holds ``=``, where a
+    part after a secret parameter is not ``NAME=VALUE`` with a libpq parameter name
+    (a ``&`` inside the secret: ``?password=Qz&Kx;Vw``), or with a secret parameter
+    and a ``#`` (libpq reads it as part of a value). Never raises.
+    """
+    try:
+        parsed = _split_url(url.strip())
+        if parsed is None:
+            return False
+        secrets = parsed.secret_params()
+        # libpq knows no fragment: "password=Qz#Kx&Vw" is one value up to its "&".
+        return any(continued or "=" in value for _, value, continued in secrets) or bool(
+            secrets and parsed.has_fragment
+        )
+    except Exception:  # cannot tell: refuse rather than let libpq quote it
+        return True
+
+
+def ambiguous(url: str) -> bool:
+    """:func:`ambiguous_userinfo` or :func:`ambiguous_query`: libpq may read another
+    password out of ``url`` than the one masked, and quote pieces of it."""
+    return ambiguous_userinfo(url) or ambiguous_query(url)
+
+
 def redact_message(message: str, url_or_conninfo: str) -> str:
     """``message`` (e.g. a driver's error about that URL) without the URL's secrets.
 
     The URL itself and each secret value parsed from it (raw and percent-decoded)
     are replaced. If the URL cannot be parsed, the message may quote any part of it
     (libpq says ``missing "=" after "cret"``), so a fixed text is returned instead;
-    likewise :data:`AMBIGUOUS` if libpq may have split it elsewhere than we do.
+    likewise :data:`AMBIGUOUS` if libpq may have split it elsewhere than we do
+    (:func:`ambiguous`).
     """
     secrets = _secret_values(url_or_conninfo)
     if secrets is None:
         return "the store URL could not be parsed (it is not shown: it may hold a password)"
-    if ambiguous_userinfo(url_or_conninfo):
+    if ambiguous(url_or_conninfo):
         return AMBIGUOUS
     shown = redact(url_or_conninfo)
     if url_or_conninfo.strip():
@@ -137,26 +176,38 @@ class _Url:
         user, colon, password = (self.userinfo or "").partition(":")
         return user, password if colon else None
 
-    def secret_params(self) -> list[tuple[int, str]]:
-        """(index, raw value) of each secret query parameter."""
-        found = []
+    def secret_params(self) -> list[tuple[int, str, bool]]:
+        """(index, raw value, continued) of each secret query parameter and each piece
+        of one: anywhere after a secret parameter, a part that is not ``NAME=VALUE``
+        with a libpq parameter name is a piece of a secret (``continued`` True; its
+        whole text is the value), since libpq would read a ``&`` in it as a separator."""
+        found: list[tuple[int, str, bool]] = []
+        after_secret = False
         for i, part in enumerate(self.query or []):
-            name, _, value = part.partition("=")
+            name, equals, value = part.partition("=")
             if is_secret_name(unquote_plus(name)):
-                found.append((i, value))
+                found.append((i, value, False))
+                after_secret = True
+            elif after_secret and not (equals and "=" not in value and _is_keyword(name)):
+                found.append((i, part, True))
         return found
 
     def masked(self) -> str:
         out = f"{self.scheme}://"
         if self.userinfo is not None:
             user, password = self.user_and_password()
+            if any(c in _USERINFO_DELIMITERS for c in user):
+                # The "user name" swallowed a host, path or query (a "@" in a query
+                # value): where the secrets are cannot be told, so nothing is shown.
+                return out + MASK
             out += f"{user}:{MASK}@" if password is not None else f"{user}@"
         out += self.hostpath
         if self.query is not None:
-            parts = list(self.query)
-            for i, _ in self.secret_params():
-                parts[i] = parts[i].partition("=")[0] + "=" + MASK
-            out += "?" + "&".join(parts)
+            parts: list[str | None] = list(self.query)
+            for i, _, continued in self.secret_params():
+                # A piece of the secret before it is left out: its mask covers it.
+                parts[i] = None if continued else self.query[i].partition("=")[0] + "=" + MASK
+            out += "?" + "&".join(p for p in parts if p is not None)
         if self.has_fragment:
             out += "#" + (MASK if self.fragment else "")
         return out
@@ -173,6 +224,22 @@ def _split_url(text: str) -> _Url | None:
         and all(c.isascii() and (c.isalnum() or c in "+.-") for c in scheme)
     )
     return _Url(scheme, rest) if valid else None
+
+
+@lru_cache(maxsize=1)
+def _libpq_keywords() -> frozenset[str]:
+    """The parameter names libpq knows (its own list), and ``ssl`` (a URI alias)."""
+    try:
+        from psycopg import pq
+
+        names = {o.keyword.decode() for o in pq.Conninfo.get_defaults()}
+    except Exception:  # no libpq: every part after a secret counts as a piece of it
+        return frozenset()
+    return frozenset(names | {"ssl"})
+
+
+def _is_keyword(raw_name: str) -> bool:
+    return unquote(raw_name) in _libpq_keywords()
 
 
 # -- libpq keyword/value strings -------------------------------------------------------
@@ -208,9 +275,14 @@ def _secret_values(text: str) -> list[str] | None:
         _, password = url.user_and_password()
         if password:
             raw.append(password)
-        raw.extend(value for _, value in url.secret_params() if value)
-        if url.fragment:
+        for _, value, continued in url.secret_params():
+            raw.append(value)
+            if continued:  # libpq quotes a piece's text, or its name alone
+                raw.extend(value.partition("=")[::2])
+        if url.fragment:  # libpq reads it as part of the value before it: its pieces too
             raw.append(url.fragment)
+            raw.extend(re.split(r"[&=]", url.fragment))
+        raw = [v for v in raw if v]
         values = set(raw) | {unquote(v) for v in raw} | {unquote_plus(v) for v in raw}
         return [v for v in values if v]
     except Exception:  # unparsable: the caller must hide everything

@@ -1,4 +1,5 @@
-"""Files a user gives ConnectSW (task graphs, config files): one rule for reading them.
+"""Files a user gives ConnectSW (task graphs, config files, prompt files, key, password
+and secret files, SQL files): one rule for reading them.
 
 - **Encoding**: UTF-8; a UTF-8, UTF-16 or UTF-32 byte-order mark is honoured.
   Undecodable bytes are named by line and offset (and, where the content may be
@@ -87,6 +88,23 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise TextFileError("cannot read: it is a directory") from None
     except OSError as exc:
         raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+
+
+def read_text(path: Path, limit: int, *, show_bytes: bool = True) -> str:
+    """The text of a small file a user gives (a key, a password, a prompt), by this
+    module's rule: at most ``limit`` bytes, UTF-8 or what its byte-order mark says.
+
+    ``show_bytes`` False for a file holding a secret: an undecodable byte's value is
+    left out of the message (its position is given).
+
+    Raises:
+        TextFileError: missing, a directory, unreadable, larger than ``limit`` bytes,
+            or not text (:func:`decode`); one line without the file's name.
+    """
+    data = read_bytes(path, limit)
+    if len(data) > limit:
+        raise TextFileError(f"larger than {limit} bytes")
+    return decode(data, show_bytes=show_bytes)
 
 
 def not_found(path: Path) -> str:

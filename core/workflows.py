@@ -14,7 +14,6 @@ from connectsw import hookimpl
 from connectsw.core.errors import PlanError
 from connectsw.core.models import CheckpointSpec, Intent, Plan, TaskSpec
 from connectsw.core.planner import CheckpointAt, build_plan, slugify
-from connectsw.core.taskgraph import load_graph_file
 
 TESTS_PASS = "tests-pass"
 
@@ -169,6 +168,8 @@ class TaskGraphWorkflow(Workflow):
         path = Path(intent.source_file)
         if not path.is_absolute() and intent.request.context.working_directory:
             path = Path(intent.request.context.working_directory) / path
+        from connectsw.core.taskgraph import load_graph_file  # PyYAML: only for a graph file
+
         graph = load_graph_file(path)
         tasks = [
             TaskSpec(

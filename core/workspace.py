@@ -84,8 +84,28 @@ def _git(workspace: Path, *args: str, check: bool = True) -> GitResult:
     return result
 
 
+def check_links(workspace: Path) -> None:
+    """Refuse a workspace that is, or lies under, a broken symbolic link.
+
+    Following it would create the link's target, somewhere else than the path the
+    user gave (a project that was moved). Raises WorkspaceError:
+    ``workspace W: LINK is a broken symbolic link to TARGET``.
+    """
+    for path in (workspace, *workspace.parents):
+        if path.is_symlink() and not path.exists():
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            raise WorkspaceError(
+                f"workspace {workspace}: {path} is a broken symbolic link to {target}"
+            )
+
+
 def _make_dir(workspace: Path) -> None:
-    """Create ``workspace`` and check it is writable; WorkspaceError (one line) if not."""
+    """Create ``workspace`` and check it is writable; WorkspaceError (one line) if not
+    (also for a broken symbolic link on its way: :func:`check_links`)."""
+    check_links(workspace)
     try:
         workspace.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

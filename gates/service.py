@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from connectsw.core import supervisor
 from connectsw.core.models import Artifact, RuleResult
 from connectsw.gates.base import GateContext, GateRule
-from connectsw.gates.chromium import ChromiumError, screenshot
 from connectsw.gates.detect import page_file, service_command
 from connectsw.gates.process import Background, free_port, shown, tail, wait_http
 
@@ -136,6 +135,9 @@ class VisualRule(GateRule):
             return self.failed(f"cannot start: {exc.reason}", "Check gates.chromium.")
 
     def _judge(self, ctx: GateContext, chromium: str, url: str, timeout: float) -> RuleResult:
+        # asyncio and the DevTools client: only when a page is judged
+        from connectsw.gates.chromium import ChromiumError, screenshot
+
         try:
             shot = screenshot(ctx, chromium, url, time.monotonic() + timeout)
         except ChromiumError as exc:

@@ -20,6 +20,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from connectsw.conf.settings import SmtpSettings
+from connectsw.core import textfiles
 from connectsw.core.errors import ConfigError
 from connectsw.core.models import utcnow
 from connectsw.core.stores import Store
@@ -39,22 +40,18 @@ class Delivery:
 
 def smtp_password(conf: SmtpSettings) -> str | None:
     """The password from the environment (``smtp.password``) or ``password_file``'s first
-    line; None if neither is set. ConfigError (not quoting it) if the file is unreadable."""
+    line (read as every user file is: core/textfiles.py); None if neither is set.
+    ConfigError (not quoting it) if the file is unreadable, too large or not text."""
     if conf.password is not None and conf.password.get_secret_value():
         return conf.password.get_secret_value()
     if conf.password_file is None:
         return None
     path = conf.password_file.expanduser()
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_PASSWORD_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(
-            f"smtp.password_file {path}: {exc.strerror or 'cannot be read'}"
-        ) from None
-    if len(data) > MAX_PASSWORD_BYTES:
-        raise ConfigError(f"smtp.password_file {path}: larger than {MAX_PASSWORD_BYTES} bytes")
-    lines = data.decode("utf-8", "replace").splitlines()
+    try:  # as every user file (UTF-8 or a byte-order mark's); a bad byte is not quoted
+        text = textfiles.read_text(path, MAX_PASSWORD_BYTES, show_bytes=False)
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"smtp.password_file {path}: {exc}") from None
+    lines = text.splitlines()
     return lines[0].strip() if lines else None
 
 

@@ -27,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectsw.conf.settings import Settings
+from connectsw.core import textfiles
 from connectsw.core.errors import ConfigError
 from connectsw.licensing.certificates import load_private_key, new_signing_key, private_key_pem
 from connectsw.licensing.keys import MIN_SECRET_BYTES
@@ -62,11 +63,30 @@ def _write_private(path: Path, data: bytes) -> None:
         tmp.unlink()
 
 
+MAX_SECRET_FILE_BYTES = 65_536
+"""A secret file (license secret, admin token, signing key) is at most this many bytes."""
+
+
 def _read(path: Path, what: str) -> bytes:
+    """A key file's bytes (PEM), at most :data:`MAX_SECRET_FILE_BYTES`."""
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+        data = textfiles.read_bytes(path, MAX_SECRET_FILE_BYTES)
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(
+            f"cannot read the {what} file {path}: larger than {MAX_SECRET_FILE_BYTES} bytes"
+        )
+    return data
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A secret file's text, read as every user file is (core/textfiles.py: UTF-8 or a
+    byte-order mark's); a bad byte is named by place, never quoted."""
+    try:
+        return textfiles.decode(_read(path, what), show_bytes=False)
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
 
 
 def _hex_secret(text: str, where: str) -> bytes:
@@ -91,7 +111,7 @@ def license_secret(settings: Settings) -> bytes:
     if value := os.environ.get(SECRET_ENV):
         return _hex_secret(value, SECRET_ENV)
     if name := os.environ.get(SECRET_FILE_ENV):
-        return _hex_secret(_read(Path(name), "license secret").decode("ascii", "replace"), name)
+        return _hex_secret(_read_text(Path(name), "license secret"), name)
     path = secrets_dir(settings) / "license-secret"
     if not path.exists():
         if settings.mode != "local":
@@ -100,7 +120,7 @@ def license_secret(settings: Settings) -> bytes:
                 f" (production mode has no default secret)"
             )
         _write_private(path, random.token_hex(MIN_SECRET_BYTES).encode("ascii"))
-    return _hex_secret(_read(path, "license secret").decode("ascii", "replace"), str(path))
+    return _hex_secret(_read_text(path, "license secret"), str(path))
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey:
@@ -138,7 +158,7 @@ def admin_token(settings: Settings) -> str:
     if value := os.environ.get(ADMIN_TOKEN_ENV):
         where = ADMIN_TOKEN_ENV
     elif name := os.environ.get(ADMIN_TOKEN_FILE_ENV):
-        value, where = _read(Path(name), "admin token").decode("ascii", "replace"), name
+        value, where = _read_text(Path(name), "admin token"), name
     else:
         path = secrets_dir(settings) / "admin-token"
         if not path.exists():
@@ -148,7 +168,7 @@ def admin_token(settings: Settings) -> str:
                     f" (production mode has no default token)"
                 )
             _write_private(path, random.token_urlsafe(32).encode("ascii"))
-        value, where = _read(path, "admin token").decode("ascii", "replace"), str(path)
+        value, where = _read_text(path, "admin token"), str(path)
     token = value.strip()
     if not _ADMIN_TOKEN.fullmatch(token):
         raise ConfigError(

@@ -8,8 +8,32 @@ hook function not marked ``@connectsw.hookimpl``, a PluginError (exit 3);
 ``CONNECTSW_TRACE_PLUGINS=1`` traces hook calls. See :mod:`.manager`.
 """
 
-from connectsw.plugins.manager import add_plugin_commands, get_plugin_manager, plugin_infos
-from connectsw.plugins.registry import Registries, get_registries
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connectsw.plugins.manager import add_plugin_commands, get_plugin_manager, plugin_infos
+    from connectsw.plugins.registry import Registries, get_registries
+
+_EXPORTS = {
+    "add_plugin_commands": "connectsw.plugins.manager",
+    "get_plugin_manager": "connectsw.plugins.manager",
+    "plugin_infos": "connectsw.plugins.manager",
+    "Registries": "connectsw.plugins.registry",
+    "get_registries": "connectsw.plugins.registry",
+}
+"""Public name -> its module, imported on first access: ``connectsw.plugins.environment``
+(read by the light commands) must not load pluggy and importlib.metadata with it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Registries",

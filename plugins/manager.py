@@ -30,11 +30,18 @@ Environment:
   by commas (no space) for a hook called on every plugin at once.
 - ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``: seconds a third-party plugin's import may
   take (default :data:`DEFAULT_IMPORT_TIMEOUT`); one that takes longer is
-  ``failed`` ("its import did not finish within N s") and the others load, so a
-  plugin that hangs at import delays ``--help`` or ``cancel`` by at most that long
-  (each Dask worker process loads plugins too, and waits as long once more).
-  The import runs in a daemon thread that is then abandoned (Python cannot stop
-  it); it ends with the process.
+  ``failed`` ("its import did not finish within N s") and the others load (each
+  Dask worker process loads plugins too, and waits as long once more). The import
+  runs in a daemon thread that is then abandoned (Python cannot stop it); it ends
+  with the process.
+
+Light commands (``connectsw --help``, ``cancel``, a decision with ``--no-run``)
+need plugins only for their command list or event hooks: they call
+:func:`wait_briefly` first, and then wait at most :data:`LIGHT_IMPORT_WAIT` seconds
+in all for third-party imports, so a plugin that hangs at import delays them by
+about a second. A plugin cut short this way is ``failed`` in that process only
+("its import did not finish within the 1 s a light command waits"); its event
+hooks are not called there, and ``--help`` says its commands are not listed.
 
 What plugin code prints to stdout (at import, in hooks, agents, workflows and gate
 rules) goes to stderr (:mod:`connectsw.plugins.output`): with ``--json``, stdout
@@ -63,6 +70,8 @@ import pluggy
 
 from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line
 from connectsw.plugins import hookspecs
+from connectsw.plugins.environment import IMPORT_TIMEOUT_ENV, LOAD_ENV, STRICT_ENV, TRACE_ENV
+from connectsw.plugins.environment import flag as _flag
 from connectsw.plugins.output import plugin_output_to_stderr
 
 if TYPE_CHECKING:
@@ -76,12 +85,16 @@ DEFAULT_PLUGINS = (
     "connectsw.core.memory_embedders",
     "connectsw.agents.llm.builtin",
 )
-LOAD_ENV = "CONNECTSW_LOAD_PLUGINS"
-STRICT_ENV = "CONNECTSW_STRICT_PLUGINS"
-TRACE_ENV = "CONNECTSW_TRACE_PLUGINS"
-IMPORT_TIMEOUT_ENV = "CONNECTSW_PLUGIN_IMPORT_TIMEOUT"
 DEFAULT_IMPORT_TIMEOUT = 10.0
 """Seconds a third-party plugin's import may take before it counts as failed."""
+LIGHT_IMPORT_WAIT = 1.0
+"""Seconds, in all, a light command waits for third-party imports (:func:`wait_briefly`)."""
+LIGHT_MIN_WAIT = 0.25
+"""Seconds each import still gets in a light command once the wait is spent."""
+LIGHT_CUT_SHORT = (
+    f"its import did not finish within the {LIGHT_IMPORT_WAIT:g} s a light command waits"
+)
+"""The error of a plugin whose import a light command stopped waiting for."""
 HOOK_NAMES = frozenset(
     name for name, fn in vars(hookspecs).items() if hasattr(fn, "connectsw_spec")
 )
@@ -162,10 +175,6 @@ def included_plugins() -> set[str]:
     return {s.name for s in _sources.values() if not s.builtin and not s.left_out}
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def tracing_enabled() -> bool:
     """True when ``CONNECTSW_TRACE_PLUGINS`` asks for hook tracing."""
     return _flag(TRACE_ENV)
@@ -231,6 +240,24 @@ def _monitor(pm: pluggy.PluginManager) -> None:
     pm.add_hookcall_monitoring(before, after)
 
 
+_light = threading.Event()
+
+
+def wait_briefly() -> None:
+    """Make this process's plugin loading a light command's, if it has not happened yet:
+    third-party imports are waited for at most :data:`LIGHT_IMPORT_WAIT` seconds in all
+    (each at least :data:`LIGHT_MIN_WAIT`). For commands that need plugins only for
+    their command list or event hooks; never for one that runs tasks."""
+    _light.set()
+
+
+def cut_short() -> list[PluginSource]:
+    """The plugins a light command stopped waiting for (see :func:`wait_briefly`);
+    loads nothing."""
+    with _lock:
+        return [s for s in _sources.values() if s.error == LIGHT_CUT_SHORT]
+
+
 def import_timeout() -> float:
     """Seconds a plugin's import may take (``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``, default 10).
 
@@ -253,10 +280,11 @@ class _ImportTimeout(Exception):
     """A plugin's import did not finish in time (recorded as its error)."""
 
 
-def _load_entry_point(ep: EntryPoint, timeout: float) -> Any:
+def _load_entry_point(ep: EntryPoint, timeout: float, late: str | None = None) -> Any:
     """``ep.load()`` in a daemon thread, waited for at most ``timeout`` seconds.
 
-    Raises what the import raised (even ``SystemExit``), or :class:`_ImportTimeout`.
+    Raises what the import raised (even ``SystemExit``), or :class:`_ImportTimeout`
+    (with ``late`` as its message if given).
     """
     outcome: dict[str, Any] = {}
 
@@ -271,7 +299,7 @@ def _load_entry_point(ep: EntryPoint, timeout: float) -> Any:
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise _ImportTimeout(f"its import did not finish within {timeout:g} s")
+        raise _ImportTimeout(late or f"its import did not finish within {timeout:g} s")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["plugin"]
@@ -431,11 +459,15 @@ def _normalize(name: str) -> str:
 
 def _load() -> pluggy.PluginManager:
     timeout = import_timeout()
+    light = min(timeout, LIGHT_IMPORT_WAIT) if _light.is_set() else None
     with plugin_output_to_stderr():
-        return _load_all(timeout)
+        return _load_all(timeout, light)
 
 
-def _load_all(timeout: float) -> pluggy.PluginManager:
+def _load_all(timeout: float, light: float | None = None) -> pluggy.PluginManager:
+    """Load the built-ins, then each entry point waited for ``timeout`` seconds; with
+    ``light``, the entry points together at most that long (see :func:`wait_briefly`)."""
+    light_deadline = None if light is None else time.monotonic() + light
     pm = pluggy.PluginManager("connectsw")
     pm.add_hookspecs(hookspecs)
     sources: dict[str, PluginSource] = {}
@@ -465,8 +497,13 @@ def _load_all(timeout: float) -> pluggy.PluginManager:
             continue
         source = sources[ep.name] = _entry_point_source(ep)
         started = time.perf_counter()
+        wait, late = timeout, None
+        if light_deadline is not None:
+            left = max(light_deadline - time.monotonic(), LIGHT_MIN_WAIT)
+            if left < timeout:
+                wait, late = left, LIGHT_CUT_SHORT
         try:
-            plugin = _load_entry_point(ep, timeout)
+            plugin = _load_entry_point(ep, wait, late)
         except BaseException as exc:  # an import may even sys.exit()
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -668,6 +705,7 @@ def reset_plugin_manager() -> None:
         _skipped_eps.clear()
         _unknown_allowed.clear()
         _probed.clear()
+        _light.clear()
     from connectsw.plugins import registry
 
     registry.reset_registries()

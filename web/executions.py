@@ -37,6 +37,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from connectsw.core.errors import NotFound
 from connectsw.core.models import (
+    MAX_USER_TEXT,
     ApiModel,
     Decision,
     Event,
@@ -90,7 +91,7 @@ class CheckpointBody(ApiModel):
     """``POST /v1/execution/{id}/checkpoint``."""
 
     decision: Literal["approve", "request_changes", "cancel"]
-    feedback: str | None = Field(default=None, max_length=10_000)
+    feedback: str | None = Field(default=None, max_length=MAX_USER_TEXT)
 
     @model_validator(mode="after")
     def _changes_say_what(self) -> CheckpointBody:

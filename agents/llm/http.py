@@ -15,7 +15,6 @@ The Server-Sent Events parser is our own (a few lines, the WHATWG rules for
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import math
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from connectsw.agents.llm.base import Completion, Message, Usage
+from connectsw.core import textfiles
 from connectsw.core.errors import (
     LLMAuthError,
     LLMBadResponse,
@@ -90,22 +90,27 @@ class Endpoint:
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
 
+MAX_KEY_FILE_BYTES = 65_536
+"""An API key file is at most this many bytes."""
+
+
 def read_key(env_name: str, key_file: Path | None) -> tuple[str | None, str]:
     """The API key from ``$env_name``, else the first line of ``key_file``; and where
     it came from, for messages (``environment variable X`` / ``file F``).
 
-    Raises :class:`LLMError` when the file cannot be read (never quoting it).
+    The file is read as every user file is (core/textfiles.py), at most
+    :data:`MAX_KEY_FILE_BYTES`. Raises :class:`LLMError` when it cannot be read, is
+    larger or is not text (never quoting it).
     """
     value = os.environ.get(env_name, "").strip()
     if value:
         return value, f"the environment variable {env_name}"
     if key_file is not None:
         path = Path(key_file).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
-            raise LLMError(f"cannot read the API key file {path}: {reason}") from None
+        try:  # as every user file (UTF-8 or a byte-order mark's); a bad byte is not quoted
+            lines = textfiles.read_text(path, MAX_KEY_FILE_BYTES, show_bytes=False).splitlines()
+        except textfiles.TextFileError as exc:
+            raise LLMError(f"cannot read the API key file {path}: {exc}") from None
         first = lines[0].strip() if lines else ""
         if first:
             return first, f"the file {path}"
@@ -168,6 +173,8 @@ class Call:
 
     async def within(self, awaitable: Awaitable[T]) -> T:
         """``awaitable``, or :class:`LLMTimeout` at the deadline."""
+        import asyncio  # here: listing plugins (this module is a built-in's) skips it
+
         try:
             return await asyncio.wait_for(awaitable, self.left())
         except TimeoutError:
@@ -214,6 +221,8 @@ class Call:
             wait = min(wait, ep.retry_backoff_max)
             if time.monotonic() + wait >= self.deadline:
                 raise LLMError(f"{failure}; no time left for a retry within {self.timeout:g} s")
+            import asyncio
+
             await asyncio.sleep(wait)
         tries = ep.retries + 1
         raise LLMError(f"{failure} ({tries} {'try' if tries == 1 else 'tries'}; gave up)")
@@ -335,6 +344,8 @@ def session(timeout: float) -> aiohttp.ClientSession:
 def run_sync(coro: Awaitable[T]) -> T:
     """Run a provider coroutine to its end from synchronous code (an agent's thread)."""
 
+    import asyncio
+
     async def main() -> T:
         return await coro
 
@@ -343,6 +354,8 @@ def run_sync(coro: Awaitable[T]) -> T:
 
 def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
     """Iterate an async generator from synchronous code, on an event loop of its own."""
+    import asyncio
+
     loop = asyncio.new_event_loop()
     try:
         while True:

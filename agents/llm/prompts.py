@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectsw.conf.settings import get_settings
+from connectsw.core import textfiles
 from connectsw.core.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "prompts"
@@ -21,6 +21,8 @@ def prompt_dirs(workspace: Path | None) -> list[Path]:
     dirs = []
     if workspace is not None:
         dirs.append(workspace / PROJECT_DIR)
+    from connectsw.conf.settings import get_settings
+
     configured = get_settings().llm.prompts_dir
     if configured:
         dirs.append(Path(configured).expanduser())
@@ -28,17 +30,23 @@ def prompt_dirs(workspace: Path | None) -> list[Path]:
     return dirs
 
 
+MAX_PROMPT_BYTES = 1_048_576
+"""A prompt file is at most this many bytes (1 MiB)."""
+
+
 def load_prompt(name: str, workspace: Path | None = None) -> str:
     """The text of prompt ``name`` (``product-manager``, ``file-format`` ...).
 
-    Raises :class:`ConfigError` if no directory has it or it cannot be read.
+    Prompt files are read as every user file is (core/textfiles.py), at most
+    :data:`MAX_PROMPT_BYTES`. Raises :class:`ConfigError` if no directory has it or it
+    cannot be read, is larger or is not text.
     """
     for directory in prompt_dirs(workspace):
         path = directory / f"{name}.md"
         if path.is_file():
-            try:
-                return path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
+            try:  # as every user file is: UTF-8, or what its byte-order mark says
+                return textfiles.read_text(path, MAX_PROMPT_BYTES)
+            except textfiles.TextFileError as exc:
                 raise ConfigError(f"cannot read the prompt {path}: {exc}") from None
     raise ConfigError(f"no prompt {name}.md in {', '.join(str(d) for d in prompt_dirs(workspace))}")
 

@@ -14,12 +14,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from connectsw.agents.base import TaskContext
 from connectsw.agents.llm.base import LLMProvider, Message, price
-from connectsw.conf.settings import LLMSettings, get_settings
 from connectsw.core.errors import ConfigError, LLMError, TaskError, TaskTimeout
 from connectsw.core.models import LLMUsage
+
+if TYPE_CHECKING:
+    from connectsw.conf.settings import LLMSettings
 
 log = logging.getLogger("connectsw.llm")
 
@@ -111,6 +114,8 @@ class ModelSession:
 def model_configured(agent: str) -> bool:
     """True when agent type ``agent`` has a model (settings read as the worker sees them)."""
     try:
+        from connectsw.conf.settings import get_settings
+
         return choice_for(agent, get_settings().llm) is not None
     except ConfigError:
         return True  # the task will fail with the message when it runs
@@ -135,6 +140,8 @@ def open_session(agent: str, ctx: TaskContext) -> ModelSession | None:
 
     Raises :class:`LLMError` naming the provider when none of that name is registered.
     """
+    from connectsw.conf.settings import get_settings
+
     llm = get_settings().llm
     choice = choice_for(agent, llm)
     if choice is None:

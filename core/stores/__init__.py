@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from connectsw.core.errors import ConfigError
-from connectsw.core.redact import AMBIGUOUS, ambiguous_userinfo, redact
+from connectsw.core.redact import AMBIGUOUS, ambiguous, redact
 from connectsw.core.stores.base import Store
 
 _lock = threading.Lock()
@@ -17,8 +17,8 @@ def open_store(url: str) -> Store:
 
     Raises:
         ConfigError: another kind of URL, or a PostgreSQL URL whose user name or
-            password is not percent-encoded where libpq needs it
-            (:func:`connectsw.core.redact.ambiguous_userinfo`); the URL is not shown.
+            password (or a secret query parameter) is not percent-encoded where libpq
+            needs it (:func:`connectsw.core.redact.ambiguous`); the URL is not shown.
         StoreError: the store cannot be opened (the message masks the URL's secrets).
     """
     if url.startswith("sqlite:///"):
@@ -26,7 +26,7 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        if ambiguous_userinfo(url):  # libpq would read another password than we mask
+        if ambiguous(url):  # libpq would read another password than we mask
             raise ConfigError(f"store.url: {AMBIGUOUS}")
         from connectsw.core.stores.postgres import PostgresStore
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -87,13 +88,53 @@ def _sql_text(value: str) -> str:
 
 
 def _reader(path: Path) -> str:
-    """The DuckDB table function reading ``path``: Parquet (by its magic bytes) or CSV."""
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
+    """The DuckDB table function reading ``path``: Parquet (by its magic bytes) or CSV.
+
+    A CSV's encoding follows the rule of every user file (core/textfiles.py): UTF-8,
+    or what its byte-order mark says; DuckDB reads little-endian UTF-16 only, so a
+    big-endian UTF-16 or a UTF-32 file, or text with NUL bytes (UTF-16 without its
+    mark), is refused by name (InvalidImport) instead of read as garbled columns.
+    """
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise InvalidImport(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
     quoted = _sql_text(str(path))
     if magic == b"PAR1":
         return f"read_parquet({quoted}, hive_partitioning = false)"
-    return f"read_csv({quoted}, header = true, all_varchar = true, auto_detect = true)"
+    encoding = ", encoding = 'utf-16'" if _utf16_csv(path, magic) else ""
+    return f"read_csv({quoted}, header = true, all_varchar = true, auto_detect = true{encoding})"
+
+
+_SAVE_AS = "save it as UTF-8 (or UTF-16 with its byte-order mark)"
+
+
+def _utf16_csv(path: Path, head: bytes) -> bool:
+    """True for a CSV with a little-endian UTF-16 byte-order mark; InvalidImport for an
+    encoding DuckDB cannot read (see :func:`_reader`); False for UTF-8."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise InvalidImport(f"{path}: UTF-32 text, which cannot be imported; {_SAVE_AS}")
+    if head.startswith(b"\xfe\xff"):
+        raise InvalidImport(f"{path}: big-endian UTF-16 text, which cannot be imported; {_SAVE_AS}")
+    if head.startswith(b"\xff\xfe"):
+        return True
+    if b"\x00" in head:
+        raise InvalidImport(
+            f"{path}: contains NUL bytes (UTF-16 without a byte-order mark?); {_SAVE_AS}"
+        )
+    return False
+
+
+def _unreadable(path: Path, exc: BaseException, what: str) -> InvalidImport:
+    """The one-line error for a file DuckDB could not read: bytes that are not UTF-8
+    by their line (as core/textfiles.py names them), else DuckDB's first line."""
+    text = str(exc)
+    if "Invalid unicode" in text:
+        line = re.search(r"CSV Error on Line: (\d+)", text)
+        where = f" (line {line.group(1)})" if line else ""
+        return InvalidImport(f"{path}: not valid UTF-8{where}; {_SAVE_AS}")
+    return InvalidImport(f"{path}: {what} ({_first_line(exc)})")
 
 
 def _numbered(source: str) -> str:
@@ -118,9 +159,7 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str, path: Path) -> dict[st
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     except duckdb.Error as exc:
-        raise InvalidImport(
-            f"{path}: not readable as CSV or Parquet ({_first_line(exc)})"
-        ) from None
+        raise _unreadable(path, exc, "not readable as CSV or Parquet") from None
     return {str(row[0]): str(row[1]) for row in described}
 
 
@@ -262,7 +301,7 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], progress: Prog
         try:
             con.execute(f"{verb} {sql}")
         except duckdb.Error as exc:
-            raise InvalidImport(f"{path}: not readable as events ({_first_line(exc)})") from None
+            raise _unreadable(path, exc, "not readable as events") from None
     progress("reading", len(paths), len(paths))
     # Text addresses are checked by Python's ipaddress, once per distinct address.
     ips = [
@@ -514,7 +553,7 @@ def import_licenses(settings: Settings, path: Path) -> LicenseImport:
                 f" ], lambda x: x IS NOT NULL) AS _problems FROM {source}"
             )
         except duckdb.Error as exc:
-            raise InvalidImport(f"{path}: not readable ({_first_line(exc)})") from None
+            raise _unreadable(path, exc, "not readable") from None
         rows = _count(con, "SELECT count(*) FROM incoming")
         bad = con.execute(
             "SELECT _row, _problems FROM incoming WHERE len(_problems) > 0 ORDER BY _row"

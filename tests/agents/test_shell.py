@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectsw.agents.base import TaskContext
-from connectsw.agents.shell import ShellAgent, ShellInput
+from connectsw.agents.shell import FEEDBACK_ENV_BYTES, MAX_ARGUMENT_BYTES, ShellAgent, ShellInput
 from connectsw.core.errors import PlanError, TaskError, TaskTimeout
 from connectsw.core.models import Request, TaskSpec
 from connectsw.core.planner import Planner
@@ -131,6 +131,36 @@ def test_outputs_outside_the_workspace_are_refused_before_running(
         Planner().plan(Request(command="run", args=[str(graph)]))
     assert "task 'a' (shell): with.outputs" in str(info.value)
     assert not (tmp_path / "ran").exists()
+
+
+def test_feedback_of_many_rounds_fits_the_environment(tmp_path: Path) -> None:
+    """Found by the new-user trial: CONNECTSW_FEEDBACK held every round's feedback, and
+    past 128 KiB (Linux's limit for one variable) the command could not start
+    ("cannot run /bin/sh: Argument list too long"). The newest feedback is kept."""
+    ctx = make_ctx(tmp_path, command='printf %s "$CONNECTSW_FEEDBACK" > fb.txt')
+    ctx.feedback = [f"round {i} " + "y" * 9_990 for i in range(20)]
+    ShellAgent().run(ctx)
+    kept = (tmp_path / "fb.txt").read_text()
+    assert len(kept.encode()) <= FEEDBACK_ENV_BYTES
+    assert kept.endswith(ctx.feedback[-1]) and kept.startswith("round ")
+    assert "round 0 " not in kept
+
+
+@pytest.mark.parametrize("field", ["command", "env"])
+def test_a_command_or_variable_too_long_to_start_is_refused_before_running(
+    tmp_path: Path, field: str
+) -> None:
+    """A command (or an ``env`` value) longer than one argument may be was refused by
+    the kernel only when the task ran; it is refused when the plan is made."""
+    long = "é" * (MAX_ARGUMENT_BYTES // 2 + 1)  # two bytes each in UTF-8
+    with_ = (
+        {"command": f"echo {long}"}
+        if field == "command"
+        else {"command": "true", "env": {"V": long}}
+    )
+    with pytest.raises(ValidationError, match=f"at most {MAX_ARGUMENT_BYTES} bytes"):
+        ShellInput.model_validate(with_)
+    ShellInput.model_validate({"command": "echo " + "x" * (MAX_ARGUMENT_BYTES - 5)})
 
 
 def test_outputs_are_normalised(tmp_path: Path) -> None:

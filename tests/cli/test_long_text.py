@@ -12,9 +12,10 @@ import time
 import pytest
 
 from connectsw.core.errors import ExitCode
+from connectsw.core.models import MAX_USER_TEXT
 from connectsw.core.planner import MAX_REQUEST_TEXT
 
-from .conftest import Cli
+from .conftest import CHECKPOINT_GRAPH, Cli
 
 
 def graph_with_title(title: str) -> str:
@@ -57,3 +58,42 @@ def test_a_description_over_the_maximum_is_refused(cli: Cli, command: list[str])
 
 def test_a_description_at_the_maximum_is_planned(cli: Cli) -> None:
     cli("new", "feature", "y" * MAX_REQUEST_TEXT, "--plan-only", "-w", "ws", ok=True)
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ("request-changes", "--feedback"),
+        ("approve", "--feedback"),
+        ("cancel", "--reason"),
+    ],
+)
+def test_feedback_and_reasons_over_the_maximum_are_refused(
+    cli: Cli, command: str, option: str
+) -> None:
+    """Found by the new-user trial: feedback had no bound (the API's was 10,000), and a
+    few long rounds of it later stopped every shell task from starting."""
+    (cli.cwd / "g.yaml").write_text(CHECKPOINT_GRAPH)
+    eid = cli("run", "g.yaml", "-w", "ws", ok=True).execution_id
+    res = cli(
+        command,
+        eid,
+        option,
+        "z" * (MAX_USER_TEXT + 1),
+        "--no-run" if command != "cancel" else "--json",
+    )
+    assert res.returncode == ExitCode.INVALID_INPUT, res
+    what = option.removeprefix("--")
+    assert res.error_line() == (
+        f"Error: the {what} is {MAX_USER_TEXT + 1} characters long; at most {MAX_USER_TEXT}"
+        " are allowed"
+    )
+    assert "awaiting" in cli("status", eid, "--no-resume", ok=True).stdout  # nothing decided
+    cli(
+        command,
+        eid,
+        option,
+        "z" * MAX_USER_TEXT,
+        *(["--no-run"] if command != "cancel" else []),
+        ok=True,
+    )

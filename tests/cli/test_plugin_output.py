@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from connectsw.core.errors import ExitCode
-from connectsw.plugins.manager import DEFAULT_IMPORT_TIMEOUT, IMPORT_TIMEOUT_ENV
+from connectsw.plugins.manager import (
+    DEFAULT_IMPORT_TIMEOUT,
+    IMPORT_TIMEOUT_ENV,
+    LIGHT_CUT_SHORT,
+)
 
 from .conftest import CHECKPOINT_GRAPH, Cli
 
@@ -92,6 +96,45 @@ def test_status_and_cancel_do_not_hang_on_a_hanging_plugin(hanging: Cli) -> None
     res = hanging("cancel", eid, ok=True, timeout=60)
     assert "cancelled" in res.stdout
     assert time.monotonic() - start < 30
+
+
+@pytest.fixture
+def hanging_default(cli: Cli, tmp_path: Path) -> Cli:
+    """A hanging plugin, with the default import timeout (10 s)."""
+    cli.env["PYTHONPATH"] = str(site(tmp_path / "site", "hanging", HANGING))
+    return cli
+
+
+def test_light_commands_wait_only_briefly_for_a_hanging_plugin(hanging_default: Cli) -> None:
+    """Found by the new-user trial: with the default timeout, ``--help`` and ``cancel``
+    took 11 to 12 s (each waited the whole import timeout). They wait about a second
+    in all (LIGHT_IMPORT_WAIT); ``status`` imports no plugin at all. The bound here
+    leaves room for a loaded machine; on an idle one each answers in under 2 s."""
+    cli = hanging_default
+    (cli.cwd / "g.yaml").write_text(GRAPH)
+    site_path = cli.env.pop("PYTHONPATH")
+    waiting = [cli("run", "g.yaml", "-w", f"ws{i}", ok=True).execution_id for i in range(2)]
+    cli.env["PYTHONPATH"] = site_path
+    took = {}
+    for args in (
+        ["--help"],
+        ["status"],
+        ["status", waiting[0], "--no-resume"],
+        ["approve", waiting[1], "--no-run"],
+        ["cancel", waiting[0]],
+    ):
+        start = time.monotonic()
+        res = cli(*args, ok=True, timeout=60)
+        took[" ".join(args)] = time.monotonic() - start
+        if args == ["--help"]:
+            assert "status" in res.stdout and "cancel" in res.stdout
+            assert res.stderr.strip() == (
+                f'Warning: plugin "hanging": {LIGHT_CUT_SHORT}; its commands are not listed'
+                " (`connectsw plugins` waits longer)"
+            )
+    assert max(took.values()) < DEFAULT_IMPORT_TIMEOUT / 2, took
+    shown = cli("status", waiting[0], "--no-resume")
+    assert shown.returncode == ExitCode.CANCELLED and "cancelled" in shown.stdout, shown
 
 
 def test_a_hanging_plugin_is_shown_failed_and_strict_mode_refuses_it(hanging: Cli) -> None:

@@ -113,3 +113,35 @@ def test_nothing_answering_tls_stops_at_the_connect_timeout(
     line, elapsed = run(cli, silent_port, tls_config)
     assert "did not complete a TLS handshake within 1 s" in line
     assert elapsed < 20
+
+
+TLS_SETTINGS = {
+    "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "distributed.comm.tls.ca-file",
+    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": "distributed.comm.tls.client.cert",
+    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": "distributed.comm.tls.client.key",
+}
+
+
+@pytest.mark.parametrize("variable", list(TLS_SETTINGS))
+def test_a_missing_tls_file_is_named_with_its_setting(
+    cli: Cli, plain_dask_port: int, tls_config: dict[str, str], variable: str
+) -> None:
+    """Found by the new-user trial: a missing CA file read "IsADirectoryError: Is a
+    directory" (distributed takes a value that is no file for PEM text)."""
+    missing = cli.cwd / "missing.pem"
+    line, _ = run(cli, plain_dask_port, {**tls_config, variable: str(missing)})
+    assert line == f"Error: {TLS_SETTINGS[variable]} {missing}: not found"
+
+
+def test_a_tls_file_that_is_not_pem_names_the_settings(
+    cli: Cli, plain_dask_port: int, tls_config: dict[str, str]
+) -> None:
+    bad = cli.cwd / "bad.pem"
+    bad.write_text("not a certificate\n")
+    line, _ = run(
+        cli, plain_dask_port, {**tls_config, "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(bad)}
+    )
+    assert line.startswith(
+        "Error: the Dask TLS configuration (distributed.comm.tls.ca-file, .client.cert,"
+        " .client.key) cannot be used: SSLError: "
+    )

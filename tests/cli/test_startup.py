@@ -94,3 +94,18 @@ def test_the_probe_sees_heavy_imports(tmp_path: Path) -> None:
         CONNECTSW_DASK__N_WORKERS="1",
     )
     assert "distributed" in ran["heavy"]  # type: ignore[operator]
+
+
+def test_plugins_loads_no_settings_numpy_or_asyncio(tmp_path: Path) -> None:
+    """Listing plugins imports the built-in plugin modules, not what they use to run:
+    pydantic-settings (~100 ms), numpy (~150 ms, for embeddings), asyncio (model calls)."""
+    watched = (*HEAVY, "pydantic_settings", "numpy", "asyncio", "yaml")
+    assert probe(["plugins"], tmp_path, watched)["heavy"] == []
+
+
+def test_status_imports_no_plugin_machinery_or_client(tmp_path: Path) -> None:
+    """``status`` lists executions: no pluggy, no ``limits`` (a settings check), no HTTP
+    client (local mode), no progress bars (``watch`` only)."""
+    watched = (*HEAVY, "pluggy", "limits", "urllib.request", "rich.progress", "importlib.metadata")
+    found = probe(["status"], tmp_path, watched)["heavy"]
+    assert found in ([], ["importlib.metadata"]), found  # pydantic may look for its plugins

@@ -100,3 +100,22 @@ def test_graph_files_follow_the_same_encoding_rule(
     else:
         assert res.returncode == ExitCode.INVALID_INPUT, res
         assert expected in res.error_line()
+
+
+def test_license_files_follow_the_same_encoding_rule(cli: Cli, tmp_path: Path) -> None:
+    """A certificate and a public key saved as UTF-16 (with a byte-order mark) verify;
+    before, they were "not a certificate (not ASCII text)"."""
+    issued = cli("license", "issue", "--tier", "PRO", "--email", "a@b.io", "--json", ok=True)
+    license_id = issued.json()["id"]
+    cert = tmp_path / "license.cert"
+    cert.write_bytes(cli("license", "certificate", license_id, ok=True).stdout.encode("utf-16"))
+    pub = tmp_path / "server.pub"
+    pub.write_bytes(cli("license", "public-key", ok=True).stdout.encode("utf-16"))
+    ok = cli("license", "verify", str(cert), "--public-key", str(pub), "--json", ok=True)
+    assert ok.json()["license_id"] == license_id
+    cert.write_bytes(b"csfw-cert-v1.\xe9")
+    res = cli("license", "verify", str(cert), "--public-key", str(pub))
+    assert res.returncode == ExitCode.INVALID_INPUT, res
+    assert res.error_line() == (
+        f"Error: certificate file {cert}: not valid UTF-8 (byte 0xe9 at line 1, offset 13)"
+    )

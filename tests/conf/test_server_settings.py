@@ -45,3 +45,13 @@ def test_anything_else_is_refused_naming_the_setting_not_the_value(value: str) -
     message = str(err.value)
     assert "server.trusted_proxies" in message
     assert "10.0.0" not in message and "example" not in message
+
+
+def test_the_default_ip_rate_limit_parses() -> None:
+    """The validator takes the default without parsing it (importing ``limits`` costs
+    every command ~40 ms): it is checked here instead."""
+    from limits import parse
+
+    from connectsw.conf.settings import DEFAULT_IP_RATE_LIMIT
+
+    assert parse(DEFAULT_IP_RATE_LIMIT).amount == 100

@@ -8,6 +8,7 @@ import pytest
 from connectsw.core.redact import (
     AMBIGUOUS,
     UNPARSABLE,
+    ambiguous,
     ambiguous_userinfo,
     redact,
     redact_message,
@@ -140,3 +141,69 @@ def test_old_regex_cases_now_masked() -> None:
     ):
         shown = redact(text)
         assert PASSWORD[:4] not in shown and PASSWORD[4:] not in shown, shown
+
+
+# -- masking by parts: libpq cuts a secret query parameter at "&" ------------------------
+
+
+def _libpq_message(url: str) -> str:
+    """libpq's own message for ``url`` (no server is asked: the URL does not parse)."""
+    with pytest.raises(psycopg.Error) as info:
+        psycopg.connect(url, connect_timeout=1)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "quoted"),
+    [
+        ("password=Qzx&Kvy;Wmt", "Kvy;Wmt"),  # missing key/value separator "=" ...: "Kvy;Wmt"
+        ("sslpassword=Qzx&Kvy=Wmt", "Kvy"),  # invalid URI query parameter: "Kvy"
+        ("password=Qzx&Kvy+Wmt&sslmode=disable", "Kvy+Wmt"),
+    ],
+)
+def test_pieces_of_a_secret_query_parameter_are_masked(query: str, quoted: str) -> None:
+    url = f"postgresql://u@127.0.0.1:1/db?{query}"
+    message = _libpq_message(url)
+    assert quoted in message  # what leaked: libpq's message quotes a piece of the secret
+    assert ambiguous(url) and not ambiguous_userinfo(url)
+    assert redact_message(message, url) == AMBIGUOUS
+    shown = redact(url)
+    assert shown.startswith("postgresql://u@127.0.0.1:1/db?") and "***" in shown
+    for piece in ("Qzx", "Kvy", "Wmt"):
+        assert piece not in shown, shown
+
+
+def test_a_piece_of_a_secret_is_left_out_of_the_shown_url() -> None:
+    """Where a URL is only shown (a bench's header, a worker's message), the pieces of
+    the secret are masked with it; a known parameter after them is kept."""
+    url = "postgresql://u@h/db?password=Qzx&Kvy;Wmt&sslmode=require"
+    assert redact(url) == "postgresql://u@h/db?password=***&sslmode=require"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@h/db?password=Qz%26Kx&sslmode=require",
+        "postgresql://u@h/db?sslmode=require&password=x1&application_name=a",
+        "postgresql://u@h/db?password=x1&ssl=true",
+        "postgresql://u@h/db?options=-csearch_path%3Dx",
+    ],
+)
+def test_well_formed_queries_are_not_ambiguous(url: str) -> None:
+    assert not ambiguous(url)
+    assert "***" in redact(url) or "password" not in url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@h:5/db?password=Qzx;Kvy@Wmt&sslmode=disable",
+        "postgresql://u@/db?host=h&password=Qzx Kvy@Wmt&port=5",
+        "postgresql://u@h/db?sslpassword=Qzx@Kvy/Wmt",
+    ],
+)
+def test_a_at_sign_in_a_query_value_hides_the_whole_url(url: str) -> None:
+    """The last ``@`` is in the query: the "user name" holds the host and the query,
+    and where the secret ends cannot be told, so nothing after the scheme is shown."""
+    assert redact(url) == "postgresql://***"
+    assert ambiguous(url)

@@ -217,3 +217,20 @@ def test_git_runs_without_engine_credentials(repo: Path, monkeypatch: pytest.Mon
     (repo / "a.txt").write_text("a\n")
     workspace.commit(repo, ["a.txt"], "first")
     assert (repo / "hook.txt").read_text() == "none\n"
+
+
+@pytest.mark.parametrize("make", ["ensure_repo", "init_own_repo"])
+def test_a_workspace_through_a_broken_link_is_not_created_at_its_target(
+    tmp_path: Path, make: str
+) -> None:
+    """Every way a workspace is made (a run, the server's own, ``pull``) goes through
+    the same check: the link's target is not created."""
+    link = tmp_path / "moved"
+    link.symlink_to(tmp_path / "gone")
+    for ws in (link, link / "ws"):
+        with pytest.raises(workspace.WorkspaceError) as info:
+            getattr(workspace, make)(ws)
+        assert str(info.value) == (
+            f"workspace {ws}: {link} is a broken symbolic link to {tmp_path / 'gone'}"
+        )
+    assert not (tmp_path / "gone").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,32 @@ def test_a_short_or_unusable_admin_token_is_refused_without_echoing_it(
     with pytest.raises(ConfigError, match="CONNECTSW_ADMIN_TOKEN") as err:
         admin_token(load_settings())
     assert (value not in str(err.value)) or not value
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "read"),
+    [
+        ("CONNECTSW_LICENSE_SECRET_FILE", "cd" * 40, lambda s: license_secret(s).hex()),
+        ("CONNECTSW_ADMIN_TOKEN_FILE", "u" * 40, admin_token),
+    ],
+    ids=["license-secret", "admin-token"],
+)
+def test_secret_files_are_read_as_every_user_file_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: str, value: str, read: Any
+) -> None:
+    """UTF-16 with its byte-order mark is text (found by the new-user trial: such a file
+    was "not hexadecimal"); a bad byte is named by place only; a huge file is refused
+    unread."""
+    settings = load_settings(mode="production")
+    path = tmp_path / "secret"
+    monkeypatch.setenv(env, str(path))
+    path.write_bytes((value + "\n").encode("utf-16"))
+    assert read(settings) == value
+    path.write_bytes(value[:10].encode() + b"\xff" + value[10:].encode())
+    with pytest.raises(ConfigError) as err:
+        read(settings)
+    assert str(err.value).endswith(f"{path}: not valid UTF-8 (line 1, offset 10)")
+    assert value[:10] not in str(err.value)
+    path.write_bytes(b"a" * 1_000_000)
+    with pytest.raises(ConfigError, match=r": larger than 65536 bytes$"):
+        read(settings)

@@ -46,3 +46,23 @@ def test_settings_dir_then_project_dir_override(
 def test_a_missing_prompt_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"^no prompt nobody\.md in "):
         load_prompt("nobody")
+
+
+def test_a_prompt_file_is_read_as_every_user_file_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTF-16 with its byte-order mark is text (as config and graph files are); bad
+    bytes are named by place, not by Python's codec message (found by the new-user trial)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    monkeypatch.setenv("CONNECTSW_LLM__PROMPTS_DIR", str(mine))
+    get_settings.cache_clear()
+    (mine / "architect.md").write_bytes("my architect\n".encode("utf-16"))
+    assert load_prompt("architect") == "my architect\n"
+    (mine / "architect.md").write_bytes(b"my caf\xe9 architect\n")
+    with pytest.raises(ConfigError) as info:
+        load_prompt("architect")
+    assert str(info.value) == (
+        f"cannot read the prompt {mine / 'architect.md'}: not valid UTF-8"
+        " (byte 0xe9 at line 1, offset 6)"
+    )

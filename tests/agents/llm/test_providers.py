@@ -18,7 +18,7 @@ import pytest
 
 from connectsw.agents.llm.anthropic import AnthropicProvider
 from connectsw.agents.llm.base import Completion, LLMProvider, Message, Usage
-from connectsw.agents.llm.http import HTTPProvider, retry_after
+from connectsw.agents.llm.http import HTTPProvider, read_key, retry_after
 from connectsw.agents.llm.openai import OpenAIProvider
 from connectsw.conf.settings import get_settings
 from connectsw.core.errors import (
@@ -355,8 +355,29 @@ def test_an_unreadable_key_file_is_one_line(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("CONNECTSW_LLM__OPENAI__API_KEY_FILE", str(tmp_path / "missing"))
     get_settings.cache_clear()
-    with pytest.raises(LLMError, match=r"^cannot read the API key file .*missing: No such file"):
+    with pytest.raises(LLMError, match=r"^cannot read the API key file .*missing: not found$"):
         OpenAIProvider().complete(MESSAGES, **ARGS)  # type: ignore[arg-type]
+
+
+def test_a_key_file_is_read_as_every_user_file_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """UTF-16 with its byte-order mark is text; a bad byte is named by place only (it
+    may be part of the key); a huge file is refused unread (found by the new-user trial:
+    a UTF-16 key file was "not text")."""
+    monkeypatch.delenv("CONNECTSW_TEST_UNSET_KEY", raising=False)
+    key_file = tmp_path / "key"
+    key_file.write_bytes("file-key-42\n".encode("utf-16"))
+    assert read_key("CONNECTSW_TEST_UNSET_KEY", key_file) == ("file-key-42", f"the file {key_file}")
+    key_file.write_bytes(b"file-\xffkey\n")
+    with pytest.raises(LLMError) as info:
+        read_key("CONNECTSW_TEST_UNSET_KEY", key_file)
+    assert str(info.value) == (
+        f"cannot read the API key file {key_file}: not valid UTF-8 (line 1, offset 5)"
+    )
+    key_file.write_bytes(b"k" * 70_000)
+    with pytest.raises(LLMError, match=r": larger than 65536 bytes$"):
+        read_key("CONNECTSW_TEST_UNSET_KEY", key_file)
 
 
 def test_no_key_sends_no_authorization(

@@ -135,6 +135,42 @@ def test_missing_or_unreadable_file(settings: Settings, tmp_path: Path) -> None:
         import_events(settings, [garbage])
 
 
+def test_a_utf16_csv_is_read_as_every_user_file_is(
+    settings: Settings, usage_dir: Path, tmp_path: Path
+) -> None:
+    """A CSV saved as UTF-16 with its byte-order mark (Excel's "Unicode text") is
+    imported; before, DuckDB read it as UTF-8 and refused "CSV Error on Line: 1"."""
+    path = write_csv(tmp_path / "a.csv", [event(), event()])
+    path.write_bytes(path.read_text().encode("utf-16"))
+    assert import_events(settings, [path]).imported == 2
+    licenses = tmp_path / "licenses.csv"
+    licenses.write_bytes("license_id,tier,max_users,status\nL1,PRO,2,active\n".encode("utf-16"))
+    assert import_licenses(settings, licenses).rows == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"event_id,ts\n\xff\xfe,2026\n", "not valid UTF-8 (line 2)"),
+        ("event_id,ts\n".encode("utf-16-be"), "UTF-16 without a byte-order mark"),
+        (b"\xfe\xff" + "event_id,ts\n".encode("utf-16-be"), "big-endian UTF-16"),
+        ("event_id,ts\n".encode("utf-32"), "UTF-32"),
+    ],
+    ids=["bad-utf8", "utf16-without-bom", "utf16-be", "utf32"],
+)
+def test_an_encoding_duckdb_cannot_read_is_named(
+    settings: Settings, tmp_path: Path, data: bytes, expected: str
+) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(data)
+    for load in (lambda: import_events(settings, [path]), lambda: import_licenses(settings, path)):
+        with pytest.raises(InvalidImport) as info:
+            load()
+        message = str(info.value)
+        assert message.startswith(f"{path}: ") and expected in message, message
+        assert "\n" not in message
+
+
 def test_reimporting_the_same_file_changes_nothing(
     settings: Settings, usage_dir: Path, tmp_path: Path
 ) -> None:
