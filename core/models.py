@@ -306,7 +306,8 @@ class RuleResult(ApiModel):
 
     rule: str
     passed: bool
-    score: float = 1.0
+    score: float = Field(1.0, allow_inf_nan=False)
+    """NaN or an infinity is refused (JSON cannot hold it; a rule returning one crashes)."""
     details: str = ""
     """The evidence: what was run and what it showed."""
     remediation: str = ""

@@ -292,3 +292,13 @@ def test_stored_plan_json_with_huge_timeout_reads_back() -> None:
     task = TaskSpec(id="a", agent="noop", timeout=1e10)
     again = TaskSpec.model_validate(json.loads(json.dumps(task.to_api())))
     assert again.timeout == 604800.0
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_rule_score_json_cannot_represent_is_refused(score: float) -> None:
+    from pydantic import ValidationError
+
+    from connectsw.core.models import RuleResult
+
+    with pytest.raises(ValidationError):
+        RuleResult(rule="r", passed=True, score=score)
