@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from connectsw.core.durations import NotBool, TimeoutOrZero
+from connectsw.core.errors import storable
 
 
 def utcnow() -> datetime:
@@ -301,6 +303,10 @@ class TaskResult(ApiModel):
     usage: LLMUsage | None = None
 
 
+StorableText = Annotated[str, AfterValidator(storable)]
+"""Text a plugin or command gives (surrogates replaced: core/errors.py storable)."""
+
+
 class RuleResult(ApiModel):
     """One gate rule's verdict on a stage."""
 
@@ -308,9 +314,9 @@ class RuleResult(ApiModel):
     passed: bool
     score: float = Field(1.0, allow_inf_nan=False)
     """NaN or an infinity is refused (JSON cannot hold it; a rule returning one crashes)."""
-    details: str = ""
+    details: StorableText = ""
     """The evidence: what was run and what it showed."""
-    remediation: str = ""
+    remediation: StorableText = ""
     """What to change so that the rule passes (sent to the stage's agents as feedback)."""
     ran: bool = True
     """False when the rule could not run (a tool is missing: ``details`` says "not run: ...")."""

@@ -302,3 +302,12 @@ def test_a_rule_score_json_cannot_represent_is_refused(score: float) -> None:
 
     with pytest.raises(ValidationError):
         RuleResult(rule="r", passed=True, score=score)
+
+
+def test_a_rule_text_with_a_lone_surrogate_is_made_storable() -> None:
+    """Trial 5, item 11: a text with a surrogate made the whole record unwritable."""
+    from connectsw.core.models import GateResult, RuleResult
+
+    rule = RuleResult(rule="r", passed=False, details="file caf\udce9.txt", remediation="x\udcff")
+    assert rule.details == "file caf\ufffd.txt" and rule.remediation == "x\ufffd"
+    GateResult(stage=1, passed=False, score=0.0, rules=[rule]).model_dump_json()
