@@ -189,6 +189,18 @@ def storable(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def is_utf8(text: str) -> bool:
+    """False when ``text`` holds a surrogate: bytes that were not valid UTF-8, decoded
+    with ``surrogateescape`` (an argument, a path, a file name)."""
+    return _SURROGATE.search(text) is None
+
+
+def shown(text: str) -> str:
+    """``text`` for a message, its undecodable bytes written ``\\xe9`` (as the shell's
+    ``$'\\xe9'`` quoting gives them)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def one_line(exc: BaseException, typed: bool = False) -> str:
     """The first line of an exception's message, for a user or a record; storable
     (:func:`storable`: surrogates replaced).
