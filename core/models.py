@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from connectsw.core.durations import NotBool, TimeoutOrZero
-from connectsw.core.errors import storable
+from connectsw.core.errors import is_utf8, storable
 
 
 def utcnow() -> datetime:
@@ -225,9 +225,17 @@ description, checkpoint feedback, a cancel reason (CLI and API alike)."""
 def check_user_text(what: str, text: str | None) -> None:
     """Refuse ``text`` longer than :data:`MAX_USER_TEXT` characters (never repeating it).
 
+    A text holding a surrogate (bytes that were not UTF-8, a JSON ``\\udce9``) is
+    refused too: no record can hold it.
+
     Raises:
-        InvalidInput: ``the WHAT is N characters long; at most 10000 are allowed``.
+        InvalidInput: ``the WHAT is N characters long; at most 10000 are allowed``;
+            ``the WHAT is not valid UTF-8``.
     """
+    if text is not None and not is_utf8(text):
+        from connectsw.core.errors import InvalidInput
+
+        raise InvalidInput(f"the {what} is not valid UTF-8")
     if text is not None and len(text) > MAX_USER_TEXT:
         from connectsw.core.errors import InvalidInput
 

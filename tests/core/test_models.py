@@ -311,3 +311,12 @@ def test_a_rule_text_with_a_lone_surrogate_is_made_storable() -> None:
     rule = RuleResult(rule="r", passed=False, details="file caf\udce9.txt", remediation="x\udcff")
     assert rule.details == "file caf\ufffd.txt" and rule.remediation == "x\ufffd"
     GateResult(stage=1, passed=False, score=0.0, rules=[rule]).model_dump_json()
+
+
+def test_user_text_that_is_not_utf8_is_refused() -> None:
+    from connectsw.core.errors import InvalidInput
+    from connectsw.core.models import check_user_text
+
+    with pytest.raises(InvalidInput, match="^the feedback is not valid UTF-8$"):
+        check_user_text("feedback", "caf\udce9")
+    check_user_text("feedback", "café")
