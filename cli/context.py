@@ -154,6 +154,7 @@ def _git(cwd: Path, *args: str) -> str:
 
 def local_context(cwd: Path | None = None) -> RequestContext:
     """The request context: working directory, git info and (top of) the file tree."""
+    from connectsw.core.errors import storable
     from connectsw.core.models import RequestContext
 
     cwd = cwd or Path.cwd()
@@ -163,8 +164,11 @@ def local_context(cwd: Path | None = None) -> RequestContext:
         git_info = {"branch": branch, "commit": _git(cwd, "rev-parse", "HEAD")}
     try:
         tree = sorted(
-            p.name + ("/" if p.is_dir() else "") for p in cwd.iterdir() if p.name != ".git"
+            storable(p.name) + ("/" if p.is_dir() else "")
+            for p in cwd.iterdir()
+            if p.name != ".git"
         )[:FILE_TREE_LIMIT]
     except OSError:
         tree = []
-    return RequestContext(working_directory=str(cwd), git_info=git_info, file_tree=tree)
+    # A name that is not UTF-8 is shown with U+FFFD: the context is stored as JSON.
+    return RequestContext(working_directory=storable(str(cwd)), git_info=git_info, file_tree=tree)

@@ -297,11 +297,23 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _check_arguments(args: list[str]) -> None:
+    """Refuse an argument that is not valid UTF-8 (exit 2, one line), for every command:
+    an id, a feedback or reason text, a path; none could be stored (records are JSON)
+    or found, and each reached the store as exit 70 or a misleading exit 6."""
+    from connectsw.core.errors import is_utf8, shown
+
+    for arg in args:
+        if not is_utf8(arg):
+            _fail(f"argument '{shown(arg)}' is not valid UTF-8", ExitCode.INVALID_INPUT)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors are one line on stderr and an :class:`ExitCode`, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     debug = bool(os.environ.get("CONNECTSW_DEBUG"))
     cli._plugins_added, cli.plugin_error = False, None  # plugins are asked once per invocation
+    _check_arguments(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name="connectsw", standalone_mode=False)
     except _Interrupted:

@@ -6,6 +6,7 @@ with :attr:`ConnectSWError.exit_code`; the API answers JSON with :attr:`code`.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -177,13 +178,37 @@ class LLMTimeout(LLMError):
     code = "llm_timeout"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with every surrogate code point replaced by U+FFFD, so that it can be
+    encoded as UTF-8 (stored, sent as JSON, printed). A surrogate reaches a text from
+    bytes decoded with ``surrogateescape`` (file names, arguments, environment) or an
+    agent's own string; stored as is, it made the whole record unwritable."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def is_utf8(text: str) -> bool:
+    """False when ``text`` holds a surrogate: bytes that were not valid UTF-8, decoded
+    with ``surrogateescape`` (an argument, a path, a file name)."""
+    return _SURROGATE.search(text) is None
+
+
+def shown(text: str) -> str:
+    """``text`` for a message, its undecodable bytes written ``\\xe9`` (as the shell's
+    ``$'\\xe9'`` quoting gives them)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def one_line(exc: BaseException, typed: bool = False) -> str:
-    """The first line of an exception's message, for a user or a record.
+    """The first line of an exception's message, for a user or a record; storable
+    (:func:`storable`: surrogates replaced).
 
     ``typed`` names the type of exceptions that are not ConnectSW's own (whose
     messages are written for users): ``RuntimeError: kaboom``.
     """
-    text = str(exc).strip()
+    text = storable(str(exc).strip())
     first = text.splitlines()[0] if text else ""
     if not first:
         return type(exc).__name__

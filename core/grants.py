@@ -74,6 +74,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from connectsw.core import textfiles
 from connectsw.core.durations import MAX_TIMEOUT
 from connectsw.core.errors import ConfigError, TaskError, one_line
 
@@ -271,11 +272,24 @@ def engine_signer() -> GrantSigner:
     return signer
 
 
+MAX_KEY_FILE_BYTES = 65_536
+"""A grant key file (PEM) is at most 64 KiB; read by core/textfiles.py's rule."""
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The bytes of a key file by core/textfiles.py's rule (a regular file of at most
+    :data:`MAX_KEY_FILE_BYTES`); TextFileError otherwise."""
+    data = textfiles.read_bytes(path, MAX_KEY_FILE_BYTES)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise textfiles.TextFileError(f"larger than {MAX_KEY_FILE_BYTES} bytes")
+    return data
+
+
 def _load_private(path: Path) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise ConfigError(f"{KEY_ENV}: cannot read {path}: {exc.strerror}") from None
+        key = serialization.load_pem_private_key(_read_key_file(path), password=None)
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"{KEY_ENV}: {path}: {exc}") from None
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     if not isinstance(key, Ed25519PrivateKey):
@@ -346,11 +360,11 @@ def _pinned_key() -> tuple[bytes, Ed25519PublicKey] | None:
     found = _pinned.get(name)
     if found is None:
         try:
-            key = _public(Path(name).read_bytes())
+            key = _public(_read_key_file(Path(name)))
             found = (key_id_of(key), key)
-        except OSError as exc:
+        except textfiles.TextFileError as exc:
             found = GrantRefused(
-                "worker_config", f"this worker cannot read {PUBLIC_KEY_ENV} {name}: {exc.strerror}"
+                "worker_config", f"this worker cannot read {PUBLIC_KEY_ENV} {name}: {exc}"
             )
         except (ValueError, TypeError, UnsupportedAlgorithm):
             found = GrantRefused(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import math
 import os
 import select
 import signal
@@ -54,7 +55,8 @@ def normalise(out: Any) -> AgentOutput:
     """An agent's return value as an :class:`AgentOutput` whose JSON is checked.
 
     Raises :class:`TaskError` when the value cannot be represented in JSON
-    (e.g. a custom object in ``outputs``): the attempt fails, not the store.
+    (e.g. a custom object in ``outputs``, or a float NaN or infinity, which
+    pydantic would silently write as ``null``): the attempt fails, not the store.
     """
     if out is None:
         return AgentOutput()
@@ -62,6 +64,12 @@ def normalise(out: Any) -> AgentOutput:
         output = AgentOutput.model_validate(out) if isinstance(out, dict) else out
         if not isinstance(output, AgentOutput):
             raise TaskError(f"agent returned {type(out).__name__}, not AgentOutput")
+        where = _non_finite(output.model_dump(mode="python"), "")
+        if where:
+            raise TaskError(
+                f"agent result holds {where}, which JSON cannot represent"
+                " (NaN and infinities are not JSON numbers)"
+            )
         if "\\u0000" in output.model_dump_json():
             raise TaskError("agent result holds a NUL character, which the store cannot keep")
     except TaskError:
@@ -69,6 +77,24 @@ def normalise(out: Any) -> AgentOutput:
     except Exception as exc:
         raise TaskError(f"agent result is not valid JSON output: {one_line(exc)}") from None
     return output
+
+
+def _non_finite(value: Any, path: str) -> str:
+    """``"nan at outputs.x[2]"`` for the first float NaN or infinity in ``value``
+    (dicts, lists and tuples walked); ``""`` when there is none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} at {path or 'the top'}"
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return ""
+    for sub_path, sub in items:
+        found = _non_finite(sub, sub_path)
+        if found:
+            return found
+    return ""
 
 
 def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int) -> None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from connectsw.core.durations import NotBool, TimeoutOrZero
+from connectsw.core.errors import is_utf8, storable
 
 
 def utcnow() -> datetime:
@@ -223,9 +225,17 @@ description, checkpoint feedback, a cancel reason (CLI and API alike)."""
 def check_user_text(what: str, text: str | None) -> None:
     """Refuse ``text`` longer than :data:`MAX_USER_TEXT` characters (never repeating it).
 
+    A text holding a surrogate (bytes that were not UTF-8, a JSON ``\\udce9``) is
+    refused too: no record can hold it.
+
     Raises:
-        InvalidInput: ``the WHAT is N characters long; at most 10000 are allowed``.
+        InvalidInput: ``the WHAT is N characters long; at most 10000 are allowed``;
+            ``the WHAT is not valid UTF-8``.
     """
+    if text is not None and not is_utf8(text):
+        from connectsw.core.errors import InvalidInput
+
+        raise InvalidInput(f"the {what} is not valid UTF-8")
     if text is not None and len(text) > MAX_USER_TEXT:
         from connectsw.core.errors import InvalidInput
 
@@ -301,15 +311,20 @@ class TaskResult(ApiModel):
     usage: LLMUsage | None = None
 
 
+StorableText = Annotated[str, AfterValidator(storable)]
+"""Text a plugin or command gives (surrogates replaced: core/errors.py storable)."""
+
+
 class RuleResult(ApiModel):
     """One gate rule's verdict on a stage."""
 
     rule: str
     passed: bool
-    score: float = 1.0
-    details: str = ""
+    score: float = Field(1.0, allow_inf_nan=False)
+    """NaN or an infinity is refused (JSON cannot hold it; a rule returning one crashes)."""
+    details: StorableText = ""
     """The evidence: what was run and what it showed."""
-    remediation: str = ""
+    remediation: StorableText = ""
     """What to change so that the rule passes (sent to the stage's agents as feedback)."""
     ran: bool = True
     """False when the rule could not run (a tool is missing: ``details`` says "not run: ...")."""

@@ -37,9 +37,11 @@ it count as userinfo.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from functools import lru_cache
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 MASK = "***"
 """What a secret value is replaced by."""
@@ -134,6 +136,53 @@ def ambiguous(url: str) -> bool:
     return ambiguous_userinfo(url) or ambiguous_query(url)
 
 
+MIN_ENCODED_SECRET = 8
+"""A secret shorter than this is masked raw and percent-encoded only: the inside of
+its base64 form would be too short to tell from other text."""
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The ways a server or library may echo ``secret``, longest first: raw;
+    percent-encoded as a URL path, a query value or a form (``+`` for a space);
+    JSON-escaped (``\\/``, ``\\uXXXX``); and for a secret of at least
+    :data:`MIN_ENCODED_SECRET` characters, its base64 and base64url text at each of
+    the three alignments it can have inside a longer encoded string (e.g. HTTP Basic
+    ``user:KEY``), without the edge characters that depend on its neighbours.
+    """
+    if not secret:
+        return []
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        quote_plus(secret, safe="/"),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+    }
+    if len(secret) >= MIN_ENCODED_SECRET:
+        data = secret.encode("utf-8")
+        for pad in range(3):
+            text = base64.b64encode(b"\0" * pad + data).decode("ascii")
+            bits = 8 * (pad + len(data))
+            first, last = -(-8 * pad // 6), bits // 6  # characters wholly of the secret
+            inner = text[first:last]
+            forms.update((inner, inner.translate(str.maketrans("+/", "-_"))))
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def mask_secret(text: str, secret: str | None, mask: str = MASK) -> str:
+    """``text`` with every form of ``secret`` (:func:`secret_forms`) replaced by
+    ``mask``; percent-encoded forms in either case of their hex digits."""
+    if not secret:
+        return text
+    for form in secret_forms(secret):
+        flags = re.IGNORECASE if "%" in form else 0
+        text = re.sub(re.escape(form), lambda _m: mask, text, flags=flags)
+    return text
+
+
 def redact_message(message: str, url_or_conninfo: str) -> str:
     """``message`` (e.g. a driver's error about that URL) without the URL's secrets.
 
@@ -152,7 +201,7 @@ def redact_message(message: str, url_or_conninfo: str) -> str:
     if url_or_conninfo.strip():
         message = message.replace(url_or_conninfo.strip(), shown)
     for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, MASK)
+        message = mask_secret(message, secret)
     return message
 
 

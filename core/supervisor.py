@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectsw.core.errors import ConnectSWError
+from connectsw.core.errors import ConfigError, ConnectSWError
 
 REAPER = Path(__file__).with_name("reaper.py")
 POLL = 0.1
@@ -101,6 +101,9 @@ LIBPQ_ENV = frozenset(
     }
 )
 ENGINE_PREFIX = "CONNECTSW_"
+#: The built-in LLM providers' usual key variables (agents/llm/openai.py and
+#: anthropic.py ``default_key_env``): the engine's credentials, kept from agents.
+PROVIDER_KEY_ENV = frozenset({"OPENAI_API_KEY", "ANTHROPIC_API_KEY"})
 
 
 class SupervisorError(ConnectSWError):
@@ -273,19 +276,40 @@ def agent_env(
     """The environment for a command an agent starts.
 
     ``os.environ`` without the engine's own settings and credentials: every
-    libpq variable (:data:`LIBPQ_ENV`, e.g. PGPASSWORD) and every
-    ``CONNECTSW_*`` variable, except those named in ``pass_env``; then
-    ``extra`` on top (a task's ``env``).
+    libpq variable (:data:`LIBPQ_ENV`, e.g. PGPASSWORD), every ``CONNECTSW_*``
+    variable and the LLM providers' key variables (:func:`llm_key_env`), except
+    those named in ``pass_env``; then ``extra`` on top (a task's ``env``). Other
+    credentials (``AWS_*``, ``GITHUB_TOKEN`` ...) are not the engine's and are kept.
     """
     keep = set(pass_env)
+    llm_keys = llm_key_env()
     env = {
         k: v
         for k, v in os.environ.items()
-        if k in keep or not (k in LIBPQ_ENV or k.startswith(ENGINE_PREFIX))
+        if k in keep or not (k in LIBPQ_ENV or k in llm_keys or k.startswith(ENGINE_PREFIX))
     }
     if extra:
         env.update(extra)
     return env
+
+
+def llm_key_env() -> frozenset[str]:
+    """Names of the environment variables holding the engine's LLM keys: the built-in
+    providers' usual ones (:data:`PROVIDER_KEY_ENV`) and every ``[llm.NAME]
+    api_key_env`` of the settings (read when settings can be; an unreadable config
+    leaves the usual ones)."""
+    from connectsw.conf.settings import LLMEndpointSettings, get_settings
+
+    names = set(PROVIDER_KEY_ENV)
+    try:
+        llm = get_settings().llm
+    except ConfigError:
+        return frozenset(names)
+    for field in type(llm).model_fields:
+        section = getattr(llm, field)
+        if isinstance(section, LLMEndpointSettings) and section.api_key_env:
+            names.add(section.api_key_env)
+    return frozenset(names)
 
 
 class _Capture:

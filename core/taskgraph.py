@@ -40,7 +40,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from connectsw.core import textfiles
 from connectsw.core.durations import NotBool, Timeout
-from connectsw.core.errors import PlanError, describe_validation_error
+from connectsw.core.errors import PlanError, describe_validation_error, is_utf8, shown
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 SCHEMA_FILE = Path(__file__).with_name("taskgraph.schema.json")
@@ -485,6 +485,8 @@ def load_graph_file(path: Path) -> GraphFile:
         PlanError: any problem, as one line starting with ``path`` (with ``line N``
             where it is known); never another exception for any file content.
     """
+    if not is_utf8(str(path)):  # it is stored with the request: records are JSON
+        raise PlanError(f"{shown(str(path))}: the file's path is not valid UTF-8")
     try:
         data = textfiles.read_bytes(path, MAX_FILE_BYTES)
     except textfiles.TextFileError as exc:

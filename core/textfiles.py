@@ -5,6 +5,8 @@ and secret files, SQL files): one rule for reading them.
   Undecodable bytes are named by line and offset (and, where the content may be
   shown, by value): ``not valid UTF-8 (byte 0xe9 at line 2, offset 14)``. Text
   holding NUL bytes is refused (UTF-16 or UTF-32 without a byte-order mark).
+- **Kind and size**: only a regular file is read (a FIFO, a device or a socket is
+  refused before a byte is read); callers give a bound and a larger file is refused.
 - **Missing files**: a path that does not exist, and a symbolic link whose target
   does not exist, are "not found"; the second says so (``not found (a broken
   symbolic link to /old/place)``), since ``ls`` shows such a file.
@@ -15,7 +17,9 @@ Callers turn :class:`TextFileError` into their own error type (``PlanError``,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 
 _BOMS = (
@@ -72,22 +76,55 @@ def _line(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise TextFileError(
+            f"cannot read: it is {kind}" + ("" if kind == "a directory" else ", not a regular file")
+        )
+
+
 def read_bytes(path: Path, limit: int | None = None) -> bytes:
     """At most ``limit + 1`` bytes of ``path`` (all of it if ``limit`` is None).
 
+    Only a regular file (or a symbolic link to one) is read: a FIFO, a device such as
+    ``/dev/zero`` or a socket is refused before a byte is read, so such a file can
+    neither hang a command (opening a FIFO waits for a writer) nor fill its memory.
+    The file is opened without blocking and checked by ``fstat`` of what was opened.
+
     Raises:
-        TextFileError: missing (see :func:`not_found`), a directory, or unreadable,
-            with the operating system's reason.
+        TextFileError: missing (see :func:`not_found`), not a regular file (its kind
+            is named), or unreadable, with the operating system's reason.
     """
     try:
-        with path.open("rb") as fh:
-            return fh.read() if limit is None else fh.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise TextFileError(not_found(path)) from None
     except IsADirectoryError:
         raise TextFileError("cannot read: it is a directory") from None
     except OSError as exc:
+        with contextlib.suppress(OSError):  # a socket cannot be opened (ENXIO): name it
+            _check_regular(os.stat(path).st_mode)
         raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        _check_regular(os.fstat(fd).st_mode)
+    except TextFileError:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            return fh.read() if limit is None else fh.read(limit + 1)
+        except OSError as exc:
+            raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
 
 
 def read_text(path: Path, limit: int, *, show_bytes: bool = True) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectsw.core import supervisor
-from connectsw.core.errors import ConnectSWError, ExitCode, TaskError
+from connectsw.core.errors import ConnectSWError, ExitCode, TaskError, is_utf8, shown
 
 AUTHOR = {"name": "ConnectSW", "email": "orchestrator@connectsw.invalid"}
 IDENTITY = {
@@ -88,9 +88,13 @@ def check_links(workspace: Path) -> None:
     """Refuse a workspace that is, or lies under, a broken symbolic link.
 
     Following it would create the link's target, somewhere else than the path the
-    user gave (a project that was moved). Raises WorkspaceError:
-    ``workspace W: LINK is a broken symbolic link to TARGET``.
+    user gave (a project that was moved). A path that is not valid UTF-8 is refused
+    too: it could be neither stored nor shown (every record is JSON). Raises
+    WorkspaceError: ``workspace W: LINK is a broken symbolic link to TARGET``,
+    ``workspace W: the path is not valid UTF-8``.
     """
+    if not is_utf8(str(workspace)):
+        raise WorkspaceError(f"workspace {shown(str(workspace))}: the path is not valid UTF-8")
     for path in (workspace, *workspace.parents):
         if path.is_symlink() and not path.exists():
             try:

@@ -72,8 +72,9 @@ class _Masked:
         self.secret = secret
 
     def __call__(self, text: str) -> str:
-        if self.secret:
-            text = text.replace(self.secret, "***")
+        from connectsw.core.redact import mask_secret
+
+        text = mask_secret(text, self.secret)
         return " ".join(text.split())[:MAX_ERROR] or "failed"
 
 

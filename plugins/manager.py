@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line
+from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line, storable
 from connectsw.plugins import hookspecs
 from connectsw.plugins.environment import IMPORT_TIMEOUT_ENV, LOAD_ENV, STRICT_ENV, TRACE_ENV
 from connectsw.plugins.environment import flag as _flag
@@ -313,7 +313,7 @@ def _allow_list() -> set[str] | None:
 
 
 def describe_error(exc: BaseException, where: bool = False) -> str:
-    """``Type: first line`` of an exception, on one line.
+    """``Type: first line`` of an exception, on one line, storable (surrogates replaced).
 
     A :class:`PluginError`'s message is kept as it is; pluggy's validation errors
     spread the reason over several lines, so those are joined with ``; ``.
@@ -324,13 +324,13 @@ def describe_error(exc: BaseException, where: bool = False) -> str:
         return one_line(exc)
     if isinstance(exc, pluggy.PluginValidationError):
         lines = [" ".join(line.split()) for line in str(exc).splitlines()]
-        return f"{type(exc).__name__}: {'; '.join(line for line in lines if line)}"
+        return storable(f"{type(exc).__name__}: {'; '.join(line for line in lines if line)}")
     text = one_line(exc, typed=True)
     frames = traceback.extract_tb(exc.__traceback__) if where else []
     if frames:
         frame = next((f for f in reversed(frames) if not _library_file(f.filename)), frames[-1])
         text += f" ({os.path.basename(frame.filename)}:{frame.lineno})"
-    return text
+    return storable(text)
 
 
 def _library_file(filename: str) -> bool:

@@ -44,7 +44,7 @@ from connectsw.licensing.secrets import admin_token, signing_key
 from connectsw.licensing.service import Licenses
 from connectsw.licensing.tiers import Tier
 from connectsw.web import openapi
-from connectsw.web.errors import ApiError, nul_path
+from connectsw.web.errors import ApiError, bad_text
 
 ADMIN_TOKEN_DIGEST = web.AppKey("admin_token_digest", bytes)
 SIGNING_KEY = web.AppKey("signing_key", Ed25519PrivateKey)
@@ -165,11 +165,11 @@ async def json_body(request: web.Request, model: type[Body]) -> Body:
     if len(data) > MAX_BODY:
         raise _too_large()
     try:
-        where = nul_path(json.loads(data.strip() or b"{}"))
+        problem = bad_text(json.loads(data.strip() or b"{}"))
     except (ValueError, RecursionError):
-        where = None  # not JSON: said below
-    if where:
-        raise ApiError("invalid_request", f"{where}: a NUL character is not allowed")
+        problem = None  # not JSON: said below
+    if problem:
+        raise ApiError("invalid_request", problem)
     try:
         return model.model_validate_json(data.strip() or b"{}")
     except ValidationError as exc:

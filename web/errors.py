@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from connectsw.core.errors import ConnectSWError, InvalidState, NotFound
+from connectsw.core.errors import ConnectSWError, InvalidState, NotFound, is_utf8
 from connectsw.licensing.errors import LicenseRefused
 
 log = logging.getLogger("connectsw.web")
@@ -81,13 +81,28 @@ def error_response(
     )
 
 
-def nul_path(data: Any, path: str = "") -> str | None:
-    """Where a NUL character is in decoded JSON (``args.0``, ``email``...), if anywhere.
+def bad_text(data: Any) -> str | None:
+    """What makes decoded JSON unstorable, naming the first field (``args.0:``), or None:
+    a NUL character (PostgreSQL text cannot hold one) or a lone surrogate (a JSON
+    ``\\udcff`` escape: not Unicode text, no record holding it can be written)."""
+    where = nul_path(data)
+    if where:
+        return f"{where}: a NUL character is not allowed"
+    where = nul_path(data, test=lambda s: not is_utf8(s))
+    if where:
+        return f"{where}: a lone surrogate (\\uD800-\\uDFFF) is not allowed"
+    return None
+
+
+def nul_path(data: Any, path: str = "", test: Callable[[str], bool] | None = None) -> str | None:
+    """Where a NUL character (or a string ``test`` is true of) is in decoded JSON
+    (``args.0``, ``email``...), if anywhere.
 
     No store keeps one (PostgreSQL text cannot hold it): such a body is refused as
     a bad request naming the field, before anything is written."""
+    test = test or (lambda s: "\x00" in s)
     if isinstance(data, str):
-        return path or "body" if "\x00" in data else None
+        return path or "body" if test(data) else None
     items = (
         data.items()
         if isinstance(data, dict)
@@ -96,9 +111,9 @@ def nul_path(data: Any, path: str = "") -> str | None:
         else ()
     )
     for key, value in items:
-        if isinstance(key, str) and "\x00" in key:
+        if isinstance(key, str) and test(key):
             return path or "body"
-        found = nul_path(value, f"{path}.{key}" if path else str(key))
+        found = nul_path(value, f"{path}.{key}" if path else str(key), test)
         if found:
             return found
     return None

@@ -50,7 +50,7 @@ from connectsw.core.models import (
 from connectsw.core.states import FINISHED, RUNNABLE, STOPPED
 from connectsw.licensing.models import License
 from connectsw.web import openapi
-from connectsw.web.errors import ApiError, nul_path
+from connectsw.web.errors import ApiError, bad_text
 from connectsw.web.sessions import authenticate_session
 
 T = TypeVar("T")
@@ -168,9 +168,9 @@ async def _body(request: web.Request, model: type[T]) -> T:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError("bad_request", "the body is not JSON") from None
-    where = nul_path(data)
-    if where:
-        raise ApiError("bad_request", f"{where}: a NUL character is not allowed")
+    problem = bad_text(data)
+    if problem:
+        raise ApiError("bad_request", problem)
     try:
         return model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from connectsw.agents.base import TaskContext
+from connectsw.core.errors import is_utf8
 
 log = logging.getLogger("connectsw.llm")
 
@@ -60,7 +61,8 @@ def documents(ctx: TaskContext, paths: list[str]) -> str:
 def design_paths(ctx: TaskContext) -> list[str]:
     """The PRD, the architecture and every ADR present in the workspace."""
     adr = ctx.path("docs/adr")
-    adrs = sorted(f"docs/adr/{p.name}" for p in adr.glob("*.md")) if adr.is_dir() else []
+    found = adr.glob("*.md") if adr.is_dir() else []
+    adrs = sorted(f"docs/adr/{p.name}" for p in found if is_utf8(p.name))
     return ["docs/PRD.md", "docs/architecture.md", *adrs]
 
 
@@ -77,7 +79,8 @@ def sources(ctx: TaskContext) -> str:
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if (
-            not path.is_file()
+            not is_utf8(rel)  # a name that is not UTF-8 cannot go into a JSON request
+            or not path.is_file()
             or any(part.startswith(".") for part in rel.split("/"))
             or "__pycache__" in rel
             or not rel.endswith(SOURCE_SUFFIXES)

@@ -83,9 +83,12 @@ class Endpoint:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def scrub(self, text: str) -> str:
-        """``text`` on one line, at most :data:`MESSAGE_LIMIT` characters, without the key."""
-        if self.key:
-            text = text.replace(self.key, "[key]")
+        """``text`` on one line, at most :data:`MESSAGE_LIMIT` characters, without the key
+        in any form a server may echo it (raw, percent-encoded, JSON-escaped, base64:
+        core/redact.py :func:`~connectsw.core.redact.mask_secret`)."""
+        from connectsw.core.redact import mask_secret
+
+        text = mask_secret(text, self.key, "[key]")
         text = " ".join(text.split())
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 

@@ -106,6 +106,31 @@ def test_pass_env_lets_a_task_ask_for_a_credential(
     assert out.outputs["output"] == "s3cret-pw\n"
 
 
+def test_the_engines_llm_keys_are_kept_from_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trial 5, item 6: with ``[llm.openai] api_key_env = "MY_LLM_KEY"``, a task's
+    ``env > env.txt`` held MY_LLM_KEY and OPENAI_API_KEY (and was committed). The
+    providers' usual variables and the configured ones are removed; a cloud
+    credential that is not the engine's (AWS_*) is kept; ``pass_env`` asks back."""
+    from connectsw.conf.settings import get_settings
+
+    monkeypatch.setenv("CONNECTSW_LLM__OPENAI__API_KEY_ENV", "MY_LLM_KEY")
+    monkeypatch.setenv("CONNECTSW_LLM__ANTHROPIC__API_KEY_ENV", "MY_OTHER_KEY")
+    get_settings.cache_clear()
+    for name in ("MY_LLM_KEY", "MY_OTHER_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.setenv(name, f"sk-{name.lower()}-s3cret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-kept")
+    ShellAgent().run(make_ctx(tmp_path, command="env > env.txt"))
+    env = (tmp_path / "env.txt").read_text()
+    assert "s3cret" not in env
+    assert "AWS_SECRET_ACCESS_KEY=aws-kept" in env
+    out = ShellAgent().run(
+        make_ctx(tmp_path, command='echo "$OPENAI_API_KEY"', pass_env=["OPENAI_API_KEY"])
+    )
+    assert out.outputs["output"] == "sk-openai_api_key-s3cret\n"
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [

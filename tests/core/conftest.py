@@ -101,7 +101,56 @@ class BadResultThreadAgent(BadResultAgent):
     isolation = "thread"
 
 
+class NonFiniteAgent(Agent):
+    """Returns NaN and infinity in ``outputs`` (trial 5, item 8: stored as null)."""
+
+    name = "non-finite"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        return AgentOutput(outputs={"x": float("nan"), "deep": {"y": [1.0, float("inf")]}})
+
+
+class NonFiniteThreadAgent(NonFiniteAgent):
+    name = "non-finite-thread"
+    isolation = "thread"
+
+
+class SurrogateErrorAgent(Agent):
+    """Raises a TaskError whose message holds a lone surrogate (trial 5, item 11:
+    reported as a worker death)."""
+
+    name = "surrogate-error"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        raise TaskError("bad \udcff thing")
+
+
+class SurrogateErrorThreadAgent(SurrogateErrorAgent):
+    name = "surrogate-error-thread"
+    isolation = "thread"
+
+
+class SurrogateCrashAgent(Agent):
+    """Raises any exception with a lone surrogate in its message."""
+
+    name = "surrogate-crash"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        raise ValueError("crash \udcff here")
+
+
+class SurrogateCrashThreadAgent(SurrogateCrashAgent):
+    name = "surrogate-crash-thread"
+    isolation = "thread"
+
+
 TEST_AGENTS = (
+    NonFiniteAgent,
+    NonFiniteThreadAgent,
+    SurrogateErrorAgent,
+    SurrogateErrorThreadAgent,
+    SurrogateCrashAgent,
+    SurrogateCrashThreadAgent,
     SleepAgent,
     FlakyAgent,
     BoomAgent,

@@ -205,6 +205,46 @@ def test_a_result_json_cannot_represent_fails_only_its_task(
     assert [a for a, _ in attempts(engine, ex.id, "bad")] == [1, 2]
 
 
+@pytest.mark.parametrize("agent", ["non-finite", "non-finite-thread"])
+def test_nan_or_infinity_in_a_result_fails_its_task(
+    engine: Engine, submit_graph: Submit, agent: str
+) -> None:
+    """Trial 5, item 8: NaN and Infinity in outputs were stored as null, the task
+    succeeded."""
+    ex = submit_graph({"name": "nan", "tasks": [{"id": "bad", "agent": agent, "retries": 0}]})
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.FAILED
+    assert engine.task_states(engine.get(ex.id))["bad"] is TaskStatus.FAILED
+    [attempt] = engine.store.task_attempts(ex.id, "bad")
+    assert attempt.error == (
+        "agent result holds nan at outputs.x, which JSON cannot represent"
+        " (NaN and infinities are not JSON numbers)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent", "expected"),
+    [
+        ("surrogate-error", "bad \ufffd thing"),
+        ("surrogate-error-thread", "bad \ufffd thing"),
+        ("surrogate-crash", "ValueError: crash \ufffd here"),
+        ("surrogate-crash-thread", "ValueError: crash \ufffd here"),
+    ],
+)
+def test_an_error_text_with_a_lone_surrogate_is_recorded_as_given(
+    engine: Engine, submit_graph: Submit, agent: str, expected: str
+) -> None:
+    """Trial 5, item 11: ``TaskError("bad \\udcff thing")`` was reported as "its Dask
+    worker died". The text is stored with the surrogate replaced."""
+    ex = submit_graph({"name": "sur", "tasks": [{"id": "bad", "agent": agent, "retries": 0}]})
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.FAILED
+    [attempt] = engine.store.task_attempts(ex.id, "bad")
+    assert attempt.status is TaskStatus.FAILED
+    assert attempt.error is not None and expected in attempt.error, attempt.error
+    assert "worker died" not in (done.error or "") and expected in (done.error or "")
+
+
 def test_finished_executions_refuse_decisions(engine: Engine, submit_graph: Submit) -> None:
     ex = submit_graph({"name": "fin", "tasks": [{"id": "a", "agent": "noop"}]})
     assert engine.run(ex.id).status is ExecutionStatus.COMPLETED

@@ -292,3 +292,31 @@ def test_stored_plan_json_with_huge_timeout_reads_back() -> None:
     task = TaskSpec(id="a", agent="noop", timeout=1e10)
     again = TaskSpec.model_validate(json.loads(json.dumps(task.to_api())))
     assert again.timeout == 604800.0
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_rule_score_json_cannot_represent_is_refused(score: float) -> None:
+    from pydantic import ValidationError
+
+    from connectsw.core.models import RuleResult
+
+    with pytest.raises(ValidationError):
+        RuleResult(rule="r", passed=True, score=score)
+
+
+def test_a_rule_text_with_a_lone_surrogate_is_made_storable() -> None:
+    """Trial 5, item 11: a text with a surrogate made the whole record unwritable."""
+    from connectsw.core.models import GateResult, RuleResult
+
+    rule = RuleResult(rule="r", passed=False, details="file caf\udce9.txt", remediation="x\udcff")
+    assert rule.details == "file caf\ufffd.txt" and rule.remediation == "x\ufffd"
+    GateResult(stage=1, passed=False, score=0.0, rules=[rule]).model_dump_json()
+
+
+def test_user_text_that_is_not_utf8_is_refused() -> None:
+    from connectsw.core.errors import InvalidInput
+    from connectsw.core.models import check_user_text
+
+    with pytest.raises(InvalidInput, match="^the feedback is not valid UTF-8$"):
+        check_user_text("feedback", "caf\udce9")
+    check_user_text("feedback", "café")

@@ -255,6 +255,15 @@ def test_agent_env_keeps_engine_credentials_out(monkeypatch: pytest.MonkeyPatch)
     assert env["PGUSER"] == "task"  # a task's own env wins
 
 
+def test_every_built_in_providers_key_variable_is_kept_from_agents() -> None:
+    from connectsw.agents.llm.anthropic import AnthropicProvider
+    from connectsw.agents.llm.openai import OpenAIProvider
+
+    for provider in (OpenAIProvider, AnthropicProvider):
+        assert provider.default_key_env in supervisor.PROVIDER_KEY_ENV
+        assert provider.default_key_env in supervisor.llm_key_env()
+
+
 def test_command_sees_the_given_environment_exactly(tmp_path: Path) -> None:
     # Python (the reaper) sets LC_CTYPE under the C locale; the command must not see it.
     env = {"PATH": os.environ["PATH"], "ONLY": "this"}

@@ -530,3 +530,13 @@ def test_a_nul_character_is_refused_with_its_place(tmp_path: Path) -> None:
     path.write_text('name: x\ntasks:\n  - id: a\n    agent: noop\n    title: "t\\0x"\n')
     with pytest.raises(PlanError, match=r"tasks\.0\.title: contains a NUL character"):
         load_graph_file(path)
+
+
+def test_a_graph_path_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Trial 5, item 9: the path is stored with the request (records are JSON)."""
+    import os
+
+    path = tmp_path / os.fsdecode(b"caf\xe9.yaml")
+    path.write_text("name: x\ntasks:\n  - id: a\n    agent: noop\n")
+    with pytest.raises(PlanError, match=r"caf\\xe9\.yaml: the file's path is not valid UTF-8$"):
+        load_graph_file(path)

@@ -234,3 +234,13 @@ def test_a_workspace_through_a_broken_link_is_not_created_at_its_target(
             f"workspace {ws}: {link} is a broken symbolic link to {tmp_path / 'gone'}"
         )
     assert not (tmp_path / "gone").exists()
+
+
+def test_a_workspace_path_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Trial 5, item 9: it was stored, and the record could not be written (exit 6)."""
+    import os
+
+    bad = tmp_path / os.fsdecode(b"caf\xe9")
+    with pytest.raises(workspace.WorkspaceError, match=r"caf\\xe9: the path is not valid UTF-8$"):
+        workspace.ensure_repo(bad)
+    assert not bad.exists()

@@ -327,6 +327,23 @@ def test_a_nul_character_is_refused_naming_the_field(alice: Client, waiting: str
     assert (status, body["error"]["message"][:9]) == (400, "feedback:")
 
 
+def test_a_lone_surrogate_is_refused_naming_the_field(alice: Client, waiting: str) -> None:
+    """Trial 5, item 9 (the API's side): a JSON ``\\udce9`` escape decodes to a text no
+    record can hold; it was stored and the write failed."""
+    request = {"command": "new product", "args": ["a\udce9"]}
+    status, body = alice.call("POST", "/v1/execute", request)
+    assert (status, body["error"]["code"]) == (400, "bad_request"), body
+    assert body["error"]["message"].startswith("args.0: a lone surrogate")
+    status, body = alice.call(
+        "POST",
+        f"/v1/execution/{waiting}/checkpoint",
+        {"decision": "request_changes", "feedback": "caf\udce9"},
+    )
+    assert (status, body["error"]["message"][:9]) == (400, "feedback:"), body
+    status, view = alice.call("GET", f"/v1/execution/{waiting}")
+    assert view["status"] == "awaiting_checkpoint", view
+
+
 def test_no_server_path_reaches_a_client(served: Served, alice: Client, waiting: str) -> None:
     import sys
 

@@ -146,3 +146,21 @@ def test_artifact_types_and_test_files() -> None:
     ]
     assert is_test_file("tests/test_a.py") and is_test_file("pkg/a_test.py")
     assert not is_test_file("tests/__init__.py") and not is_test_file("test_a.txt")
+
+
+def test_a_file_name_that_is_not_utf8_is_left_out_of_the_prompt(tmp_path: Path) -> None:
+    """Trial 5, item 9: such a name cannot go into a JSON request to the model."""
+    import os
+
+    from connectsw.agents.llm.context import design_paths, sources
+
+    (tmp_path / "docs/adr").mkdir(parents=True)
+    (tmp_path / "docs/adr" / os.fsdecode(b"0001-caf\xe9.md")).write_text("# ADR\n")
+    (tmp_path / "docs/adr/0002-ok.md").write_text("# ADR\n")
+    (tmp_path / os.fsdecode(b"caf\xe9.py")).write_text("x = 1\n")
+    (tmp_path / "ok.py").write_text("y = 2\n")
+    c = ctx(tmp_path, "backend-engineer")
+    assert design_paths(c)[2:] == ["docs/adr/0002-ok.md"]
+    text = sources(c)
+    assert "FILE: ok.py" in text and "x = 1" not in text
+    text.encode("utf-8")

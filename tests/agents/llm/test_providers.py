@@ -8,11 +8,13 @@ slow replies, refused keys and unknown models.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -278,6 +280,42 @@ def test_other_4xx_is_refused_with_the_server_message_scrubbed(
     with pytest.raises(LLMError) as info:
         provider_of(kind).complete(MESSAGES, **ARGS)  # type: ignore[arg-type]
     assert str(info.value).endswith("refused the request (HTTP 400): bad request near [key]")
+
+
+ODD_KEY = "sk-ab/cd+ef=SECRET99 x"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        ODD_KEY,
+        quote(ODD_KEY, safe=""),
+        quote(ODD_KEY, safe="").lower(),
+        quote(ODD_KEY),
+        quote_plus(ODD_KEY),
+        base64.b64encode(f"user:{ODD_KEY}".encode()).decode(),
+        base64.urlsafe_b64encode(f"u:{ODD_KEY}!".encode()).decode(),
+        base64.b64encode(ODD_KEY.encode()).decode(),
+    ],
+    ids=["raw", "percent", "percent-lower", "path", "form", "basic", "base64url", "base64"],
+)
+@pytest.mark.parametrize("status", [400, 500])
+def test_an_echoed_key_is_masked_in_every_encoding(
+    kind: str, server: ModelServer, monkeypatch: pytest.MonkeyPatch, echo: str, status: int
+) -> None:
+    """Trial 5, item 7: a server's message held the key percent-encoded
+    (``sk-ab%2Fcd%2Bef%3DSECRET99``) and it was stored with the task's error."""
+    monkeypatch.setenv("TEST_LLM_KEY", ODD_KEY)
+    get_settings.cache_clear()
+    monkeypatch.setenv("CONNECTSW_LLM__RETRIES", "0")
+    get_settings.cache_clear()
+    server.script(Reply(status, {"error": {"message": f"bad key {echo} here"}}))
+    with pytest.raises(LLMError) as info:
+        provider_of(kind).complete(MESSAGES, **ARGS)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "SECRET99" not in message and "[key]" in message, message
+    for secret in (ODD_KEY, quote(ODD_KEY, safe=""), base64.b64encode(ODD_KEY.encode()).decode()):
+        assert secret[4:16].lower() not in message.lower(), message
 
 
 def test_malformed_json_is_a_bad_response(kind: str, server: ModelServer) -> None:
