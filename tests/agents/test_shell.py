@@ -114,6 +114,8 @@ def test_pass_env_lets_a_task_ask_for_a_credential(
         ("/etc/passwd", "is absolute"),
         (".", "the workspace itself"),
         ("", "empty"),
+        (".git/hooks/post-commit", "inside .git"),
+        ("sub/./.git/config", "inside .git"),
     ],
 )
 def test_outputs_outside_the_workspace_are_refused_before_running(
