@@ -79,9 +79,10 @@ def status(
 @json_option
 @pass_state
 def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> None:
-    """Follow an execution's events live until it pauses or ends; exit as ``status ID``
-    does for the status it stopped in (the state table's exit codes: 1 failed, 8
-    cancelled, else 0)."""
+    """Follow an execution's events live until it pauses or ends.
+
+    Exits as `connectsw status ID` does for the status it stopped in: 1 failed,
+    8 cancelled, else 0 (core/states.py, EXECUTION_EXIT_CODES)."""
     if state.remote is not None:
         from connectsw.cli.remote_drive import follow, view
 
