@@ -9,18 +9,26 @@ safe to call again for the same task: write files whole, never append.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectsw.core.errors import WorkspacePathError
 from connectsw.core.models import Artifact, LLMUsage, Request, TaskSpec
 
 log = logging.getLogger("connectsw.agents")
 
 PREVIEW_CHARS = 400
+
+
+def in_git_dir(parts: Iterable[str]) -> bool:
+    """Whether a path's components (``Path.parts``, or a POSIX path split on ``/``) go
+    through a ``.git`` directory, in any case (as git's own ``verify_path`` refuses them):
+    git never commits such a file, and a hook written there would run on the next commit."""
+    return any(part.lower() == ".git" for part in parts)
 
 
 class AgentOutput(BaseModel):
@@ -80,11 +88,21 @@ class TaskContext:
         return self.task.with_
 
     def path(self, relpath: str) -> Path:
-        """Absolute path of ``relpath`` inside the workspace (refuses to escape it)."""
+        """Absolute path of ``relpath`` inside the workspace.
+
+        Raises :class:`~connectsw.core.errors.WorkspacePathError` (a TaskError and a
+        ValueError) when it escapes the workspace, or when it, or where its symlinks lead,
+        goes through a ``.git`` directory (:func:`in_git_dir`): the workspace's commits
+        hold only what git tracks, and git's own files are the engine's."""
         target = (self.workspace / relpath).resolve()
         root = self.workspace.resolve()
         if target != root and root not in target.parents:
-            raise ValueError(f"path {relpath!r} is outside the workspace")
+            raise WorkspacePathError(f"path {relpath!r} is outside the workspace")
+        if in_git_dir(Path(relpath).parts) or in_git_dir(target.relative_to(root).parts):
+            raise WorkspacePathError(
+                f"path {relpath!r} is inside .git, git's own directory: an agent writes"
+                " only files of the workspace that git can commit"
+            )
         return target
 
     def write(

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from connectsw.agents.base import PREVIEW_CHARS, Agent, AgentInput, AgentOutput, TaskContext
+from connectsw.agents.base import (
+    PREVIEW_CHARS,
+    Agent,
+    AgentInput,
+    AgentOutput,
+    TaskContext,
+    in_git_dir,
+)
 from connectsw.core import supervisor
 from connectsw.core.errors import TaskError, TaskTimeout
 
@@ -70,6 +77,8 @@ class ShellInput(AgentInput):
                 raise ValueError(f"output {raw!r} is outside the workspace")
             if norm == ".":
                 raise ValueError(f"output {raw!r} is the workspace itself; name a file")
+            if in_git_dir(norm.split("/")):
+                raise ValueError(f"output {raw!r} is inside .git: git never commits it")
             clean.append(norm)
         return clean
 

@@ -232,26 +232,42 @@ _state: State | None = None
 _hint_shown = False
 
 
+#: Ctrl-C when the command drives no execution (it has not been created, or the command
+#: records none, as ``gates check``): there is nothing to resume.
+NOTHING_TO_RESUME = (
+    "Interrupted; no execution was started, nothing to resume: run the command again"
+)
+
+
 def _continue_hint(execution_id: str | None) -> str:
-    """What to run next: a decision at a checkpoint, else ``resume``."""
+    """What to run next: a decision at a checkpoint, ``resume`` for an execution that can
+    go on, ``status`` for one that had ended, else (no execution) the command again."""
     if not execution_id:
-        return (
-            "Interrupted; continue with `connectsw resume ID` (`connectsw status` lists executions)"
-        )
+        return NOTHING_TO_RESUME
     waiting = False
     remote = None
+    looked_up, status = False, None
     with contextlib.suppress(Exception):  # the hint must never fail the shutdown
         from connectsw.core.models import ExecutionStatus
+        from connectsw.core.states import FINISHED
 
         remote = _state.remote if _state is not None else None
         if remote is not None:  # server mode: ask the server
             from connectsw.cli.remote_drive import view
 
-            status: ExecutionStatus | None = view(remote, execution_id).status
-        else:
-            store = _state.store if _state is not None else None
-            status = store.execution_status(execution_id) if store is not None else None
+            status = view(remote, execution_id).status
+            looked_up = True
+        elif _state is not None and _state.store is not None:
+            status = _state.store.execution_status(execution_id)
+            looked_up = True
         waiting = status is ExecutionStatus.AWAITING_CHECKPOINT
+        if looked_up and status is None:  # never stored
+            return NOTHING_TO_RESUME
+        if status in FINISHED:
+            return (
+                f"Interrupted; {execution_id} had already ended ({status.value}):"
+                f" `connectsw status {execution_id}` shows it"
+            )
     if waiting:
         return (
             f"Interrupted; {execution_id} waits at a checkpoint: `connectsw approve"

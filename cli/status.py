@@ -9,7 +9,7 @@ from rich.text import Text
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
 from connectsw.cli.output_json import event_json, stage_number
-from connectsw.cli.render import id_table, report, show_view, status_text
+from connectsw.cli.render import exit_code, id_table, report, show_view, status_text
 from connectsw.core.models import ExecutionStatus
 from connectsw.core.states import STOPPED
 
@@ -79,14 +79,18 @@ def status(
 @json_option
 @pass_state
 def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> None:
-    """Follow an execution's events live until it pauses or ends."""
+    """Follow an execution's events live until it pauses or ends.
+
+    Exits as `connectsw status ID` does for the status it stopped in: 1 failed,
+    8 cancelled, else 0 (core/states.py, EXECUTION_EXIT_CODES)."""
     if state.remote is not None:
         from connectsw.cli.remote_drive import follow, view
 
         follow(state.remote, execution_id, 0, as_json=as_json)
+        final = view(state.remote, execution_id)
         if not as_json:
-            show_view(console, view(state.remote, execution_id))
-        return
+            show_view(console, final)
+        raise SystemExit(exit_code(final.status))
     engine = state.views
     execution = engine.get(execution_id)
     after = 0 if from_start else max(engine.store.last_event_seq(execution_id) - 20, 0)
@@ -106,8 +110,10 @@ def watch(state: State, execution_id: str, from_start: bool, as_json: bool) -> N
                     break
                 continue
             time.sleep(0.2)
-        return
+        raise SystemExit(exit_code(engine.status(engine.get(execution_id))))
     from connectsw.cli.progress import Follower  # rich's progress bars: for watch only
 
     Follower(engine.store, execution, console, after=after).follow_until(stopped)
-    show_view(console, engine.view(execution_id))
+    final = engine.view(execution_id)
+    show_view(console, final)
+    raise SystemExit(exit_code(final.status))

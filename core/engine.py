@@ -167,6 +167,7 @@ class Engine:
         """Plan ``request`` and persist it as a pending execution (nothing runs yet);
         ``license_id`` names the license that owns it (server mode), ``execution_id``
         the id to use (default: a new one)."""
+        self.check_config()
         execution = self.plan(request, workspace, license_id=license_id, **options)
         if execution_id is not None:
             execution.id = execution_id
@@ -175,6 +176,22 @@ class Engine:
         event = _event(execution, EventKind.EXECUTION_CREATED, message)
         dispatch(self.store.create_execution(execution, [event]))
         return execution
+
+    def check_config(self) -> None:
+        """Refuse the configuration errors of this process before an execution is stored:
+        a malformed ``dask.scheduler_address``
+        (:func:`connectsw.core.cluster.parse_scheduler_address`) and a
+        ``CONNECTSW_GRANT_KEY_FILE`` that cannot be used
+        (:func:`connectsw.core.grants.engine_signer`). Raises ConfigError (exit 2);
+        reaching the scheduler is checked when the execution runs (trial 5 item 12)."""
+        from connectsw.core.grants import engine_signer
+
+        address = self.settings.dask.scheduler_address
+        if address:
+            from connectsw.core.cluster import parse_scheduler_address
+
+            parse_scheduler_address(address)
+        engine_signer()
 
     @staticmethod
     def execute_response(execution: Execution) -> ExecuteResponse:

@@ -138,6 +138,14 @@ class TaskError(ConnectSWError):
     exit_code = ExitCode.FAILED
 
 
+class WorkspacePathError(TaskError, ValueError):
+    """A path an agent gave is not one it may use: outside the workspace, or inside git's
+    own ``.git`` directory. A :class:`TaskError` (the task fails with the message) and a
+    ``ValueError`` (for callers that catch one)."""
+
+    code = "invalid_path"
+
+
 class TaskTimeout(TaskError):
     """An agent ran past its task's timeout."""
 

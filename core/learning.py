@@ -12,11 +12,15 @@ workflow, task and agent). :func:`learn_plan` uses them when a plan is made:
   stages, the longest chain of estimates in each stage (its tasks run in
   parallel), and ``estimated_duration`` says p50 to p90 for people (``"2-4 min"``).
   Time waiting at checkpoints is not included.
-- **Extra retries** (the reference's "Error prediction"): a task with at least
+- **Extra retries** (the reference's "Error prediction"): a task that leaves its
+  ``retries`` to the engine (None: no ``retries:`` written) with at least
   ``learning.min_runs`` runs whose failed attempts / attempts is at least
-  ``learning.failure_rate`` gets ``learning.extra_retries`` more retries than it
-  asked for (its own ``retries``, else ``engine.default_retries``); never fewer,
-  at most 20.
+  ``learning.failure_rate`` gets ``learning.extra_retries`` more than
+  ``engine.default_retries``, at most 20. Retries the author wrote, ``0`` included,
+  are never changed: the work may not be safe to run twice (trial 5 item 10).
+- **Whose history**: a task's statistics are those of the same task id and agent in
+  the plan's workflow; for task-graph files (:data:`PER_PLAN_WORKFLOWS`), in graphs of
+  the same ``name`` only, as unrelated graphs reuse ids like ``a`` or ``build``.
 - **Preferences** (feedback loop): feedback given at a checkpoint is a
   ``preference`` memory of the project (:func:`connectsw.core.memory_auto.remember_feedback`,
   source ``EXECUTION:CHECKPOINT_TYPE:ROUND``). The next plan of the same project
@@ -26,8 +30,9 @@ workflow, task and agent). :func:`learn_plan` uses them when a plan is made:
   longer applied.
 
 The history read is the latest ``learning.window`` executions of the plan's workflow
-(0: all of them), so a plan costs the same at 200 or 200,000 past executions and the
-statistics follow what the tasks do now; ``connectsw insights`` reads the same window.
+(of task graphs: of that name; 0: all of them), so a plan costs the same at 200 or
+200,000 past executions and the statistics follow what the tasks do now;
+``connectsw insights`` reads the same window.
 
 Learning never stops a plan: a failure to read the history or memory is logged
 and the plan goes on without it.
@@ -49,6 +54,9 @@ log = logging.getLogger("connectsw.learning")
 
 #: Most retries a task may have (TaskSpec.retries' bound).
 MAX_RETRIES = 20
+
+#: Workflows whose plans are unrelated programs: their history is per plan name.
+PER_PLAN_WORKFLOWS = frozenset({"task-graph"})
 
 
 def failure_prone(stats: TaskStats | None, settings: LearningSettings) -> bool:
@@ -76,8 +84,9 @@ def task_learning(
         basis = "default"
     retries = None
     extra = 0
-    if failure_prone(stats, learning) and learning.extra_retries:
-        asked = task.retries if task.retries is not None else settings.engine.default_retries
+    # Retries the author wrote (even 0: the work may not be idempotent) are kept.
+    if task.retries is None and failure_prone(stats, learning) and learning.extra_retries:
+        asked = settings.engine.default_retries
         retries = min(MAX_RETRIES, asked + learning.extra_retries)
         extra = retries - asked
     return (
@@ -200,7 +209,9 @@ def learn_plan(execution: Execution, store: Store, settings: Settings) -> Plan:
     if not learning.enabled:
         return plan
     try:
-        stats = {(s.task_id, s.agent): s for s in store.task_stats(plan.workflow, learning.window)}
+        name = plan.name if plan.workflow in PER_PLAN_WORKFLOWS else None
+        found_stats = store.task_stats(plan.workflow, learning.window, plan_name=name)
+        stats = {(s.task_id, s.agent): s for s in found_stats}
     except Exception as exc:
         log.warning("plan %s: history not read: %s", plan.name, exc)
         stats = {}

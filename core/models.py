@@ -95,7 +95,8 @@ class TaskLearning(ApiModel):
     failure_rate: float | None = Field(None, ge=0, le=1)
     """Failed attempts / attempts in the history (None: fewer than ``learning.min_runs``)."""
     extra_retries: int = Field(0, ge=0)
-    """Retries added to what the task asked for, because it is failure-prone."""
+    """Retries added to ``engine.default_retries``, because the task is failure-prone and
+    left its retries to the engine (an author's ``retries`` is never changed)."""
     preferences: list[str] = Field(default_factory=list)
     """The project's preferences from earlier checkpoints of this task's stage, oldest
     first: applied from the start (the product manager's PRD honours them)."""

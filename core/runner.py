@@ -390,6 +390,8 @@ def _attempts(
                 on_spawn=run.on_spawn,
             )
             output = _invoke(agent, ctx, run)
+            for artifact in output.artifacts:  # inside the workspace, never in .git
+                ctx.path(artifact.path)
             sha = git.commit(
                 loaded.workspace,
                 [a.path for a in output.artifacts],

@@ -60,7 +60,7 @@ DECIDABLE: dict[str, frozenset[ExecutionStatus]] = {
 }
 
 #: CLI exit code of a command whose execution ended in (or is shown as) a status
-#: (``run``, ``new``, ``fix``, ``approve``, ``resume``, ``status ID``).
+#: (``run``, ``new``, ``fix``, ``approve``, ``resume``, ``status ID``, ``watch ID``).
 EXECUTION_EXIT_CODES: dict[ExecutionStatus, ExitCode] = {
     s: (
         ExitCode.FAILED

@@ -9,7 +9,8 @@ validated (the rules are in the README, "Task-graph files"):
   so ``[[[[...`` cannot raise ``RecursionError``);
 - YAML aliases expand to at most :data:`MAX_ALIAS_VALUES` values in all (an alias
   bomb is refused while composing, before anything is copied);
-- a key given twice in one mapping is refused with its line, in YAML and JSON;
+- a key given twice in one mapping is refused with its line, in YAML and JSON (the
+  merge key ``<<`` too: several mappings merge as ``<<: [*a, *b]``);
 - YAML scalars are typed as the YAML 1.2 core schema says: only ``true``/``false``
   are booleans (``yes``, ``no``, ``on``, ``off`` stay strings), no sexagesimal
   numbers (``12:30`` stays a string), no implicit timestamps (``2024-01-01`` stays
@@ -218,8 +219,14 @@ class _GraphLoader(yaml.SafeLoader):
 
     def _refuse_duplicates(self, node: MappingNode) -> None:
         seen: set[Any] = set()
+        merged = False
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, ScalarNode):
+            if key_node.tag == "tag:yaml.org,2002:merge":  # a key too: once per mapping
+                if merged:
+                    raise _InputError("duplicate key '<<'", key_node.start_mark.line + 1)
+                merged = True
+                continue
+            if not isinstance(key_node, ScalarNode):
                 continue
             key = self.construct_object(key_node)
             try:

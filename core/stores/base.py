@@ -299,11 +299,14 @@ class Store(ABC):
 
     # -- the execution history's statistics (core/stores/learning.py) --------------------
     @abstractmethod
-    def task_stats(self, workflow: str | None = None, window: int = 0) -> list[TaskStats]:
+    def task_stats(
+        self, workflow: str | None = None, window: int = 0, plan_name: str | None = None
+    ) -> list[TaskStats]:
         """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds.
 
         Every statistic reads the latest ``window`` executions of each workflow (most
-        recently updated first; 0: all of them)."""
+        recently updated first; 0: all of them); with ``plan_name`` and ``workflow``,
+        only those whose plan has that name."""
 
     @abstractmethod
     def workflow_stats(self, workflow: str | None = None, window: int = 0) -> list[WorkflowStats]:

@@ -12,6 +12,8 @@ over the whole history. Definitions, used by :mod:`connectsw.core.learning`:
 - The **window**: every statistic but :meth:`LearningRecords.learned_patterns` reads
   the latest ``window`` executions of each workflow (most recently updated first;
   ``learning.window``), so its cost stays flat as the history grows; 0: all of them.
+  :meth:`LearningRecords.task_stats` may also keep only the plans of one name (the
+  column ``plan_name``): task-graph files of other names are other programs.
 - An **attempt** counts once it ended ``succeeded`` or ``failed`` (an attempt
   interrupted by a crash, cancelled or skipped says nothing about the task), and
   only for a task its execution's plan has (its agent is the plan's).
@@ -126,14 +128,21 @@ class LearnedPattern:
     detail: str | None
 
 
-def _recent(workflow: str | None, window: int) -> tuple[str, tuple[Any, ...]]:
+def _recent(
+    workflow: str | None, window: int, plan_name: str | None = None
+) -> tuple[str, tuple[Any, ...]]:
     """A SELECT of (id, workflow, status) of the executions the statistics read: the
-    latest ``window`` (0: all) of ``workflow``, or of each workflow; and its arguments."""
+    latest ``window`` (0: all) of ``workflow`` (and of its plans named ``plan_name``, if
+    given), or of each workflow; and its arguments."""
     if workflow is not None:
         select = "SELECT id, workflow, status FROM executions WHERE workflow = ?"
+        where: tuple[Any, ...] = (workflow,)
+        if plan_name is not None:
+            select += " AND plan_name = ?"
+            where += (plan_name,)
         if not window:
-            return select, (workflow,)
-        return select + " ORDER BY updated_at DESC, id DESC LIMIT ?", (workflow, window)
+            return select, where
+        return select + " ORDER BY updated_at DESC, id DESC LIMIT ?", (*where, window)
     if not window:
         return "SELECT id, workflow, status FROM executions WHERE workflow IS NOT NULL", ()
     return (
@@ -201,10 +210,13 @@ class LearningRecords:
         with self._tx(write=False) as db:
             return list(db.execute(self.dialect.sql(sql), args).fetchall())
 
-    def task_stats(self, workflow: str | None = None, window: int = 0) -> list[TaskStats]:
+    def task_stats(
+        self, workflow: str | None = None, window: int = 0, plan_name: str | None = None
+    ) -> list[TaskStats]:
         """Per workflow, task id and agent: runs, attempts, failures, p50/p90 seconds, over
-        the latest ``window`` executions of each workflow (0: all)."""
-        recent, args = _recent(workflow, window)
+        the latest ``window`` executions of each workflow (0: all); with ``plan_name`` (and
+        ``workflow``), only of the plans of that name."""
+        recent, args = _recent(workflow, window, plan_name)
         rows = self._rows(_TASK_STATS.format(recent=recent), args)
         return [
             TaskStats(

@@ -139,6 +139,8 @@ def test_the_engines_llm_keys_are_kept_from_commands(
         ("/etc/passwd", "is absolute"),
         (".", "the workspace itself"),
         ("", "empty"),
+        (".git/hooks/post-commit", "inside .git"),
+        ("sub/./.git/config", "inside .git"),
     ],
 )
 def test_outputs_outside_the_workspace_are_refused_before_running(

@@ -165,6 +165,33 @@ def test_ctrl_c_during_a_stage_prints_one_resume_line(tmp_path: Path) -> None:
     assert "connectsw resume exec_" in stderr, stderr  # with the execution's id
 
 
+def test_ctrl_c_without_an_execution_says_there_is_nothing_to_resume(tmp_path: Path) -> None:
+    """Trial 5 item 12: Ctrl-C during `gates check` (which records nothing) printed
+    "continue with `connectsw resume ID`": there is nothing to resume."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    runner = Cli(tmp_path, tmp_path / "data")
+    runner.env["CONNECTSW_GATES__TEST_COMMAND"] = "sh -c 'touch started; sleep 30'"
+    proc = runner.spawn(
+        "gates", "check", "--rule", "tests-pass", "--workspace", ws, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the rule never ran"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "resume" in stderr and "nothing to resume" in stderr, stderr
+    assert "connectsw resume" not in stderr and "Traceback" not in stderr, stderr
+    assert len(stderr.splitlines()) == 1, stderr
+
+
 def _ignores_sigint(pid: int) -> bool:
     """True while process ``pid`` has SIGINT ignored (``SigIgn`` of /proc/PID/status)."""
     try:

@@ -91,6 +91,31 @@ def test_watch_json_on_a_finished_execution(cli, tmp_path):
     assert cli("watch", "nope", "--json").error_line().startswith("Error: no execution")
 
 
+FAILS = "name: fails\ntasks:\n  - {id: a, agent: shell, with: {command: 'exit 3'}}\n"
+PAUSES = (
+    "name: pauses\ntasks:\n  - {id: a, agent: shell, with: {command: 'true'}}\n"
+    "  - {id: b, agent: shell, needs: [a], with: {command: 'true'}}\n"
+    "checkpoints:\n  - {after: [a], question: 'Go on?'}\n"
+)
+
+
+def test_watch_exits_as_status_does_for_a_finished_execution(cli, tmp_path):
+    """Trial 5 item 12: `watch` of a failed or cancelled execution exited 0 while
+    `status ID` exited 1 or 8: one rule (the state table's exit codes) for both."""
+    (tmp_path / "fails.yaml").write_text(FAILS)
+    failed = cli("run", "fails.yaml", "--yes", "--json").json()["executionId"]
+    (tmp_path / "pauses.yaml").write_text(PAUSES)
+    paused = cli("run", "pauses.yaml", "--json", ok=True).json()["executionId"]
+    cancelled = cli("run", "pauses.yaml", "--json", ok=True).json()["executionId"]
+    cli("cancel", cancelled, ok=True)
+    for eid, code in ((failed, 1), (cancelled, 8), (paused, 0)):
+        assert cli("status", eid, "--no-resume").returncode == code
+        for extra in ((), ("--json",), ("--from-start",)):
+            res = cli("watch", eid, *extra, timeout=30)
+            assert res.returncode == code, str(res)
+            assert not res.stderr.strip(), str(res)  # an outcome, not an error
+
+
 def test_plugins_lists_the_builtins(cli):
     infos = cli("plugins", "--json", ok=True).json()
     builtin = [i for i in infos if i["builtin"]]

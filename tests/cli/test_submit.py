@@ -249,6 +249,35 @@ def test_graph_file_errors_are_one_line_and_run_nothing(cli, tmp_path):
     assert cli("status", "--json", ok=True).json() == []
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CONNECTSW_DASK__SCHEDULER_ADDRESS", "not an address", "dask.scheduler_address"),
+        ("CONNECTSW_DASK__SCHEDULER_ADDRESS", "tcp://127.0.0.1:99999", "invalid port"),
+        ("CONNECTSW_GRANT_KEY_FILE", "{tmp}/no-such-key.pem", "cannot read"),
+        ("CONNECTSW_GRANT_KEY_FILE", "{tmp}/graph.yaml", "not an Ed25519 private key"),
+    ],
+)
+def test_a_config_error_is_said_before_an_execution_is_stored(
+    cli, tmp_path, variable, value, expected
+):
+    """Trial 5 item 12: a malformed scheduler address or an unusable grant key file left
+    a new `failed` execution, its task `pending` and a "Resume:" hint, at each try."""
+    write(
+        tmp_path / "graph.yaml",
+        "name: g\ntasks:\n  - {id: a, agent: shell, with: {command: 'touch ran'}}\n",
+    )
+    cli.env[variable] = value.format(tmp=tmp_path)
+    for _ in range(2):
+        res = cli("run", "graph.yaml", "--yes", "--workspace", tmp_path / "ws")
+        assert res.returncode == 2, str(res)
+        line = res.error_line()
+        assert expected in line and "Resume" not in res.stdout + res.stderr, str(res)
+    assert not (tmp_path / "ws" / "ran").exists()
+    del cli.env[variable]
+    assert cli("status", "--json", ok=True).json() == []  # nothing stored
+
+
 FLAKY = """
 name: flaky
 tasks:

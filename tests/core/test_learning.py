@@ -116,12 +116,22 @@ def test_failure_prone_tasks_get_extra_retries(
 
     learned = submit_graph(graph).plan
     by_id = {t.id: t for t in learned.tasks}
-    assert by_id["flaky"].retries == 3  # its own 1 + 2
-    assert by_id["fragile"].retries == 2  # engine.default_retries (0) + 2
-    assert by_id["greedy"].retries == 20  # never above 20, never below what it asked
+    assert by_id["flaky"].retries == 1  # the author's own: kept
+    assert by_id["fragile"].retries == 2  # left to the engine: default_retries (0) + 2
+    assert by_id["greedy"].retries == 20
     assert by_id["steady"].retries == 2
     flaky = by_id["flaky"].learned
-    assert flaky is not None and (flaky.extra_retries, flaky.failure_rate) == (2, 0.5)
+    assert flaky is not None and (flaky.extra_retries, flaky.failure_rate) == (0, 0.5)
+    fragile = by_id["fragile"].learned
+    assert fragile is not None and (fragile.extra_retries, fragile.failure_rate) == (2, 1.0)
+    learning(engine, extra_retries=10)
+    engine.settings = engine.settings.model_copy(
+        update={"engine": engine.settings.engine.model_copy(update={"default_retries": 15})}
+    )
+    capped = submit_graph(graph).plan.task("fragile")
+    assert capped.retries == 20 and capped.learned is not None  # never above 20
+    assert capped.learned.extra_retries == 5
+    learning(engine, extra_retries=2)
     steady = by_id["steady"].learned
     assert steady is not None and (steady.extra_retries, steady.failure_rate) == (0, 0.25)
     greedy = by_id["greedy"].learned
@@ -134,6 +144,39 @@ def test_failure_prone_tasks_get_extra_retries(
 
     learning(engine, enabled=False)
     assert [t.retries for t in submit_graph(graph).plan.tasks] == [1, None, 20, 2]
+
+
+def test_an_authors_retries_and_another_graphs_history_are_left_alone(
+    engine: Engine, submit_graph: Callable[..., Execution], tmp_path: Path
+) -> None:
+    """Trial 5 item 10: `retries: 0` on non-idempotent work ran twice, because failing tasks
+    of the same id and agent in unrelated graphs made it "failure-prone"."""
+    learning(engine, min_runs=2, failure_rate=0.3, extra_retries=2)
+    fails: dict[str, Any] = {"id": "a", "agent": "shell", "with": {"command": "exit 1"}}
+    nightly = {"name": "nightly-sync", "tasks": [fails]}
+    plan = submit_graph(nightly).plan
+    for _ in range(3):
+        record(engine, plan, "a", [TaskStatus.FAILED])
+    # Its own graph's history: retries left to the engine get the extra ones.
+    again = submit_graph(nightly).plan.task("a")
+    assert again.retries == 2 and again.learned is not None
+    assert (again.learned.runs, again.learned.extra_retries) == (3, 2)
+
+    log = tmp_path / "charges.log"
+    command = f"echo charged-card >> {log}; exit 1"
+    charge = {"id": "a", "agent": "shell", "retries": 0, "with": {"command": command}}
+    payment = submit_graph({"name": "unrelated-payment", "tasks": [charge]})
+    task = payment.plan.task("a")
+    assert task.retries == 0 and task.learned is not None
+    assert (task.learned.runs, task.learned.extra_retries) == (0, 0)  # not nightly-sync's
+    assert engine.run(payment.id).status is ExecutionStatus.FAILED
+    assert log.read_text() == "charged-card\n"  # once: the author said no retry
+
+    # The same graph, its author now saying `retries: 0`: the history informs, never overrides.
+    fails["retries"] = 0
+    kept = submit_graph(nightly).plan.task("a")
+    assert kept.retries == 0 and kept.learned is not None
+    assert (kept.learned.failure_rate, kept.learned.extra_retries) == (1.0, 0)
 
 
 def test_a_change_request_is_applied_up_front_in_the_next_plan_of_the_project(

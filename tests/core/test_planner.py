@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from connectsw import hookimpl
+from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
 from connectsw.core.errors import PlanError
 from connectsw.core.models import CheckpointSpec, Plan, Request, RequestContext, TaskSpec
 from connectsw.core.planner import (
@@ -16,7 +21,8 @@ from connectsw.core.planner import (
     slugify,
     validate_plan,
 )
-from connectsw.plugins.registry import get_registries
+from connectsw.plugins.manager import get_plugin_manager
+from connectsw.plugins.registry import get_registries, reset_registries
 
 README_EXAMPLE = """\
 name: release-notes
@@ -128,6 +134,62 @@ def test_shell_task_with_unknown_with_key(tmp_path: Path) -> None:
         "name: x\ntasks:\n  - id: a\n    agent: shell\n    with: {command: 'true', colour: red}\n",
     )
     assert "task 'a' (shell): with.colour: unknown key" in message
+
+
+class CountInput(AgentInput):
+    count: int
+    ratio: float = 1.0
+
+
+class CountAgent(Agent):
+    name = "count"
+    input_model = CountInput
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        return AgentOutput()
+
+
+@pytest.fixture
+def count_agent() -> Iterator[None]:
+    """A plugin agent whose input has numbers (registered for the test)."""
+    plugin = types.ModuleType("connectsw_test_count")
+
+    @hookimpl
+    def register_agents(register: Callable[[Any], None]) -> None:
+        register(CountAgent())
+
+    plugin.register_agents = register_agents  # type: ignore[attr-defined]
+    pm = get_plugin_manager()
+    pm.register(plugin, name="test-count")
+    reset_registries()
+    yield
+    pm.unregister(name="test-count")
+    reset_registries()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("5_0", "with.count: Input should be a valid integer"),  # YAML 1.2: the string "5_0"
+        ('"5"', "with.count: Input should be a valid integer"),  # a quoted number
+        ("3.0", "with.count: Input should be a valid integer"),  # a float, not an integer
+        ("true", "with.count: Input should be a valid integer"),
+    ],
+)
+def test_an_agents_input_is_read_strictly(
+    tmp_path: Path, count_agent: None, value: str, expected: str
+) -> None:
+    """Trial 5 item 12: `5_0` (a string in YAML 1.2) became 50 and `3.0` became 3 in a
+    plugin agent's input, as its model converted them: the `with` block is JSON data,
+    validated as JSON (strict), like the graph's own fields."""
+    message = plan_error(
+        tmp_path, f"name: x\ntasks:\n  - id: a\n    agent: count\n    with: {{count: {value}}}\n"
+    )
+    assert f"task 'a' (count): {expected}" in message
+    plan = plan_file(
+        tmp_path, "name: x\ntasks:\n  - {id: a, agent: count, with: {count: 3, ratio: 2}}\n"
+    )
+    assert plan.task("a").with_ == {"count": 3, "ratio": 2}  # an integer is a fine float
 
 
 def test_shell_task_missing_command(tmp_path: Path) -> None:

@@ -190,3 +190,20 @@ def test_a_retry_after_its_grant_expired_is_refused(
     ]
     assert attempts[1].error is not None and attempts[1].error.startswith("refused: ")
     assert (ws / "runs.txt").read_text() == "ran\n"  # the second attempt never ran
+
+
+def test_an_agent_writing_into_git_fails_its_task_with_the_reason(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    """Trial 5 item 12: a plugin agent's `ctx.write(".git/hooks/post-commit")` succeeded
+    with an artifact git never commits (and a hook the next commit would run)."""
+    from connectsw.core.models import ExecutionStatus
+
+    ws = tmp_path / "ws"
+    task = {"id": "hook", "agent": "notes", "with": {"path": ".git/hooks/post-commit"}}
+    ex = submit_graph({"name": "hooks", "tasks": [task]}, workspace=ws)
+    assert engine.run(ex.id).status is ExecutionStatus.FAILED
+    [attempt] = engine.store.task_attempts(ex.id, "hook")
+    assert attempt.status is TaskStatus.FAILED and attempt.error is not None
+    assert "'.git/hooks/post-commit' is inside .git" in attempt.error
+    assert not (ws / ".git" / "hooks" / "post-commit").exists()

@@ -258,6 +258,29 @@ def test_merge_key_may_be_overridden(tmp_path: Path) -> None:
     assert load_graph_file(write(tmp_path, "g2.yaml", text)).tasks[0].with_ == {"x": 1, "y": 3}
 
 
+def test_a_second_merge_key_is_a_duplicate_key(tmp_path: Path) -> None:
+    """Trial 5 item 12: two `<<:` in one mapping were both applied in silence (the key
+    is given twice; YAML's way to merge several is one `<<: [*a, *b]`)."""
+    text = (
+        "name: merge\ndefaults:\n  a: &a {x: 1}\n  b: &b {y: 2}\ntasks:\n  - id: a\n"
+        "    agent: noop\n    with:\n      <<: *a\n      <<: *b\n"
+    )
+    path = write(tmp_path, "g.yaml", text)
+    assert one_line_error(path) == f"{path}: line 10: duplicate key '<<'"
+    text = "name: merge\ntasks:\n  - id: a\n    agent: noop\n    with: {<<: [{x: 1}, {y: 2}]}\n"
+    assert load_graph_file(write(tmp_path, "g2.yaml", text)).tasks[0].with_ == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3.0", "valid integer"), ("5_0", "valid integer"), ("1e1", "valid integer")],
+)
+def test_retries_are_integers_only(tmp_path: Path, value: str, expected: str) -> None:
+    text = f"name: r\ntasks:\n  - id: a\n    agent: noop\n    retries: {value}\n"
+    path = write(tmp_path, "g.yaml", text)
+    assert one_line_error(path) == f"{path}: line 5: tasks.0.retries: Input should be a {expected}"
+
+
 def test_yaml_values_keep_their_yaml_1_2_core_types(tmp_path: Path) -> None:
     text = (
         "name: types\ntasks:\n  - id: a\n    agent: noop\n    with:\n"
