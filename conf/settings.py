@@ -452,9 +452,9 @@ class LearningSettings(_Section):
     failure_rate: float = Field(0.3, gt=0, le=1, allow_inf_nan=False)
     """Failed attempts / attempts at or above which a task is failure-prone."""
     extra_retries: int = Field(1, ge=0, le=10)
-    """Retries added to ``engine.default_retries`` for a failure-prone task that does not
-    set its own ``retries`` (an author's ``retries``, 0 included, is never changed; at
-    most 20 in all)."""
+    """Retries added to a failure-prone task's own (its workflow's, else
+    ``engine.default_retries``); ``retries`` written in a task-graph file, 0 included,
+    are never changed; at most 20 in all."""
     preferences: bool = True
     """Give each task the project's preferences from earlier checkpoints of its stage."""
     max_preferences: int = Field(10, ge=0, le=100)

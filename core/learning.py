@@ -12,12 +12,14 @@ workflow, task and agent). :func:`learn_plan` uses them when a plan is made:
   stages, the longest chain of estimates in each stage (its tasks run in
   parallel), and ``estimated_duration`` says p50 to p90 for people (``"2-4 min"``).
   Time waiting at checkpoints is not included.
-- **Extra retries** (the reference's "Error prediction"): a task that leaves its
-  ``retries`` to the engine (None: no ``retries:`` written) with at least
+- **Extra retries** (the reference's "Error prediction"): a task with at least
   ``learning.min_runs`` runs whose failed attempts / attempts is at least
-  ``learning.failure_rate`` gets ``learning.extra_retries`` more than
-  ``engine.default_retries``, at most 20. Retries the author wrote, ``0`` included,
-  are never changed: the work may not be safe to run twice (trial 5 item 10).
+  ``learning.failure_rate`` gets ``learning.extra_retries`` more retries than it
+  asked for (its own ``retries``, else ``engine.default_retries``), at most 20.
+  Except retries a person wrote in a task-graph file (:data:`PER_PLAN_WORKFLOWS`),
+  ``0`` included: they are never changed, as the work may not be safe to run twice
+  (issue 5's trial). A workflow's own retries (the built-in ones ask for 1) are its
+  defaults, which learning may raise.
 - **Whose history**: a task's statistics are those of the same task id and agent in
   the plan's workflow; for task-graph files (:data:`PER_PLAN_WORKFLOWS`), in graphs of
   the same ``name`` only, as unrelated graphs reuse ids like ``a`` or ``build``.
@@ -69,9 +71,17 @@ def failure_prone(stats: TaskStats | None, settings: LearningSettings) -> bool:
 
 
 def task_learning(
-    task: TaskSpec, stats: TaskStats | None, settings: Settings, preferences: list[str]
+    task: TaskSpec,
+    stats: TaskStats | None,
+    settings: Settings,
+    preferences: list[str],
+    *,
+    authored: bool = False,
 ) -> tuple[TaskLearning, int | None]:
-    """A task's learning and its retries (None: unchanged)."""
+    """A task's learning and its retries (None: unchanged).
+
+    ``authored``: the task's ``retries`` were written by a person (a task-graph
+    file), so a value there is kept as written."""
     learning = settings.learning
     known = stats is not None and stats.runs >= learning.min_runs
     p50 = stats.p50_seconds if known and stats is not None else None
@@ -84,9 +94,10 @@ def task_learning(
         basis = "default"
     retries = None
     extra = 0
-    # Retries the author wrote (even 0: the work may not be idempotent) are kept.
-    if task.retries is None and failure_prone(stats, learning) and learning.extra_retries:
-        asked = settings.engine.default_retries
+    # Retries a person wrote (even 0: the work may not be idempotent) are kept.
+    kept = authored and task.retries is not None
+    if not kept and failure_prone(stats, learning) and learning.extra_retries:
+        asked = task.retries if task.retries is not None else settings.engine.default_retries
         retries = min(MAX_RETRIES, asked + learning.extra_retries)
         extra = retries - asked
     return (
@@ -225,7 +236,11 @@ def learn_plan(execution: Execution, store: Store, settings: Settings) -> Plan:
     tasks = []
     for task in plan.tasks:
         learned, retries = task_learning(
-            task, stats.get((task.id, task.agent)), settings, preferences.get(task.id, [])
+            task,
+            stats.get((task.id, task.agent)),
+            settings,
+            preferences.get(task.id, []),
+            authored=plan.workflow in PER_PLAN_WORKFLOWS,
         )
         update: dict[str, Any] = {"learned": learned}
         if retries is not None:

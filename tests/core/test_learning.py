@@ -244,3 +244,22 @@ def test_critical_path_and_human_durations() -> None:
     assert human_duration(100, 230) == "2-4 min"
     assert human_duration(3 * 3600, 5 * 3600) == "3-5 h"
     assert human_duration(2 * 86400, 2.5 * 86400) == "2-3 days"
+
+
+def test_a_workflows_own_retries_are_raised_but_a_task_graphs_are_kept() -> None:
+    """Built-in workflows ask for 1 retry in code: a default learning may raise. A
+    ``retries:`` a person wrote in a task-graph file (0 included) is kept."""
+    from connectsw.conf.settings import load_settings
+    from connectsw.core.learning import task_learning
+    from connectsw.core.models import TaskSpec
+    from connectsw.core.stores.learning import TaskStats
+
+    settings = load_settings(learning={"min_runs": 2, "failure_rate": 0.3, "extra_retries": 2})
+    prone = TaskStats("new-product", "prd", "product-manager", 4, 2, 8, 5, 1.0, 2.0)
+    task = TaskSpec(id="prd", agent="product-manager", retries=1)
+    learned, retries = task_learning(task, prone, settings, [])
+    assert (retries, learned.extra_retries) == (3, 2)
+    for written in (0, 1):
+        kept = TaskSpec(id="a", agent="shell", retries=written)
+        learned, retries = task_learning(kept, prone, settings, [], authored=True)
+        assert (retries, learned.extra_retries) == (None, 0)
