@@ -85,6 +85,7 @@ def submit_request(
             show_plan(planned.plan, None)
         return None, ExitCode.OK
     execution = engine.submit(request, workspace, **(options or {}))
+    state.current_execution = execution.id  # a Ctrl-C from now on names it
     if not as_json:
         show_plan(execution.plan, execution.id)
     if not run:
