@@ -37,13 +37,18 @@ from urllib.parse import urlsplit
 from distributed import Client, LocalCluster
 
 from connectsw.conf.settings import DaskSettings
-from connectsw.core.errors import ConfigError, one_line
+from connectsw.core.errors import ConfigError, ConnectSWError, one_line
 
 SCHEMES = ("tcp", "tls")
 """Address schemes ConnectSW accepts for an external scheduler."""
 
 START_HINT = "start it with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 dask scheduler"
 """How to start a scheduler that never re-runs a task on its own."""
+
+log = logging.getLogger("connectsw.cluster")
+
+START_TRIES = 3
+"""How many times a LocalCluster that fails to start (a worker killed meanwhile) is started."""
 
 _MAX_GREETING = 1 << 20
 """Bytes: a scheduler's first message (its handshake) is far smaller."""
@@ -273,11 +278,32 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
     # covered: they outlive a killed worker unless their runner ends them.
     config = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": True}
     with dask.config.set(config), _ctrl_c_deferred() as ctrl_c:
-        cluster = LocalCluster(**kwargs)
+        cluster = _start_local(kwargs)
     if ctrl_c.pressed:  # during the startup: acted on now that the cluster is up
         cluster.close()
         raise KeyboardInterrupt
     return Client(cluster), cluster
+
+
+def _start_local(kwargs: dict[str, Any]) -> LocalCluster:
+    """A started LocalCluster, tried up to :data:`START_TRIES` times.
+
+    A worker process killed while the cluster starts (an out-of-memory kill, or
+    ``kill -9``) makes distributed raise "Nanny failed to start" (it closes what it
+    had started): the next try starts fresh workers. Raises :class:`ConnectSWError`
+    (one line) after the last try.
+    """
+    for tries in range(1, START_TRIES + 1):
+        try:
+            return LocalCluster(**kwargs)
+        except Exception as exc:
+            if tries == START_TRIES:
+                raise ConnectSWError(
+                    f"the local Dask cluster could not start ({START_TRIES} tries):"
+                    f" {one_line(exc, typed=True)}"
+                ) from None
+            log.warning("the local Dask cluster failed to start, starting it again: %s", exc)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _CtrlC:

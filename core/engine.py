@@ -240,7 +240,14 @@ class Engine:
 
         stage = execution.plan.stages[execution.stage]
         self._emit(execution, lease, EventKind.STAGE_STARTED, stage.name)
-        memories = context_for_stage(self.settings, execution, self.registries.agents.items)
+        agents = self.registries.agents
+        memories = context_for_stage(self.settings, execution, agents.items)
+        # As the runner decides: an agent that is not brief records its start before it runs.
+        durable = frozenset(
+            t.id
+            for t in execution.plan.tasks
+            if t.stage == stage.index and not getattr(agents.get(t.agent), "brief", False)
+        )
         run = StageRun(
             self.store,
             self.store_url,
@@ -249,6 +256,7 @@ class Engine:
             execution,
             lease,
             memories=memories,
+            durable_starts=durable,
         )
         lease.on_stop = run.cancel
         try:
