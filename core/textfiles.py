@@ -7,6 +7,9 @@
 - **Missing files**: a path that does not exist, and a symbolic link whose target
   does not exist, are "not found"; the second says so (``not found (a broken
   symbolic link to /old/place)``), since ``ls`` shows such a file.
+- **Only regular files**: a named pipe (FIFO), device or socket is refused before
+  anything waits on it (``cannot read: it is a named pipe (FIFO), not a regular
+  file``); opening a FIFO with no writer would block for ever (issue 5, kind 10).
 
 Callers turn :class:`TextFileError` into their own error type (``PlanError``,
 ``ConfigError``) with the file's name in front.
@@ -15,7 +18,9 @@ Callers turn :class:`TextFileError` into their own error type (``PlanError``,
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
@@ -75,11 +80,11 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     """At most ``limit + 1`` bytes of ``path`` (all of it if ``limit`` is None).
 
     Raises:
-        TextFileError: missing (see :func:`not_found`), a directory, or unreadable,
-            with the operating system's reason.
+        TextFileError: missing (see :func:`not_found`), a directory, not a regular
+            file (:func:`open_regular`), or unreadable, with the operating system's reason.
     """
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             return fh.read() if limit is None else fh.read(limit + 1)
     except FileNotFoundError:
         raise TextFileError(not_found(path)) from None
@@ -87,6 +92,53 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise TextFileError("cannot read: it is a directory") from None
     except OSError as exc:
         raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+
+
+def special_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` is when it is neither a regular file nor a directory
+    (``"a named pipe (FIFO)"``, ``"a socket"``, ``"a device"``); None otherwise."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def is_regular(path: Path) -> bool:
+    """True when ``path`` (its target, for a symbolic link) is a regular file; never waits."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading in binary, refusing anything but a regular file.
+
+    The file is opened with ``O_NONBLOCK`` (a FIFO with no writer does not block
+    the open) and checked with ``fstat`` on the open descriptor, so no swap between
+    a check and the open can hand a FIFO, device or socket to the reader.
+
+    Raises:
+        TextFileError: not a regular file (a directory says so too).
+        OSError: from the open (FileNotFoundError, PermissionError, ...).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise TextFileError("cannot read: it is a directory")
+        if not stat.S_ISREG(mode):
+            raise TextFileError(f"cannot read: it is {special_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def not_found(path: Path) -> str:
