@@ -35,6 +35,11 @@ Environment:
   (each Dask worker process loads plugins too, and waits as long once more).
   The import runs in a daemon thread that is then abandoned (Python cannot stop
   it); it ends with the process.
+- ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT``: seconds one call of an event listener
+  (``on_execution_event``, ``on_task_event``, ``on_checkpoint_event``) may take
+  (default :data:`DEFAULT_LISTENER_TIMEOUT`); past it the command goes on without
+  waiting, with one warning naming the plugin and the hook, and that listener is
+  not called again in the process (:mod:`connectsw.core.events`).
 
 What plugin code prints to stdout (at import, in hooks, agents, workflows and gate
 rules) goes to stderr (:mod:`connectsw.plugins.output`): with ``--json``, stdout
@@ -82,6 +87,9 @@ TRACE_ENV = "CONNECTSW_TRACE_PLUGINS"
 IMPORT_TIMEOUT_ENV = "CONNECTSW_PLUGIN_IMPORT_TIMEOUT"
 DEFAULT_IMPORT_TIMEOUT = 10.0
 """Seconds a third-party plugin's import may take before it counts as failed."""
+LISTENER_TIMEOUT_ENV = "CONNECTSW_PLUGIN_LISTENER_TIMEOUT"
+DEFAULT_LISTENER_TIMEOUT = 10.0
+"""Seconds one call of a plugin's event listener is waited for (issue 5, kind 7)."""
 HOOK_NAMES = frozenset(
     name for name, fn in vars(hookspecs).items() if hasattr(fn, "connectsw_spec")
 )
@@ -237,15 +245,29 @@ def import_timeout() -> float:
     Raises:
         ConfigError: the variable is set but not a finite number of seconds above 0.
     """
-    raw = os.environ.get(IMPORT_TIMEOUT_ENV, "").strip()
+    return _seconds(IMPORT_TIMEOUT_ENV, DEFAULT_IMPORT_TIMEOUT)
+
+
+def listener_timeout() -> float:
+    """Seconds one event-listener call is waited for (``CONNECTSW_PLUGIN_LISTENER_TIMEOUT``,
+    default 10).
+
+    Raises:
+        ConfigError: the variable is set but not a finite number of seconds above 0.
+    """
+    return _seconds(LISTENER_TIMEOUT_ENV, DEFAULT_LISTENER_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_IMPORT_TIMEOUT
+        return default
     try:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(f"{IMPORT_TIMEOUT_ENV} must be a finite number of seconds above 0")
+        raise ConfigError(f"{name} must be a finite number of seconds above 0")
     return seconds
 
 
@@ -431,6 +453,7 @@ def _normalize(name: str) -> str:
 
 def _load() -> pluggy.PluginManager:
     timeout = import_timeout()
+    listener_timeout()  # a bad value is refused here, not when an event is dispatched
     with plugin_output_to_stderr():
         return _load_all(timeout)
 
