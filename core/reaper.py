@@ -99,8 +99,11 @@ def _signal_all(me, sig):
         _send(os.kill, pid, sig)
 
 
-def _end_all(me, grace):
-    """TERM the group and our re-parented descendants, wait ``grace`` s, KILL the rest."""
+def end_all(me, grace):
+    """TERM the group and our re-parented descendants, wait ``grace`` s, KILL the rest.
+
+    ``me`` is this process's pid, its group's leader and a child subreaper. Also
+    used by :mod:`connectsw.core.isolation` for a process-isolated agent."""
     if not _reap():
         return
     _signal_all(me, signal.SIGTERM)
@@ -160,12 +163,12 @@ def main(argv):
             except ChildProcessError:
                 pid, status = child, 0
             if pid == child:
-                _end_all(me, grace)
+                end_all(me, grace)
                 return _code(status)
             continue
         else:
             stop = info.si_signo
-        _end_all(me, grace)
+        end_all(me, grace)
         return 128 + stop
 
 
