@@ -75,14 +75,18 @@ def normalise(out: Any) -> AgentOutput:
     return output
 
 
-def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int, grace: float) -> None:
+def _child(
+    agent: Any, ctx: TaskContext, write_fd: int, parent: int, grace: float, deadline: float | None
+) -> None:
     """In the forked child: lead a new session as the attempt's reaper (never returns).
 
     The child makes itself a child subreaper and forks the agent in its group, so
     every descendant, one that left the session (``setsid``) too, stays below it.
-    When the agent exits, or on SIGTERM/SIGHUP/SIGINT or the worker's death, it
-    ends them all as the reaper of a shell command does
-    (:func:`connectsw.core.reaper.end_all`), then exits as the agent did.
+    When the agent exits, or on SIGTERM/SIGHUP/SIGINT, the worker's death or at
+    ``deadline`` (kept here too: a stopped worker cannot keep it), it ends them all
+    as the reaper of a shell command does (:func:`connectsw.core.reaper.end_all`),
+    then exits as the agent did (:data:`connectsw.core.reaper.DEADLINE_EXIT` at
+    the deadline).
     """
     code = 1
     try:
@@ -98,7 +102,15 @@ def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int, grace: floa
         os.close(write_fd)
         me = os.getpid()
         while True:
-            info = signal.sigtimedwait(reaper.WATCHED, reaper.OWNER_POLL)
+            wait = reaper.OWNER_POLL
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    reaper.end_all(me, grace)
+                    code = reaper.DEADLINE_EXIT
+                    break
+                wait = min(wait, left)
+            info = signal.sigtimedwait(reaper.WATCHED, wait)
             if info is None and os.getppid() == parent:
                 continue
             if info is not None and info.si_signo == signal.SIGCHLD:
@@ -181,7 +193,7 @@ def run_isolated(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
-        _child(agent, ctx, write_fd, parent, grace)
+        _child(agent, ctx, write_fd, parent, grace, deadline)
     os.close(write_fd)
     chunks: list[bytes] = []
     size = 0
@@ -210,6 +222,13 @@ def run_isolated(
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = raw
+                if (
+                    os.WIFEXITED(raw)
+                    and os.WEXITSTATUS(raw) == reaper.DEADLINE_EXIT
+                    and deadline is not None
+                    and time.monotonic() >= deadline
+                ):
+                    stopped = "timeout"  # the child kept the deadline (this worker was stopped)
                 if open_pipe:  # drain what the child wrote before exiting
                     while chunk := os.read(read_fd, 65536):
                         chunks.append(chunk)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -95,3 +97,50 @@ def test_the_attempts_setsid_descendants_end_with_it(tmp_path: Path, ends: str) 
     finally:
         for pid in _with_marker(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_the_deadline_holds_while_the_worker_is_stopped(tmp_path: Path) -> None:
+    # Trial 5 item 1, for process-isolated agents: only the (stopped) worker kept the deadline.
+    owner = textwrap.dedent(
+        """
+        import time
+        from pathlib import Path
+        from connectsw.agents.base import AgentOutput, TaskContext
+        from connectsw.core.errors import TaskTimeout
+        from connectsw.core.isolation import run_isolated
+        from connectsw.core.models import Request, TaskSpec
+
+        class Late:
+            def run(self, ctx):
+                Path("started").write_text("x")
+                time.sleep(4)
+                Path("late.txt").write_text("x")
+                return AgentOutput()
+
+        ctx = TaskContext(
+            execution_id="e", task=TaskSpec(id="t", agent="late"), workspace=Path("."),
+            request=Request(command="run"), attempt=1, timeout=1.0,
+        )
+        try:
+            run_isolated(Late(), ctx, deadline=time.monotonic() + 1.0, should_stop=None,
+                         on_spawn=None, grace=0.5)
+        except TaskTimeout as exc:
+            print("timeout", exc)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", owner], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        end = time.monotonic() + 20
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < end and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(5.0)  # past the deadline and past the agent's own end
+        assert not (tmp_path / "late.txt").exists()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    out, _ = proc.communicate(timeout=30)
+    assert out.startswith("timeout timed out after 1s"), out
