@@ -9,6 +9,7 @@ import click
 
 from connectsw.cli.context import State, console, err_console, json_option, pass_state, print_json
 from connectsw.cli.render import id_table, line
+from connectsw.core import textfiles
 from connectsw.core.errors import ConfigError
 from connectsw.licensing.models import License, LicenseStatus
 from connectsw.licensing.service import Licenses
@@ -220,10 +221,9 @@ def verify(certificate_file: Path, public_key_file: Path, as_json: bool) -> None
 def _read_small(path: Path, what: str, limit: int = 65_536) -> str:
     """A small text file given by the user, as text (ConfigError naming it otherwise)."""
     try:
-        with path.open("rb") as fh:
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise ConfigError(f"{what} file {path}: {exc.strerror or 'cannot be read'}") from None
+        data = textfiles.read_bytes(path, limit)  # a FIFO or device is refused, not waited on
+    except textfiles.TextFileError as exc:
+        raise ConfigError(f"{what} file {path}: {exc}") from None
     if len(data) > limit:
         raise ConfigError(f"{what} file {path}: larger than {limit} bytes")
     try:
