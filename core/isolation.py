@@ -4,12 +4,9 @@ A thread cannot be killed, so an agent whose ``run`` blocks past its deadline
 (a library call that ignores ``ctx.timeout``) would keep running beside the
 next attempt. Agents with ``isolation = "process"`` (the default for agents
 that do not declare otherwise) therefore run in a child forked from the
-worker: a new session (so the whole group can be signalled) whose leader is
-a child subreaper that ends every descendant of the attempt, those that left
-the session with ``setsid`` too, when the agent ends, is stopped or the worker
-dies (as :mod:`connectsw.core.reaper` does for a shell command), the agent's
-result serialised to JSON inside its process (so a value JSON cannot represent
-fails that attempt only). The parent
+worker: a new session (so the whole group can be signalled), a parent-death
+signal (so it dies with the worker), its result serialised to JSON inside the
+child (so a value JSON cannot represent fails that attempt only). The parent
 waits with the attempt's deadline and stop reasons; on either it ends the
 group (TERM, grace, KILL) before the attempt is recorded.
 
@@ -34,7 +31,6 @@ from collections.abc import Callable
 from typing import Any
 
 from connectsw.agents.base import AgentOutput, TaskContext
-from connectsw.core import reaper
 from connectsw.core.errors import ConnectSWError, TaskError, TaskTimeout, one_line
 from connectsw.core.supervisor import ProcessRef, stop_group
 from connectsw.plugins.manager import describe_error
@@ -75,75 +71,18 @@ def normalise(out: Any) -> AgentOutput:
     return output
 
 
-def _child(
-    agent: Any, ctx: TaskContext, write_fd: int, parent: int, grace: float, deadline: float | None
-) -> None:
-    """In the forked child: lead a new session as the attempt's reaper (never returns).
-
-    The child makes itself a child subreaper and forks the agent in its group, so
-    every descendant, one that left the session (``setsid``) too, stays below it.
-    When the agent exits, or on SIGTERM/SIGHUP/SIGINT, the worker's death or at
-    ``deadline`` (kept here too: a stopped worker cannot keep it), it ends them all
-    as the reaper of a shell command does (:func:`connectsw.core.reaper.end_all`),
-    then exits as the agent did (:data:`connectsw.core.reaper.DEADLINE_EXIT` at
-    the deadline).
-    """
-    code = 1
-    try:
-        os.setsid()
-        signal.pthread_sigmask(signal.SIG_BLOCK, reaper.WATCHED)
-        reaper._prctl(reaper.PR_SET_PDEATHSIG, signal.SIGTERM)
-        reaper._prctl(reaper.PR_SET_CHILD_SUBREAPER, 1)
-        if os.getppid() != parent:  # the worker died before the signal was armed
-            os._exit(1)
-        agent_pid = os.fork()
-        if agent_pid == 0:
-            _run_agent(agent, ctx, write_fd)
-        os.close(write_fd)
-        me = os.getpid()
-        while True:
-            wait = reaper.OWNER_POLL
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    reaper.end_all(me, grace)
-                    code = reaper.DEADLINE_EXIT
-                    break
-                wait = min(wait, left)
-            info = signal.sigtimedwait(reaper.WATCHED, wait)
-            if info is None and os.getppid() == parent:
-                continue
-            if info is not None and info.si_signo == signal.SIGCHLD:
-                done, status = os.waitpid(agent_pid, os.WNOHANG)
-                if done != agent_pid:
-                    continue
-                reaper.end_all(me, grace)
-                if os.WIFSIGNALED(status):  # exit as the agent did: killed by the same signal
-                    sig = os.WTERMSIG(status)
-                    signal.signal(sig, signal.SIG_DFL)
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
-                    os.kill(me, sig)
-                code = os.waitstatus_to_exitcode(status)
-                break
-            reaper.end_all(me, grace)  # stopped, or the worker is gone
-            code = 128 + (info.si_signo if info is not None else signal.SIGTERM)
-            break
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
-
-
-def _run_agent(agent: Any, ctx: TaskContext, write_fd: int) -> None:
-    """In the agent's process: run it, send its JSON result, exit (never returns)."""
+def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int) -> None:
+    """In the forked child: run the agent, send its JSON result, exit (never returns)."""
     code = 0
     try:
+        os.setsid()
         with contextlib.suppress(Exception):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        for sig in reaper.WATCHED:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.WATCHED)
+        if os.getppid() != parent:  # the worker died before the signal was armed
+            os._exit(1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         # What the agent prints goes to stderr: stdout holds only the command's output.
         os.dup2(2, 1)
         sys.stdout = sys.stderr
@@ -193,7 +132,7 @@ def run_isolated(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
-        _child(agent, ctx, write_fd, parent, grace, deadline)
+        _child(agent, ctx, write_fd, parent)
     os.close(write_fd)
     chunks: list[bytes] = []
     size = 0
@@ -222,13 +161,6 @@ def run_isolated(
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = raw
-                if (
-                    os.WIFEXITED(raw)
-                    and os.WEXITSTATUS(raw) == reaper.DEADLINE_EXIT
-                    and deadline is not None
-                    and time.monotonic() >= deadline
-                ):
-                    stopped = "timeout"  # the child kept the deadline (this worker was stopped)
                 if open_pipe:  # drain what the child wrote before exiting
                     while chunk := os.read(read_fd, 65536):
                         chunks.append(chunk)
@@ -238,9 +170,7 @@ def run_isolated(
             if stopped is None and should_stop is not None:
                 stopped = should_stop()
             if stopped is not None:
-                # The child ends its descendants within ``grace`` (and a few KILL
-                # rounds); the group is killed only if it is still there after that.
-                stop_group(ref, grace + 1.5)
+                stop_group(ref, grace)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)  # in case it had not made its group yet
                 _, status = os.waitpid(pid, 0)

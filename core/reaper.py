@@ -142,6 +142,8 @@ def main(argv):
     deadline = None if argv[4] == "-" else float(argv[4])
     command = argv[6:]
     me = os.getpid()
+    # An ignored SIGCHLD survives exec and would reap the command behind our back.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
