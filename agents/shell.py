@@ -16,7 +16,7 @@ from connectsw.agents.base import (
     TaskContext,
     in_git_dir,
 )
-from connectsw.core import supervisor
+from connectsw.core import supervisor, textfiles
 from connectsw.core.errors import TaskError, TaskTimeout
 
 #: Bytes of the command's output kept in the task's outputs (head and tail).
@@ -145,6 +145,9 @@ class ShellAgent(Agent):
         artifacts = []
         for rel in spec.outputs:
             path = _declared_output(ctx, rel)
+            kind = textfiles.special_kind(path.stat().st_mode)
+            if kind is not None:  # reading a FIFO would wait for ever (issue 5, kind 10)
+                raise TaskError(f"declared output {rel!r} is {kind}, not a regular file")
             artifacts.append({"type": "file", "path": rel, "preview": _preview(path)})
         return AgentOutput.model_validate(
             {
@@ -177,11 +180,12 @@ def _declared_output(ctx: TaskContext, rel: str) -> Path:
 
 
 def _preview(path: Path) -> str:
-    """The first characters of a file, reading at most PREVIEW_BYTES of it ('' if not a file)."""
+    """The first characters of a file, reading at most PREVIEW_BYTES of it ('' if not a
+    regular file: a FIFO is never waited on)."""
     try:
-        with path.open("rb") as fh:
+        with textfiles.open_regular(path) as fh:
             head = fh.read(PREVIEW_BYTES)
-    except OSError:
+    except (OSError, textfiles.TextFileError):
         return ""
     # NUL characters (binary files) become U+FFFD: no store can hold them.
     return head.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:PREVIEW_CHARS]

@@ -9,6 +9,7 @@ import click
 
 from connectsw.cli.context import State, console, err_console, json_option, pass_state, print_json
 from connectsw.cli.render import id_table, line
+from connectsw.core import textfiles
 from connectsw.core.errors import ConfigError
 from connectsw.licensing.models import License, LicenseStatus
 from connectsw.licensing.service import Licenses
@@ -220,8 +221,6 @@ def verify(certificate_file: Path, public_key_file: Path, as_json: bool) -> None
 def _read_small(path: Path, what: str, limit: int = 65_536) -> str:
     """A small ASCII text file given by the user, read as every user file is
     (core/textfiles.py: UTF-8, or a byte-order mark's); ConfigError naming it otherwise."""
-    from connectsw.core import textfiles
-
     try:
         text = textfiles.read_text(path, limit)
     except textfiles.TextFileError as exc:

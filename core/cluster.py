@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import signal
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -40,13 +38,18 @@ from urllib.parse import urlsplit
 from distributed import Client, LocalCluster
 
 from connectsw.conf.settings import DaskSettings
-from connectsw.core.errors import ConfigError, one_line
+from connectsw.core.errors import ConfigError, ConnectSWError, one_line
 
 SCHEMES = ("tcp", "tls")
 """Address schemes ConnectSW accepts for an external scheduler."""
 
 START_HINT = "start it with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 dask scheduler"
 """How to start a scheduler that never re-runs a task on its own."""
+
+log = logging.getLogger("connectsw.cluster")
+
+START_TRIES = 3
+"""How many times a LocalCluster that fails to start (a worker killed meanwhile) is started."""
 
 _MAX_GREETING = 1 << 20
 """Bytes: a scheduler's first message (its handshake) is far smaller."""
@@ -307,69 +310,77 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
     # "daemon" also ends them at a normal exit. Commands a task started are not
     # covered: they outlive a killed worker unless their runner ends them.
     config = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": True}
-    with dask.config.set(config), _workers_ignore_sigint() as ctrl_c:
-        cluster = LocalCluster(**kwargs)
+    with dask.config.set(config), _ctrl_c_deferred() as ctrl_c:
+        cluster = _start_local(kwargs)
     if ctrl_c.pressed:  # during the startup: acted on now that the cluster is up
         cluster.close()
         raise KeyboardInterrupt
     return Client(cluster), cluster
 
 
+def _start_local(kwargs: dict[str, Any]) -> LocalCluster:
+    """A started LocalCluster, tried up to :data:`START_TRIES` times.
+
+    A worker process killed while the cluster starts (an out-of-memory kill, or
+    ``kill -9``) makes distributed raise "Nanny failed to start" (it closes what it
+    had started): the next try starts fresh workers. Raises :class:`ConnectSWError`
+    (one line) after the last try.
+    """
+    for tries in range(1, START_TRIES + 1):
+        try:
+            return LocalCluster(**kwargs)
+        except Exception as exc:
+            if tries == START_TRIES:
+                raise ConnectSWError(
+                    f"the local Dask cluster could not start ({START_TRIES} tries):"
+                    f" {one_line(exc, typed=True)}"
+                ) from None
+            log.warning("the local Dask cluster failed to start, starting it again: %s", exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class _CtrlC:
-    """Whether Ctrl-C was pressed while this process ignored SIGINT."""
+    """Whether Ctrl-C (SIGINT) came while the cluster started."""
 
     pressed = False
 
 
 @contextlib.contextmanager
-def _workers_ignore_sigint() -> Iterator[_CtrlC]:
-    """Start worker processes with SIGINT ignored (inherited across exec; Python then
-    installs no KeyboardInterrupt handler): Ctrl-C in a terminal signals the whole
-    foreground group, and only this process should act on it, not print ~60 lines of
-    worker tracebacks. Commands run by tasks are in sessions of their own.
+def _ctrl_c_deferred() -> Iterator[_CtrlC]:
+    """Start worker processes deaf to Ctrl-C, and note (not lose) one sent to this process.
 
-    This process ignores SIGINT meanwhile too (a signal's disposition is per
-    process), so a Ctrl-C is seen by a sentinel: ``cat`` reading a pipe, in this
-    process group with SIGINT's default action. If it died of SIGINT, the
-    yielded object's ``pressed`` is True on exit, and the caller acts on it.
-    A SIGINT sent to this process alone (not to its group) is not seen."""
+    Ctrl-C in a terminal signals the whole foreground group: only this process should
+    act on it, not the workers (~60 lines of tracebacks). A child inherits the signal
+    mask of the thread that forks it, across exec; so SIGINT is blocked in this
+    (main) thread meanwhile, and the threads the cluster creates (its event loop, the
+    ones that spawn its workers) inherit that mask, as do the workers (for good:
+    Python leaves a blocked signal blocked). multiprocessing blocks signals the same
+    way around its resource tracker's start (bpo-33613), and unblocks them after it
+    in the spawning thread: the tracker is started here first, so that never happens
+    in the window. Commands run by tasks get the default mask back (the reaper).
+
+    This process keeps a handler: a SIGINT, whether sent to the group or to this
+    process alone, sets ``pressed`` instead of raising in the middle of the cluster's
+    start; a pending one is handled when the main thread unblocks it. The caller
+    acts on it once the cluster is up (SIG_IGN here, as before, lost a SIGINT sent to
+    this process alone)."""
     seen = _CtrlC()
     if threading.current_thread() is not threading.main_thread():
         yield seen
         return
-    sentinel = _start_sentinel()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocessing import resource_tracker
+
+    with contextlib.suppress(Exception):  # without it, multiprocessing starts it later
+        resource_tracker.ensure_running()
+
+    def note(signum: int, frame: Any) -> None:
+        seen.pressed = True
+
+    previous = signal.signal(signal.SIGINT, note)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield seen
     finally:
+        # A SIGINT that came meanwhile is handled (by note) before this call returns.
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, previous)
-        seen.pressed = _sentinel_saw_sigint(sentinel)
-
-
-def _start_sentinel() -> subprocess.Popen[bytes] | None:
-    """``cat`` on a pipe (it ends when the pipe closes, or with this process); None if absent."""
-    cat = shutil.which("cat")
-    if cat is None:
-        return None
-    try:
-        return subprocess.Popen(
-            [cat], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-    except OSError:
-        return None
-
-
-def _sentinel_saw_sigint(sentinel: subprocess.Popen[bytes] | None) -> bool:
-    """End the sentinel; True if SIGINT had ended it first."""
-    if sentinel is None:
-        return False
-    if sentinel.stdin is not None:
-        with contextlib.suppress(OSError):
-            sentinel.stdin.close()  # EOF: cat exits 0 unless a signal ended it
-    try:
-        code = sentinel.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        sentinel.kill()
-        sentinel.wait()
-        return False
-    return code == -signal.SIGINT

@@ -22,7 +22,7 @@ from connectsw.core.errors import Cancelled, Conflict, ConnectSWError, InvalidSt
 from connectsw.core.events import dispatch
 from connectsw.core.gate_run import GateRun
 from connectsw.core.lease import Lease
-from connectsw.core.leftovers import end_leftovers, record_never_run
+from connectsw.core.leftovers import end_attempt_groups, end_leftovers, record_never_run
 from connectsw.core.liveness import owner_alive, this_owner
 from connectsw.core.memory_auto import context_for_stage, remember_checkpoint, remember_feedback
 from connectsw.core.models import (
@@ -56,6 +56,9 @@ log = logging.getLogger("connectsw.engine")
 E = ExecutionStatus
 #: How long ``cancel`` waits, past the lease timeout, for running work to stop (seconds).
 CANCEL_GRACE = 10.0
+#: Seconds ``cancel`` lets the workers stop running attempts before it ends their
+#: recorded process groups itself (issue 5 kind 1: a stopped worker never answers).
+WORKER_ANSWER_GRACE = 5.0
 
 
 class Engine:
@@ -261,7 +264,14 @@ class Engine:
 
         stage = execution.plan.stages[execution.stage]
         self._emit(execution, lease, EventKind.STAGE_STARTED, stage.name)
-        memories = context_for_stage(self.settings, execution, self.registries.agents.items)
+        agents = self.registries.agents
+        memories = context_for_stage(self.settings, execution, agents.items)
+        # As the runner decides: an agent that is not brief records its start before it runs.
+        durable = frozenset(
+            t.id
+            for t in execution.plan.tasks
+            if t.stage == stage.index and not getattr(agents.get(t.agent), "brief", False)
+        )
         run = StageRun(
             self.store,
             self.store_url,
@@ -270,6 +280,7 @@ class Engine:
             execution,
             lease,
             memories=memories,
+            durable_starts=durable,
         )
         lease.on_stop = run.cancel
         try:
@@ -594,7 +605,9 @@ class Engine:
     def _wait_stopped(self, execution_id: str) -> None:
         """Wait until the owner released the execution (or died) and nothing runs."""
         engine = self.settings.engine
-        deadline = time.monotonic() + engine.lease_timeout + CANCEL_GRACE
+        started = time.monotonic()
+        deadline = started + engine.lease_timeout + CANCEL_GRACE
+        ended_groups = False
         while time.monotonic() < deadline:
             execution = self.get(execution_id)
             if not self._owner_alive(execution):
@@ -604,6 +617,20 @@ class Engine:
                 )
                 record_never_run(self.store, execution, None)
                 return
+            if not ended_groups and time.monotonic() - started >= WORKER_ANSWER_GRACE:
+                # The owner lives but its workers have not stopped the work (a worker
+                # stopped with SIGSTOP, or hung): end the attempts' groups from here.
+                ended_groups = True
+                running = self.store.running_attempts(execution_id)
+                if end_attempt_groups(running) and all(a.process for a in running):
+                    log.warning(
+                        "execution %s: a worker did not stop its work within %g s of the "
+                        "cancel; its commands were ended here (their attempts are recorded "
+                        "when the worker answers)",
+                        execution_id,
+                        WORKER_ANSWER_GRACE,
+                    )
+                    return
             time.sleep(0.1)
         log.warning("execution %s: work still stopping after cancel", execution_id)
 

@@ -7,11 +7,15 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from connectsw.core.models import Event
 from connectsw.plugins.manager import (
+    DEFAULT_LISTENER_TIMEOUT,
+    LISTENER_TIMEOUT_ENV,
     describe_error,
     get_plugin_manager,
+    listener_timeout,
     plugin_code_error,
     trace,
     trace_done,
@@ -21,6 +25,7 @@ from connectsw.plugins.output import plugin_output_to_stderr
 log = logging.getLogger("connectsw.events")
 _lock = threading.Lock()
 _reported: set[tuple[str, str]] = set()  # (plugin, hook) already reported in this process
+_stuck: set[tuple[str, str]] = set()  # (plugin, hook) whose call outlived its bound
 
 
 def dispatch(events: Iterable[Event]) -> None:
@@ -28,8 +33,20 @@ def dispatch(events: Iterable[Event]) -> None:
 
     A listener that raises does not stop the others: it is reported once per plugin
     and hook, in one line naming the plugin (its traceback with ``CONNECTSW_DEBUG=1``).
+
+    Each call runs in a daemon thread and is waited for at most
+    ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT`` seconds (default 10,
+    :func:`connectsw.plugins.manager.listener_timeout`): a listener that hangs
+    delays ``cancel`` or ``approve`` by that long, once. Past it, one warning names
+    the plugin and the hook, the call is abandoned (Python cannot stop a thread; it
+    ends with the process) and that listener is not called again in this process
+    (issue 5, kind 7).
     """
     hook = get_plugin_manager().hook
+    try:
+        bound = listener_timeout()
+    except Exception:  # refused when plugins load; never stop a command here
+        bound = DEFAULT_LISTENER_TIMEOUT
     for event in events:
         prefix = event.kind.split(".", 1)[0]
         caller = (
@@ -40,16 +57,57 @@ def dispatch(events: Iterable[Event]) -> None:
             else hook.on_execution_event
         )
         for impl in reversed(caller.get_hookimpls()):  # pluggy's own order: last first
+            key = (impl.plugin_name, caller.name)
+            if key in _stuck:
+                continue
             trace(caller.name, impl.plugin_name, f"call ({event.kind})")
             started = time.perf_counter()
+            args = [{"event": event}[arg] for arg in impl.argnames]
             try:
-                with plugin_output_to_stderr():
-                    impl.function(*[{"event": event}[arg] for arg in impl.argnames])
+                finished = _call_bounded(impl.function, args, bound, impl.plugin_name)
             except Exception as exc:
                 trace(caller.name, impl.plugin_name, f"failed: {describe_error(exc)}")
                 _report(impl.plugin_name, caller.name, exc)
-            else:
+                continue
+            if finished:
                 trace_done(caller.name, impl.plugin_name, started)
+                continue
+            with _lock:
+                _stuck.add(key)
+            trace(caller.name, impl.plugin_name, f"failed: still running after {bound:g} s")
+            log.warning(
+                "plugin %s: its %s listener did not return within %g s (%s); going on "
+                "without it (not called again in this process)",
+                impl.plugin_name,
+                caller.name,
+                bound,
+                LISTENER_TIMEOUT_ENV,
+            )
+
+
+def _call_bounded(function: Any, args: list[Any], bound: float, plugin: str) -> bool:
+    """Call ``function(*args)`` in a daemon thread; False if it is still running after
+    ``bound`` seconds. Raises what the call raised."""
+    outcome: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            with plugin_output_to_stderr():  # this thread's prints: the listener's
+                function(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"connectsw-listener-{plugin}", daemon=True)
+    thread.start()
+    thread.join(bound)
+    if thread.is_alive():
+        return False
+    error = outcome.get("error")
+    if error is not None:
+        if isinstance(error, Exception):
+            raise error
+        raise RuntimeError(f"raised {type(error).__name__}")
+    return True
 
 
 def _report(plugin: str, hook: str, exc: Exception) -> None:

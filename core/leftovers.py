@@ -46,13 +46,8 @@ def end_leftovers(
     running = store.running_attempts(execution_id)
     if not running:
         return 0
-    threaded = False
-    for attempt in running:
-        if attempt.process:
-            stop_group(ProcessRef.from_dict(attempt.process))
-        else:
-            threaded = True
-    if threaded:
+    end_attempt_groups(running)
+    if not all(a.process for a in running):  # some ran in a worker's thread
         time.sleep(2 * POLL_SECONDS)
     now = utcnow()
     for attempt in running:
@@ -69,6 +64,24 @@ def end_leftovers(
         event.stage = None
     dispatch(store.save_task_results(ended, events, token=token))
     return len(ended)
+
+
+def end_attempt_groups(running: list[TaskResult]) -> int:
+    """End the recorded process group of each attempt in ``running`` (TERM, grace,
+    KILL; only on this host, and never a reused pid: :func:`stop_group`), without
+    recording anything. Returns how many groups still had processes to signal.
+
+    Also used by ``cancel`` while the owner lives but a worker does not answer
+    (stopped with SIGSTOP, or hung): the owner records the attempts when it can.
+    """
+    signalled = 0
+    for attempt in running:
+        if attempt.process:
+            try:
+                signalled += stop_group(ProcessRef.from_dict(attempt.process))
+            except (KeyError, ValueError):
+                log.warning("task %s: unreadable process record", attempt.task_id)
+    return signalled
 
 
 def end_gate_leftover(store: Store, execution_id: str, token: int | None) -> bool:

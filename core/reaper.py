@@ -1,6 +1,6 @@
 """The reaper: a tiny process that leads a command's process group and ends it with its owner.
 
-Run as ``python -I -S reaper.py OWNER_PID GRACE LC_CTYPE -- ARGV...`` by
+Run as ``python -I -S reaper.py OWNER_PID GRACE LC_CTYPE DEADLINE -- ARGV...`` by
 :func:`connectsw.core.supervisor.run` in a new session, so the reaper's pid is
 the group id. It imports only the standard library (``-S``: no site packages),
 so it starts in a few milliseconds. It:
@@ -15,7 +15,12 @@ so it starts in a few milliseconds. It:
 - when ARGV exits, ends whatever it left behind and exits with ARGV's code
   (``128 + signal`` when a signal ended it);
 - on SIGTERM, SIGHUP, SIGINT or its owner's death: SIGTERM to the group, waits
-  GRACE seconds, SIGKILL to whatever is left, then exits with ``128 + signal``.
+  GRACE seconds, SIGKILL to whatever is left, then exits with ``128 + signal``;
+- at DEADLINE (a ``time.monotonic()`` value, the same clock in every process of
+  the host; ``-`` for none) it does the same on its own and exits with
+  :data:`DEADLINE_EXIT`: the attempt's timeout holds even when its owner is
+  stopped (``kill -STOP`` of a Dask worker) and cannot end the group (issue 5,
+  kind 1).
 
 LC_CTYPE is ``=VALUE``, or ``-`` when unset: Python may set it at start
 (PEP 538, C locale coercion) and the command must get the caller's value.
@@ -36,6 +41,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 OWNER_POLL = 0.5
+#: Exit code after ending the group at its deadline (128 + SIGALRM, as timeout(1) -s ALRM).
+DEADLINE_EXIT = 142
 
 
 def _prctl(option, value):
@@ -99,8 +106,11 @@ def _signal_all(me, sig):
         _send(os.kill, pid, sig)
 
 
-def _end_all(me, grace):
-    """TERM the group and our re-parented descendants, wait ``grace`` s, KILL the rest."""
+def end_all(me, grace):
+    """TERM the group and our re-parented descendants, wait ``grace`` s, KILL the rest.
+
+    ``me`` is this process's pid, its group's leader and a child subreaper. Also
+    used by :mod:`connectsw.core.isolation` for a process-isolated agent."""
     if not _reap():
         return
     _signal_all(me, signal.SIGTERM)
@@ -129,8 +139,11 @@ def main(argv):
     env.pop("LC_CTYPE", None)
     if argv[3].startswith("="):
         env["LC_CTYPE"] = argv[3][1:]
-    command = argv[5:]
+    deadline = None if argv[4] == "-" else float(argv[4])
+    command = argv[6:]
     me = os.getpid()
+    # An ignored SIGCHLD survives exec and would reap the command behind our back.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -149,7 +162,14 @@ def main(argv):
         sys.stderr.write(f"cannot run {command[0]}: {exc.strerror}\n")
         return 127
     while True:
-        info = signal.sigtimedwait(WATCHED, OWNER_POLL)
+        wait = OWNER_POLL
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                end_all(me, grace)
+                return DEADLINE_EXIT
+            wait = min(wait, left)
+        info = signal.sigtimedwait(WATCHED, wait)
         if info is None:
             if os.getppid() == owner:
                 continue
@@ -160,12 +180,12 @@ def main(argv):
             except ChildProcessError:
                 pid, status = child, 0
             if pid == child:
-                _end_all(me, grace)
+                end_all(me, grace)
                 return _code(status)
             continue
         else:
             stop = info.si_signo
-        _end_all(me, grace)
+        end_all(me, grace)
         return 128 + stop
 
 

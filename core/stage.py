@@ -6,6 +6,8 @@ Dask never re-runs a task by itself (the cluster runs with
 with ``KilledWorker``; that attempt is recorded as failed with a readable
 cause, and the task's own ``retries`` decide whether a next pass runs it again
 (with the next attempt number), together with the dependents that never ran.
+Tasks lost with the worker before they recorded a start (only queued there)
+spend no retry (:data:`MAX_LOST_BEFORE_START`).
 """
 
 from __future__ import annotations
@@ -40,21 +42,29 @@ LOST_WITH_WORKER = (
     "its Dask worker died (killed, or out of memory) before it recorded a start;"
     " it may not have run"
 )
+NEVER_STARTED = (
+    "its Dask worker died (killed, or out of memory) {n} times before it could start;"
+    " a task that keeps losing its worker before it starts is not run again"
+)
 #: How long a cancelled stage waits for its running attempts to stop (seconds): the
 #: workers' monitors poll every 0.5 s, then the supervisor's TERM grace is 2 s.
 STOP_WAIT = 2 * POLL_SECONDS + GRACE_SECONDS + 2.0
 
 
-#: Attempts lost with their worker before any record of them (maybe only queued there)
-#: that are re-run without spending a retry, per task and run.
-SPARE_ATTEMPTS = 2
+#: How many times one task may be lost with its worker before it recorded a start (it
+#: was only queued there, or its worker died in the instant before its start), per
+#: run. Such a loss spends no retry (issue 5); past this count the task fails: Dask's
+#: own ``allowed-failures`` idea, for a task whose inputs kill every worker that
+#: loads them.
+MAX_LOST_BEFORE_START = 5
 
 
 @dataclass
 class _Budget:
     next: int
     last: int
-    spare: int = SPARE_ATTEMPTS
+    #: Times this run lost the task with its worker before it recorded a start.
+    lost: int = 0
 
 
 class StageRun:
@@ -69,8 +79,12 @@ class StageRun:
         execution: Execution,
         lease: Lease,
         memories: dict[str, tuple[dict[str, Any], ...]] | None = None,
+        durable_starts: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
+        #: Tasks whose agents record their start before they run (not ``brief``): one
+        #: lost with its worker without any record never started.
+        self.durable_starts = durable_starts
         #: Task id -> project memories given to its agent (core/memory_auto.py).
         self.memories = memories or {}
         self.store_url = store_url
@@ -234,36 +248,39 @@ class StageRun:
                 error = "stopped: cancelled" if cancelled else _cause(future, WORKER_DIED)
                 records.append(_ended(mine, status, error))
                 if not cancelled and mine.attempt < call.last_attempt:
-                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt, budgets[tid].spare)
+                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt, budgets[tid].lost)
             elif mine is not None and mine.status is TaskStatus.FAILED and died:
                 # It failed, then its worker died during the backoff before a retry.
                 if not cancelled and mine.attempt < call.last_attempt:
-                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt, budgets[tid].spare)
+                    again[tid] = _Budget(mine.attempt + 1, call.last_attempt, budgets[tid].lost)
             elif mine is not None:
                 continue  # final record written (the future was lost after it)
             elif died and not cancelled:
-                # Lost with its worker before any record of it was written: it may have
-                # started (a brief agent's start is written with its end) or only been
-                # queued there. Its number is never reused; up to SPARE_ATTEMPTS times per
-                # run no retry is spent on it, then it counts as a failed attempt.
-                budget = budgets[tid]
-                spare = budget.spare > 0
-                records.append(
-                    _never(
-                        execution,
-                        tid,
-                        call.first_attempt,
-                        TaskStatus.INTERRUPTED if spare else TaskStatus.FAILED,
-                        _cause(future, LOST_WITH_WORKER),
-                        ran=True,
+                # Lost with its worker before any record of it was written: no retry is
+                # spent on it. An agent that writes its start before it runs never
+                # started: it runs again under the same number, with nothing recorded. A
+                # brief agent's start is written with its end, so it may have run: that
+                # number is recorded interrupted and never reused.
+                lost = budgets[tid].lost + 1
+                if lost > MAX_LOST_BEFORE_START:
+                    error = NEVER_STARTED.format(n=lost)
+                    records.append(
+                        _never(execution, tid, call.first_attempt, TaskStatus.FAILED, error)
                     )
-                )
-                if spare:
-                    again[tid] = _Budget(
-                        call.first_attempt + 1, call.last_attempt + 1, budget.spare - 1
+                elif tid in self.durable_starts:
+                    again[tid] = _Budget(call.first_attempt, call.last_attempt, lost)
+                else:
+                    records.append(
+                        _never(
+                            execution,
+                            tid,
+                            call.first_attempt,
+                            TaskStatus.INTERRUPTED,
+                            _cause(future, LOST_WITH_WORKER),
+                            ran=True,
+                        )
                     )
-                elif call.first_attempt < call.last_attempt:
-                    again[tid] = _Budget(call.first_attempt + 1, call.last_attempt, 0)
+                    again[tid] = _Budget(call.first_attempt + 1, call.last_attempt + 1, lost)
             else:
                 unstarted.append(tid)
         # Tasks that never started: run again with a task they need, else say why not.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import selectors
 import shutil
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connectsw.core import reaper as reaper_module
 from connectsw.core.errors import ConfigError, ConnectSWError
 
 REAPER = Path(__file__).with_name("reaper.py")
@@ -429,6 +431,7 @@ def run(
         str(os.getpid()),
         repr(float(grace)),
         "-" if lc_ctype is None else f"={lc_ctype}",
+        "-" if deadline is None or not math.isfinite(deadline) else repr(float(deadline)),
         "--",
     ]
     try:
@@ -462,6 +465,13 @@ def run(
             with contextlib.suppress(OSError):
                 proc.stdin.close()
     code = proc.returncode
+    if (
+        stopped is None
+        and code == reaper_module.DEADLINE_EXIT
+        and deadline is not None
+        and time.monotonic() >= deadline
+    ):
+        stopped = "timeout"  # the reaper ended the group itself (its owner was stopped)
     if stopped is None and code is not None and code < 0:
         # The reaper itself was killed (not by us, e.g. `kill -9 $PPID` in the command): its
         # group may be left behind. A group id is not reused while the group has members.

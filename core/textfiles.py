@@ -10,6 +10,9 @@ and secret files, SQL files): one rule for reading them.
 - **Missing files**: a path that does not exist, and a symbolic link whose target
   does not exist, are "not found"; the second says so (``not found (a broken
   symbolic link to /old/place)``), since ``ls`` shows such a file.
+- **Only regular files**: a named pipe (FIFO), device or socket is refused before
+  anything waits on it (``cannot read: it is a named pipe (FIFO), not a regular
+  file``); opening a FIFO with no writer would block for ever (issue 5, kind 10).
 
 Callers turn :class:`TextFileError` into their own error type (``PlanError``,
 ``ConfigError``) with the file's name in front.
@@ -21,6 +24,7 @@ import contextlib
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
@@ -77,20 +81,56 @@ def _line(data: bytes, offset: int) -> int:
 
 
 _KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
 
 
+def special_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` is when it is neither a regular file nor a directory
+    (``"a named pipe (FIFO)"``, ``"a socket"``, ``"a character device"``...); None otherwise."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
 def _check_regular(mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-        raise TextFileError(
-            f"cannot read: it is {kind}" + ("" if kind == "a directory" else ", not a regular file")
-        )
+    if stat.S_ISDIR(mode):
+        raise TextFileError("cannot read: it is a directory")
+    kind = special_kind(mode)
+    if kind is not None:
+        raise TextFileError(f"cannot read: it is {kind}, not a regular file")
+
+
+def is_regular(path: Path) -> bool:
+    """True when ``path`` (its target, for a symbolic link) is a regular file; never waits."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading in binary, refusing anything but a regular file.
+
+    The file is opened with ``O_NONBLOCK`` (a FIFO with no writer does not block the
+    open) and checked with ``fstat`` on the open descriptor, so no swap between a
+    check and the open can hand a FIFO, device or socket to the reader.
+
+    Raises:
+        TextFileError: not a regular file (its kind is named; a directory says so).
+        OSError: from the open (FileNotFoundError, PermissionError, ...).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _check_regular(os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_bytes(path: Path, limit: int | None = None) -> bytes:
@@ -106,7 +146,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
             is named), or unreadable, with the operating system's reason.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fh = open_regular(path)
     except FileNotFoundError:
         raise TextFileError(not_found(path)) from None
     except IsADirectoryError:
@@ -115,12 +155,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         with contextlib.suppress(OSError):  # a socket cannot be opened (ENXIO): name it
             _check_regular(os.stat(path).st_mode)
         raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
-    try:
-        _check_regular(os.fstat(fd).st_mode)
-    except TextFileError:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as fh:
+    with fh:
         try:
             return fh.read() if limit is None else fh.read(limit + 1)
         except OSError as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
 
-from connectsw.core import supervisor
+from connectsw.core import supervisor, textfiles
 from connectsw.core.models import RuleResult
 from connectsw.gates.base import GateContext, GateRule
 from connectsw.gates.detect import SKIP_DIRS
@@ -17,15 +19,28 @@ DEFAULT_TIMEOUT = 600.0
 
 
 def _copy(workspace: Path, into: Path) -> Path:
-    """A copy of the workspace without VCS, virtualenv and dependency folders."""
+    """A copy of the workspace without VCS, virtualenv and dependency folders, and
+    without FIFOs, sockets and devices (shutil refuses to copy them; a build never
+    needs them)."""
     target = into / "src"
-    shutil.copytree(
-        workspace,
-        target,
-        ignore=shutil.ignore_patterns(*SKIP_DIRS, "*.egg-info"),
-        symlinks=True,
-    )
+    by_name = shutil.ignore_patterns(*SKIP_DIRS, "*.egg-info")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return set(by_name(folder, names)) | {
+            name for name in names if _special(os.path.join(folder, name))
+        }
+
+    shutil.copytree(workspace, target, ignore=ignore, symlinks=True)
     return target
+
+
+def _special(path: str) -> bool:
+    """True for a FIFO, socket or device (not followed through a symbolic link)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISLNK(mode) and textfiles.special_kind(mode) is not None
 
 
 class BuildRule(GateRule):

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from connectsw.core import textfiles
+
 SKIP_DIRS = frozenset(
     {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache", "build", "dist"}
 )
@@ -44,12 +46,15 @@ def is_test_file(name: str) -> bool:
 
 
 def walk(root: Path, limit: int = WALK_LIMIT) -> list[Path]:
-    """Files under ``root`` (relative), skipping VCS, virtualenv and build folders."""
+    """Regular files under ``root`` (relative), skipping VCS, virtualenv and build
+    folders; FIFOs, sockets and devices are left out (reading one would wait)."""
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
         base = Path(folder).relative_to(root)
         for name in sorted(files):
+            if not textfiles.is_regular(Path(folder, name)):
+                continue
             found.append(base / name)
             if len(found) >= limit:
                 return found

@@ -115,18 +115,34 @@ def register_commands(cli: click.Group) -> None:
 # engine's for almost every event; the Dask worker's for the start of a task that
 # runs longer than 50 ms and for a failed attempt that will be retried. Return
 # values are ignored; an exception is logged and does not stop the execution.
+# Each call is bounded (core/events.py): it runs in a daemon thread waited for at
+# most CONNECTSW_PLUGIN_LISTENER_TIMEOUT seconds (default 10); past it one warning
+# names the plugin and the hook, the command goes on and that listener is not
+# called again in the process (issue 5, kind 7).
 
 
 @hookspec
 def on_execution_event(event: Event) -> None:
-    """An execution changed state: ``execution.*`` and ``stage.*`` and ``gate.*`` events."""
+    """An execution changed state: ``execution.*`` and ``stage.*`` and ``gate.*`` events.
+
+    Bounded: a call still running after ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT`` seconds
+    (default 10) is left behind with one warning; the command goes on.
+    """
 
 
 @hookspec
 def on_task_event(event: Event) -> None:
-    """A task attempt started, succeeded, failed, is being retried or was skipped."""
+    """A task attempt started, succeeded, failed, is being retried or was skipped.
+
+    Bounded: a call still running after ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT`` seconds
+    (default 10) is left behind with one warning; the command goes on.
+    """
 
 
 @hookspec
 def on_checkpoint_event(event: Event) -> None:
-    """A checkpoint was reached (``checkpoint.reached``) or decided (``checkpoint.decided``)."""
+    """A checkpoint was reached (``checkpoint.reached``) or decided (``checkpoint.decided``).
+
+    Bounded: a call still running after ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT`` seconds
+    (default 10) is left behind with one warning; the command goes on.
+    """

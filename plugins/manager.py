@@ -34,6 +34,11 @@ Environment:
   Dask worker process loads plugins too, and waits as long once more). The import
   runs in a daemon thread that is then abandoned (Python cannot stop it); it ends
   with the process.
+- ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT``: seconds one call of an event listener
+  (``on_execution_event``, ``on_task_event``, ``on_checkpoint_event``) may take
+  (default :data:`DEFAULT_LISTENER_TIMEOUT`); past it the command goes on without
+  waiting, with one warning naming the plugin and the hook, and that listener is
+  not called again in the process (:mod:`connectsw.core.events`).
 
 Light commands (``connectsw --help``, ``cancel``, a decision with ``--no-run``)
 need plugins only for their command list or event hooks: they call
@@ -70,7 +75,13 @@ import pluggy
 
 from connectsw.core.errors import ConfigError, ConnectSWError, PluginError, one_line, storable
 from connectsw.plugins import hookspecs
-from connectsw.plugins.environment import IMPORT_TIMEOUT_ENV, LOAD_ENV, STRICT_ENV, TRACE_ENV
+from connectsw.plugins.environment import (
+    IMPORT_TIMEOUT_ENV,
+    LISTENER_TIMEOUT_ENV,
+    LOAD_ENV,
+    STRICT_ENV,
+    TRACE_ENV,
+)
 from connectsw.plugins.environment import flag as _flag
 from connectsw.plugins.output import plugin_output_to_stderr
 
@@ -95,6 +106,8 @@ LIGHT_CUT_SHORT = (
     f"its import did not finish within the {LIGHT_IMPORT_WAIT:g} s a light command waits"
 )
 """The error of a plugin whose import a light command stopped waiting for."""
+DEFAULT_LISTENER_TIMEOUT = 10.0
+"""Seconds one call of a plugin's event listener is waited for (issue 5, kind 7)."""
 HOOK_NAMES = frozenset(
     name for name, fn in vars(hookspecs).items() if hasattr(fn, "connectsw_spec")
 )
@@ -264,15 +277,29 @@ def import_timeout() -> float:
     Raises:
         ConfigError: the variable is set but not a finite number of seconds above 0.
     """
-    raw = os.environ.get(IMPORT_TIMEOUT_ENV, "").strip()
+    return _seconds(IMPORT_TIMEOUT_ENV, DEFAULT_IMPORT_TIMEOUT)
+
+
+def listener_timeout() -> float:
+    """Seconds one event-listener call is waited for (``CONNECTSW_PLUGIN_LISTENER_TIMEOUT``,
+    default 10).
+
+    Raises:
+        ConfigError: the variable is set but not a finite number of seconds above 0.
+    """
+    return _seconds(LISTENER_TIMEOUT_ENV, DEFAULT_LISTENER_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_IMPORT_TIMEOUT
+        return default
     try:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(f"{IMPORT_TIMEOUT_ENV} must be a finite number of seconds above 0")
+        raise ConfigError(f"{name} must be a finite number of seconds above 0")
     return seconds
 
 
@@ -460,6 +487,7 @@ def _normalize(name: str) -> str:
 def _load() -> pluggy.PluginManager:
     timeout = import_timeout()
     light = min(timeout, LIGHT_IMPORT_WAIT) if _light.is_set() else None
+    listener_timeout()  # a bad value is refused here, not when an event is dispatched
     with plugin_output_to_stderr():
         return _load_all(timeout, light)
 

@@ -238,3 +238,20 @@ def test_memory_stays_flat_with_400mb_of_output(tmp_path: Path) -> None:
     assert kept < 5000
     assert preview == 400
     assert growth_kib < 50 * 1024
+
+
+@pytest.mark.timeout(30)
+def test_a_declared_output_that_is_a_fifo_fails_the_task_at_once(tmp_path: Path) -> None:
+    # Trial 5 item 3: reading the FIFO for its preview waited for a writer for ever.
+    started = time.monotonic()
+    with pytest.raises(TaskError, match=r"'p.txt' is a named pipe \(FIFO\), not a regular file"):
+        ShellAgent().run(make_ctx(tmp_path, 5, command="mkfifo p.txt", outputs=["p.txt"]))
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.timeout(30)
+def test_a_declared_output_that_is_a_link_to_a_fifo_fails_the_task(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="'out.txt' is a named pipe"):
+        ShellAgent().run(
+            make_ctx(tmp_path, 5, command="mkfifo p; ln -s p out.txt", outputs=["out.txt"])
+        )

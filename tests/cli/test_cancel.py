@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -153,3 +154,78 @@ def test_a_cancelled_execution_is_exit_8_for_approve_and_resume_and_cancel_again
         assert result.returncode == 8, str(result)
         assert "was cancelled" in result.error_line()
     assert cli("status", eid).returncode == 8
+
+
+STALLED = {
+    "name": "stalled",
+    "tasks": [
+        {
+            "id": "long",
+            "agent": "shell",
+            "timeout": 600,
+            "with": {"command": "echo $$ > started.txt; sleep 15; date > late.txt"},
+        }
+    ],
+}
+
+
+@pytest.mark.slow
+def test_cancel_ends_the_command_of_a_stopped_worker(tmp_path: Path) -> None:
+    # Trial 5 item 1: with its Dask worker stopped (kill -STOP), cancel waited 41 s and the
+    # command ran to its end.
+    ws = tmp_path / "ws"
+    (tmp_path / "g.json").write_text(json.dumps(STALLED))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"))
+    owner = subprocess.Popen(
+        cli("run", "g.json", "--yes", "--json", "-w", str(ws)),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while (shell := _pid_in(ws / "started.txt")) is None:
+            assert owner.poll() is None, owner.communicate()
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.1)
+        began = time.monotonic()
+        reaper = _parent(shell)
+        worker = _parent(reaper)
+        os.kill(worker, signal.SIGSTOP)
+        listed = subprocess.run(
+            cli("status", "--json"), cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        execution_id = json.loads(listed.stdout)[0]["executionId"]
+        cancel = subprocess.run(
+            cli("cancel", execution_id),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - began
+        assert cancel.returncode == 0, cancel.stderr
+        assert took < 14  # before the command's own end (was 41 s: the lease timeout + 10)
+        assert not _alive(shell)
+        time.sleep(max(0.0, began + 17 - time.monotonic()))  # past the command's own end
+        assert not (ws / "late.txt").exists()
+        assert "did not stop its work" in cancel.stderr
+    finally:
+        if worker is not None:
+            os.kill(worker, signal.SIGCONT)
+        try:
+            owner.communicate(timeout=60)
+        finally:
+            if owner.poll() is None:
+                owner.kill()
+                owner.communicate()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

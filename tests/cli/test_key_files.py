@@ -49,4 +49,4 @@ def test_a_key_file_that_is_huge_or_not_a_file_is_one_line(
     assert res.returncode == ExitCode.INVALID_INPUT, res
     line = res.error_line()
     assert str(key) in line
-    assert ("larger than 65536 bytes" if kind == "large" else "it is a FIFO") in line
+    assert ("larger than 65536 bytes" if kind == "large" else "it is a named pipe (FIFO)") in line

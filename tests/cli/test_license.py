@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+from connectsw.core.errors import ExitCode
 
 from .conftest import Cli
 
@@ -103,3 +106,15 @@ def test_production_mode_without_a_secret_is_refused(cli: Cli, tmp_path: Path) -
     proc = cli("license", "issue", "--tier", "PRO", "--email", "a@b.io")
     assert proc.returncode == 2
     assert "CONNECTSW_LICENSE_SECRET" in proc.stderr
+
+
+def test_a_certificate_or_key_that_is_a_fifo_is_one_line_not_a_hang(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # Trial 5 item 3's kind: opening a FIFO waited for a writer for ever.
+    fifo = tmp_path / "license.cert"
+    os.mkfifo(fifo)
+    res = cli("license", "verify", str(fifo), "--public-key", str(fifo), timeout=30)
+    assert res.returncode == ExitCode.INVALID_INPUT, res
+    assert "is a named pipe (FIFO), not a regular file" in res.stderr
+    assert len(res.stderr.splitlines()) == 1

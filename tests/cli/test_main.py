@@ -192,20 +192,28 @@ def test_ctrl_c_without_an_execution_says_there_is_nothing_to_resume(tmp_path: P
     assert len(stderr.splitlines()) == 1, stderr
 
 
-def _ignores_sigint(pid: int) -> bool:
-    """True while process ``pid`` has SIGINT ignored (``SigIgn`` of /proc/PID/status)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    line = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
-    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+def _spawning_workers(pid: int) -> bool:
+    """True once process ``pid`` has started a Dask worker process (a multiprocessing
+    ``spawn_main`` child): its LocalCluster is starting."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            if int(stat[1]) == pid and b"spawn_main" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
-    """SIGINT is ignored while the LocalCluster's worker processes spawn; a Ctrl-C then
-    still stops the run once the cluster is up (exit 130, the resume hint)."""
+@pytest.mark.parametrize("to", ["group", "process"])
+def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path, to: str) -> None:
+    """A SIGINT while the LocalCluster's worker processes spawn still stops the run once
+    the cluster is up (exit 130, the resume hint): a terminal's Ctrl-C (the whole
+    group) and a SIGINT sent to the CLI alone (``kill -INT PID``), which was lost when
+    the CLI ignored SIGINT meanwhile."""
     (tmp_path / "graph.yaml").write_text(
         "name: quick\ntasks:\n  - {id: mark, agent: shell, with: {command: 'touch ran.txt'}}\n"
     )
@@ -214,11 +222,14 @@ def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
     proc = runner.spawn("run", "graph.yaml", "--yes", "-w", tmp_path / "ws", start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not _ignores_sigint(proc.pid):  # the cluster's workers are being started
+        while not _spawning_workers(proc.pid):  # the cluster's workers are being started
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the cluster never started"
             time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
+        if to == "group":
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
+        else:
+            proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -226,6 +237,7 @@ def test_ctrl_c_while_the_cluster_starts_is_not_lost(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "Traceback" not in stderr, stderr
+    assert len(stderr.splitlines()) == 1, stderr  # the workers printed nothing
     assert "connectsw resume exec_" in stderr, stderr
     assert not (tmp_path / "ws" / "ran.txt").exists()  # the stage never ran
     # Nothing ran; `connectsw resume ID` (the hint) runs it.

@@ -16,8 +16,10 @@ import pytest
 from connectsw.core.errors import ExitCode
 from connectsw.plugins.manager import (
     DEFAULT_IMPORT_TIMEOUT,
+    DEFAULT_LISTENER_TIMEOUT,
     IMPORT_TIMEOUT_ENV,
     LIGHT_CUT_SHORT,
+    LISTENER_TIMEOUT_ENV,
 )
 
 from .conftest import CHECKPOINT_GRAPH, Cli
@@ -33,6 +35,21 @@ def register_agents(register):
     print("hello from register_agents")
 """
 HANGING = "import time\n\ntime.sleep(600)\n"
+STUCK_LISTENER = """
+import time
+
+from connectsw import hookimpl
+
+
+@hookimpl
+def on_execution_event(event):
+    time.sleep(600)
+
+
+@hookimpl
+def on_checkpoint_event(event):
+    time.sleep(600)
+"""
 GRAPH = CHECKPOINT_GRAPH
 
 
@@ -153,3 +170,32 @@ def test_the_import_timeout_is_checked(cli: Cli) -> None:
     res = cli("plugins")
     assert res.returncode == ExitCode.INVALID_INPUT, res
     assert IMPORT_TIMEOUT_ENV in res.error_line()
+
+
+@pytest.mark.parametrize("decision", ["cancel", "approve"])
+def test_a_listener_that_hangs_delays_cancel_and_approve_by_its_bound_only(
+    cli: Cli, tmp_path: Path, decision: str
+) -> None:
+    # Trial 5 item 5: a listener that slept for an hour blocked cancel and approve for ever.
+    (cli.cwd / "g.yaml").write_text(GRAPH)
+    eid = cli("run", "g.yaml", "-w", "ws", ok=True).execution_id  # waits at the checkpoint
+    cli.env["PYTHONPATH"] = str(site(tmp_path / "site", "stuck", STUCK_LISTENER))
+    cli.env[LISTENER_TIMEOUT_ENV] = "1"
+    start = time.monotonic()
+    res = cli(decision, eid, ok=True, timeout=60)
+    assert time.monotonic() - start < 20
+    warnings = [line for line in res.stderr.splitlines() if "did not return within 1 s" in line]
+    assert warnings and all("plugin stuck" in line for line in warnings), res.stderr
+    hooks = " ".join(warnings)
+    assert "on_checkpoint_event" in hooks or "on_execution_event" in hooks
+    del cli.env["PYTHONPATH"]
+    shown = cli("status", eid, "--no-resume", timeout=60).stdout
+    assert ("cancelled" if decision == "cancel" else "succeeded") in shown, shown
+
+
+def test_the_listener_timeout_is_checked(cli: Cli) -> None:
+    assert DEFAULT_LISTENER_TIMEOUT == 10
+    cli.env[LISTENER_TIMEOUT_ENV] = "-1"
+    res = cli("plugins")
+    assert res.returncode == ExitCode.INVALID_INPUT, res
+    assert LISTENER_TIMEOUT_ENV in res.error_line()

@@ -7,6 +7,7 @@ was reported under its target's name. Run through the real ``connectsw`` script.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,19 @@ def test_a_graph_file_that_is_a_directory_is_one_line(cli: Cli) -> None:
     res = cli("run", "graph.yaml", "--plan-only")
     assert res.returncode == ExitCode.INVALID_INPUT, res
     assert "is a directory" in res.error_line()
+
+
+@pytest.mark.parametrize("where", ["./connectsw.toml", "CONNECTSW_CONFIG", "graph"])
+def test_a_fifo_given_as_config_or_graph_is_one_line_not_a_hang(cli: Cli, where: str) -> None:
+    # Trial 5 item 3: opening the FIFO waited for a writer for ever, with no message.
+    fifo = cli.cwd / ("connectsw.toml" if where.startswith("./") else "pipe")
+    os.mkfifo(fifo)
+    if where == "CONNECTSW_CONFIG":
+        cli.env["CONNECTSW_CONFIG"] = str(fifo)
+    args = ("run", "pipe", "--plan-only") if where == "graph" else ("status",)
+    res = cli(*args, timeout=20)
+    assert res.returncode == ExitCode.INVALID_INPUT, res
+    assert "is a named pipe (FIFO), not a regular file" in res.error_line()
 
 
 @pytest.mark.parametrize(

@@ -305,3 +305,46 @@ def test_reaper_killed_by_the_command_still_ends_the_group(tmp_path: Path) -> No
     assert out.returncode == 128 + signal.SIGKILL
     assert time.monotonic() - start < 3.0
     assert members(out.ref.pgid) == []
+
+
+@pytest.mark.slow
+def test_the_reaper_keeps_the_deadline_while_its_owner_is_stopped(tmp_path: Path) -> None:
+    # Trial 5 item 1: with its Dask worker stopped (kill -STOP), nothing ended the command
+    # at its deadline; it ran to its end and wrote late.txt.
+    owner = textwrap.dedent(
+        f"""
+        import time
+        from connectsw.core import supervisor
+        out = supervisor.run(
+            "echo start > started; sleep 4; touch late.txt", shell=True,
+            cwd={str(tmp_path)!r}, deadline=time.monotonic() + 1.0, grace=0.5,
+        )
+        print(out.stopped, out.returncode)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: (tmp_path / "started").exists(), 20)
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(5.0)  # past the deadline and past the command's own end
+        assert not (tmp_path / "late.txt").exists()
+        assert members_of_children(proc.pid) == []  # the reaper and its group are gone
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    out, _ = proc.communicate(timeout=30)
+    assert out.split() == ["timeout", "None"]
+
+
+def members_of_children(ppid: int) -> list[int]:
+    """Live children of ``ppid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != b"Z" and int(fields[1]) == ppid:
+            found.append(int(name))
+    return found

@@ -40,7 +40,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     got = _read_in_thread(fifo, 100)
     assert isinstance(got, textfiles.TextFileError)
-    assert str(got) == "cannot read: it is a FIFO, not a regular file"
+    assert str(got) == "cannot read: it is a named pipe (FIFO), not a regular file"
 
 
 def test_a_device_is_refused_unread() -> None:

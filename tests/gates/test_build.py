@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -105,3 +106,12 @@ def test_applies_to_python_and_node_only(ws: Path) -> None:
     assert rule.applies(context(ws, build_command="true"))
     write(ws, {"package.json": "{}"})
     assert rule.applies(context(ws))
+
+
+def test_a_fifo_in_the_workspace_is_left_out_of_the_build(ws: Path) -> None:
+    # Trial 5 item 3: shutil refused to copy the FIFO and the rule crashed.
+    write(ws, {"app.py": "print('hi')\n"})
+    os.mkfifo(ws / "pipe")
+    os.mkfifo(ws / "sub.py")
+    result = BuildRule().evaluate(context(ws))
+    assert result.passed, result.details

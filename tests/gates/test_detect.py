@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from connectsw.core.models import TaskResult, TaskStatus
-from connectsw.gates.detect import TRAITS, service_command, traits
+from connectsw.gates.detect import TRAITS, service_command, traits, walk
 from tests.gates.workspaces import commit, write
 
 
@@ -57,3 +58,10 @@ def test_the_service_command_in_order_of_precedence(ws: Path) -> None:
     ]
     configured = {"server_command": "./run.sh --listen {port}"}
     assert service_command(ws, configured, reported) == ["./run.sh", "--listen", "{port}"]
+
+
+def test_the_walk_leaves_out_fifos(ws: Path) -> None:
+    # Trial 5 item 3: a rule that reads what the walk lists would wait on a FIFO for ever.
+    write(ws, {"app.py": "X = 1\n"})
+    os.mkfifo(ws / "pipe.py")
+    assert walk(ws) == [Path("app.py")]
