@@ -254,7 +254,7 @@ def test_graph_file_errors_are_one_line_and_run_nothing(cli, tmp_path):
     [
         ("CONNECTSW_DASK__SCHEDULER_ADDRESS", "not an address", "dask.scheduler_address"),
         ("CONNECTSW_DASK__SCHEDULER_ADDRESS", "tcp://127.0.0.1:99999", "invalid port"),
-        ("CONNECTSW_GRANT_KEY_FILE", "{tmp}/no-such-key.pem", "cannot read"),
+        ("CONNECTSW_GRANT_KEY_FILE", "{tmp}/no-such-key.pem", "no-such-key.pem: not found"),
         ("CONNECTSW_GRANT_KEY_FILE", "{tmp}/graph.yaml", "not an Ed25519 private key"),
     ],
 )
