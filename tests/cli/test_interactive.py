@@ -136,15 +136,18 @@ def _blocks(pid: int, tid: int, sig: int) -> bool:
 
 
 def _lasting_thread(pid: int) -> int:
-    """A thread of ``pid`` other than the main one that is not about to end (a signal
-    sent to a thread that ends before handling it is lost with it) and that the kernel
-    could give a Ctrl-C to: not one that blocks SIGINT, such as pyarrow's
-    ``jemalloc_bg_thd``, where a signal sent with tgkill stays pending for ever (found
-    in CI: the test picked that thread when it happened to be the oldest)."""
+    """A thread of ``pid`` the kernel could give a Ctrl-C to, other than the main one
+    when there is such a thread: not about to end (a signal sent to a thread that ends
+    before handling it is lost with it), and not blocking SIGINT, as pyarrow's
+    ``jemalloc_bg_thd`` does, where a signal sent with tgkill stays pending for ever
+    (found in CI: the test picked that thread when it happened to be the oldest). The
+    threads the LocalCluster starts block SIGINT too (core/cluster.py), so the main
+    thread may be the only one left: then it is the one the kernel picks."""
     seen = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
     time.sleep(0.5)
     seen &= {int(t) for t in os.listdir(f"/proc/{pid}/task")}
-    return min(t for t in seen - {pid} if not _blocks(pid, t, signal.SIGINT))
+    takers = sorted(t for t in seen - {pid} if not _blocks(pid, t, signal.SIGINT))
+    return takers[0] if takers else pid
 
 
 def _prompt_interrupted(tmp_path: Path, *, other_thread: bool) -> None:
