@@ -71,9 +71,11 @@ def test_a_task_that_kills_its_worker_runs_once_per_attempt(tmp_path: Path, retr
         store.close()
 
 
-# Each task notes its worker (the reaper's parent), then runs for a while.
+# Each task notes its attempt, then its worker (the reaper's parent), then runs for a
+# while. The attempt comes first: the test kills the worker as soon as a worker file
+# has content, and the attempt's note must be there by then.
 NOTE_AND_WORK = (
-    "cut -d' ' -f4 /proc/$PPID/stat > ../worker_{id}; echo $CONNECTSW_ATTEMPT >> ../ran_{id};"
+    "echo $CONNECTSW_ATTEMPT >> ../ran_{id}; cut -d' ' -f4 /proc/$PPID/stat > ../worker_{id};"
     " sleep 1.5"
 )
 
