@@ -10,8 +10,9 @@ runs again when the execution is resumed.
 
 Causal order (issue 5): a record is written after everything this process queued
 before it for the same execution (a synchronous write first writes what is queued),
-and a task hands its dependents the records it queued (:class:`Handoff`): a
-dependent running in another process queues them ahead of its own (:meth:`TaskLog.carry`),
+and a task hands its dependents the records it queued
+(:class:`~connectsw.core.runner.Handoff`): a dependent running in another process
+queues them ahead of its own (:meth:`TaskLog.carry`),
 so a dependency's end always gets a lower event ``seq`` than its dependent's start,
 whichever process writes first. The store writes a record (and its events) once.
 
@@ -124,7 +125,8 @@ class TaskLog:
         Raises :class:`LeaseLost` when the lease moved on (nothing is written).
         """
         with self._write_lock:
-            self._write_queued(store, results[0].execution_id, token)
+            for execution_id in dict.fromkeys(r.execution_id for r in results):
+                self._write_queued(store, execution_id, token)
             dispatch(store.save_task_results(results, events, token=token))
 
     def start_now(
