@@ -26,6 +26,7 @@ STYLES: dict[str, str] = {
     EventKind.TASK_INTERRUPTED: "yellow",
     EventKind.GATE_FAILED: "red",
     EventKind.GATE_PASSED: "green",
+    EventKind.GATE_STOPPED: "yellow",
     EventKind.CHECKPOINT_REACHED: "magenta",
     EventKind.EXECUTION_FAILED: "red",
     EventKind.EXECUTION_COMPLETED: "green",

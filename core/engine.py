@@ -300,7 +300,9 @@ class Engine:
             lease.lost.set()  # learnt by this process's monitor before the heartbeat
             lease.check()
         if self._cancelled(execution, lease):
-            return True  # a gate stopped by cancel records nothing
+            if gate.rules:  # stopped by the cancel (or done just before): no verdict kept
+                self._emit(execution, lease, EventKind.GATE_STOPPED, "stopped: cancelled")
+            return True
         if not gate.passed:
             return self._gate_failed(execution, lease, gate)
         if gate.rules:

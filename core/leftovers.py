@@ -4,7 +4,8 @@ A new owner (after a takeover or a crash) and ``cancel`` (once no live owner
 holds the execution) end them before anything else runs or is shown: the
 process groups of attempts still recorded as running and of a gate command
 still recorded as running are ended (TERM, grace, KILL), so that no attempt
-and no gate run of a stage overlaps with the next one. A cancelled execution's
+and no gate run of a stage overlaps with the next one; an ended gate run is
+recorded ``gate.stopped`` (it reached no verdict). A cancelled execution's
 tasks that never had an attempt are recorded ``cancelled``: they will never run.
 """
 
@@ -14,7 +15,7 @@ import logging
 import time
 
 from connectsw.core.events import dispatch
-from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
+from connectsw.core.models import Event, Execution, TaskResult, TaskStatus, utcnow
 from connectsw.core.monitor import POLL_SECONDS
 from connectsw.core.runner import task_event
 from connectsw.core.states import TASK_EVENTS, EventKind, check_task
@@ -25,6 +26,9 @@ log = logging.getLogger("connectsw.leftovers")
 
 #: Why a task that never started is recorded ``cancelled``.
 NOT_RUN = "not run: cancelled"
+#: Why a gate run a stopped owner left is recorded stopped (``gate.stopped``).
+GATE_ENDED = "stopped: the process that ran it ended first; the gate runs again"
+GATE_CANCELLED = "stopped: cancelled"
 
 
 def end_leftovers(
@@ -42,7 +46,8 @@ def end_leftovers(
     how many attempts were ended. Raises
     :class:`~connectsw.core.errors.LeaseLost` if ``token`` lost the lease.
     """
-    end_gate_leftover(store, execution_id, token)
+    cancelled = status is TaskStatus.CANCELLED
+    end_gate_leftover(store, execution_id, token, GATE_CANCELLED if cancelled else GATE_ENDED)
     running = store.running_attempts(execution_id)
     if not running:
         return 0
@@ -84,10 +89,15 @@ def end_attempt_groups(running: list[TaskResult]) -> int:
     return signalled
 
 
-def end_gate_leftover(store: Store, execution_id: str, token: int | None) -> bool:
+def end_gate_leftover(
+    store: Store, execution_id: str, token: int | None, reason: str = GATE_ENDED
+) -> bool:
     """End the process group of a gate command a previous owner left running.
 
-    Returns True if one was recorded (its record is then cleared, fenced by ``token``).
+    Returns True if one was recorded: its record is then cleared and a
+    ``gate.stopped`` event says ``reason`` (both fenced by ``token``). A recorded
+    command means that gate run never reached its verdict (the owner clears the
+    record when its rules are done).
     """
     recorded = store.gate_process(execution_id)
     if recorded is None:
@@ -97,6 +107,12 @@ def end_gate_leftover(store: Store, execution_id: str, token: int | None) -> boo
     except (KeyError, ValueError):
         log.warning("execution %s: unreadable gate process record", execution_id)
     store.set_gate_process(execution_id, None, token=token)
+    execution = store.get_execution(execution_id)
+    stage = execution.stage if execution is not None else None
+    event = Event(
+        execution_id=execution_id, kind=EventKind.GATE_STOPPED, stage=stage, message=reason
+    )
+    dispatch(store.add_events([event], token=token))
     return True
 
 

@@ -45,7 +45,7 @@ from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
 from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
-from connectsw.core.tasklog import task_log
+from connectsw.core.tasklog import Queued, task_log
 from connectsw.plugins.manager import DEFAULT_PLUGINS, describe_error
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import get_registries
@@ -84,6 +84,8 @@ class TaskCall:
     grant: Grant | None = None
     #: Project memories for the agent (reference's context items), found by the engine.
     memories: tuple[dict[str, Any], ...] = ()
+    #: Tasks of the same graph need this one: it hands them its records (:class:`Handoff`).
+    hands_off: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled once per task: positional fields only, no per-instance field names.
@@ -94,7 +96,7 @@ class TaskCall:
         # its generic (pickling) path for dataclasses, which is ~40 µs a task.
         return ("connectsw.TaskCall", *self._fields())
 
-    def __call__(self, *upstream: Any) -> dict[str, Any] | None:
+    def __call__(self, *upstream: Any) -> dict[str, Any] | Handoff | None:
         """Run the task (:func:`run_task`): the call is the graph's callable."""
         return run_task(self, *upstream)
 
@@ -107,6 +109,23 @@ class Known:
     """A result from outside the graph (an earlier stage or run); opaque to Dask."""
 
     result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """What a task hands its dependents in the same graph: its result (None: an empty
+    success) and the records its task log (``writer``) queued, maybe not written yet.
+
+    A dependent running in another process queues those records ahead of its own
+    (:meth:`~connectsw.core.tasklog.TaskLog.carry`), so the store gets a dependency's
+    end before its dependent's start, whichever process writes first (issue 5: an
+    event's ``seq`` respects dependency order). Its own process's log keeps that
+    order by itself.
+    """
+
+    result: dict[str, Any] | None
+    writer: str
+    records: tuple[Queued, ...]
 
 
 @dataclass
@@ -171,7 +190,10 @@ def task_event(result: TaskResult, kind: str, message: str, stage: int) -> Event
 
 
 def upstream_value(value: Any) -> dict[str, Any]:
-    """What a dependent receives from a task argument (a result, None or a known result)."""
+    """What a dependent receives from a task argument (a result, None, a known result or
+    a :class:`Handoff`)."""
+    if isinstance(value, Handoff):
+        value = value.result
     if value is None:
         return dict(EMPTY_SUCCESS)
     if isinstance(value, Known):
@@ -182,9 +204,17 @@ def upstream_value(value: Any) -> dict[str, Any]:
 class _Attempt:
     """One attempt's lifecycle on this worker: start record, stop reasons, final record."""
 
-    def __init__(self, store: Store, call: TaskCall, task: TaskSpec, started: TaskResult):
+    def __init__(
+        self,
+        store: Store,
+        call: TaskCall,
+        task: TaskSpec,
+        started: TaskResult,
+        queued: list[Queued],
+    ):
         self.store, self.call, self.task, self.started = store, call, task, started
         self.handle: int | None = None
+        self.queued = queued  # what the call's task log queued, for its dependents
 
     def begin(self, durable: bool, check: bool) -> tuple[bool, TaskResult | None]:
         """Record the start; returns (go on, the attempt's existing record if refused).
@@ -228,13 +258,14 @@ class _Attempt:
     def finish(self, result: TaskResult, kind: str, message: str) -> dict[str, Any] | None:
         """Queue the final record; return what dependents receive (None: empty success)."""
         check_task(TaskStatus.RUNNING, result.status)
-        task_log.finish(
+        queued = task_log.finish(
             self.store,
             self.handle,
             result,
             task_event(result, kind, message, self.task.stage),
             token=self.call.token,
         )
+        self.queued.append(queued)
         public = public_result(result)
         return None if public == EMPTY_SUCCESS else public
 
@@ -245,6 +276,7 @@ def _record_unstarted(
     task: TaskSpec,
     status: TaskStatus,
     error: str,
+    queued: list[Queued],
     attempt: int | None = None,
 ) -> dict[str, Any]:
     check_task(TaskStatus.PENDING, status)
@@ -257,39 +289,87 @@ def _record_unstarted(
         error=error,
         finished_at=utcnow(),
     )
-    task_log.finish(
-        store,
-        None,
-        result,
-        task_event(result, TASK_EVENTS[status], error, task.stage),
-        token=call.token,
+    queued.append(
+        task_log.finish(
+            store,
+            None,
+            result,
+            task_event(result, TASK_EVENTS[status], error, task.stage),
+            token=call.token,
+        )
     )
     return public_result(result)
 
 
-def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
-    """Run one task to a final state; returns what dependents receive.
+def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | Handoff | None:
+    """Run one task to a final state; returns what dependents receive (a
+    :class:`Handoff` when ``call.hands_off``).
 
     Every attempt's record goes through this process's task log (written within
-    milliseconds, flushed by the engine before it reads the stage's results).
-    Nothing runs without the call's valid grant (:func:`~connectsw.core.grants.check_grant`,
-    checked before the store is opened): a refusal is recorded as the task's failure.
+    milliseconds, flushed by the engine before it reads the stage's results), after
+    the records its dependencies handed it. Nothing runs without the call's valid
+    grant (:func:`~connectsw.core.grants.check_grant`, checked before the store is
+    opened): a refusal is recorded as the task's failure.
     """
     # Imported here: the engine imports this module, and its light commands need
     # neither cryptography nor distributed (~1 µs a task once loaded).
     from connectsw.core.grants import GrantRefused, check_grant
 
+    queued: list[Queued] = []
     try:
         check_grant(call)
     except GrantRefused as exc:
-        return _refused(call, exc, call.first_attempt)
+        return _handoff(call, _refused(call, exc, call.first_attempt, queued), queued)
     store = get_store(call.store_url)
     loaded = _load(store, call)
     task = loaded.tasks[call.task_id]
+    _carry(store, call, task, upstream)
+    return _handoff(call, _run(store, call, loaded, task, upstream, queued), queued)
+
+
+def _carry(store: Store, call: TaskCall, task: TaskSpec, upstream: tuple[Any, ...]) -> None:
+    """Queue the records the task's dependencies handed it, if another process's task
+    log queued them (only records of those tasks, in this execution and round)."""
+    carried: list[Queued] = []
+    for dep, value in zip(task.needs, upstream, strict=True):
+        if not isinstance(value, Handoff) or value.writer == task_log.id:
+            continue
+        for result, events in value.records:
+            if (result.execution_id, result.round, result.task_id) == (
+                call.execution_id,
+                call.round,
+                dep,
+            ):
+                mine = tuple(
+                    e for e in events if e.execution_id == call.execution_id and e.task_id == dep
+                )
+                carried.append((result, mine))
+    if carried:
+        task_log.carry(store, carried, token=call.token)
+
+
+def _handoff(
+    call: TaskCall, public: dict[str, Any] | None, queued: list[Queued]
+) -> dict[str, Any] | Handoff | None:
+    if not call.hands_off or not queued:
+        return public
+    return Handoff(public, task_log.id, tuple(queued))
+
+
+def _run(
+    store: Store,
+    call: TaskCall,
+    loaded: _Loaded,
+    task: TaskSpec,
+    upstream: tuple[Any, ...],
+    queued: list[Queued],
+) -> dict[str, Any] | None:
     deps = {dep: upstream_value(r) for dep, r in zip(task.needs, upstream, strict=True)}
     blocked = [d for d, r in deps.items() if r.get("status") != SUCCEEDED]
     if any(deps[d].get("status") == TaskStatus.CANCELLED.value for d in blocked):
-        return _record_unstarted(store, call, task, TaskStatus.CANCELLED, "not run: cancelled")
+        return _record_unstarted(
+            store, call, task, TaskStatus.CANCELLED, "not run: cancelled", queued
+        )
     if blocked:
         return _record_unstarted(
             store,
@@ -297,6 +377,7 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
             task,
             TaskStatus.SKIPPED,
             f"not run: needs {', '.join(blocked)}, which did not succeed",
+            queued,
         )
     monitor.enter(store, call.execution_id, call.token)
     try:
@@ -305,24 +386,31 @@ def run_task(call: TaskCall, *upstream: Any) -> dict[str, Any] | None:
             status = STOP_STATUS[reason]
             if status is None:
                 return None  # fenced out: this process writes nothing more
-            return _record_unstarted(store, call, task, status, f"not run: {reason}")
-        return _attempts(store, call, loaded, task, deps)
+            return _record_unstarted(store, call, task, status, f"not run: {reason}", queued)
+        return _attempts(store, call, loaded, task, deps, queued)
     finally:
         monitor.leave(call.execution_id, call.token)
 
 
-def _refused(call: TaskCall, exc: GrantRefused, attempt: int) -> dict[str, Any]:
+def _refused(
+    call: TaskCall, exc: GrantRefused, attempt: int, queued: list[Queued]
+) -> dict[str, Any]:
     """Record attempt ``attempt`` as failed, never started, for the grant's refusal."""
     log.warning("task %s of %s not run: %s", call.task_id, call.execution_id, exc)
     store = get_store(call.store_url)
     task = _load(store, call).tasks.get(call.task_id)
     if task is None:
         raise NotFound(f"task {call.task_id!r} is not in execution {call.execution_id}")
-    return _record_unstarted(store, call, task, TaskStatus.FAILED, str(exc), attempt)
+    return _record_unstarted(store, call, task, TaskStatus.FAILED, str(exc), queued, attempt)
 
 
 def _attempts(
-    store: Store, call: TaskCall, loaded: _Loaded, task: TaskSpec, deps: dict[str, Any]
+    store: Store,
+    call: TaskCall,
+    loaded: _Loaded,
+    task: TaskSpec,
+    deps: dict[str, Any],
+    queued: list[Queued],
 ) -> dict[str, Any] | None:
     execution = loaded.execution
     agent = get_registries().agents.get(task.agent)
@@ -337,11 +425,11 @@ def _attempts(
             try:  # a retry starts later: its grant must still hold (signature checked)
                 check_expiry(call.grant)
             except GrantRefused as exc:
-                return _refused(call, exc, attempt)
+                return _refused(call, exc, attempt, queued)
         started = TaskResult(
             **base, attempt=attempt, status=TaskStatus.RUNNING, started_at=utcnow()
         )
-        run = _Attempt(store, call, task, started)
+        run = _Attempt(store, call, task, started, queued)
         proceed, existing = run.begin(
             durable=not getattr(agent, "brief", False),
             check=attempt == call.first_attempt and _may_be_rerun(call),

@@ -18,6 +18,8 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from distributed import wait
+
 from connectsw.core.errors import StoreError, one_line
 from connectsw.core.events import dispatch
 from connectsw.core.grants import engine_signer, pass_lifetime
@@ -142,6 +144,9 @@ class StageRun:
         marked = marks_reruns(self.client)
         signer = engine_signer()
         install_grant_key(self.client, signer)
+        plan = execution.plan
+        # Tasks a task of this graph needs hand their records on (runner.Handoff).
+        needed = {d for tid in budgets for d in plan.task(tid).needs if d in budgets}
         unsigned = [
             TaskCall(
                 store_url=self.store_url,
@@ -156,6 +161,7 @@ class StageRun:
                 default_timeout=self.settings.default_timeout,
                 reruns_marked=marked,
                 memories=self.memories.get(tid, ()),
+                hands_off=tid in needed,
             )
             for tid, b in budgets.items()
         ]
@@ -180,9 +186,10 @@ class StageRun:
         self.futures = list(futures)
         if lease.lost.is_set() or lease.cancelled.is_set():
             self.cancel()
-        # One gather, as a plain Dask run would: results come back when all are done.
+        # Until every task is done; the results stay on the workers (records are read
+        # from the store; a result may carry its task's records, runner.Handoff).
         with contextlib.suppress(CancelledError, Exception):
-            self.client.gather(futures, errors="skip")
+            wait(futures)
         self.futures = []
         self._flush()
         lease.check()

@@ -154,6 +154,8 @@ class EventKind(StrEnum):
     TASK_INTERRUPTED = "task.interrupted"
     GATE_PASSED = "gate.passed"
     GATE_FAILED = "gate.failed"
+    #: A gate run ended before its verdict (cancel, or its owner lost or died): no verdict.
+    GATE_STOPPED = "gate.stopped"
     CHECKPOINT_REACHED = "checkpoint.reached"
     CHECKPOINT_DECIDED = "checkpoint.decided"
 

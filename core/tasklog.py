@@ -8,6 +8,14 @@ at once. A task's start is written only if the task runs longer than
 acts on is only in memory. A record lost in a crash loses nothing: that attempt
 runs again when the execution is resumed.
 
+Causal order (issue 5): a record is written after everything this process queued
+before it for the same execution (a synchronous write first writes what is queued),
+and a task hands its dependents the records it queued
+(:class:`~connectsw.core.runner.Handoff`): a dependent running in another process
+queues them ahead of its own (:meth:`TaskLog.carry`),
+so a dependency's end always gets a lower event ``seq`` than its dependent's start,
+whichever process writes first. The store writes a record (and its events) once.
+
 Records are kept per store, execution and lease token: every write is fenced
 by the token of the owner the attempt ran for. A group whose lease moved on
 (:class:`~connectsw.core.errors.LeaseLost`) is dropped, never retried, and the
@@ -24,6 +32,9 @@ import itertools
 import logging
 import threading
 import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from connectsw.core.errors import LeaseLost, UnwritableRecord, one_line
@@ -56,6 +67,10 @@ class _Start:
 
 
 _Key = tuple[int, str, int | None]  # (id of the store, execution id, lease token)
+#: A record and the events that go with it, as queued: what a task hands its dependents.
+Queued = tuple[TaskResult, tuple[Event, ...]]
+#: Attempts whose records this process carried for a dependent, remembered (at most).
+CARRIED_MEMORY = 10_000
 
 
 class TaskLog:
@@ -67,6 +82,9 @@ class TaskLog:
         self._starts: dict[int, _Start] = {}
         self._queued: dict[_Key, tuple[Store, _Pending]] = {}
         self._ids = itertools.count()
+        #: Names this task log in the records its tasks hand their dependents.
+        self.id = uuid.uuid4().hex
+        self._carried: OrderedDict[tuple[str, str, int, int], None] = OrderedDict()
         self._lock = threading.Lock()
         # Held while writing, so a record is never overtaken by a later one of its task.
         self._write_lock = threading.Lock()
@@ -101,21 +119,26 @@ class TaskLog:
         *,
         token: int | None = None,
     ) -> None:
-        """Write records synchronously, after everything queued before them.
+        """Write records synchronously, after everything queued before them for their
+        execution (written first).
 
         Raises :class:`LeaseLost` when the lease moved on (nothing is written).
         """
         with self._write_lock:
+            for execution_id in dict.fromkeys(r.execution_id for r in results):
+                self._write_queued(store, execution_id, token)
             dispatch(store.save_task_results(results, events, token=token))
 
     def start_now(
         self, store: Store, result: TaskResult, event: Event, *, token: int | None = None
     ) -> TaskResult | None:
-        """Write an attempt's start synchronously unless the attempt already has a record.
+        """Write an attempt's start synchronously unless the attempt already has a record,
+        after everything queued before it for its execution (written first).
 
         Returns that record if it has one (nothing written). Raises :class:`LeaseLost`.
         """
         with self._write_lock:
+            self._write_queued(store, result.execution_id, token)
             existing, written = store.start_attempt(result, [event], token=token)
         dispatch(written)
         return existing
@@ -128,16 +151,58 @@ class TaskLog:
         event: Event,
         *,
         token: int | None = None,
-    ) -> None:
-        """Queue an attempt's final record (with its start if that was never written)."""
+    ) -> Queued:
+        """Queue an attempt's final record (with its start if that was never written).
+
+        Returns the record and the events queued with it (what dependents are handed).
+        """
         with self._lock:
             start = self._starts.pop(handle, None) if handle is not None else None
             pending = self._pending(store, result.execution_id, token)
-            if start is not None:
-                pending.events.append(start.event)
+            events = (start.event, event) if start is not None else (event,)
             pending.results.append(result)
-            pending.events.append(event)
+            pending.events.extend(events)
             self._ensure_thread()
+        return result, events
+
+    def carry(self, store: Store, records: Sequence[Queued], *, token: int | None = None) -> None:
+        """Queue records another process's task log queued (a dependency's), ahead of
+        anything queued after this call: whichever process writes first, they come
+        first. An attempt's records are carried once per process (the store writes
+        them once in all)."""
+        with self._lock:
+            for result, events in records:
+                key = (result.execution_id, result.task_id, result.round, result.attempt)
+                if key in self._carried:
+                    continue
+                self._carried[key] = None
+                if len(self._carried) > CARRIED_MEMORY:
+                    self._carried.popitem(last=False)
+                pending = self._pending(store, result.execution_id, token)
+                pending.results.append(result)
+                pending.events.extend(events)
+            self._ensure_thread()
+
+    def _write_queued(self, store: Store, execution_id: str, token: int | None) -> None:
+        """Write what is queued for ``execution_id`` (the write lock held); errors raise,
+        and records that failed (not fenced out) are queued again in front."""
+        with self._lock:
+            entry = self._queued.pop((id(store), execution_id, token), None)
+        if entry is None:
+            return
+        pending = entry[1]
+        try:
+            written = _save(store, pending, token)
+        except LeaseLost:
+            _fenced_out(execution_id, token)
+            raise
+        except Exception:
+            with self._lock:
+                back = self._pending(store, execution_id, token)
+                back.results[:0] = pending.results
+                back.events[:0] = pending.events
+            raise
+        dispatch(written)
 
     def flush(self, only: Store | None = None) -> None:
         """Write everything pending now, starts included.
@@ -194,9 +259,10 @@ class TaskLog:
                 for handle in due:
                     start = self._starts.pop(handle)
                     pending = self._pending(start.store, start.result.execution_id, start.token)
-                    # A start goes before anything queued after it for the same task.
-                    pending.results.insert(0, start.result)
-                    pending.events.insert(0, start.event)
+                    # After what was queued before: a dependency's end may be there. Nothing
+                    # of its own task is (its end takes the start with it).
+                    pending.results.append(start.result)
+                    pending.events.append(start.event)
                 batches = list(self._queued.items())
                 self._queued = {}
             for (_, execution_id, token), (store, pending) in batches:

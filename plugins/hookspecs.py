@@ -113,8 +113,10 @@ def register_commands(cli: click.Group) -> None:
 # -- events ----------------------------------------------------------------------
 # Called once an event is persisted, in the process that persisted it: the
 # engine's for almost every event; the Dask worker's for the start of a task that
-# runs longer than 50 ms and for a failed attempt that will be retried. Return
-# values are ignored; an exception is logged and does not stop the execution.
+# runs longer than 50 ms and for a failed attempt that will be retried (or a
+# dependent's worker, which writes the records a task handed it ahead of its own,
+# core/tasklog.py); each event once. Return values are ignored; an exception is
+# logged and does not stop the execution.
 # Each call is bounded (core/events.py): it runs in a daemon thread waited for at
 # most CONNECTSW_PLUGIN_LISTENER_TIMEOUT seconds (default 10); past it one warning
 # names the plugin and the hook, the command goes on and that listener is not

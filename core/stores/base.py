@@ -122,6 +122,13 @@ class Store(ABC):
     ) -> list[Event]:
         """Insert or replace attempts' records and append events, in one transaction.
 
+        Each record and event is written once: an attempt whose stored record is
+        final is not written again, nor are its events; over a stored start, its
+        ``task.started`` event is not written again; a final record, or an attempt's
+        event of one kind, repeated in ``results``/``events`` counts once
+        (:func:`~connectsw.core.stores.sql.first_writes`). Returns the events written,
+        with their ``seq``.
+
         With ``token``, every result and event must belong to one execution, and
         nothing is written unless its lease token is still ``token``
         (:class:`~connectsw.core.errors.LeaseLost`).

@@ -37,6 +37,7 @@ from connectsw.core.models import (
     TaskStatus,
 )
 from connectsw.core.redact import redact_message
+from connectsw.core.states import TASK_FINAL, EventKind
 from connectsw.core.stores import migrations
 from connectsw.core.stores.audit import AuditRecords
 from connectsw.core.stores.base import Lease, Store
@@ -373,11 +374,40 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
         rows = task_result_rows(results)
         ev_rows = event_rows(events)
         with self._tx() as db:
-            d.lock_events(db, [e.execution_id for e in events])
+            # Taken for results too: a record's check below sees every earlier write.
+            d.lock_events(db, [r.execution_id for r in results] + [e.execution_id for e in events])
             if fenced is not None and token is not None:
                 self._check_token(db, fenced, token)
+            if results:
+                stored = self._stored_statuses(db, results)
+                kept, kept_events = first_writes(stored, results, events)
+                rows = [rows[i] for i in kept]
+                events = [events[i] for i in kept_events]
+                ev_rows = [ev_rows[i] for i in kept_events]
             d.executemany(db, self._task_upsert(), rows)
             return self._append(db, events, ev_rows)
+
+    def _stored_statuses(
+        self, db: Any, results: Sequence[TaskResult]
+    ) -> dict[tuple[str, str, int, int], TaskStatus]:
+        """The stored status of every attempt of the results' tasks (one read per 500)."""
+        tasks = sorted({(r.execution_id, r.task_id) for r in results})
+        found: dict[tuple[str, str, int, int], TaskStatus] = {}
+        for execution_id in sorted({e for e, _ in tasks}):
+            ids = [t for e, t in tasks if e == execution_id]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = db.execute(
+                    self.dialect.sql(
+                        "SELECT task_id, round, attempt, status FROM task_results"
+                        f" WHERE execution_id = ? AND task_id IN ({marks})"
+                    ),
+                    (execution_id, *chunk),
+                ).fetchall()
+                for task_id, rnd, attempt, status in rows:
+                    found[(execution_id, task_id, int(rnd), int(attempt))] = TaskStatus(status)
+        return found
 
     def start_attempt(
         self, result: TaskResult, events: Sequence[Event] = (), *, token: int | None = None
@@ -584,6 +614,53 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
 
     def _execution(self, row: Sequence[Any]) -> Execution:
         return execution_from_row(row[0], row[1], self.dialect.load_time(row[2]), row[3])
+
+
+def first_writes(
+    stored: dict[tuple[str, str, int, int], TaskStatus],
+    results: Sequence[TaskResult],
+    events: Sequence[Event],
+) -> tuple[list[int], list[int]]:
+    """Which of ``results`` and ``events`` (their indexes) to write, given the stored
+    status of each attempt: each record and event is written once.
+
+    An attempt whose stored record is final (the state table: a final record has no
+    transition, core/states.py) is not written again, nor are its events; over a
+    stored start, the record is written (its process group, its end) but not its
+    ``task.started`` event again; after a final record in the batch, a record of the
+    same attempt is not written, and an attempt's event of one kind is written once.
+    Repeats come from a dependent that wrote its dependency's records ahead of its
+    own (core/tasklog.py, causal order) before or after the dependency's process did.
+    """
+    drop: set[tuple[str, str, int, int]] = set()
+    started: set[tuple[str, str, int, int]] = set()
+    batch: dict[tuple[str, str, int, int], TaskStatus] = {}
+    kept: list[int] = []
+    for i, r in enumerate(results):
+        key = (r.execution_id, r.task_id, r.round, r.attempt)
+        old = stored.get(key)
+        if old in TASK_FINAL:
+            drop.add(key)
+            continue
+        if old is TaskStatus.RUNNING:
+            started.add(key)  # its record may change (its process group added, its end)
+        if batch.get(key) in TASK_FINAL:
+            continue
+        batch[key] = r.status
+        kept.append(i)
+    seen: set[tuple[tuple[str, str, int, int], str]] = set()
+    kept_events: list[int] = []
+    for j, e in enumerate(events):
+        attempt, rnd = e.data.get("attempt"), e.data.get("round")
+        if e.task_id is not None and isinstance(attempt, int) and isinstance(rnd, int):
+            key = (e.execution_id, e.task_id, rnd, attempt)
+            if key in drop or (key in started and e.kind == EventKind.TASK_STARTED):
+                continue
+            if (key, e.kind) in seen:
+                continue
+            seen.add((key, e.kind))
+        kept_events.append(j)
+    return kept, kept_events
 
 
 def _one_execution(results: Sequence[TaskResult], events: Sequence[Event]) -> str:

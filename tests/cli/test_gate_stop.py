@@ -85,9 +85,12 @@ def test_cancel_ends_a_running_gate_command_and_returns_once_it_stopped(
     assert cancel.json()["status"] == "cancelled"
     assert owner.returncode == ExitCode.CANCELLED, err
     assert json.loads(out)["status"] == "cancelled"
-    kinds = [e["kind"] for e in cli.events(execution_id)]
+    events = cli.events(execution_id)
+    kinds = [e["kind"] for e in events]
+    # Recorded as stopped, neither passed nor failed, once the cancel had stopped it.
     assert "gate.failed" not in kinds and "gate.passed" not in kinds
-    assert kinds[-1] == "execution.cancelled"
+    assert kinds[-2:] == ["execution.cancelled", "gate.stopped"]
+    assert events[-1]["message"] == "stopped: cancelled"
 
 
 def test_after_a_takeover_two_gate_runs_never_overlap(cli: Cli, tmp_path: Path) -> None:
@@ -125,6 +128,42 @@ def test_after_a_takeover_two_gate_runs_never_overlap(cli: Cli, tmp_path: Path) 
     assert "Traceback" not in first_err
     assert second.returncode == ExitCode.OK, second_err
     assert json.loads(second_out)["status"] == "completed"
-    kinds = [e["kind"] for e in cli.events(execution_id)]
-    # The old owner's ended gate run wrote nothing (no gate.failed): one verdict, the new one.
+    events = cli.events(execution_id)
+    kinds = [e["kind"] for e in events]
+    # The old owner's ended gate run wrote nothing (no gate.failed): one verdict, the new
+    # one; the new owner recorded the old run as stopped (having ended it) before it resumed.
     assert kinds.count("gate.passed") == 1 and "gate.failed" not in kinds
+    assert kinds.count("gate.stopped") == 1
+    assert kinds.index("gate.stopped") < kinds.index("execution.resumed")
+    assert kinds.index("execution.resumed") < kinds.index("gate.passed")
+    stopped = events[kinds.index("gate.stopped")]
+    assert "the process that ran it ended" in stopped["message"]
+
+
+def test_the_owners_death_ends_its_gate_command_and_the_next_run_records_it_stopped(
+    cli: Cli, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    (tmp_path / "g.json").write_text(json.dumps(GRAPH))
+    gate = "sh -c 'echo $$ >> gate.pids; exec sleep 30'"
+    owner = start(cli, "run", "g.json", "--yes", "--json", "-w", ws, test_command=gate)
+    try:
+        wait_for(lambda: bool(pids(ws / "gate.pids")) or owner.poll() is not None, "gate start")
+        assert owner.poll() is None, owner.communicate()
+        sleeper = pids(ws / "gate.pids")[0]
+        owner.kill()  # kill -9: no cleanup of its own
+        owner.communicate()
+        # The supervisor's reaper ends the group when its owner dies (parent-death signal).
+        wait_for(lambda: not pid_alive(sleeper), "the gate's command to end", timeout=10)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()
+    execution_id = cli("status", "--json", ok=True).json()[0]["executionId"]
+    resumed = start(cli, "resume", execution_id, "--yes", "--json", test_command="true")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == ExitCode.OK, err
+    assert json.loads(out)["status"] == "completed"
+    kinds = [e["kind"] for e in cli.events(execution_id)]
+    assert kinds.count("gate.stopped") == 1 and kinds.count("gate.passed") == 1
+    assert kinds.index("gate.stopped") < kinds.index("execution.resumed")

@@ -213,8 +213,8 @@ def tagged_processes(tag: str) -> list[int]:
     return found
 
 
-def children(pid: int) -> list[int]:
-    """All descendants of ``pid``."""
+def children(pid: int, direct: bool = False) -> list[int]:
+    """All descendants of ``pid`` (its children only, with ``direct``)."""
     kids: dict[int, list[int]] = defaultdict(list)
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -224,6 +224,8 @@ def children(pid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
             kids[ppid].append(int(entry))
+    if direct:
+        return kids.get(pid, [])
     out, todo = [], [pid]
     while todo:
         for kid in kids.get(todo.pop(), []):
@@ -233,14 +235,16 @@ def children(pid: int) -> list[int]:
 
 
 def dask_workers(owner: int) -> list[int]:
-    """The owner's Dask worker processes (spawned multiprocessing children, not nannies' forks)."""
+    """The owner's Dask worker processes: multiprocessing's ``spawn_main`` children, not
+    its resource tracker (killing that one, a third of the time, killed no worker) nor
+    an agent's forked child (which has its worker's command line)."""
     found = []
-    for pid in children(owner):
+    for pid in children(owner, direct=True):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"multiprocessing" in part or b"spawn_main" in part for part in cmd):
+        if any(b"spawn_main" in part for part in cmd):
             found.append(pid)
     return found
 

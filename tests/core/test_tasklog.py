@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,3 +180,136 @@ def test_an_unwritable_record_is_dropped_alone(
     log.flush()
     log.flush()  # nothing left to retry
     assert sorted(r.task_id for r in store.task_results("e")) == ["a", "b"]
+
+
+# -- causal order (issue 5): a dependency's end is written before its dependent's start --
+
+
+def attempt_event(task: str, kind: str, attempt: int = 1) -> Event:
+    """An attempt's event as the runner makes it (core/runner.py task_event)."""
+    return Event(execution_id="e", task_id=task, kind=kind, data={"attempt": attempt, "round": 0})
+
+
+def done(task: str, attempt: int = 1) -> TaskResult:
+    return running(task, attempt).model_copy(update={"status": TaskStatus.SUCCEEDED})
+
+
+def seqs(store: SQLiteStore) -> dict[tuple[str | None, str], int]:
+    found: dict[tuple[str | None, str], int] = {}
+    for e in store.events("e"):
+        key = (e.task_id, e.kind)
+        assert key not in found, f"{key} written twice"
+        found[key] = e.seq
+    return found
+
+
+def test_a_durable_start_is_written_after_what_was_queued_before_it(store: SQLiteStore) -> None:
+    """b needs a: a's end, queued (write-behind), is written before b's start, which is
+    written at once (an agent that records its start before it runs)."""
+    log = TaskLog(interval=10, start_delay=10)
+    handle = log.start(store, running("a"), attempt_event("a", "task.started"))
+    log.finish(store, handle, done("a"), attempt_event("a", "task.succeeded"))
+    log.start_now(store, running("b"), attempt_event("b", "task.started"))
+    order = seqs(store)
+    assert order[("a", "task.succeeded")] < order[("b", "task.started")]
+
+
+def test_a_start_that_falls_due_is_written_after_what_was_queued_before_it(
+    store: SQLiteStore,
+) -> None:
+    log = TaskLog(interval=10, start_delay=0)
+    handle = log.start(store, running("a"), attempt_event("a", "task.started"))
+    log.finish(store, handle, done("a"), attempt_event("a", "task.succeeded"))
+    log.start(store, running("b"), attempt_event("b", "task.started"))  # due at once
+    log.flush()
+    order = seqs(store)
+    assert order[("a", "task.succeeded")] < order[("b", "task.started")]
+
+
+def test_records_handed_to_a_dependent_elsewhere_come_first_and_are_written_once(
+    tmp_path: Path,
+) -> None:
+    """a ran in one process (its log's records not written yet), b in another: b's log
+    queues a's records ahead of its own; whichever log writes first, a's end comes
+    first and each event is written once."""
+    for first in ("dependent", "dependency"):
+        store = SQLiteStore(tmp_path / f"{first}.db")
+        theirs, mine = TaskLog(interval=10, start_delay=10), TaskLog(interval=10, start_delay=10)
+        handle = theirs.start(store, running("a"), attempt_event("a", "task.started"))
+        handed = theirs.finish(store, handle, done("a"), attempt_event("a", "task.succeeded"))
+        if first == "dependency":
+            theirs.flush()
+        mine.carry(store, [handed])
+        mine.carry(store, [handed])  # a second dependent in the same process
+        mine.start_now(store, running("b"), attempt_event("b", "task.started"))
+        handle = mine.start(store, running("c"), attempt_event("c", "task.started"))
+        mine.finish(store, handle, done("c"), attempt_event("c", "task.succeeded"))
+        mine.flush()
+        theirs.flush()
+        order = seqs(store)  # each event once
+        assert order[("a", "task.started")] < order[("a", "task.succeeded")]
+        assert order[("a", "task.succeeded")] < order[("b", "task.started")]
+        assert order[("a", "task.succeeded")] < order[("c", "task.started")]
+        assert [(r.task_id, r.status) for r in store.task_attempts("e", "a")] == [
+            ("a", TaskStatus.SUCCEEDED)
+        ]
+        store.close()
+
+
+@pytest.mark.slow
+def test_events_of_a_run_on_worker_processes_respect_dependency_order(tmp_path: Path) -> None:
+    """A real run on a 2-process LocalCluster: every task's first event comes after the
+    last event of each task it needs (its end), whichever worker ran each; no event
+    is written twice. Shell tasks write their start at once, noop ones with their end;
+    f fails once, then succeeds."""
+    tasks: list[dict[str, object]] = []
+    for i in range(12):
+        tasks.append({"id": f"a{i}", "agent": "noop"})
+        b: dict[str, object] = {"id": f"b{i}", "agent": "noop", "needs": [f"a{i}"]}
+        if i % 2:
+            b.update(agent="shell", **{"with": {"command": "true"}})
+        tasks.append(b)
+    again = '[ "$CONNECTSW_ATTEMPT" = 2 ]'
+    tasks.append({"id": "f", "agent": "shell", "retries": 1, "with": {"command": again}})
+    tasks.append({"id": "g", "agent": "noop", "needs": ["f", "b0"]})
+    (tmp_path / "g.json").write_text(json.dumps({"name": "causal", "tasks": tasks}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"), CONNECTSW_ENGINE__RETRY_BACKOFF="0.05")
+    cli = [sys.executable, "-m", "connectsw.cli.main"]
+    ran = subprocess.run(
+        [*cli, "run", "g.json", "--yes", "--json", "-w", "ws"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert ran.returncode == 0, ran.stderr
+    execution_id = json.loads(ran.stdout)["executionId"]
+    watched = subprocess.run(
+        [*cli, "watch", execution_id, "--json", "--from-start"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    events = [json.loads(line) for line in watched.stdout.splitlines() if line.strip()]
+    by_task: dict[str, list[tuple[int, str, int]]] = {}
+    for e in events:
+        if e.get("taskId"):
+            by_task.setdefault(e["taskId"], []).append((e["seq"], e["kind"], e["data"]["attempt"]))
+    for task_id, seen in by_task.items():
+        assert len({(k, a) for _, k, a in seen}) == len(seen), f"{task_id}: repeated {seen}"
+    for task in tasks:
+        first = min(seq for seq, _, _ in by_task[str(task["id"])])
+        for dep in task.get("needs", []):  # type: ignore[attr-defined]
+            last = max(seq for seq, _, _ in by_task[dep])
+            assert last < first, f"{dep} ended at seq {last}, after {task['id']} began ({first})"
+    assert [k for _, k, _ in sorted(by_task["f"])] == [
+        "task.started",
+        "task.retrying",
+        "task.started",
+        "task.succeeded",
+    ]

@@ -560,6 +560,63 @@ def test_start_attempt_writes_once_then_returns_the_record(store: Store) -> None
         store.start_attempt(result(e.id, "b", status=TaskStatus.RUNNING), [], token=token + 1)
 
 
+def test_a_record_and_its_events_are_written_once(store: Store) -> None:
+    """A dependency's records may reach the store twice (its own task log, and a
+    dependent's in another process that wrote them ahead of its own, issue 5): an
+    attempt's final record is never replaced and its events are not repeated; a start
+    is not written over an end, nor its event over a stored start (its record may
+    gain its process group); repeats within one write count once."""
+    e = make_execution()
+    store.create_execution(e)
+
+    def ev(task: str, kind: str, attempt: int = 1) -> Event:
+        return event(e.id, kind, task_id=task, data={"attempt": attempt, "round": 0})
+
+    a_done = result(e.id, "a", summary="first")
+    a_events = [ev("a", "task.started"), ev("a", "task.succeeded")]
+    assert len(store.save_task_results([a_done], a_events)) == 2
+    # The same records again (another writer), and a different final one: nothing.
+    assert store.save_task_results([a_done], a_events) == []
+    late = result(e.id, "a", status=TaskStatus.FAILED, error="late")
+    assert store.save_task_results([late], [ev("a", "task.failed")]) == []
+    start = result(e.id, "a", status=TaskStatus.RUNNING)
+    assert store.save_task_results([start], [ev("a", "task.started")]) == []
+    assert [r.summary for r in store.task_attempts(e.id, "a")] == ["first"]
+    # b's start was written (a durable start); its end comes with the start's event again.
+    b_start = result(e.id, "b", status=TaskStatus.RUNNING)
+    store.save_task_results([b_start], [ev("b", "task.started")])
+    group = {"host": "h", "pid": 7, "pgid": 7, "start_time": 1}
+    spawned = b_start.model_copy(update={"process": group})
+    assert store.save_task_results([spawned], [ev("b", "task.started")]) == []
+    assert store.task_attempts(e.id, "b")[0].process == group
+    written = store.save_task_results(
+        [result(e.id, "b")], [ev("b", "task.started"), ev("b", "task.succeeded")]
+    )
+    assert [w.kind for w in written] == ["task.succeeded"]
+    # Twice in one write (two dependents carried it): once. Other attempts are apart.
+    c = [result(e.id, "c", attempt=2), result(e.id, "c", attempt=2)]
+    c_events = [ev("c", "task.succeeded", 2), ev("c", "task.succeeded", 2)]
+    c_events.append(ev("c", "task.retrying", 1))
+    written = store.save_task_results([result(e.id, "c", status=TaskStatus.FAILED), *c], c_events)
+    assert [(w.kind, w.data["attempt"]) for w in written] == [
+        ("task.succeeded", 2),
+        ("task.retrying", 1),
+    ]
+    kinds = [(x.task_id, x.kind) for x in store.events(e.id)]
+    assert kinds == [
+        ("a", "task.started"),
+        ("a", "task.succeeded"),
+        ("b", "task.started"),
+        ("b", "task.succeeded"),
+        ("c", "task.succeeded"),
+        ("c", "task.retrying"),
+    ]
+    assert [r.status for r in store.task_attempts(e.id, "c")] == [
+        TaskStatus.FAILED,
+        TaskStatus.SUCCEEDED,
+    ]
+
+
 def test_task_results_latest_attempt_per_task_and_round(store: Store) -> None:
     e, other = make_execution(), make_execution()
     store.create_execution(e)
