@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -81,6 +83,48 @@ class BlockerAgent(Agent):
         return AgentOutput()
 
 
+def escape(how: str, command: str, cwd: Path, mark: str) -> None:
+    """Start ``sh -c command`` in ``cwd`` outside the caller's process group and session,
+    with ``ISO_MARK=mark`` in its environment (so a test finds it in /proc):
+    ``setsid`` (the setsid(1) program), ``new-session`` (``start_new_session=True``) or
+    ``daemon`` (a double fork whose middle process exits, as daemonising libraries do)."""
+    env = {**os.environ, "ISO_MARK": mark}
+    if how == "setsid":
+        subprocess.Popen(["setsid", "sh", "-c", command], cwd=cwd, env=env)
+    elif how == "new-session":
+        subprocess.Popen(["sh", "-c", command], cwd=cwd, env=env, start_new_session=True)
+    elif how == "daemon":
+        middle = os.fork()
+        if middle == 0:
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    os.chdir(cwd)
+                    os.execve("/bin/sh", ["sh", "-c", command], env)
+            finally:
+                os._exit(0)
+        os.waitpid(middle, 0)
+    else:
+        raise ValueError(how)
+
+
+class EscaperAgent(Agent):
+    """Starts ``sleep with.after; touch with.late`` so that it leaves the agent's group and
+    session (``with.how``, see :func:`escape`; marked ``ISO_MARK=with.mark``), writes its
+    pid to ``agent.pid``, then blocks ``with.block`` s, ignoring ctx.timeout."""
+
+    name = "escaper"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        late = str(ctx.inputs.get("late", "late.txt"))
+        after = float(ctx.inputs.get("after", 1.5))
+        how = str(ctx.inputs.get("how", "setsid"))
+        escape(how, f"sleep {after}; touch {late}", ctx.workspace, str(ctx.inputs["mark"]))
+        (ctx.workspace / "agent.pid").write_text(str(os.getpid()))
+        time.sleep(float(ctx.inputs.get("block", 10)))
+        return AgentOutput()
+
+
 class _Unserialisable:
     pass
 
@@ -156,6 +200,7 @@ TEST_AGENTS = (
     BoomAgent,
     NotesAgent,
     BlockerAgent,
+    EscaperAgent,
     BadResultAgent,
     BadResultThreadAgent,
 )

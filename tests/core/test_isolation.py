@@ -1,0 +1,239 @@
+"""Process-isolated agents: timeout, cancel and the owner's death end ALL their work,
+descendants that left the agent's process group and session (``setsid``) included
+(issue 5, fault kind 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from connectsw.conf.settings import Settings
+from connectsw.core.engine import Engine
+from connectsw.core.models import Execution, ExecutionStatus, TaskStatus
+
+Submit = Callable[..., Execution]
+HOW = ["setsid", "new-session", "daemon"]
+
+
+def marked(mark: str) -> list[int]:
+    """Live processes with ``ISO_MARK=mark`` in their environment, read from /proc."""
+    found = []
+    needle = f"ISO_MARK={mark}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+def wait_until(check: Callable[[], object], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return bool(check())
+
+
+def attempts(engine: Engine, execution_id: str, task_id: str) -> list[tuple[int, TaskStatus]]:
+    return [(a.attempt, a.status) for a in engine.store.task_attempts(execution_id, task_id)]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_timeout_ends_descendants_that_left_the_session(
+    engine: Engine, submit_graph: Submit, tmp_path: Path, how: str
+) -> None:
+    ws = tmp_path / "ws"
+    mark = uuid.uuid4().hex
+    after = 1.5
+    ex = submit_graph(
+        {
+            "name": "escaper",
+            "tasks": [
+                {
+                    "id": "e",
+                    "agent": "escaper",
+                    "timeout": 0.4,
+                    "retries": 0,
+                    "with": {"how": how, "mark": mark, "after": after},
+                }
+            ],
+        },
+        workspace=ws,
+    )
+    start = time.monotonic()
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.FAILED
+    assert "timed out after 0.4s" in (done.error or "")
+    assert attempts(engine, ex.id, "e") == [(1, TaskStatus.FAILED)]
+    # Once the attempt is recorded, nothing of it is left.
+    assert marked(mark) == []
+    assert not alive(int((ws / "agent.pid").read_text()))
+    time.sleep(max(0.0, start + after + 0.8 - time.monotonic()))
+    assert not (ws / "late.txt").exists()
+
+
+def test_cancel_ends_descendants_that_left_the_session(
+    engine: Engine,
+    submit_graph: Submit,
+    tmp_path: Path,
+    settings: Settings,
+    wait_for: Callable[..., None],
+) -> None:
+    ws = tmp_path / "ws"
+    mark = uuid.uuid4().hex
+    after = 2.0
+    ex = submit_graph(
+        {
+            "name": "escaper-cancel",
+            "tasks": [
+                {"id": "e", "agent": "escaper", "with": {"mark": mark, "after": after}},
+            ],
+        },
+        workspace=ws,
+    )
+    outcome: dict[str, Execution] = {}
+    runner = threading.Thread(target=lambda: outcome.update(done=engine.run(ex.id)))
+    start = time.monotonic()
+    runner.start()
+    wait_for(lambda: (ws / "agent.pid").exists() and marked(mark))
+    other = Engine(settings)  # another process's view: its own store connection
+    cancelled = other.cancel(ex.id, "not needed", wait=True)
+    runner.join(timeout=20)
+    other.store.close()
+    assert cancelled.status is ExecutionStatus.CANCELLED
+    assert outcome["done"].status is ExecutionStatus.CANCELLED
+    assert attempts(engine, ex.id, "e") == [(1, TaskStatus.CANCELLED)]
+    assert marked(mark) == []
+    assert not alive(int((ws / "agent.pid").read_text()))
+    time.sleep(max(0.0, start + after + 0.8 - time.monotonic()))
+    assert not (ws / "late.txt").exists()
+
+
+OWNER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from connectsw.agents.base import Agent, AgentOutput, TaskContext
+    from connectsw.core.errors import TaskTimeout
+    from connectsw.core.isolation import run_isolated
+    from connectsw.core.models import Request, TaskSpec
+    sys.path.insert(0, sys.argv[1])
+    from conftest import escape
+
+    how, mark, after, block, timeout = sys.argv[2:7]
+
+    class Escaper(Agent):
+        name = "escaper"
+
+        def run(self, ctx):
+            escape(how, f"sleep {after}; touch late.txt", ctx.workspace, mark)
+            (ctx.workspace / "agent.pid").write_text(str(os.getpid()))
+            time.sleep(float(block))
+            return AgentOutput(summary="returned")
+
+    ws = Path(".").resolve()
+    ctx = TaskContext(
+        execution_id="x", task=TaskSpec(id="e", agent="escaper"), workspace=ws,
+        request=Request(command="run"), timeout=float(timeout) or None,
+    )
+    deadline = time.monotonic() + float(timeout) if float(timeout) else None
+    try:
+        out = run_isolated(
+            Escaper(), ctx, deadline=deadline, should_stop=None,
+            on_spawn=lambda ref: (ws / "child.pid").write_text(str(ref.pid)), grace=0.5,
+        )
+        print("ok", out.summary, flush=True)
+    except TaskTimeout as exc:
+        print("timeout", exc, flush=True)
+    """
+)
+
+
+def owner(tmp_path: Path, how: str, mark: str, after: float, block: float, timeout: float):
+    """A process that runs the escaper agent through ``run_isolated`` (its public entry)."""
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    args = [how, mark, str(after), str(block), str(timeout)]
+    conftest_dir = str(Path(__file__).parent)
+    return ws, subprocess.Popen(
+        [sys.executable, str(script), conftest_dir, *args],
+        cwd=ws,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_leftovers_of_an_agent_that_returned_are_ended(tmp_path: Path, how: str) -> None:
+    mark = uuid.uuid4().hex
+    ws, proc = owner(tmp_path, how, mark, after=1.0, block=0, timeout=0)
+    out, _ = proc.communicate(timeout=30)
+    assert out.strip() == "ok returned"
+    assert marked(mark) == []
+    time.sleep(1.3)
+    assert not (ws / "late.txt").exists()
+
+
+def test_owner_death_ends_descendants_that_left_the_session(tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex
+    ws, proc = owner(tmp_path, "setsid", mark, after=2.5, block=30, timeout=0)
+    try:
+        assert wait_until(lambda: (ws / "agent.pid").exists() and marked(mark), 15.0)
+        agent = int((ws / "agent.pid").read_text())
+        child = int((ws / "child.pid").read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert wait_until(lambda: not marked(mark), 2.0), marked(mark)
+        assert wait_until(lambda: not alive(agent) and not alive(child), 2.0)
+        time.sleep(1.5)
+        assert not (ws / "late.txt").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_deadline_holds_while_the_owner_is_stopped(tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex
+    ws, proc = owner(tmp_path, "setsid", mark, after=2.0, block=30, timeout=0.6)
+    try:
+        assert wait_until(lambda: (ws / "agent.pid").exists() and marked(mark), 15.0)
+        os.kill(proc.pid, signal.SIGSTOP)  # as a Dask worker stopped past the attempt's end
+        agent = int((ws / "agent.pid").read_text())
+        assert wait_until(lambda: not marked(mark) and not alive(agent), 3.0), marked(mark)
+        os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=15)
+        assert out.startswith("timeout timed out after 0.6s"), out
+        time.sleep(0.5)
+        assert not (ws / "late.txt").exists()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait()
