@@ -3,12 +3,30 @@
 A thread cannot be killed, so an agent whose ``run`` blocks past its deadline
 (a library call that ignores ``ctx.timeout``) would keep running beside the
 next attempt. Agents with ``isolation = "process"`` (the default for agents
-that do not declare otherwise) therefore run in a child forked from the
-worker: a new session (so the whole group can be signalled), a parent-death
-signal (so it dies with the worker), its result serialised to JSON inside the
-child (so a value JSON cannot represent fails that attempt only). The parent
-waits with the attempt's deadline and stop reasons; on either it ends the
-group (TERM, grace, KILL) before the attempt is recorded.
+that do not declare otherwise) therefore run in a process forked from the
+worker, under a keeper:
+
+- the keeper is forked from the worker; it leads a new session (so the whole
+  group can be signalled), gets SIGTERM when the worker dies (parent-death
+  signal, plus a poll of its parent), and is a child subreaper
+  (``PR_SET_CHILD_SUBREAPER``), as :mod:`connectsw.core.reaper` is for a
+  command: a descendant that leaves the group (``setsid``, a daemon's double
+  fork) is re-parented to it and still ended. It runs no agent code: it only
+  waits, so a signal always reaches a process that acts on it;
+- the keeper forks the agent's process, in its group, which runs
+  ``agent.run`` and sends its result serialised to JSON (so a value JSON
+  cannot represent fails that attempt only);
+- when the agent's process exits, on SIGTERM (the worker's stop), the worker's
+  death or the attempt's deadline (which so holds while the worker is stopped),
+  the keeper ends the group and every descendant re-parented to it (TERM,
+  grace, KILL; :func:`connectsw.core.reaper.watch`) and exits.
+
+The worker waits with the attempt's deadline and stop reasons; on either it
+asks the keeper to end everything and waits for it (SIGKILL to the group if
+it has not after the grace and 5 s) before the attempt is recorded (issue 5,
+kind 1). Only the keeper, a fresh single-threaded process, is a subreaper and
+reaps with ``waitpid(-1)``: the worker's other threads' children are not
+touched.
 
 Written here rather than with ``multiprocessing``: its ``fork`` context adds a
 pickling round trip, a resource tracker and no process-group control; the
@@ -32,8 +50,9 @@ from collections.abc import Callable
 from typing import Any
 
 from connectsw.agents.base import AgentOutput, TaskContext
+from connectsw.core import reaper
 from connectsw.core.errors import ConnectSWError, TaskError, TaskTimeout, one_line
-from connectsw.core.supervisor import ProcessRef, stop_group
+from connectsw.core.supervisor import ProcessRef
 from connectsw.plugins.manager import describe_error
 
 #: Largest result (JSON bytes) a child may send back.
@@ -97,18 +116,42 @@ def _non_finite(value: Any, path: str) -> str:
     return ""
 
 
-def _child(agent: Any, ctx: TaskContext, write_fd: int, parent: int) -> None:
-    """In the forked child: run the agent, send its JSON result, exit (never returns)."""
-    code = 0
+def _keeper(
+    agent: Any, ctx: TaskContext, write_fd: int, parent: int, grace: float, deadline: float | None
+) -> None:
+    """In the forked child: lead a new session as a child subreaper, fork the agent's
+    process, end everything when it exits or is stopped (never returns)."""
+    code = 1
     try:
         os.setsid()
+        if not reaper.arm(parent):  # the worker died before the signal was armed
+            os._exit(128 + signal.SIGTERM)
+        keeper = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _child(agent, ctx, write_fd, keeper)
+        os.close(write_fd)
+        code = reaper.watch(parent, pid, grace, deadline)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            reaper.end_all(os.getpid(), grace)
+    finally:
+        os._exit(code)
+
+
+def _child(agent: Any, ctx: TaskContext, write_fd: int, keeper: int) -> None:
+    """In the agent's process (the keeper's child): run the agent, send its JSON
+    result, exit (never returns)."""
+    code = 0
+    try:
         with contextlib.suppress(Exception):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the worker died before the signal was armed
+        if os.getppid() != keeper:  # the keeper died before the signal was armed
             os._exit(1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for sig in reaper.WATCHED:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.WATCHED)
         # What the agent prints goes to stderr: stdout holds only the command's output.
         os.dup2(2, 1)
         sys.stdout = sys.stderr
@@ -147,18 +190,22 @@ def run_isolated(
     on_spawn: Callable[[ProcessRef], None] | None,
     grace: float = GRACE_SECONDS,
 ) -> AgentOutput:
-    """Run ``agent.run(ctx)`` in a forked child; return its output.
+    """Run ``agent.run(ctx)`` in a forked child (under a keeper, see the module); return
+    its output.
 
     ``deadline`` is a ``time.monotonic()`` value. Raises :class:`TaskTimeout`
-    at the deadline, :class:`AttemptStopped` on a stop reason (after the child's
-    process group has ended), :class:`TaskError` when the agent failed or died.
+    at the deadline, :class:`AttemptStopped` on a stop reason, :class:`TaskError`
+    when the agent failed or died; in each case after the agent's process, its
+    group and every descendant that left the group have ended (``grace`` s
+    between TERM and KILL). Descendants left behind by an agent that returned
+    are ended the same way before this returns.
     """
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
-        _child(agent, ctx, write_fd, parent)
+        _keeper(agent, ctx, write_fd, parent, grace, deadline)
     os.close(write_fd)
     chunks: list[bytes] = []
     size = 0
@@ -190,22 +237,24 @@ def run_isolated(
                 if open_pipe:  # drain what the child wrote before exiting
                     while chunk := os.read(read_fd, 65536):
                         chunks.append(chunk)
+                if (
+                    deadline is not None
+                    and os.WIFEXITED(raw)
+                    and os.WEXITSTATUS(raw) == reaper.DEADLINE_EXIT
+                    and time.monotonic() >= deadline
+                ):
+                    stopped = "timeout"  # the keeper kept the deadline (we were stopped?)
                 break
             if stopped is None and deadline is not None and time.monotonic() >= deadline:
                 stopped = "timeout"
             if stopped is None and should_stop is not None:
                 stopped = should_stop()
             if stopped is not None:
-                stop_group(ref, grace)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # in case it had not made its group yet
-                _, status = os.waitpid(pid, 0)
+                status = _end(pid, grace)
                 break
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        if status is None:
+            _end(pid, grace)
         raise
     finally:
         os.close(read_fd)
@@ -218,8 +267,27 @@ def run_isolated(
     return _result(b"".join(chunks), status)
 
 
+def _end(pid: int, grace: float) -> int:
+    """Ask the keeper ``pid`` to end everything (TERM, ``grace`` s, KILL: it is the one that
+    sees re-parented descendants); SIGKILL its group if it has not after ``grace`` + 5 s.
+    Returns its wait status, once it is reaped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace + 5.0
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # in case it had not made its group yet
+    return os.waitpid(pid, 0)[1]
+
+
 def _ref(pid: int) -> ProcessRef:
-    """The forked child's group (it makes itself leader of a new session)."""
+    """The keeper's group (it makes itself leader of a new session)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             start_time = int(fh.read().rsplit(b")", 1)[1].split()[19])
@@ -231,9 +299,11 @@ def _ref(pid: int) -> ProcessRef:
 def _result(data: bytes, status: int | None) -> AgentOutput:
     if not data:
         if status is not None and os.WIFSIGNALED(status):
-            sig = signal.Signals(os.WTERMSIG(status)).name
-            raise TaskError(f"agent process was killed by {sig}")
+            raise TaskError(f"agent process was killed by {_signame(os.WTERMSIG(status))}")
         code = os.WEXITSTATUS(status) if status is not None else "?"
+        if isinstance(code, int) and code > 128 and code - 128 in signal.valid_signals():
+            # The keeper exits with 128 + the signal that ended the agent's process.
+            raise TaskError(f"agent process was killed by {_signame(code - 128)}")
         raise TaskError(f"agent process exited with {code} without a result")
     payload = json.loads(data)
     if "ok" in payload:
@@ -241,6 +311,14 @@ def _result(data: bytes, status: int | None) -> AgentOutput:
     if payload.get("crashed"):
         raise AgentCrashed(payload.get("error") or "agent failed")
     raise TaskError(payload.get("error") or "agent failed")
+
+
+def _signame(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 40`` for a number with no name (real-time signals)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class AgentCrashed(TaskError):

@@ -109,15 +109,22 @@ def _signal_all(me, sig):
 def end_all(me, grace):
     """TERM the group and our re-parented descendants, wait ``grace`` s, KILL the rest.
 
-    ``me`` is this process's pid, its group's leader and a child subreaper. Also
-    used by :mod:`connectsw.core.isolation` for a process-isolated agent."""
+    ``me`` is this process's pid, its group's leader and a child subreaper. A
+    descendant re-parented to us during the grace (its parent just died of the
+    TERM) gets its TERM then. Also used by :mod:`connectsw.core.isolation` (through
+    :func:`watch`) for a process-isolated agent."""
     if not _reap():
         return
+    termed = set(_leftovers(me))
     _signal_all(me, signal.SIGTERM)
     end = time.monotonic() + grace
     while time.monotonic() < end:
         if not _reap():
             return
+        for pid in _leftovers(me):
+            if pid not in termed:
+                termed.add(pid)
+                _send(os.kill, pid, signal.SIGTERM)
         time.sleep(0.02)
     for _ in range(50):
         _signal_all(me, signal.SIGKILL)
@@ -132,35 +139,25 @@ def _code(status):
     return os.waitstatus_to_exitcode(status)
 
 
-def main(argv):
-    owner = int(argv[1])
-    grace = float(argv[2])
-    env = dict(os.environ)
-    env.pop("LC_CTYPE", None)
-    if argv[3].startswith("="):
-        env["LC_CTYPE"] = argv[3][1:]
-    deadline = None if argv[4] == "-" else float(argv[4])
-    command = argv[6:]
-    me = os.getpid()
-    # An ignored SIGCHLD survives exec and would reap the command behind our back.
+def arm(owner):
+    """Make this process a keeper of what it will start: block the watched signals
+    (:func:`watch` takes them), SIGTERM when ``owner`` (our parent) dies, child
+    subreaper. False when the owner has already gone (then start nothing)."""
+    # An ignored SIGCHLD survives exec and fork and would reap children behind our back.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    if os.getppid() != owner:
-        return 128 + signal.SIGTERM
-    try:
-        child = os.posix_spawnp(
-            command[0],
-            command,
-            env,
-            setsigmask=(),
-            # Python ignores SIGPIPE and SIGXFSZ; the command gets the defaults.
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *WATCHED),
-        )
-    except OSError as exc:
-        sys.stderr.write(f"cannot run {command[0]}: {exc.strerror}\n")
-        return 127
+    return os.getppid() == owner
+
+
+def watch(owner, child, grace, deadline):
+    """Wait for ``child``; end the group and every re-parented descendant (:func:`end_all`)
+    when it exits, on a watched signal, when ``owner`` dies or at ``deadline`` (a
+    ``time.monotonic()`` value or None). Returns the exit code for this process: the
+    child's (``128 + signal`` when a signal ended it), ``128 + signal`` when stopped,
+    :data:`DEADLINE_EXIT` at the deadline. Call :func:`arm` first."""
+    me = os.getpid()
     while True:
         wait = OWNER_POLL
         if deadline is not None:
@@ -187,6 +184,32 @@ def main(argv):
             stop = info.si_signo
         end_all(me, grace)
         return 128 + stop
+
+
+def main(argv):
+    owner = int(argv[1])
+    grace = float(argv[2])
+    env = dict(os.environ)
+    env.pop("LC_CTYPE", None)
+    if argv[3].startswith("="):
+        env["LC_CTYPE"] = argv[3][1:]
+    deadline = None if argv[4] == "-" else float(argv[4])
+    command = argv[6:]
+    if not arm(owner):
+        return 128 + signal.SIGTERM
+    try:
+        child = os.posix_spawnp(
+            command[0],
+            command,
+            env,
+            setsigmask=(),
+            # Python ignores SIGPIPE and SIGXFSZ; the command gets the defaults.
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *WATCHED),
+        )
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {command[0]}: {exc.strerror}\n")
+        return 127
+    return watch(owner, child, grace, deadline)
 
 
 if __name__ == "__main__":
