@@ -52,7 +52,7 @@ from typing import Any
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import reaper
 from connectsw.core.errors import ConnectSWError, TaskError, TaskTimeout, one_line
-from connectsw.core.supervisor import ProcessRef
+from connectsw.core.supervisor import ProcessRef, open_pidfd
 from connectsw.plugins.manager import describe_error
 
 #: Largest result (JSON bytes) a child may send back.
@@ -211,26 +211,32 @@ def run_isolated(
     size = 0
     stopped: str | None = None
     status: int | None = None
+    exited = open_pidfd(pid)
     try:
         ref = _ref(pid)
         if on_spawn is not None:
             on_spawn(ref)
         open_pipe = True
         while True:
-            if open_pipe:
-                ready, _, _ = select.select([read_fd], [], [], POLL_SECONDS)
-                if ready:
-                    chunk = os.read(read_fd, 65536)
-                    if not chunk:
-                        open_pipe = False
-                    else:
-                        size += len(chunk)
-                        if size > MAX_RESULT_BYTES:
-                            stopped = "too large"
-                        else:
-                            chunks.append(chunk)
+            # The keeper's pidfd wakes us when it exits (no polling delay on every agent).
+            fds = [read_fd] if open_pipe else []
+            if exited is not None:
+                fds.append(exited)
+            if fds:
+                ready, _, _ = select.select(fds, [], [], POLL_SECONDS)
             else:
+                ready = []
                 time.sleep(POLL_SECONDS)
+            if read_fd in ready:
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    open_pipe = False
+                else:
+                    size += len(chunk)
+                    if size > MAX_RESULT_BYTES:
+                        stopped = "too large"
+                    else:
+                        chunks.append(chunk)
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = raw
@@ -258,6 +264,8 @@ def run_isolated(
         raise
     finally:
         os.close(read_fd)
+        if exited is not None:
+            os.close(exited)
     if stopped == "timeout":
         raise TaskTimeout(f"timed out after {ctx.timeout:g}s" if ctx.timeout else "timed out")
     if stopped == "too large":

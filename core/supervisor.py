@@ -503,7 +503,9 @@ def _end(proc: subprocess.Popen[bytes], grace: float) -> None:
         _killpg(proc.pid, signal.SIGKILL)
 
 
-def _pidfd(pid: int) -> int | None:
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd of child ``pid`` (readable once it exits: ``select`` wakes without
+    polling), or None where Linux < 5.3 or not Linux. The caller closes it."""
     try:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -528,7 +530,7 @@ def _supervise(
     for fd in reading:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ, "out")
-    pidfd = _pidfd(proc.pid)
+    pidfd = open_pidfd(proc.pid)
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ, "exit")
     pending = memoryview(stdin or b"")

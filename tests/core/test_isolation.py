@@ -17,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from connectsw.agents.base import Agent, AgentOutput, TaskContext
 from connectsw.conf.settings import Settings
 from connectsw.core.engine import Engine
-from connectsw.core.models import Execution, ExecutionStatus, TaskStatus
+from connectsw.core.errors import TaskError
+from connectsw.core.isolation import run_isolated
+from connectsw.core.models import Execution, ExecutionStatus, Request, TaskSpec, TaskStatus
+from connectsw.core.supervisor import ProcessRef
 
 Submit = Callable[..., Execution]
 HOW = ["setsid", "new-session", "daemon"]
@@ -237,3 +241,46 @@ def test_the_deadline_holds_while_the_owner_is_stopped(tmp_path: Path) -> None:
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
             proc.wait()
+
+
+class KillsItself(Agent):
+    name = "kills-itself"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return AgentOutput()
+
+
+class Quick(Agent):
+    name = "quick"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        return AgentOutput(summary=f"ran in {os.getpid()}")
+
+
+def context(ws: Path) -> TaskContext:
+    return TaskContext(
+        execution_id="x",
+        task=TaskSpec(id="t", agent="t"),
+        workspace=ws,
+        request=Request(command="run"),
+    )
+
+
+def test_an_agent_killed_by_a_signal_is_reported_so(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="^agent process was killed by SIGKILL$"):
+        run_isolated(
+            KillsItself(), context(tmp_path), deadline=None, should_stop=None, on_spawn=None
+        )
+
+
+def test_the_agent_runs_in_the_keepers_group_and_both_are_gone_after(tmp_path: Path) -> None:
+    refs: list[ProcessRef] = []
+    out = run_isolated(
+        Quick(), context(tmp_path), deadline=None, should_stop=None, on_spawn=refs.append
+    )
+    agent = int(out.summary.rsplit(" ", 1)[1])
+    (ref,) = refs
+    assert agent not in (os.getpid(), ref.pid)
+    assert ref.pgid == ref.pid  # the keeper leads the group a stop signals
+    assert not alive(agent) and not alive(ref.pid)

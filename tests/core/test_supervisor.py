@@ -146,6 +146,19 @@ def test_a_descendant_that_left_the_group_is_ended(tmp_path: Path) -> None:
     assert wait_until(lambda: not alive(pid), 3.0)
 
 
+def test_a_descendant_re_parented_during_the_grace_gets_its_term(tmp_path: Path) -> None:
+    # The group's TERM kills the outer sh; its setsid'd child is then re-parented to the
+    # reaper, which TERMs it at once (its trap runs) rather than KILLing it after the grace.
+    inner = "trap 'echo termed > termed.txt; exit 0' TERM; sleep 30 & wait"
+    command = f'setsid sh -c "{inner}" & echo started > started.txt; sleep 30'
+    start = time.monotonic()
+    out = supervisor.run(command, cwd=tmp_path, shell=True, deadline=start + 0.5, grace=5.0)
+    assert out.stopped == "timeout"
+    assert time.monotonic() - start < 3.0
+    assert (tmp_path / "started.txt").exists()
+    assert (tmp_path / "termed.txt").read_text() == "termed\n"
+
+
 def test_command_killed_by_a_signal(tmp_path: Path) -> None:
     out = supervisor.run("kill -9 $$", cwd=tmp_path, shell=True)
     assert out.returncode == 128 + signal.SIGKILL
