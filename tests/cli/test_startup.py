@@ -28,8 +28,17 @@ except SystemExit as exc:
     code = exc.code
 watched = json.loads(sys.argv[2])
 heavy = sorted(w for w in watched if any(m == w or m.startswith(w + ".") for m in sys.modules))
+built = []  # models of core.models whose validator was built (defer_build: on first use)
+models = sys.modules.get("connectsw.core.models")
+if models is not None:
+    todo = [models.ApiModel]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__ == models.__name__ and cls.__pydantic_complete__:
+            built.append(cls.__name__)
 with open(sys.argv[3], "w") as f:
-    json.dump({"code": code, "heavy": heavy}, f)
+    json.dump({"code": code, "heavy": heavy, "built": sorted(built)}, f)
 """
 
 
@@ -109,3 +118,22 @@ def test_status_imports_no_plugin_machinery_or_client(tmp_path: Path) -> None:
     watched = (*HEAVY, "pluggy", "limits", "urllib.request", "rich.progress", "importlib.metadata")
     found = probe(["status"], tmp_path, watched)["heavy"]
     assert found in ([], ["importlib.metadata"]), found  # pydantic may look for its plugins
+
+
+@pytest.mark.parametrize("args", [["plugins"], ["status"]], ids=["plugins", "status"])
+def test_light_commands_build_no_model_validator(args: list[str], tmp_path: Path) -> None:
+    """core.models' classes are ``defer_build``: importing them builds no validator
+    (about 50 ms for all of them); ``status`` on an empty store validates nothing."""
+    assert probe(args, tmp_path)["built"] == []
+
+
+def test_the_probe_sees_built_models(tmp_path: Path) -> None:
+    """The probe itself works: ``run`` validates a plan, so Plan's validator is built."""
+    (tmp_path / "g.yaml").write_text("name: tiny\ntasks:\n  - {id: only, agent: noop}\n")
+    ran = probe(
+        ["run", "g.yaml", "--yes", "--json"],
+        tmp_path,
+        CONNECTSW_DASK__PROCESSES="false",
+        CONNECTSW_DASK__N_WORKERS="1",
+    )
+    assert "Plan" in ran["built"]  # type: ignore[operator]
