@@ -20,7 +20,18 @@ HEAVY = ("dask", "distributed", "lancedb", "duckdb", "aiohttp")
 SETTINGS_MODULES = ("connectsw.conf.", "connectsw.licensing.tiers:")
 
 PROBE = """
-import json, sys
+import importlib.metadata, json, sys
+
+scans = []  # the groups of importlib.metadata.entry_points calls (each reads every dist)
+_entry_points = importlib.metadata.entry_points
+
+
+def counted(**params):
+    scans.append(params.get("group"))
+    return _entry_points(**params)
+
+
+importlib.metadata.entry_points = counted
 from connectsw.cli.main import main
 
 code = 0
@@ -39,7 +50,7 @@ while todo:
     if cls.__module__.startswith("connectsw.") and cls.__pydantic_complete__:
         built.append(f"{cls.__module__}:{cls.__name__}")
 with open(sys.argv[3], "w") as f:
-    json.dump({"code": code, "heavy": heavy, "built": sorted(built)}, f)
+    json.dump({"code": code, "heavy": heavy, "built": sorted(built), "scans": scans}, f)
 """
 
 
@@ -140,3 +151,9 @@ def test_the_probe_sees_built_models(tmp_path: Path) -> None:
         CONNECTSW_DASK__N_WORKERS="1",
     )
     assert "connectsw.core.models:Plan" in ran["built"]  # type: ignore[operator]
+
+
+def test_plugins_reads_the_entry_points_once(tmp_path: Path) -> None:
+    """Each look through the installed distributions' entry points reads every one of
+    them: ``plugins`` loads the plugins first, so asking for their commands reads none."""
+    assert probe(["plugins"], tmp_path)["scans"] == ["connectsw"]
