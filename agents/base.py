@@ -32,9 +32,12 @@ def in_git_dir(parts: Iterable[str]) -> bool:
 
 
 class AgentOutput(BaseModel):
-    """What ``Agent.run`` returns: a summary, JSON outputs for dependents, artifacts."""
+    """What ``Agent.run`` returns: a summary, JSON outputs for dependents, artifacts.
 
-    model_config = ConfigDict(extra="forbid")
+    ``defer_build`` (as core.models' ApiModel): the validator is built on first use,
+    so listing agents (``connectsw plugins``) builds none."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     summary: str = ""
     outputs: dict[str, Any] = Field(default_factory=dict)
@@ -44,9 +47,13 @@ class AgentOutput(BaseModel):
 
 
 class AgentInput(BaseModel):
-    """Base for an agent's ``input_model``: the task's ``with`` block, unknown keys refused."""
+    """Base for an agent's ``input_model``: the task's ``with`` block, unknown keys refused.
 
-    model_config = ConfigDict(extra="forbid")
+    Subclasses are ``defer_build``: the validator is built when the planner first
+    validates a task's ``with`` (a model that cannot be built is then the plugin's
+    error, core/planner.py), not when the agent's module is imported."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 @dataclass

@@ -16,9 +16,22 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("dask", "distributed", "lancedb", "duckdb", "aiohttp")
+# Models built whenever settings are read (status reads them).
+SETTINGS_MODULES = ("connectsw.conf.", "connectsw.licensing.tiers:")
 
 PROBE = """
-import json, sys
+import importlib.metadata, json, sys
+
+scans = []  # the groups of importlib.metadata.entry_points calls (each reads every dist)
+_entry_points = importlib.metadata.entry_points
+
+
+def counted(**params):
+    scans.append(params.get("group"))
+    return _entry_points(**params)
+
+
+importlib.metadata.entry_points = counted
 from connectsw.cli.main import main
 
 code = 0
@@ -28,8 +41,16 @@ except SystemExit as exc:
     code = exc.code
 watched = json.loads(sys.argv[2])
 heavy = sorted(w for w in watched if any(m == w or m.startswith(w + ".") for m in sys.modules))
+built = []  # connectsw's pydantic models whose validator was built (defer_build: on first use)
+pydantic = sys.modules.get("pydantic")
+todo = [pydantic.BaseModel] if pydantic is not None else []
+while todo:
+    cls = todo.pop()
+    todo.extend(cls.__subclasses__())
+    if cls.__module__.startswith("connectsw.") and cls.__pydantic_complete__:
+        built.append(f"{cls.__module__}:{cls.__name__}")
 with open(sys.argv[3], "w") as f:
-    json.dump({"code": code, "heavy": heavy}, f)
+    json.dump({"code": code, "heavy": heavy, "built": sorted(built), "scans": scans}, f)
 """
 
 
@@ -109,3 +130,30 @@ def test_status_imports_no_plugin_machinery_or_client(tmp_path: Path) -> None:
     watched = (*HEAVY, "pluggy", "limits", "urllib.request", "rich.progress", "importlib.metadata")
     found = probe(["status"], tmp_path, watched)["heavy"]
     assert found in ([], ["importlib.metadata"]), found  # pydantic may look for its plugins
+
+
+@pytest.mark.parametrize("args", [["plugins"], ["status"]], ids=["plugins", "status"])
+def test_light_commands_build_no_model_validator(args: list[str], tmp_path: Path) -> None:
+    """core.models' and the agents' models are ``defer_build``: importing them builds no
+    validator (about 50 ms for core.models); ``status`` on an empty store validates
+    nothing but its settings."""
+    built = probe(args, tmp_path)["built"]
+    assert [b for b in built if not b.startswith(SETTINGS_MODULES)] == [], built
+
+
+def test_the_probe_sees_built_models(tmp_path: Path) -> None:
+    """The probe itself works: ``run`` validates a plan, so Plan's validator is built."""
+    (tmp_path / "g.yaml").write_text("name: tiny\ntasks:\n  - {id: only, agent: noop}\n")
+    ran = probe(
+        ["run", "g.yaml", "--yes", "--json"],
+        tmp_path,
+        CONNECTSW_DASK__PROCESSES="false",
+        CONNECTSW_DASK__N_WORKERS="1",
+    )
+    assert "connectsw.core.models:Plan" in ran["built"]  # type: ignore[operator]
+
+
+def test_plugins_reads_the_entry_points_once(tmp_path: Path) -> None:
+    """Each look through the installed distributions' entry points reads every one of
+    them: ``plugins`` loads the plugins first, so asking for their commands reads none."""
+    assert probe(["plugins"], tmp_path)["scans"] == ["connectsw"]
