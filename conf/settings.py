@@ -684,8 +684,9 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
             unreadable, larger than :data:`MAX_CONFIG_BYTES`, not valid text, or a
             TOML syntax error with its line and column.
     """
-    if not required and not path.exists() and not textfiles.is_broken_link(path):
-        return {}
+    with textfiles.check_path(f"config file {path}", ConfigError):
+        if not required and not path.exists() and not textfiles.is_broken_link(path):
+            return {}
     try:
         data = textfiles.read_bytes(path, MAX_CONFIG_BYTES)
         if len(data) > MAX_CONFIG_BYTES:
