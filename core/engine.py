@@ -169,9 +169,15 @@ class Engine:
     ) -> Execution:
         """Plan ``request`` and persist it as a pending execution (nothing runs yet);
         ``license_id`` names the license that owns it (server mode), ``execution_id``
-        the id to use (default: a new one)."""
+        the id to use (default: a new one).
+
+        Input errors are refused before anything is stored (exit 2, nothing left to
+        resume): the configuration (:meth:`check_config`), the plan, and a workspace
+        that cannot be used (a file, under a file, not writable, a name too long:
+        :func:`connectsw.core.workspace.check_usable`, which creates it)."""
         self.check_config()
         execution = self.plan(request, workspace, license_id=license_id, **options)
+        git.check_usable(workspace)
         if execution_id is not None:
             execution.id = execution_id
         plan = execution.plan
