@@ -61,6 +61,9 @@ class DaskSettings(_Section):
     scheduler_address: str = ""
     connect_timeout: PositiveSeconds = Field(10.0, le=300)
     """Seconds to reach an external scheduler, above 0 and at most 300."""
+    worker_wait: PositiveSeconds = Field(30.0, le=3600)
+    """Seconds a cluster may have no worker: at connect (an external scheduler must have
+    one within it) and while a stage runs (then the stage fails), above 0, at most 3600."""
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(2, ge=1)
     processes: bool = True

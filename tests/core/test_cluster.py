@@ -251,3 +251,15 @@ def test_local_cluster_workers_end_when_their_parent_is_killed(tmp_path: Path) -
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_scheduler_without_workers_is_refused_after_the_worker_wait(
+    bare_scheduler: str,
+) -> None:
+    """Trial 6 (issue 5, kinds 1 and 10): ``run`` waited for ever, past every timeout."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        connect(DaskSettings(scheduler_address=bare_scheduler, connect_timeout=5, worker_wait=1))
+    assert str(info.value) == f"no Dask workers at {bare_scheduler} after 1 s"
+    assert info.value.__cause__ is None
+    assert time.monotonic() - started < 8
