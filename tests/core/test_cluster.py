@@ -138,12 +138,12 @@ def test_port_answering_garbage_is_refused() -> None:
     assert "answered, but not as a Dask scheduler does" in text
 
 
-def scheduler(allowed_failures: int | None) -> LocalCluster:
+def scheduler(allowed_failures: int | None, n_workers: int = 0) -> LocalCluster:
     kwargs: dict[str, object] = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
     if allowed_failures is not None:
         kwargs["allowed_failures"] = allowed_failures
     return LocalCluster(
-        n_workers=0,
+        n_workers=n_workers,
         processes=False,
         protocol="tcp://",
         host="127.0.0.1",
@@ -160,7 +160,7 @@ def test_external_scheduler_that_re_runs_tasks_is_refused() -> None:
 
 
 def test_external_scheduler_with_allowed_failures_zero_is_used() -> None:
-    with scheduler(0) as cluster:
+    with scheduler(0, n_workers=1) as cluster:  # a worker: none is refused (trial 6)
         client, local = connect(
             DaskSettings(scheduler_address=cluster.scheduler_address, connect_timeout=5)
         )
