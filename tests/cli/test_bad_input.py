@@ -201,3 +201,15 @@ def test_a_settings_path_the_system_refuses_is_one_line_exit_2(
     code, err = run_cli(capsys, "run", str(tmp_path / "g.yaml"), "--yes", "-w", str(tmp_path / "w"))
     assert code == ExitCode.INVALID_INPUT, err
     assert one_line_error(err).endswith("name too long")
+
+
+def test_a_data_dir_the_system_refuses_is_a_store_error_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a data dir under a file (exit 6); it was "not readable credentials: `connectsw
+    login` again" (a name too long is no login problem)."""
+    monkeypatch.setenv("CONNECTSW_DATA_DIR", str(tmp_path / LONG))
+    code, err = run_cli(capsys, "status")
+    assert code == ExitCode.STORE, err
+    line = one_line_error(err)
+    assert line.endswith("name too long") and "login" not in line, line
