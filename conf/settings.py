@@ -65,6 +65,9 @@ class DaskSettings(_Section):
     scheduler_address: str = ""
     connect_timeout: PositiveSeconds = Field(10.0, le=300)
     """Seconds to reach an external scheduler, above 0 and at most 300."""
+    worker_wait: PositiveSeconds = Field(30.0, le=3600)
+    """Seconds a cluster may have no worker: at connect (an external scheduler must have
+    one within it) and while a stage runs (then the stage fails), above 0, at most 3600."""
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(2, ge=1)
     processes: bool = True
@@ -764,8 +767,9 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
             unreadable, larger than :data:`MAX_CONFIG_BYTES`, not valid text, or a
             TOML syntax error with its line and column.
     """
-    if not required and not path.exists() and not textfiles.is_broken_link(path):
-        return {}
+    with textfiles.check_path(f"config file {path}", ConfigError):
+        if not required and not path.exists() and not textfiles.is_broken_link(path):
+            return {}
     try:
         data = textfiles.read_bytes(path, MAX_CONFIG_BYTES)
         if len(data) > MAX_CONFIG_BYTES:

@@ -299,6 +299,7 @@ channel = "#builds"
 
 DURATIONS = [
     ("dask", "connect_timeout"),
+    ("dask", "worker_wait"),
     ("engine", "retry_backoff"),
     ("engine", "retry_backoff_max"),
     ("engine", "default_timeout"),
