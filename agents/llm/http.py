@@ -18,7 +18,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
@@ -117,7 +116,10 @@ def read_key(env_name: str, key_file: Path | None) -> tuple[str | None, str]:
     :data:`MAX_KEY_FILE_BYTES`. Raises :class:`LLMError` when it cannot be read, is
     larger or is not text (never quoting it).
     """
-    value = os.environ.get(env_name, "").strip()
+    from connectsw.core.supervisor import engine_getenv
+
+    # os.environ, or the engine's copy in a process-isolated agent (which has not it).
+    value = engine_getenv(env_name).strip()
     if value:
         return value, f"the environment variable {env_name}"
     if key_file is not None:
