@@ -120,10 +120,19 @@ def with_retries(op: Callable[[], Any]) -> Any:
 _SOURCE_PLACE = re.compile(r",?\s*\(?(?:/|[A-Za-z]:\\)\S*?\.rs:\d+(?::\d+)?\)?")
 
 
-def lance_message(exc: BaseException) -> str:
+def lance_message(exc: BaseException, uri: str = "") -> str:
     """``exc`` on one line without the Rust source places LanceDB appends
-    (``, /root/.cargo/registry/src/.../conflict_resolver.rs:926:34``)."""
-    return _SOURCE_PLACE.sub("", one_line(exc)).strip()
+    (``, /root/.cargo/registry/src/.../conflict_resolver.rs:926:34``), nor the secrets of
+    the database's ``uri`` (``memory.url``: a password, ``?sig=``..., masked by
+    core/redact.py's one rule for URLs)."""
+    from connectsw.core.redact import mask_secret, redact, url_secrets
+
+    text = _SOURCE_PLACE.sub("", one_line(exc)).strip()
+    if "://" in uri:
+        text = text.replace(uri, redact(uri))
+        for secret in sorted(url_secrets(uri), key=len, reverse=True):
+            text = mask_secret(text, secret)
+    return text
 
 
 def quote(value: str) -> str:
@@ -191,9 +200,14 @@ class MemoryTable:
                 uri, read_consistency_interval=timedelta(0), session=self._session
             )
         except Exception as exc:
-            raise StoreError(f"memory database could not be opened: {lance_message(exc)}") from None
+            raise self._failed("memory database could not be opened", exc) from None
         self._table: Any = None
         self._reader: Any = None  # the table's async handle, for searches
+
+    def _failed(self, what: str, exc: BaseException) -> StoreError:
+        """``what: LanceDB's message`` (:func:`lance_message`: no Rust source place, no
+        secret of the database's URL)."""
+        return StoreError(f"{what}: {lance_message(exc, self.uri)}")
 
     # -- table -------------------------------------------------------------------
     def table(self, create: bool = False) -> Any:
@@ -201,14 +215,24 @@ class MemoryTable:
         with self._lock:
             if self._table is None:
                 try:
-                    if self.name in self._names():
-                        self._table = self.db.open_table(self.name)
-                    elif create:
-                        self._table = with_retries(self._create)
+                    table = self._open() if self.name in self._names() else None
+                    if table is None and create:
+                        table = with_retries(self._create)
+                    self._table = table
                 except Exception as exc:
-                    message = lance_message(exc)
-                    raise StoreError(f"memory table could not be opened: {message}") from None
+                    raise self._failed("memory table could not be opened", exc) from None
             return self._table
+
+    def _open(self) -> Any:
+        """The listed table; None while another process is creating it (its folder is
+        listed before its first version is committed: LanceDB says it "was not found",
+        and tells the same case by the same words in lancedb/db.py)."""
+        try:
+            return self.db.open_table(self.name)
+        except Exception as exc:
+            if "was not found" in str(exc) or "Table not found" in str(exc):
+                return None
+            raise
 
     def _create(self) -> Any:
         """Create the table, or open it when another process did (first writes of a
@@ -284,7 +308,7 @@ class MemoryTable:
             try:
                 with_retries(lambda: table.add(data))
             except Exception as exc:
-                raise StoreError(f"memory could not be written: {lance_message(exc)}") from None
+                raise self._failed("memory could not be written", exc) from None
             self._upkeep(table)
 
     def update(self, where: str, values: dict[str, Any]) -> None:
@@ -297,7 +321,7 @@ class MemoryTable:
             try:
                 with_retries(lambda: table.update(where=where, values=values))
             except Exception as exc:
-                raise StoreError(f"memory could not be updated: {lance_message(exc)}") from None
+                raise self._failed("memory could not be updated", exc) from None
             self._upkeep(table)
 
     def _upkeep(self, table: Any) -> None:
@@ -311,7 +335,7 @@ class MemoryTable:
             log.warning(
                 "memory: the rows are written, but their indexes could not be updated"
                 " (the next write tries again): %s",
-                lance_message(exc),
+                lance_message(exc, self.uri),
             )
 
     def _indexes(self, table: Any) -> set[str]:
@@ -398,7 +422,7 @@ class MemoryTable:
             query = table.search().where(where).select(list(COLUMNS)).limit(count)
             return list(query.to_list())
         except Exception as exc:
-            raise StoreError(f"memory could not be read: {lance_message(exc)}") from None
+            raise self._failed("memory could not be read", exc) from None
 
     def nearest(self, vector: np.ndarray, where: str) -> tuple[dict[str, Any], float] | None:
         """The row matching ``where`` most similar to ``vector``, and its cosine similarity."""
@@ -429,7 +453,7 @@ class MemoryTable:
         try:
             return self._read(query) or []
         except Exception as exc:
-            raise StoreError(f"memory could not be searched: {lance_message(exc)}") from None
+            raise self._failed("memory could not be searched", exc) from None
 
     def _vector_query(
         self, table: Any, vector: np.ndarray, where: str, limit: int, columns: list[str]
@@ -477,7 +501,7 @@ class MemoryTable:
         try:
             found = self._read(query)
         except Exception as exc:
-            raise StoreError(f"memory could not be searched: {lance_message(exc)}") from None
+            raise self._failed("memory could not be searched", exc) from None
         if not found:
             return []
         fused: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -552,5 +576,5 @@ class MemoryTable:
                 warnings.simplefilter("ignore", UserWarning)  # "removes every version"
                 table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
         except Exception as exc:
-            raise StoreError(f"memory could not be erased: {lance_message(exc)}") from None
+            raise self._failed("memory could not be erased", exc) from None
         return count, table

@@ -195,3 +195,15 @@ def test_lance_messages_name_no_rust_source_place() -> None:
     assert lance_message(RuntimeError(raw)) == (
         "lance error: Retryable commit conflict for version 4: preempted. Please retry."
     )
+
+
+def test_lance_messages_hide_the_secrets_of_memory_url() -> None:
+    """Issue 5, kind 8: ``memory.url`` may be an object-storage URL holding a password
+    or a signed query (``?sig=``); LanceDB's errors quote it."""
+    from connectsw.core.memory_store import lance_message
+
+    uri = "az://u:Pw9SECRET@acct/memory?sv=2024&sig=Sg9SECRET%2Fx"
+    raw = f"lance error: Dataset at path {uri} was not found: sig=Sg9SECRET/x"
+    message = lance_message(RuntimeError(raw), uri)
+    assert "Pw9SECRET" not in message and "Sg9SECRET" not in message, message
+    assert "az://u:***@acct/memory?sv=2024&sig=***" in message, message
