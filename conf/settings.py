@@ -502,6 +502,15 @@ class LLMEndpointSettings(_Section):
             ok = False
         if not ok:  # the value is not quoted: it may hold credentials
             raise ValueError("expected an http:// or https:// URL with a host")
+        if "@" in value:
+            # aiohttp refuses a user:password in the URL beside the key's header, and a
+            # "@" in the query makes the user name ambiguous (core/redact.py splits at
+            # the last "@"): refused, never quoted.
+            raise ValueError(
+                "a user name or password in the URL is not supported (the key is sent"
+                " by api_key_env or api_key_file); write any other '@' as %40."
+                " The URL is not shown"
+            )
         return value
 
 

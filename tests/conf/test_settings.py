@@ -635,3 +635,19 @@ def test_a_setting_given_twice_is_one_line_and_exit_2_on_the_command_line(tmp_pa
             "CONNECTSW_ENGINE__DEFAULT_RETRIES and connectsw_engine__default_retries "
             "(give each setting once)"
         ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:Pw9SECRET@127.0.0.1:9/v1", "http://Pw9SECRET@h/v1", "http://h/v1?a=Pw9SECRET@x"],
+)
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_llm_base_url_with_credentials_is_refused_unquoted(url: str, provider: str) -> None:
+    """Trial 6 (issue 5, kind 10): a user:password in ``base_url`` passed the settings and
+    then failed every task with aiohttp's ``ValueError: Cannot combine AUTHORIZATION
+    header with AUTH argument or credentials encoded in URL``."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(llm={provider: {"base_url": url}})
+    message = str(info.value)
+    assert message.startswith(f"invalid settings: llm.{provider}.base_url: Value error, a user")
+    assert "Pw9SECRET" not in message and "\n" not in message
