@@ -205,10 +205,22 @@ def run_isolated(
     """
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    # The keeper takes its signals with sigtimedwait, so no thread of it may take them
+    # instead: a library's at-fork handler may start one in the child (lancedb's
+    # runtime does), which inherits the mask of the thread that forks. Blocked here,
+    # before the fork, they stay blocked in every thread of the keeper; a SIGTERM the
+    # keeper sends its own group would otherwise kill it before it ends what left the
+    # group. Restored in this thread once forked.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, reaper.WATCHED)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
         _keeper(agent, ctx, write_fd, parent, grace, deadline)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_fd)
     chunks: list[bytes] = []
     size = 0

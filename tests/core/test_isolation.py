@@ -100,6 +100,44 @@ def test_timeout_ends_descendants_that_left_the_session(
     assert not (ws / "late.txt").exists()
 
 
+def test_a_thread_an_at_fork_handler_starts_does_not_take_the_keepers_signals(
+    engine: Engine, submit_graph: Submit, tmp_path: Path, settings: Settings
+) -> None:
+    """lancedb restarts its runtime in a forked child (an at-fork handler starts a
+    thread there). Once it is loaded in the worker, that thread took the SIGTERM the
+    keeper sends its own group at the deadline and killed the keeper before it ended
+    what left the group: "agent process was killed by SIGTERM", the setsid'd process
+    left running."""
+    from connectsw.core.memory import open_memory
+
+    memory = open_memory(
+        settings.model_copy(
+            update={"memory": settings.memory.model_copy(update={"embedder": "hashing"})}
+        )
+    )
+    memory.remember("p", "decision", "lancedb's runtime is running in this process", user="u")
+    ws = tmp_path / "ws"
+    mark = uuid.uuid4().hex
+    ex = submit_graph(
+        {
+            "name": "escaper-after-lancedb",
+            "tasks": [
+                {
+                    "id": "e",
+                    "agent": "escaper",
+                    "timeout": 0.4,
+                    "retries": 0,
+                    "with": {"how": "setsid", "mark": mark, "after": 1.5},
+                }
+            ],
+        },
+        workspace=ws,
+    )
+    done = engine.run(ex.id)
+    assert "timed out after 0.4s" in (done.error or "")
+    assert marked(mark) == []
+
+
 def test_cancel_ends_descendants_that_left_the_session(
     engine: Engine,
     submit_graph: Submit,
