@@ -215,7 +215,8 @@ class Engine:
         ``cancelled`` before the lease is released. Raises
         :class:`~connectsw.core.errors.LeaseLost` if another process took the
         execution over meanwhile (this one then stopped its work), and
-        :class:`InvalidState` if a live process runs it.
+        :class:`~connectsw.core.errors.HeldElsewhere` (an :class:`InvalidState`)
+        if a live process runs it or claimed it first.
         """
         execution = self.get(execution_id)
         if execution.status not in RUNNABLE:
