@@ -68,3 +68,67 @@ def test_plan_only_leaves_no_execution(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "g.yaml").write_text(GRAPH)
     cli("run", "g.yaml", "--plan-only", ok=True)
     assert cli("status", "--json", ok=True).json() == []
+
+
+MOVED_GRAPH = """
+name: moved
+tasks:
+  - {id: a, agent: shell, with: {command: "echo important > a.txt", outputs: [a.txt]}}
+  - {id: b, agent: shell, needs: [a], with: {command: "cat a.txt > b.txt", outputs: [b.txt]}}
+checkpoints:
+  - {after: [a], question: "Go on?"}
+"""
+
+
+def _at_checkpoint(cli: Cli, tmp_path: Path) -> str:
+    (tmp_path / "g.yaml").write_text(MOVED_GRAPH)
+    res = cli("run", "g.yaml", "--json", "-w", tmp_path / "ws", ok=True)
+    assert res.json()["status"] == "awaiting_checkpoint"
+    return str(res.execution_id)
+
+
+def test_a_workspace_moved_at_a_checkpoint_is_not_recreated(cli: Cli, tmp_path: Path) -> None:
+    """Issue 5, kind 11/10: ``mv ws ws-moved`` at a checkpoint, then ``approve``: the
+    engine says the workspace is gone (exit 2, one line) and re-creates nothing; once
+    it is back, ``resume`` runs stage 2 in it."""
+    eid = _at_checkpoint(cli, tmp_path)
+    ws = tmp_path / "ws"
+    ws.rename(tmp_path / "ws-moved")
+    res = cli("approve", eid)
+    assert res.returncode == ExitCode.INVALID_INPUT, str(res)
+    line = res.error_line()
+    assert "is gone" in line and str(ws) in line, line
+    assert not ws.exists()
+    assert not (tmp_path / "ws-moved" / "b.txt").exists()
+    (tmp_path / "ws-moved").rename(ws)
+    assert cli("resume", eid, "--json", ok=True).json()["status"] == "completed"
+    assert (ws / "b.txt").read_text() == "important\n"
+
+
+def test_a_workspace_replaced_by_another_repository_is_refused(cli: Cli, tmp_path: Path) -> None:
+    """The same path, but a new repository without the execution's commits: exit 2."""
+    import shutil
+
+    eid = _at_checkpoint(cli, tmp_path)
+    ws = tmp_path / "ws"
+    shutil.rmtree(ws)
+    ws.mkdir()
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    res = cli("approve", eid)
+    assert res.returncode == ExitCode.INVALID_INPUT, str(res)
+    assert "no longer holds" in res.error_line()
+    assert not (ws / "b.txt").exists()
+
+
+def test_a_workspace_whose_git_file_leads_nowhere_is_an_input_error(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A moved worktree: ``.git`` is a file naming a gitdir that is gone. Exit 2, one
+    line, as for any unusable workspace (not 1, "an execution failed")."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".git").write_text(f"gitdir: {tmp_path / 'nowhere' / 'x'}\n")
+    (tmp_path / "g.yaml").write_text(GRAPH)
+    res = cli("run", "g.yaml", "--yes", "-w", ws)
+    assert res.returncode == ExitCode.INVALID_INPUT, str(res)
+    assert ".git" in res.error_line()
