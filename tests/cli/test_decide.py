@@ -132,3 +132,20 @@ def test_a_workspace_whose_git_file_leads_nowhere_is_an_input_error(
     res = cli("run", "g.yaml", "--yes", "-w", ws)
     assert res.returncode == ExitCode.INVALID_INPUT, str(res)
     assert ".git" in res.error_line()
+
+
+def test_a_decision_without_running_says_what_was_recorded_and_how_to_go_on(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Issue 5, kind 11: ``--no-run`` says the decision is recorded, nothing runs now,
+    and the command that continues; not a bare "interrupted"."""
+    eid = waiting(cli, tmp_path)
+    res = cli("request-changes", eid, "--feedback", "one", "--no-run", ok=True)
+    assert "interrupted" not in res.stdout, res.stdout
+    assert "changes requested" in res.stdout and "nothing runs now" in res.stdout
+    assert f"connectsw resume {eid}" in res.stdout
+    assert cli("resume", eid, "--json", ok=True).json()["status"] == "awaiting_checkpoint"
+    res = cli("approve", eid, "--no-run", ok=True)
+    assert "interrupted" not in res.stdout, res.stdout
+    assert "approved" in res.stdout and f"connectsw resume {eid}" in res.stdout
+    assert cli("resume", eid, "--json", ok=True).json()["status"] == "completed"
