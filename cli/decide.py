@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
-from connectsw.cli.drive import drive
+from connectsw.cli.drive import drive, drive_or_show
 from connectsw.cli.output_json import view_json
 from connectsw.core.errors import Cancelled, InvalidState
 from connectsw.core.models import Decision, ExecutionStatus, ExecutionView
@@ -43,7 +43,8 @@ def _decide(
     if not run or execution.status.finished:
         _show_decided(state.engine.view(execution_id), execution_id, decision, as_json)
         return
-    raise SystemExit(drive(state, execution_id, yes=yes, as_json=as_json))
+    # The decision is recorded: if another process runs the execution now, show it.
+    raise SystemExit(drive_or_show(state, execution_id, yes=yes, as_json=as_json))
 
 
 #: What a decision recorded, and what continuing it runs (``--no-run`` says both).

@@ -68,18 +68,11 @@ def status(
         return
     execution = engine.get(execution_id)
     if engine.status(execution) is ExecutionStatus.INTERRUPTED and not no_resume:
-        from connectsw.cli.drive import drive
-        from connectsw.core.errors import HeldElsewhere
+        from connectsw.cli.drive import drive_or_show
 
         if not as_json:
             console.print(f"[yellow]{execution_id} was interrupted; resuming it.[/yellow]")
-        try:
-            raise SystemExit(drive(state, execution_id, as_json=as_json))
-        except HeldElsewhere as exc:
-            # Another process took it over first: a read-only status shows the state,
-            # as it does while the owner lives (issue 5, kinds 3 and 11).
-            if not as_json:
-                console.print(f"[yellow]{exc}; showing its state.[/yellow]", highlight=False)
+        raise SystemExit(drive_or_show(state, execution_id, as_json=as_json))
     raise SystemExit(report(engine.view(execution_id), as_json))
 
 

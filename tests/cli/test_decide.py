@@ -149,3 +149,33 @@ def test_a_decision_without_running_says_what_was_recorded_and_how_to_go_on(
     assert "interrupted" not in res.stdout, res.stdout
     assert "approved" in res.stdout and f"connectsw resume {eid}" in res.stdout
     assert cli("resume", eid, "--json", ok=True).json()["status"] == "completed"
+
+
+def test_a_decision_whose_run_another_process_took_shows_the_state(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Issue 5, kind 3/11: ``approve`` records its decision, then finds another live
+    process holds the execution (a ``status`` that resumed it first): the decision
+    stands, so it shows the state (exit 0), not "is being run by" with exit 5."""
+    import socket
+    import sys
+
+    from connectsw.conf.settings import load_settings
+    from connectsw.core.models import utcnow
+    from connectsw.core.stores import open_store
+
+    eid = waiting(cli, tmp_path)
+    store = open_store(load_settings().store_url)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        token = store.get_execution(eid).lease_token
+        owner = f"{socket.gethostname()}:{holder.pid}"
+        assert store.claim(eid, owner, token, utcnow()) == token + 1
+        res = cli("approve", eid)
+        assert res.returncode == ExitCode.OK, str(res)
+        assert f"being run by {owner}" in res.stdout and "showing its state" in res.stdout
+        assert "Error" not in res.stderr, res.stderr
+        assert cli.view(eid)["status"] == "executing"  # decided; the holder runs it
+    finally:
+        holder.kill()
+        holder.wait()
