@@ -17,6 +17,7 @@ import click
 
 from connectsw.cli.context import console, json_option, print_json
 from connectsw.core.errors import InvalidInput
+from connectsw.core.textfiles import check_path
 
 KINDS = ("agent", "gate", "workflow")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -160,15 +161,16 @@ def write_plugin(directory: Path, kind: str, name: str) -> tuple[PluginNames, li
         raise InvalidInput(f"unknown plugin kind {kind!r} (kinds: {', '.join(KINDS)})")
     names = plugin_names(name)
     _not_taken(kind, names.name)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise InvalidInput(
-            f"{directory} already exists and is not empty: choose another --directory"
-        )
     files = render(kind, names)
-    for relpath, text in files.items():
-        target = directory / relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+    with check_path(str(directory), InvalidInput):  # a name too long...: core/textfiles.py
+        if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+            raise InvalidInput(
+                f"{directory} already exists and is not empty: choose another --directory"
+            )
+        for relpath, text in files.items():
+            target = directory / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
     return names, sorted(files)
 
 

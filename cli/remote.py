@@ -32,7 +32,9 @@ from connectsw.core.errors import (
     ExitCode,
     InvalidState,
     NotFound,
+    StoreError,
 )
+from connectsw.core.textfiles import os_reason
 from connectsw.licensing.errors import LicenseRefused
 
 #: Seconds a request may take before the CLI gives up on the server.
@@ -77,7 +79,13 @@ class Credentials:
             return cls(**{k: str(data[k]) for k in ("server", "key", "token", "session_id")})
         except (FileNotFoundError, NotADirectoryError):  # never logged in (here)
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (IsADirectoryError, UnicodeDecodeError):
+            raise ConnectSWError(
+                f"{path} is not readable credentials: `connectsw login` again"
+            ) from None
+        except OSError as exc:  # the data dir's path (a name too long...): core/textfiles.py
+            raise StoreError(f"cannot read {path}: {os_reason(exc)}") from None
+        except (ValueError, KeyError, TypeError):
             raise ConnectSWError(
                 f"{path} is not readable credentials: `connectsw login` again"
             ) from None

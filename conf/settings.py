@@ -3,13 +3,17 @@
 Every duration is a finite number of seconds in a documented range (default.toml
 says each); NaN and infinity are refused (core/durations.py). A setting that fails
 to validate is named with the rule it breaks, never with its value: a store URL or a
-token must not reach a terminal or a log.
+token must not reach a terminal or a log. A setting given twice (two environment
+variables differing only in case, a section given as JSON and a variable of a part
+of it, ``[engine]`` and ``[Engine]`` in one file) is refused, naming both spellings
+(:func:`check_given_once`; issue 5, kind 6).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -62,6 +66,9 @@ class DaskSettings(_Section):
     scheduler_address: str = ""
     connect_timeout: PositiveSeconds = Field(10.0, le=300)
     """Seconds to reach an external scheduler, above 0 and at most 300."""
+    worker_wait: PositiveSeconds = Field(30.0, le=3600)
+    """Seconds a cluster may have no worker: at connect (an external scheduler must have
+    one within it) and while a stage runs (then the stage fails), above 0, at most 3600."""
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(2, ge=1)
     processes: bool = True
@@ -518,6 +525,15 @@ class LLMEndpointSettings(_Section):
             ok = False
         if not ok:  # the value is not quoted: it may hold credentials
             raise ValueError("expected an http:// or https:// URL with a host")
+        if "@" in value:
+            # aiohttp refuses a user:password in the URL beside the key's header, and a
+            # "@" in the query makes the user name ambiguous (core/redact.py splits at
+            # the last "@"): refused, never quoted.
+            raise ValueError(
+                "a user name or password in the URL is not supported (the key is sent"
+                " by api_key_env or api_key_file); write any other '@' as %40."
+                " The URL is not shown"
+            )
         return value
 
 
@@ -620,9 +636,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Priority: explicit arguments > environment > user file > shipped defaults.
+        check_env_given_once(os.environ)
         required = bool(os.environ.get("CONNECTSW_CONFIG"))
         path = _user_file()
-        user_file = read_config_file(path, required=required)
+        user_file = sections_given_once(read_config_file(path, required=required), path)
         check_toml_types(user_file, path)
         return (
             init_settings,
@@ -639,6 +656,81 @@ class Settings(BaseSettings):
     def plugin_config(self, name: str) -> dict[str, Any]:
         """Settings namespaced for one plugin (``[plugins.NAME]``)."""
         return dict(self.plugins.get(name, {}))
+
+
+ENV_PREFIX = "CONNECTSW_"
+ENV_DELIMITER = "__"
+
+
+def check_given_once(spellings: Mapping[str, tuple[str, ...]], where: str) -> None:
+    """Refuse a setting given twice: the one rule for every source of settings.
+
+    ``spellings`` maps each name as the user wrote it (``CONNECTSW_ENGINE``,
+    ``[Engine]``) to the setting it addresses, lower-cased (``("engine",)``). Two
+    names address one setting twice when their paths are equal (they differ only
+    in case, and the source ignores case) or one is a part of the other (a whole
+    section as JSON and a variable of one of its keys): which one wins would depend
+    on the order of the environment or a merge nobody sees.
+
+    Raises:
+        ConfigError: ``WHERE: engine.default_retries is given twice:
+            CONNECTSW_ENGINE__DEFAULT_RETRIES and connectsw_engine__default_retries
+            (give each setting once)``, naming both spellings (sorted, so the same
+            whatever the order), never a value.
+    """
+    ordered = sorted(spellings.items(), key=lambda item: (item[1], item[0]))
+    for (first, path), (second, other) in zip(ordered, ordered[1:], strict=False):
+        if other[: len(path)] == path:
+            raise ConfigError(
+                f"{where}: {'.'.join(path)} is given twice: {first} and {second} "
+                "(give each setting once)"
+            ) from None
+
+
+def check_env_given_once(environ: Mapping[str, str]) -> None:
+    """Refuse a setting given twice in the environment (:func:`check_given_once`).
+
+    Variable names are matched as pydantic-settings matches them: without regard to
+    case, ``__`` between the levels. Only names of settings count
+    (``CONNECTSW_DATA_DIR``, ``CONNECTSW_ENGINE__...``); ``CONNECTSW_CONFIG`` and the
+    plugin variables are not settings.
+
+    Raises:
+        ConfigError: ``invalid settings: ... is given twice: A and B ...``.
+    """
+    spellings = {}
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = tuple(name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER))
+        if path[0] in Settings.model_fields:
+            spellings[name] = path
+    check_given_once(spellings, "invalid settings")
+
+
+def sections_given_once(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A config file's tables with the names of settings in lower case, once each.
+
+    Top-level names are matched without regard to case (``[Engine]`` is ``[engine]``),
+    so the same one written twice in different case is refused
+    (:func:`check_given_once`); the names are then lower-cased so that every later
+    check (:func:`check_toml_types`) sees them. Other names are left as written
+    (refused as unknown by validation). Keys inside a section are matched exactly.
+
+    Raises:
+        ConfigError: ``invalid config file PATH: engine is given twice: [Engine] and
+            [engine] ...``.
+    """
+    spellings = {
+        f"[{key}]" if isinstance(value, dict) else key: (key.lower(),)
+        for key, value in data.items()
+        if key.lower() in Settings.model_fields
+    }
+    check_given_once(spellings, f"invalid config file {path}")
+    return {
+        key.lower() if key.lower() in Settings.model_fields else key: value
+        for key, value in data.items()
+    }
 
 
 def check_toml_types(data: dict[str, Any], path: Path) -> None:
@@ -707,8 +799,9 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
             unreadable, larger than :data:`MAX_CONFIG_BYTES`, not valid text, or a
             TOML syntax error with its line and column.
     """
-    if not required and not path.exists() and not textfiles.is_broken_link(path):
-        return {}
+    with textfiles.check_path(f"config file {path}", ConfigError):
+        if not required and not path.exists() and not textfiles.is_broken_link(path):
+            return {}
     try:
         data = textfiles.read_bytes(path, MAX_CONFIG_BYTES)
         if len(data) > MAX_CONFIG_BYTES:

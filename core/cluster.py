@@ -271,7 +271,19 @@ def _external(settings: DaskSettings) -> Client:
             f"{where} re-runs a task when a worker dies (allowed-failures {allowed});"
             f" ConnectSW needs 0: {START_HINT}"
         )
+    try:
+        client.wait_for_workers(1, timeout=settings.worker_wait)
+    except TimeoutError:  # distributed's WorkerStartTimeoutError is one
+        client.close()
+        raise ConfigError(no_workers(address, settings.worker_wait)) from None
     return client
+
+
+def no_workers(address: str, seconds: float) -> str:
+    """``no Dask workers at ADDRESS after N s``: the address masked by core/redact.py."""
+    from connectsw.core.redact import redact
+
+    return f"no Dask workers at {redact(address)} after {seconds:g} s"
 
 
 def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
@@ -283,7 +295,8 @@ def connect(settings: DaskSettings) -> tuple[Client, LocalCluster | None]:
             than a Dask scheduler at that address, a ``tls://`` address without
             Dask's TLS configuration or where nothing completes a TLS handshake, or
             a scheduler that would re-run tasks itself (its ``allowed-failures`` is
-            not 0).
+            not 0), or one without a worker after ``settings.worker_wait`` seconds
+            (:func:`no_workers`).
     """
     if settings.scheduler_address:
         return _external(settings), None

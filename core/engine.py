@@ -169,9 +169,19 @@ class Engine:
     ) -> Execution:
         """Plan ``request`` and persist it as a pending execution (nothing runs yet);
         ``license_id`` names the license that owns it (server mode), ``execution_id``
-        the id to use (default: a new one)."""
+        the id to use (default: a new one).
+
+        Input errors are refused before anything is stored (exit 2, nothing left to
+        resume): the configuration (:meth:`check_config`), the plan, and a workspace
+        that cannot be used (a file, under a file, not writable, a name too long:
+        :func:`connectsw.core.workspace.check_usable`, which creates it), and an
+        external scheduler that cannot be used (unreachable, not Dask, no worker within
+        ``dask.worker_wait``: :func:`connectsw.core.cluster.connect`), connected now."""
         self.check_config()
         execution = self.plan(request, workspace, license_id=license_id, **options)
+        git.check_usable(workspace)
+        if self.settings.dask.scheduler_address:
+            self.client  # noqa: B018 - connect now: a ConfigError stores nothing
         if execution_id is not None:
             execution.id = execution_id
         plan = execution.plan
@@ -186,7 +196,7 @@ class Engine:
         (:func:`connectsw.core.cluster.parse_scheduler_address`) and a
         ``CONNECTSW_GRANT_KEY_FILE`` that cannot be used
         (:func:`connectsw.core.grants.engine_signer`). Raises ConfigError (exit 2);
-        reaching the scheduler is checked when the execution runs (trial 5 item 12)."""
+        an external scheduler is reached by :meth:`submit` once the plan is made."""
         from connectsw.core.grants import engine_signer
 
         address = self.settings.dask.scheduler_address
@@ -299,6 +309,7 @@ class Engine:
             lease,
             memories=memories,
             durable_starts=durable,
+            worker_wait=self.settings.dask.worker_wait,
         )
         lease.on_stop = run.cancel
         try:

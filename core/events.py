@@ -7,12 +7,13 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from connectsw.core.models import Event
 from connectsw.plugins.manager import (
     DEFAULT_LISTENER_TIMEOUT,
     LISTENER_TIMEOUT_ENV,
+    UNFINISHED,
+    call_bounded,
     describe_error,
     get_plugin_manager,
     listener_timeout,
@@ -20,7 +21,6 @@ from connectsw.plugins.manager import (
     trace,
     trace_done,
 )
-from connectsw.plugins.output import plugin_output_to_stderr
 
 log = logging.getLogger("connectsw.events")
 _lock = threading.Lock()
@@ -34,7 +34,8 @@ def dispatch(events: Iterable[Event]) -> None:
     A listener that raises does not stop the others: it is reported once per plugin
     and hook, in one line naming the plugin (its traceback with ``CONNECTSW_DEBUG=1``).
 
-    Each call runs in a daemon thread and is waited for at most
+    Each call runs in a daemon thread (:func:`connectsw.plugins.manager.call_bounded`,
+    as every plugin hook call) and is waited for at most
     ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT`` seconds (default 10,
     :func:`connectsw.plugins.manager.listener_timeout`): a listener that hangs
     delays ``cancel`` or ``approve`` by that long, once. Past it, one warning names
@@ -62,14 +63,20 @@ def dispatch(events: Iterable[Event]) -> None:
                 continue
             trace(caller.name, impl.plugin_name, f"call ({event.kind})")
             started = time.perf_counter()
-            args = [{"event": event}[arg] for arg in impl.argnames]
+            kwargs = {arg: {"event": event}[arg] for arg in impl.argnames}
             try:
-                finished = _call_bounded(impl.function, args, bound, impl.plugin_name)
-            except Exception as exc:
+                returned = call_bounded(
+                    impl.function, kwargs, bound, f"listener-{impl.plugin_name}"
+                )
+            except BaseException as exc:  # a listener may even sys.exit()
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                if not isinstance(exc, Exception):
+                    exc = RuntimeError(f"raised {type(exc).__name__}")
                 trace(caller.name, impl.plugin_name, f"failed: {describe_error(exc)}")
                 _report(impl.plugin_name, caller.name, exc)
                 continue
-            if finished:
+            if returned is not UNFINISHED:
                 trace_done(caller.name, impl.plugin_name, started)
                 continue
             with _lock:
@@ -83,31 +90,6 @@ def dispatch(events: Iterable[Event]) -> None:
                 bound,
                 LISTENER_TIMEOUT_ENV,
             )
-
-
-def _call_bounded(function: Any, args: list[Any], bound: float, plugin: str) -> bool:
-    """Call ``function(*args)`` in a daemon thread; False if it is still running after
-    ``bound`` seconds. Raises what the call raised."""
-    outcome: dict[str, BaseException] = {}
-
-    def target() -> None:
-        try:
-            with plugin_output_to_stderr():  # this thread's prints: the listener's
-                function(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"connectsw-listener-{plugin}", daemon=True)
-    thread.start()
-    thread.join(bound)
-    if thread.is_alive():
-        return False
-    error = outcome.get("error")
-    if error is not None:
-        if isinstance(error, Exception):
-            raise error
-        raise RuntimeError(f"raised {type(error).__name__}")
-    return True
 
 
 def _report(plugin: str, hook: str, exc: Exception) -> None:

@@ -52,7 +52,7 @@ from typing import Any
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import reaper
 from connectsw.core.errors import ConnectSWError, TaskError, TaskTimeout, one_line
-from connectsw.core.supervisor import ProcessRef, open_pidfd
+from connectsw.core.supervisor import ProcessRef, hide_engine_env, open_pidfd
 from connectsw.plugins.manager import describe_error
 
 #: Largest result (JSON bytes) a child may send back.
@@ -158,6 +158,9 @@ def _child(agent: Any, ctx: TaskContext, write_fd: int, keeper: int) -> None:
         ctx.should_stop = None  # the parent watches; nested commands die with this group
         ctx.on_spawn = None
         try:
+            # The agent and every process it starts get no engine credential (the store
+            # URL, PGPASSWORD, the LLM keys): the rule of shell tasks' and gates' commands.
+            hide_engine_env()
             output = normalise(agent.run(ctx))
             if output.usage is None and ctx.usage:  # the parent cannot see ctx's
                 output.usage = ctx.usage

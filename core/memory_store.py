@@ -25,19 +25,27 @@ indexes rebuilt, and every older version's files removed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import math
 import os
+import random
 import re
 import threading
+import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from connectsw.core.errors import StoreError, one_line
+
+log = logging.getLogger("connectsw.memory")
 
 # LanceDB's Rust core logs warnings (e.g. k-means on few rows) to stderr: errors only.
 os.environ.setdefault("LANCE_LOG", "error")
@@ -76,9 +84,55 @@ MAX_UNINDEXED = 1000
 MAX_INDEX_PARTS = 6
 #: Rows per IVF partition when the vector index is built (LanceDB's default for IVF_RQ).
 ROWS_PER_PARTITION = 8192
+#: Tries of a LanceDB commit that another process's commit preempted (LanceDB says
+#: "Retryable commit conflict ... Please retry": e.g. two first writes of a fresh
+#: database both building the full-text index), the first included.
+COMMIT_TRIES = 8
+#: Seconds before the second try; doubled each time, times a random 0.5-1.5 (so the
+#: racers spread out), at most about 6 s in all.
+COMMIT_BACKOFF = 0.05
 FTS_INDEX = "content_idx"
 VECTOR_INDEX = "vector_idx"
 PROJECT_INDEX = "live_project_idx"
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether LanceDB refused a commit because another one came first and asks for a
+    retry (its message; the Python binding raises a plain RuntimeError or OSError)."""
+    return "retryable commit conflict" in str(exc).lower()
+
+
+def with_retries(op: Callable[[], Any]) -> Any:
+    """``op()``, tried again up to :data:`COMMIT_TRIES` times in all while it fails with
+    a :func:`retryable` commit conflict, after :data:`COMMIT_BACKOFF` s doubling (with
+    jitter); any other error, or the last conflict, is raised. ``op`` must be safe to
+    repeat after a refused commit (LanceDB wrote nothing then)."""
+    for attempt in range(COMMIT_TRIES):
+        try:
+            return op()
+        except Exception as exc:
+            if attempt == COMMIT_TRIES - 1 or not retryable(exc):
+                raise
+            time.sleep(COMMIT_BACKOFF * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_SOURCE_PLACE = re.compile(r",?\s*\(?(?:/|[A-Za-z]:\\)\S*?\.rs:\d+(?::\d+)?\)?")
+
+
+def lance_message(exc: BaseException, uri: str = "") -> str:
+    """``exc`` on one line without the Rust source places LanceDB appends
+    (``, /root/.cargo/registry/src/.../conflict_resolver.rs:926:34``), nor the secrets of
+    the database's ``uri`` (``memory.url``: a password, ``?sig=``..., masked by
+    core/redact.py's one rule for URLs)."""
+    from connectsw.core.redact import mask_secret, redact, url_secrets
+
+    text = _SOURCE_PLACE.sub("", one_line(exc)).strip()
+    if "://" in uri:
+        text = text.replace(uri, redact(uri))
+        for secret in sorted(url_secrets(uri), key=len, reverse=True):
+            text = mask_secret(text, secret)
+    return text
 
 
 def quote(value: str) -> str:
@@ -146,9 +200,14 @@ class MemoryTable:
                 uri, read_consistency_interval=timedelta(0), session=self._session
             )
         except Exception as exc:
-            raise StoreError(f"memory database could not be opened: {one_line(exc)}") from None
+            raise self._failed("memory database could not be opened", exc) from None
         self._table: Any = None
         self._reader: Any = None  # the table's async handle, for searches
+
+    def _failed(self, what: str, exc: BaseException) -> StoreError:
+        """``what: LanceDB's message`` (:func:`lance_message`: no Rust source place, no
+        secret of the database's URL)."""
+        return StoreError(f"{what}: {lance_message(exc, self.uri)}")
 
     # -- table -------------------------------------------------------------------
     def table(self, create: bool = False) -> Any:
@@ -156,15 +215,52 @@ class MemoryTable:
         with self._lock:
             if self._table is None:
                 try:
-                    if self.name in self._names():
-                        self._table = self.db.open_table(self.name)
-                    elif create:
-                        self._table = self.db.create_table(
-                            self.name, schema=schema(self.dim), exist_ok=True
-                        )
+                    table = self._open() if self.name in self._names() else None
+                    if table is None and create:
+                        table = with_retries(self._create)
+                    self._table = table
                 except Exception as exc:
-                    raise StoreError(f"memory table could not be opened: {one_line(exc)}") from None
+                    raise self._failed("memory table could not be opened", exc) from None
             return self._table
+
+    def _open(self) -> Any:
+        """The listed table; None while another process is creating it (its folder is
+        listed before its first version is committed: LanceDB says it "was not found",
+        and tells the same case by the same words in lancedb/db.py)."""
+        try:
+            return self.db.open_table(self.name)
+        except Exception as exc:
+            if "was not found" in str(exc) or "Table not found" in str(exc):
+                return None
+            raise
+
+    def _create(self) -> Any:
+        """Create the table, or open it when another process did (first writes of a
+        fresh database at once). On a local database, under an exclusive lock on the
+        file ``.create.lock`` in it: two processes creating the table at once made the
+        second creation an overwrite of the first (LanceDB commits a creation as an
+        Overwrite), which refused, or could drop, the first one's append. On object
+        storage there is no lock: the first writes of a fresh database should not
+        race there."""
+        with self._creation_lock():
+            if self.name in self._names():
+                return self.db.open_table(self.name)
+            return self.db.create_table(self.name, schema=schema(self.dim), exist_ok=True)
+
+    @contextlib.contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        local = "://" not in self.uri or self.uri.startswith("file://")
+        if not local:
+            yield
+            return
+        root = Path(self.uri.removeprefix("file://")).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / ".create.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _names(self) -> list[str]:
         result = self.db.list_tables()
@@ -208,11 +304,12 @@ class MemoryTable:
             return
         with self._lock:
             table = self.table(create=True)
+            data = pa.Table.from_pylist(rows, schema=schema(self.dim))
             try:
-                table.add(pa.Table.from_pylist(rows, schema=schema(self.dim)))
-                self._maintain(table)
+                with_retries(lambda: table.add(data))
             except Exception as exc:
-                raise StoreError(f"memory could not be written: {one_line(exc)}") from None
+                raise self._failed("memory could not be written", exc) from None
+            self._upkeep(table)
 
     def update(self, where: str, values: dict[str, Any]) -> None:
         """Set ``values`` on the rows matching ``where`` (then keep indexes fresh: LanceDB
@@ -222,10 +319,24 @@ class MemoryTable:
             if table is None:
                 return
             try:
-                table.update(where=where, values=values)
-                self._maintain(table)
+                with_retries(lambda: table.update(where=where, values=values))
             except Exception as exc:
-                raise StoreError(f"memory could not be updated: {one_line(exc)}") from None
+                raise self._failed("memory could not be updated", exc) from None
+            self._upkeep(table)
+
+    def _upkeep(self, table: Any) -> None:
+        """:meth:`_maintain` after a write, again on a :func:`retryable` conflict (it
+        looks afresh each time: an index another process built meanwhile is not built
+        twice). A failure is logged, not raised: the rows are written (a search without
+        an index is exact) and the next write tries again."""
+        try:
+            with_retries(lambda: self._maintain(table))
+        except Exception as exc:
+            log.warning(
+                "memory: the rows are written, but their indexes could not be updated"
+                " (the next write tries again): %s",
+                lance_message(exc, self.uri),
+            )
 
     def _indexes(self, table: Any) -> set[str]:
         return {i.name for i in table.list_indices()}
@@ -311,7 +422,7 @@ class MemoryTable:
             query = table.search().where(where).select(list(COLUMNS)).limit(count)
             return list(query.to_list())
         except Exception as exc:
-            raise StoreError(f"memory could not be read: {one_line(exc)}") from None
+            raise self._failed("memory could not be read", exc) from None
 
     def nearest(self, vector: np.ndarray, where: str) -> tuple[dict[str, Any], float] | None:
         """The row matching ``where`` most similar to ``vector``, and its cosine similarity."""
@@ -342,7 +453,7 @@ class MemoryTable:
         try:
             return self._read(query) or []
         except Exception as exc:
-            raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+            raise self._failed("memory could not be searched", exc) from None
 
     def _vector_query(
         self, table: Any, vector: np.ndarray, where: str, limit: int, columns: list[str]
@@ -390,7 +501,7 @@ class MemoryTable:
         try:
             found = self._read(query)
         except Exception as exc:
-            raise StoreError(f"memory could not be searched: {one_line(exc)}") from None
+            raise self._failed("memory could not be searched", exc) from None
         if not found:
             return []
         fused: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -465,5 +576,5 @@ class MemoryTable:
                 warnings.simplefilter("ignore", UserWarning)  # "removes every version"
                 table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
         except Exception as exc:
-            raise StoreError(f"memory could not be erased: {one_line(exc)}") from None
+            raise self._failed("memory could not be erased", exc) from None
         return count, table

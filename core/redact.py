@@ -30,7 +30,8 @@ not ``NAME=VALUE`` with a libpq parameter name is taken as a piece of a secret (
 text, its name and its value are masked, and :func:`redact` leaves it out).
 
 A parameter is secret when its name (any case) contains ``password``, ``passwd``,
-``secret``, ``token`` or ``key`` (``password``, ``sslpassword``, ``sslkey``...).
+``secret``, ``token``, ``key`` or ``sig`` (``password``, ``sslpassword``, ``sslkey``,
+``api_key``, ``sig`` and ``signature`` of a signed URL...).
 Hiding too much is the safe failure: a ``@`` in a query value makes the text before
 it count as userinfo.
 """
@@ -49,7 +50,7 @@ MASK = "***"
 UNPARSABLE = "<store URL hidden: could not be parsed>"
 """The whole text shown instead of a string that cannot be parsed."""
 
-SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
+SECRET_WORDS = ("password", "passwd", "secret", "token", "key", "sig")
 """A parameter whose name contains one of these (any case) is secret."""
 
 
@@ -181,6 +182,14 @@ def mask_secret(text: str, secret: str | None, mask: str = MASK) -> str:
         flags = re.IGNORECASE if "%" in form else 0
         text = re.sub(re.escape(form), lambda _m: mask, text, flags=flags)
     return text
+
+
+def url_secrets(url_or_conninfo: str) -> list[str]:
+    """The secret values of ``url_or_conninfo`` as they may appear in text about it (raw
+    and percent-decoded): its password and each secret query parameter's value (this
+    module's one rule, :func:`is_secret_name`). ``[]`` for none or an unparsable string
+    (a caller that shows such a string must use :func:`redact`). Never raises."""
+    return _secret_values(url_or_conninfo) or []
 
 
 def redact_message(message: str, url_or_conninfo: str) -> str:

@@ -53,6 +53,11 @@ NEVER_STARTED = (
 STOP_WAIT = 2 * POLL_SECONDS + GRACE_SECONDS + 2.0
 
 
+#: Seconds between two questions to the scheduler, while a stage runs, of how many
+#: workers it has (:meth:`StageRun._wait`).
+WORKER_POLL = 1.0
+
+
 #: How many times one task may be lost with its worker before it recorded a start (it
 #: was only queued there, or its worker died in the instant before its start), per
 #: run. Such a loss spends no retry (issue 5); past this count the task fails: Dask's
@@ -82,8 +87,13 @@ class StageRun:
         lease: Lease,
         memories: dict[str, tuple[dict[str, Any], ...]] | None = None,
         durable_starts: frozenset[str] = frozenset(),
+        worker_wait: float = 30.0,
     ) -> None:
         self.store = store
+        #: Seconds the cluster may have no worker before the stage fails (dask.worker_wait).
+        self.worker_wait = worker_wait
+        #: Why the stage stopped waiting: ``no Dask workers at ... after N s``.
+        self.no_workers: str | None = None
         #: Tasks whose agents record their start before they run (not ``brief``): one
         #: lost with its worker without any record never started.
         self.durable_starts = durable_starts
@@ -189,7 +199,7 @@ class StageRun:
         # Until every task is done; the results stay on the workers (records are read
         # from the store; a result may carry its task's records, runner.Handoff).
         with contextlib.suppress(CancelledError, Exception):
-            wait(futures)
+            self._wait(futures)
         self.futures = []
         self._flush()
         lease.check()
@@ -199,6 +209,38 @@ class StageRun:
             self._wait_for_running_attempts()
         by_task = {key[-1]: future for key, future in zip(keys, futures, strict=True)}
         return self._settle(calls, budgets, by_task)
+
+    def _wait(self, futures: list[Future]) -> None:
+        """Wait until every future is done, or the cluster has had no worker for
+        :attr:`worker_wait` seconds: then cancel them and set :attr:`no_workers`.
+
+        Dask waits for a worker for ever (trial 6: past every task's timeout); its
+        scheduler is asked how many it has every :data:`WORKER_POLL` seconds.
+        """
+        alone_since: float | None = None
+        while True:
+            try:
+                wait(futures, timeout=WORKER_POLL)
+                return
+            except TimeoutError:
+                pass
+            try:
+                workers = len(self.client.nthreads())
+            except Exception:  # the scheduler cannot answer: it has no worker for us
+                workers = 0
+            now = time.monotonic()
+            if workers:
+                alone_since = None
+                continue
+            alone_since = now if alone_since is None else alone_since
+            if now - alone_since >= self.worker_wait:
+                from connectsw.core.cluster import no_workers
+
+                scheduler = self.client.scheduler
+                address = str(scheduler.address) if scheduler is not None else "the scheduler"
+                self.no_workers = no_workers(address, self.worker_wait)
+                self.cancel()
+                return
 
     def _wait_for_running_attempts(self) -> None:
         """Wait (bounded by :data:`STOP_WAIT`) until no attempt of the execution runs."""
@@ -303,6 +345,10 @@ class StageRun:
                         "not run: cancelled",
                     )
                 )
+            elif self.no_workers is not None and not _needs_any(plan, tid, calls):
+                records.append(
+                    _never(execution, tid, call.first_attempt, TaskStatus.FAILED, self.no_workers)
+                )
             elif _needs_any(plan, tid, again):
                 again[tid] = budgets[tid]
             else:
@@ -315,6 +361,14 @@ class StageRun:
                         "not run: a task it needs did not succeed",
                     )
                 )
+        if self.no_workers is not None and not cancelled:
+            # No worker to run a retry on: the next attempt fails with that cause.
+            for tid, budget in again.items():
+                status, error = TaskStatus.FAILED, self.no_workers
+                if _needs_any(plan, tid, again):
+                    status, error = TaskStatus.SKIPPED, "not run: a task it needs did not succeed"
+                records.append(_never(execution, tid, budget.next, status, error))
+            again = {}
         if records:
             stage = execution.stage
             events = [task_event(r, TASK_EVENTS[r.status], r.error or "", stage) for r in records]

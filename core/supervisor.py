@@ -277,22 +277,55 @@ def agent_env(
 ) -> dict[str, str]:
     """The environment for a command an agent starts.
 
-    ``os.environ`` without the engine's own settings and credentials: every
-    libpq variable (:data:`LIBPQ_ENV`, e.g. PGPASSWORD), every ``CONNECTSW_*``
-    variable and the LLM providers' key variables (:func:`llm_key_env`), except
-    those named in ``pass_env``; then ``extra`` on top (a task's ``env``). Other
-    credentials (``AWS_*``, ``GITHUB_TOKEN`` ...) are not the engine's and are kept.
+    ``os.environ`` without the engine's own settings and credentials
+    (:func:`engine_env_names`: every libpq variable (:data:`LIBPQ_ENV`, e.g.
+    PGPASSWORD), every ``CONNECTSW_*`` variable and the LLM providers' key variables
+    (:func:`llm_key_env`)), except those named in ``pass_env``; then ``extra`` on top (a
+    task's ``env``). Other credentials (``AWS_*``, ``GITHUB_TOKEN`` ...) are not the
+    engine's and are kept.
     """
-    keep = set(pass_env)
-    llm_keys = llm_key_env()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k in keep or not (k in LIBPQ_ENV or k in llm_keys or k.startswith(ENGINE_PREFIX))
-    }
+    drop = engine_env_names(os.environ) - set(pass_env)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     if extra:
         env.update(extra)
     return env
+
+
+def engine_env_names(environ: Mapping[str, str]) -> set[str]:
+    """The names in ``environ`` that hold the engine's own settings and credentials, which
+    no agent's process or command gets unless a task asks (``pass_env``): libpq's
+    (:data:`LIBPQ_ENV`), ``CONNECTSW_*`` and the LLM keys' (:func:`llm_key_env`). The one
+    rule for shell tasks, gate commands (:func:`agent_env`) and process-isolated agents
+    (:func:`hide_engine_env`). Issue 5, kind 8."""
+    llm_keys = llm_key_env()
+    return {k for k in environ if k in LIBPQ_ENV or k in llm_keys or k.startswith(ENGINE_PREFIX)}
+
+
+_HELD_ENV: dict[str, str] = {}
+"""The engine's variables :func:`hide_engine_env` took out of this process's environment."""
+
+
+def hide_engine_env() -> None:
+    """Take the engine's settings and credentials (:func:`engine_env_names`) out of this
+    process's ``os.environ`` (and so of every process it starts): called in a
+    process-isolated agent's own process before its ``run`` (core/isolation.py).
+
+    The settings are read first (:func:`~connectsw.conf.settings.get_settings` keeps
+    them), and the values are held in this process's memory for the engine's own code in
+    it (:func:`engine_getenv`: a built-in provider's key), not in its environment.
+    """
+    from connectsw.conf.settings import get_settings
+
+    with contextlib.suppress(ConfigError):
+        get_settings()
+    for name in engine_env_names(os.environ):
+        _HELD_ENV[name] = os.environ.pop(name)
+
+
+def engine_getenv(name: str) -> str:
+    """The engine's environment variable ``name`` (``""`` when unset): from
+    ``os.environ``, else as held by :func:`hide_engine_env`."""
+    return os.environ.get(name) or _HELD_ENV.get(name, "")
 
 
 def llm_key_env() -> frozenset[str]:

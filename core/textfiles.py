@@ -14,6 +14,13 @@ and secret files, SQL files): one rule for reading them.
   anything waits on it (``cannot read: it is a named pipe (FIFO), not a regular
   file``); opening a FIFO with no writer would block for ever (issue 5, kind 10).
 
+- **Paths the system refuses**: any ``OSError`` from checking a path a user gave (a
+  name over 255 bytes, a loop of symbolic links, a parent that is a file, no
+  permission) is a one-line input error with a lower-case reason (:func:`os_reason`,
+  :func:`check_path`), never "internal error" (issue 5, kind 10). ``Path.exists()``
+  and ``is_symlink()`` raise for ``ENAMETOOLONG`` and ``EACCES``: a check of a user's
+  path goes through :func:`check_path`.
+
 Callers turn :class:`TextFileError` into their own error type (``PlanError``,
 ``ConfigError``) with the file's name in front.
 """
@@ -21,8 +28,10 @@ Callers turn :class:`TextFileError` into their own error type (``PlanError``,
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,6 +46,40 @@ _BOMS = (
 
 class TextFileError(Exception):
     """A file that cannot be read as text; the message is one line without the file name."""
+
+
+_REASONS = {
+    errno.ENAMETOOLONG: "name too long",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENOTDIR: "a parent is not a directory",
+    errno.ENOENT: "not found",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why the system refused a path, as a lower-case phrase for a one-line message
+    (``"name too long"``, ``"too many levels of symbolic links"``, ``"a parent is not a
+    directory"``, ``"permission denied"``...); never the path itself."""
+    if exc.errno in _REASONS:
+        return _REASONS[exc.errno]
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+@contextlib.contextmanager
+def check_path(label: str, error: Callable[[str], Exception]) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside into ``error(f"{label}: {os_reason(exc)}")``.
+
+    The one rule for an OSError met while checking a path a user gave (a workspace, a
+    graph, config or key file, an output directory): ``label`` names it (``"workspace
+    /x"``), ``error`` is the caller's input error (``WorkspaceError``, ``ConfigError``).
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise error(f"{label}: {os_reason(exc)}") from None
 
 
 def decode(data: bytes, *, show_bytes: bool = True) -> str:
@@ -154,12 +197,12 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     except OSError as exc:
         with contextlib.suppress(OSError):  # a socket cannot be opened (ENXIO): name it
             _check_regular(os.stat(path).st_mode)
-        raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+        raise TextFileError(f"cannot read: {os_reason(exc)}") from None
     with fh:
         try:
             return fh.read() if limit is None else fh.read(limit + 1)
         except OSError as exc:
-            raise TextFileError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+            raise TextFileError(f"cannot read: {os_reason(exc)}") from None
 
 
 def read_text(path: Path, limit: int, *, show_bytes: bool = True) -> str:
@@ -189,5 +232,9 @@ def not_found(path: Path) -> str:
 
 
 def is_broken_link(path: Path) -> bool:
-    """True when ``path`` is a symbolic link whose target does not exist."""
-    return path.is_symlink() and not path.exists()
+    """True when ``path`` is a symbolic link whose target does not exist (False when
+    the system refuses the path: its reason is given by whoever reads it)."""
+    try:
+        return path.is_symlink() and not path.exists()
+    except OSError:
+        return False

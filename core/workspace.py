@@ -13,6 +13,7 @@ from pathlib import Path
 
 from connectsw.core import supervisor
 from connectsw.core.errors import ConnectSWError, ExitCode, TaskError, is_utf8, shown
+from connectsw.core.textfiles import check_path, os_reason
 
 AUTHOR = {"name": "ConnectSW", "email": "orchestrator@connectsw.invalid"}
 IDENTITY = {
@@ -91,25 +92,51 @@ def check_links(workspace: Path) -> None:
     user gave (a project that was moved). A path that is not valid UTF-8 is refused
     too: it could be neither stored nor shown (every record is JSON). Raises
     WorkspaceError: ``workspace W: LINK is a broken symbolic link to TARGET``,
-    ``workspace W: the path is not valid UTF-8``.
+    ``workspace W: the path is not valid UTF-8``, or the system's reason for refusing
+    the path (``workspace W: name too long``: core/textfiles.py's rule).
     """
     if not is_utf8(str(workspace)):
         raise WorkspaceError(f"workspace {shown(str(workspace))}: the path is not valid UTF-8")
+    with check_path(f"workspace {workspace}", WorkspaceError):
+        _check_links(workspace)
+
+
+def _check_links(workspace: Path) -> None:
+    """Raises OSError for a path the system refuses (a loop of links: ELOOP)."""
     for path in (workspace, *workspace.parents):
-        if path.is_symlink() and not path.exists():
+        if not path.is_symlink():
+            continue
+        try:
+            os.stat(path)
+        except FileNotFoundError:
             try:
                 target = os.readlink(path)
             except OSError:
                 target = "?"
             raise WorkspaceError(
                 f"workspace {workspace}: {path} is a broken symbolic link to {target}"
-            )
+            ) from None
+
+
+def check_usable(workspace: Path) -> None:
+    """Create ``workspace`` (not its repository) and check it is a writable directory.
+
+    What ``Engine.submit`` checks before an execution is stored (issue 5, kind 11).
+    Raises WorkspaceError (one line, exit 2): a file, under a file, not writable, a
+    broken symbolic link on its way, a path the system refuses (name too long...).
+    """
+    _make_dir(workspace)
 
 
 def _make_dir(workspace: Path) -> None:
     """Create ``workspace`` and check it is writable; WorkspaceError (one line) if not
     (also for a broken symbolic link on its way: :func:`check_links`)."""
     check_links(workspace)
+    with check_path(f"workspace {workspace}", WorkspaceError):
+        _make_writable_dir(workspace)
+
+
+def _make_writable_dir(workspace: Path) -> None:
     try:
         workspace.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -133,11 +160,9 @@ def _make_dir(workspace: Path) -> None:
 
 
 def _why(exc: OSError) -> str:
-    if exc.errno == errno.EROFS:
-        return "not writable (read-only file system)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "not writable (permission denied)"
-    return (exc.strerror or str(exc)).lower()
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"not writable ({os_reason(exc)})"
+    return os_reason(exc)
 
 
 def ensure_repo(workspace: Path) -> Path:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connectsw.core.errors import NotFound, PlanError
+from connectsw.core.errors import InvalidInput, NotFound, PlanError
 from connectsw.core.models import (
     CheckpointSpec,
     Execution,
@@ -19,6 +19,7 @@ from connectsw.core.models import (
     Stage,
     TaskResult,
 )
+from connectsw.core.textfiles import check_path
 from connectsw.gates.base import GateContext
 from connectsw.gates.engine import evaluate_stage, rules_for
 from connectsw.plugins.registry import Registries
@@ -45,8 +46,9 @@ def check_workspace(
     """Run a gate on ``workspace``: the named ``rules``, else the rule set of the
     ``checkpoint`` type, else every registered rule. Raises PlanError for an unknown
     rule or a checkpoint type with no rule set, NotFound for a missing workspace."""
-    if not workspace.is_dir():
-        raise NotFound(f"workspace {workspace} is not a directory")
+    with check_path(f"workspace {workspace}", InvalidInput):  # core/textfiles.py's rule
+        if not workspace.is_dir():
+            raise NotFound(f"workspace {workspace} is not a directory")
     cp = CheckpointSpec(type=checkpoint, question="") if checkpoint else None
     if checkpoint and not rules:
         stage = Stage(index=0, name="check", task_ids=[], checkpoint=cp)

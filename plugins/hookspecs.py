@@ -22,6 +22,12 @@ hookspec = pluggy.HookspecMarker("connectsw")
 
 
 # -- discovery -----------------------------------------------------------------
+# Each call is bounded as a plugin's import is (plugins/manager.py, call_bounded): it
+# runs in a daemon thread waited for at most CONNECTSW_PLUGIN_IMPORT_TIMEOUT seconds
+# (default 10; a light command such as --help waits about 1 s in all). Past it the
+# plugin is failed ("register_agents did not return within 10 s"; for
+# register_commands a warning, as when it raises), it is asked nothing more, what
+# the abandoned call registers later is ignored, and the others load (issue 5, kind 7).
 
 
 @hookspec

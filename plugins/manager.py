@@ -29,11 +29,15 @@ Environment:
   ``registered command "x"``...). PLUGINS is one plugin name, or several joined
   by commas (no space) for a hook called on every plugin at once.
 - ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``: seconds a third-party plugin's import may
-  take (default :data:`DEFAULT_IMPORT_TIMEOUT`); one that takes longer is
-  ``failed`` ("its import did not finish within N s") and the others load (each
-  Dask worker process loads plugins too, and waits as long once more). The import
-  runs in a daemon thread that is then abandoned (Python cannot stop it); it ends
-  with the process.
+  take (default :data:`DEFAULT_IMPORT_TIMEOUT`), and each call of one of its
+  registration hooks (``register_agents``... ``register_commands``); one that takes
+  longer is ``failed`` ("its import did not finish within N s", "register_agents did
+  not return within N s"; a ``register_commands`` that does not return is a warning,
+  as one that raises) and the others load (each Dask worker process loads plugins
+  too, and waits as long once more). The import or call runs in a daemon thread
+  (:func:`call_bounded`, the one mechanism for every hook call, event listeners
+  included) that is then abandoned (Python cannot stop it); it ends with the
+  process. A plugin whose hook did not return is not asked anything else.
 - ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT``: seconds one call of an event listener
   (``on_execution_event``, ``on_task_event``, ``on_checkpoint_event``) may take
   (default :data:`DEFAULT_LISTENER_TIMEOUT`); past it the command goes on without
@@ -43,10 +47,13 @@ Environment:
 Light commands (``connectsw --help``, ``cancel``, a decision with ``--no-run``)
 need plugins only for their command list or event hooks: they call
 :func:`wait_briefly` first, and then wait at most :data:`LIGHT_IMPORT_WAIT` seconds
-in all for third-party imports, so a plugin that hangs at import delays them by
-about a second. A plugin cut short this way is ``failed`` in that process only
-("its import did not finish within the 1 s a light command waits"); its event
-hooks are not called there, and ``--help`` says its commands are not listed.
+in all for third-party imports and registration hooks (each at least
+:data:`LIGHT_MIN_WAIT`), so a plugin that hangs at import or in a ``register_*``
+hook delays them by about a second. A plugin cut short this way is ``failed`` in
+that process only ("its import did not finish within the 1 s a light command
+waits", "register_agents did not return within the 1 s a light command waits");
+its event hooks are not called there, and ``--help`` says its commands are not
+listed.
 
 What plugin code prints to stdout (at import, in hooks, agents, workflows and gate
 rules) goes to stderr (:mod:`connectsw.plugins.output`): with ``--json``, stdout
@@ -56,6 +63,7 @@ holds only the JSON.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import math
@@ -66,7 +74,7 @@ import sysconfig
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal
@@ -102,9 +110,9 @@ LIGHT_IMPORT_WAIT = 1.0
 """Seconds, in all, a light command waits for third-party imports (:func:`wait_briefly`)."""
 LIGHT_MIN_WAIT = 0.25
 """Seconds each import still gets in a light command once the wait is spent."""
-LIGHT_CUT_SHORT = (
-    f"its import did not finish within the {LIGHT_IMPORT_WAIT:g} s a light command waits"
-)
+LIGHT_WAITS = f"within the {LIGHT_IMPORT_WAIT:g} s a light command waits"
+"""How the error of a plugin a light command stopped waiting for ends."""
+LIGHT_CUT_SHORT = f"its import did not finish {LIGHT_WAITS}"
 """The error of a plugin whose import a light command stopped waiting for."""
 DEFAULT_LISTENER_TIMEOUT = 10.0
 """Seconds one call of a plugin's event listener is waited for (issue 5, kind 7)."""
@@ -254,6 +262,8 @@ def _monitor(pm: pluggy.PluginManager) -> None:
 
 
 _light = threading.Event()
+_light_deadline: float | None = None
+"""``time.monotonic()`` past which a light command waits for no more plugin code."""
 
 
 def wait_briefly() -> None:
@@ -268,7 +278,7 @@ def cut_short() -> list[PluginSource]:
     """The plugins a light command stopped waiting for (see :func:`wait_briefly`);
     loads nothing."""
     with _lock:
-        return [s for s in _sources.values() if s.error == LIGHT_CUT_SHORT]
+        return [s for s in _sources.values() if (s.error or "").endswith(LIGHT_WAITS)]
 
 
 def import_timeout() -> float:
@@ -307,29 +317,78 @@ class _ImportTimeout(Exception):
     """A plugin's import did not finish in time (recorded as its error)."""
 
 
-def _load_entry_point(ep: EntryPoint, timeout: float, late: str | None = None) -> Any:
-    """``ep.load()`` in a daemon thread, waited for at most ``timeout`` seconds.
+class _HookTimeout(Exception):
+    """A plugin's hook did not return in time (its message is the whole error)."""
 
-    Raises what the import raised (even ``SystemExit``), or :class:`_ImportTimeout`
-    (with ``late`` as its message if given).
+
+class _Unfinished:
+    """The result of a :func:`call_bounded` call still running at its bound."""
+
+
+UNFINISHED: Any = _Unfinished()
+"""What :func:`call_bounded` returns for a call that did not return in time."""
+
+
+def call_bounded(function: Any, kwargs: Mapping[str, Any], bound: float, name: str) -> Any:
+    """``function(**kwargs)`` in a daemon thread, waited for at most ``bound`` seconds.
+
+    The one way plugin code that may hang is called (imports, ``register_*`` hooks,
+    ``register_commands``, event listeners; issue 5, kind 7). Returns what the call
+    returned, or :data:`UNFINISHED` when it is still running after ``bound`` seconds:
+    the thread is then abandoned (Python cannot stop a thread; a daemon thread ends
+    with the process). What the call prints goes to stderr
+    (:func:`plugin_output_to_stderr`). ``name`` names the thread (``connectsw-NAME``).
+
+    Raises:
+        BaseException: what the call raised, even ``SystemExit`` (an import may exit).
     """
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            with plugin_output_to_stderr():  # this thread's prints: the import's
-                outcome["plugin"] = ep.load()
-        except BaseException as exc:  # an import may even sys.exit()
+            with plugin_output_to_stderr():  # this thread's prints: the plugin's
+                outcome["value"] = function(**kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
 
-    thread = threading.Thread(target=target, name=f"connectsw-import-{ep.name}", daemon=True)
+    thread = threading.Thread(target=target, name=f"connectsw-{name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(bound)
     if thread.is_alive():
-        raise _ImportTimeout(late or f"its import did not finish within {timeout:g} s")
+        return UNFINISHED
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["plugin"]
+    return outcome["value"]
+
+
+def hook_bound(hook: str) -> tuple[float, str]:
+    """Seconds one call of registration hook ``hook`` may take, and the plugin's error
+    past it: ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT`` (the bound of an import), or in a
+    light command what is left of :data:`LIGHT_IMPORT_WAIT` (at least
+    :data:`LIGHT_MIN_WAIT`; see :func:`wait_briefly`).
+
+    Raises:
+        ConfigError: ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT`` is not a number of seconds above 0.
+    """
+    timeout = import_timeout()
+    deadline = _light_deadline
+    if _light.is_set() and deadline is not None:
+        left = max(deadline - time.monotonic(), LIGHT_MIN_WAIT)
+        if left < timeout:
+            return left, f"{hook} did not return {LIGHT_WAITS}"
+    return timeout, f"{hook} did not return within {timeout:g} s"
+
+
+def _load_entry_point(ep: EntryPoint, timeout: float, late: str | None = None) -> Any:
+    """``ep.load()`` through :func:`call_bounded`, waited for at most ``timeout`` seconds.
+
+    Raises what the import raised (even ``SystemExit``), or :class:`_ImportTimeout`
+    (with ``late`` as its message if given).
+    """
+    plugin = call_bounded(ep.load, {}, timeout, f"import-{ep.name}")
+    if plugin is UNFINISHED:
+        raise _ImportTimeout(late or f"its import did not finish within {timeout:g} s")
+    return plugin
 
 
 def _allow_list() -> set[str] | None:
@@ -347,7 +406,7 @@ def describe_error(exc: BaseException, where: bool = False) -> str:
     ``where`` adds `` (file.py:LINE)``, the innermost frame of the traceback: a
     bare ``assert`` in plugin code reads ``AssertionError (plugin.py:12)``.
     """
-    if isinstance(exc, PluginError | _ImportTimeout):
+    if isinstance(exc, PluginError | _ImportTimeout | _HookTimeout):
         return one_line(exc)
     if isinstance(exc, pluggy.PluginValidationError):
         lines = [" ".join(line.split()) for line in str(exc).splitlines()]
@@ -385,7 +444,10 @@ def plugin_code_error(plugin: str, what: str, exc: BaseException) -> PluginError
     """
     with _lock:
         source = _sources.get(plugin)
-    parts = [f'plugin "{plugin}" failed: {what} raised {describe_error(exc, where=True)}']
+    if isinstance(exc, _HookTimeout):  # its message says what did not return
+        parts = [f'plugin "{plugin}" failed: {exc}']
+    else:
+        parts = [f'plugin "{plugin}" failed: {what} raised {describe_error(exc, where=True)}']
     if source is not None and source.origin:
         parts.append(source.origin)
     if source is not None and source.hint:
@@ -495,7 +557,9 @@ def _load() -> pluggy.PluginManager:
 def _load_all(timeout: float, light: float | None = None) -> pluggy.PluginManager:
     """Load the built-ins, then each entry point waited for ``timeout`` seconds; with
     ``light``, the entry points together at most that long (see :func:`wait_briefly`)."""
+    global _light_deadline
     light_deadline = None if light is None else time.monotonic() + light
+    _light_deadline = light_deadline
     pm = pluggy.PluginManager("connectsw")
     pm.add_hookspecs(hookspecs)
     sources: dict[str, PluginSource] = {}
@@ -613,11 +677,12 @@ def fail_plugin(name: str, error: str, offered: dict[str, list[str]] | None = No
 
 
 def add_plugin_commands(cli: click.Group) -> None:
-    """Call each plugin's ``register_commands`` on its own.
+    """Call each plugin's ``register_commands`` on its own, bounded (:func:`hook_bound`).
 
-    A plugin that raises keeps none of the commands it added; the failure is a
-    warning of that plugin (shown by ``connectsw plugins``), and a
-    :class:`PluginError` in strict mode.
+    Each call gets a copy of ``cli`` with its own command table, so a call that is
+    abandoned adds nothing later. A plugin that raises, or does not return in time,
+    keeps none of the commands it added; the failure is a warning of that plugin
+    (shown by ``connectsw plugins``), and a :class:`PluginError` in strict mode.
     """
     if _pm is None and not entry_points(group=ENTRY_POINT_GROUP):
         # Built-in plugins add no commands: with no third-party plugin installed there
@@ -632,15 +697,21 @@ def add_plugin_commands(cli: click.Group) -> None:
         before = dict(cli.commands)
         trace("register_commands", plugin, "call")
         started = time.perf_counter()
+        scratch = copy.copy(cli)  # the same group, but commands go to its own table
+        scratch.commands = dict(before)
+        bound, late = hook_bound("register_commands")
         try:
-            with plugin_output_to_stderr():
-                impl.function(cli=cli)
-        except Exception as exc:
-            cli.commands.clear()
-            cli.commands.update(before)
+            returned = call_bounded(impl.function, {"cli": scratch}, bound, f"hook-{plugin}")
+        except BaseException as exc:  # a hook may even sys.exit()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             _command_warning(plugin, f"failed: {describe_error(exc, where=True)}", exc)
             continue
-        added = {n: c for n, c in cli.commands.items() if before.get(n) is not c}
+        if returned is UNFINISHED:
+            _command_warning(plugin, late.removeprefix("register_commands"), _HookTimeout(late))
+            continue
+        added = {n: c for n, c in scratch.commands.items() if before.get(n) is not c}
+        cli.commands.update(added)
         for name in sorted(added):
             taken = _command_taken(name, before)
             if taken is None:
@@ -665,7 +736,8 @@ def add_plugin_commands(cli: click.Group) -> None:
 
 def _command_warning(plugin: str, what: str, exc: BaseException | None = None) -> None:
     """Record ``register_commands`` + ``what`` as a warning of ``plugin`` (once) and trace
-    it; ``exc`` (the hook raised) is kept to explain a missing command later."""
+    it; ``exc`` (the hook raised, or a :class:`_HookTimeout`) is kept to explain a missing
+    command later."""
     raised = what.startswith("failed")
     warning = f"register_commands{' ' if raised else ''}{what}"
     trace("register_commands", plugin, what if raised else f"failed: {warning}")
@@ -726,9 +798,10 @@ def _attribute_failures(command: click.Command, plugin: str, name: str) -> None:
 
 def reset_plugin_manager() -> None:
     """Forget loaded plugins so the next use loads them again (for tests)."""
-    global _pm
+    global _pm, _light_deadline
     with _lock:
         _pm = None
+        _light_deadline = None
         _sources.clear()
         _skipped_eps.clear()
         _unknown_allowed.clear()
@@ -816,8 +889,9 @@ def probe_left_out(name: str) -> dict[str, list[str]]:
     plugin manager and its ``register_*`` hooks are called with a callback that
     records names; nothing of it is used. Kinds are the registries' (``agent``,
     ``workflow``, ``gate rule``, ``embedder``, ``LLM provider``) and ``command``
-    (workflow commands and the CLI commands its ``register_commands`` adds). A
-    plugin that fails while asked gives what it gave so far.
+    (workflow commands and the CLI commands its ``register_commands`` adds). Each
+    call is bounded as when loading (:func:`hook_bound`). A plugin that fails while
+    asked gives what it gave so far; one whose hook does not return is asked no more.
     """
     with _lock:
         if name in _probed:
@@ -831,31 +905,51 @@ def probe_left_out(name: str) -> dict[str, list[str]]:
                 scratch = pluggy.PluginManager("connectsw")
                 scratch.add_hookspecs(hookspecs)
                 scratch.register(plugin, name=name)
-                from connectsw.plugins.registry import HOOKS, KINDS
-
-                for hook_name, attr in HOOKS:
-                    for impl in getattr(scratch.hook, hook_name).get_hookimpls():
-
-                        def register(item: Any, kind: str = KINDS[attr]) -> None:
-                            found.setdefault(kind, []).append(str(getattr(item, "name", "")))
-                            for command in getattr(item, "commands", None) or ():
-                                found.setdefault("command", []).append(" ".join(command.split()))
-
-                        with contextlib.suppress(Exception):
-                            impl.function(register=register)
                 import click
 
+                from connectsw.plugins.registry import HOOKS, KINDS
+
                 scratch_cli = click.Group("connectsw")
-                for impl in scratch.hook.register_commands.get_hookimpls():
+                abandoned = threading.Event()  # a late call's registrations are ignored
+                calls = [
+                    (hook_name, impl, {"register": _recorder(found, KINDS[attr], abandoned)})
+                    for hook_name, attr in HOOKS
+                    for impl in getattr(scratch.hook, hook_name).get_hookimpls()
+                ] + [
+                    ("register_commands", impl, {"cli": scratch_cli})
+                    for impl in scratch.hook.register_commands.get_hookimpls()
+                ]
+                for hook_name, impl, kwargs in calls:
+                    bound, _late = hook_bound(hook_name)
                     with contextlib.suppress(Exception):
-                        impl.function(cli=scratch_cli)
-                found.setdefault("command", []).extend(scratch_cli.commands)
+                        returned = call_bounded(impl.function, kwargs, bound, f"probe-{name}")
+                        if returned is UNFINISHED:
+                            abandoned.set()
+                            break
+                else:
+                    found.setdefault("command", []).extend(scratch_cli.commands)
         except BaseException as exc:  # an import may even sys.exit()
             if isinstance(exc, KeyboardInterrupt):
                 raise
     with _lock:
         _probed[name] = found
     return found
+
+
+def _recorder(
+    found: dict[str, list[str]], kind: str, closed: threading.Event
+) -> Callable[[Any], None]:
+    """A ``register`` callback for :func:`probe_left_out` that records names of ``kind``
+    in ``found`` (and a workflow's commands), until ``closed`` is set."""
+
+    def register(item: Any) -> None:
+        if closed.is_set():  # an abandoned call, registering late
+            return
+        found.setdefault(kind, []).append(str(getattr(item, "name", "")))
+        for command in getattr(item, "commands", None) or ():
+            found.setdefault("command", []).append(" ".join(command.split()))
+
+    return register
 
 
 def plugin_infos() -> list[dict[str, Any]]:

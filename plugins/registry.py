@@ -20,15 +20,17 @@ import pluggy
 from connectsw.core.errors import ConnectSWError, PlanError, PluginError, one_line
 from connectsw.plugins.manager import (
     DEFAULT_PLUGINS,
+    UNFINISHED,
     PluginSource,
     broken_plugin_hint,
+    call_bounded,
     check_strict,
     describe_error,
     fail_plugin,
     failed_may_provide,
     get_plugin_manager,
+    hook_bound,
     left_out_plugins,
-    plugin_output_to_stderr,
     plugin_sources,
     trace,
     trace_done,
@@ -289,9 +291,12 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
     """Ask every plugin what it provides; a plugin that fails is left out whole.
 
     Each plugin's ``register_*`` implementations are called on their own, in
-    pluggy's call order. A plugin that raises, registers an invalid item or an
-    item whose name another plugin already has (built-ins have it first) is
-    recorded in :attr:`Registries.failures` and none of its items are kept.
+    pluggy's call order, each bounded (:func:`connectsw.plugins.manager.hook_bound`,
+    issue 5, kind 7). A plugin that raises, does not return in time, registers an
+    invalid item or an item whose name another plugin already has (built-ins have
+    it first) is recorded in :attr:`Registries.failures` and none of its items are
+    kept; one whose hook did not return is asked nothing more, and what its
+    abandoned call registers later is ignored.
     """
     regs = Registries(
         agents=Registry(KINDS["agents"], ("run",)),
@@ -301,6 +306,7 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
     # 1. ask each plugin, checking each item on its own (scratch registries)
     offered: dict[str, dict[str, list[Any]]] = {}
     unfinished: dict[str, set[str]] = {}  # plugin -> registries whose hook raised
+    stuck: set[str] = set()  # plugins whose hook did not return: asked no more
     order: dict[str, list[str]] = {}
     for hook_name, attr in HOOKS:
         caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
@@ -309,6 +315,9 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
         for impl in reversed(caller.get_hookimpls()):
             plugin = impl.plugin_name
             order[attr].append(plugin)
+            if plugin in stuck:
+                unfinished[plugin].add(attr)
+                continue
             items = offered.setdefault(plugin, {}).setdefault(attr, [])
             scratch: Registry[Any] = Registry(
                 getattr(regs, attr).kind, getattr(regs, attr).required
@@ -322,24 +331,36 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
                 plugin: str = plugin,
                 hook: str = hook_name,
             ) -> None:
+                if plugin in stuck:
+                    return  # an abandoned call, registering late: nothing of it is used
                 scratch.add(item, plugin)
                 commands = workflow_commands(item) if scratch.kind == "workflow" else []
                 also = f" (commands: {', '.join(commands)})" if commands else ""
                 trace(hook, plugin, f'registered {scratch.kind} "{item.name}"{also}')
 
+            bound, late = hook_bound(hook_name)
             try:
-                with plugin_output_to_stderr():
-                    impl.function(register=register)
+                returned = call_bounded(
+                    impl.function, {"register": register}, bound, f"hook-{plugin}"
+                )
             except PluginError as exc:
                 regs.failures.setdefault(plugin, one_line(exc))
                 trace(hook_name, plugin, f"failed: {one_line(exc)}")
                 unfinished.setdefault(plugin, set()).add(attr)
-            except Exception as exc:
+            except BaseException as exc:  # a hook may even sys.exit()
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
                 error = describe_error(exc, where=True)
                 regs.failures.setdefault(plugin, f"{hook_name} failed: {error}")
                 trace(hook_name, plugin, f"failed: {error}")
                 unfinished.setdefault(plugin, set()).add(attr)
             else:
+                if returned is UNFINISHED:
+                    stuck.add(plugin)
+                    regs.failures[plugin] = late  # this is why, whatever failed before
+                    trace(hook_name, plugin, f"failed: {late}")
+                    unfinished.setdefault(plugin, set()).add(attr)
+                    continue
                 trace_done(hook_name, plugin, started, f" ({len(scratch.items)} registered)")
             items.extend(scratch)
     # 2. collisions: built-ins claim their names first, then the others in call order

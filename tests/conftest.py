@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -198,3 +199,32 @@ def _run_plugin_tests(source: Path, site: Path, tmp_path: Path) -> subprocess.Co
         text=True,
         timeout=240,
     )
+
+
+@pytest.fixture
+def bare_scheduler() -> Iterator[str]:
+    """A real ``dask scheduler`` process on loopback (allowed-failures 0), no worker."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--no-dashboard"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the scheduler did not start"
+                time.sleep(0.2)
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)

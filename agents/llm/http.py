@@ -18,7 +18,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from connectsw.core.errors import (
 if TYPE_CHECKING:
     # Imported when a call is made: listing plugins must not import aiohttp (~50 ms).
     import aiohttp
+    import yarl
 
 T = TypeVar("T")
 #: Bytes of an error answer read to find its message.
@@ -78,17 +78,28 @@ class Endpoint:
         """``openai provider at api.openai.com``: how messages name the endpoint."""
         return f"{self.provider} provider at {self.host}"
 
-    def url(self, path: str) -> str:
-        """The base URL joined with ``path``."""
-        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+    def url(self, path: str) -> yarl.URL:
+        """The base URL with ``path`` appended to its path; its query is kept as the
+        query (``http://h/v1?api-version=x`` + ``chat/completions`` ->
+        ``http://h/v1/chat/completions?api-version=x``), its fragment dropped. Parsed
+        and joined by yarl (aiohttp's URL type), not by string concatenation."""
+        from yarl import URL
+
+        base = URL(self.base_url)
+        joined = base.raw_path.rstrip("/") + "/" + path.lstrip("/")
+        return base.with_path(joined, encoded=True, keep_query=True)
 
     def scrub(self, text: str) -> str:
         """``text`` on one line, at most :data:`MESSAGE_LIMIT` characters, without the key
         in any form a server may echo it (raw, percent-encoded, JSON-escaped, base64:
-        core/redact.py :func:`~connectsw.core.redact.mask_secret`)."""
-        from connectsw.core.redact import mask_secret
+        core/redact.py :func:`~connectsw.core.redact.mask_secret`), nor the base URL's
+        secret query values (``?key=``, ``?sig=``...: core/redact.py's one rule,
+        :func:`~connectsw.core.redact.url_secrets`), each masked as ``***``."""
+        from connectsw.core.redact import mask_secret, url_secrets
 
         text = mask_secret(text, self.key, "[key]")
+        for secret in sorted(url_secrets(self.base_url), key=len, reverse=True):
+            text = mask_secret(text, secret)
         text = " ".join(text.split())
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
@@ -105,7 +116,10 @@ def read_key(env_name: str, key_file: Path | None) -> tuple[str | None, str]:
     :data:`MAX_KEY_FILE_BYTES`. Raises :class:`LLMError` when it cannot be read, is
     larger or is not text (never quoting it).
     """
-    value = os.environ.get(env_name, "").strip()
+    from connectsw.core.supervisor import engine_getenv
+
+    # os.environ, or the engine's copy in a process-isolated agent (which has not it).
+    value = engine_getenv(env_name).strip()
     if value:
         return value, f"the environment variable {env_name}"
     if key_file is not None:
@@ -194,7 +208,10 @@ class Call:
         import aiohttp
 
         ep = self.endpoint
-        url = ep.url(path)
+        try:
+            url = ep.url(path)
+        except ValueError:  # settings check it first; the URL is not quoted (secrets)
+            raise LLMError(f"{ep.provider} provider: invalid base URL") from None
         failure = ""
         for attempt in range(ep.retries + 1):
             wait: float | None = None

@@ -168,8 +168,11 @@ def _connect_uri(uri: str) -> sqlite3.Connection:
 
 
 def _reason(exc: OSError) -> str:
-    """An OSError's reason as a lower-case phrase ("read-only file system")."""
-    return (exc.strerror or str(exc)).lower()
+    """An OSError's reason as a lower-case phrase ("read-only file system"), worded by
+    core/textfiles.py's rule for paths a user gives."""
+    from connectsw.core.textfiles import os_reason
+
+    return os_reason(exc)
 
 
 def _first_file(path: Path) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectsw.core.errors import ConnectSWError, ExitCode
+from connectsw.core.textfiles import check_path
 from connectsw.licensing.analytics.rollup import from_rows, refresh
 from connectsw.licensing.analytics.storage import Storage, licenses_file, usage_storage
 from connectsw.licensing.usage import COLUMNS
@@ -147,10 +148,11 @@ def _numbered(source: str) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InvalidImport(f"{path}: no such file")
-    if not path.is_file():
-        raise InvalidImport(f"{path}: not a file")
+    with check_path(str(path), InvalidImport):  # a name too long...: core/textfiles.py
+        if not path.exists():
+            raise InvalidImport(f"{path}: no such file")
+        if not path.is_file():
+            raise InvalidImport(f"{path}: not a file")
 
 
 def _columns(con: duckdb.DuckDBPyConnection, source: str, path: Path) -> dict[str, str]:

@@ -149,3 +149,67 @@ def test_an_out_of_range_limit_is_a_usage_error(cli, limit):
     result = cli("status", "--json", "--limit", limit)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+LONG = "d" * 300  # a component over NAME_MAX (255 bytes): ENAMETOOLONG
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "{tmp}/g.yaml", "--yes", "-w", "{tmp}/" + LONG),
+        ("run", "{tmp}/g.yaml", "--plan-only", "-w", "{tmp}/" + LONG + "/sub"),
+        ("new", "product", "x", "--plan-only", "-w", "{tmp}/" + LONG + "/sub"),
+        ("run", "{tmp}/" + LONG + ".yaml", "--yes", "-w", "{tmp}/ws"),
+        ("run", "{tmp}/g.yaml", "--yes", "-w", "{tmp}/loop/ws"),
+        ("plugin", "new", "x", "--directory", "{tmp}/" + LONG),
+        ("gates", "check", "--workspace", "{tmp}/" + LONG),
+        ("analytics", "import", "{tmp}/" + LONG + ".csv"),
+    ],
+    ids=[
+        "workspace",
+        "workspace-plan-only",
+        "new-product",
+        "graph-file",
+        "workspace-loop",
+        "plugin-directory",
+        "gates-workspace",
+        "analytics-import",
+    ],
+)
+def test_a_user_path_the_system_refuses_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> None:
+    """Trial 6 (issue 5, kind 10): a name over 255 bytes was "internal error" (exit 70)."""
+    (tmp_path / "g.yaml").write_text("name: x\ntasks:\n  - id: a\n    agent: noop\n")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    code, err = run_cli(capsys, *(a.format(tmp=tmp_path) for a in args))
+    assert code == ExitCode.INVALID_INPUT, err
+    line = one_line_error(err)
+    assert line.endswith(("name too long", "too many levels of symbolic links")), line
+
+
+@pytest.mark.parametrize("variable", ["CONNECTSW_CONFIG", "CONNECTSW_GRANT_KEY_FILE"])
+def test_a_settings_path_the_system_refuses_is_one_line_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    monkeypatch.setenv(variable, str(tmp_path / LONG))
+    (tmp_path / "g.yaml").write_text("name: x\ntasks:\n  - id: a\n    agent: noop\n")
+    code, err = run_cli(capsys, "run", str(tmp_path / "g.yaml"), "--yes", "-w", str(tmp_path / "w"))
+    assert code == ExitCode.INVALID_INPUT, err
+    assert one_line_error(err).endswith("name too long")
+
+
+def test_a_data_dir_the_system_refuses_is_a_store_error_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a data dir under a file (exit 6); it was "not readable credentials: `connectsw
+    login` again" (a name too long is no login problem)."""
+    monkeypatch.setenv("CONNECTSW_DATA_DIR", str(tmp_path / LONG))
+    code, err = run_cli(capsys, "status")
+    assert code == ExitCode.STORE, err
+    line = one_line_error(err)
+    assert line.endswith("name too long") and "login" not in line, line

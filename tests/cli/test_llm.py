@@ -330,3 +330,48 @@ def test_a_refused_key_fails_the_first_task_in_one_line(
         f"openai provider at 127.0.0.1:{model.url.rsplit(':', 1)[1]} refused the API key"
         " (HTTP 401); check the environment variable ADDER_TEST_KEY"
     ]
+
+
+def test_a_secret_in_the_base_url_query_is_in_no_message_and_the_query_is_kept(
+    cli: Cli, model: ModelServer, tmp_path: Path
+) -> None:
+    """Trial 6 (issue 5, kind 8): ``?key=SECRET`` in ``llm.openai.base_url`` was shown
+    in the task's error, its event and ``status --json``, and the path was appended
+    after the query (``POST /v1?key=.../chat/completions``)."""
+    model.responder = lambda seen: Reply(
+        400, {"error": {"message": f"bad request: POST {seen.path}?{seen.query}"}}
+    )
+    with_model(cli, model)
+    cli.env.update(
+        CONNECTSW_LLM__RETRIES="0",
+        CONNECTSW_LLM__OPENAI__BASE_URL=f"{model.url}/v1?api-version=7&key=Zq9SECRETQ",
+    )
+    res = cli("new", "product", "a tiny adder", "--yes", "-w", tmp_path / "w")
+    assert res.returncode == 1, res
+    assert {(s.path, s.query) for s in model.requests} == {
+        ("/v1/chat/completions", "api-version=7&key=Zq9SECRETQ")
+    }
+    shown = res.stdout + res.stderr
+    view = cli("status", res.execution_id, "--json", "--no-resume").stdout
+    assert "Zq9SECRETQ" not in view and "key=***" in view, view
+    events = cli.events(res.execution_id)
+    errors = {e["message"] for e in events if e["kind"] == "task.failed"}
+    assert errors == {
+        f"openai provider at 127.0.0.1:{model.url.rsplit(':', 1)[1]} refused the request"
+        " (HTTP 400): bad request: POST /v1/chat/completions?api-version=7&key=***"
+    }
+    assert "Zq9SECRETQ" not in shown + view + json.dumps(events)
+
+
+def test_a_password_in_the_base_url_is_refused_before_anything_runs(
+    cli: Cli, model: ModelServer, tmp_path: Path
+) -> None:
+    """Trial 6 (issue 5, kind 10): ``http://user:pw@host/v1`` failed each task with
+    aiohttp's raw ``ValueError``; it is refused in one line naming the setting."""
+    with_model(cli, model)
+    cli.env["CONNECTSW_LLM__OPENAI__BASE_URL"] = f"http://user:Pw9SECRET@{model.url[7:]}/v1"
+    res = cli("new", "product", "a tiny adder", "--yes", "-w", tmp_path / "w")
+    assert res.returncode == 2, res
+    assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1, res
+    assert "llm.openai.base_url" in res.stderr and "Pw9SECRET" not in res.stderr
+    assert model.requests == []

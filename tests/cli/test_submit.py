@@ -278,6 +278,29 @@ def test_a_config_error_is_said_before_an_execution_is_stored(
     assert cli("status", "--json", ok=True).json() == []  # nothing stored
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["/dev/null", "{tmp}/file/ws", "{tmp}/" + "d" * 300],  # a plain file: click refuses it
+    ids=["dev-null", "under-a-file", "name-too-long"],
+)
+def test_an_unusable_workspace_is_refused_before_an_execution_is_stored(cli, tmp_path, where):
+    """Trial 6 (issue 5, kind 11): a workspace that is a file left a `failed` execution
+    with a "Resume:" hint at each try; it is input, refused like a bad setting."""
+    write(
+        tmp_path / "graph.yaml",
+        "name: g\ntasks:\n  - {id: a, agent: shell, with: {command: 'touch ran'}}\n",
+    )
+    write(tmp_path / "file", "")
+    workspace = where.format(tmp=tmp_path)
+    for _ in range(2):
+        res = cli("run", "graph.yaml", "--yes", "--workspace", workspace)
+        assert res.returncode == 2, str(res)
+        line = res.error_line()
+        assert line.startswith(f"Error: workspace {workspace}: "), line
+        assert res.stdout == "" and "Resume" not in res.stderr, str(res)  # no plan shown
+    assert cli("status", "--json", ok=True).json() == []  # nothing stored
+
+
 FLAKY = """
 name: flaky
 tasks:

@@ -299,6 +299,7 @@ channel = "#builds"
 
 DURATIONS = [
     ("dask", "connect_timeout"),
+    ("dask", "worker_wait"),
     ("engine", "retry_backoff"),
     ("engine", "retry_backoff_max"),
     ("engine", "default_timeout"),
@@ -531,6 +532,125 @@ def test_llm_base_url_must_be_http(url: str) -> None:
         "invalid settings: llm.openai.base_url: Value error, expected an http:// or https:// URL"
         " with a host"
     )
+
+
+# -- a setting given twice (issue 5, kind 6; trial 6) ------------------------------------
+
+
+@pytest.mark.parametrize("order", ["upper first", "lower first"])
+def test_two_env_variables_differing_only_in_case_are_refused(
+    monkeypatch: pytest.MonkeyPatch, order: str
+) -> None:
+    # Trial 6: the later one in the environment won, in silence (1 or 3 attempts).
+    names = ["CONNECTSW_ENGINE__DEFAULT_RETRIES", "connectsw_engine__default_retries"]
+    for name, value in zip(names if order == "upper first" else names[::-1], "02", strict=True):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert assert_one_line_without_cause(info.value) == (
+        "invalid settings: engine.default_retries is given twice: "
+        "CONNECTSW_ENGINE__DEFAULT_RETRIES and connectsw_engine__default_retries "
+        "(give each setting once)"
+    )
+
+
+def test_a_section_as_json_and_a_variable_of_a_part_of_it_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONNECTSW_ENGINE", '{"default_retries": 2}')
+    monkeypatch.setenv("CONNECTSW_ENGINE__DEFAULT_RETRIES", "0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert assert_one_line_without_cause(info.value) == (
+        "invalid settings: engine is given twice: CONNECTSW_ENGINE and "
+        "CONNECTSW_ENGINE__DEFAULT_RETRIES (give each setting once)"
+    )
+    monkeypatch.delenv("CONNECTSW_ENGINE__DEFAULT_RETRIES")
+    assert load_settings().engine.default_retries == 2  # given once, as JSON: fine
+    monkeypatch.delenv("CONNECTSW_ENGINE")
+    monkeypatch.setenv("connectsw_llm__openai", '{"base_url": "http://127.0.0.1:9/v1"}')
+    monkeypatch.setenv("CONNECTSW_LLM__OPENAI__API_KEY_ENV", "MY_KEY")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "llm.openai is given twice: connectsw_llm__openai and " in str(info.value)
+
+
+def test_variables_that_are_not_settings_are_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTSW_STRICT_PLUGINS", "0")
+    monkeypatch.setenv("connectsw_strict_plugins", "0")
+    monkeypatch.setenv("CONNECTSW_ENGINE__DEFAULT_RETRIES", "1")
+    monkeypatch.setenv("CONNECTSW_ENGINE__LEASE_TIMEOUT", "40")
+    settings = load_settings()
+    assert settings.engine.default_retries == 1 and settings.engine.lease_timeout == 40
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[engine]\ndefault_retries = 0\n[Engine]\ndefault_retries = 2\n",
+            "engine is given twice: [Engine] and [engine]",
+        ),
+        ('mode = "local"\nMODE = "production"\n', "mode is given twice: MODE and mode"),
+        ("[dask]\nn_workers = 1\n[DASK.x]\ny = 1\n", "dask is given twice: [DASK] and [dask]"),
+    ],
+)
+def test_a_section_written_twice_in_different_case_in_a_file_is_refused(
+    text: str, message: str
+) -> None:
+    path = write_user_file(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert assert_one_line_without_cause(info.value) == (
+        f"invalid config file {path.name}: {message} (give each setting once)"
+    )
+
+
+def test_a_section_in_other_case_is_checked_as_the_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `[Engine]` alone is honoured, as before; its values' TOML types are checked too.
+    write_user_file("[Engine]\ndefault_retries = 2\n")
+    assert load_settings().engine.default_retries == 2
+    write_user_file('[Engine]\nlease_timeout = "30"\n')
+    with pytest.raises(ConfigError, match="engine.lease_timeout: expected a number, not a string"):
+        load_settings()
+
+
+def test_a_setting_given_twice_is_one_line_and_exit_2_on_the_command_line(tmp_path: Path) -> None:
+    for order in (1, -1):
+        names = ["CONNECTSW_ENGINE__DEFAULT_RETRIES", "connectsw_engine__default_retries"]
+        env = {k: v for k, v in os.environ.items() if k.upper() != names[0]}
+        env.pop("CONNECTSW_DEBUG", None)
+        env.update(dict(zip(names[::order], "02", strict=True)))
+        proc = subprocess.run(
+            [sys.executable, "-m", "connectsw.cli.main", "status"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == ConfigError.exit_code == 2, proc
+        assert proc.stderr.strip().splitlines() == [
+            "Error: invalid settings: engine.default_retries is given twice: "
+            "CONNECTSW_ENGINE__DEFAULT_RETRIES and connectsw_engine__default_retries "
+            "(give each setting once)"
+        ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:Pw9SECRET@127.0.0.1:9/v1", "http://Pw9SECRET@h/v1", "http://h/v1?a=Pw9SECRET@x"],
+)
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_llm_base_url_with_credentials_is_refused_unquoted(url: str, provider: str) -> None:
+    """Trial 6 (issue 5, kind 10): a user:password in ``base_url`` passed the settings and
+    then failed every task with aiohttp's ``ValueError: Cannot combine AUTHORIZATION
+    header with AUTH argument or credentials encoded in URL``."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(llm={provider: {"base_url": url}})
+    message = str(info.value)
+    assert message.startswith(f"invalid settings: llm.{provider}.base_url: Value error, a user")
+    assert "Pw9SECRET" not in message and "\n" not in message
 
 
 #: Settings read as a command's words (shlex, POSIX quoting): gates/rules.py, gates/detect.py.

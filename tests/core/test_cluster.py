@@ -138,12 +138,12 @@ def test_port_answering_garbage_is_refused() -> None:
     assert "answered, but not as a Dask scheduler does" in text
 
 
-def scheduler(allowed_failures: int | None) -> LocalCluster:
+def scheduler(allowed_failures: int | None, n_workers: int = 0) -> LocalCluster:
     kwargs: dict[str, object] = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
     if allowed_failures is not None:
         kwargs["allowed_failures"] = allowed_failures
     return LocalCluster(
-        n_workers=0,
+        n_workers=n_workers,
         processes=False,
         protocol="tcp://",
         host="127.0.0.1",
@@ -160,7 +160,7 @@ def test_external_scheduler_that_re_runs_tasks_is_refused() -> None:
 
 
 def test_external_scheduler_with_allowed_failures_zero_is_used() -> None:
-    with scheduler(0) as cluster:
+    with scheduler(0, n_workers=1) as cluster:  # a worker: none is refused (trial 6)
         client, local = connect(
             DaskSettings(scheduler_address=cluster.scheduler_address, connect_timeout=5)
         )
@@ -251,3 +251,15 @@ def test_local_cluster_workers_end_when_their_parent_is_killed(tmp_path: Path) -
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_scheduler_without_workers_is_refused_after_the_worker_wait(
+    bare_scheduler: str,
+) -> None:
+    """Trial 6 (issue 5, kinds 1 and 10): ``run`` waited for ever, past every timeout."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        connect(DaskSettings(scheduler_address=bare_scheduler, connect_timeout=5, worker_wait=1))
+    assert str(info.value) == f"no Dask workers at {bare_scheduler} after 1 s"
+    assert info.value.__cause__ is None
+    assert time.monotonic() - started < 8

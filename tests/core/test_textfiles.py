@@ -72,3 +72,38 @@ def test_a_link_to_a_regular_file_is_read_and_a_large_file_only_to_its_bound(
 def test_a_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(textfiles.TextFileError, match="it is a directory"):
         textfiles.read_bytes(tmp_path, 10)
+
+
+LONG = "d" * 300  # a path component over NAME_MAX (255 bytes): ENAMETOOLONG
+
+
+def test_an_oserror_on_a_user_path_is_one_lower_case_reason(tmp_path: Path) -> None:
+    """Trial 6 (issue 5, kind 10): ``Path.exists()`` and ``is_symlink()`` raise for a
+    name too long (and for EACCES), which reached the user as "internal error"."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    (tmp_path / "file").write_text("")
+    cases = {
+        tmp_path / LONG: "name too long",
+        loop / "x": "too many levels of symbolic links",
+        tmp_path / "file" / "x": "a parent is not a directory",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(OSError) as info:
+            os.lstat(path)
+        assert textfiles.os_reason(info.value) == reason
+        with pytest.raises(textfiles.TextFileError) as read:
+            textfiles.read_bytes(path, 10)
+        assert str(read.value) == f"cannot read: {reason}"
+        assert textfiles.is_broken_link(path) is False
+        assert textfiles.is_regular(path) is False
+
+
+def test_check_path_turns_an_oserror_into_the_callers_error(tmp_path: Path) -> None:
+    class Mine(Exception):
+        pass
+
+    with pytest.raises(Mine) as info, textfiles.check_path("graph file X", Mine):
+        (tmp_path / LONG).exists()
+    assert str(info.value) == "graph file X: name too long"
+    assert info.value.__cause__ is None and info.value.__suppress_context__

@@ -246,6 +246,32 @@ def test_a_workspace_path_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     assert not bad.exists()
 
 
+@pytest.mark.parametrize("make", ["ensure_repo", "init_own_repo", "check_usable"])
+def test_a_workspace_path_the_system_refuses_is_one_line(tmp_path: Path, make: str) -> None:
+    """Trial 6 (issue 5, kind 10): a component over 255 bytes was an OSError from
+    ``is_symlink()``, "internal error" (exit 70)."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    long = tmp_path / ("d" * 300)
+    for ws, reason in (
+        (long, "name too long"),
+        (long / "sub", "name too long"),
+        (loop / "ws", "too many levels of symbolic links"),
+    ):
+        with pytest.raises(workspace.WorkspaceError) as info:
+            getattr(workspace, make)(ws)
+        assert str(info.value) == f"workspace {ws}: {reason}"
+
+
+def test_check_usable_creates_the_workspace_and_refuses_a_file(tmp_path: Path) -> None:
+    """What ``Engine.submit`` checks before an execution is stored (issue 5, kind 11)."""
+    workspace.check_usable(tmp_path / "new" / "ws")
+    assert (tmp_path / "new" / "ws").is_dir()
+    assert not (tmp_path / "new" / "ws" / ".git").exists()  # the run makes the repository
+    with pytest.raises(workspace.WorkspaceError, match="is a file, not a directory$"):
+        workspace.check_usable(Path("/dev/null"))
+
+
 def test_a_workspace_an_execution_ran_in_must_still_be_there(repo: Path, tmp_path: Path) -> None:
     """Issue 5, kind 11/10: check_still_there refuses a moved, deleted or replaced
     workspace and creates nothing; the original passes, with or without a commit."""

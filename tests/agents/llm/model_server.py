@@ -40,6 +40,8 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: Any
+    query: str = ""
+    """The query string as sent (without the ``?``)."""
 
 
 class ModelServer:
@@ -64,7 +66,7 @@ class ModelServer:
             body = json.loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        seen = Seen(request.path, dict(request.headers), body)
+        seen = Seen(request.path, dict(request.headers), body, request.query_string)
         with self._lock:
             self.requests.append(seen)
             if self.responder is not None:

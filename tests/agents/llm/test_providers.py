@@ -481,3 +481,34 @@ def test_a_stream_error_event(server: ModelServer) -> None:
     )
     with pytest.raises(LLMError, match="failed mid-stream: Overloaded$"):
         list(AnthropicProvider().stream(MESSAGES, **ARGS))  # type: ignore[arg-type]
+
+
+QUERY_SECRET = "Zq9SECRETQ/x+y"
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_a_query_in_the_base_url_stays_the_query_and_its_secret_is_masked(
+    kind: str, server: ModelServer, monkeypatch: pytest.MonkeyPatch, slash: str
+) -> None:
+    """Trial 6 (issue 5, kind 8): ``base_url = http://h/v1?key=SECRET`` sent
+    ``POST /v1?key=SECRET/chat/completions``, and the server's echo of the request line
+    kept the secret in the task's error. The query is kept as the query (Azure-style
+    ``?api-version=``) and every secret query value is masked wherever quoted."""
+    name = kind.upper()
+    query = f"api-version=2024-06&key={quote(QUERY_SECRET, safe='')}&sig=Sg7SIGVALUE"
+    base = server.url + ("/v1" if kind == "openai" else "") + slash
+    monkeypatch.setenv(f"CONNECTSW_LLM__{name}__BASE_URL", f"{base}?{query}")
+    monkeypatch.setenv("CONNECTSW_LLM__RETRIES", "0")
+    get_settings.cache_clear()
+    server.responder = lambda seen: Reply(
+        400, {"error": {"message": f"bad request: POST {seen.path}?{seen.query}"}}
+    )
+    with pytest.raises(LLMError) as info:
+        provider_of(kind).complete(MESSAGES, **ARGS)  # type: ignore[arg-type]
+    (seen,) = server.requests
+    assert seen.path == ("/v1/chat/completions" if kind == "openai" else "/v1/messages")
+    assert dict(p.split("=", 1) for p in seen.query.split("&"))["api-version"] == "2024-06"
+    message = str(info.value)
+    for secret in ("Zq9SECRETQ", "Sg7SIGVALUE"):
+        assert secret not in message, message
+    assert "api-version=2024-06&key=***&sig=***" in message, message
