@@ -123,9 +123,19 @@ def check_usable(workspace: Path) -> None:
 
     What ``Engine.submit`` checks before an execution is stored (issue 5, kind 11).
     Raises WorkspaceError (one line, exit 2): a file, under a file, not writable, a
-    broken symbolic link on its way, a path the system refuses (name too long...).
+    broken symbolic link on its way, a path the system refuses (name too long...), a
+    ``.git`` that leads to no repository (a moved worktree's ``gitdir:`` file).
     """
     _make_dir(workspace)
+    if os.path.lexists(workspace / ".git"):
+        found = _git(workspace, "rev-parse", "--git-dir", check=False)
+        if found.returncode != 0:
+            lines = [ln for ln in found.stderr.strip().splitlines() if ln.strip()]
+            said = lines[0] if lines else f"exit {found.returncode}"
+            raise WorkspaceError(
+                f"workspace {workspace}: its .git does not lead to a git repository ({said});"
+                " fix or remove it"
+            )
 
 
 def _make_dir(workspace: Path) -> None:

@@ -131,7 +131,8 @@ def test_a_workspace_whose_git_file_leads_nowhere_is_an_input_error(
     (tmp_path / "g.yaml").write_text(GRAPH)
     res = cli("run", "g.yaml", "--yes", "-w", ws)
     assert res.returncode == ExitCode.INVALID_INPUT, str(res)
-    assert ".git" in res.error_line()
+    assert "its .git does not lead to a git repository" in res.error_line()
+    assert cli("status", "--json", ok=True).json() == []  # refused before it is stored
 
 
 def test_a_decision_without_running_says_what_was_recorded_and_how_to_go_on(
