@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from connectsw.cli.context import State, console, json_option, pass_state, print_json
-from connectsw.cli.drive import drive
+from connectsw.cli.drive import drive, drive_or_show
 from connectsw.cli.output_json import view_json
 from connectsw.core.errors import Cancelled, InvalidState
 from connectsw.core.models import Decision, ExecutionStatus, ExecutionView
@@ -32,7 +32,7 @@ def _decide(
 
         answer = decide(remote, execution_id, decision, feedback)
         if not run or answer["status"] in {s.value for s in FINISHED}:
-            _show_status(view(remote, execution_id), execution_id, as_json)
+            _show_decided(view(remote, execution_id), execution_id, decision, as_json)
             return
         raise SystemExit(remote_drive(state, remote, execution_id, yes=yes, as_json=as_json))
     if not run:  # plugins are needed only for the event hooks: wait for them briefly
@@ -41,9 +41,35 @@ def _decide(
         wait_briefly()
     execution = state.engine.decide(execution_id, decision, feedback)
     if not run or execution.status.finished:
-        _show_status(state.engine.view(execution_id), execution_id, as_json)
+        _show_decided(state.engine.view(execution_id), execution_id, decision, as_json)
         return
-    raise SystemExit(drive(state, execution_id, yes=yes, as_json=as_json))
+    # The decision is recorded: if another process runs the execution now, show it.
+    raise SystemExit(drive_or_show(state, execution_id, yes=yes, as_json=as_json))
+
+
+#: What a decision recorded, and what continuing it runs (``--no-run`` says both).
+RECORDED = {
+    Decision.APPROVE: ("approved", "The next stage runs"),
+    Decision.REQUEST_CHANGES: ("changes requested", "The stage runs again with the feedback"),
+}
+
+
+def _show_decided(
+    view: ExecutionView, execution_id: str, decision: Decision, as_json: bool
+) -> None:
+    """After a decision: a finished execution's status; else (``--no-run``) what was
+    recorded and the command that continues (issue 5, kind 11), not the "interrupted"
+    that an execution nobody runs shows."""
+    if as_json or view.status.finished or decision not in RECORDED:
+        _show_status(view, execution_id, as_json)
+        return
+    done, then = RECORDED[decision]
+    console.print(
+        f"Execution [bold]{execution_id}[/bold]: {done} (recorded; nothing runs now).",
+        highlight=False,
+    )
+    console.print(f"{then} when you continue it:", highlight=False)
+    console.print(f"  connectsw resume {execution_id}", highlight=False, soft_wrap=True)
 
 
 def _show_status(view: ExecutionView, execution_id: str, as_json: bool) -> None:

@@ -6,6 +6,7 @@ from connectsw.cli.context import State, console, interactive
 from connectsw.cli.progress import Follower
 from connectsw.cli.prompts import ask_choice, ask_text
 from connectsw.cli.render import report, show_view
+from connectsw.core.errors import HeldElsewhere
 from connectsw.core.models import Decision, ExecutionStatus, ExecutionView
 
 CHOICES = {"a": Decision.APPROVE, "r": Decision.REQUEST_CHANGES, "c": Decision.CANCEL, "l": None}
@@ -50,3 +51,18 @@ def drive(state: State, execution_id: str, *, yes: bool = False, as_json: bool =
         if decision is Decision.CANCEL:
             break
     return report(engine.view(execution_id), as_json)
+
+
+def drive_or_show(
+    state: State, execution_id: str, *, yes: bool = False, as_json: bool = False
+) -> int:
+    """:func:`drive`, but when another live process holds the execution (it took it
+    over first), show its state instead of failing: for commands whose own part is done
+    (a recorded decision) or that only read (``status``). Issue 5, kinds 3 and 11:
+    losing that race is not an error for them; ``resume`` still exits 5."""
+    try:
+        return drive(state, execution_id, yes=yes, as_json=as_json)
+    except HeldElsewhere as exc:
+        if not as_json:
+            console.print(f"[yellow]{exc}; showing its state.[/yellow]", highlight=False)
+        return report(state.views.view(execution_id), as_json)

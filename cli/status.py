@@ -29,7 +29,10 @@ from connectsw.core.states import STOPPED
 def status(
     state: State, execution_id: str | None, no_resume: bool, limit: int, as_json: bool
 ) -> None:
-    """Show an execution (continuing it if it was interrupted), or list recent ones."""
+    """Show an execution (continuing it if it was interrupted), or list recent ones.
+
+    When another process takes an interrupted execution over first, its state is
+    shown (exit 0 while it runs), as for a live owner."""
     if state.remote is not None:
         from connectsw.cli.remote_status import remote_status
 
@@ -65,11 +68,11 @@ def status(
         return
     execution = engine.get(execution_id)
     if engine.status(execution) is ExecutionStatus.INTERRUPTED and not no_resume:
-        from connectsw.cli.drive import drive
+        from connectsw.cli.drive import drive_or_show
 
         if not as_json:
             console.print(f"[yellow]{execution_id} was interrupted; resuming it.[/yellow]")
-        raise SystemExit(drive(state, execution_id, as_json=as_json))
+        raise SystemExit(drive_or_show(state, execution_id, as_json=as_json))
     raise SystemExit(report(engine.view(execution_id), as_json))
 
 

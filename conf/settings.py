@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -121,17 +122,39 @@ def _default_rule_sets() -> dict[str, RuleSet]:
     }
 
 
+def _command_words(value: str) -> str:
+    """A setting read as a command's words (POSIX shell quoting, ``shlex.split``: gates/
+    rules.py, gates/detect.py): broken quoting is refused when settings load (issue 5,
+    kind 10), not found when the gate runs. The value is not echoed."""
+    if value:
+        import shlex  # only for a set command: the light commands read settings too
+
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"not a valid command: {str(exc).lower()} (quote as a POSIX shell does)"
+            ) from None
+    return value
+
+
+CommandWords = Annotated[str, AfterValidator(_command_words)]
+"""A command setting split into words with POSIX quoting (not run by a shell)."""
+
+
 class GateSettings(_Section):
     """Options of the built-in gate rules, the rule sets and the remediation loop."""
 
-    test_command: str = ""
+    test_command: CommandWords = ""
+    """The tests' command, split into words with POSIX quoting (no shell); empty: pytest
+    or unittest."""
     test_timeout: Timeout = 600
     """Seconds for the test command, above 0; above 604800 (7 days) it is 7 days."""
     build_command: str = ""
     """Shell command that builds the workspace; empty: detected (compileall, pip, npm)."""
     build_timeout: Timeout = 600
     """Seconds for the build, above 0; above 604800 (7 days) it is 7 days."""
-    server_command: str = ""
+    server_command: CommandWords = ""
     """Command that starts the service, ``{port}`` where its port goes; empty: detected."""
     health_path: str = Field("/health", pattern=r"^/")
     page_path: str = Field("/", pattern=r"^/")

@@ -225,7 +225,8 @@ class Engine:
         ``cancelled`` before the lease is released. Raises
         :class:`~connectsw.core.errors.LeaseLost` if another process took the
         execution over meanwhile (this one then stopped its work), and
-        :class:`InvalidState` if a live process runs it.
+        :class:`~connectsw.core.errors.HeldElsewhere` (an :class:`InvalidState`)
+        if a live process runs it or claimed it first.
         """
         execution = self.get(execution_id)
         if execution.status not in RUNNABLE:
@@ -246,6 +247,7 @@ class Engine:
                     "interrupted: the process running it ended first; a new attempt runs",
                 )
                 try:  # a failed start is recorded, never left pending
+                    self._check_workspace(execution)
                     git.ensure_repo(Path(execution.workspace))
                     self.client  # noqa: B018 - connect (or start the cluster) now
                     from connectsw.core.grants import engine_signer
@@ -267,6 +269,22 @@ class Engine:
                 # Nothing of it runs any more: what never ran never will.
                 record_never_run(self.store, execution, lease.token)
         return self.get(execution_id)
+
+    def _check_workspace(self, execution: Execution) -> None:
+        """Once tasks ran in the workspace, it must still be there, with the latest of
+        their commits: a moved or deleted workspace is never re-created empty, nor is
+        another repository at the same path used (WorkspaceError, exit 2). A new
+        execution's workspace is created by :func:`~connectsw.core.workspace.ensure_repo`."""
+        results = self.store.task_results(execution.id)
+        if not results:
+            return
+        committed = [r for r in results if r.commit]
+        latest = (
+            max(committed, key=lambda r: r.finished_at or r.started_at or utcnow()).commit
+            if committed
+            else None
+        )
+        git.check_still_there(Path(execution.workspace), latest)
 
     def _run_stage(self, execution: Execution, lease: Lease) -> bool:
         """Run the current stage; True when the execution stopped, False to go on."""

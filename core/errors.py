@@ -100,6 +100,17 @@ class InvalidState(ConnectSWError):
     exit_code = ExitCode.NOT_ALLOWED
 
 
+class HeldElsewhere(InvalidState):
+    """Another live process runs the execution: it holds the lease (exit 5).
+
+    Raised when this process would take the execution over (``resume``, ``status``
+    of an interrupted one, a server's restart) and another took it first, or its
+    owner is still alive. A read-only caller (``status``) shows the state instead:
+    losing that race is not an error for it (issue 5, kinds 3 and 11). Its ``code``
+    stays ``invalid_state`` for API clients.
+    """
+
+
 class Cancelled(InvalidState):
     """The execution was cancelled: nothing more can be decided or run (exit 8)."""
 

@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from connectsw.core.errors import InvalidState, LeaseLost
+from connectsw.core.errors import HeldElsewhere, LeaseLost
 from connectsw.core.liveness import owner_alive
 from connectsw.core.models import Execution, ExecutionStatus, utcnow
 from connectsw.core.stores import Store
@@ -60,16 +60,21 @@ class Lease:
         lease_timeout: float,
         heartbeat_interval: float,
     ) -> Lease:
-        """Take the lease of ``execution``; :class:`InvalidState` if a live owner holds it."""
+        """Take the lease of ``execution``.
+
+        Raises:
+            HeldElsewhere: a live owner holds it, or another process claimed it
+                between this process's read and its compare-and-set.
+        """
         if (
             execution.owner
             and execution.owner != owner
             and owner_alive(execution.owner, execution.heartbeat_at, lease_timeout)
         ):
-            raise InvalidState(f"execution {execution.id} is being run by {execution.owner}")
+            raise HeldElsewhere(f"execution {execution.id} is being run by {execution.owner}")
         token = store.claim(execution.id, owner, execution.lease_token, utcnow())
         if token is None:
-            raise InvalidState(f"execution {execution.id} was taken over by another process")
+            raise HeldElsewhere(f"execution {execution.id} was taken over by another process")
         execution.owner, execution.lease_token = owner, token
         return cls(store, execution.id, owner, token, heartbeat_interval)
 

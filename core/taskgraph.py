@@ -163,6 +163,28 @@ class _GraphLoader(yaml.SafeLoader):
         self._shape: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height)
         self._checked: set[int] = set()
 
+    # scanning: only the directives this loader implements
+    def scan_directive(self) -> Any:
+        """``%YAML 1.2`` and ``%TAG`` are kept; any other directive is refused with its
+        line. PyYAML reads a ``%YAML 1.1`` file with this loader's 1.2 core types, so
+        ``010`` would silently be 10, not 1.1's 8 (issue 5, kind 6); an unknown
+        directive is a typo or a dialect this loader does not know."""
+        token = super().scan_directive()
+        line = _line_of(token.start_mark)
+        if token.name == "YAML":
+            major, minor = token.value
+            if (major, minor) != (1, 2):
+                raise _InputError(
+                    f"%YAML {major}.{minor} is not supported: graph files are YAML 1.2"
+                    " (remove the directive or write %YAML 1.2)",
+                    line,
+                )
+        elif token.name != "TAG":
+            raise _InputError(
+                f"unknown directive %{token.name}: only %YAML 1.2 and %TAG are read", line
+            )
+        return token
+
     # composing: bounds on depth and alias expansion, before anything is built
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         event = self.peek_event()

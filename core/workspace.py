@@ -123,9 +123,19 @@ def check_usable(workspace: Path) -> None:
 
     What ``Engine.submit`` checks before an execution is stored (issue 5, kind 11).
     Raises WorkspaceError (one line, exit 2): a file, under a file, not writable, a
-    broken symbolic link on its way, a path the system refuses (name too long...).
+    broken symbolic link on its way, a path the system refuses (name too long...), a
+    ``.git`` that leads to no repository (a moved worktree's ``gitdir:`` file).
     """
     _make_dir(workspace)
+    if os.path.lexists(workspace / ".git"):
+        found = _git(workspace, "rev-parse", "--git-dir", check=False)
+        if found.returncode != 0:
+            lines = [ln for ln in found.stderr.strip().splitlines() if ln.strip()]
+            said = lines[0] if lines else f"exit {found.returncode}"
+            raise WorkspaceError(
+                f"workspace {workspace}: its .git does not lead to a git repository ({said});"
+                " fix or remove it"
+            )
 
 
 def _make_dir(workspace: Path) -> None:
@@ -182,8 +192,55 @@ def ensure_repo(workspace: Path) -> Path:
         ignored = _git(top, "check-ignore", "-q", str(workspace.resolve()), check=False)
         if ignored.returncode != 0:
             return workspace
-    _git(workspace, "init", "-q")
+    _init(workspace)
     return workspace
+
+
+def _init(workspace: Path) -> None:
+    """``git init`` in ``workspace``; WorkspaceError (one line, exit 2) if git refuses:
+    the workspace is unusable input, not a failed execution. A ``.git`` file whose
+    ``gitdir:`` is gone (a moved or deleted worktree) is the usual case."""
+    init = _git(workspace, "init", "-q", check=False)
+    if init.returncode == 0:
+        return
+    lines = [line for line in init.stderr.strip().splitlines() if not line.startswith("hint:")]
+    said = lines[0] if lines else f"exit {init.returncode}"
+    if os.path.lexists(workspace / ".git"):
+        raise WorkspaceError(
+            f"workspace {workspace}: its .git does not lead to a git repository ({said});"
+            " fix or remove it"
+        )
+    raise WorkspaceError(f"workspace {workspace}: git init failed: {said}")
+
+
+def check_still_there(workspace: Path, commit: str | None) -> None:
+    """Refuse to go on in a workspace that is not the one an execution already ran in.
+
+    For an execution that has run tasks there (``Engine.run`` on a resume, an approval
+    or changes requested): the workspace must still exist, and hold ``commit`` (its
+    latest task commit), if any. Otherwise the engine would re-create it empty (or use
+    another repository at the same path) and run the next stage without the earlier
+    stages' work (issue 5, kinds 10 and 11). Nothing is created here.
+
+    Raises WorkspaceError (one line, exit 2): ``workspace W is gone (moved or
+    deleted)...``, ``workspace W no longer holds this execution's commit SHA...``.
+    """
+    if not os.path.lexists(workspace):
+        raise WorkspaceError(
+            f"workspace {workspace} is gone (moved or deleted) since this execution ran"
+            " there; put it back, then resume the execution"
+        )
+    if not workspace.is_dir():
+        raise WorkspaceError(f"workspace {workspace}: is a file, not a directory")
+    if commit is None:
+        return
+    found = _git(workspace, "cat-file", "-e", f"{commit}^{{commit}}", check=False)
+    if found.returncode != 0:
+        raise WorkspaceError(
+            f"workspace {workspace} no longer holds this execution's commit {commit[:12]}"
+            " (another repository at that path?); put the original back, then resume"
+            " the execution"
+        )
 
 
 @contextmanager
@@ -229,7 +286,7 @@ def init_own_repo(workspace: Path) -> Path:
     WorkspaceError if it cannot be created.
     """
     _make_dir(workspace)
-    _git(workspace, "init", "-q")
+    _init(workspace)
     return workspace
 
 
@@ -239,7 +296,7 @@ def clone_bundle(bundle: Path, workspace: Path) -> Path:
     Raises TaskError (one line) for a file that is not a valid bundle.
     """
     _make_dir(workspace)
-    _git(workspace, "init", "-q")
+    _init(workspace)
     _git(workspace, "fetch", "-q", str(bundle), "+HEAD:refs/remotes/origin/HEAD")
     _git(workspace, "checkout", "-q", "-B", "main", "refs/remotes/origin/HEAD")
     return workspace
@@ -277,7 +334,7 @@ def pull_bundle(bundle: Path, workspace: Path) -> list[str]:
     """
     _make_dir(workspace)
     if _git(workspace, "rev-parse", "--show-toplevel", check=False).returncode != 0:
-        _git(workspace, "init", "-q")
+        _init(workspace)
     _git(workspace, "fetch", "-q", str(bundle), "HEAD")
     fetched = _git(workspace, "rev-parse", "FETCH_HEAD").stdout.strip()
     if not has_commits(workspace):

@@ -40,6 +40,19 @@ TRAITS: dict[str, str] = {
 _PORT_ARG = re.compile(r"(--port[= ])\d+")
 
 
+class BadCommand(ValueError):
+    """A start command that cannot be split into words (broken POSIX quoting); the
+    message names where it came from."""
+
+
+def _words(command: str, source: str) -> list[str]:
+    """``command`` split as a POSIX shell would; BadCommand naming ``source`` if not."""
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise BadCommand(f"{source} is not a valid command: {str(exc).lower()}") from None
+
+
 def is_test_file(name: str) -> bool:
     """True for Python test file names: ``test_*.py`` or ``*_test.py``."""
     return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
@@ -85,7 +98,10 @@ def traits(
         have.add("tests")
     if page_file(workspace) is not None:
         have.add("page")
-    if service_command(workspace, config, results) is not None:
+    try:
+        if service_command(workspace, config, results) is not None:
+            have.add("service")
+    except BadCommand:  # one was given: server-start runs and fails with the reason
         have.add("service")
     if (workspace / ".git").exists():
         have.add("git")
@@ -128,16 +144,20 @@ def service_command(
     ``--port N`` becomes ``--port {port}``); ``service/app.py`` (the built-in
     backend's service); ``package.json``'s ``start`` script (``npm start``, the
     port in ``PORT``). None if there is none. ``python`` is this interpreter.
+
+    Raises BadCommand when the command found cannot be split into words (broken
+    POSIX quoting in an agent's ``entrypoint``; settings are checked at load).
     """
     config = config or {}
     configured = str(config.get("server_command") or "")
     if configured:
-        return python_argv(shlex.split(configured))
-    for result in (results or {}).values():
+        return python_argv(_words(configured, "gates.server_command"))
+    for task_id, result in (results or {}).items():
         outputs = getattr(result, "outputs", None) or {}
         entry = outputs.get("entrypoint") if isinstance(outputs, dict) else None
         if isinstance(entry, str) and entry.strip():
-            return python_argv(shlex.split(_PORT_ARG.sub(r"\g<1>{port}", entry)))
+            entry = _PORT_ARG.sub(r"\g<1>{port}", entry)
+            return python_argv(_words(entry, f"task {task_id}'s entrypoint output"))
     if (workspace / "service" / "app.py").is_file():
         return [sys.executable, "-m", "service.app", "--port", "{port}"]
     pkg = package_json(workspace)

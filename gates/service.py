@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from connectsw.core import supervisor
 from connectsw.core.models import Artifact, RuleResult
 from connectsw.gates.base import GateContext, GateRule
-from connectsw.gates.detect import page_file, service_command
+from connectsw.gates.detect import BadCommand, page_file, service_command
 from connectsw.gates.process import Background, free_port, shown, tail, wait_http
 
 DEFAULT_SERVER_TIMEOUT = 30.0
@@ -32,11 +32,15 @@ def running_service(ctx: GateContext, timeout: float) -> Iterator[tuple[str, str
     """Start the workspace's service and wait for its health URL to answer 2xx.
 
     Yields (base URL, evidence line). Raises :class:`ServiceDown` with the
-    evidence if it does not answer within ``timeout`` seconds, and
+    evidence if it does not answer within ``timeout`` seconds or its command cannot be
+    split into words, and
     :class:`~connectsw.core.supervisor.SupervisorError` if it cannot start. The
     service's process group is ended on the way out, in every case.
     """
-    template = service_command(ctx.workspace, ctx.config, ctx.results)
+    try:
+        template = service_command(ctx.workspace, ctx.config, ctx.results)
+    except BadCommand as exc:
+        raise ServiceDown(str(exc)) from None
     if template is None:
         raise ServiceDown("no start command found")
     port = free_port()

@@ -10,6 +10,8 @@ import click
 
 from connectsw.cli.main import cli as cli_group
 
+from .conftest import EXEC_ID
+
 GRAPH = """\
 name: tiny
 tasks:
@@ -251,3 +253,51 @@ def test_an_owner_killed_while_starting_leaves_a_resumable_execution(default_cli
 
 def test_schema_accepts_json(cli):
     assert cli("schema", "--json", ok=True).json()["$schema"].startswith("https://json-schema")
+
+
+def test_status_that_loses_a_takeover_race_shows_the_state(cli, tmp_path):
+    """Issue 5, kind 3/11: the owner is killed mid-task; three ``status ID`` (one
+    ``--json``) at once. One continues the execution; the others find another live
+    process took it over first and show the state (exit 0), as for a live owner:
+    never "is being run by" with exit 5."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "g.yaml").write_text(
+        "name: race\ntasks:\n"
+        "  - {id: t1, agent: shell, with: {command: 'echo 1 >> ../ran.txt'}}\n"
+        "  - {id: t2, agent: shell, needs: [t1],"
+        " with: {command: 'echo 2 >> ../ran.txt; sleep 3'}}\n"
+        "  - {id: t3, agent: shell, needs: [t2], with: {command: 'echo 3 >> ../ran.txt'}}\n"
+    )
+    cli.env = {
+        **cli.env,
+        "CONNECTSW_ENGINE__LEASE_TIMEOUT": "2",
+        "CONNECTSW_ENGINE__HEARTBEAT_INTERVAL": "0.5",
+    }
+    proc = cli.spawn("run", "g.yaml", "--yes", "-w", "ws", start_new_session=True)
+    ran = tmp_path / "ran.txt"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if ran.exists() and "2" in ran.read_text().split():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # the owner dies while t2 sleeps
+    out, _ = proc.communicate()
+    eid = EXEC_ID.search(out).group(0)
+    racers = [
+        cli.spawn("status", eid),
+        cli.spawn("status", eid),
+        cli.spawn("status", eid, "--json"),
+    ]
+    results = [(*p.communicate(timeout=120), p) for p in racers]
+    for stdout, stderr, p in results:
+        assert p.returncode == 0, f"{p.args}: exit {p.returncode}\n{stdout}\n{stderr}"
+        assert "being run by" not in stderr and "Error" not in stderr, stderr
+        assert eid in stdout or '"executionId"' in stdout, stdout
+    view = json.loads(results[2][0])
+    assert view["executionId"] == eid
+    assert view["status"] in ("executing", "completed")
+    assert cli.view(eid)["status"] == "completed"
+    assert ran.read_text().split().count("3") == 1

@@ -651,3 +651,29 @@ def test_llm_base_url_with_credentials_is_refused_unquoted(url: str, provider: s
     message = str(info.value)
     assert message.startswith(f"invalid settings: llm.{provider}.base_url: Value error, a user")
     assert "Pw9SECRET" not in message and "\n" not in message
+
+
+#: Settings read as a command's words (shlex, POSIX quoting): gates/rules.py, gates/detect.py.
+SHELL_WORD_SETTINGS = [("gates", "test_command"), ("gates", "server_command")]
+
+
+@pytest.mark.parametrize(("section", "key"), SHELL_WORD_SETTINGS)
+@pytest.mark.parametrize("value", ["'pytest -q", 'run "unterminated {port}', "trailing \\"])
+def test_a_command_setting_with_broken_quoting_is_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch, section: str, key: str, value: str
+) -> None:
+    """Issue 5, kind 10: a quoting typo is an invalid setting (exit 2, naming it) when
+    settings load, not a crashed built-in gate rule when the gate runs."""
+    monkeypatch.setenv(f"CONNECTSW_{section.upper()}__{key.upper()}", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert f"{section}.{key}: " in text, text
+    assert "not a valid command" in text and ("quotation" in text or "escape" in text), text
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("section", "key"), SHELL_WORD_SETTINGS)
+def test_a_command_setting_with_quoting_is_kept_as_written(section: str, key: str) -> None:
+    write_user_file(f"[{section}]\n{key} = \"python -c 'print(1)' {{port}}\"\n")
+    assert getattr(getattr(load_settings(), section), key) == "python -c 'print(1)' {port}"

@@ -17,7 +17,7 @@ from distributed import LocalCluster
 from connectsw.conf.settings import Settings
 from connectsw.core import workspace as git
 from connectsw.core.engine import Engine
-from connectsw.core.errors import Cancelled, InvalidState
+from connectsw.core.errors import Cancelled, HeldElsewhere, InvalidState
 from connectsw.core.models import Decision, Execution, ExecutionStatus, TaskStatus
 from tests.gates.workspaces import OK_SERVER
 
@@ -294,7 +294,8 @@ def test_a_live_owner_keeps_the_execution(engine: Engine, submit_graph: Submit) 
         execution = engine.get(ex.id)
         execution.status = ExecutionStatus.EXECUTING
         engine.store.transition(execution, {ExecutionStatus.PENDING}, token=token)
-        with pytest.raises(InvalidState, match="being run by"):
+        # HeldElsewhere: a read-only status shows the state instead (issue 5, kind 3/11).
+        with pytest.raises(HeldElsewhere, match="being run by"):
             engine.run(ex.id)
         assert engine.status(engine.get(ex.id)) is ExecutionStatus.EXECUTING
     finally:

@@ -563,3 +563,33 @@ def test_a_graph_path_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     path.write_text("name: x\ntasks:\n  - id: a\n    agent: noop\n")
     with pytest.raises(PlanError, match=r"caf\\xe9\.yaml: the file's path is not valid UTF-8$"):
         load_graph_file(path)
+
+
+@pytest.mark.parametrize(
+    ("directive", "said"),
+    [
+        ("%YAML 1.1", "%YAML 1.1 is not supported"),
+        ("%YAML 1.0", "%YAML 1.0 is not supported"),
+        ("%YAML 1.3", "%YAML 1.3 is not supported"),
+        ("%FOO bar", "unknown directive %FOO"),
+    ],
+)
+def test_a_yaml_directive_the_loader_does_not_implement_is_refused_with_its_line(
+    tmp_path: Path, directive: str, said: str
+) -> None:
+    """Issue 5, kind 6: a file that declares YAML 1.1 (where ``010`` is 8) is refused,
+    not read with 1.2's types; so is an unknown directive."""
+    text = (
+        f"# a graph\n{directive}\n---\nname: v\ntasks:\n  - {{id: a, agent: noop, retries: 010}}\n"
+    )
+    path = write(tmp_path, "g.yaml", text)
+    error = one_line_error(path)
+    assert error.startswith(f"{path}: line 2: {said}"), error
+
+
+def test_a_yaml_1_2_directive_and_tag_directives_are_kept(tmp_path: Path) -> None:
+    text = (
+        "%YAML 1.2\n%TAG !e! tag:example.com,2000:\n---\n"
+        "name: v\ntasks:\n  - {id: a, agent: noop, retries: 010}\n"
+    )
+    assert load_graph_file(write(tmp_path, "g.yaml", text)).tasks[0].retries == 10

@@ -270,3 +270,42 @@ def test_check_usable_creates_the_workspace_and_refuses_a_file(tmp_path: Path) -
     assert not (tmp_path / "new" / "ws" / ".git").exists()  # the run makes the repository
     with pytest.raises(workspace.WorkspaceError, match="is a file, not a directory$"):
         workspace.check_usable(Path("/dev/null"))
+
+
+def test_a_workspace_an_execution_ran_in_must_still_be_there(repo: Path, tmp_path: Path) -> None:
+    """Issue 5, kind 11/10: check_still_there refuses a moved, deleted or replaced
+    workspace and creates nothing; the original passes, with or without a commit."""
+    (repo / "a.txt").write_text("a\n")
+    sha = workspace.commit(repo, ["a.txt"], "first")
+    assert sha is not None
+    workspace.check_still_there(repo, sha)
+    workspace.check_still_there(repo, None)
+    repo.rename(tmp_path / "moved")
+    with pytest.raises(workspace.WorkspaceError, match="is gone"):
+        workspace.check_still_there(repo, sha)
+    with pytest.raises(workspace.WorkspaceError, match="is gone"):
+        workspace.check_still_there(repo, None)  # ran there without committing
+    assert not repo.exists()
+    workspace.ensure_repo(repo)  # another repository at the same path
+    with pytest.raises(workspace.WorkspaceError, match=f"no longer holds .*{sha[:12]}"):
+        workspace.check_still_there(repo, sha)
+
+
+@pytest.mark.parametrize("how", ["ensure_repo", "init_own_repo", "pull_bundle"])
+def test_a_git_file_to_a_missing_gitdir_is_a_workspace_error(
+    tmp_path: Path, repo: Path, how: str
+) -> None:
+    """A moved worktree's ``.git`` file: one line, exit 2 (not a failed task, exit 1)."""
+    ws = tmp_path / "wt"
+    ws.mkdir()
+    (ws / ".git").write_text(f"gitdir: {tmp_path / 'gone'}\n")
+    with pytest.raises(workspace.WorkspaceError, match="its .git does not lead") as info:
+        if how == "pull_bundle":
+            (repo / "a.txt").write_text("a\n")
+            workspace.commit(repo, ["a.txt"], "first")
+            workspace.create_bundle(repo, tmp_path / "b.bundle")
+            workspace.pull_bundle(tmp_path / "b.bundle", ws)
+        else:
+            getattr(workspace, how)(ws)
+    assert info.value.exit_code == 2
+    assert "\n" not in str(info.value)

@@ -221,3 +221,22 @@ def test_a_cancelled_gate_ends_the_browser_and_the_service(ws: Path) -> None:
     assert len(spawned) == 2  # the service, then Chromium: each recorded for a new owner
     assert not group_members("cancel-me-313")
     assert not group_members("connectsw-chromium-")
+
+
+def test_an_entrypoint_output_with_broken_quoting_fails_the_rule_readably(ws: Path) -> None:
+    """Issue 5, kind 10: an agent's ``entrypoint`` output is split like a command; broken
+    quoting is a failed ``server-start`` with evidence, not a crashed rule."""
+    ctx = context(ws)
+    ctx.results = {
+        "a": TaskResult(
+            execution_id="x",
+            task_id="a",
+            status=TaskStatus.SUCCEEDED,
+            outputs={"entrypoint": "python3 app.py --name 'x --port 8000"},
+        )
+    }
+    assert "service" in ctx.traits
+    result = ServerStartRule().evaluate(ctx)
+    assert not result.passed and result.ran
+    assert "task a's entrypoint output is not a valid command" in result.details
+    assert "quotation" in result.details
