@@ -13,6 +13,7 @@ spend no retry (:data:`MAX_LOST_BEFORE_START`).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -215,15 +216,23 @@ class StageRun:
         :attr:`worker_wait` seconds: then cancel them and set :attr:`no_workers`.
 
         Dask waits for a worker for ever (trial 6: past every task's timeout); its
-        scheduler is asked how many it has every :data:`WORKER_POLL` seconds.
+        scheduler is asked how many it has every :data:`WORKER_POLL` seconds. One
+        ``wait`` covers all the futures, in a thread: a ``wait`` with a timeout, called
+        again each second, made a waiter per future each time (at 10,000 tasks the
+        engine took twice the time of plain Dask).
         """
-        alone_since: float | None = None
-        while True:
+        finished = threading.Event()
+
+        def wait_all() -> None:
             try:
-                wait(futures, timeout=WORKER_POLL)
-                return
-            except TimeoutError:
-                pass
+                with contextlib.suppress(CancelledError, Exception):
+                    wait(futures)
+            finally:
+                finished.set()
+
+        threading.Thread(target=wait_all, name="connectsw-stage-wait", daemon=True).start()
+        alone_since: float | None = None
+        while not finished.wait(WORKER_POLL):
             try:
                 workers = len(self.client.nthreads())
             except Exception:  # the scheduler cannot answer: it has no worker for us
@@ -240,6 +249,7 @@ class StageRun:
                 address = str(scheduler.address) if scheduler is not None else "the scheduler"
                 self.no_workers = no_workers(address, self.worker_wait)
                 self.cancel()
+                finished.wait(STOP_WAIT)  # the cancelled futures end the wait
                 return
 
     def _wait_for_running_attempts(self) -> None:
