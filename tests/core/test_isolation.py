@@ -25,6 +25,8 @@ from connectsw.core.isolation import run_isolated
 from connectsw.core.models import Execution, ExecutionStatus, Request, TaskSpec, TaskStatus
 from connectsw.core.supervisor import ProcessRef
 
+from .procs import alive, wait_until
+
 Submit = Callable[..., Execution]
 HOW = ["setsid", "new-session", "daemon"]
 
@@ -43,23 +45,6 @@ def marked(mark: str) -> list[int]:
         if needle in env.split(b"\0"):
             found.append(int(name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
-
-
-def wait_until(check: Callable[[], object], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
 
 
 def attempts(engine: Engine, execution_id: str, task_id: str) -> list[tuple[int, TaskStatus]]:

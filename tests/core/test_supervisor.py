@@ -17,6 +17,8 @@ from connectsw.core import supervisor
 from connectsw.core.errors import ConnectSWError
 from connectsw.core.supervisor import ProcessRef, SupervisorError
 
+from .procs import alive, wait_until
+
 
 def members(pgid: int) -> list[int]:
     """Live (not zombie) processes in group ``pgid``, read from /proc."""
@@ -31,23 +33,6 @@ def members(pgid: int) -> list[int]:
         if fields[0] != b"Z" and int(fields[2]) == pgid:
             found.append(int(name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
-
-
-def wait_until(check, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_runs_and_reports_code_and_combined_output(tmp_path: Path) -> None:
