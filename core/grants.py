@@ -55,6 +55,7 @@ as the task's failure by the runner.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -174,8 +175,12 @@ def _scope(call: TaskCall) -> tuple[str, int, str, int, int, int]:
     )
 
 
+#: Canonical JSON of a leaf (``json.dumps`` with these arguments makes an encoder per call).
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def _leaf(store_url: str, scope: tuple[Any, ...]) -> bytes:
-    body = json.dumps([store_url, *scope], separators=(",", ":"), ensure_ascii=True)
+    body = _CANONICAL.encode([store_url, *scope])
     return hashlib.sha256(_LEAF + body.encode()).digest()
 
 
@@ -326,8 +331,15 @@ def pass_lifetime(
 _trust_lock = threading.Lock()
 _trusted: dict[bytes, Ed25519PublicKey] = {}
 _pinned: dict[str, tuple[bytes, Ed25519PublicKey] | GrantRefused] = {}
-_verified: OrderedDict[bytes, None] = OrderedDict()  # pass headers whose signature held
+#: Pass headers whose signature held -> that signature.
+_verified: OrderedDict[bytes, bytes] = OrderedDict()
 _VERIFIED_MAX = 256
+#: Tree nodes (leaves too) on a path already proven to a signed root: node hash ->
+#: (that pass's header, its signature). A later proof that reaches one of them is
+#: proven there, for a grant of the same key, expiry and signature: the rest of its
+#: path was hashed before (a worker hashes ~2 nodes a task instead of log2(n)).
+_proven: dict[bytes, tuple[bytes, bytes]] = {}
+_PROVEN_MAX = 65_536
 
 
 def _public(pem: bytes) -> Ed25519PublicKey:
@@ -417,23 +429,41 @@ def check_grant(call: TaskCall, now: float | None = None) -> Grant:
     key = _key_for(grant.key_id)
     node = _leaf(call.store_url, grant.scope())
     proof = grant.proof
-    for i in range(0, len(proof), _STEP):
+    prefix = _header(grant.key_id, grant.expires_at, b"")
+    path = [node]
+    proven = None
+    for i in range(0, len(proof) + _STEP, _STEP):
+        proven = _proven.get(node)
+        if proven is not None and not (
+            proven[1] == grant.signature
+            and proven[0].startswith(prefix)
+            and _verified.get(proven[0]) == grant.signature
+        ):
+            proven = None  # another pass's (or key's) node: walk on to this grant's root
+        if proven is not None or i == len(proof):
+            break
         side, sibling = proof[i : i + 1], proof[i + 1 : i + _STEP]
         node = _node(sibling, node) if side == b"L" else _node(node, sibling)
-    header = _header(grant.key_id, grant.expires_at, node)
-    if header not in _verified:
-        try:
-            key.verify(grant.signature, header)
-        except InvalidSignature:
-            raise GrantRefused(
-                "forged",
-                "the orchestrator grant's signature does not hold (altered, or not"
-                " issued by the engine for this call)",
-            ) from None
-        with _trust_lock:
-            _verified[header] = None
-            while len(_verified) > _VERIFIED_MAX:
-                _verified.popitem(last=False)
+        path.append(node)
+    if proven is not None:
+        header = proven[0]
+    else:
+        header = prefix + node
+        if _verified.get(header) != grant.signature:
+            try:
+                key.verify(grant.signature, header)
+            except InvalidSignature:
+                raise GrantRefused(
+                    "forged",
+                    "the orchestrator grant's signature does not hold (altered, or not"
+                    " issued by the engine for this call)",
+                ) from None
+            with _trust_lock:
+                _verified[header] = grant.signature
+                while len(_verified) > _VERIFIED_MAX:
+                    _verified.popitem(last=False)
+        proven = (header, grant.signature)
+    _remember(path, proven)
     if grant.scope() != _scope(call):
         raise GrantRefused(
             "wrong_scope",
@@ -445,6 +475,18 @@ def check_grant(call: TaskCall, now: float | None = None) -> Grant:
         )
     check_expiry(grant, now)
     return grant
+
+
+def _remember(path: list[bytes], proven: tuple[bytes, bytes]) -> None:
+    """Note ``path``'s nodes as proven under ``proven`` (header, signature); the oldest
+    notes go past :data:`_PROVEN_MAX`."""
+    with _trust_lock:
+        for node in path:
+            _proven[node] = proven
+        over = len(_proven) - _PROVEN_MAX
+        if over > 0:
+            for old in list(itertools.islice(_proven, over)):
+                del _proven[old]
 
 
 def check_expiry(grant: Grant, now: float | None = None) -> None:
@@ -467,7 +509,7 @@ def _well_formed(grant: Grant) -> bool:
         and isinstance(grant.proof, bytes)
         and len(grant.proof) % _STEP == 0
         and len(grant.proof) <= MAX_PROOF_STEPS * _STEP
-        and all(grant.proof[i : i + 1] in (b"L", b"R") for i in range(0, len(grant.proof), _STEP))
+        and not grant.proof[::_STEP].translate(None, b"LR")  # each step's side: L or R
         and isinstance(grant.expires_at, float)
         and isinstance(grant.execution_id, str)
         and isinstance(grant.task_id, str)

@@ -137,6 +137,46 @@ def test_a_grant_of_one_pass_does_not_verify_with_a_proof_of_another(
     assert info.value.reason == "forged"
 
 
+def test_grants_of_a_verified_pass_are_checked_as_strictly(signer: GrantSigner) -> None:
+    """The nodes of proven paths are remembered (a worker hashes ~2 nodes a task): a
+    grant that reaches one must still be of that pass's key, expiry and signature."""
+    calls = signer.sign(_calls(16), lifetime=60)
+    for call in calls:  # every node of the tree is now proven
+        check_grant(call)
+    call = calls[5]
+    assert call.grant is not None
+    forged = dataclasses.replace(call.grant, signature=bytes(64))
+    with pytest.raises(GrantRefused) as info:
+        check_grant(dataclasses.replace(call, grant=forged))
+    assert info.value.reason == "forged"
+    later = dataclasses.replace(call.grant, expires_at=call.grant.expires_at + 3600)
+    with pytest.raises(GrantRefused) as info:
+        check_grant(dataclasses.replace(call, grant=later))
+    assert info.value.reason == "forged"
+    wider = dataclasses.replace(call.grant, last_attempt=9)
+    with pytest.raises(GrantRefused) as info:
+        check_grant(dataclasses.replace(call, last_attempt=9, grant=wider))
+    assert info.value.reason == "forged"
+    # The same scopes signed again (another pass, another expiry): its own root.
+    again = signer.sign(_calls(16), lifetime=120)
+    for call in again:
+        check_grant(call)
+    mixed = dataclasses.replace(again[3].grant, signature=calls[3].grant.signature)  # type: ignore[arg-type, union-attr]
+    with pytest.raises(GrantRefused) as info:
+        check_grant(dataclasses.replace(again[3], grant=mixed))
+    assert info.value.reason == "forged"
+
+
+def test_a_proven_node_does_not_outlive_its_key(signer: GrantSigner) -> None:
+    [call] = signer.sign(_calls(1), lifetime=60)
+    check_grant(call)
+    grants.untrust(signer.key_id)
+    with pytest.raises(GrantRefused) as info:
+        check_grant(call)
+    assert info.value.reason == "untrusted_key"
+    grants.trust(signer.public_pem)
+
+
 def test_a_worker_with_a_pinned_key_trusts_no_other(
     signer: GrantSigner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
