@@ -79,6 +79,16 @@ def normalise(out: Any) -> AgentOutput:
     """
     if out is None:
         return AgentOutput()
+    if (
+        type(out) is AgentOutput
+        and not out.outputs
+        and not out.artifacts
+        and out.usage is None
+        and isinstance(out.summary, str)
+        and out.summary.isascii()
+        and "\x00" not in out.summary
+    ):
+        return out  # nothing in it JSON could not represent (a no-op agent's answer)
     try:
         output = AgentOutput.model_validate(out) if isinstance(out, dict) else out
         if not isinstance(output, AgentOutput):

@@ -307,3 +307,28 @@ def test_the_agent_runs_in_the_keepers_group_and_both_are_gone_after(tmp_path: P
     assert agent not in (os.getpid(), ref.pid)
     assert ref.pgid == ref.pid  # the keeper leads the group a stop signals
     assert not alive(agent) and not alive(ref.pid)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (AgentOutput(summary="a\x00b"), "NUL"),
+        (AgentOutput(summary="\ud800"), "not valid JSON"),
+        (AgentOutput(outputs={"x": float("nan")}), "nan at outputs.x"),
+        ({"outputs": {"y": [1, float("inf")]}}, r"inf at outputs.y\[1\]"),
+    ],
+)
+def test_results_json_cannot_hold_are_refused(value: object, error: str) -> None:
+    """An agent's answer is checked as JSON, a no-op's empty answer too (its fast path)."""
+    from connectsw.core.isolation import normalise
+
+    with pytest.raises(TaskError, match=error):
+        normalise(value)
+
+
+def test_an_empty_answer_is_returned_as_it_is() -> None:
+    from connectsw.core.isolation import normalise
+
+    out = AgentOutput(summary="done")
+    assert normalise(out) is out
+    assert normalise(None) == AgentOutput()
