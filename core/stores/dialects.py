@@ -54,6 +54,14 @@ class Dialect:
         (NULL if absent)."""
         return f"json_extract({column}, '$.{'.'.join(keys)}')"
 
+    def json_member(self, column: str, key: str) -> str:
+        """An expression: the JSON value at ``key`` of a JSON object column (NULL if absent)."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_without(self, column: str, key: str) -> str:
+        """An expression: the JSON object of ``column`` without its member ``key``."""
+        return f"json_remove({column}, '$.{key}')"
+
     def json_elements(self, column: str, keys: Sequence[str], alias: str) -> str:
         """A FROM-clause item (to follow a comma or JOIN ... ON): one row per element of
         the JSON array at ``keys`` of ``column``, each element as ``{alias}.value``."""
@@ -150,6 +158,12 @@ class PostgresDialect(Dialect):
     def json_text(self, column: str, *keys: str) -> str:
         path = "".join(f"->'{k}'" for k in keys[:-1])
         return f"{column}{path}->>'{keys[-1]}'"
+
+    def json_member(self, column: str, key: str) -> str:
+        return f"{column}->'{key}'"
+
+    def json_without(self, column: str, key: str) -> str:
+        return f"{column} - '{key}'"
 
     def json_elements(self, column: str, keys: Sequence[str], alias: str) -> str:
         path = "".join(f"->'{k}'" for k in keys)

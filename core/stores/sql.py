@@ -46,17 +46,22 @@ from connectsw.core.stores.learning import LearningRecords
 from connectsw.core.stores.licenses import LicenseRecords
 from connectsw.core.stores.outbox import OutboxRecords
 from connectsw.core.stores.rows import (
+    PlanCache,
     checkpoint_json,
     event_rows,
     events_from_rows,
     execution_from_row,
     execution_json,
     gate_json,
+    plan_json,
     task_result_rows,
 )
 from connectsw.core.stores.sessions import SessionRecords
 
-_EXECUTION_COLUMNS = "data, owner, heartbeat_at, lease_token"
+_EXECUTION_COLUMNS = "data, plan, owner, heartbeat_at, lease_token"
+#: Plans parsed in this process, by their stored text (shared by every store: the same
+#: text is the same plan).
+_PLANS = PlanCache()
 
 
 class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, LearningRecords, Store):
@@ -121,6 +126,7 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
             execution.status.value,
             d.dump_time(execution.updated_at),
             execution_json(execution),
+            plan_json(execution),
             execution.license_id,
             plan.workflow,
             plan.name,
@@ -135,8 +141,8 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
             db.execute(
                 d.sql(
                     "INSERT INTO executions (id, status, owner, heartbeat_at, updated_at,"
-                    " lease_token, data, license_id, workflow, plan_name)"
-                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json, ?, ?, ?)"
+                    " lease_token, data, plan, license_id, workflow, plan_name)"
+                    " VALUES (?, ?, NULL, NULL, ?, 0, ?json, ?json, ?, ?, ?)"
                 ),
                 row,
             )
@@ -148,7 +154,9 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
                 ),
                 plan_rows,
             )
-            return self._append(db, events, ev_rows)
+            appended = self._append(db, events, ev_rows)
+        _PLANS.put(row[4], plan)  # read back as this text where the backend keeps it (SQLite)
+        return appended
 
     def get_execution(self, execution_id: str) -> Execution | None:
         with self._tx(write=False) as db:
@@ -613,7 +621,8 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
             raise LeaseLost(_lease_lost(execution_id, row[1]))
 
     def _execution(self, row: Sequence[Any]) -> Execution:
-        return execution_from_row(row[0], row[1], self.dialect.load_time(row[2]), row[3])
+        plan = _PLANS.get(row[1])
+        return execution_from_row(row[0], plan, row[2], self.dialect.load_time(row[3]), row[4])
 
 
 def first_writes(

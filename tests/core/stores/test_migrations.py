@@ -490,8 +490,8 @@ def test_migration_12_fills_the_learning_columns_from_the_history_written_before
     before = views(backend)
     assert len(before["task_history"][1]) == 9  # the ghost task's attempt is no history
 
-    migrated = opened(backend.url)  # migration 12 runs
-    assert backend.rows("SELECT MAX(version) FROM schema_version") == [(12,)]
+    migrated = opened(backend.url)  # migrations 12 and 13 run
+    assert backend.rows("SELECT MAX(version) FROM schema_version") == [(LATEST,)]
     assert views(backend) == before  # the same columns and rows, now read from columns
 
     # The same history written through the store after migration 12 gives the same
@@ -516,3 +516,37 @@ def test_migration_12_fills_the_learning_columns_from_the_history_written_before
         ("write", "writer", 3),
         ("check", "checker", 2),
     }
+
+
+def test_migration_13_moves_each_plan_to_its_column_unchanged(
+    backend: Backend, opened: Callable[[str], Store]
+) -> None:
+    """Plans are written once, in a column of their own: the executions written before
+    read back the same, and their records no longer hold their plans."""
+    with backend.connect() as db:  # a store at schema version 11
+        if backend.name == "sqlite":
+            db.execute("BEGIN IMMEDIATE")
+            migrate(db, backend.dialect, "x", to=11)
+            db.execute("COMMIT")
+        else:
+            with db.transaction():
+                migrate(db, backend.dialect, "x", to=11)
+    executions, _, _ = learning_history()
+    write_as_v11(backend, executions, [], [])
+    store = opened(backend.url)
+    for ex in executions:
+        got = store.get_execution(ex.id)
+        assert got is not None
+        assert got.model_dump(exclude={"owner", "heartbeat_at", "lease_token"}) == ex.model_dump(
+            exclude={"owner", "heartbeat_at", "lease_token"}
+        )
+    text = "data" if backend.name == "sqlite" else "data::text"
+    for data, plan in backend.rows(f"SELECT {text}, plan FROM executions"):
+        assert '"plan"' not in str(data)
+        assert "tasks" in str(plan)
+    # A state change writes the record alone; the plan stays as it was.
+    ex = executions[0]
+    later = ex.model_copy(update={"error": "x"})
+    store.transition(later, {ex.status})
+    got = store.get_execution(ex.id)
+    assert got is not None and got.error == "x" and got.plan == ex.plan
