@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import json
 import math
 import os
@@ -52,7 +53,12 @@ from typing import Any
 from connectsw.agents.base import AgentOutput, TaskContext
 from connectsw.core import reaper
 from connectsw.core.errors import ConnectSWError, TaskError, TaskTimeout, one_line
-from connectsw.core.supervisor import ProcessRef, hide_engine_env, open_pidfd
+from connectsw.core.supervisor import (
+    ProcessRef,
+    engine_env_to_hide,
+    hide_engine_env,
+    open_pidfd,
+)
 from connectsw.plugins.manager import describe_error
 
 #: Largest result (JSON bytes) a child may send back.
@@ -108,6 +114,21 @@ def normalise(out: Any) -> AgentOutput:
     return output
 
 
+def finish_imports() -> None:
+    """Return once no other thread is importing a module (call it just before a fork).
+
+    A forked child inherits the lock of every module another thread was importing at
+    the fork, held for ever: an import of that module in the child (an agent's lazy
+    import, or ConnectSW's own) waits for ever. The chaos trial's resume hung so, its
+    agent's process waiting on ``connectsw.conf.settings``. Importing a module that is
+    still initialising takes its lock, so this waits for each such import to end.
+    """
+    for name, module in list(sys.modules.items()):
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            with contextlib.suppress(Exception):  # its import failed: nothing is held
+                importlib.import_module(name)
+
+
 def _non_finite(value: Any, path: str) -> str:
     """``"nan at outputs.x[2]"`` for the first float NaN or infinity in ``value``
     (dicts, lists and tuples walked); ``""`` when there is none."""
@@ -127,7 +148,13 @@ def _non_finite(value: Any, path: str) -> str:
 
 
 def _keeper(
-    agent: Any, ctx: TaskContext, write_fd: int, parent: int, grace: float, deadline: float | None
+    agent: Any,
+    ctx: TaskContext,
+    write_fd: int,
+    parent: int,
+    grace: float,
+    deadline: float | None,
+    hidden: frozenset[str],
 ) -> None:
     """In the forked child: lead a new session as a child subreaper, fork the agent's
     process, end everything when it exits or is stopped (never returns)."""
@@ -139,7 +166,7 @@ def _keeper(
         keeper = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(agent, ctx, write_fd, keeper)
+            _child(agent, ctx, write_fd, keeper, hidden)
         os.close(write_fd)
         code = reaper.watch(parent, pid, grace, deadline)
     except BaseException:
@@ -149,7 +176,9 @@ def _keeper(
         os._exit(code)
 
 
-def _child(agent: Any, ctx: TaskContext, write_fd: int, keeper: int) -> None:
+def _child(
+    agent: Any, ctx: TaskContext, write_fd: int, keeper: int, hidden: frozenset[str]
+) -> None:
     """In the agent's process (the keeper's child): run the agent, send its JSON
     result, exit (never returns)."""
     code = 0
@@ -170,7 +199,7 @@ def _child(agent: Any, ctx: TaskContext, write_fd: int, keeper: int) -> None:
         try:
             # The agent and every process it starts get no engine credential (the store
             # URL, PGPASSWORD, the LLM keys): the rule of shell tasks' and gates' commands.
-            hide_engine_env()
+            hide_engine_env(hidden)
             output = normalise(agent.run(ctx))
             if output.usage is None and ctx.usage:  # the parent cannot see ctx's
                 output.usage = ctx.usage
@@ -213,6 +242,8 @@ def run_isolated(
     between TERM and KILL). Descendants left behind by an agent that returned
     are ended the same way before this returns.
     """
+    hidden = engine_env_to_hide()  # read here: the child imports nothing of ours
+    finish_imports()
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     # The keeper takes its signals with sigtimedwait, so no thread of it may take them
@@ -229,7 +260,7 @@ def run_isolated(
         raise
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
-        _keeper(agent, ctx, write_fd, parent, grace, deadline)
+        _keeper(agent, ctx, write_fd, parent, grace, deadline, hidden)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_fd)
     chunks: list[bytes] = []

@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,21 +305,33 @@ _HELD_ENV: dict[str, str] = {}
 """The engine's variables :func:`hide_engine_env` took out of this process's environment."""
 
 
-def hide_engine_env() -> None:
-    """Take the engine's settings and credentials (:func:`engine_env_names`) out of this
-    process's ``os.environ`` (and so of every process it starts): called in a
-    process-isolated agent's own process before its ``run`` (core/isolation.py).
+def engine_env_to_hide() -> frozenset[str]:
+    """The names :func:`hide_engine_env` takes out (:func:`engine_env_names` of this
+    process's environment), with the settings read and kept
+    (:func:`~connectsw.conf.settings.get_settings`) for :func:`engine_getenv`.
 
-    The settings are read first (:func:`~connectsw.conf.settings.get_settings` keeps
-    them), and the values are held in this process's memory for the engine's own code in
-    it (:func:`engine_getenv`: a built-in provider's key), not in its environment.
+    Called before the fork of a process-isolated agent (core/isolation.py), so that the
+    agent's process imports and reads nothing of ConnectSW's before its ``run``.
     """
     from connectsw.conf.settings import get_settings
 
     with contextlib.suppress(ConfigError):
         get_settings()
-    for name in engine_env_names(os.environ):
-        _HELD_ENV[name] = os.environ.pop(name)
+    return frozenset(engine_env_names(os.environ))
+
+
+def hide_engine_env(names: Iterable[str]) -> None:
+    """Take ``names`` (:func:`engine_env_to_hide`: the engine's settings and credentials)
+    out of this process's ``os.environ`` (and so of every process it starts): called in
+    a process-isolated agent's own process before its ``run`` (core/isolation.py).
+
+    The values are held in this process's memory for the engine's own code in it
+    (:func:`engine_getenv`: a built-in provider's key), not in its environment.
+    """
+    for name in names:
+        value = os.environ.pop(name, None)
+        if value is not None:
+            _HELD_ENV[name] = value
 
 
 def engine_getenv(name: str) -> str:

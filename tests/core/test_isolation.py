@@ -332,3 +332,52 @@ def test_an_empty_answer_is_returned_as_it_is() -> None:
     out = AgentOutput(summary="done")
     assert normalise(out) is out
     assert normalise(None) == AgentOutput()
+
+
+class ImportsLazily(Agent):
+    """Imports a module in ``run`` (as agents that import their libraries lazily do)."""
+
+    name = "imports-lazily"
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        import importlib
+
+        importlib.import_module(self.module)
+        return AgentOutput(summary="imported")
+
+
+def test_an_import_under_way_in_another_thread_does_not_hang_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked child inherits the lock of a module another thread of the worker was
+    importing at the fork, held for ever (the chaos trial's resume hung so, in the
+    agent's process, on ``connectsw.conf.settings``): the fork waits for imports under
+    way, so the agent's own import of that module finishes."""
+    module = "slow_to_import"
+    (tmp_path / f"{module}.py").write_text("import time\ntime.sleep(1.5)\nDONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    started = threading.Event()
+
+    def importer() -> None:
+        started.set()
+        __import__(module)
+
+    thread = threading.Thread(target=importer)
+    thread.start()
+    started.wait()
+    time.sleep(0.3)  # the other thread is inside the module's body, holding its lock
+    try:
+        out = run_isolated(
+            ImportsLazily(module),
+            context(tmp_path),
+            deadline=time.monotonic() + 8,
+            should_stop=None,
+            on_spawn=None,
+        )
+    finally:
+        thread.join()
+        sys.modules.pop(module, None)
+    assert out.summary == "imported"
