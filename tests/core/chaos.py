@@ -291,14 +291,18 @@ def run_trial(tmp: Path, store_url: str, kind: str, delay: float, seed: int = 0)
         if state.get("status") == "completed":
             break
         trial.resumes += 1
-        subprocess.run(
-            cli("resume", trial.execution_id, "--yes", "--json"),
-            env=env,
-            cwd=tmp,
-            capture_output=True,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            subprocess.run(
+                cli("resume", trial.execution_id, "--yes", "--json"),
+                env=env,
+                cwd=tmp,
+                capture_output=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:  # its processes are ended with the run's
+            trial.problems.append("a resume did not end within 120 s")
+            break
     state = _status(env, tmp, trial.execution_id)
     if state.get("status") != "completed":
         trial.problems.append(f"execution ended {state.get('status')}: {state.get('error')}")
@@ -391,7 +395,12 @@ def _inject(
         finally:
             owner.send_signal(signal.SIGCONT)
         owner.wait(timeout=120)
-        taker.wait(timeout=300)
+        try:
+            taker.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # its processes are ended with the run's
+            trial.problems.append("the resume that took the execution over did not end")
+            taker.kill()
+            taker.wait()
     else:
         raise ValueError(kind)
 
