@@ -138,10 +138,11 @@ def _git(cwd: Path, *args: str) -> str:
     import time
 
     from connectsw.core import supervisor
+    from connectsw.core.workspace import SAFE_GIT_CONFIG
 
     try:
         outcome = supervisor.run(
-            ["git", "-C", str(cwd), *args],
+            ["git", *SAFE_GIT_CONFIG, "-C", str(cwd), *args],
             cwd=cwd,
             deadline=time.monotonic() + 10,
             output_limit=64 * 1024,

@@ -26,6 +26,27 @@ IDENTITY = {
 GIT_TIMEOUT = 120.0
 #: Bytes of a git command's stdout (and, apart, stderr) kept.
 GIT_OUTPUT_LIMIT = 1024 * 1024
+#: Settings given to every git command ConnectSW runs in a workspace (or a user's
+#: repository): none of them may run code the repository holds. A task can write
+#: ``.git/hooks`` and ``.git/config``; a hook (``post-commit``...), an fsmonitor
+#: command, a signing program or an external diff would otherwise run inside the
+#: engine's commit, after the task's attempt ended, outside its deadline, and inside
+#: later tasks' commits too (trial 7). Command-line settings win over the
+#: repository's. Filter drivers are named by the repository: :func:`_filter_settings`.
+SAFE_GIT_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+    "-c",
+    "diff.external=",
+)
+#: Git commands that may run a filter driver's clean or smudge command on the files.
+_FILTERING = frozenset({"add", "commit", "checkout", "merge", "stash", "reset"})
 
 
 class WorkspaceError(ConnectSWError):
@@ -57,9 +78,12 @@ def _git(workspace: Path, *args: str, check: bool = True) -> GitResult:
         raise WorkspaceError(f"workspace {workspace}: not a directory")
     # Commit as ConnectSW unless the user configured an identity.
     env = supervisor.agent_env({k: v for k, v in IDENTITY.items() if k not in os.environ})
+    settings = list(SAFE_GIT_CONFIG)
+    if args and args[0] in _FILTERING:
+        settings += _filter_settings(workspace)
     try:
         outcome = supervisor.run(
-            ["git", "-C", str(workspace), *args],
+            ["git", *settings, "-C", str(workspace), *args],
             cwd=workspace,
             env=env,
             deadline=time.monotonic() + GIT_TIMEOUT,
@@ -83,6 +107,23 @@ def _git(workspace: Path, *args: str, check: bool = True) -> GitResult:
         ]
         raise TaskError(f"git {args[0]} failed: {lines[0] if lines else result.returncode}")
     return result
+
+
+def _filter_settings(workspace: Path) -> list[str]:
+    """``-c`` settings that turn off every filter driver the repository's configuration
+    defines (``filter.NAME.clean``/``smudge``/``process``: commands ``.gitattributes``
+    would have git run on the files it adds or checks out)."""
+    found = _git(workspace, "config", "--name-only", "--get-regexp", r"^filter\.", check=False)
+    names = {
+        line[len("filter.") :].rsplit(".", 1)[0]
+        for line in found.stdout.splitlines()
+        if line.startswith("filter.") and line.count(".") >= 2
+    }
+    out: list[str] = []
+    for name in sorted(names):
+        for key, value in (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false")):
+            out += ["-c", f"filter.{name}.{key}={value}"]
+    return out
 
 
 def check_links(workspace: Path) -> None:
@@ -262,7 +303,9 @@ def commit(workspace: Path, paths: Sequence[str], message: str) -> str | None:
     with _repo_lock(workspace):
         _git(workspace, "add", "--", *paths)
         if (
-            _git(workspace, "diff", "--cached", "--quiet", "--", *paths, check=False).returncode
+            _git(
+                workspace, "diff", "--cached", "--quiet", "--no-ext-diff", "--", *paths, check=False
+            ).returncode
             == 0
         ):
             return None

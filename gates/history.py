@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from connectsw.core import supervisor
 from connectsw.core.models import RuleResult
+from connectsw.core.workspace import SAFE_GIT_CONFIG
 from connectsw.gates.base import GateContext, GateRule
 from connectsw.gates.detect import is_test_file, walk
 from connectsw.gates.process import run_step
@@ -30,6 +31,7 @@ def first_added(ctx: GateContext) -> tuple[dict[str, int], int] | str:
     or why git could not tell."""
     argv = [
         "git",
+        *SAFE_GIT_CONFIG,
         "-c",
         "core.quotepath=off",
         "log",

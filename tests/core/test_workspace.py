@@ -211,12 +211,17 @@ def test_git_output_and_stderr_are_kept_apart(repo: Path) -> None:
 
 def test_git_runs_without_engine_credentials(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
-    hook = repo / ".git" / "hooks" / "post-commit"
-    hook.write_text('#!/bin/sh\necho "${PGPASSWORD:-none}" > hook.txt\n')
-    hook.chmod(0o755)
+    envs: list[dict[str, str]] = []
+    real = workspace.supervisor.run
+
+    def run(argv: list[str], **kwargs: object) -> object:
+        envs.append(dict(kwargs["env"]))  # type: ignore[call-overload]
+        return real(argv, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(workspace.supervisor, "run", run)
     (repo / "a.txt").write_text("a\n")
     workspace.commit(repo, ["a.txt"], "first")
-    assert (repo / "hook.txt").read_text() == "none\n"
+    assert envs and all("PGPASSWORD" not in env for env in envs)
 
 
 @pytest.mark.parametrize("make", ["ensure_repo", "init_own_repo"])
@@ -309,3 +314,43 @@ def test_a_git_file_to_a_missing_gitdir_is_a_workspace_error(
             getattr(workspace, how)(ws)
     assert info.value.exit_code == 2
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        # a hook the task wrote: post-commit runs after the commit (--no-verify skips
+        # only pre-commit and commit-msg)
+        "printf '#!/bin/sh\\ntouch \"$MARK\"\\n' > .git/hooks/post-commit"
+        " && chmod +x .git/hooks/post-commit",
+        "printf '#!/bin/sh\\ntouch \"$MARK\"\\n' > .git/hooks/post-index-change"
+        " && chmod +x .git/hooks/post-index-change",
+        "git config core.fsmonitor 'touch \"$MARK\"; false'",
+        "git config commit.gpgSign true && git config gpg.program \"sh -c 'touch $MARK; false'\"",
+        # a filter driver for the files it adds
+        "git config filter.evil.clean 'touch \"$MARK\"; cat'"
+        " && git config filter.evil.required true && echo 'a.txt filter=evil' > .gitattributes",
+        "git config filter.evil.process 'touch \"$MARK\"' && echo '* filter=evil' > .gitattributes",
+    ],
+    ids=["post-commit", "post-index-change", "fsmonitor", "gpg", "clean-filter", "process-filter"],
+)
+def test_the_engines_commits_run_no_code_the_repository_holds(
+    repo: Path, tmp_path: Path, setup: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task can write .git/hooks and .git/config: none of it may run inside the
+    engine's git commands (after the attempt's deadline, and in later tasks' commits)."""
+    mark = tmp_path / "ran"
+    monkeypatch.setenv("MARK", str(mark))
+    subprocess.run(["sh", "-c", setup], cwd=repo, check=True)
+    (repo / "a.txt").write_text("x\n")
+    sha = workspace.commit(repo, ["a.txt"], "a: task")
+    assert sha
+    assert not mark.exists()
+    shown = subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", "show", "HEAD:a.txt"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout == "x\n"  # stored as written, no filter applied
