@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shlex
 import sys
 import time
@@ -20,6 +21,8 @@ TAIL_LINES = 15
 DEFAULT_TIMEOUT = 600.0
 #: Bytes of the test command's output kept (head and tail).
 OUTPUT_LIMIT = 64 * 1024
+#: pytest's exit status when no test was collected.
+NO_TESTS = 5
 
 
 def find_tests(root: Path) -> bool:
@@ -107,6 +110,16 @@ class TestsPassRule(GateRule):
                 remediation="Make the test suite finish within the timeout.",
             )
         tail = "\n".join(outcome.output.strip().splitlines()[-TAIL_LINES:])
+        none_ran = self._none_ran(ctx, cmd, outcome.returncode, outcome.output)
+        if none_ran:
+            return RuleResult(
+                rule=self.name,
+                passed=False,
+                score=0.0,
+                details=f"$ {shown}\n{tail}\nno test ran: {none_ran}",
+                remediation="Write tests the runner finds (test_*.py files with tests in them),"
+                " or set gates.test_command to the command that runs the workspace's tests.",
+            )
         passed = outcome.returncode == 0
         return RuleResult(
             rule=self.name,
@@ -117,6 +130,22 @@ class TestsPassRule(GateRule):
             if passed
             else ("Fix the failing tests in the workspace, then resume; or request changes."),
         )
+
+    @staticmethod
+    def _none_ran(ctx: GateContext, cmd: list[str], returncode: int, output: str) -> str:
+        """Why the built-in test command ran no test ("" if it ran some, or the command is
+        the configured one): test files without a test the runner finds never pass
+        (trial 7: unittest's "Ran 0 tests" exits 0 on Python 3.11)."""
+        if ctx.config.get("test_command"):
+            return ""
+        if cmd[1:3] == ["-m", "pytest"] and returncode == NO_TESTS:
+            return "pytest collected no test"
+        if cmd[1:3] == ["-m", "unittest"] and re.search(r"^Ran 0 tests in", output, re.MULTILINE):
+            return (
+                "unittest found no test case (pytest-style test functions need pytest"
+                " where connectsw runs)"
+            )
+        return ""
 
 
 def builtin_rules() -> list[GateRule]:

@@ -19,6 +19,7 @@ from connectsw.core import supervisor
 from connectsw.core.models import RuleResult
 from connectsw.gates.base import GateContext, GateRule
 from connectsw.gates.process import run_step, tail
+from connectsw.gates.rules import NO_TESTS
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_THRESHOLD = 80.0
@@ -32,8 +33,6 @@ OMIT = (
     "*/conftest.py",
     "setup.py",
 )
-#: pytest's exit status when no test was collected.
-NO_TESTS = 5
 
 
 def _env(ctx: GateContext, tmp: str) -> dict[str, str]:

@@ -110,6 +110,31 @@ def test_passing_suite_with_unittest_fallback(
     assert "OK" in result.details
 
 
+PYTEST_STYLE = "def test_x():\n    assert False, 'this test fails'\n"
+
+
+@pytest.mark.parametrize("body", [PYTEST_STYLE, "import os\n"], ids=["pytest-style", "no-test"])
+def test_test_files_where_unittest_finds_no_test_do_not_pass(
+    tmp_path: Path, rule: TestsPassRule, no_pytest: None, body: str
+) -> None:
+    """unittest exits 0 on "Ran 0 tests" (Python 3.11): no test ran is not a pass
+    (trial 7: a failing pytest-style test passed the gate)."""
+    (tmp_path / "test_a.py").write_text(body)
+    result = rule.evaluate(context(tmp_path))
+    assert not result.passed and result.score == 0.0
+    assert "no test ran: unittest found no test case" in result.details
+    assert "gates.test_command" in result.remediation
+
+
+def test_test_files_where_pytest_collects_no_test_do_not_pass(
+    tmp_path: Path, rule: TestsPassRule
+) -> None:
+    (tmp_path / "test_a.py").write_text("import os\n")
+    result = rule.evaluate(context(tmp_path))
+    assert not result.passed
+    assert "no test ran: pytest collected no test" in result.details
+
+
 def test_failing_suite_fails_with_remediation_and_tail(
     tmp_path: Path, rule: TestsPassRule, no_pytest: None
 ) -> None:
