@@ -550,6 +550,20 @@ def _attempts(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class AgentExited(Exception):
+    """A thread-isolated agent's ``run`` raised a BaseException that is not an error
+    (``SystemExit``, ``KeyboardInterrupt``...): recorded as its failure, as a process
+    agent's is (``raised SystemExit: 0 (agent.py:12)``)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _usage(usage: LLMUsage | None) -> LLMUsage | None:
     """What an attempt records of its model use (None when it made no call)."""
     return usage.model_copy() if usage else None
@@ -582,14 +596,15 @@ def _attempt_error(exc: Exception, agent: str, task_id: str, attempt: int) -> st
     other than a :class:`TaskError` (a bug) gives its type and place, ``KeyError: 'x'
     (agent.py:12)``, and a third-party agent's names its plugin; the traceback is
     logged only with ``CONNECTSW_DEBUG=1``."""
-    if isinstance(exc, AgentCrashed):
-        error = one_line(exc)
-    elif isinstance(exc, ConnectSWError):
-        return one_line(exc, typed=True)
+    raised: BaseException = exc.original if isinstance(exc, AgentExited) else exc
+    if isinstance(raised, AgentCrashed):
+        error = one_line(raised)
+    elif isinstance(raised, ConnectSWError):
+        return one_line(raised, typed=True)
     else:
-        error = describe_error(exc, where=True)
+        error = describe_error(raised, where=True)
         if os.environ.get("CONNECTSW_DEBUG"):
-            log.warning("task %s attempt %d crashed", task_id, attempt, exc_info=exc)
+            log.warning("task %s attempt %d crashed", task_id, attempt, exc_info=raised)
     regs = get_registries()
     owner = regs.agents.owners.get(agent)
     if owner is not None and owner not in DEFAULT_PLUGINS:
@@ -601,7 +616,15 @@ def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:
     """Run the agent where it can be stopped; its JSON output is checked here."""
     if getattr(agent, "isolation", "process") == "thread":
         with plugin_output_to_stderr():  # --json's stdout holds only the answer
-            output = normalise(agent.run(ctx))
+            try:
+                output = normalise(agent.run(ctx))
+            except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+                if isinstance(exc, KeyboardInterrupt) and _on_main_thread():
+                    raise  # a real Ctrl-C (a task run in the main thread)
+                # The agent's own code ended it (sys.exit in a library...): that task
+                # fails; uncaught, it would take the Dask worker down with every task
+                # queued there ("its worker died", trial 7).
+                raise AgentExited(exc) from exc
         reason = run.should_stop()
         if reason is not None:
             raise AttemptStopped(reason, f"stopped: {reason}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -188,7 +189,24 @@ class SurrogateCrashThreadAgent(SurrogateCrashAgent):
     isolation = "thread"
 
 
+class ExitsThreadAgent(Agent):
+    """Calls ``sys.exit`` in ``run`` (as a library's CLI entry point does), in a thread."""
+
+    name = "exits-thread"
+    isolation = "thread"
+
+    def run(self, ctx: TaskContext) -> AgentOutput:
+        sys.exit(0)
+
+
+class ExitsAgent(ExitsThreadAgent):
+    name = "exits"
+    isolation = "process"
+
+
 TEST_AGENTS = (
+    ExitsThreadAgent,
+    ExitsAgent,
     NonFiniteAgent,
     NonFiniteThreadAgent,
     SurrogateErrorAgent,

@@ -245,6 +245,29 @@ def test_an_error_text_with_a_lone_surrogate_is_recorded_as_given(
     assert "worker died" not in (done.error or "") and expected in (done.error or "")
 
 
+@pytest.mark.parametrize("agent", ["exits-thread", "exits"])
+def test_an_agent_that_calls_sys_exit_fails_its_task_only(
+    engine: Engine, submit_graph: Submit, agent: str
+) -> None:
+    """Trial 7, F5: ``sys.exit`` in a thread agent's ``run`` took its Dask worker down
+    ("its worker died", a Dask traceback); it is that task's failure, as in a process."""
+    ex = submit_graph(
+        {
+            "name": "exits",
+            "tasks": [
+                {"id": "bad", "agent": agent, "retries": 0},
+                {"id": "other", "agent": "noop"},
+            ],
+        }
+    )
+    done = engine.run(ex.id)
+    assert done.status is ExecutionStatus.FAILED
+    [attempt] = engine.store.task_attempts(ex.id, "bad")
+    assert attempt.status is TaskStatus.FAILED
+    assert attempt.error is not None and "raised SystemExit: 0 (" in attempt.error, attempt.error
+    assert engine.task_states(engine.get(ex.id))["other"] is TaskStatus.SUCCEEDED
+
+
 def test_finished_executions_refuse_decisions(engine: Engine, submit_graph: Submit) -> None:
     ex = submit_graph({"name": "fin", "tasks": [{"id": "a", "agent": "noop"}]})
     assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
