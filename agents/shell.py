@@ -6,7 +6,7 @@ import os
 import posixpath
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectsw.agents.base import (
     PREVIEW_CHARS,
@@ -58,8 +58,32 @@ class ShellInput(AgentInput):
     @classmethod
     def _values_fit(cls, env: dict[str, str]) -> dict[str, str]:
         for name, value in env.items():
+            _check_name(name, "env")
+            if "\x00" in value:
+                raise ValueError(f"env {name!r} holds a NUL character, which no variable can")
             _check_size(f"env {name!r}", value)
         return env
+
+    @field_validator("pass_env")
+    @classmethod
+    def _names_valid(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in names:
+            _check_name(name, "pass_env")
+            if name in seen:
+                raise ValueError(f"pass_env names {name!r} twice")
+            seen.add(name)
+        return names
+
+    @model_validator(mode="after")
+    def _one_source_per_variable(self) -> ShellInput:
+        both = sorted(set(self.env) & set(self.pass_env))
+        if both:
+            raise ValueError(
+                f"{both[0]!r} is in both env and pass_env: give its value in env, or pass"
+                " the engine's own with pass_env, not both"
+            )
+        return self
 
     @field_validator("outputs")
     @classmethod
@@ -79,8 +103,19 @@ class ShellInput(AgentInput):
                 raise ValueError(f"output {raw!r} is the workspace itself; name a file")
             if in_git_dir(norm.split("/")):
                 raise ValueError(f"output {raw!r} is inside .git: git never commits it")
+            if norm in clean:
+                raise ValueError(f"output {raw!r} names {norm!r} again")
             clean.append(norm)
         return clean
+
+
+def _check_name(name: str, where: str) -> None:
+    """An environment variable's name: not empty, no ``=`` and no NUL (the OS refuses
+    them when the command starts: a ValueError after the plan was stored, trial 7)."""
+    if not name:
+        raise ValueError(f"{where} has an empty variable name")
+    if "=" in name or "\x00" in name:
+        raise ValueError(f"{where} variable name {name!r} contains '=' or NUL, which no name can")
 
 
 def _check_size(what: str, text: str) -> None:

@@ -245,6 +245,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])  # our validators' own words, not "Value error, ..."
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -81,6 +81,14 @@ class GraphTask(BaseModel):
             " mean 7 days. Empty: the engine's default."
         ),
     )
+
+    @field_validator("needs")
+    @classmethod
+    def _needs_once(cls, needs: list[str]) -> list[str]:
+        for i, need in enumerate(needs):
+            if need in needs[:i]:
+                raise ValueError(f"names {need!r} twice")
+        return needs
 
 
 class GraphCheckpoint(BaseModel):

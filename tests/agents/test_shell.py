@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -188,6 +189,41 @@ def test_a_command_or_variable_too_long_to_start_is_refused_before_running(
     with pytest.raises(ValidationError, match=f"at most {MAX_ARGUMENT_BYTES} bytes"):
         ShellInput.model_validate(with_)
     ShellInput.model_validate({"command": "echo " + "x" * (MAX_ARGUMENT_BYTES - 5)})
+
+
+@pytest.mark.parametrize(
+    ("with_", "message"),
+    [
+        ({"env": {"A=B": "x"}}, "env variable name 'A=B' contains '='"),
+        ({"env": {"": "x"}}, "env has an empty variable name"),
+        ({"env": {"A": "x\x00y"}}, "holds a NUL character"),
+        ({"pass_env": ["A=B"]}, "pass_env variable name 'A=B'"),
+        ({"pass_env": [""]}, "pass_env has an empty variable name"),
+        ({"pass_env": ["PGPASSWORD", "PGPASSWORD"]}, "names 'PGPASSWORD' twice"),
+        ({"env": {"FOO": "x"}, "pass_env": ["FOO"]}, "'FOO' is in both env and pass_env"),
+        ({"outputs": ["a.txt", "./a.txt"]}, "output './a.txt' names 'a.txt' again"),
+    ],
+)
+def test_environment_and_outputs_the_command_cannot_take_are_refused_before_running(
+    tmp_path: Path, with_: dict[str, object], message: str
+) -> None:
+    """Trial 7, F7: ``env: {"A=B": x}`` was accepted and stored, then the task failed
+    with Python's ``ValueError: illegal environment variable name``; a variable in
+    both ``env`` and ``pass_env`` was last-one-wins. Refused with the plan."""
+    with pytest.raises(ValidationError, match=message):
+        ShellInput.model_validate({"command": "true", **with_})
+    graph = tmp_path / "graph.json"
+    graph.write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "tasks": [{"id": "a", "agent": "shell", "with": {"command": "touch ran", **with_}}],
+            }
+        )
+    )
+    with pytest.raises(PlanError, match="task 'a' \\(shell\\): with|NUL character"):
+        Planner().plan(Request(command="run", args=[str(graph)]))
+    assert not (tmp_path / "ran").exists()
 
 
 def test_outputs_are_normalised(tmp_path: Path) -> None:

@@ -367,8 +367,7 @@ def test_lease_must_outlive_heartbeat() -> None:
         load_settings()
     text = assert_one_line_without_cause(info.value)
     assert text == (
-        "invalid settings: engine: Value error, "
-        "lease_timeout must be greater than heartbeat_interval"
+        "invalid settings: engine: lease_timeout must be greater than heartbeat_interval"
     )
     write_user_file("[engine]\nheartbeat_interval = 5\nlease_timeout = 5.5\n")
     assert load_settings().engine.lease_timeout == 5.5
@@ -529,8 +528,7 @@ def test_llm_base_url_must_be_http(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(llm={"openai": {"base_url": url}})
     assert str(info.value) == (
-        "invalid settings: llm.openai.base_url: Value error, expected an http:// or https:// URL"
-        " with a host"
+        "invalid settings: llm.openai.base_url: expected an http:// or https:// URL with a host"
     )
 
 
@@ -649,7 +647,7 @@ def test_llm_base_url_with_credentials_is_refused_unquoted(url: str, provider: s
     with pytest.raises(ConfigError) as info:
         load_settings(llm={provider: {"base_url": url}})
     message = str(info.value)
-    assert message.startswith(f"invalid settings: llm.{provider}.base_url: Value error, a user")
+    assert message.startswith(f"invalid settings: llm.{provider}.base_url: a user")
     assert "Pw9SECRET" not in message and "\n" not in message
 
 
