@@ -79,6 +79,19 @@ class StoreSettings(_Section):
 
     url: str = ""
 
+    @field_validator("url")
+    @classmethod
+    def _sqlite_path_only(cls, url: str) -> str:
+        # sqlite:///PATH names a file: a query string or fragment would become part of
+        # its name (a ?password=... shown in every store message, trial 7), and SQLite
+        # URI parameters (?mode=ro) would be silently ignored. Not echoed (a secret).
+        if url.startswith("sqlite:") and ("?" in url or "#" in url):
+            raise ValueError(
+                "a sqlite:///PATH URL takes no query string or fragment ('?' or '#');"
+                " the value is not shown"
+            )
+        return url
+
 
 class EngineSettings(_Section):
     """Retries, timeouts and liveness of the execution engine."""

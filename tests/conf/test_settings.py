@@ -274,6 +274,24 @@ def test_store_url_defaults_to_sqlite_in_data_dir(
     assert load_settings().store_url == "sqlite:////srv/connectsw/state.db"
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////tmp/x.db?password=Sekr1tPW", "sqlite:////tmp/x.db?mode=ro", "sqlite:////tmp/x#s"],
+)
+def test_a_sqlite_url_with_a_query_or_fragment_is_refused_unshown(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Trial 7, F9: the query became part of the file's name, and a ?password= in it was
+    shown in the store's messages; ?mode=ro was silently ignored."""
+    monkeypatch.setenv("CONNECTSW_STORE__URL", url)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert text.startswith("invalid settings: store.url: a sqlite:///PATH URL takes no query")
+    assert "Sekr1tPW" not in text and "x.db" not in text
+    assert not list(Path("/tmp").glob("x.db?*"))
+
+
 def test_plugin_config_is_namespaced(monkeypatch: pytest.MonkeyPatch) -> None:
     write_user_file(
         """
