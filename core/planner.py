@@ -34,7 +34,7 @@ from connectsw.core.models import (
     Stage,
     TaskSpec,
 )
-from connectsw.plugins.manager import plugin_code_error, strict_enabled
+from connectsw.plugins.manager import is_plugin_failure, plugin_code_error, strict_enabled
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
 
@@ -244,7 +244,9 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
             except ValidationError as exc:
                 detail = describe_validation_error(exc, prefix="with.")
                 raise PlanError(f"task {t.id!r} ({t.agent}): {detail}") from None
-            except Exception as exc:  # the plugin's validator itself broke
+            except BaseException as exc:  # the plugin's validator itself broke
+                if not is_plugin_failure(exc):
+                    raise
                 owner = registries.agents.owners.get(t.agent, "?")
                 raise plugin_code_error(owner, f'agent "{t.agent}" input_model', exc) from exc
         if staged.get(t.id) != t.stage:
@@ -325,6 +327,8 @@ class Planner:
                 return getattr(workflow, method)(*args, **kwargs)
         except ConnectSWError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_plugin_failure(exc):
+                raise
             owner = self.registries.workflows.owners.get(workflow.name, "?")
             raise plugin_code_error(owner, f'workflow "{workflow.name}" {method}', exc) from exc

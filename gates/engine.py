@@ -17,7 +17,7 @@ from typing import Any
 
 from connectsw.core.models import GateResult, RuleResult, Stage
 from connectsw.gates.base import CRASHED, NOT_INSTALLED, GateContext
-from connectsw.plugins.manager import describe_error
+from connectsw.plugins.manager import describe_error, is_plugin_failure
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries
 
@@ -76,7 +76,9 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
                     results.append(RuleResult(rule=name, passed=True, details="not applicable"))
                     continue
                 result = rule.evaluate(ctx)
-        except Exception as exc:  # a broken rule fails its gate, it does not crash the engine
+        except BaseException as exc:  # a broken rule fails its gate, it does not crash the engine
+            if not is_plugin_failure(exc):
+                raise
             result = _crashed(name, registries, describe_error(exc, where=True), exc)
         else:
             if not isinstance(result, RuleResult):
@@ -104,7 +106,7 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
 
 
 def _crashed(
-    name: str, registries: Registries, what: str, exc: Exception | None = None
+    name: str, registries: Registries, what: str, exc: BaseException | None = None
 ) -> RuleResult:
     """The failed result of rule ``name`` that raised or returned no RuleResult (``what``:
     ``KeyError: 'x' (rule.py:12)``), logged on one line naming its plugin; the

@@ -132,7 +132,7 @@ class TestsPassRule(GateRule):
         )
 
     @staticmethod
-    def _none_ran(ctx: GateContext, cmd: list[str], returncode: int, output: str) -> str:
+    def _none_ran(ctx: GateContext, cmd: list[str], returncode: int | None, output: str) -> str:
         """Why the built-in test command ran no test ("" if it ran some, or the command is
         the configured one): test files without a test the runner finds never pass
         (trial 7: unittest's "Ran 0 tests" exits 0 on Python 3.11)."""

@@ -329,6 +329,23 @@ UNFINISHED: Any = _Unfinished()
 """What :func:`call_bounded` returns for a call that did not return in time."""
 
 
+def is_plugin_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by plugin code called in this thread, is that plugin's
+    failure: every ``Exception``, and the exits its code raised itself (``SystemExit``,
+    ``GeneratorExit``; ``KeyboardInterrupt`` off the main thread, where no signal is
+    delivered). A Ctrl-C in the main thread is not: it interrupts the command.
+
+    Uncaught, a ``sys.exit(0)`` in a gate rule or an agent's ``input_model`` ended the
+    command with exit 0 and nothing done (trial 7, F11).
+    """
+    if isinstance(exc, Exception | SystemExit | GeneratorExit):
+        return True
+    return (
+        isinstance(exc, KeyboardInterrupt)
+        and threading.current_thread() is not threading.main_thread()
+    )
+
+
 def call_bounded(function: Any, kwargs: Mapping[str, Any], bound: float, name: str) -> Any:
     """``function(**kwargs)`` in a daemon thread, waited for at most ``bound`` seconds.
 
@@ -340,7 +357,9 @@ def call_bounded(function: Any, kwargs: Mapping[str, Any], bound: float, name: s
     (:func:`plugin_output_to_stderr`). ``name`` names the thread (``connectsw-NAME``).
 
     Raises:
-        BaseException: what the call raised, even ``SystemExit`` (an import may exit).
+        BaseException: what the call raised, even ``SystemExit`` (an import may exit);
+            a ``KeyboardInterrupt`` it raised is a :class:`PluginError` (a real Ctrl-C
+            reaches the caller's main thread, and is raised there as it is).
     """
     outcome: dict[str, Any] = {}
 
@@ -348,6 +367,11 @@ def call_bounded(function: Any, kwargs: Mapping[str, Any], bound: float, name: s
         try:
             with plugin_output_to_stderr():  # this thread's prints: the plugin's
                 outcome["value"] = function(**kwargs)
+        except KeyboardInterrupt:
+            # Signals reach the main thread only: this one the plugin's code raised
+            # itself. Re-raised as it is, every command loading plugins said
+            # "Interrupted" and exited 130, for ever (trial 7, F3).
+            outcome["error"] = PluginError("KeyboardInterrupt raised by its code (not a Ctrl-C)")
         except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
 

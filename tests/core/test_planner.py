@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import field_validator
 
 from connectsw import hookimpl
 from connectsw.agents.base import Agent, AgentInput, AgentOutput, TaskContext
-from connectsw.core.errors import PlanError
+from connectsw.core.errors import PlanError, PluginError
 from connectsw.core.models import CheckpointSpec, Plan, Request, RequestContext, TaskSpec
 from connectsw.core.planner import (
     CheckpointAt,
@@ -149,6 +151,22 @@ class CountAgent(Agent):
         return AgentOutput()
 
 
+class ExitingInput(AgentInput):
+    count: int
+
+    @field_validator("count")
+    @classmethod
+    def _exits(cls, count: int) -> int:
+        if count == 0:
+            sys.exit(0)
+        return count
+
+
+class ExitingAgent(CountAgent):
+    name = "exiting"
+    input_model = ExitingInput
+
+
 @pytest.fixture
 def count_agent() -> Iterator[None]:
     """A plugin agent whose input has numbers (registered for the test)."""
@@ -157,6 +175,7 @@ def count_agent() -> Iterator[None]:
     @hookimpl
     def register_agents(register: Callable[[Any], None]) -> None:
         register(CountAgent())
+        register(ExitingAgent())
 
     plugin.register_agents = register_agents  # type: ignore[attr-defined]
     pm = get_plugin_manager()
@@ -190,6 +209,17 @@ def test_an_agents_input_is_read_strictly(
         tmp_path, "name: x\ntasks:\n  - {id: a, agent: count, with: {count: 3, ratio: 2}}\n"
     )
     assert plan.task("a").with_ == {"count": 3, "ratio": 2}  # an integer is a fine float
+
+
+def test_an_input_model_that_exits_is_its_plugins_failure(
+    tmp_path: Path, count_agent: None
+) -> None:
+    """Trial 7, F11: a validator calling sys.exit(0) ended `run` with exit 0 and nothing
+    stored; it is the plugin's failure (exit 3)."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: x\ntasks:\n  - {id: a, agent: exiting, with: {count: 0}}\n")
+    with pytest.raises(PluginError, match=r'agent "exiting" input_model raised SystemExit: 0'):
+        Planner().plan(Request(command="run", args=[str(graph)]))
 
 
 def test_shell_task_missing_command(tmp_path: Path) -> None:

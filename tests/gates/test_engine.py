@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ class CrashingApplies(GateRule):
 
     def applies(self, ctx: GateContext) -> bool:
         raise ValueError("cannot tell")
+
+
+class Exits(GateRule):
+    """Calls sys.exit in evaluate (trial 7, F11: the command then exited 0, nothing done)."""
+
+    name = "exits"
+
+    def evaluate(self, ctx: GateContext) -> RuleResult:
+        sys.exit(0)
 
 
 class NotApplicable(Fixed):
@@ -89,7 +99,11 @@ def test_unknown_rule_is_a_failed_result(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("rule", "text"),
-    [(Crashing(), "rule crashed: RuntimeError: boom"), (CrashingApplies(), "ValueError")],
+    [
+        (Crashing(), "rule crashed: RuntimeError: boom"),
+        (CrashingApplies(), "ValueError"),
+        (Exits(), "rule crashed: SystemExit: 0 (test_engine.py:"),
+    ],
 )
 def test_crashing_rule_is_a_failed_result(tmp_path: Path, rule: GateRule, text: str) -> None:
     after = Fixed("after")

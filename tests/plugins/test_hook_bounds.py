@@ -80,6 +80,30 @@ def test_call_bounded_returns_raises_or_gives_up() -> None:
     gate.set()
 
 
+def test_a_keyboard_interrupt_raised_by_plugin_code_is_the_plugins_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trial 7, F3: a plugin raising KeyboardInterrupt (at import, or in a hook) made
+    every command that loads plugins say "Interrupted" and exit 130, for ever. No
+    signal caused it (signals reach the main thread only): it is that plugin's failure."""
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(PluginError, match="KeyboardInterrupt raised by its code"):
+        call_bounded(interrupt, {}, 5, "t")
+
+    @hookimpl
+    def register_agents(register: Any) -> None:
+        raise KeyboardInterrupt
+
+    add_plugin(monkeypatch, "interrupting", register_agents=register_agents)
+    regs = get_registries()
+    assert "noop" in regs.agents.items
+    assert status("interrupting").status == "failed"
+    assert "KeyboardInterrupt raised by its code" in (status("interrupting").error or "")
+
+
 def test_a_register_hook_that_hangs_fails_its_plugin_and_the_rest_goes_on(
     monkeypatch: pytest.MonkeyPatch, release: threading.Event
 ) -> None:
