@@ -32,6 +32,8 @@ STYLES: dict[str, str] = {
     EventKind.EXECUTION_COMPLETED: "green",
     EventKind.EXECUTION_CANCELLED: "yellow",
 }
+#: Characters of an event's first line shown live (``status ID --json`` has it all).
+SHOWN_CHARS = 300
 QUIET: set[str] = {
     EventKind.EXECUTION_ADVANCED,
     EventKind.EXECUTION_RUNNING,
@@ -46,7 +48,12 @@ def describe(event: Event) -> Text:
     line = Text.assemble((f"{event.kind:<22}", STYLES.get(event.kind, "dim")), " ")
     if event.task_id:
         line.append(event.task_id, style="bold").append(" ")
-    return line.append(f"{event.message}{extra}")
+    text = event.message.split("\n", 1)[0]
+    if len(text) > SHOWN_CHARS:
+        text = text[:SHOWN_CHARS] + "…"
+    elif text != event.message:
+        text += " …"
+    return line.append(f"{text}{extra}")
 
 
 def new_progress(console: Console) -> Progress:

@@ -177,14 +177,27 @@ def public_result(result: TaskResult) -> dict[str, Any]:
     }
 
 
+#: Characters of an agent's text (its summary, its error) an event keeps: the attempt's
+#: record keeps it whole. A 15 MB summary was stored again in its event and printed as
+#: one 15 MB line (trial 7, F6).
+EVENT_TEXT_CHARS = 2000
+
+
+def event_text(text: str) -> str:
+    """``text`` cut to :data:`EVENT_TEXT_CHARS` characters, saying how much was left out."""
+    if len(text) <= EVENT_TEXT_CHARS:
+        return text
+    return f"{text[:EVENT_TEXT_CHARS]}… ({len(text) - EVENT_TEXT_CHARS} more characters)"
+
+
 def task_event(result: TaskResult, kind: str, message: str, stage: int) -> Event:
-    """The event recording an attempt's state change."""
+    """The event recording an attempt's state change (``message`` cut: :func:`event_text`)."""
     return Event(
         execution_id=result.execution_id,
         kind=kind,
         stage=stage,
         task_id=result.task_id,
-        message=message,
+        message=event_text(message),
         data={"attempt": result.attempt, "round": result.round},
     )
 
