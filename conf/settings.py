@@ -618,6 +618,16 @@ class Settings(BaseSettings):
     mode: Literal["local", "production"] = "local"
     data_dir: Path = Field(default_factory=default_data_dir)
     dask: DaskSettings = Field(default_factory=DaskSettings)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_given(cls, value: Any) -> Any:
+        # An empty value read as Path("") is the current directory: the store appeared
+        # wherever a command ran (trial 7, M1).
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: unset it for the default, or give a directory")
+        return value
+
     store: StoreSettings = Field(default_factory=StoreSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     gates: GateSettings = Field(default_factory=GateSettings)

@@ -183,6 +183,11 @@ def _make_dir(workspace: Path) -> None:
     """Create ``workspace`` and check it is writable; WorkspaceError (one line) if not
     (also for a broken symbolic link on its way: :func:`check_links`)."""
     check_links(workspace)
+    real = Path(os.path.realpath(workspace))
+    if any(part.lower() == ".git" for part in (*workspace.parts, *real.parts)):
+        # Git never commits there, and what a task writes could be run by git itself
+        # (hooks, config) in the enclosing repository (trial 7, M8).
+        raise WorkspaceError(f"workspace {workspace}: it is inside a .git directory")
     with check_path(f"workspace {workspace}", WorkspaceError):
         _make_writable_dir(workspace)
 

@@ -292,6 +292,13 @@ def test_a_sqlite_url_with_a_query_or_fragment_is_refused_unshown(
     assert not list(Path("/tmp").glob("x.db?*"))
 
 
+def test_an_empty_data_dir_is_refused(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial 7, M1: ``CONNECTSW_DATA_DIR=`` put the store in the current directory."""
+    monkeypatch.setenv("CONNECTSW_DATA_DIR", "")
+    with pytest.raises(ConfigError, match="invalid settings: data_dir: is empty"):
+        load_settings()
+
+
 def test_plugin_config_is_namespaced(monkeypatch: pytest.MonkeyPatch) -> None:
     write_user_file(
         """

@@ -354,3 +354,14 @@ def test_the_engines_commits_run_no_code_the_repository_holds(
         check=True,
     )
     assert shown.stdout == "x\n"  # stored as written, no filter applied
+
+
+def test_a_workspace_inside_a_git_directory_is_refused(repo: Path, tmp_path: Path) -> None:
+    """Trial 7, M8: a workspace inside a repository's .git was accepted."""
+    for ws in (repo / ".git" / "ws", repo / ".GIT" / "x"):
+        with pytest.raises(workspace.WorkspaceError, match="inside a .git directory"):
+            workspace.check_usable(ws)
+    link = tmp_path / "into-git"
+    link.symlink_to(repo / ".git")
+    with pytest.raises(workspace.WorkspaceError, match="inside a .git directory"):
+        workspace.ensure_repo(link / "ws")
