@@ -211,6 +211,15 @@ class _GraphLoader(yaml.SafeLoader):
             if self._level + height > MAX_DEPTH:
                 raise _InputError(f"nested deeper than {MAX_DEPTH} levels", line)
             return node
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!"):
+            # An explicit tag changes a value without a word: !!null "3" is null,
+            # !!int "0x3" is 3 (trial 7, M3). A graph's values are plain JSON values.
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
+            raise _InputError(
+                f"explicit YAML tags are not read ({shown}): write the value itself",
+                _line_of(event.start_mark),
+            )
         collection = isinstance(event, (MappingStartEvent, SequenceStartEvent))
         if collection:
             self._level += 1

@@ -228,6 +228,18 @@ def test_a_task_that_needs_the_same_task_twice_is_refused(tmp_path: Path) -> Non
     assert "tasks.1.needs: names 'a' twice" in one_line_error(path)
 
 
+@pytest.mark.parametrize("tagged", ['!!null "3"', '!!int "0x3"', "!!str 5", "!custom 1"])
+def test_an_explicit_yaml_tag_is_refused_with_its_line(tmp_path: Path, tagged: str) -> None:
+    """Trial 7, M3: ``retries: !!null "3"`` became null, ``!!int "0x3"`` 3, silently."""
+    path = write(
+        tmp_path,
+        "graph.yaml",
+        f"name: n\ntasks:\n  - id: a\n    agent: noop\n    retries: {tagged}\n",
+    )
+    error = one_line_error(path)
+    assert error.startswith(f"{path}: line 5: explicit YAML tags are not read (!"), error
+
+
 def test_second_tasks_key_in_yaml_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "g.yaml", README_EXAMPLE + "tasks:\n  - {id: z, agent: noop}\n")
     assert one_line_error(path) == f"{path}: line 14: duplicate key 'tasks'"
@@ -324,7 +336,7 @@ def test_yaml_values_keep_their_yaml_1_2_core_types(tmp_path: Path) -> None:
 def test_non_json_tags_are_refused(tmp_path: Path, tag: str) -> None:
     text = f"name: t\ntasks:\n  - id: a\n    agent: noop\n    with: {{v: {tag}}}\n"
     text_error = one_line_error(write(tmp_path, "g.yaml", text))
-    assert "invalid YAML at line 5" in text_error
+    assert "line 5: explicit YAML tags are not read (!!" in text_error
 
 
 @pytest.mark.parametrize(
