@@ -77,7 +77,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pluggy
 
@@ -346,6 +346,49 @@ def is_plugin_failure(exc: BaseException) -> bool:
     )
 
 
+class _PluginExit(BaseException):
+    """Raised in place of ``os._exit(status)`` called by plugin code in :func:`call_bounded`'s
+    thread: a BaseException, so that it unwinds the plugin's code as ``SystemExit`` does."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+_in_plugin_call = threading.local()
+_guard_lock = threading.Lock()
+_exit_guard: tuple[int, Any] | None = None  # (pid it was installed in, the real os._exit)
+
+
+def _guard_exit() -> None:
+    """Make ``os._exit`` called by plugin code inside :func:`call_bounded` (in this process)
+    raise :class:`_PluginExit` instead of ending the process. Anywhere else (another
+    thread, a forked child) it is the real one.
+
+    Written here because nothing else can stop it: ``os._exit(0)`` at a plugin's import
+    or in its hook ended ``run`` with exit 0 and no work done (trial 7, F4).
+    """
+    global _exit_guard
+    with _guard_lock:
+        if _exit_guard is not None and _exit_guard[0] == os.getpid():
+            return
+        real = _exit_guard[1] if _exit_guard is not None else os._exit
+        _exit_guard = (os.getpid(), real)
+
+        def guarded(status: int) -> NoReturn:
+            guard = _exit_guard
+            if (
+                guard is not None
+                and guard[0] == os.getpid()
+                and getattr(_in_plugin_call, "active", False)
+            ):
+                raise _PluginExit(status)
+            real(status)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        os._exit = guarded
+
+
 def call_bounded(function: Any, kwargs: Mapping[str, Any], bound: float, name: str) -> Any:
     """``function(**kwargs)`` in a daemon thread, waited for at most ``bound`` seconds.
 
@@ -358,15 +401,20 @@ def call_bounded(function: Any, kwargs: Mapping[str, Any], bound: float, name: s
 
     Raises:
         BaseException: what the call raised, even ``SystemExit`` (an import may exit);
-            a ``KeyboardInterrupt`` it raised is a :class:`PluginError` (a real Ctrl-C
-            reaches the caller's main thread, and is raised there as it is).
+            a ``KeyboardInterrupt`` it raised, or an ``os._exit`` it called, is a
+            :class:`PluginError` (a real Ctrl-C reaches the caller's main thread, and
+            is raised there as it is).
     """
     outcome: dict[str, Any] = {}
+    _guard_exit()
 
     def target() -> None:
+        _in_plugin_call.active = True
         try:
             with plugin_output_to_stderr():  # this thread's prints: the plugin's
                 outcome["value"] = function(**kwargs)
+        except _PluginExit as exc:
+            outcome["error"] = PluginError(f"its code called os._exit({exc.status})")
         except KeyboardInterrupt:
             # Signals reach the main thread only: this one the plugin's code raised
             # itself. Re-raised as it is, every command loading plugins said

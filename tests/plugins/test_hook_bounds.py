@@ -104,6 +104,33 @@ def test_a_keyboard_interrupt_raised_by_plugin_code_is_the_plugins_failure(
     assert "KeyboardInterrupt raised by its code" in (status("interrupting").error or "")
 
 
+def test_os_exit_called_by_plugin_code_is_the_plugins_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trial 7, F4: ``os._exit(0)`` at a plugin's import or in its hook ended ``run`` with
+    exit 0 and no work done. Inside a plugin call it is that plugin's failure; anywhere
+    else (this thread, a forked child) it still ends the process."""
+    import os
+
+    with pytest.raises(PluginError, match=r"its code called os._exit\(0\)"):
+        call_bounded(os._exit, {"status": 0}, 5, "t")
+
+    @hookimpl
+    def register_agents(register: Any) -> None:
+        os._exit(0)
+
+    add_plugin(monkeypatch, "exiting", register_agents=register_agents)
+    regs = get_registries()
+    assert "noop" in regs.agents.items
+    assert status("exiting").status == "failed"
+    assert status("exiting").error == "its code called os._exit(0)"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(7)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 7
+
+
 def test_a_register_hook_that_hangs_fails_its_plugin_and_the_rest_goes_on(
     monkeypatch: pytest.MonkeyPatch, release: threading.Event
 ) -> None:
