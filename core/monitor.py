@@ -109,7 +109,7 @@ class AttemptMonitor:
             w = self._watched.get((execution_id, token))
         if w is None:
             return None
-        if not w.checked:
+        if not w.checked and w.reason is None:  # a reason told already needs no read
             self._check(execution_id, w)
         return w.reason
 
