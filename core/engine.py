@@ -238,6 +238,7 @@ class Engine:
         lease = Lease.claim(
             self.store, execution, self.owner, engine.lease_timeout, engine.heartbeat_interval
         )
+        self._stage_run = None
         with lease:
             try:
                 # A previous owner's attempts and gate still running end before anything reruns.
@@ -288,7 +289,7 @@ class Engine:
 
         with ctrl_c_held():
             try:
-                run = self._stage_run
+                run, self._stage_run = self._stage_run, None
                 if run is not None:
                     run.interrupt()
                 end_leftovers(
@@ -343,12 +344,12 @@ class Engine:
             worker_wait=self.settings.dask.worker_wait,
         )
         lease.on_stop = run.cancel
-        self._stage_run = run
+        self._stage_run = run  # kept when run() raises: a Ctrl-C stops it (_stop_interrupted)
         try:
             results = run.run()
         finally:
             lease.on_stop = None
-            self._stage_run = None
+        self._stage_run = None
         if self._cancelled(execution, lease):
             return True
         failed = [r for r in results.values() if r.status is not TaskStatus.SUCCEEDED]

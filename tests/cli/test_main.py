@@ -339,13 +339,14 @@ def test_ctrl_c_ends_the_running_command_before_the_cli_exits(
     store = open_store(f"sqlite:///{tmp_path / 'data' / 'connectsw.db'}")
     try:
         b = [
-            (r.attempt, r.status.value)
+            (r.attempt, r.status.value, r.error)
             for r in store.task_results(execution_id)
             if r.task_id == "b"
         ]
     finally:
         store.close()
-    assert b == [(1, "interrupted")], b
+    # Stopped by its worker, told by the owner (not left for the owner to end after).
+    assert b == [(1, "interrupted", "stopped: interrupted")], b
     # The hint's resume runs b once more, under a new attempt number.
     done = runner("resume", execution_id, "--json", ok=True)
     assert done.json()["status"] == "completed", str(done)
