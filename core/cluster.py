@@ -397,3 +397,23 @@ def _ctrl_c_deferred() -> Iterator[_CtrlC]:
         # A SIGINT that came meanwhile is handled (by note) before this call returns.
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[_CtrlC]:
+    """Hold a further Ctrl-C (SIGINT) while an interrupted owner ends its work: it is
+    noted, not raised in the middle of that (which would leave commands running). In
+    the main thread only; the previous handler is back afterwards."""
+    seen = _CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        seen.pressed = True
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -79,6 +79,8 @@ class Engine:
         self._owns_client = client is None
         self._cluster: LocalCluster | None = None
         self.owner = this_owner()
+        #: The stage running now (stopped on Ctrl-C, :meth:`_stop_interrupted`).
+        self._stage_run: Any = None
         self.views = Views(self.store, settings.engine.lease_timeout)
 
     @property
@@ -236,6 +238,7 @@ class Engine:
         lease = Lease.claim(
             self.store, execution, self.owner, engine.lease_timeout, engine.heartbeat_interval
         )
+        self._stage_run = None
         with lease:
             try:
                 # A previous owner's attempts and gate still running end before anything reruns.
@@ -263,12 +266,41 @@ class Engine:
                 self._move(execution, lease, E.EXECUTING, kind, error=None)
                 while not self._run_stage(execution, lease):
                     pass
+            except KeyboardInterrupt:
+                # Ctrl-C: this owner stops its work before it lets the lease go.
+                self._stop_interrupted(execution, lease)
+                raise
             except Conflict:
                 pass  # cancelled (or decided) by another process meanwhile: that state stands
             if self.store.execution_status(execution_id) is E.CANCELLED:
                 # Nothing of it runs any more: what never ran never will.
                 record_never_run(self.store, execution, lease.token)
         return self.get(execution_id)
+
+    def _stop_interrupted(self, execution: Execution, lease: Lease) -> None:
+        """End this owner's running work on a user interrupt (Ctrl-C), before the lease
+        is released and the CLI says how to resume: the stage's attempts are stopped
+        by their workers (:meth:`StageRun.interrupt`), and what still runs (a worker
+        that did not answer, a gate's command) has its process group ended (TERM,
+        grace, KILL) here; those attempts are recorded ``interrupted`` (the next run
+        uses a new attempt number) and commit nothing. A second Ctrl-C meanwhile is
+        held until this is done (a few seconds at most)."""
+        from connectsw.core.cluster import ctrl_c_held
+
+        with ctrl_c_held():
+            try:
+                run, self._stage_run = self._stage_run, None
+                if run is not None:
+                    run.interrupt()
+                end_leftovers(
+                    self.store,
+                    execution.id,
+                    lease.token,
+                    TaskStatus.INTERRUPTED,
+                    "interrupted: stopped by Ctrl-C; a new attempt runs",
+                )
+            except Exception as exc:  # the next owner ends what is left (end_leftovers)
+                log.warning("could not stop the work of %s: %s", execution.id, exc)
 
     def _check_workspace(self, execution: Execution) -> None:
         """Once tasks ran in the workspace, it must still be there, with the latest of
@@ -312,10 +344,12 @@ class Engine:
             worker_wait=self.settings.dask.worker_wait,
         )
         lease.on_stop = run.cancel
+        self._stage_run = run  # kept when run() raises: a Ctrl-C stops it (_stop_interrupted)
         try:
             results = run.run()
         finally:
             lease.on_stop = None
+        self._stage_run = None
         if self._cancelled(execution, lease):
             return True
         failed = [r for r in results.values() if r.status is not TaskStatus.SUCCEEDED]

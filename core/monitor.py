@@ -8,7 +8,9 @@ records a stop reason that the attempts poll without touching the store:
 
 - ``cancelled``: the execution was cancelled;
 - ``lease lost``: another process took the lease over (its fencing token moved);
-- ``owner died``: the owner's process, on this host, is gone.
+- ``owner died``: the owner's process, on this host, is gone;
+- ``interrupted``: the owner was interrupted (Ctrl-C) and told this process so
+  (:func:`stop_attempts`, run on every worker): no store read is waited for.
 
 The supervisor kills an attempt's process group on a stop reason; the runner
 then records the attempt as the reason says (:data:`STOP_STATUS`).
@@ -31,12 +33,14 @@ POLL_SECONDS = 0.5
 CANCELLED = "cancelled"
 LEASE_LOST = "lease lost"
 OWNER_DIED = "owner died"
+INTERRUPTED = "interrupted"
 
 #: How an attempt stopped for a reason is recorded (None: not at all, it is fenced out).
 STOP_STATUS: dict[str, TaskStatus | None] = {
     CANCELLED: TaskStatus.CANCELLED,
     LEASE_LOST: None,
     OWNER_DIED: TaskStatus.INTERRUPTED,
+    INTERRUPTED: TaskStatus.INTERRUPTED,
 }
 
 
@@ -59,6 +63,8 @@ class AttemptMonitor:
         self._watched: dict[tuple[str, int], _Watched] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        #: Stop reasons told to this process for attempts that had not started here.
+        self._told: dict[tuple[str, int], str] = {}
 
     def enter(self, store: Store, execution_id: str, token: int) -> None:
         """An attempt of ``execution_id`` (holding lease ``token``) starts here."""
@@ -66,6 +72,7 @@ class AttemptMonitor:
             w = self._watched.get((execution_id, token))
             if w is None:
                 w = self._watched[(execution_id, token)] = _Watched(store, token)
+                w.reason = self._told.get((execution_id, token))
             w.running += 1
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -85,9 +92,13 @@ class AttemptMonitor:
         w = self._watched.get((execution_id, token))
         return w.reason if w is not None else None
 
-    def stop(self, execution_id: str, token: int, reason: str) -> None:
-        """Record a stop reason learnt elsewhere (e.g. a fenced write was refused)."""
+    def stop(self, execution_id: str, token: int, reason: str, *, told: bool = False) -> None:
+        """Record a stop reason learnt elsewhere (e.g. a fenced write was refused);
+        ``told``: also for the attempts of that execution and token that start later
+        (the owner said so: they must not start)."""
         with self._lock:
+            if told:
+                self._told[(execution_id, token)] = reason
             w = self._watched.get((execution_id, token))
             if w is not None and w.reason is None:
                 w.reason = reason
@@ -98,7 +109,7 @@ class AttemptMonitor:
             w = self._watched.get((execution_id, token))
         if w is None:
             return None
-        if not w.checked:
+        if not w.checked and w.reason is None:  # a reason told already needs no read
             self._check(execution_id, w)
         return w.reason
 
@@ -134,6 +145,17 @@ class AttemptMonitor:
             with self._lock:
                 if w.reason is None:
                     w.reason = reason
+
+
+def stop_attempts(execution_id: str, token: int, reason: str = INTERRUPTED) -> int:
+    """Stop this process's attempts of ``execution_id`` under lease ``token`` now, and
+    refuse to start its later ones (run on each worker by the interrupted owner,
+    :meth:`~connectsw.core.stage.StageRun.interrupt`). Each attempt's supervisor ends
+    its process group (TERM, grace, KILL) within its 0.1 s poll, and the runner records
+    it as :data:`STOP_STATUS` says. Returns how many attempts ran here."""
+    monitor.stop(execution_id, token, reason, told=True)
+    w = monitor._watched.get((execution_id, token))
+    return max(w.running, 0) if w is not None else 0
 
 
 def _owner_alive_here(owner: str) -> bool:

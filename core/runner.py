@@ -41,7 +41,7 @@ from connectsw.core.models import (
     TaskStatus,
     utcnow,
 )
-from connectsw.core.monitor import LEASE_LOST, STOP_STATUS, monitor
+from connectsw.core.monitor import INTERRUPTED, LEASE_LOST, STOP_STATUS, monitor
 from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
@@ -397,8 +397,10 @@ def _run(
         reason = monitor.check_now(call.execution_id, call.token)
         if reason is not None:
             status = STOP_STATUS[reason]
-            if status is None:
-                return None  # fenced out: this process writes nothing more
+            if status is None or reason == INTERRUPTED:
+                # Fenced out: this process writes nothing more. Or its owner was
+                # interrupted: it never started, the next run runs it under this number.
+                return None
             return _record_unstarted(store, call, task, status, f"not run: {reason}", queued)
         return _attempts(store, call, loaded, task, deps, queued)
     finally:
@@ -548,8 +550,8 @@ def _attempts(
                     continue
                 reason = run.should_stop() or LEASE_LOST
                 status = STOP_STATUS[reason]
-                if status is None:
-                    return None
+                if status is None or reason == INTERRUPTED:
+                    return None  # the next attempt never started: nothing to record
                 nxt = failed.model_copy(
                     update={
                         "attempt": attempt + 1,

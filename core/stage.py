@@ -146,6 +146,27 @@ class StageRun:
         if futures:
             self.client.cancel(futures)
 
+    def interrupt(self) -> None:
+        """Stop the stage's running attempts at once: the owner was interrupted (Ctrl-C).
+
+        The pass's futures are cancelled (queued tasks never start) and every worker's
+        monitor is told to stop this execution's attempts (:func:`stop_attempts`): each
+        one's process group is ended (TERM, grace, KILL) and the attempt recorded
+        ``interrupted`` by its runner, with nothing committed. Returns once no attempt
+        is recorded running, or after :data:`STOP_WAIT` seconds (a worker that does not
+        answer): the engine then ends what is left (:func:`end_leftovers`).
+        """
+        from connectsw.core.monitor import stop_attempts
+
+        execution_id, token = self.execution.id, self.lease.token
+        with contextlib.suppress(Exception):
+            self.cancel()
+        with contextlib.suppress(Exception):
+            self.client.run(stop_attempts, execution_id, token, on_error="return")
+        stop_attempts(execution_id, token)  # tasks run in this process (threads-only cluster)
+        with contextlib.suppress(Exception):
+            self._wait_for_running_attempts()
+
     # -- one pass ---------------------------------------------------------------------
     def _pass(self, budgets: dict[str, _Budget]) -> dict[str, _Budget]:
         """Submit the graph of ``budgets``' tasks; returns the tasks to run again."""

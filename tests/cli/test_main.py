@@ -263,3 +263,91 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(tmp_path):
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err
     assert len((tmp_path / "ran.txt").read_text().splitlines()) == 30
+
+
+RACE_GRAPH = """name: race
+tasks:
+  - id: a
+    agent: shell
+    with: {command: "echo a > a.txt", outputs: [a.txt]}
+  - id: b
+    agent: shell
+    needs: [a]
+    with:
+      command: >-
+        echo start-$CONNECTSW_ATTEMPT >> ../blog; sleep 4;
+        echo end-$CONNECTSW_ATTEMPT >> ../blog; date > b.txt
+      outputs: [b.txt]
+  - id: c
+    agent: shell
+    needs: [b]
+    with: {command: "date > c.txt", outputs: [c.txt]}
+checkpoints:
+  - after: [a]
+    question: go?
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", ["true", "false"])
+def test_ctrl_c_ends_the_running_command_before_the_cli_exits(
+    tmp_path: Path, processes: str
+) -> None:
+    """Trial 7, F8: a Ctrl-C during ``approve`` let the running command end by itself
+    (3 s later), its commit land and the attempt stay ``running``; the next run ran it
+    again. The owner ends the attempt's process group first, records it interrupted
+    (nothing committed), and only then prints the hint and exits 130."""
+    from connectsw.core.stores import open_store
+
+    (tmp_path / "race.yaml").write_text(RACE_GRAPH)
+    runner = Cli(tmp_path, tmp_path / "data", fast=False)
+    runner.env.update(
+        CONNECTSW_DASK__N_WORKERS="1",
+        CONNECTSW_DASK__THREADS_PER_WORKER="4",
+        CONNECTSW_DASK__PROCESSES=processes,
+    )
+    ws, blog = tmp_path / "ws", tmp_path / "blog"
+    paused = runner("run", "race.yaml", "-w", ws)
+    assert paused.returncode == ExitCode.OK, str(paused)
+    execution_id = EXEC_ID.findall(paused.stdout + paused.stderr)[0]
+    proc = runner.spawn("approve", execution_id, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (blog.exists() and "start-1" in blog.read_text()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "b never started"
+            time.sleep(0.02)
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        pressed = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        exited = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "Traceback" not in stderr and "connectsw resume exec_" in stderr, stderr
+    # The command was ended before the CLI exited: it never reached its end, not later.
+    time.sleep(4)
+    assert blog.read_text().splitlines() == ["start-1"], (blog.read_text(), exited - pressed)
+    assert not (ws / "b.txt").exists()
+    commits = subprocess.run(
+        ["git", "-C", str(ws), "log", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout
+    assert not any(line.startswith("b:") for line in commits.splitlines()), commits
+    store = open_store(f"sqlite:///{tmp_path / 'data' / 'connectsw.db'}")
+    try:
+        b = [
+            (r.attempt, r.status.value, r.error)
+            for r in store.task_results(execution_id)
+            if r.task_id == "b"
+        ]
+    finally:
+        store.close()
+    # Stopped by its worker, told by the owner (not left for the owner to end after).
+    assert b == [(1, "interrupted", "stopped: interrupted")], b
+    # The hint's resume runs b once more, under a new attempt number.
+    done = runner("resume", execution_id, "--json", ok=True)
+    assert done.json()["status"] == "completed", str(done)
+    assert blog.read_text().splitlines() == ["start-1", "start-2", "end-2"]
