@@ -14,7 +14,9 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -324,23 +326,47 @@ def _check_arguments(args: list[str]) -> None:
             _fail(f"argument '{shown(arg)}' is not valid UTF-8", ExitCode.INVALID_INPUT)
 
 
+_terminated = False
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a CI timeout, ``docker stop``) stops a command as Ctrl-C does: running
+    work ended, the resume hint printed; exit 143. It used to end the process at once,
+    silently (trial 7, M5), leaving temporary copies behind. In the main thread only
+    (``main`` called from elsewhere leaves the handler alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        global _terminated
+        _terminated = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def _interrupt_code() -> ExitCode:
+    return ExitCode.TERMINATED if _terminated else ExitCode.INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors are one line on stderr and an :class:`ExitCode`, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     debug = bool(os.environ.get("CONNECTSW_DEBUG"))
     cli._plugins_added, cli.plugin_error = False, None  # plugins are asked once per invocation
     _check_arguments(sys.argv[1:] if argv is None else argv)
+    _terminate_as_interrupt()
     try:
         cli.main(args=argv, prog_name="connectsw", standalone_mode=False)
     except _Interrupted:
-        sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(_interrupt_code())
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Ctrl-C outside a command (or a second one during the shutdown), or an aborted prompt.
         if not _hint_shown and _state is not None and _state.current_execution:
             _interrupted(_state.current_execution)
         elif not _hint_shown:
-            _fail("aborted", ExitCode.INTERRUPTED)
-        sys.exit(ExitCode.INTERRUPTED)
+            _fail("aborted", _interrupt_code())
+        sys.exit(_interrupt_code())
     except BrokenPipeError:
         # A plain write (JSON) to a closed pipe: the work is done; say so once.
         from connectsw.cli.context import discard_stdout

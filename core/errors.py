@@ -49,6 +49,9 @@ class ExitCode(IntEnum):
     """An unexpected exception: a bug (``CONNECTSW_DEBUG=1`` shows its traceback)."""
     INTERRUPTED = 130
     """Ctrl-C (SIGINT) or an aborted prompt; an interrupted execution can be resumed."""
+    TERMINATED = 143
+    """SIGTERM (a CI timeout, ``docker stop``): handled as Ctrl-C is, work stopped and the
+    resume hint printed, exit 128 + 15 as the signal's own."""
 
 
 class ConnectSWError(Exception):
