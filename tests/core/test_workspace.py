@@ -346,14 +346,8 @@ def test_the_engines_commits_run_no_code_the_repository_holds(
     sha = workspace.commit(repo, ["a.txt"], "a: task")
     assert sha
     assert not mark.exists()
-    shown = subprocess.run(
-        ["git", "-c", "core.hooksPath=/dev/null", "show", "HEAD:a.txt"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert shown.stdout == "x\n"  # stored as written, no filter applied
+    # Stored as written, no filter applied.
+    assert git(repo, "-c", "core.hooksPath=/dev/null", "show", "HEAD:a.txt") == "x\n"
 
 
 def test_a_workspace_inside_a_git_directory_is_refused(repo: Path, tmp_path: Path) -> None:
