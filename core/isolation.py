@@ -148,15 +148,14 @@ def _non_finite(value: Any, path: str) -> str:
 
 
 def _keeper(
-    agent: Any,
-    ctx: TaskContext,
+    work: Callable[[], Any],
     write_fd: int,
     parent: int,
     grace: float,
     deadline: float | None,
     hidden: frozenset[str],
 ) -> None:
-    """In the forked child: lead a new session as a child subreaper, fork the agent's
+    """In the forked child: lead a new session as a child subreaper, fork the work's
     process, end everything when it exits or is stopped (never returns)."""
     code = 1
     try:
@@ -166,7 +165,7 @@ def _keeper(
         keeper = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(agent, ctx, write_fd, keeper, hidden)
+            _child(work, write_fd, keeper, hidden)
         os.close(write_fd)
         code = reaper.watch(parent, pid, grace, deadline)
     except BaseException:
@@ -176,11 +175,9 @@ def _keeper(
         os._exit(code)
 
 
-def _child(
-    agent: Any, ctx: TaskContext, write_fd: int, keeper: int, hidden: frozenset[str]
-) -> None:
-    """In the agent's process (the keeper's child): run the agent, send its JSON
-    result, exit (never returns)."""
+def _child(work: Callable[[], Any], write_fd: int, keeper: int, hidden: frozenset[str]) -> None:
+    """In the work's process (the keeper's child): call ``work``, send its JSON result,
+    exit (never returns)."""
     code = 0
     try:
         with contextlib.suppress(Exception):
@@ -191,22 +188,17 @@ def _child(
         for sig in reaper.WATCHED:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.WATCHED)
-        # What the agent prints goes to stderr: stdout holds only the command's output.
+        # What the code prints goes to stderr: stdout holds only the command's output.
         os.dup2(2, 1)
         sys.stdout = sys.stderr
-        ctx.should_stop = None  # the parent watches; nested commands die with this group
-        ctx.on_spawn = None
         try:
-            # The agent and every process it starts get no engine credential (the store
+            # The code and every process it starts get no engine credential (the store
             # URL, PGPASSWORD, the LLM keys): the rule of shell tasks' and gates' commands.
             hide_engine_env(hidden)
-            output = normalise(agent.run(ctx))
-            if output.usage is None and ctx.usage:  # the parent cannot see ctx's
-                output.usage = ctx.usage
-            payload: dict[str, Any] = {"ok": output.model_dump(mode="json")}
+            payload: dict[str, Any] = {"ok": work()}
         except TaskError as exc:
             payload = {"error": one_line(exc), "type": type(exc).__name__}
-        except BaseException as exc:  # report everything the agent raises, as a line
+        except BaseException as exc:  # report everything the code raises, as a line
             payload = {
                 "error": describe_error(exc, where=True),  # Type: message (file.py:LINE)
                 "type": type(exc).__name__,
@@ -242,6 +234,47 @@ def run_isolated(
     between TERM and KILL). Descendants left behind by an agent that returned
     are ended the same way before this returns.
     """
+
+    def work() -> Any:  # in the agent's process
+        ctx.should_stop = None  # the parent watches; nested commands die with this group
+        ctx.on_spawn = None
+        output = normalise(agent.run(ctx))
+        if output.usage is None and ctx.usage:  # the parent cannot see ctx's
+            output.usage = ctx.usage
+        return output.model_dump(mode="json")
+
+    timeout = f"timed out after {ctx.timeout:g}s" if ctx.timeout else "timed out"
+    data = run_forked(
+        work,
+        deadline=deadline,
+        should_stop=should_stop,
+        on_spawn=on_spawn,
+        grace=grace,
+        timeout_message=timeout,
+    )
+    return AgentOutput.model_validate(data)
+
+
+def run_forked(
+    work: Callable[[], Any],
+    *,
+    deadline: float | None,
+    should_stop: Callable[[], str | None] | None,
+    on_spawn: Callable[[ProcessRef], None] | None,
+    grace: float = GRACE_SECONDS,
+    timeout_message: str = "timed out",
+    what: str = "agent",
+) -> Any:
+    """Call ``work()`` in a forked child under a keeper (see the module); return the value
+    it returned, which must be JSON-serialisable (a plugin's agent run, a gate rule's
+    evaluation).
+
+    Raises :class:`TaskTimeout` (``timeout_message``) at ``deadline``,
+    :class:`AttemptStopped` on a stop reason of ``should_stop``, :class:`TaskError` when
+    ``work`` raised a TaskError or its process died (:class:`AgentCrashed` when it raised
+    anything else; ``what`` names it in the messages); in each case after its process,
+    its group and every descendant that left the group have ended.
+    """
     hidden = engine_env_to_hide()  # read here: the child imports nothing of ours
     finish_imports()
     read_fd, write_fd = os.pipe()
@@ -260,7 +293,7 @@ def run_isolated(
         raise
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
-        _keeper(agent, ctx, write_fd, parent, grace, deadline, hidden)
+        _keeper(work, write_fd, parent, grace, deadline, hidden)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_fd)
     chunks: list[bytes] = []
@@ -323,12 +356,12 @@ def run_isolated(
         if exited is not None:
             os.close(exited)
     if stopped == "timeout":
-        raise TaskTimeout(f"timed out after {ctx.timeout:g}s" if ctx.timeout else "timed out")
+        raise TaskTimeout(timeout_message)
     if stopped == "too large":
-        raise TaskError(f"agent result is larger than {MAX_RESULT_BYTES} bytes")
+        raise TaskError(f"{what} result is larger than {MAX_RESULT_BYTES} bytes")
     if stopped is not None:
         raise AttemptStopped(stopped, f"stopped: {stopped}")
-    return _result(b"".join(chunks), status)
+    return _result(b"".join(chunks), status, what)
 
 
 def _end(pid: int, grace: float) -> int:
@@ -360,21 +393,21 @@ def _ref(pid: int) -> ProcessRef:
     return ProcessRef(host=socket.gethostname(), pid=pid, pgid=pid, start_time=start_time)
 
 
-def _result(data: bytes, status: int | None) -> AgentOutput:
+def _result(data: bytes, status: int | None, what: str = "agent") -> Any:
     if not data:
         if status is not None and os.WIFSIGNALED(status):
-            raise TaskError(f"agent process was killed by {_signame(os.WTERMSIG(status))}")
+            raise TaskError(f"{what} process was killed by {_signame(os.WTERMSIG(status))}")
         code = os.WEXITSTATUS(status) if status is not None else "?"
         if isinstance(code, int) and code > 128 and code - 128 in signal.valid_signals():
             # The keeper exits with 128 + the signal that ended the agent's process.
-            raise TaskError(f"agent process was killed by {_signame(code - 128)}")
-        raise TaskError(f"agent process exited with {code} without a result")
+            raise TaskError(f"{what} process was killed by {_signame(code - 128)}")
+        raise TaskError(f"{what} process exited with {code} without a result")
     payload = json.loads(data)
     if "ok" in payload:
-        return AgentOutput.model_validate(payload["ok"])
+        return payload["ok"]
     if payload.get("crashed"):
-        raise AgentCrashed(payload.get("error") or "agent failed")
-    raise TaskError(payload.get("error") or "agent failed")
+        raise AgentCrashed(payload.get("error") or f"{what} failed")
+    raise TaskError(payload.get("error") or f"{what} failed")
 
 
 def _signame(number: int) -> str:

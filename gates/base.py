@@ -71,11 +71,20 @@ class GateRule:
     ``applies_to`` declares the workspace traits the rule judges (see
     :data:`connectsw.gates.detect.TRAITS`); the rule applies when the workspace
     has at least one of them (an empty tuple: always).
+
+    ``isolation`` says where ``applies`` and ``evaluate`` run: ``"process"`` (the
+    default, for plugin rules) in a forked child under a keeper, as process agents
+    run, ended with its whole process group on cancel, a lost lease, the owner's
+    death and ``timeout`` (seconds; None: no deadline of its own), so a rule that
+    blocks cannot hold the gate; ``"thread"`` in the engine's process (the built-in
+    rules, which run their commands under the supervisor and poll ``ctx.stopped()``).
     """
 
     name = ""
     description = ""
     applies_to: tuple[str, ...] = ()
+    isolation = "process"
+    timeout: float | None = None
 
     def applies(self, ctx: GateContext) -> bool:
         """False when the rule has nothing to judge in this stage (it then passes)."""

@@ -50,6 +50,7 @@ class BuildRule(GateRule):
     Everything runs in a copy of the workspace, which is left as it was.
     """
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     name = "build"
     description = (
         "The project builds: Python files compile and a Python project builds its wheel "

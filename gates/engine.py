@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,6 +71,9 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
                 )
             )
             continue
+        if getattr(rule, "isolation", "process") != "thread":
+            results.append(_run_forked(name, rule, ctx, registries, allowed))
+            continue
         try:
             with plugin_output_to_stderr():
                 if not rule.applies(ctx):
@@ -87,14 +91,7 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
                     f" ({place})" if place else ""
                 )
                 result = _crashed(name, registries, what)
-        if not result.ran and name in allowed:
-            result = result.model_copy(
-                update={
-                    "passed": True,
-                    "details": f"{result.details} (passes: the rule set allows it)",
-                }
-            )
-        results.append(result)
+        results.append(_allowed(result, name, allowed))
     scored = [r.score for r in results if r.ran or not r.passed]
     score = sum(scored) / len(scored) if scored else 1.0
     return GateResult(
@@ -103,6 +100,75 @@ def evaluate_stage(ctx: GateContext, registries: Registries) -> GateResult:
         score=round(score, 3),
         rules=results,
     )
+
+
+def _allowed(result: RuleResult, name: str, allowed: set[str]) -> RuleResult:
+    """``result``, passing when its rule could not run and the rule set allows that."""
+    if not result.ran and name in allowed:
+        return result.model_copy(
+            update={"passed": True, "details": f"{result.details} (passes: the rule set allows it)"}
+        )
+    return result
+
+
+def _run_forked(
+    name: str, rule: Any, ctx: GateContext, registries: Registries, allowed: set[str]
+) -> RuleResult:
+    """Run a process-isolated rule's ``applies`` and ``evaluate`` in a forked child under
+    a keeper (:func:`connectsw.core.isolation.run_forked`): on cancel, a lost lease,
+    the owner's death or the rule's ``timeout`` its whole process group is ended
+    before this returns. A rule so stopped fails, ``stopped: REASON``; the engine keeps
+    no verdict of a gate stopped by cancel or a lost lease."""
+    from connectsw.core.errors import TaskError, TaskTimeout
+    from connectsw.core.isolation import AgentCrashed, AttemptStopped, run_forked
+
+    def work() -> Any:  # in the rule's process: the parent watches the stop reasons
+        ctx.should_stop = None
+        ctx.on_spawn = None
+        if not rule.applies(ctx):
+            return RuleResult(rule=name, passed=True, details="not applicable").model_dump(
+                mode="json"
+            )
+        result = rule.evaluate(ctx)
+        if not isinstance(result, RuleResult):
+            place = _place(rule)
+            what = f"returned {type(result).__name__}, not RuleResult" + (
+                f" ({place})" if place else ""
+            )
+            return {"not_a_result": what}
+        return result.model_dump(mode="json")
+
+    timeout = getattr(rule, "timeout", None)
+    deadline = time.monotonic() + float(timeout) if timeout else None
+    should_stop, on_spawn = ctx.should_stop, ctx.on_spawn
+    try:
+        data = run_forked(
+            work,
+            deadline=deadline,
+            should_stop=should_stop,
+            on_spawn=on_spawn,
+            timeout_message=f"timed out after {timeout:g}s" if timeout else "timed out",
+            what="gate rule",
+        )
+    except AttemptStopped as exc:
+        return RuleResult(rule=name, passed=False, details=f"stopped: {exc.reason}")
+    except TaskTimeout as exc:
+        return RuleResult(
+            rule=name,
+            passed=False,
+            score=0.0,
+            details=f"rule {exc}",
+            remediation=f"gate rule {name!r} did not finish within its timeout",
+        )
+    except AgentCrashed as exc:  # it raised: ``Type: message (file.py:LINE)``
+        return _crashed(name, registries, str(exc))
+    except TaskError as exc:  # raised a TaskError, or its process died
+        return _crashed(name, registries, str(exc))
+    finally:
+        ctx.should_stop, ctx.on_spawn = should_stop, on_spawn
+    if "not_a_result" in data:
+        return _crashed(name, registries, data["not_a_result"])
+    return _allowed(RuleResult.model_validate(data), name, allowed)
 
 
 def _crashed(

@@ -90,6 +90,7 @@ def module_files(module: str, code: set[str]) -> set[str]:
 class TestFirstRule(GateRule):
     """Tests were committed before or with the code they test (git history)."""
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     __test__ = False  # not a pytest test class
     name = "test-first"
     description = (

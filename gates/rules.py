@@ -48,6 +48,7 @@ def find_tests(root: Path) -> bool:
 class TestsPassRule(GateRule):
     """The workspace's test suite passes."""
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     __test__ = False  # not a pytest test class
     applies_to = ("tests",)
     name = "tests-pass"

@@ -74,6 +74,7 @@ def running_service(ctx: GateContext, timeout: float) -> Iterator[tuple[str, str
 class ServerStartRule(GateRule):
     """The generated service starts and answers its health URL within a timeout."""
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     name = "server-start"
     description = (
         "The service starts and answers GET gates.health_path with 2xx within "
@@ -104,6 +105,7 @@ class ServerStartRule(GateRule):
 class VisualRule(GateRule):
     """Headless Chromium loads the generated page: not blank, no console errors."""
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     name = "visual"
     description = (
         "Headless Chromium loads the generated page (served by the service when there is "

@@ -55,6 +55,7 @@ class SmokeTestsRule(GateRule):
     """Every test marked smoke passes: pytest's ``smoke`` marker or "smoke" in the test's
     name (``pytest -k smoke``); without pytest, unittest tests with "smoke" in their names."""
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     name = "smoke-tests"
     description = (
         "All tests marked smoke pass, 100 % (pytest -k smoke: the smoke marker or 'smoke' "
@@ -159,6 +160,7 @@ def _junit_counts(path: Path) -> tuple[int, int, int, int] | None:
 class CoverageRule(GateRule):
     """The tests cover at least ``gates.coverage_threshold`` % of the code (coverage.py)."""
 
+    isolation = "thread"  # built-in: its commands run under the supervisor
     name = "coverage"
     description = (
         "The tests cover at least gates.coverage_threshold % (default 80) of the Python "

@@ -346,6 +346,7 @@ def test_the_lease_is_held_through_slow_gates(
 
     class SlowRule(GateRule):
         name = "slow-rule"
+        isolation = "thread"  # reads the engine's store, which only this process may use
 
         def evaluate(self, ctx: GateContext) -> RuleResult:
             for _ in range(2):
@@ -360,6 +361,80 @@ def test_the_lease_is_held_through_slow_gates(
     assert engine.run(ex.id).status is ExecutionStatus.COMPLETED
     assert beats[0] is not None and beats[1] is not None
     assert beats[1] > beats[0]  # type: ignore[operator]
+
+
+def _hanging_rule(tmp_path: Path, timeout: float | None = None) -> object:
+    """A plugin gate rule that blocks for 60 s, writing ``started`` then ``marker`` after."""
+    from connectsw.core.models import RuleResult
+    from connectsw.gates.base import GateContext, GateRule
+
+    class HangRule(GateRule):
+        name = "hang"
+
+        def evaluate(self, ctx: GateContext) -> RuleResult:
+            (tmp_path / "started").write_text("x")
+            time.sleep(60)
+            (tmp_path / "marker").write_text("the rule ran on")
+            return self.passed("slept")
+
+    HangRule.timeout = timeout
+    return HangRule()
+
+
+def _hang_graph() -> dict[str, object]:
+    return {
+        "name": "hang",
+        "tasks": [{"id": "a", "agent": "noop"}],
+        "checkpoints": [{"after": ["a"], "question": "ok?", "gates": ["hang"]}],
+    }
+
+
+def test_cancel_stops_a_plugin_gate_rule_that_blocks(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    """Trial 7, F10: cancel waited ~40 s for a sleeping plugin rule, then returned while the
+    rule and run went on. The rule runs forked under a keeper: cancel ends it at once."""
+    engine.registries.gates.add(_hanging_rule(tmp_path), "t7-plugin")
+    ex = submit_graph(_hang_graph())
+    took: list[float] = []
+
+    def cancel() -> None:
+        end = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        start = time.monotonic()
+        engine.cancel(ex.id, "stop")
+        took.append(time.monotonic() - start)
+
+    thread = threading.Thread(target=cancel)
+    thread.start()
+    start = time.monotonic()
+    done = engine.run(ex.id)
+    ran = time.monotonic() - start
+    thread.join(60)
+    assert (tmp_path / "started").exists()
+    assert done.status is ExecutionStatus.CANCELLED
+    assert took and took[0] < 10, took
+    assert ran < 20, ran
+    assert "gate.stopped" in kinds(engine, ex.id)
+    time.sleep(1.0)
+    assert not (tmp_path / "marker").exists()  # the rule's process was ended, not left
+
+
+def test_a_plugin_gate_rule_past_its_timeout_is_ended_and_fails(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    engine.registries.gates.add(_hanging_rule(tmp_path, timeout=1.0), "t7-plugin")
+    ex = submit_graph(_hang_graph())
+    start = time.monotonic()
+    done = engine.run(ex.id)
+    assert time.monotonic() - start < 30
+    assert done.status is ExecutionStatus.GATE_FAILED
+    gate = engine.view(ex.id).gate
+    assert gate is not None and not gate.passed
+    assert gate.rules[0].details == "rule timed out after 1s", gate.rules[0].details
+    time.sleep(1.0)
+    assert not (tmp_path / "marker").exists()
 
 
 def test_engine_default_retries_apply_to_tasks_that_set_none(

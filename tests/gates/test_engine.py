@@ -19,6 +19,8 @@ from connectsw.plugins.registry import Registries, Registry, get_registries
 
 
 class Fixed(GateRule):
+    isolation = "thread"  # counts its calls in this process (a forked rule's count is lost)
+
     def __init__(self, name: str, passed: bool = True, score: float = 1.0) -> None:
         self.name = name
         self.passed = passed
@@ -35,6 +37,12 @@ class Crashing(GateRule):
 
     def evaluate(self, ctx: GateContext) -> RuleResult:
         raise RuntimeError("boom")
+
+
+class CrashingHere(Crashing):
+    """Crashing in the engine's process, where the exception (and its traceback) is seen."""
+
+    isolation = "thread"
 
 
 class CrashingApplies(GateRule):
@@ -293,8 +301,8 @@ def test_a_crash_logs_one_line_naming_the_plugin_and_place(
     caplog.clear()
     monkeypatch.setenv("CONNECTSW_DEBUG", "1")
     with caplog.at_level("WARNING", logger="connectsw.gates"):
-        evaluate_stage(context(tmp_path, ["crashes"]), registries(Crashing()))
-    assert caplog.records[0].exc_info is not None
+        evaluate_stage(context(tmp_path, ["crashes"]), registries(CrashingHere()))
+    assert caplog.records[0].exc_info is not None  # a thread-isolated rule's traceback
 
 
 def test_unfixable_names_crashed_and_missing_rules_only(tmp_path: Path) -> None:
