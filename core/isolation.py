@@ -47,6 +47,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -194,6 +195,7 @@ def _child(work: Callable[[], Any], write_fd: int, keeper: int, hidden: frozense
         try:
             # The code and every process it starts get no engine credential (the store
             # URL, PGPASSWORD, the LLM keys): the rule of shell tasks' and gates' commands.
+            debug = bool(os.environ.get("CONNECTSW_DEBUG"))  # before it is hidden
             hide_engine_env(hidden)
             payload: dict[str, Any] = {"ok": work()}
         except TaskError as exc:
@@ -204,6 +206,8 @@ def _child(work: Callable[[], Any], write_fd: int, keeper: int, hidden: frozense
                 "type": type(exc).__name__,
                 "crashed": True,
             }
+            if debug:  # the plugin author's traceback, as in-process code gives it
+                payload["traceback"] = "".join(traceback.format_exception(exc))
         data = json.dumps(payload).encode()
         view = memoryview(data)
         while view:
@@ -406,7 +410,9 @@ def _result(data: bytes, status: int | None, what: str = "agent") -> Any:
     if "ok" in payload:
         return payload["ok"]
     if payload.get("crashed"):
-        raise AgentCrashed(payload.get("error") or f"{what} failed")
+        crashed = AgentCrashed(payload.get("error") or f"{what} failed")
+        crashed.traceback = payload.get("traceback")
+        raise crashed
     raise TaskError(payload.get("error") or f"{what} failed")
 
 
@@ -420,4 +426,7 @@ def _signame(number: int) -> str:
 
 class AgentCrashed(TaskError):
     """The agent's code raised something other than a :class:`TaskError` (a bug of
-    the agent, not a failure it reported); the message is ``Type: message (file.py:LINE)``."""
+    the agent, not a failure it reported); the message is ``Type: message (file.py:LINE)``.
+    ``traceback``: its traceback's text, with ``CONNECTSW_DEBUG`` set (else None)."""
+
+    traceback: str | None = None

@@ -161,7 +161,7 @@ def _run_forked(
             remediation=f"gate rule {name!r} did not finish within its timeout",
         )
     except AgentCrashed as exc:  # it raised: ``Type: message (file.py:LINE)``
-        return _crashed(name, registries, str(exc))
+        return _crashed(name, registries, str(exc), traceback_text=exc.traceback)
     except TaskError as exc:  # raised a TaskError, or its process died
         return _crashed(name, registries, str(exc))
     finally:
@@ -172,7 +172,11 @@ def _run_forked(
 
 
 def _crashed(
-    name: str, registries: Registries, what: str, exc: BaseException | None = None
+    name: str,
+    registries: Registries,
+    what: str,
+    exc: BaseException | None = None,
+    traceback_text: str | None = None,
 ) -> RuleResult:
     """The failed result of rule ``name`` that raised or returned no RuleResult (``what``:
     ``KeyError: 'x' (rule.py:12)``), logged on one line naming its plugin; the
@@ -181,7 +185,12 @@ def _crashed(
     details = f'{CRASHED}{what}; a bug in plugin "{plugin}" (gate rule "{name}")'
     debug = exc is not None and bool(os.environ.get("CONNECTSW_DEBUG"))
     shown = exc if debug else None
-    log.warning('gate rule "%s" of plugin "%s" crashed: %s', name, plugin, what, exc_info=shown)
+    if traceback_text and os.environ.get("CONNECTSW_DEBUG"):  # a forked rule's, as text
+        log.warning(
+            'gate rule "%s" of plugin "%s" crashed: %s\n%s', name, plugin, what, traceback_text
+        )
+    else:
+        log.warning('gate rule "%s" of plugin "%s" crashed: %s', name, plugin, what, exc_info=shown)
     return RuleResult(rule=name, passed=False, score=0.0, details=details)
 
 

@@ -35,6 +35,7 @@ def test_exit_codes_are_documented_numbers() -> None:
         "CANCELLED": 8,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
+        "TERMINATED": 143,
     }
 
 
