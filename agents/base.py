@@ -140,6 +140,13 @@ class Agent:
     #: lease. ``"thread"``: the worker's thread; only for agents whose blocking work
     #: all goes through :mod:`connectsw.core.supervisor` (which stops it) or is brief.
     isolation: ClassVar[str] = "process"
+    #: True for a thread agent whose every wait ends at ``ctx.deadline`` (its commands
+    #: run through :func:`connectsw.core.supervisor.run_for`, whose reaper stops them at
+    #: the deadline even while the worker is stopped): a result it returns is kept when
+    #: the worker notices it only after the deadline (a paused worker: SIGSTOP, a
+    #: stalled machine; trial 7, M4). Otherwise a thread agent's result that comes back
+    #: past the deadline is a timeout: its work may have run longer.
+    stops_at_deadline: ClassVar[bool] = False
     #: True for an agent whose ``run`` is brief and starts no process (a few file
     #: writes): its attempt's start is recorded together with its end, in the same
     #: group commit. Otherwise the start is durable before ``run`` begins, so that an

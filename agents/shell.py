@@ -145,6 +145,7 @@ class ShellAgent(Agent):
 
     name = "shell"
     isolation = "thread"  # the command runs under the supervisor, which stops it
+    stops_at_deadline = True
     description = "Runs a shell command in the workspace (with: command, outputs, env, pass_env)."
     input_model = ShellInput
 

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -329,12 +330,17 @@ def _check_arguments(args: list[str]) -> None:
 _terminated = False
 
 
-def _terminate_as_interrupt() -> None:
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a CI timeout, ``docker stop``) stops a command as Ctrl-C does: running
     work ended, the resume hint printed; exit 143. It used to end the process at once,
     silently (trial 7, M5), leaving temporary copies behind. In the main thread only
-    (``main`` called from elsewhere leaves the handler alone)."""
+    (``main`` called from elsewhere leaves the handler alone); the handler before is
+    back when the command ends (``main`` called in a process that goes on)."""
+    global _terminated
+    _terminated = False
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def terminate(signum: int, frame: Any) -> None:
@@ -342,7 +348,11 @@ def _terminate_as_interrupt() -> None:
         _terminated = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminate)
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _interrupt_code() -> ExitCode:
@@ -355,7 +365,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = bool(os.environ.get("CONNECTSW_DEBUG"))
     cli._plugins_added, cli.plugin_error = False, None  # plugins are asked once per invocation
     _check_arguments(sys.argv[1:] if argv is None else argv)
-    _terminate_as_interrupt()
+    with _terminate_as_interrupt():
+        _run(argv, debug)
+
+
+def _run(argv: list[str] | None, debug: bool) -> None:
+    """The command, its errors made one line on stderr and an exit code."""
     try:
         cli.main(args=argv, prog_name="connectsw", standalone_mode=False)
     except _Interrupted:

@@ -12,7 +12,10 @@ of it, ``[engine]`` and ``[Engine]`` in one file) is refused, naming both spelli
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -28,6 +31,7 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -54,10 +58,38 @@ def default_data_dir() -> Path:
     return Path(base) / "connectsw"
 
 
+#: A number as text (an environment variable): digits with an optional sign, point
+#: and exponent. Pydantic would also read ``1_0`` as 10 and ``0x10``-like forms
+#: Python accepts (trial 7, M2): a typo must not become another number.
+_PLAIN_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field of this type holds a number (``int``, ``float``, or one or None)."""
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+    return any(k in (int, float) for k in (*kinds, annotation))
+
+
 class _Section(BaseModel):
     """A ``[section]`` of the settings: a misspelled key is an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """A number given as text is written plainly (:data:`_PLAIN_NUMBER`); ``nan``
+        and ``inf`` are left to the field's own rule."""
+        field = cls.model_fields.get(info.field_name or "")
+        if (
+            isinstance(value, str)
+            and field is not None
+            and _numeric(field.annotation)
+            and not _PLAIN_NUMBER.fullmatch(value)
+            and value.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity")
+        ):
+            raise ValueError("expected a number (digits, with an optional sign, point, exponent)")
+        return value
 
 
 class DaskSettings(_Section):

@@ -46,7 +46,7 @@ from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
 from connectsw.core.tasklog import Queued, task_log
-from connectsw.plugins.manager import DEFAULT_PLUGINS, describe_error
+from connectsw.plugins.manager import DEFAULT_PLUGINS, describe_error, is_plugin_failure
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import get_registries
 
@@ -575,10 +575,6 @@ class AgentExited(Exception):
         self.original = original
 
 
-def _on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 def _usage(usage: LLMUsage | None) -> LLMUsage | None:
     """What an attempt records of its model use (None when it made no call)."""
     return usage.model_copy() if usage else None
@@ -634,7 +630,7 @@ def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:
             try:
                 output = normalise(agent.run(ctx))
             except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
-                if isinstance(exc, KeyboardInterrupt) and _on_main_thread():
+                if not is_plugin_failure(exc):
                     raise  # a real Ctrl-C (a task run in the main thread)
                 # The agent's own code ended it (sys.exit in a library...): that task
                 # fails; uncaught, it would take the Dask worker down with every task
@@ -643,7 +639,8 @@ def _invoke(agent: Any, ctx: TaskContext, run: _Attempt) -> AgentOutput:
         reason = run.should_stop()
         if reason is not None:
             raise AttemptStopped(reason, f"stopped: {reason}")
-        if ctx.deadline is not None and time.monotonic() > ctx.deadline:
+        late = ctx.deadline is not None and time.monotonic() > ctx.deadline
+        if late and not getattr(agent, "stops_at_deadline", False):
             raise TaskTimeout(f"timed out after {ctx.timeout:g}s")
         return output
     return run_isolated(

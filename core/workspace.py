@@ -65,8 +65,13 @@ class GitResult:
     stderr: str = ""
 
 
-def _git(workspace: Path, *args: str, check: bool = True) -> GitResult:
+def _git(
+    workspace: Path, *args: str, check: bool = True, filters: Sequence[str] | None = None
+) -> GitResult:
     """Run ``git -C workspace ARGS`` under the supervisor, at most :data:`GIT_TIMEOUT` s.
+
+    ``filters``: the repository's filter drivers turned off (:func:`_filter_settings`),
+    when the caller already read them; read here for a command that may filter.
 
     Raises TaskError (one line) when ``check`` and git fails or times out,
     ConnectSWError when git is not installed, WorkspaceError when the
@@ -80,7 +85,7 @@ def _git(workspace: Path, *args: str, check: bool = True) -> GitResult:
     env = supervisor.agent_env({k: v for k, v in IDENTITY.items() if k not in os.environ})
     settings = list(SAFE_GIT_CONFIG)
     if args and args[0] in _FILTERING:
-        settings += _filter_settings(workspace)
+        settings += _filter_settings(workspace) if filters is None else filters
     try:
         outcome = supervisor.run(
             ["git", *settings, "-C", str(workspace), *args],
@@ -306,7 +311,8 @@ def commit(workspace: Path, paths: Sequence[str], message: str) -> str | None:
     if not paths:
         return None
     with _repo_lock(workspace):
-        _git(workspace, "add", "--", *paths)
+        filters = _filter_settings(workspace)  # read once for add and commit
+        _git(workspace, "add", "--", *paths, filters=filters)
         if (
             _git(
                 workspace, "diff", "--cached", "--quiet", "--no-ext-diff", "--", *paths, check=False
@@ -314,7 +320,7 @@ def commit(workspace: Path, paths: Sequence[str], message: str) -> str | None:
             == 0
         ):
             return None
-        _git(workspace, "commit", "-q", "--no-verify", "-m", message, "--", *paths)
+        _git(workspace, "commit", "-q", "--no-verify", "-m", message, "--", *paths, filters=filters)
         return _git(workspace, "rev-parse", "HEAD").stdout.strip()
 
 

@@ -291,3 +291,71 @@ def test_a_declared_output_that_is_a_link_to_a_fifo_fails_the_task(tmp_path: Pat
         ShellAgent().run(
             make_ctx(tmp_path, 5, command="mkfifo p; ln -s p out.txt", outputs=["out.txt"])
         )
+
+
+PAUSED = {
+    "name": "paused",
+    "tasks": [
+        {
+            "id": "short",
+            "agent": "shell",
+            "timeout": 4,
+            "retries": 1,
+            "with": {"command": "echo $$ > started.txt; sleep 1; date > end-$CONNECTSW_ATTEMPT"},
+        }
+    ],
+}
+
+
+def test_a_command_that_ended_in_time_is_its_result_when_its_worker_was_paused(
+    tmp_path: Path,
+) -> None:
+    """Trial 7, M4: a Dask worker stopped (SIGSTOP, a stalled machine) while its command
+    ran, and resumed past the deadline. The command had ended in time, yet the attempt
+    was recorded "timed out after 8s" and attempt 2 ran it again. The supervisor (and
+    its reaper, which enforces the deadline while the worker is stopped) had let the
+    command finish: its result is the attempt's."""
+    import os
+    import signal
+
+    ws = tmp_path / "ws"
+    (tmp_path / "g.json").write_text(json.dumps(PAUSED))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTSW_")}
+    env.update(CONNECTSW_DATA_DIR=str(tmp_path / "data"), CONNECTSW_DASK__N_WORKERS="1")
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "connectsw.cli.main", "run", "g.json", "--json", "-w", str(ws)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws / "started.txt").is_file() or not (ws / "started.txt").read_text():
+            assert owner.poll() is None, owner.communicate()
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        shell = int((ws / "started.txt").read_text())
+        worker = _parent(_parent(shell))  # shell <- reaper <- Dask worker
+        os.kill(worker, signal.SIGSTOP)
+        time.sleep(6)  # past the command's end (1 s) and its deadline (4 s)
+        assert (ws / "end-1").is_file()  # it ended while its worker was stopped
+        os.kill(worker, signal.SIGCONT)
+        worker = None
+        out, err = owner.communicate(timeout=120)
+    finally:
+        if worker is not None:
+            os.kill(worker, signal.SIGCONT)
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()
+    assert owner.returncode == 0, err
+    assert json.loads(out)["tasks"] == {"short": "succeeded"}
+    assert not (ws / "end-2").exists(), "attempt 2 ran it again"
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -363,3 +363,25 @@ def test_ctrl_c_ends_the_running_command_before_the_cli_exits(
     done = runner("resume", execution_id, "--json", ok=True)
     assert done.json()["status"] == "completed", str(done)
     assert blog.read_text().splitlines() == ["start-1", "start-2", "end-2"]
+
+
+def test_main_called_in_process_puts_the_sigterm_handler_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``main`` handles SIGTERM as Ctrl-C while its command runs; a process that calls
+    it and goes on (a test, an embedding program) gets its own handler back."""
+    from connectsw.cli.main import main
+
+    def mine(signum: int, frame: object) -> None:  # pragma: no cover - never delivered
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(sys, "argv", ["connectsw", "--help"])
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        try:
+            main(["--help"])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -700,3 +701,29 @@ def test_a_command_setting_with_broken_quoting_is_refused_at_load(
 def test_a_command_setting_with_quoting_is_kept_as_written(section: str, key: str) -> None:
     write_user_file(f"[{section}]\n{key} = \"python -c 'print(1)' {{port}}\"\n")
     assert getattr(getattr(load_settings(), section), key) == "python -c 'print(1)' {port}"
+
+
+@pytest.mark.parametrize("value", ["1_0", "0x10", "0b11", "1__0", "١٠", "1 0"])
+def test_a_number_in_the_environment_is_written_plainly(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Trial 7, M2: ``CONNECTSW_ENGINE__DEFAULT_RETRIES=1_0`` gave 10 retries (pydantic
+    reads text as Python's ``int`` would); a typo must not become another number."""
+    monkeypatch.setenv("CONNECTSW_ENGINE__DEFAULT_RETRIES", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = assert_one_line_without_cause(info.value)
+    assert text.startswith("invalid settings: engine.default_retries: "), text
+    assert value not in text
+    monkeypatch.delenv("CONNECTSW_ENGINE__DEFAULT_RETRIES")
+    monkeypatch.setenv("CONNECTSW_ENGINE", json.dumps({"retry_backoff": value}))
+    with pytest.raises(ConfigError, match="engine.retry_backoff: "):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["3", " 3 ", "+3", "3.0", "3e0", ".5e1"])
+def test_plain_numbers_in_the_environment_are_read(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CONNECTSW_ENGINE__RETRY_BACKOFF", value)
+    assert load_settings().engine.retry_backoff == float(value)
