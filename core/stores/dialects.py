@@ -37,6 +37,9 @@ class Dialect:
     #: Appended to a SELECT whose rows the transaction will change (PostgreSQL's row
     #: lock; SQLite's write transaction already excludes every other writer).
     update_lock = ""
+    #: Whether a JSON column's text reads back otherwise than written (PostgreSQL's
+    #: JSONB keeps a parsed form: its key order and spacing are its own).
+    json_rewritten = False
 
     def __init__(self) -> None:
         self._cache: dict[str, str] = {}
@@ -152,6 +155,7 @@ class PostgresDialect(Dialect):
     write_order = "written"
     share_lock = " FOR SHARE"
     update_lock = " FOR UPDATE"
+    json_rewritten = True
     #: Advisory lock key serializing migrations ("conn").
     SCHEMA_LOCK = 0x636F6E6E
 

@@ -138,14 +138,17 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
             d.lock_events(db, [e.execution_id for e in events])
             if db.execute(d.sql("SELECT 1 FROM executions WHERE id = ?"), row[:1]).fetchone():
                 raise Conflict(f"execution {execution.id} already exists")
-            db.execute(
+            inserted = db.execute(
                 d.sql(
                     "INSERT INTO executions (id, status, owner, heartbeat_at, updated_at,"
                     " lease_token, data, plan, license_id, workflow, plan_name)"
                     " VALUES (?, ?, NULL, NULL, ?, 0, ?json, ?json, ?, ?, ?)"
+                    + (" RETURNING plan" if d.json_rewritten else "")
                 ),
                 row,
             )
+            # The plan as it will be read back: a later read of it is not parsed again.
+            stored = inserted.fetchone()[0] if d.json_rewritten else row[4]
             d.executemany(
                 db,
                 d.sql(
@@ -155,7 +158,7 @@ class SQLStore(LicenseRecords, SessionRecords, AuditRecords, OutboxRecords, Lear
                 plan_rows,
             )
             appended = self._append(db, events, ev_rows)
-        _PLANS.put(row[4], plan)  # read back as this text where the backend keeps it (SQLite)
+        _PLANS.put(stored, plan)
         return appended
 
     def get_execution(self, execution_id: str) -> Execution | None:
