@@ -119,6 +119,7 @@ def _run_forked(
     the owner's death or the rule's ``timeout`` its whole process group is ended
     before this returns. A rule so stopped fails, ``stopped: REASON``; the engine keeps
     no verdict of a gate stopped by cancel or a lost lease."""
+    from connectsw.core.durations import cap_timeout
     from connectsw.core.errors import TaskError, TaskTimeout
     from connectsw.core.isolation import AgentCrashed, AttemptStopped, run_forked
 
@@ -138,8 +139,8 @@ def _run_forked(
             return {"not_a_result": what}
         return result.model_dump(mode="json")
 
-    timeout = getattr(rule, "timeout", None)
-    deadline = time.monotonic() + float(timeout) if timeout else None
+    timeout = getattr(rule, "timeout", None)  # checked at registration: > 0 or None
+    deadline = time.monotonic() + cap_timeout(float(timeout)) if timeout else None
     should_stop, on_spawn = ctx.should_stop, ctx.on_spawn
     try:
         data = run_forked(

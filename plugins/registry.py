@@ -8,6 +8,7 @@ item fails that plugin (not the others), with an error naming both.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -154,6 +155,7 @@ class Registry(Generic[T]):
             _check_agent(item, name, plugin)
         if self.kind == "gate rule":
             check_applies_to(item, name, plugin)
+            _check_rule_limits(item, name, plugin)
         if name in self.items:
             raise PluginError(
                 f'{self.kind.capitalize()} "{name}" from plugin "{plugin}" collides with the one '
@@ -193,6 +195,29 @@ class Registry(Generic[T]):
 
 ISOLATIONS = ("process", "thread")
 """Where an agent runs: a forked process (default) or a thread of the worker."""
+
+
+def _check_rule_limits(rule: Any, name: str, plugin: str) -> None:
+    """Refuse a gate rule whose ``isolation`` or ``timeout`` would fail only when a gate
+    runs (a typo such as ``"proces"``, a timeout of ``"30"``, ``-1``, NaN or ``True``).
+
+    Raises:
+        PluginError: one line naming the plugin, the rule and what is expected.
+    """
+    where = f'Plugin "{plugin}" registered gate rule "{name}"'
+    isolation = getattr(rule, "isolation", "process")
+    if isolation not in ISOLATIONS:
+        raise PluginError(f"{where} with isolation {isolation!r} (one of: {', '.join(ISOLATIONS)})")
+    timeout = getattr(rule, "timeout", None)
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise PluginError(
+            f"{where} with timeout {timeout!r} (seconds: a finite number above 0, or None)"
+        )
 
 
 def _check_agent(item: Any, name: str, plugin: str) -> None:

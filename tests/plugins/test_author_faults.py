@@ -929,3 +929,46 @@ def test_a_gate_rule_with_an_unknown_applies_to_is_refused_at_registration(site:
     error = found["release"]["error"]
     assert 'Plugin "release"' in error and '"release-ready"' in error, error
     assert "'pyhton'" in error and "python" in error and "page" in error, error
+
+
+class _Rule:
+    name = "limits"
+    applies_to = ("python",)
+
+    def __init__(self, **limits: Any) -> None:
+        for key, value in limits.items():
+            setattr(self, key, value)
+
+    def applies(self, ctx: Any) -> bool:
+        return True
+
+    def evaluate(self, ctx: Any) -> Any:
+        raise AssertionError("not run")
+
+
+@pytest.mark.parametrize(
+    ("limits", "said"),
+    [
+        ({"isolation": "proces"}, "with isolation 'proces' (one of: process, thread)"),
+        ({"timeout": "30"}, "with timeout '30' (seconds: a finite number above 0, or None)"),
+        ({"timeout": -1}, "with timeout -1 "),
+        ({"timeout": 0}, "with timeout 0 "),
+        ({"timeout": float("nan")}, "with timeout nan "),
+        ({"timeout": True}, "with timeout True "),
+    ],
+)
+def test_a_gate_rule_with_a_bad_isolation_or_timeout_is_refused_at_registration(
+    limits: dict[str, Any], said: str
+) -> None:
+    """Trial 7: a forked rule's isolation and timeout were read only when a gate ran (a
+    timeout of "30" crashed the gate with a ValueError; a typo forked the rule)."""
+    with pytest.raises(PluginError) as info:
+        Registry("gate rule", ("applies", "evaluate")).add(_Rule(**limits), "acme")
+    assert str(info.value).startswith('Plugin "acme" registered gate rule "limits" ' + said)
+
+
+def test_a_gate_rule_with_good_limits_is_registered() -> None:
+    registry = Registry("gate rule", ("applies", "evaluate"))
+    registry.add(_Rule(isolation="thread", timeout=1e12), "acme")
+    registry.add(type("Other", (_Rule,), {"name": "other"})(timeout=5), "acme")
+    assert sorted(registry.items) == ["limits", "other"]
