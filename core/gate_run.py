@@ -8,7 +8,8 @@ the lease's heartbeat thread and from this process's
 :data:`~connectsw.core.monitor.monitor` (which reads the store every
 :data:`~connectsw.core.monitor.POLL_SECONDS`). Each command's process group is
 recorded in the store (fenced) when it starts, so that a new owner ends it
-before its own gate run (:func:`~connectsw.core.leftovers.end_gate_leftover`).
+before its own gate run (:func:`~connectsw.core.leftovers.end_gate_leftover`); the
+gate run itself is recorded (with no command) before its first rule runs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ class GateRun:
         self._recorded = False
 
     def __enter__(self) -> GateRun:
+        # Recorded before any rule runs (no command yet: ``{}``), so that an owner that
+        # dies at any point of the run, even as its first command starts, leaves a
+        # record: the next owner says ``gate.stopped`` (it failed under load when the
+        # command began before its group was recorded).
+        self.store.set_gate_process(self.execution_id, {}, token=self.lease.token)
+        self._recorded = True
         monitor.enter(self.store, self.execution_id, self.lease.token)
         return self
 

@@ -94,16 +94,17 @@ def end_gate_leftover(
 ) -> bool:
     """End the process group of a gate command a previous owner left running.
 
-    Returns True if one was recorded: its record is then cleared and a
-    ``gate.stopped`` event says ``reason`` (both fenced by ``token``). A recorded
-    command means that gate run never reached its verdict (the owner clears the
-    record when its rules are done).
+    Returns True if a gate run was recorded (with its command's group, or ``{}``
+    before its first command): its record is then cleared and a ``gate.stopped``
+    event says ``reason`` (both fenced by ``token``). A recorded gate run never
+    reached its verdict (the owner clears the record when its rules are done).
     """
     recorded = store.gate_process(execution_id)
     if recorded is None:
         return False
     try:
-        stop_group(ProcessRef.from_dict(recorded))
+        if recorded:  # ``{}``: the gate run had started no command yet
+            stop_group(ProcessRef.from_dict(recorded))
     except (KeyError, ValueError):
         log.warning("execution %s: unreadable gate process record", execution_id)
     store.set_gate_process(execution_id, None, token=token)
