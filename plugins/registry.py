@@ -209,15 +209,24 @@ def _check_rule_limits(rule: Any, name: str, plugin: str) -> None:
     if isolation not in ISOLATIONS:
         raise PluginError(f"{where} with isolation {isolation!r} (one of: {', '.join(ISOLATIONS)})")
     timeout = getattr(rule, "timeout", None)
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
+    if timeout is not None and not _positive_seconds(timeout):
+        shown = repr(timeout)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
         raise PluginError(
-            f"{where} with timeout {timeout!r} (seconds: a finite number above 0, or None)"
+            f"{where} with timeout {shown} (seconds: a finite number above 0, or None)"
         )
+
+
+def _positive_seconds(value: Any) -> bool:
+    """Whether ``value`` is a finite number of seconds above 0 (not a bool; an int past
+    a float's range is not: ``10**400`` raised OverflowError when a gate ran)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def _check_agent(item: Any, name: str, plugin: str) -> None:

@@ -955,6 +955,7 @@ class _Rule:
         ({"timeout": 0}, "with timeout 0 "),
         ({"timeout": float("nan")}, "with timeout nan "),
         ({"timeout": True}, "with timeout True "),
+        ({"timeout": 10**400}, "with timeout 1000"),  # past float's range (trial 8)
     ],
 )
 def test_a_gate_rule_with_a_bad_isolation_or_timeout_is_refused_at_registration(
