@@ -495,13 +495,7 @@ def _attempts(
             output = _invoke(agent, ctx, run)
             for artifact in output.artifacts:  # inside the workspace, never in .git
                 ctx.path(artifact.path)
-            sha = git.commit(
-                loaded.workspace,
-                [a.path for a in output.artifacts],
-                f"{task.id}: {task.title or task.agent + ' task'}\n\n"
-                f"ConnectSW-Execution: {execution.id}\nConnectSW-Task: {task.id}\n"
-                f"ConnectSW-Round: {call.round}\nConnectSW-Attempt: {attempt}",
-            )
+            sha = _commit(loaded.workspace, output, ctx, run, call, execution.id, attempt)
             done = run.started.model_copy(
                 update={
                     "status": TaskStatus.SUCCEEDED,
@@ -563,6 +557,35 @@ def _attempts(
                 return run.finish(nxt, TASK_EVENTS[status], f"not run: {reason}")
             return run.finish(failed, EventKind.TASK_FAILED, error)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _commit(
+    workspace: Path,
+    output: AgentOutput,
+    ctx: TaskContext,
+    run: _Attempt,
+    call: TaskCall,
+    execution_id: str,
+    attempt: int,
+) -> str | None:
+    """Commit the attempt's artifacts, within the attempt: its deadline and stop reasons
+    end git's commands too (trial 8, F1). Raises TaskTimeout or AttemptStopped then."""
+    task = ctx.task
+    try:
+        return git.commit(
+            workspace,
+            [a.path for a in output.artifacts],
+            f"{task.id}: {task.title or task.agent + ' task'}\n\n"
+            f"ConnectSW-Execution: {execution_id}\nConnectSW-Task: {task.id}\n"
+            f"ConnectSW-Round: {call.round}\nConnectSW-Attempt: {attempt}",
+            deadline=ctx.deadline,
+            should_stop=run.should_stop,
+        )
+    except git.GitStopped as exc:
+        if exc.reason == "timeout":
+            limit = f" after {ctx.timeout:g}s" if ctx.timeout is not None else ""
+            raise TaskTimeout(f"timed out{limit} (committing its outputs)") from None
+        raise AttemptStopped(exc.reason, f"stopped: {exc.reason}") from None
 
 
 class AgentExited(Exception):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,21 @@ SAFE_GIT_CONFIG = (
     "-c",
     "diff.external=",
 )
+#: Git commands given declared output paths: the paths are taken literally. A declared
+#: output named ``:(top)notes.txt`` or ``:(glob)*.txt`` is that file, not pathspec magic
+#: committing files outside the workspace or undeclared ones (trial 8, F2).
+_LITERAL_PATHS = frozenset({"add", "diff", "commit"})
 #: Git commands that may run a filter driver's clean or smudge command on the files.
 _FILTERING = frozenset({"add", "commit", "checkout", "merge", "stash", "reset"})
+
+
+class GitStopped(TaskError):
+    """A git command was stopped for its caller's reason (``timeout``: the caller's
+    deadline, not git's own limit; ``cancelled``...): :attr:`reason`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class WorkspaceError(ConnectSWError):
@@ -66,12 +80,20 @@ class GitResult:
 
 
 def _git(
-    workspace: Path, *args: str, check: bool = True, filters: Sequence[str] | None = None
+    workspace: Path,
+    *args: str,
+    check: bool = True,
+    filters: Sequence[str] | None = None,
+    deadline: float | None = None,
+    should_stop: Callable[[], str | None] | None = None,
 ) -> GitResult:
     """Run ``git -C workspace ARGS`` under the supervisor, at most :data:`GIT_TIMEOUT` s.
 
     ``filters``: the repository's filter drivers turned off (:func:`_filter_settings`),
     when the caller already read them; read here for a command that may filter.
+    ``deadline`` (a :func:`time.monotonic` value) and ``should_stop``: the caller's
+    (a task attempt's), which end the command's process group as they end the
+    attempt's own (:class:`GitStopped`).
 
     Raises TaskError (one line) when ``check`` and git fails or times out,
     ConnectSWError when git is not installed, WorkspaceError when the
@@ -84,14 +106,19 @@ def _git(
     # Commit as ConnectSW unless the user configured an identity.
     env = supervisor.agent_env({k: v for k, v in IDENTITY.items() if k not in os.environ})
     settings = list(SAFE_GIT_CONFIG)
+    if args and args[0] in _LITERAL_PATHS:
+        settings.append("--literal-pathspecs")
     if args and args[0] in _FILTERING:
         settings += _filter_settings(workspace) if filters is None else filters
+    limit = time.monotonic() + GIT_TIMEOUT
+    own_limit = deadline is None or limit <= deadline
     try:
         outcome = supervisor.run(
             ["git", *settings, "-C", str(workspace), *args],
             cwd=workspace,
             env=env,
-            deadline=time.monotonic() + GIT_TIMEOUT,
+            deadline=limit if own_limit else deadline,
+            should_stop=should_stop,
             output_limit=GIT_OUTPUT_LIMIT,
             split_stderr=True,
         )
@@ -101,8 +128,11 @@ def _git(
                 "git is not installed; the workspace must be a git repository"
             ) from None
         raise WorkspaceError(f"workspace {workspace}: {exc.reason}") from None
-    if outcome.stopped or outcome.returncode is None:
+    if outcome.stopped == "timeout" and own_limit:
         raise TaskError(f"git {args[0]} timed out after {GIT_TIMEOUT:g}s")
+    if outcome.stopped or outcome.returncode is None:
+        reason = outcome.stopped or "timeout"
+        raise GitStopped(reason, f"git {args[0]} stopped: {reason}")
     result = GitResult(outcome.returncode, outcome.output, outcome.stderr)
     if check and result.returncode != 0:
         lines = [
@@ -295,32 +325,59 @@ def check_still_there(workspace: Path, commit: str | None) -> None:
 
 
 @contextmanager
-def _repo_lock(workspace: Path) -> Iterator[None]:
-    # Parallel tasks commit to the same repository; git's index.lock would make one fail.
+def _repo_lock(workspace: Path) -> Iterator[Path]:
+    """Hold ConnectSW's commit lock of the workspace's repository; yields its git dir.
+
+    Parallel tasks commit to the same repository; git's index.lock would make one fail.
+    """
     git_dir = Path(_git(workspace, "rev-parse", "--absolute-git-dir").stdout.strip())
     with open(git_dir / "connectsw-commit.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            yield git_dir
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def commit(workspace: Path, paths: Sequence[str], message: str) -> str | None:
-    """Commit exactly ``paths`` (relative to the workspace); None if nothing changed."""
+def commit(
+    workspace: Path,
+    paths: Sequence[str],
+    message: str,
+    *,
+    deadline: float | None = None,
+    should_stop: Callable[[], str | None] | None = None,
+) -> str | None:
+    """Commit exactly ``paths`` (relative to the workspace, taken literally); None if
+    nothing changed.
+
+    ``deadline`` and ``should_stop`` are the attempt's: the commit is part of the
+    attempt, so its git commands end at the attempt's deadline and on cancel (a 4 GB
+    output took 3 x 120 s past a 3 s timeout, trial 8, F1). Raises :class:`GitStopped`
+    then (a lock file git left behind is removed), TaskError when git fails.
+    """
     if not paths:
         return None
-    with _repo_lock(workspace):
-        filters = _filter_settings(workspace)  # read once for add and commit
-        _git(workspace, "add", "--", *paths, filters=filters)
-        if (
-            _git(
-                workspace, "diff", "--cached", "--quiet", "--no-ext-diff", "--", *paths, check=False
-            ).returncode
-            == 0
-        ):
-            return None
-        _git(workspace, "commit", "-q", "--no-verify", "-m", message, "--", *paths, filters=filters)
+    with _repo_lock(workspace) as git_dir:
+        try:
+
+            def bound(
+                *args: str, check: bool = True, filters: Sequence[str] | None = None
+            ) -> GitResult:
+                return _git(workspace, *args, check=check, filters=filters,
+                            deadline=deadline, should_stop=should_stop)  # fmt: skip
+
+            filters = _filter_settings(workspace)  # read once for add and commit
+            bound("add", "--", *paths, filters=filters)
+            if bound("diff", "--cached", "--quiet", "--no-ext-diff", "--", *paths,
+                     check=False).returncode == 0:  # fmt: skip
+                return None
+            bound("commit", "-q", "--no-verify", "-m", message, "--", *paths, filters=filters)
+        except GitStopped:
+            # A git killed after its grace may leave its index lock; ConnectSW's own
+            # commits are serialised by the lock held here, so it is no one else's.
+            with contextlib.suppress(OSError):
+                (git_dir / "index.lock").unlink()
+            raise
         return _git(workspace, "rev-parse", "HEAD").stdout.strip()
 
 

@@ -207,3 +207,26 @@ def test_an_agent_writing_into_git_fails_its_task_with_the_reason(
     assert attempt.status is TaskStatus.FAILED and attempt.error is not None
     assert "'.git/hooks/post-commit' is inside .git" in attempt.error
     assert not (ws / ".git" / "hooks" / "post-commit").exists()
+
+
+def test_an_outputs_commit_past_the_tasks_timeout_times_the_attempt_out(
+    engine: Engine, submit_graph: Submit, tmp_path: Path
+) -> None:
+    """Trial 8, F1: a task with ``timeout: 3`` whose output is a 4 GB sparse file ran
+    205 s and failed "git commit timed out after 120s". The commit is the attempt's."""
+    from connectsw.core.models import ExecutionStatus
+
+    ws = tmp_path / "ws"
+    task = {
+        "id": "big",
+        "agent": "shell",
+        "timeout": 2,
+        "with": {"command": "truncate -s 4G big.bin", "outputs": ["big.bin"]},
+    }
+    ex = submit_graph({"name": "sparse", "tasks": [task]}, workspace=ws)
+    start = time.monotonic()
+    assert engine.run(ex.id).status is ExecutionStatus.FAILED
+    assert time.monotonic() - start < 30
+    [attempt] = engine.store.task_attempts(ex.id, "big")
+    assert attempt.status is TaskStatus.FAILED, attempt
+    assert attempt.error == "timed out after 2s (committing its outputs)"

@@ -359,3 +359,54 @@ def test_a_workspace_inside_a_git_directory_is_refused(repo: Path, tmp_path: Pat
     link.symlink_to(repo / ".git")
     with pytest.raises(workspace.WorkspaceError, match="inside a .git directory"):
         workspace.ensure_repo(link / "ws")
+
+
+def test_output_names_are_paths_not_pathspec_magic(tmp_path: Path) -> None:
+    """Trial 8, F2: ``:(top)notes.txt`` committed the enclosing repository's notes.txt
+    (a user's uncommitted draft), and ``:(glob)*.txt`` an undeclared file."""
+    outer = tmp_path / "outer"
+    (outer / "proj").mkdir(parents=True)
+    workspace.ensure_repo(outer)
+    (outer / "notes.txt").write_text("orig\n")
+    git(outer, "add", "notes.txt")
+    git(outer, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "init")
+    (outer / "notes.txt").write_text("my private draft\n")
+    (outer / "private.txt").write_text("untracked private\n")
+    ws = outer / "proj"
+    (ws / "draft.txt").write_text("undeclared\n")
+    names = [":(top)notes.txt", ":(top)private.txt", ":(glob)*.txt"]
+    for name in names:
+        (ws / name).write_text("the task's own file\n")
+    workspace.commit(ws, names, "outputs")
+    committed = git(outer, "show", "--name-only", "--format=", "HEAD").split("\n")
+    assert sorted(filter(None, committed)) == sorted(f"proj/{n}" for n in names)
+    assert "draft.txt" in git(outer, "status", "--porcelain")
+
+
+def test_a_commit_ends_at_its_attempts_deadline_and_stop(repo: Path) -> None:
+    """Trial 8, F1: a 4 GB output's commit ran 3 x 120 s (git's own limit) past a 3 s
+    timeout, and on after cancel returned. The attempt's deadline and stop reasons end
+    git's commands; the lock git leaves is removed, so the next commit works."""
+    import time
+
+    with open(repo / "big.bin", "wb") as fh:
+        fh.truncate(4 * 1024**3)  # sparse: hashing it takes git a long while
+    start = time.monotonic()
+    with pytest.raises(workspace.GitStopped) as info:
+        workspace.commit(repo, ["big.bin"], "big", deadline=start + 1.5)
+    assert info.value.reason == "timeout"
+    assert time.monotonic() - start < 1.5 + 5  # the grace, not 120 s
+    start = time.monotonic()
+    with pytest.raises(workspace.GitStopped) as info:
+        workspace.commit(
+            repo,
+            ["big.bin"],
+            "big",
+            should_stop=lambda: "cancelled" if time.monotonic() - start > 1 else None,
+        )
+    assert info.value.reason == "cancelled"
+    assert time.monotonic() - start < 1 + 5
+    assert not (repo / ".git" / "index.lock").exists()
+    (repo / "big.bin").unlink()
+    (repo / "a.txt").write_text("a\n")
+    assert workspace.commit(repo, ["a.txt"], "a") is not None
