@@ -330,8 +330,9 @@ class RuleResult(ApiModel):
 
     rule: str
     passed: bool
-    score: float = Field(1.0, allow_inf_nan=False)
-    """NaN or an infinity is refused (JSON cannot hold it; a rule returning one crashes)."""
+    score: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    """From 0 to 1 (the reference's validateCheckpoint score); NaN, an infinity or a value
+    outside is refused (a rule returning one crashes, trial 8: -5 made "Gate passed (score -2)")."""
     details: StorableText = ""
     """The evidence: what was run and what it showed."""
     remediation: StorableText = ""

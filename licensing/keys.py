@@ -75,6 +75,14 @@ def new_key(tier: Tier, secret: bytes) -> LicenseKey:
     return LicenseKey(tier, random, _tag(public_id, secret))
 
 
+def public_part(text: str) -> str | None:
+    """The public id of ``text`` if it has a whole key's shape (``CSFW-TIER-RANDOM-TAG``),
+    else None: a key pasted where an id is asked for is read as its id, and its secret
+    tag is never repeated in a message (trial 8, M1)."""
+    match = _FORMAT.fullmatch(text.strip().upper())
+    return f"{PREFIX}-{match['tier']}-{match['random']}" if match else None
+
+
 def check_shape(text: str) -> str:
     """``text`` normalised (upper case, no surrounding spaces) if it has a key's shape.
 

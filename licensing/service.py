@@ -18,7 +18,7 @@ from connectsw.core.models import utcnow
 from connectsw.core.stores import Store
 from connectsw.licensing.certificates import Certificate, sign_certificate
 from connectsw.licensing.errors import InvalidLicenseRequest, LicenseRefused
-from connectsw.licensing.keys import LicenseKey, key_digest, new_key, parse_key
+from connectsw.licensing.keys import LicenseKey, key_digest, new_key, parse_key, public_part
 from connectsw.licensing.models import License, LicenseStatus, check_license, reinstated
 from connectsw.licensing.tiers import Entitlements, Tier
 
@@ -82,10 +82,15 @@ class Licenses:
         return record, key.key
 
     def get(self, license_id: str) -> License:
-        """The license; :class:`NotFound` if there is none with this public id."""
-        record = self.store.get_license(license_id.strip().upper())
+        """The license; :class:`NotFound` if there is none with this public id.
+
+        A whole key given instead of its id is read as its id (its secret tag is never
+        shown: :func:`~connectsw.licensing.keys.public_part`)."""
+        public = public_part(license_id) or license_id.strip().upper()
+        record = self.store.get_license(public)
         if record is None:
-            raise NotFound(f"no license {license_id!r}")
+            shown = public if public_part(license_id) else license_id
+            raise NotFound(f"no license {shown!r}")
         return record
 
     def list(self, limit: int = 100) -> list[License]:

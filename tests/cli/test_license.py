@@ -34,6 +34,15 @@ def test_issue_shows_the_key_once_and_only_its_digest_is_stored(cli: Cli, tmp_pa
         assert tag not in out.stdout + out.stderr
     shown = json.loads(cli("license", "show", license_id, "--json", ok=True).stdout)
     assert shown["status"] == "active" and shown["tier"] == "PRO"
+    # The whole key pasted where the id is asked for (trial 8, M1): read as its id; a key
+    # of no license is refused naming only its public part.
+    by_key = json.loads(cli("license", "show", key, "--json", ok=True).stdout)
+    assert by_key["id"] == license_id
+    other = "CSFW-PRO-AAAAAAAAAAAAAAAA-BBBBBBBBBBBBBBBB"
+    missing = cli("license", "show", other)
+    assert missing.returncode == 4
+    assert "BBBBBBBBBBBBBBBB" not in missing.stdout + missing.stderr
+    assert "CSFW-PRO-AAAAAAAAAAAAAAAA" in missing.stderr
 
 
 def test_suspend_reinstate_revoke_and_the_exit_codes(cli: Cli, tmp_path: Path) -> None:

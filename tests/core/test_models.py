@@ -294,7 +294,8 @@ def test_stored_plan_json_with_huge_timeout_reads_back() -> None:
     assert again.timeout == 604800.0
 
 
-@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+# -5 and 1.5: outside the documented 0-1 (trial 8: -5 gave "Gate passed (score -2)").
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), -5.0, 1.5])
 def test_a_rule_score_json_cannot_represent_is_refused(score: float) -> None:
     from pydantic import ValidationError
 
