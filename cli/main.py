@@ -327,36 +327,41 @@ def _check_arguments(args: list[str]) -> None:
             _fail(f"argument '{shown(arg)}' is not valid UTF-8", ExitCode.INVALID_INPUT)
 
 
-_terminated = False
+#: Signals that stop a command as Ctrl-C does, and the exit code each gives.
+_STOP_SIGNALS = {signal.SIGTERM: ExitCode.TERMINATED, signal.SIGHUP: ExitCode.HANGUP}
+_stopped_by: ExitCode | None = None
 
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI timeout, ``docker stop``) stops a command as Ctrl-C does: running
-    work ended, the resume hint printed; exit 143. It used to end the process at once,
-    silently (trial 7, M5), leaving temporary copies behind. In the main thread only
-    (``main`` called from elsewhere leaves the handler alone); the handler before is
-    back when the command ends (``main`` called in a process that goes on)."""
-    global _terminated
-    _terminated = False
+    """SIGTERM (a CI timeout, ``docker stop``) and SIGHUP (a closed terminal) stop a
+    command as Ctrl-C does: running work ended, the resume hint printed; exit 143 or
+    129. SIGTERM used to end the process at once, silently (trial 7, M5), leaving
+    temporary copies behind; SIGHUP exited 129 with no line (trial 8, M2). In the main
+    thread only (``main`` called from elsewhere leaves the handlers alone); the
+    handlers before are back when the command ends (``main`` called in a process that
+    goes on)."""
+    global _stopped_by
+    _stopped_by = None
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(signum: int, frame: Any) -> None:
-        global _terminated
-        _terminated = True
+    def stop(signum: int, frame: Any) -> None:
+        global _stopped_by
+        _stopped_by = _STOP_SIGNALS[signal.Signals(signum)]
         raise KeyboardInterrupt
 
-    before = signal.signal(signal.SIGTERM, terminate)
+    before = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt_code() -> ExitCode:
-    return ExitCode.TERMINATED if _terminated else ExitCode.INTERRUPTED
+    return _stopped_by or ExitCode.INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,6 +47,8 @@ class ExitCode(IntEnum):
     """The execution was cancelled (at a prompt, or by another process while it ran)."""
     INTERNAL = 70
     """An unexpected exception: a bug (``CONNECTSW_DEBUG=1`` shows its traceback)."""
+    HANGUP = 129
+    """SIGHUP (the terminal or ssh session closed): handled as Ctrl-C is, exit 128 + 1."""
     INTERRUPTED = 130
     """Ctrl-C (SIGINT) or an aborted prompt; an interrupted execution can be resumed."""
     TERMINATED = 143

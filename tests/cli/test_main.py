@@ -296,8 +296,10 @@ checkpoints:
         ("false", signal.SIGINT, ExitCode.INTERRUPTED),
         # Trial 7, M5: SIGTERM (a CI timeout) ended the CLI at once, silently.
         ("true", signal.SIGTERM, ExitCode.TERMINATED),
+        # Trial 8, M2: SIGHUP (a closed terminal) exited 129 with no line.
+        ("true", signal.SIGHUP, ExitCode.HANGUP),
     ],
-    ids=["processes-sigint", "threads-sigint", "processes-sigterm"],
+    ids=["processes-sigint", "threads-sigint", "processes-sigterm", "processes-sighup"],
 )
 def test_ctrl_c_ends_the_running_command_before_the_cli_exits(
     tmp_path: Path, processes: str, sig: signal.Signals, code: ExitCode

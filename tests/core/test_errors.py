@@ -34,6 +34,7 @@ def test_exit_codes_are_documented_numbers() -> None:
         "ERROR": 7,
         "CANCELLED": 8,
         "INTERNAL": 70,
+        "HANGUP": 129,
         "INTERRUPTED": 130,
         "TERMINATED": 143,
     }
