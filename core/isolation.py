@@ -268,6 +268,7 @@ def run_forked(
     grace: float = GRACE_SECONDS,
     timeout_message: str = "timed out",
     what: str = "agent",
+    hide_env: bool = True,
 ) -> Any:
     """Call ``work()`` in a forked child under a keeper (see the module); return the value
     it returned, which must be JSON-serialisable (a plugin's agent run, a gate rule's
@@ -277,9 +278,12 @@ def run_forked(
     :class:`AttemptStopped` on a stop reason of ``should_stop``, :class:`TaskError` when
     ``work`` raised a TaskError or its process died (:class:`AgentCrashed` when it raised
     anything else; ``what`` names it in the messages); in each case after its process,
-    its group and every descendant that left the group have ended.
+    its group and every descendant that left the group have ended. ``hide_env=False``
+    keeps the engine's environment in the child (a plugin LLM provider's call, which
+    ran in the worker's thread with it and needs its key).
     """
-    hidden = engine_env_to_hide()  # read here: the child imports nothing of ours
+    # read here: the child imports nothing of ours
+    hidden = engine_env_to_hide() if hide_env else frozenset()
     finish_imports()
     read_fd, write_fd = os.pipe()
     parent = os.getpid()

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from connectsw import hookimpl
-from connectsw.core.errors import ConfigError, one_line
+from connectsw.core.errors import ConfigError, PluginError, one_line
+from connectsw.plugins.manager import call_plugin, is_builtin
 
 if TYPE_CHECKING:
     # numpy is imported where vectors are made: listing plugins (the module registers
@@ -312,11 +313,55 @@ def get_embedder(name: str) -> Embedder:
             f"memory.embedder: no embedder called {name!r} (installed: {known})",
             ConfigError,
         )
+    owner = regs.embedders.owners.get(name, "?")
     missing = getattr(embedder, "missing", None)
-    reason = missing() if callable(missing) else None
+    reason = (
+        call_plugin(owner, f'embedder "{name}" missing', missing) if callable(missing) else None
+    )
     if reason and name != FALLBACK:
         if name not in _warned:
             _warned.add(name)
             log.warning("memory.embedder %s: %s; using %s", name, reason, FALLBACK)
         return get_embedder(FALLBACK)
-    return embedder
+    if is_builtin(owner):
+        return embedder
+    with _bounded_lock:
+        bounded = _bounded.get(id(embedder))
+        if bounded is None or bounded.inner is not embedder:
+            bounded = _bounded[id(embedder)] = BoundedEmbedder(embedder, owner)
+    return bounded
+
+
+class BoundedEmbedder:
+    """A third-party embedder whose ``embed`` calls are bounded (trial 8b, F4).
+
+    Each call runs through :func:`~connectsw.plugins.manager.call_plugin`, waited for at
+    most ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT`` seconds; past it a :class:`PluginError` names
+    the plugin (the engine logs it and writes no memory for that checkpoint, the CLI exits
+    3), and every later call in the process fails at once with the same error: an
+    embedder that blocked once is not waited for again.
+    """
+
+    def __init__(self, inner: Any, plugin: str) -> None:
+        self.inner = inner
+        self.plugin = plugin
+        self.name: str = inner.name
+        self.dim: int = inner.dim
+        self.stuck: PluginError | None = None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The inner embedder's vectors (see :class:`Embedder`), or PluginError."""
+        if self.stuck is not None:
+            raise self.stuck
+        try:
+            return call_plugin(
+                self.plugin, f'embedder "{self.name}" embed', self.inner.embed, texts
+            )
+        except PluginError as exc:
+            if "did not return" in str(exc):
+                self.stuck = exc
+            raise
+
+
+_bounded: dict[int, BoundedEmbedder] = {}
+_bounded_lock = threading.Lock()

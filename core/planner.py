@@ -34,7 +34,12 @@ from connectsw.core.models import (
     Stage,
     TaskSpec,
 )
-from connectsw.plugins.manager import is_plugin_failure, plugin_code_error, strict_enabled
+from connectsw.plugins.manager import (
+    call_plugin,
+    is_plugin_failure,
+    plugin_code_error,
+    strict_enabled,
+)
 from connectsw.plugins.output import plugin_output_to_stderr
 from connectsw.plugins.registry import Registries, get_registries, workflow_kind
 
@@ -240,7 +245,17 @@ def validate_plan(plan: Plan, registries: Registries) -> Plan:
                 # Strict as JSON is (the graph's values are JSON values): a quoted number
                 # is not a number, and 2.5 is not an integer; text is still a path or
                 # an enum's value.
-                input_model.model_validate_json(json.dumps(t.with_, default=str), strict=True)
+                # A third-party validator is bounded: one that blocks is the plugin's
+                # error (exit 3), not a hang of every request (trial 8b, F3).
+                call_plugin(
+                    registries.agents.owners.get(t.agent, "?"),
+                    f'agent "{t.agent}" input_model',
+                    input_model.model_validate_json,
+                    json.dumps(t.with_, default=str),
+                    strict=True,
+                )
+            except PluginError:  # it did not return in time
+                raise
             except ValidationError as exc:
                 detail = describe_validation_error(exc, prefix="with.")
                 raise PlanError(f"task {t.id!r} ({t.agent}): {detail}") from None
@@ -322,13 +337,22 @@ class Planner:
 
     def _call(self, workflow: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         """``workflow.method(...)``; a non-ConnectSW exception names the workflow's plugin."""
+        owner = self.registries.workflows.owners.get(workflow.name, "?")
         try:
             with plugin_output_to_stderr():
-                return getattr(workflow, method)(*args, **kwargs)
+                # Bounded for a third-party workflow: a claims() that blocks is skipped as
+                # one that raises is, a decompose() that blocks fails the request (exit 3);
+                # neither hangs it (trial 8b, F3).
+                return call_plugin(
+                    owner,
+                    f'workflow "{workflow.name}" {method}',
+                    getattr(workflow, method),
+                    *args,
+                    **kwargs,
+                )
         except ConnectSWError:
             raise
         except BaseException as exc:
             if not is_plugin_failure(exc):
                 raise
-            owner = self.registries.workflows.owners.get(workflow.name, "?")
             raise plugin_code_error(owner, f'workflow "{workflow.name}" {method}', exc) from exc

@@ -38,6 +38,9 @@ Environment:
   (:func:`call_bounded`, the one mechanism for every hook call, event listeners
   included) that is then abandoned (Python cannot stop it); it ends with the
   process. A plugin whose hook did not return is not asked anything else.
+  The same bound holds for plugin code called at run time (:func:`call_plugin`): a
+  workflow's ``claims`` and ``decompose``, an agent's ``input_model``, an embedder's
+  ``embed``.
 - ``CONNECTSW_PLUGIN_LISTENER_TIMEOUT``: seconds one call of an event listener
   (``on_execution_event``, ``on_task_event``, ``on_checkpoint_event``) may take
   (default :data:`DEFAULT_LISTENER_TIMEOUT`); past it the command goes on without
@@ -449,6 +452,32 @@ def hook_bound(hook: str) -> tuple[float, str]:
         if left < timeout:
             return left, f"{hook} did not return {LIGHT_WAITS}"
     return timeout, f"{hook} did not return within {timeout:g} s"
+
+
+def is_builtin(plugin: str) -> bool:
+    """Whether ``plugin`` (a registry's owner name) is one of ConnectSW's built-ins."""
+    return plugin in DEFAULT_PLUGINS
+
+
+def call_plugin(plugin: str, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)``, plugin code called at run time (a workflow's
+    ``claims``/``decompose``, an agent's ``input_model``, an embedder's ``embed``),
+    bounded as a registration hook is (:func:`hook_bound`, ``CONNECTSW_PLUGIN_IMPORT_TIMEOUT``)
+    through :func:`call_bounded`. A call into a built-in is made directly.
+
+    Raises:
+        PluginError: the call did not return in time (``plugin "p" failed: WHAT did not
+            return within N s; ...``, :func:`plugin_code_error`); the abandoned thread
+            ends with the process (trial 8b, F3 and F4: such calls hung every request).
+        BaseException: what the call raised, as it is.
+    """
+    if is_builtin(plugin):
+        return function(*args, **kwargs)
+    bound, late = hook_bound(what)
+    result = call_bounded(lambda: function(*args, **kwargs), {}, bound, f"call-{plugin}")
+    if result is UNFINISHED:
+        raise plugin_code_error(plugin, what, _HookTimeout(late))
+    return result
 
 
 def _load_entry_point(ep: EntryPoint, timeout: float, late: str | None = None) -> Any:

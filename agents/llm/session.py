@@ -14,11 +14,18 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connectsw.agents.base import TaskContext
-from connectsw.agents.llm.base import LLMProvider, Message, price
-from connectsw.core.errors import ConfigError, LLMError, TaskError, TaskTimeout
+from connectsw.agents.llm.base import Completion, LLMProvider, Message, price
+from connectsw.core.errors import (
+    ConfigError,
+    LLMError,
+    LLMTimeout,
+    TaskError,
+    TaskTimeout,
+    one_line,
+)
 from connectsw.core.models import LLMUsage
 
 if TYPE_CHECKING:
@@ -66,12 +73,18 @@ class ModelSession:
     """
 
     def __init__(
-        self, ctx: TaskContext, provider: LLMProvider, choice: Choice, llm: LLMSettings
+        self,
+        ctx: TaskContext,
+        provider: LLMProvider,
+        choice: Choice,
+        llm: LLMSettings,
+        forked: bool = False,
     ) -> None:
         self.ctx = ctx
         self.provider = provider
         self.choice = choice
         self.llm = llm
+        self.forked = forked
 
     def complete(self, messages: Sequence[Message]) -> str:
         """The model's reply to ``messages`` (text); raises :class:`LLMError`, TaskTimeout."""
@@ -86,13 +99,16 @@ class ModelSession:
                 raise TaskTimeout(f"timed out after {ctx.timeout:g}s before a model call")
             timeout = min(timeout, left)
         c = self.choice
-        done = self.provider.complete(
-            list(messages),
-            model=c.model,
-            max_tokens=c.max_tokens,
-            temperature=c.temperature,
-            timeout=timeout,
-        )
+        if self.forked:
+            done = self._complete_forked(messages, timeout)
+        else:
+            done = self.provider.complete(
+                list(messages),
+                model=c.model,
+                max_tokens=c.max_tokens,
+                temperature=c.temperature,
+                timeout=timeout,
+            )
         cost = done.cost
         if cost is None:
             rate = self.llm.prices.get(c.model)
@@ -109,6 +125,75 @@ class ModelSession:
             done.tokens_out,
         )
         return done.text
+
+    def _complete_forked(self, messages: Sequence[Message], timeout: float) -> Completion:
+        """A plugin provider's ``complete`` in a forked child under a keeper
+        (:func:`connectsw.core.isolation.run_forked`), ended with every process it started
+        at the call's deadline (the task's, or ``llm.timeout``), on cancel or a lost lease.
+
+        A built-in agent runs in the worker's thread; a plugin provider that ignores its
+        ``timeout`` ran on there past the task's deadline, its side effects landing after
+        the attempt was recorded timed out (trial 8b, F2). Dropping a late answer would
+        not stop them: its code is stopped instead.
+        """
+        from connectsw.core import errors
+        from connectsw.core.isolation import AttemptStopped, run_forked
+
+        ctx, c, provider = self.ctx, self.choice, self.provider
+
+        def work() -> dict[str, Any]:  # in the child
+            try:
+                done = provider.complete(
+                    list(messages),
+                    model=c.model,
+                    max_tokens=c.max_tokens,
+                    temperature=c.temperature,
+                    timeout=timeout,
+                )
+            except LLMError as exc:  # kept as its class (auth, model not found...)
+                return {"llm_error": type(exc).__name__, "message": one_line(exc)}
+            return {
+                "text": done.text,
+                "tokens_in": done.tokens_in,
+                "tokens_out": done.tokens_out,
+                "cost": done.cost,
+            }
+
+        deadline = time.monotonic() + timeout
+        task_bound = ctx.deadline is not None and ctx.deadline <= deadline
+        try:
+            data = run_forked(
+                work,
+                deadline=deadline,
+                should_stop=ctx.should_stop,
+                on_spawn=ctx.on_spawn,
+                timeout_message=(
+                    f"timed out after {ctx.timeout:g}s"
+                    if task_bound and ctx.timeout
+                    else "timed out"
+                ),
+                what=f"LLM provider {c.provider!r}",
+                hide_env=False,
+            )
+        except AttemptStopped as exc:
+            raise TaskError(f"stopped: {exc.reason}") from None
+        except TaskTimeout:
+            if task_bound:
+                raise
+            raise LLMTimeout(
+                f"{c.provider} provider: model {c.model!r} gave no answer within {timeout:g} s"
+            ) from None
+        if "llm_error" in data:
+            kind = getattr(errors, str(data["llm_error"]), None)
+            if not (isinstance(kind, type) and issubclass(kind, LLMError)):
+                kind = LLMError
+            raise kind(str(data["message"]))
+        return Completion(
+            str(data["text"]),
+            int(data["tokens_in"] or 0),
+            int(data["tokens_out"] or 0),
+            None if data["cost"] is None else float(data["cost"]),
+        )
 
 
 def model_configured(agent: str) -> bool:
@@ -158,4 +243,7 @@ def open_session(agent: str, ctx: TaskContext) -> ModelSession | None:
             f"no LLM provider {choice.provider!r} (llm.provider; installed: {known})",
             LLMError,
         )
-    return ModelSession(ctx, provider, choice, llm)
+    from connectsw.plugins.manager import is_builtin
+
+    owner = regs.llm_providers.owners.get(choice.provider, "?")
+    return ModelSession(ctx, provider, choice, llm, forked=not is_builtin(owner))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from connectsw import hookimpl
 from connectsw.core.engine import Engine
 from connectsw.core.memory import open_memory
 from connectsw.core.memory_auto import document_type, project_key, requester
 from connectsw.core.models import Decision, ExecutionStatus, Request
+from connectsw.plugins.manager import get_plugin_manager
+from connectsw.plugins.registry import get_registries, reset_registries
 
 EARLIER = "We store recipes in PostgreSQL because people search them by ingredient."
 
@@ -62,3 +71,76 @@ def test_document_types() -> None:
     assert document_type("docs/PRD.md") == "decision"
     assert document_type("docs/architecture.md") == "architecture"
     assert document_type("service/app.py") is None
+
+
+class SleepyEmbedder:
+    """A plugin embedder whose embed() blocks far past the bound (trial 8b, F4)."""
+
+    name = "sleepy-emb"
+    dim = 8
+
+    def embed(self, texts: Any) -> Any:
+        time.sleep(60)
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def sleepy_embedder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("CONNECTSW_PLUGIN_IMPORT_TIMEOUT", "0.5")
+    plugin = types.ModuleType("connectsw_test_sleepy_emb")
+
+    @hookimpl
+    def register_embedders(register: Callable[[Any], None]) -> None:
+        register(SleepyEmbedder())
+
+    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
+    pm = get_plugin_manager()
+    pm.register(plugin, name="test-sleepy-emb")
+    reset_registries()
+    yield
+    pm.unregister(name="test-sleepy-emb")
+    reset_registries()
+
+
+def test_a_plugin_embedder_that_blocks_does_not_hold_the_checkpoint(
+    sleepy_embedder: None, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trial 8b, F4: a plugin embedder whose embed() blocked hung the run before its
+    checkpoint (and every resume). Past the bound: a warning naming the plugin, no
+    memory for that checkpoint, and the execution reaches its checkpoint."""
+    engine.registries = get_registries()
+    engine.settings = engine.settings.model_copy(
+        update={"memory": engine.settings.memory.model_copy(update={"embedder": "sleepy-emb"})}
+    )
+    graph = tmp_path / "cp.yaml"
+    graph.write_text(
+        "name: memt\ntasks:\n"
+        "  - {id: prd, agent: product-manager, with: {output: docs/PRD.md, title: Thing}}\n"
+        'checkpoints:\n  - {after: [prd], question: "ok?"}\n'
+    )
+    ex = engine.submit(Request(command="run", args=[str(graph)]), tmp_path / "ws")
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="connectsw.memory"):
+        paused = engine.run(ex.id)
+    assert paused.status is ExecutionStatus.AWAITING_CHECKPOINT
+    assert time.monotonic() - started < 15
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "documents not remembered" in warning
+    assert 'plugin "test-sleepy-emb" failed: embedder "sleepy-emb" embed did not return' in warning
+
+
+def test_memory_add_with_a_blocking_plugin_embedder_is_a_one_line_error(
+    sleepy_embedder: None, settings: Any
+) -> None:
+    from connectsw.core.errors import PluginError
+    from connectsw.core.memory import Memory
+    from connectsw.core.memory_embedders import get_embedder
+
+    """Trial 8b, F4: `memory add` with a blocking plugin embedder hung; it is the
+    plugin's one-line error (exit 3) once the bound has passed."""
+    uri = str(settings.data_dir / "memory-sleepy")
+    memory = Memory(uri, get_embedder("sleepy-emb"), settings.memory)
+    started = time.monotonic()
+    with pytest.raises(PluginError, match=r'^plugin "test-sleepy-emb" failed: embedder "sl'):
+        memory.remember("p", "decision", "some text")
+    assert time.monotonic() - started < 5

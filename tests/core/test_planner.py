@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -423,3 +424,103 @@ def test_slugify() -> None:
     assert slugify("!!!") == "project"
     assert len(slugify("word " * 40)) <= 48
     assert not slugify("word " * 40).endswith("-")
+
+
+# -- plugin code that blocks (trial 8b, F3) -----------------------------------------------
+
+
+class SleepyWorkflow:
+    """A plugin workflow whose claims() or decompose() blocks far past the bound."""
+
+    name = "sleepy"
+    kind = "sleepy"
+    commands = ("sleepy",)
+    description = "blocks"
+    where = "claims"
+
+    def claims(self, intent: Any) -> bool:
+        if self.where == "claims":
+            time.sleep(30)
+        return intent.kind == "sleepy"
+
+    def decompose(self, intent: Any, **options: Any) -> Plan:
+        time.sleep(30)
+        raise AssertionError("unreachable")
+
+
+class SleepyInput(AgentInput):
+    count: int = 0
+
+    @field_validator("count")
+    @classmethod
+    def slow(cls, value: int) -> int:
+        time.sleep(30)
+        return value
+
+
+class SleepyAgent(CountAgent):
+    name = "sleepy-agent"
+    input_model = SleepyInput
+
+
+@pytest.fixture
+def sleepy(monkeypatch: pytest.MonkeyPatch) -> Iterator[SleepyWorkflow]:
+    monkeypatch.setenv("CONNECTSW_PLUGIN_IMPORT_TIMEOUT", "0.5")
+    workflow = SleepyWorkflow()
+    plugin = types.ModuleType("connectsw_test_sleepy")
+
+    @hookimpl
+    def register_workflows(register: Callable[[Any], None]) -> None:
+        register(workflow)
+
+    @hookimpl
+    def register_agents(register: Callable[[Any], None]) -> None:
+        register(SleepyAgent())
+
+    plugin.register_workflows = register_workflows  # type: ignore[attr-defined]
+    plugin.register_agents = register_agents  # type: ignore[attr-defined]
+    pm = get_plugin_manager()
+    pm.register(plugin, name="test-sleepy")
+    reset_registries()
+    yield workflow
+    pm.unregister(name="test-sleepy")
+    reset_registries()
+
+
+def test_a_workflow_whose_claims_blocks_is_skipped_with_a_warning(
+    tmp_path: Path, sleepy: SleepyWorkflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trial 8b, F3: a plugin's claims() that blocked hung every `run` and `new` for
+    ever, with no output. Past the bound it is skipped, naming the plugin."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: x\ntasks:\n  - {id: a, agent: shell, with: {command: 'true'}}\n")
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="connectsw.planner"):
+        _intent, plan = Planner().plan(Request(command="run", args=[str(graph)]))
+    assert time.monotonic() - started < 5
+    assert plan.workflow == "task-graph"
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert 'plugin "test-sleepy"' in warning
+    assert 'workflow "sleepy" claims did not return within 0.5 s' in warning
+
+
+def test_a_workflow_whose_decompose_blocks_fails_the_plan(sleepy: SleepyWorkflow) -> None:
+    sleepy.where = "decompose"
+    started = time.monotonic()
+    with pytest.raises(PluginError) as info:
+        Planner().plan(Request(command="sleepy", args=["x"]))
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "\n" not in message
+    assert 'plugin "test-sleepy" failed: workflow "sleepy" decompose did not return' in message
+
+
+def test_an_input_model_that_blocks_fails_the_plan(tmp_path: Path, sleepy: SleepyWorkflow) -> None:
+    sleepy.where = "nowhere"
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: x\ntasks:\n  - {id: a, agent: sleepy-agent, with: {count: 1}}\n")
+    started = time.monotonic()
+    with pytest.raises(PluginError) as info:
+        Planner().plan(Request(command="run", args=[str(graph)]))
+    assert time.monotonic() - started < 5
+    assert 'agent "sleepy-agent" input_model did not return within 0.5 s' in str(info.value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,10 +32,19 @@ class FixedProvider:
 
     def __init__(self, cost: float | None) -> None:
         self.cost = cost
-        self.calls: list[dict[str, Any]] = []
+        fd, name = tempfile.mkstemp(prefix="fixed-provider-")
+        os.close(fd)
+        self.log = Path(name)
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """The options of each call: written to a file, as a plugin provider's call runs
+        in a forked child (trial 8b, F2)."""
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
-        self.calls.append(options)
+        with self.log.open("a") as fh:
+            fh.write(json.dumps(options) + "\n")
         return Completion("fixed reply", 1000, 500, self.cost)
 
     def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str | Usage]:
@@ -181,3 +193,99 @@ def test_an_unknown_provider_names_the_installed_ones(
     assert str(info.value) == (
         "no LLM provider 'opneai' (llm.provider; installed: anthropic, llm, openai)"
     )
+
+
+class SlowProvider(FixedProvider):
+    """A plugin provider that ignores its timeout, then has a side effect (trial 8b, F2)."""
+
+    def __init__(self, late: Path, sleep: float) -> None:
+        super().__init__(cost=None)
+        self.late = late
+        self.sleep = sleep
+
+    def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
+        time.sleep(self.sleep)
+        self.late.write_text("late")
+        return Completion("late reply", 1, 1, None)
+
+
+def test_a_plugin_providers_call_ends_at_the_tasks_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trial 8b, F2: a plugin provider behind a built-in (thread) agent ran 15 s past a
+    3 s task timeout, its side effect landing after the attempt was recorded timed
+    out. Its call is now stopped at the deadline: no side effect, ever."""
+    late = tmp_path / "late.txt"
+    use(SlowProvider(late, sleep=4), monkeypatch)
+    c = ctx(tmp_path, timeout=1.0, deadline=time.monotonic() + 1)
+    session = open_session("architect", c)
+    assert session is not None
+    started = time.monotonic()
+    with pytest.raises(TaskTimeout, match="timed out after 1s"):
+        session.complete([Message("user", "hi")])
+    assert time.monotonic() - started < 1 + 3  # the deadline, then the keeper's grace
+    time.sleep(4.5)  # past when the provider would have written its file
+    assert not late.exists()
+
+
+def test_a_plugin_providers_call_is_stopped_on_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    late = tmp_path / "late.txt"
+    use(SlowProvider(late, sleep=4), monkeypatch)
+    asked = time.monotonic() + 0.5
+    c = ctx(
+        tmp_path,
+        timeout=30.0,
+        deadline=time.monotonic() + 30,
+        should_stop=lambda: "cancelled" if time.monotonic() > asked else None,
+    )
+    session = open_session("architect", c)
+    assert session is not None
+    with pytest.raises(TaskError, match="stopped: cancelled"):
+        session.complete([Message("user", "hi")])
+    time.sleep(4)
+    assert not late.exists()
+
+
+def test_a_plugin_providers_llm_error_keeps_its_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectsw.core.errors import LLMAuthError
+
+    class Refusing(FixedProvider):
+        def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
+            raise LLMAuthError("fixed provider: key refused")
+
+    use(Refusing(cost=None), monkeypatch)
+    session = open_session("architect", ctx(tmp_path))
+    assert session is not None
+    with pytest.raises(LLMAuthError, match="^fixed provider: key refused$"):
+        session.complete([Message("user", "hi")])
+
+
+def test_a_built_in_agent_with_a_slow_plugin_provider_is_timed_out_with_no_late_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: Any
+) -> None:
+    """Trial 8b, F2, as the trial ran it: product-manager (a thread agent) on a plugin
+    provider that sleeps 10 s then writes a file; the task's timeout is 2 s."""
+    from connectsw.core.models import ExecutionStatus
+    from connectsw.plugins.registry import get_registries, reset_registries
+
+    late = tmp_path / "late.txt"
+    use(SlowProvider(late, sleep=10), monkeypatch)
+    reset_registries()
+    engine.registries = get_registries()
+    graph = tmp_path / "pm.yaml"
+    graph.write_text(
+        "name: pmt\ntasks:\n  - id: prd\n    agent: product-manager\n    timeout: 2\n"
+        "    with: {output: docs/PRD.md, title: Thing}\n"
+    )
+    ex = engine.submit(Request(command="run", args=[str(graph)]), tmp_path / "ws")
+    started = time.monotonic()
+    done = engine.run(ex.id)
+    assert time.monotonic() - started < 8
+    assert done.status is ExecutionStatus.FAILED
+    assert "timed out after 2s" in (done.error or ""), done.error
+    time.sleep(max(0.0, started + 12 - time.monotonic()))  # past the provider's 10 s
+    assert not late.exists()
