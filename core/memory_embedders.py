@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from connectsw import hookimpl
 from connectsw.core.errors import ConfigError, PluginError, one_line
-from connectsw.plugins.manager import call_plugin, is_builtin
+from connectsw.plugins.manager import (
+    call_plugin,
+    is_builtin,
+    is_plugin_failure,
+    plugin_code_error,
+)
 
 if TYPE_CHECKING:
     # numpy is imported where vectors are made: listing plugins (the module registers
@@ -353,14 +358,48 @@ class BoundedEmbedder:
         """The inner embedder's vectors (see :class:`Embedder`), or PluginError."""
         if self.stuck is not None:
             raise self.stuck
+        what = f'embedder "{self.name}" embed'
         try:
-            return call_plugin(
-                self.plugin, f'embedder "{self.name}" embed', self.inner.embed, texts
-            )
+            vectors = call_plugin(self.plugin, what, self.inner.embed, texts)
         except PluginError as exc:
             if "did not return" in str(exc):
                 self.stuck = exc
-            raise
+                raise
+            if str(exc).startswith(f'plugin "{self.plugin}"'):
+                raise
+            raise plugin_code_error(self.plugin, what, exc) from None  # its os._exit...
+        except BaseException as exc:
+            if not is_plugin_failure(exc):
+                raise  # a real Ctrl-C
+            # What it raised, sys.exit or os._exit included, is its plugin's failure:
+            # exit 3, never 70 or a silent 0 (trial 8, F3).
+            raise plugin_code_error(self.plugin, what, exc) from None
+        return self._checked(vectors, len(texts), what)
+
+    def _checked(self, vectors: Any, count: int, what: str) -> np.ndarray:
+        """``vectors`` as ``count`` rows of :attr:`dim` finite float32 numbers, or a
+        one-line PluginError saying what came back (None, a list, NaN: trial 8, F3)."""
+        import numpy as np
+
+        try:
+            array = None if vectors is None else np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.shape != (count, self.dim) or not np.isfinite(array).all():
+            got = (
+                f"shape {array.shape}"
+                if array is not None and array.shape != (count, self.dim)
+                else "values that are not finite numbers"
+                if array is not None
+                else "None"
+                if vectors is None
+                else type(vectors).__name__
+            )
+            raise PluginError(
+                f'plugin "{self.plugin}" failed: {what} returned {got}, not {count} vectors'
+                f" of {self.dim} finite numbers"
+            )
+        return array
 
 
 _bounded: dict[int, BoundedEmbedder] = {}

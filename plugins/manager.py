@@ -341,8 +341,8 @@ def is_plugin_failure(exc: BaseException) -> bool:
     Uncaught, a ``sys.exit(0)`` in a gate rule or an agent's ``input_model`` ended the
     command with exit 0 and nothing done (trial 7, F11).
     """
-    if isinstance(exc, Exception | SystemExit | GeneratorExit):
-        return True
+    if isinstance(exc, Exception | SystemExit | GeneratorExit | _PluginExit):
+        return True  # _PluginExit: its os._exit, raised instead
     return (
         isinstance(exc, KeyboardInterrupt)
         and threading.current_thread() is not threading.main_thread()

@@ -144,3 +144,74 @@ def test_memory_add_with_a_blocking_plugin_embedder_is_a_one_line_error(
     with pytest.raises(PluginError, match=r'^plugin "test-sleepy-emb" failed: embedder "sl'):
         memory.remember("p", "decision", "some text")
     assert time.monotonic() - started < 5
+
+
+class BrokenEmbedder:
+    """A plugin embedder that fails in one of the ways trial 8 (F3) tried."""
+
+    name = "broken-emb"
+    dim = 8
+    how = "raise"
+
+    def embed(self, texts: Any) -> Any:
+        import os
+        import sys
+
+        import numpy as np
+
+        if self.how == "raise":
+            raise RuntimeError("model file missing")
+        if self.how == "exit":
+            sys.exit(0)
+        if self.how == "os-exit":
+            os._exit(0)
+        if self.how == "none":
+            return None
+        if self.how == "list":
+            return [1.0, 2.0]
+        return np.full((len(texts), self.dim), np.nan)
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        ("raise", "embed raised RuntimeError: model file missing"),
+        ("exit", "embed raised SystemExit"),
+        ("os-exit", "os._exit(0)"),
+        ("none", "embed returned None, not 1 vectors of 8 finite numbers"),
+        ("list", "embed returned shape (2,), not 1 vectors of 8 finite numbers"),
+        ("nan", "embed returned values that are not finite numbers, not 1 vectors"),
+    ],
+)
+def test_a_plugin_embedder_that_fails_is_its_plugins_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, how: str, said: str
+) -> None:
+    """Trial 8, F3: an embedder that raised, returned None or a list made `memory add`
+    exit 70; sys.exit/os._exit in it made `approve` and `memory add` exit 0 silently."""
+    from connectsw.core.errors import PluginError
+    from connectsw.core.memory import Memory
+    from connectsw.core.memory_embedders import get_embedder
+
+    monkeypatch.setattr(BrokenEmbedder, "how", how)
+    plugin = types.ModuleType("connectsw_test_broken_emb")
+
+    @hookimpl
+    def register_embedders(register: Callable[[Any], None]) -> None:
+        register(BrokenEmbedder())
+
+    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
+    pm = get_plugin_manager()
+    pm.register(plugin, name="test-broken-emb")
+    reset_registries()
+    try:
+        memory = Memory(
+            str(settings.data_dir / "memory-broken"), get_embedder("broken-emb"), settings.memory
+        )
+        with pytest.raises(PluginError) as info:
+            memory.remember("p", "decision", "some text")
+        text = str(info.value)
+        assert text.startswith('plugin "test-broken-emb" failed: embedder "broken-emb" '), text
+        assert said in text and "\n" not in text
+    finally:
+        pm.unregister(name="test-broken-emb")
+        reset_registries()
