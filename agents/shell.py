@@ -129,15 +129,34 @@ def _check_size(what: str, text: str) -> None:
 
 def feedback_env(feedback: list[str]) -> str:
     """The feedback for ``CONNECTSW_FEEDBACK``: the newest rounds first kept, one per
-    line, at most :data:`FEEDBACK_ENV_BYTES` bytes in all."""
+    line, at most :data:`FEEDBACK_ENV_BYTES` bytes in all.
+
+    A newest item alone over the bound is cut: its head is kept, followed by a line
+    saying how many of its bytes were cut, and no UTF-8 character is split. (Kept
+    whole, it made the variable longer than Linux lets one be, 128 KiB, and the
+    command could not start: trial 8b, F6.)
+    """
     kept: list[str] = []
     size = 0
     for text in reversed(feedback):
         size += len(text.encode("utf-8", "surrogatepass")) + 1
-        if size > FEEDBACK_ENV_BYTES and kept:
+        if size > FEEDBACK_ENV_BYTES:
+            if not kept:
+                kept.append(_cut_to(text, FEEDBACK_ENV_BYTES))
             break
         kept.append(text)
     return "\n".join(reversed(kept))
+
+
+def _cut_to(text: str, limit: int) -> str:
+    """``text``'s head and ``[... N of M bytes cut]``, at most ``limit`` bytes in UTF-8."""
+    data = text.encode("utf-8", "surrogatepass")
+    total = len(data)
+    room = limit - len(f"\n[... {total} of {total} bytes cut]")  # the note's longest
+    while room > 0 and data[room] & 0xC0 == 0x80:  # a continuation byte: back to the start
+        room -= 1
+    head = data[: max(room, 0)].decode("utf-8", "surrogatepass")
+    return f"{head}\n[... {total - max(room, 0)} of {total} bytes cut]"
 
 
 class ShellAgent(Agent):

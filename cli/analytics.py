@@ -11,6 +11,7 @@ from rich.table import Table
 
 from connectsw.cli.context import State, console, err_console, json_option, pass_state, print_json
 from connectsw.cli.render import line
+from connectsw.core.errors import InvalidInput
 
 FORMATS = click.Choice(["table", "csv", "json", "parquet"], case_sensitive=False)
 TABLE_ROWS = 1000
@@ -110,16 +111,31 @@ def _progress() -> _Bars | None:
     "--file", "sql_file", type=click.Path(path_type=Path), help="Read the SQL from a file."
 )
 @click.option(
-    "--format", "fmt", type=FORMATS, default="table", show_default=True, help="Output format."
+    "--format",
+    "fmt",
+    type=FORMATS,
+    help="Output format [default: table; with --out, the file name's suffix].",
 )
-@click.option("--out", type=click.Path(path_type=Path), help="Output file (required for parquet).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Write the rows to this file, as --format says or else as its suffix does"
+    " (.csv, .json, .parquet); required for parquet.",
+)
 @pass_state
-def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: Path | None) -> None:
+def sql(
+    state: State, query: str | None, sql_file: Path | None, fmt: str | None, out: Path | None
+) -> None:
     """Run read-only SQL over the usage views (see `connectsw analytics views`).
 
     Only SELECT (WITH, DESCRIBE, SUMMARIZE, SHOW) and EXPLAIN run; only the usage data
     can be read; memory, threads and time are limited ([analytics] settings). With
     several statements, the last one's rows are printed.
+
+    With --out FILE the rows are written to FILE (nothing on stdout) in --format, or
+    without it in the format of FILE's suffix: a.csv, a.json, a.parquet. The table
+    format is only printed: --format table with --out, or --out with another suffix
+    and no --format, is refused.
     """
     from connectsw.core import textfiles
     from connectsw.licensing.analytics.readonly import QueryRefused
@@ -134,11 +150,33 @@ def sql(state: State, query: str | None, sql_file: Path | None, fmt: str, out: P
             query = textfiles.decode(textfiles.read_bytes(sql_file, 1_048_576))
         except textfiles.TextFileError as exc:
             raise QueryRefused(f"{sql_file}: {exc}") from None
-    fmt = fmt.lower()
+    fmt = _format(fmt, out)
     if fmt == "parquet" and out is None:
         raise QueryRefused("--format parquet needs --out FILE")
     assert query is not None
     _output(run_query(state.settings, query).table, fmt, out)
+
+
+def _format(fmt: str | None, out: Path | None) -> str:
+    """The output format: ``--format``, else ``--out``'s suffix, else the table.
+
+    ``--out`` was ignored without a word when no ``--format`` was given (trial 8b, M1).
+    """
+    if out is None:
+        return (fmt or "table").lower()
+    if fmt is None:
+        fmt = out.suffix.lower().lstrip(".")
+        if fmt not in ("csv", "json", "parquet"):
+            raise InvalidInput(
+                f"--out {out}: give --format csv, json or parquet, or a file name ending"
+                " .csv, .json or .parquet"
+            )
+    if fmt.lower() == "table":
+        raise InvalidInput(
+            "--format table is printed, not written to a file: give --format csv, json or"
+            " parquet with --out, or leave --out out"
+        )
+    return fmt.lower()
 
 
 def _output(table: Any, fmt: str, out: Path | None) -> None:
@@ -147,9 +185,8 @@ def _output(table: Any, fmt: str, out: Path | None) -> None:
     if fmt in ("parquet", "csv", "json"):
         data = encode(table, fmt)  # type: ignore[arg-type]
         if out is not None:
-            out.write_bytes(data)
-            if fmt == "parquet":
-                err_console.print(f"{table.num_rows} row(s) written to {out}")
+            _write(out, data)
+            err_console.print(line(f"{table.num_rows} row(s) written to {out}"), soft_wrap=True)
         else:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
@@ -165,6 +202,18 @@ def _output(table: Any, fmt: str, out: Path | None) -> None:
         f" (first {TABLE_ROWS} shown; --format csv for all)" if table.num_rows > TABLE_ROWS else ""
     )
     err_console.print(f"{table.num_rows} row(s){more}")
+
+
+def _write(out: Path, data: bytes) -> None:
+    """Write ``--out``; a path the system refuses (a missing directory, a directory, a
+    full disk, a name too long) is one line, exit 2 (core/textfiles.py's rule; they were
+    exit 70: trial 8b, F9)."""
+    from connectsw.core.textfiles import check_path
+
+    with check_path(f"--out {out}", InvalidInput):
+        if not out.parent.is_dir():
+            raise InvalidInput(f"--out {out}: no directory {out.parent}")
+        out.write_bytes(data)
 
 
 @analytics.command("views")

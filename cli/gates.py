@@ -147,7 +147,7 @@ def _show(gate: GateResult, where: str) -> None:
 )
 @click.option(
     "--workspace",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # checked by check_workspace: one line, exit 2
     help="The workspace to check (default: the current directory).",
 )
 @click.option("--checkpoint", help="Run the rule set of this checkpoint type.")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connectsw.core.errors import InvalidInput, NotFound, PlanError
+from connectsw.core.errors import NotFound, PlanError
 from connectsw.core.models import (
     CheckpointSpec,
     Execution,
@@ -20,6 +20,7 @@ from connectsw.core.models import (
     TaskResult,
 )
 from connectsw.core.textfiles import check_path
+from connectsw.core.workspace import WorkspaceError
 from connectsw.gates.base import GateContext
 from connectsw.gates.engine import evaluate_stage, rules_for
 from connectsw.plugins.registry import Registries
@@ -45,10 +46,12 @@ def check_workspace(
 ) -> GateResult:
     """Run a gate on ``workspace``: the named ``rules``, else the rule set of the
     ``checkpoint`` type, else every registered rule. Raises PlanError for an unknown
-    rule or a checkpoint type with no rule set, NotFound for a missing workspace."""
-    with check_path(f"workspace {workspace}", InvalidInput):  # core/textfiles.py's rule
+    rule or a checkpoint type with no rule set, WorkspaceError (exit 2, as for ``run
+    -w``) for a workspace that is missing or not a directory."""
+    with check_path(f"workspace {workspace}", WorkspaceError):  # core/textfiles.py's rule
         if not workspace.is_dir():
-            raise NotFound(f"workspace {workspace} is not a directory")
+            reason = "not a directory" if workspace.exists() else "not found"
+            raise WorkspaceError(f"workspace {workspace}: {reason}")
     cp = CheckpointSpec(type=checkpoint, question="") if checkpoint else None
     if checkpoint and not rules:
         stage = Stage(index=0, name="check", task_ids=[], checkpoint=cp)

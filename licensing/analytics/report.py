@@ -21,19 +21,44 @@ _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest start of a window (``--since``): no usage event is older."""
+
+
 def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``7d``, ``12h``, ``30m``, ``2w`` before now, or an ISO date or time (UTC if naive)."""
+    """``7d``, ``12h``, ``30m``, ``2w`` before now, or an ISO date or time (UTC if naive).
+
+    Raises:
+        ConfigError: not one of those, before :data:`EARLIEST` or after now (a duration
+            too long for a date, ``99999999999d``, was an OverflowError: trial 8b, F9).
+    """
     now = now or datetime.now(UTC)
-    match = _SINCE.match(text.strip())
-    if match:
-        return now - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    given = text.strip()
+    match = _SINCE.match(given)
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if match:
+            value = now - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        else:
+            try:
+                value = datetime.fromisoformat(given)
+            except ValueError:
+                raise ConfigError(
+                    "--since: expected a duration such as 7d, 12h, 30m or 2w, or an ISO date"
+                ) from None
+            value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        late = value > now
+        early = value < EARLIEST
+    except OverflowError:  # out of datetime's range (years 1 to 9999) once made UTC
+        late = not match and value.year > EARLIEST.year
+        early = not late
+    if late:
+        raise ConfigError(f"--since {given}: in the future; give a time before now")
+    if early:
         raise ConfigError(
-            "--since: expected a duration such as 7d, 12h, 30m or 2w, or an ISO date"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+            f"--since {given}: before {EARLIEST:%Y-%m-%d} UTC; give a shorter duration"
+            " or a later date"
+        )
+    return value
 
 
 def report(

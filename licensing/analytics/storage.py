@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from connectsw.core.errors import ConfigError
 from connectsw.licensing.usage import USAGE_DIR
 
 if TYPE_CHECKING:
@@ -149,8 +150,41 @@ def usage_storage(settings: Settings) -> Storage:
     import fsspec
 
     url = settings.analytics.usage_url or str(settings.data_dir.expanduser() / USAGE_DIR)
-    fs, root = fsspec.core.url_to_fs(url)
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(_not_usable(url, exc)) from None
     return Storage(fs, str(root).rstrip("/") or "/")
+
+
+def _not_usable(url: str, exc: Exception) -> str:
+    """Why fsspec cannot open ``analytics.usage_url``, in one line naming the package a
+    scheme needs (``s3://``: s3fs), never the URL itself (it may hold a key).
+
+    fsspec raises ImportError for a known scheme whose package is missing ("Install
+    s3fs to access S3") and ValueError for an unknown one; both were exit 70 (trial
+    8b, F9).
+    """
+    import importlib.util
+
+    from fsspec.registry import known_implementations
+
+    # A chained URL (``simplecache::s3://...``) names several file systems.
+    schemes = [part.split("://", 1)[0] for part in url.split("::") if "://" in part]
+    if isinstance(exc, ImportError):
+        for scheme in schemes:
+            known = known_implementations.get(scheme, {})
+            package = str(known.get("class", "")).split(".", 1)[0]
+            if package and importlib.util.find_spec(package) is None:
+                return (
+                    f"analytics.usage_url: the {scheme}:// file system needs the Python package"
+                    f" {package}, which is not installed (pip install {package})"
+                )
+        return f"analytics.usage_url: a file system it names cannot be loaded: {exc}"
+    unknown = [s for s in schemes if s not in known_implementations]
+    if unknown:
+        return f"analytics.usage_url: unknown file system '{unknown[0]}://'"
+    return f"analytics.usage_url: fsspec cannot open it: {exc}"
 
 
 def local_storage(root: Path) -> Storage:

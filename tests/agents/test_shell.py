@@ -174,6 +174,25 @@ def test_feedback_of_many_rounds_fits_the_environment(tmp_path: Path) -> None:
     assert "round 0 " not in kept
 
 
+@pytest.mark.parametrize("char", ["x", "é", "😀"])
+def test_one_feedback_item_over_the_bound_is_cut_to_it(tmp_path: Path, char: str) -> None:
+    """Found by the new-user trial (8b, F6): the newest feedback item was kept whole even
+    when it alone was over 64 KiB (80,071 bytes seen); from 128 KiB the remediation
+    round's command could not start ("Argument list too long"). Its head is kept, the
+    cut is said, and no UTF-8 character is split."""
+    ctx = make_ctx(tmp_path, command='printf %s "$CONNECTSW_FEEDBACK" > fb.txt')
+    item = "gate failed: " + char * (200 * 1024 // len(char.encode()))
+    ctx.feedback = ["an older round", item]
+    ShellAgent().run(ctx)  # the command starts and runs
+    kept = (tmp_path / "fb.txt").read_bytes()
+    assert FEEDBACK_ENV_BYTES - 100 < len(kept) <= FEEDBACK_ENV_BYTES
+    text = kept.decode("utf-8")  # strict: no character was split
+    head, _, note = text.rpartition("\n")
+    assert item.startswith(head) and "an older round" not in text
+    total = len(item.encode())
+    assert note == f"[... {total - len(head.encode())} of {total} bytes cut]"
+
+
 @pytest.mark.parametrize("field", ["command", "env"])
 def test_a_command_or_variable_too_long_to_start_is_refused_before_running(
     tmp_path: Path, field: str

@@ -112,3 +112,18 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     missing = cli("gates", "check", "exec_000000000000")
     assert missing.returncode == 4, str(missing)
     missing.error_line()
+
+
+def test_a_workspace_that_cannot_be_used_is_exit_2(cli, tmp_path: Path) -> None:
+    """Found by the new-user trial (8b, M2): ``gates check --workspace`` of a missing
+    path or of a file gave exit 4 (not found); the README gives exit 2 for a workspace
+    that cannot be used, as ``run -w`` does."""
+    (tmp_path / "file").write_text("x")
+    for path, reason in [
+        ("/dev/null", "not a directory"),
+        (tmp_path / "file", "not a directory"),
+        ("/nonexistent", "not found"),
+    ]:
+        got = cli("gates", "check", "--workspace", path)
+        assert got.returncode == 2, str(got)
+        assert got.error_line() == f"Error: workspace {path}: {reason}"

@@ -122,3 +122,117 @@ def test_licenses_import_and_views(cli, tmp_path: Path) -> None:
         "learned_patterns",
     ]
     assert "license_ips_24h" in cli("analytics", "views", ok=True).stdout
+
+
+LONG = "x" * 300  # a name over 255 bytes: ENAMETOOLONG
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "text"),
+    [
+        (
+            ["analytics", "sql", "SELECT 1", "--format", "csv", "--out", "/nonexistent/dir/x.csv"],
+            {},
+            "--out /nonexistent/dir/x.csv: no directory /nonexistent/dir",
+        ),
+        (
+            ["analytics", "sql", "SELECT 1", "--format", "json", "--out", "{tmp}"],
+            {},
+            "{tmp}: is a directory",
+        ),
+        (
+            ["analytics", "sql", "SELECT 1", "--format", "parquet", "--out", "/dev/full"],
+            {},
+            "--out /dev/full: no space left on device",
+        ),
+        (
+            ["analytics", "sql", "SELECT 1", "--format", "csv", "--out", f"{LONG}.csv"],
+            {},
+            "name too long",
+        ),
+        (
+            ["antipiracy", "scan", "--since", "99999999999d"],
+            {},
+            "--since 99999999999d: before 1970",
+        ),
+        (
+            ["analytics", "report", "--since", "99999999999999m"],
+            {},
+            "--since 99999999999999m: before",
+        ),
+        (["antipiracy", "scan", "--since", "0001-01-01T00:00:00+05:00"], {}, "before 1970-01-01"),
+        (
+            ["simulate", "traffic", "--licenses", "1", "--days", "1", "--out", "/dev/null"],
+            {},
+            "--out /dev/null: not a directory",
+        ),
+        (
+            ["simulate", "traffic", "--licenses", "1", "--days", "1", "--out", f"{{tmp}}/{LONG}"],
+            {},
+            "name too long",
+        ),
+        (
+            [
+                "simulate",
+                "traffic",
+                "--licenses",
+                "1",
+                "--days",
+                "1",
+                "--out",
+                "{tmp}/s",
+                "--seed",
+                "-1",
+            ],
+            {},
+            "--seed -1: ",
+        ),
+        (
+            ["simulate", "traffic", "--days", "1", "--out", "{tmp}/s", "--sharing", "nan"],
+            {},
+            "--sharing nan: ",
+        ),
+        (
+            ["analytics", "sql", "SELECT count(*) FROM usage"],
+            {"CONNECTSW_ANALYTICS__USAGE_URL": "s3://bucket/u"},
+            "analytics.usage_url: the s3:// file system needs the Python package s3fs",
+        ),
+        (
+            ["antipiracy", "scan"],
+            {"CONNECTSW_ANALYTICS__USAGE_URL": "nosuch://bucket/u"},
+            "analytics.usage_url: unknown file system 'nosuch://'",
+        ),
+    ],
+)
+def test_bad_paths_and_numbers_are_one_line_exit_2(
+    cli, tmp_path: Path, args: list[str], env: dict[str, str], text: str
+) -> None:
+    """Found by the new-user trial (8b, F9): each of these gave exit 70 "internal error"
+    (FileNotFoundError, IsADirectoryError, ENOSPC, OverflowError, NotADirectoryError,
+    ValueError, ImportError). A path the system refuses, a number out of range or a
+    usage URL whose file system is not installed is one line with its reason, exit 2."""
+    cli.env.update(env)
+    result = cli(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert result.returncode == 2, str(result)
+    assert text.replace("{tmp}", str(tmp_path)) in result.error_line()
+    assert not (tmp_path / "s").exists()
+
+
+def test_out_without_format_takes_the_format_from_the_name(cli, tmp_path: Path) -> None:
+    """Found by the new-user trial (8b, M1): ``--out FILE`` without ``--format`` printed
+    the table, wrote no file and exited 0. The name's suffix gives the format; a name
+    without one, or ``--format table`` with ``--out``, is refused in one line."""
+    for name in ("a.csv", "a.json", "a.parquet"):
+        out = tmp_path / name
+        done = cli("analytics", "sql", "SELECT 1 AS x", "--out", out, ok=True)
+        assert done.stdout == "" and done.stderr.strip() == f"1 row(s) written to {out}"
+    assert (tmp_path / "a.csv").read_text().splitlines() == ['"x"', "1"]
+    assert json.loads((tmp_path / "a.json").read_text()) == [{"x": 1}]
+    assert duckdb.sql(f"SELECT x FROM '{tmp_path / 'a.parquet'}'").fetchall() == [(1,)]
+    no_suffix = cli("analytics", "sql", "SELECT 1 AS x", "--out", tmp_path / "a.txt")
+    assert no_suffix.returncode == 2
+    assert "a.txt: give --format csv, json or parquet" in no_suffix.error_line()
+    table = cli("analytics", "sql", "SELECT 1", "--format", "table", "--out", tmp_path / "t.csv")
+    assert table.returncode == 2
+    assert "--format table is printed, not written" in table.error_line()
+    assert not (tmp_path / "a.txt").exists() and not (tmp_path / "t.csv").exists()
