@@ -474,7 +474,12 @@ def call_plugin(plugin: str, what: str, function: Any, *args: Any, **kwargs: Any
     if is_builtin(plugin):
         return function(*args, **kwargs)
     bound, late = hook_bound(what)
-    result = call_bounded(lambda: function(*args, **kwargs), {}, bound, f"call-{plugin}")
+    try:
+        result = call_bounded(lambda: function(*args, **kwargs), {}, bound, f"call-{plugin}")
+    except PluginError as exc:  # its os._exit, raised instead: named as its failure
+        if str(exc).startswith('plugin "'):
+            raise
+        raise plugin_code_error(plugin, what, exc) from None
     if result is UNFINISHED:
         raise plugin_code_error(plugin, what, _HookTimeout(late))
     return result

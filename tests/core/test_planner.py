@@ -524,3 +524,22 @@ def test_an_input_model_that_blocks_fails_the_plan(tmp_path: Path, sleepy: Sleep
         Planner().plan(Request(command="run", args=[str(graph)]))
     assert time.monotonic() - started < 5
     assert 'agent "sleepy-agent" input_model did not return within 0.5 s' in str(info.value)
+
+
+def test_a_workflow_whose_code_calls_os_exit_is_its_plugins_failure(
+    tmp_path: Path, sleepy: SleepyWorkflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trial 8, F4: os._exit(0) in a plugin workflow's claims or decompose ended
+    `new product --yes` with exit 0, no output and no execution."""
+    import os
+
+    sleepy.where = "nowhere"  # claims answers at once
+    monkeypatch.setattr(sleepy, "decompose", lambda intent, **options: os._exit(0))
+    with pytest.raises(PluginError) as info:
+        Planner().plan(Request(command="sleepy", args=["x"]))
+    assert 'plugin "test-sleepy" failed: workflow "sleepy" decompose' in str(info.value)
+    monkeypatch.setattr(sleepy, "claims", lambda intent: os._exit(0))
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: x\ntasks:\n  - {id: a, agent: shell, with: {command: 'true'}}\n")
+    _intent, plan = Planner().plan(Request(command="run", args=[str(graph)]))
+    assert plan.workflow == "task-graph"  # the workflow that exited is skipped
