@@ -177,9 +177,10 @@ def public_result(result: TaskResult) -> dict[str, Any]:
     }
 
 
-#: Characters of an agent's text (its summary, its error) an event keeps: the attempt's
-#: record keeps it whole. A 15 MB summary was stored again in its event and printed as
-#: one 15 MB line (trial 7, F6).
+#: Characters of an agent's text (its summary, its error) an event keeps, and of an
+#: attempt's recorded error (:func:`_attempt_error`). A 15 MB summary was stored again
+#: in its event and printed as one 15 MB line (trial 7, F6); a 15 MB error was stored
+#: and printed whole (trial 8b, F7).
 EVENT_TEXT_CHARS = 2000
 
 
@@ -603,6 +604,13 @@ def _backoff(call: TaskCall, attempt: int, run: _Attempt) -> bool:
 
 
 def _attempt_error(exc: Exception, agent: str, task_id: str, attempt: int) -> str:
+    """:func:`_error_line`, cut by :func:`event_text`: the attempt's record, the
+    execution's error built from it and every print of them stay bounded (a 15 MB
+    TaskError was stored whole and printed as 15 MB, trial 8b F7)."""
+    return event_text(_error_line(exc, agent, task_id, attempt))
+
+
+def _error_line(exc: Exception, agent: str, task_id: str, attempt: int) -> str:
     """The one-line error of a failed attempt. An agent's code that raised something
     other than a :class:`TaskError` (a bug) gives its type and place, ``KeyError: 'x'
     (agent.py:12)``, and a third-party agent's names its plugin; the traceback is
