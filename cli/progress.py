@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,9 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from connectsw.core.errors import log_one_line
 from connectsw.core.models import Event, Execution
 from connectsw.core.states import TASK_DONE_EVENTS, EventKind
 from connectsw.core.stores import Store
+
+log = logging.getLogger("connectsw.progress")
 
 POLL_SECONDS = 0.2
 FINAL_TASK_EVENTS = TASK_DONE_EVENTS
@@ -112,12 +117,29 @@ class Follower:
         return self
 
     def _loop(self) -> None:
+        # A failed poll (the store gone away) is tried again at the next tick: the
+        # thread does not die with a traceback, and says so once until it recovers
+        # (trial 8b F8). The command itself reports the store's failure, in one line.
+        failing = False
         while not self._stop.wait(POLL_SECONDS):
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:
+                if not failing:
+                    log_one_line(log, "progress could not be read (retrying)", exc)
+                failing = True
+            else:
+                failing = False
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.poll()
-        self.progress.stop()
+        try:
+            if exc[0] is None:
+                self.poll()
+            else:  # the command's own error is the one to report, not a failed poll
+                with contextlib.suppress(Exception):
+                    self.poll()
+        finally:
+            self.progress.stop()

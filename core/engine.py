@@ -42,6 +42,7 @@ from connectsw.core.models import (
 )
 from connectsw.core.monitor import LEASE_LOST
 from connectsw.core.planner import Planner
+from connectsw.core.runner import event_text
 from connectsw.core.states import DECIDABLE, FINISHED, RUNNABLE, EventKind, check_execution
 from connectsw.core.stores import Store, get_store
 from connectsw.core.views import Views
@@ -355,7 +356,9 @@ class Engine:
         failed = [r for r in results.values() if r.status is not TaskStatus.SUCCEEDED]
         failed.sort(key=lambda r: r.status is TaskStatus.SKIPPED)  # the cause first
         if failed:
-            error = f"task {failed[0].task_id!r} {failed[0].status.value}: {failed[0].error}"
+            # Bounded like the task's error (a record written before that bound may be huge).
+            cause = event_text(failed[0].error or "")
+            error = f"task {failed[0].task_id!r} {failed[0].status.value}: {cause}"
             self._move(execution, lease, E.FAILED, EventKind.EXECUTION_FAILED, error, error=error)
             return True
         gate, stopped = self._gate(execution, results, lease)

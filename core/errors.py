@@ -6,6 +6,8 @@ with :attr:`ConnectSWError.exit_code`; the API answers JSON with :attr:`code`.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -263,3 +265,11 @@ class UnwritableRecord(StoreError):
     """
 
     code = "unwritable_record"
+
+
+def log_one_line(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log ``what: <exc's first line>`` as one warning line, for a background thread's
+    failure (a store gone away under a running stage: trial 8b F8 printed a traceback
+    per heartbeat and per progress poll). The traceback only with ``CONNECTSW_DEBUG``."""
+    debug = bool(os.environ.get("CONNECTSW_DEBUG"))
+    logger.warning("%s: %s", what, one_line(exc, typed=True), exc_info=exc if debug else None)

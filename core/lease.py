@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from connectsw.core.errors import HeldElsewhere, LeaseLost
+from connectsw.core.errors import HeldElsewhere, LeaseLost, log_one_line
 from connectsw.core.liveness import owner_alive
 from connectsw.core.models import Execution, ExecutionStatus, utcnow
 from connectsw.core.stores import Store
@@ -99,15 +99,22 @@ class Lease:
             )
 
     def _loop(self) -> None:
+        failing = False
         while not self._stop.wait(self.heartbeat_interval):
             try:
                 if not self.store.heartbeat(self.execution_id, self.owner, self.token, utcnow()):
                     self.lost.set()
                 elif self.store.execution_status(self.execution_id) is ExecutionStatus.CANCELLED:
                     self.cancelled.set()
-            except Exception:  # a missed heartbeat is retried at the next tick
-                log.exception("heartbeat failed for %s", self.execution_id)
+            except Exception as exc:  # a missed heartbeat is retried at the next tick
+                # One line until it recovers, not a traceback per tick (trial 8b F8).
+                if not failing:
+                    log_one_line(log, f"heartbeat failed for {self.execution_id} (retrying)", exc)
+                failing = True
                 continue
+            if failing:
+                log.warning("heartbeat of %s works again", self.execution_id)
+                failing = False
             if (self.lost.is_set() or self.cancelled.is_set()) and self.on_stop is not None:
                 try:
                     self.on_stop()

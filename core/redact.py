@@ -42,6 +42,7 @@ import base64
 import json
 import re
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 MASK = "***"
@@ -212,6 +213,33 @@ def redact_message(message: str, url_or_conninfo: str) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         message = mask_secret(message, secret)
     return message
+
+
+class HiddenUrl(str):
+    """A store URL handed to Dask (a ``client.run`` argument): the URL itself, whose
+    ``repr`` is :func:`redact`'s. Dask's worker logs quote the arguments of a call that
+    failed by their ``repr`` ("Run Failed ... args: ..."), trial 8b F1."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact(str.__str__(self)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (HiddenUrl, (str.__str__(self),))
+
+
+def masked_repr(obj: Any, urls: tuple[str, ...]) -> str:
+    """``Name(field=value, ...)`` of a dataclass ``obj``, with each field named in
+    ``urls`` shown by :func:`redact`: for objects Dask may print (its "Compute Failed"
+    log quotes a task's callable by its ``repr``, trial 8b F1)."""
+    parts = []
+    for name in obj.__dataclass_fields__:
+        value = getattr(obj, name)
+        if name in urls and isinstance(value, str):
+            value = redact(value)
+        parts.append(f"{name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
 
 
 # -- URLs -------------------------------------------------------------------------

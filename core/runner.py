@@ -42,6 +42,7 @@ from connectsw.core.models import (
     utcnow,
 )
 from connectsw.core.monitor import INTERRUPTED, LEASE_LOST, STOP_STATUS, monitor
+from connectsw.core.redact import masked_repr
 from connectsw.core.states import TASK_EVENTS, EventKind, check_task
 from connectsw.core.stores import Store, get_store, redact
 from connectsw.core.supervisor import ProcessRef
@@ -56,6 +57,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("connectsw.runner")
 
 SUCCEEDED = TaskStatus.SUCCEEDED.value
+
+
+class _TaskFailureLine(logging.Filter):
+    """distributed's worker logs a task call that raised as "Compute Failed" with the
+    call's repr and the traceback: ten lines, on the user's terminal (trial 8b F8: a
+    store gone away under a running stage). A ConnectSW task's is one line: the engine
+    records and reports the failure itself. Whole with ``CONNECTSW_DEBUG``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg, args = record.msg, record.args
+        if (
+            isinstance(msg, str)
+            and msg.startswith("Compute Failed")
+            and isinstance(args, tuple)
+            and len(args) >= 4
+            and isinstance(args[0], tuple)
+            and args[0][:1] == ("connectsw-task",)
+            and not os.environ.get("CONNECTSW_DEBUG")
+        ):
+            key = args[0]
+            record.msg = "task %s of %s failed in its Dask worker: %s"
+            record.args = (key[-1], key[1] if len(key) > 1 else "?", event_text(str(args[3])))
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _one_line_task_failures() -> None:
+    worker_log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _TaskFailureLine) for f in worker_log.filters):
+        worker_log.addFilter(_TaskFailureLine())
+
+
+# Loaded in every worker that runs a task call (unpickling a TaskCall imports it).
+_one_line_task_failures()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +137,13 @@ class TaskCall:
 
     def _fields(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in self.__dataclass_fields__)
+
+    def __repr__(self) -> str:
+        # Dask's "Compute Failed" log quotes a failed task's callable by its repr: the
+        # store URL's password is masked (trial 8b F1).
+        return masked_repr(self, urls=("store_url",))
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -177,9 +219,10 @@ def public_result(result: TaskResult) -> dict[str, Any]:
     }
 
 
-#: Characters of an agent's text (its summary, its error) an event keeps: the attempt's
-#: record keeps it whole. A 15 MB summary was stored again in its event and printed as
-#: one 15 MB line (trial 7, F6).
+#: Characters of an agent's text (its summary, its error) an event keeps, and of an
+#: attempt's recorded error (:func:`_attempt_error`). A 15 MB summary was stored again
+#: in its event and printed as one 15 MB line (trial 7, F6); a 15 MB error was stored
+#: and printed whole (trial 8b, F7).
 EVENT_TEXT_CHARS = 2000
 
 
@@ -626,6 +669,13 @@ def _backoff(call: TaskCall, attempt: int, run: _Attempt) -> bool:
 
 
 def _attempt_error(exc: Exception, agent: str, task_id: str, attempt: int) -> str:
+    """:func:`_error_line`, cut by :func:`event_text`: the attempt's record, the
+    execution's error built from it and every print of them stay bounded (a 15 MB
+    TaskError was stored whole and printed as 15 MB, trial 8b F7)."""
+    return event_text(_error_line(exc, agent, task_id, attempt))
+
+
+def _error_line(exc: Exception, agent: str, task_id: str, attempt: int) -> str:
     """The one-line error of a failed attempt. An agent's code that raised something
     other than a :class:`TaskError` (a bug) gives its type and place, ``KeyError: 'x'
     (agent.py:12)``, and a third-party agent's names its plugin; the traceback is

@@ -30,7 +30,8 @@ from connectsw.core.isolation import GRACE_SECONDS
 from connectsw.core.lease import Lease
 from connectsw.core.models import Execution, TaskResult, TaskStatus, utcnow
 from connectsw.core.monitor import POLL_SECONDS
-from connectsw.core.runner import TaskCall, public_result, task_event
+from connectsw.core.redact import HiddenUrl
+from connectsw.core.runner import TaskCall, event_text, public_result, task_event
 from connectsw.core.states import TASK_EVENTS, check_task
 from connectsw.core.tasklog import flush as flush_task_log
 
@@ -285,7 +286,8 @@ class StageRun:
         try:
             # A worker that just died has nothing left to write (its records died with
             # it, and its attempts are settled as lost): only its write errors count.
-            replies = self.client.run(flush_task_log, self.store_url, on_error="return")
+            # The URL's repr is masked: Dask logs a failed run's arguments by it.
+            replies = self.client.run(flush_task_log, HiddenUrl(self.store_url), on_error="return")
             for reply in replies.values():
                 if isinstance(reply, Exception) and not isinstance(reply, OSError):
                     raise reply  # comm errors (a dead worker) are OSErrors
@@ -417,7 +419,7 @@ def _cause(future: Any, default: str) -> str:
         return default
     if type(exc).__name__ == "KilledWorker":
         return default
-    return one_line(exc, typed=True)
+    return event_text(one_line(exc, typed=True))
 
 
 def _ended(rec: TaskResult, status: TaskStatus, error: str) -> TaskResult:

@@ -14,6 +14,8 @@ advisory lock per execution it writes for: events of one execution commit in
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from connectsw.core.redact import redact
 from connectsw.core.stores.dialects import PostgresDialect
 from connectsw.core.stores.sql import SQLStore
+
+
+def _quiet_pool_logs() -> None:
+    """psycopg_pool logs two lines per failed connection attempt: about 40 warnings when
+    the server goes away under a running stage (trial 8b F8). The store's own error
+    says it once. Kept with ``CONNECTSW_DEBUG``, or a level the application set."""
+    pool_log = logging.getLogger("psycopg.pool")
+    if pool_log.level == logging.NOTSET and not os.environ.get("CONNECTSW_DEBUG"):
+        pool_log.setLevel(logging.ERROR)
+
+
+_quiet_pool_logs()
 
 CONNECT_TIMEOUT = 10.0
 POOL_MAX = 4

@@ -7,7 +7,10 @@ in a traceback. A request description has a documented maximum length.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +100,62 @@ def test_feedback_and_reasons_over_the_maximum_are_refused(
         *(["--no-run"] if command != "cancel" else []),
         ok=True,
     )
+
+
+BIG_ERROR = """
+from connectsw import hookimpl
+from connectsw.agents.base import Agent
+from connectsw.core.errors import TaskError
+
+
+class BigError(Agent):
+    name = "bigerr"
+    description = "Fails with a 5 MB error."
+
+    def run(self, ctx):
+        raise TaskError("E" * 5_000_000)
+
+
+class BigErrorThread(BigError):
+    name = "bigerr-thread"
+    isolation = "thread"
+
+
+@hookimpl
+def register_agents(register):
+    register(BigError())
+    register(BigErrorThread())
+"""
+
+
+@pytest.mark.parametrize("agent", ["bigerr", "bigerr-thread"])
+def test_an_agents_huge_error_is_stored_and_shown_bounded(
+    cli: Cli, tmp_path: Path, agent: str
+) -> None:
+    """Trial 8b, F7: a 15 MB TaskError was printed as 15 MB (556 MB RSS), stored whole
+    (105 MB store), and printed whole again by ``status ID``."""
+    from .test_plugin_output import site
+
+    plugin = site(tmp_path / "site", "bigerr", BIG_ERROR)
+    cli.env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(plugin), os.environ.get("PYTHONPATH", "")) if p
+    )
+    (cli.cwd / "g.yaml").write_text(
+        f"name: be\ntasks:\n  - {{id: x, agent: {agent}}}\n  - {{id: y, agent: noop}}\n"
+    )
+    res = cli("run", "g.yaml", "-w", "ws", "--yes")
+    assert res.returncode == ExitCode.FAILED, str(res)[:5000]
+    bound = 8 * 1024
+    assert len(res.stdout) + len(res.stderr) < bound, (len(res.stdout), len(res.stderr))
+    assert "EEEE" in res.stdout + res.stderr
+    eid = res.execution_id
+    view = cli.view(eid)
+    assert len(view["error"]) < bound
+    assert view["error"].startswith("task 'x' failed: EEEE")
+    status = cli("status", eid, "--no-resume")
+    assert len(status.stdout) + len(status.stderr) < bound, len(status.stdout)
+    events = cli.events(eid)
+    assert all(len(json.dumps(e)) < bound for e in events)
+    data = Path(cli.env["CONNECTSW_DATA_DIR"])
+    stored = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+    assert stored < 4_000_000, stored  # the 5 MB error is not stored (once or more)
