@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -84,22 +85,31 @@ class SleepyEmbedder:
         raise AssertionError("unreachable")
 
 
-@pytest.fixture
-def sleepy_embedder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONNECTSW_PLUGIN_IMPORT_TIMEOUT", "0.5")
-    plugin = types.ModuleType("connectsw_test_sleepy_emb")
+@contextlib.contextmanager
+def embedder_plugin(name: str, embedder: Any) -> Iterator[None]:
+    """A plugin called ``name`` that registers ``embedder``, loaded while inside."""
+    plugin = types.ModuleType(f"connectsw_{name.replace('-', '_')}")
 
     @hookimpl
     def register_embedders(register: Callable[[Any], None]) -> None:
-        register(SleepyEmbedder())
+        register(embedder)
 
     plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
     pm = get_plugin_manager()
-    pm.register(plugin, name="test-sleepy-emb")
+    pm.register(plugin, name=name)
     reset_registries()
-    yield
-    pm.unregister(name="test-sleepy-emb")
-    reset_registries()
+    try:
+        yield
+    finally:
+        pm.unregister(name=name)
+        reset_registries()
+
+
+@pytest.fixture
+def sleepy_embedder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("CONNECTSW_PLUGIN_IMPORT_TIMEOUT", "0.5")
+    with embedder_plugin("test-sleepy-emb", SleepyEmbedder()):
+        yield
 
 
 def test_a_plugin_embedder_that_blocks_does_not_hold_the_checkpoint(
@@ -193,17 +203,7 @@ def test_a_plugin_embedder_that_fails_is_its_plugins_one_line_error(
     from connectsw.core.memory_embedders import get_embedder
 
     monkeypatch.setattr(BrokenEmbedder, "how", how)
-    plugin = types.ModuleType("connectsw_test_broken_emb")
-
-    @hookimpl
-    def register_embedders(register: Callable[[Any], None]) -> None:
-        register(BrokenEmbedder())
-
-    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
-    pm = get_plugin_manager()
-    pm.register(plugin, name="test-broken-emb")
-    reset_registries()
-    try:
+    with embedder_plugin("test-broken-emb", BrokenEmbedder()):
         memory = Memory(
             str(settings.data_dir / "memory-broken"), get_embedder("broken-emb"), settings.memory
         )
@@ -212,6 +212,3 @@ def test_a_plugin_embedder_that_fails_is_its_plugins_one_line_error(
         text = str(info.value)
         assert text.startswith('plugin "test-broken-emb" failed: embedder "broken-emb" '), text
         assert said in text and "\n" not in text
-    finally:
-        pm.unregister(name="test-broken-emb")
-        reset_registries()
