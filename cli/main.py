@@ -311,6 +311,18 @@ def _interrupted(execution_id: str | None) -> None:
         os.close(devnull)
 
 
+def _store_hint(exc: ConnectSWError) -> str:
+    """For a store that failed under a running execution, what to run once it answers
+    again (trial 8, F5: a dropped connection ended the run, exit 6, with no hint), in
+    the same line; empty otherwise."""
+    from connectsw.core.errors import StoreError
+
+    execution_id = _state.current_execution if _state is not None else None
+    if not isinstance(exc, StoreError) or not execution_id:
+        return ""
+    return f"; once the store answers, continue with `connectsw resume {execution_id}`"
+
+
 def _fail(message: str, code: int) -> None:
     err_console.print(Text.assemble(("Error:", "red"), " ", message), soft_wrap=True)
     sys.exit(code)
@@ -403,7 +415,7 @@ def _run(argv: list[str] | None, debug: bool) -> None:
             import traceback
 
             traceback.print_exception(exc.__cause__, file=sys.stderr)
-        _fail(one_line(exc), exc.exit_code)
+        _fail(one_line(exc) + _store_hint(exc), exc.exit_code)
     except SystemExit:
         raise
     except Exception as exc:
