@@ -228,3 +228,28 @@ def bare_scheduler() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """``tmpfs(name, options) -> folder``: a real tmpfs mounted on ``tmp_path / name``
+    with mount ``options`` (``"ro,size=1m"``: a read-only disk, ``"size=4m"``: a disk that
+    fills up), unmounted after the test. Skips where mounting is not allowed (not root)."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], check=True)

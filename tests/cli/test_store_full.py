@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,9 @@ from .conftest import Cli
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs (a disk that fills up), unmounted afterwards."""
-    target = tmp_path / "small"
-    target.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=True)
+def small_disk(tmpfs: Callable[[str, str], Path]) -> Path:
+    """A 4 MB disk that fills up."""
+    return tmpfs("small", "size=4m")
 
 
 def test_a_store_that_fails_mid_run_says_how_to_continue(tmp_path: Path, small_disk: Path) -> None:

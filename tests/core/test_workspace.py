@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -159,21 +159,9 @@ def test_an_ignored_workspace_gets_its_own_repository(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def read_only_dir(tmp_path: Path) -> Iterator[Path]:
-    """A real read-only file system (an empty tmpfs mounted ro), unmounted afterwards."""
-    target = tmp_path / "ro"
-    target.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here (needs root): {proc.stderr.strip()}")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", str(target)], check=True)
+def read_only_dir(tmpfs: Callable[[str, str], Path]) -> Path:
+    """A real read-only file system (an empty tmpfs mounted ro)."""
+    return tmpfs("ro", "ro,size=1m")
 
 
 def test_workspace_under_a_file_is_one_line_error(tmp_path: Path) -> None:
