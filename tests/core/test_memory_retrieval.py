@@ -8,16 +8,21 @@ here (deterministic), hit@1 / hit@5:
 =========  ===========  ===========
 embedder   vector       hybrid (RRF)
 =========  ===========  ===========
+mpnet      0.77 / 0.94  0.52 / 0.89
 minilm     0.63 / 0.89  0.42 / 0.87
-wordllama  0.40 / 0.61  0.24 / 0.58
+wordllama  0.40 / 0.61  0.27 / 0.58
 hashing    0.11 / 0.32  0.15 / 0.34
 =========  ===========  ===========
 
 The default (minilm, vector) is what ships. The issue's goal for the default
 embedder (hit@1 >= 0.8, hit@5 >= 0.95) is NOT reached: the questions that miss need
 knowledge a 22M-parameter sentence model lacks (that Playwright drives a browser,
-that PagerDuty wakes the on-call person). The assertions hold the measured level,
-rounded down, so a regression fails; :data:`GOAL` is printed beside them.
+that PagerDuty wakes the on-call person). mpnet (all-mpnet-base-v2, 110M
+parameters, opt-in) comes closest, 2 questions short at hit@1 and 1 at hit@5; it is
+not the default because it costs about 8 times minilm's compute per text, and the
+engine embeds every document its agents write at each checkpoint. The assertions
+hold the measured level, rounded down, so a regression fails; :data:`GOAL` is
+printed beside them.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from .memory_corpus import CORPUS
 GOAL = (0.8, 0.95)
 #: (hit@1, hit@5) each embedder must keep, per search mode (measured level, rounded down).
 FLOORS = {
+    ("mpnet", "vector"): (0.75, 0.9),
+    ("mpnet", "hybrid"): (0.4, 0.85),
     ("minilm", "vector"): (0.6, 0.85),
     ("minilm", "hybrid"): (0.4, 0.85),
     ("wordllama", "vector"): (0.38, 0.6),
@@ -68,7 +75,7 @@ def test_the_corpus_has_enough_paraphrases() -> None:
         assert query.lower() not in text.lower()
 
 
-@pytest.mark.parametrize("embedder", ["hashing", "wordllama", "minilm"])
+@pytest.mark.parametrize("embedder", ["hashing", "wordllama", "minilm", "mpnet"])
 def test_hit_at_1_and_at_5(embedder: str) -> None:
     figures = hits(embedder)
     default = load_settings().memory
@@ -80,10 +87,13 @@ def test_hit_at_1_and_at_5(embedder: str) -> None:
         assert at1 >= floor1 and at5 >= floor5, (mode, at1, at5)
 
 
-def test_the_default_is_the_best_measured() -> None:
-    """minilm's vector search beats every other embedder and mode measured here."""
+def test_the_default_is_the_best_of_the_light_embedders_and_mpnet_beats_it() -> None:
+    """minilm's vector search beats every other light embedder and mode measured here;
+    mpnet (opt-in: about 8 times minilm's compute per text) beats minilm."""
     default = load_settings().memory
     assert (default.embedder, default.search) == ("minilm", "vector")
     best = hits("minilm")["vector"]
     for embedder in ("hashing", "wordllama"):
         assert all(best[0] > at1 and best[1] > at5 for at1, at5 in hits(embedder).values())
+    stronger = hits("mpnet")["vector"]
+    assert stronger[0] > best[0] and stronger[1] > best[1]
