@@ -24,7 +24,6 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -140,16 +139,14 @@ class MPNet(MiniLM):
         return w["embeddings.position_embeddings.weight"][2:]
 
     def _load_more(self, w: dict[str, np.ndarray]) -> None:
-        self.relative = w["encoder.relative_attention_bias.weight"]  # (buckets, heads)
-        self._bias: dict[int, Any] = {}
+        relative = w["encoder.relative_attention_bias.weight"]  # (buckets, heads)
+        # (heads, MAX_TOKENS, MAX_TOKENS), shared by every layer and every length: a
+        # bias depends only on key - query, so a shorter text's is the top-left corner
+        # (~7 MB once, rather than one array per length seen).
+        self._bias = np.ascontiguousarray(relative[relative_buckets(MAX_TOKENS)].transpose(2, 0, 1))
 
     def _position_bias(self, length: int) -> np.ndarray:
-        bias: np.ndarray | None = self._bias.get(length)
-        if bias is None:  # (heads, length, length), shared by every layer
-            bias = np.ascontiguousarray(self.relative[relative_buckets(length)].transpose(2, 0, 1))
-            if len(self._bias) < 512:
-                self._bias[length] = bias
-        return bias
+        return self._bias[:, :length, :length]
 
 
 def main(argv: list[str]) -> int:
